@@ -1,0 +1,1 @@
+//! Holder crate for the benches and the load harness.

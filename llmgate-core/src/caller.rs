@@ -1,0 +1,85 @@
+//! Who is asking: the identity, tier and billing mode of one request.
+
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+
+use crate::power::PowerLevel;
+
+/// What a subscription tier grants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tier {
+    pub name: String,
+    /// 0.4 means +40 % on every charge.
+    pub markup: Decimal,
+    /// Whether users of this tier may bring their own provider keys.
+    pub byok: bool,
+    /// Credits granted once per calendar month.
+    pub monthly_credits: Option<Decimal>,
+    pub default_power_level: PowerLevel,
+    /// Requests per minute per user; `None` is unlimited.
+    pub rpm: Option<u32>,
+    /// Only `privacy: high` (local) models may serve this tier.
+    pub require_private: bool,
+}
+
+impl Tier {
+    /// A tier with no markup, no BYOK and the balanced default.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            markup: Decimal::ZERO,
+            byok: false,
+            monthly_credits: None,
+            default_power_level: PowerLevel::Balanced,
+            rpm: None,
+            require_private: false,
+        }
+    }
+}
+
+/// Whether a request holds and charges credits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Billing {
+    /// A user's request: holds and charges credits (unless BYOK or a free model).
+    Charged,
+    /// The master key or an embedder's own call: recorded in usage, never charged.
+    Uncharged,
+}
+
+/// The caller of one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: Arc<str>,
+    pub tier: Arc<Tier>,
+    pub billing: Billing,
+    /// Correlates logs, the ledger and the response; generated when absent.
+    pub request_id: Option<Arc<str>>,
+}
+
+impl Caller {
+    /// A charged user of the given tier.
+    pub fn user(user_id: impl Into<Arc<str>>, tier: Arc<Tier>) -> Self {
+        Self {
+            user_id: user_id.into(),
+            tier,
+            billing: Billing::Charged,
+            request_id: None,
+        }
+    }
+
+    /// The operator: never charged, recorded in usage as `admin`.
+    pub fn admin() -> Self {
+        Self {
+            user_id: Arc::from("admin"),
+            tier: Arc::new(Tier::new("admin")),
+            billing: Billing::Uncharged,
+            request_id: None,
+        }
+    }
+
+    pub fn with_request_id(mut self, request_id: impl Into<Arc<str>>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
+    }
+}

@@ -1,0 +1,197 @@
+//! The `CreditStore` trait: balances, holds and an append-only ledger.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// Whose key paid the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySource {
+    Platform,
+    Byok,
+}
+
+impl KeySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Platform => "platform",
+            KeySource::Byok => "byok",
+        }
+    }
+}
+
+/// A reservation of credits for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRequest {
+    pub user_id: String,
+    pub request_id: String,
+    /// The most this request can cost.
+    pub amount_micros: i64,
+    /// How long the hold lives if never settled (a crash); then it is reclaimed.
+    pub ttl_secs: u64,
+}
+
+/// A placed hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub id: String,
+    pub user_id: String,
+    pub amount_micros: i64,
+}
+
+/// One request's consumption, as recorded in usage and on its ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub user_id: String,
+    pub request_id: String,
+    /// The configured model name that served the request.
+    pub model: String,
+    pub provider: String,
+    pub key_source: KeySource,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_micros: i64,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// What kind of credit a top-up is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditKind {
+    /// A tier's monthly credits.
+    Grant,
+    /// Bought or added by an admin.
+    TopUp,
+    /// Money given back.
+    Refund,
+}
+
+/// A credit to apply once per idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credit {
+    pub user_id: String,
+    pub kind: CreditKind,
+    pub amount_micros: i64,
+    /// The same key applies once; a repeat is a no-op that reports `applied: false`.
+    pub idempotency_key: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreditOutcome {
+    pub applied: bool,
+    pub balance_micros: i64,
+}
+
+/// A ledger entry kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionKind {
+    Grant,
+    TopUp,
+    Hold,
+    Charge,
+    Release,
+    Refund,
+}
+
+/// One row of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    pub id: i64,
+    pub user_id: String,
+    pub kind: TransactionKind,
+    /// Signed change to the spendable balance (holds negative, releases positive).
+    pub amount_micros: i64,
+    pub balance_after_micros: i64,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub key_source: Option<KeySource>,
+    pub request_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub reason: Option<String>,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// A page of a newest-first listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    /// Only entries with an id below this (the `id` of the last entry seen).
+    pub before_id: Option<i64>,
+}
+
+/// How to group usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageGroup {
+    Model,
+    Provider,
+    Day,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageQuery {
+    /// `None`: every user (admins only).
+    pub user_id: Option<String>,
+    /// Days as `YYYY-MM-DD`, inclusive.
+    pub from_day: Option<String>,
+    pub to_day: Option<String>,
+    pub group_by: UsageGroup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub key: String,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_micros: i64,
+}
+
+/// Balances and the ledger.
+///
+/// Every method is atomic in its backend; together they keep the invariants of SPEC §6: a
+/// balance never goes below zero, every settled charge is in the ledger exactly once, and
+/// `balance = grants + top-ups + refunds − charges`.
+#[async_trait]
+pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Reserve `amount_micros` or fail with `insufficient_credits` without changing anything.
+    async fn hold(&self, request: HoldRequest) -> Result<Hold>;
+
+    /// Turn a hold into a charge of `usage.cost_micros` (capped at the hold) and give the rest
+    /// back. Settling an already settled or released hold changes nothing. Returns the balance.
+    async fn settle(&self, hold: &Hold, usage: &UsageRecord) -> Result<i64>;
+
+    /// Give a hold back in full.
+    async fn release(&self, hold: &Hold) -> Result<()>;
+
+    /// Record an uncharged request (free model, BYOK, admin) in usage.
+    async fn record_usage(&self, usage: &UsageRecord) -> Result<()>;
+
+    /// Add credits once per idempotency key.
+    async fn credit(&self, credit: Credit) -> Result<CreditOutcome>;
+
+    /// The spendable balance (holds already subtracted); 0 for an unknown user.
+    async fn balance(&self, user_id: &str) -> Result<i64>;
+
+    /// The user's ledger, newest first.
+    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>>;
+
+    /// Usage grouped by model, provider or day.
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>>;
+
+    /// Release holds past their expiry; returns how many.
+    async fn reclaim_expired(&self) -> Result<u64>;
+}
+
+/// Compile-time check that the trait stays object-safe.
+const _: Option<Arc<dyn CreditStore>> = None;

@@ -1,0 +1,315 @@
+//! The one error type of the core: it knows its kind, HTTP status and whether a retry may help.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What went wrong, at the granularity a client (and the router) needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request itself is wrong (400).
+    InvalidRequest,
+    /// No or bad credentials (401).
+    Authentication,
+    /// The balance cannot cover the request's hold (402).
+    InsufficientCredits,
+    /// The caller may not do this (403).
+    PermissionDenied,
+    /// Unknown model or resource (404).
+    NotFound,
+    /// Body over the limit (413).
+    RequestTooLarge,
+    /// The gateway's own rate limit (429).
+    RateLimited,
+    /// An upstream failed or answered with an error (502).
+    Upstream,
+    /// An upstream is overloaded or rate limited (503).
+    UpstreamUnavailable,
+    /// An upstream did not answer in time (504).
+    UpstreamTimeout,
+    /// A backend the gateway needs (database, cache) is unreachable (503).
+    Unavailable,
+    /// A bug or an unexpected state (500).
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status this kind is served with.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidRequest => 400,
+            ErrorKind::Authentication => 401,
+            ErrorKind::InsufficientCredits => 402,
+            ErrorKind::PermissionDenied => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::RequestTooLarge => 413,
+            ErrorKind::RateLimited => 429,
+            ErrorKind::Upstream => 502,
+            ErrorKind::UpstreamUnavailable | ErrorKind::Unavailable => 503,
+            ErrorKind::UpstreamTimeout => 504,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    /// The OpenAI-style `type` field.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request_error",
+            ErrorKind::Authentication => "authentication_error",
+            ErrorKind::InsufficientCredits => "insufficient_credits",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::NotFound => "not_found_error",
+            ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::RateLimited => "rate_limit_exceeded",
+            ErrorKind::Upstream | ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamTimeout => {
+                "upstream_error"
+            }
+            ErrorKind::Unavailable => "service_unavailable",
+            ErrorKind::Internal => "internal_error",
+        }
+    }
+}
+
+/// An error with everything needed to answer a client and decide on a retry.
+///
+/// Messages are written for the client: they never hold keys, SQL or upstream URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    param: Option<String>,
+    code: Option<String>,
+    retry_after: Option<Duration>,
+    retryable: bool,
+    upstream_status: Option<u16>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        let retryable = matches!(
+            kind,
+            ErrorKind::Upstream | ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamTimeout
+        );
+        Self {
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+            retry_after: None,
+            retryable,
+            upstream_status: None,
+        }
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, message)
+    }
+
+    pub fn authentication(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Authentication, message)
+    }
+
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::PermissionDenied, message)
+    }
+
+    pub fn model_not_found(model: &str) -> Self {
+        Self::new(
+            ErrorKind::NotFound,
+            format!("The model `{model}` does not exist or is not configured on this gateway."),
+        )
+        .with_param("model")
+        .with_code("model_not_found")
+    }
+
+    pub fn insufficient_credits(needed_micros: i64, balance_micros: i64) -> Self {
+        Self::new(
+            ErrorKind::InsufficientCredits,
+            format!(
+                "Insufficient credits: this request may cost up to {needed_micros} micro-credits \
+                 and the balance is {balance_micros}."
+            ),
+        )
+        .with_code("insufficient_credits")
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+
+    /// An upstream's error answer. The status decides kind and retryability: 400-class answers
+    /// are the request's fault and final; 401/403 are the key's; 408/409/429/5xx may succeed
+    /// elsewhere.
+    pub fn from_upstream_status(provider: &str, status: u16, detail: &str) -> Self {
+        let detail = detail.trim();
+        let message = if detail.is_empty() {
+            format!("Upstream {provider} answered HTTP {status}.")
+        } else {
+            format!("Upstream {provider} answered HTTP {status}: {detail}")
+        };
+        let (kind, retryable) = match status {
+            408 => (ErrorKind::UpstreamTimeout, true),
+            401 | 403 => (ErrorKind::Upstream, true),
+            409 | 425 => (ErrorKind::Upstream, true),
+            429 | 503 | 529 => (ErrorKind::UpstreamUnavailable, true),
+            400..=499 => (ErrorKind::InvalidRequest, false),
+            _ => (ErrorKind::Upstream, true),
+        };
+        let mut error = Self::new(kind, message).with_code(upstream_code(status));
+        error.retryable = retryable;
+        error.upstream_status = Some(status);
+        error
+    }
+
+    pub fn upstream_timeout(provider: &str) -> Self {
+        Self::new(
+            ErrorKind::UpstreamTimeout,
+            format!("Upstream {provider} did not answer in time."),
+        )
+        .with_code("upstream_timeout")
+    }
+
+    pub fn upstream_connect(provider: &str) -> Self {
+        Self::new(
+            ErrorKind::Upstream,
+            format!("Could not reach upstream {provider}."),
+        )
+        .with_code("upstream_unreachable")
+    }
+
+    /// A stream that broke or sent garbage after it started.
+    pub fn upstream_stream(provider: &str, what: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::Upstream,
+            format!("The stream from upstream {provider} failed: {what}"),
+        )
+        .with_code("upstream_stream_error")
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn param(&self) -> Option<&str> {
+        self.param.as_deref()
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Whether another attempt (here or on another deployment) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// The upstream's HTTP status, when this error is an upstream's answer.
+    pub fn upstream_status(&self) -> Option<u16> {
+        self.upstream_status
+    }
+
+    /// The error as OpenAI's JSON error body.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind.type_name(),
+                "param": self.param,
+                "code": self.code,
+            }
+        })
+    }
+}
+
+fn upstream_code(status: u16) -> &'static str {
+    match status {
+        401 | 403 => "upstream_auth_failed",
+        429 => "upstream_rate_limited",
+        503 | 529 => "upstream_overloaded",
+        400..=499 => "upstream_rejected_request",
+        _ => "upstream_failed",
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.type_name(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_statuses_map_to_kind_and_retryability() {
+        let cases = [
+            (400, ErrorKind::InvalidRequest, false, 400),
+            (401, ErrorKind::Upstream, true, 502),
+            (404, ErrorKind::InvalidRequest, false, 400),
+            (429, ErrorKind::UpstreamUnavailable, true, 503),
+            (500, ErrorKind::Upstream, true, 502),
+            (503, ErrorKind::UpstreamUnavailable, true, 503),
+            (529, ErrorKind::UpstreamUnavailable, true, 503),
+        ];
+        for (status, kind, retryable, served) in cases {
+            let error = Error::from_upstream_status("p", status, "x");
+            assert_eq!(error.kind(), kind, "status {status}");
+            assert_eq!(error.is_retryable(), retryable, "status {status}");
+            assert_eq!(error.status(), served, "status {status}");
+        }
+    }
+
+    #[test]
+    fn json_shape_is_openai_error() {
+        let body = Error::model_not_found("nope").to_json();
+        assert_eq!(body["error"]["type"], "not_found_error");
+        assert_eq!(body["error"]["code"], "model_not_found");
+        assert_eq!(body["error"]["param"], "model");
+    }
+}

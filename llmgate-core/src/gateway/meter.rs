@@ -1,0 +1,294 @@
+//! Streams: meter what the upstream produced, and settle the hold exactly once — at the end,
+//! on a mid-stream failure, or when the client goes away.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::{Stream, StreamExt};
+use serde_json::json;
+
+use super::RouteInfo;
+use crate::chat::{ChatChunk, ChatResponse, Usage};
+use crate::credits::{CreditStore, Hold, UsageRecord};
+use crate::error::Result;
+use crate::pricing::PriceTerms;
+use crate::provider::ChunkStream;
+use crate::tokens;
+
+/// Settle the hold to the record's cost, or just record usage when nothing was held.
+/// Returns the micro-credits charged.
+pub(super) async fn settle_or_record(
+    credits: &Arc<dyn CreditStore>,
+    hold: Option<&Hold>,
+    record: &UsageRecord,
+) -> Result<i64> {
+    match hold {
+        Some(hold) => {
+            credits.settle(hold, record).await?;
+            Ok(record.cost_micros.min(hold.amount_micros))
+        }
+        None => {
+            credits.record_usage(record).await?;
+            Ok(record.cost_micros)
+        }
+    }
+}
+
+/// Usage for a whole response whose upstream reported none.
+pub(super) fn estimate_response_usage(response: &ChatResponse, prompt_estimate: u64) -> Usage {
+    let produced: usize = response
+        .choices
+        .iter()
+        .map(|c| {
+            c.message.text_content().len()
+                + c.message
+                    .tool_calls
+                    .iter()
+                    .flatten()
+                    .map(|t| t.function.name.len() + t.function.arguments.len())
+                    .sum::<usize>()
+        })
+        .sum();
+    let mut usage = Usage::new(prompt_estimate, tokens::estimate_text_tokens(produced));
+    usage.estimated = true;
+    usage
+}
+
+/// Everything needed to settle a stream's hold, whichever way the stream ends.
+pub(super) struct Settler {
+    pub credits: Arc<dyn CreditStore>,
+    pub hold: Option<Hold>,
+    /// The usage record with identity filled in; tokens and cost are set at the end.
+    pub record: UsageRecord,
+    pub terms: Option<PriceTerms>,
+    pub prompt_estimate: u64,
+}
+
+/// What the stream produced so far.
+#[derive(Debug, Default)]
+struct Meter {
+    usage: Option<Usage>,
+    produced_bytes: usize,
+    id: String,
+    model: String,
+    created: u64,
+}
+
+impl Meter {
+    /// Note a chunk: remember its usage (moved out of it) and count what it produced.
+    fn observe(&mut self, chunk: &mut ChatChunk) {
+        if let Some(usage) = chunk.usage.take() {
+            self.usage = Some(usage);
+        }
+        for choice in &chunk.choices {
+            let delta = &choice.delta;
+            self.produced_bytes += delta.content.as_ref().map_or(0, String::len);
+            self.produced_bytes += delta.refusal.as_ref().map_or(0, String::len);
+            for call in delta.tool_calls.iter().flatten() {
+                if let Some(function) = &call.function {
+                    self.produced_bytes += function.name.as_ref().map_or(0, String::len);
+                    self.produced_bytes += function.arguments.as_ref().map_or(0, String::len);
+                }
+            }
+            if let Some(serde_json::Value::String(reasoning)) = delta.extra.get("reasoning_content")
+            {
+                self.produced_bytes += reasoning.len();
+            }
+        }
+        if self.id.is_empty() {
+            self.id.clone_from(&chunk.id);
+            self.created = chunk.created;
+        }
+        if self.model.is_empty() {
+            self.model.clone_from(&chunk.model);
+        }
+    }
+
+    /// The usage to bill: the upstream's, or an estimate from what was produced.
+    fn billable_usage(&self, prompt_estimate: u64) -> Usage {
+        match &self.usage {
+            Some(usage) => usage.clone(),
+            None => {
+                let mut usage = Usage::new(
+                    prompt_estimate,
+                    tokens::estimate_text_tokens(self.produced_bytes),
+                );
+                usage.estimated = true;
+                usage
+            }
+        }
+    }
+}
+
+/// Settles on drop when the stream did not get to settle itself (the client went away).
+struct SettleGuard {
+    settler: Option<Settler>,
+    meter: Meter,
+}
+
+impl SettleGuard {
+    /// Settle now; returns the usage billed and the charge.
+    async fn settle(&mut self) -> Option<(Usage, i64)> {
+        let settler = self.settler.take()?;
+        let usage = self.meter.billable_usage(settler.prompt_estimate);
+        let (record, _) = billed_record(&settler, &usage);
+        let charged = match settle_or_record(&settler.credits, settler.hold.as_ref(), &record).await
+        {
+            Ok(charged) => charged,
+            Err(error) => {
+                // The hold stays open and is reclaimed at expiry; say so loudly.
+                tracing::error!(%error, request_id = %record.request_id, "settling a stream failed");
+                record.cost_micros
+            }
+        };
+        Some((usage, charged))
+    }
+}
+
+fn billed_record(settler: &Settler, usage: &Usage) -> (UsageRecord, i64) {
+    let cost = settler
+        .terms
+        .as_ref()
+        .and_then(|t| {
+            t.charge_micros(usage.prompt_tokens, usage.completion_tokens)
+                .ok()
+        })
+        .unwrap_or(0);
+    let cost = settler
+        .hold
+        .as_ref()
+        .map_or(cost, |h| cost.min(h.amount_micros));
+    let mut record = settler.record.clone();
+    record.prompt_tokens = usage.prompt_tokens;
+    record.completion_tokens = usage.completion_tokens;
+    record.cost_micros = cost;
+    (record, cost)
+}
+
+impl Drop for SettleGuard {
+    fn drop(&mut self) {
+        let Some(settler) = self.settler.take() else {
+            return;
+        };
+        let meter = std::mem::take(&mut self.meter);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(request_id = %settler.record.request_id, "stream dropped outside a runtime; its hold is left to expire");
+            return;
+        };
+        runtime.spawn(async move {
+            let credits = settler.credits.clone();
+            if meter.produced_bytes == 0 && meter.usage.is_none() {
+                // Nothing reached the client: give the whole hold back.
+                if let Some(hold) = &settler.hold
+                    && let Err(error) = credits.release(hold).await
+                {
+                    tracing::error!(%error, hold = %hold.id, "releasing an abandoned stream's hold failed");
+                }
+                return;
+            }
+            let mut guard = SettleGuard {
+                settler: Some(settler),
+                meter,
+            };
+            guard.settle().await;
+        });
+    }
+}
+
+struct State {
+    first: Option<ChatChunk>,
+    upstream: ChunkStream,
+    guard: SettleGuard,
+    done: bool,
+}
+
+/// A metered stream of completion chunks. The last chunk of a good stream has no choices and
+/// carries the usage and `"llmgate": {"cost_micros": N}`. A mid-stream failure ends it with an
+/// `Err` item. Dropping it early settles what was produced in the background.
+pub struct CompletionStream {
+    route: RouteInfo,
+    inner: ChunkStream,
+}
+
+impl std::fmt::Debug for CompletionStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompletionStream")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompletionStream {
+    pub(super) fn new(
+        route: RouteInfo,
+        first: ChatChunk,
+        upstream: ChunkStream,
+        settler: Settler,
+    ) -> Self {
+        let state = State {
+            first: Some(first),
+            upstream,
+            guard: SettleGuard {
+                settler: Some(settler),
+                meter: Meter::default(),
+            },
+            done: false,
+        };
+        let inner = futures::stream::unfold(state, |mut state| async move {
+            if state.done {
+                return None;
+            }
+            loop {
+                let next = match state.first.take() {
+                    Some(chunk) => Some(Ok(chunk)),
+                    None => state.upstream.next().await,
+                };
+                match next {
+                    Some(Ok(mut chunk)) => {
+                        let had_usage = chunk.usage.is_some();
+                        state.guard.meter.observe(&mut chunk);
+                        if had_usage && chunk.choices.is_empty() {
+                            // The usage-only chunk is re-sent at the end with the cost.
+                            continue;
+                        }
+                        return Some((Ok(chunk), state));
+                    }
+                    None => {
+                        state.done = true;
+                        let (usage, cost) = state.guard.settle().await?;
+                        let meter = &state.guard.meter;
+                        let mut last =
+                            ChatChunk::empty(meter.id.clone(), meter.model.clone(), meter.created);
+                        last.usage = Some(usage);
+                        last.extra
+                            .insert("llmgate".to_owned(), json!({ "cost_micros": cost }));
+                        return Some((Ok(last), state));
+                    }
+                    Some(Err(error)) => {
+                        state.done = true;
+                        state.guard.settle().await;
+                        return Some((Err(error), state));
+                    }
+                }
+            }
+        });
+        Self {
+            route,
+            inner: Box::pin(inner),
+        }
+    }
+
+    /// How the request was routed.
+    pub fn route(&self) -> &RouteInfo {
+        &self.route
+    }
+}
+
+impl Stream for CompletionStream {
+    type Item = Result<ChatChunk>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}

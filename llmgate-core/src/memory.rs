@@ -1,0 +1,360 @@
+//! In-process backends: a credit store and a key vault that live in memory. For embedding,
+//! tests and benchmarks; nothing survives the process.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use crate::credits::{
+    Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, Page, Transaction,
+    TransactionKind, UsageGroup, UsageQuery, UsageRecord, UsageRow,
+};
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crate::vault::{KeyVault, StoredKey};
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The calendar day (UTC) of a Unix time, as `YYYY-MM-DD`.
+pub fn day_of(unix_secs: i64) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate for one conversion.
+    let days = unix_secs.div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[derive(Debug, Default)]
+struct LedgerState {
+    balances: HashMap<String, i64>,
+    holds: HashMap<String, OpenHold>,
+    ledger: Vec<Transaction>,
+    idempotency_keys: HashSet<String>,
+    usage: Vec<UsageRecord>,
+    next_hold: u64,
+}
+
+#[derive(Debug)]
+struct OpenHold {
+    user_id: String,
+    amount_micros: i64,
+    expires_at: i64,
+}
+
+/// A `CreditStore` in memory: one mutex around the whole state, so every step is atomic.
+#[derive(Debug, Default)]
+pub struct MemoryCreditStore {
+    state: Mutex<LedgerState>,
+}
+
+impl MemoryCreditStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LedgerState> {
+        // A panic while holding the lock cannot leave a half-applied step (each step mutates
+        // only after its checks), so a poisoned lock is safe to keep using.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl LedgerState {
+    fn append(&mut self, mut entry: Transaction) {
+        entry.id = self.ledger.len() as i64 + 1;
+        self.ledger.push(entry);
+    }
+
+    fn entry(&self, user_id: &str, kind: TransactionKind, amount: i64) -> Transaction {
+        Transaction {
+            id: 0,
+            user_id: user_id.to_owned(),
+            kind,
+            amount_micros: amount,
+            balance_after_micros: self.balances.get(user_id).copied().unwrap_or(0),
+            model: None,
+            provider: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            key_source: None,
+            request_id: None,
+            idempotency_key: None,
+            reason: None,
+            at: unix_now(),
+        }
+    }
+
+    fn release_hold(&mut self, hold_id: &str) -> bool {
+        let Some(hold) = self.holds.remove(hold_id) else {
+            return false;
+        };
+        *self.balances.entry(hold.user_id.clone()).or_default() += hold.amount_micros;
+        let mut entry = self.entry(&hold.user_id, TransactionKind::Release, hold.amount_micros);
+        entry.reason = Some(format!("hold {hold_id}"));
+        self.append(entry);
+        true
+    }
+}
+
+#[async_trait]
+impl CreditStore for MemoryCreditStore {
+    async fn hold(&self, request: HoldRequest) -> Result<Hold> {
+        if request.amount_micros < 0 {
+            return Err(Error::internal("negative hold"));
+        }
+        let mut state = self.lock();
+        let balance = state.balances.get(&request.user_id).copied().unwrap_or(0);
+        if balance < request.amount_micros {
+            return Err(Error::insufficient_credits(request.amount_micros, balance));
+        }
+        state.next_hold += 1;
+        let id = format!("h{}", state.next_hold);
+        *state.balances.entry(request.user_id.clone()).or_default() -= request.amount_micros;
+        state.holds.insert(
+            id.clone(),
+            OpenHold {
+                user_id: request.user_id.clone(),
+                amount_micros: request.amount_micros,
+                expires_at: unix_now() + request.ttl_secs as i64,
+            },
+        );
+        let mut entry = state.entry(
+            &request.user_id,
+            TransactionKind::Hold,
+            -request.amount_micros,
+        );
+        entry.request_id = Some(request.request_id);
+        entry.reason = Some(format!("hold {id}"));
+        state.append(entry);
+        Ok(Hold {
+            id,
+            user_id: request.user_id,
+            amount_micros: request.amount_micros,
+        })
+    }
+
+    async fn settle(&self, hold: &Hold, usage: &UsageRecord) -> Result<i64> {
+        let mut state = self.lock();
+        let Some(open) = state.holds.remove(&hold.id) else {
+            return Ok(state.balances.get(&hold.user_id).copied().unwrap_or(0));
+        };
+        let charge = usage.cost_micros.clamp(0, open.amount_micros);
+        *state.balances.entry(open.user_id.clone()).or_default() += open.amount_micros - charge;
+        let mut entry = state.entry(&open.user_id, TransactionKind::Charge, -charge);
+        entry.model = Some(usage.model.clone());
+        entry.provider = Some(usage.provider.clone());
+        entry.prompt_tokens = Some(usage.prompt_tokens);
+        entry.completion_tokens = Some(usage.completion_tokens);
+        entry.key_source = Some(usage.key_source);
+        entry.request_id = Some(usage.request_id.clone());
+        entry.reason = Some(format!("hold {} of {}", hold.id, open.amount_micros));
+        state.append(entry);
+        let mut recorded = usage.clone();
+        recorded.cost_micros = charge;
+        state.usage.push(recorded);
+        Ok(state.balances.get(&open.user_id).copied().unwrap_or(0))
+    }
+
+    async fn release(&self, hold: &Hold) -> Result<()> {
+        self.lock().release_hold(&hold.id);
+        Ok(())
+    }
+
+    async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
+        self.lock().usage.push(usage.clone());
+        Ok(())
+    }
+
+    async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
+        if credit.amount_micros <= 0 {
+            return Err(Error::invalid_request("a credit must be positive"));
+        }
+        let mut state = self.lock();
+        if !state
+            .idempotency_keys
+            .insert(credit.idempotency_key.clone())
+        {
+            let balance = state.balances.get(&credit.user_id).copied().unwrap_or(0);
+            return Ok(CreditOutcome {
+                applied: false,
+                balance_micros: balance,
+            });
+        }
+        let balance = state.balances.entry(credit.user_id.clone()).or_default();
+        *balance = balance
+            .checked_add(credit.amount_micros)
+            .ok_or_else(|| Error::invalid_request("balance would overflow"))?;
+        let kind = match credit.kind {
+            CreditKind::Grant => TransactionKind::Grant,
+            CreditKind::TopUp => TransactionKind::TopUp,
+            CreditKind::Refund => TransactionKind::Refund,
+        };
+        let mut entry = state.entry(&credit.user_id, kind, credit.amount_micros);
+        entry.idempotency_key = Some(credit.idempotency_key);
+        entry.reason = Some(credit.reason);
+        let balance_micros = entry.balance_after_micros;
+        state.append(entry);
+        Ok(CreditOutcome {
+            applied: true,
+            balance_micros,
+        })
+    }
+
+    async fn balance(&self, user_id: &str) -> Result<i64> {
+        Ok(self.lock().balances.get(user_id).copied().unwrap_or(0))
+    }
+
+    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
+        let state = self.lock();
+        Ok(state
+            .ledger
+            .iter()
+            .rev()
+            .filter(|t| t.user_id == user_id)
+            .filter(|t| page.before_id.is_none_or(|before| t.id < before))
+            .take(page.limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
+        let state = self.lock();
+        let mut rows: Vec<UsageRow> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for record in &state.usage {
+            if query
+                .user_id
+                .as_deref()
+                .is_some_and(|u| u != record.user_id)
+            {
+                continue;
+            }
+            let day = day_of(record.at);
+            if query
+                .from_day
+                .as_deref()
+                .is_some_and(|from| day.as_str() < from)
+                || query.to_day.as_deref().is_some_and(|to| day.as_str() > to)
+            {
+                continue;
+            }
+            let key = match query.group_by {
+                UsageGroup::Model => record.model.clone(),
+                UsageGroup::Provider => record.provider.clone(),
+                UsageGroup::Day => day,
+            };
+            let at = *index.entry(key.clone()).or_insert_with(|| {
+                rows.push(UsageRow {
+                    key,
+                    requests: 0,
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                    cost_micros: 0,
+                });
+                rows.len() - 1
+            });
+            let row = &mut rows[at];
+            row.requests += 1;
+            row.prompt_tokens += record.prompt_tokens;
+            row.completion_tokens += record.completion_tokens;
+            row.cost_micros += record.cost_micros;
+        }
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(rows)
+    }
+
+    async fn reclaim_expired(&self) -> Result<u64> {
+        let mut state = self.lock();
+        let now = unix_now();
+        let expired: Vec<String> = state
+            .holds
+            .iter()
+            .filter(|(_, h)| h.expires_at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            state.release_hold(id);
+        }
+        Ok(expired.len() as u64)
+    }
+}
+
+/// A `KeyVault` in memory, unencrypted: for embedding and tests only.
+#[derive(Debug, Default)]
+pub struct MemoryKeyVault {
+    keys: Mutex<HashMap<(String, String), (Secret, i64)>>,
+}
+
+impl MemoryKeyVault {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), (Secret, i64)>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl KeyVault for MemoryKeyVault {
+    async fn get(&self, user_id: &str, provider: &str) -> Result<Option<Secret>> {
+        let key = (user_id.to_owned(), provider.to_owned());
+        Ok(self.lock().get(&key).map(|(secret, _)| secret.clone()))
+    }
+
+    async fn put(&self, user_id: &str, provider: &str, key: &Secret) -> Result<()> {
+        self.lock().insert(
+            (user_id.to_owned(), provider.to_owned()),
+            (key.clone(), unix_now()),
+        );
+        Ok(())
+    }
+
+    async fn delete(&self, user_id: &str, provider: &str) -> Result<bool> {
+        Ok(self
+            .lock()
+            .remove(&(user_id.to_owned(), provider.to_owned()))
+            .is_some())
+    }
+
+    async fn list(&self, user_id: &str) -> Result<Vec<StoredKey>> {
+        let mut keys: Vec<StoredKey> = self
+            .lock()
+            .iter()
+            .filter(|((user, _), _)| user == user_id)
+            .map(|((_, provider), (secret, at))| StoredKey {
+                provider: provider.clone(),
+                key_hint: secret.hint(),
+                updated_at: *at,
+            })
+            .collect();
+        keys.sort_by(|a, b| a.provider.cmp(&b.provider));
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_of_converts_unix_time_to_utc_date() {
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(day_of(951_782_400), "2000-02-29");
+        assert_eq!(day_of(1_798_675_200), "2026-12-31");
+    }
+}

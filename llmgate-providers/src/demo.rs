@@ -1,0 +1,125 @@
+//! The `demo` provider: answers locally by echoing the last user message, so the quickstart
+//! works offline and without keys. Its model `demo/echo` is free.
+
+use async_trait::async_trait;
+use futures::stream;
+use llmgate_core::{
+    ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, ChunkStream, Delta, FinishReason,
+    Message, Provider, ProviderCall, Result, Role, Usage, tokens,
+};
+
+/// The upstream model id of the demo's one model.
+pub const DEMO_MODEL: &str = "echo";
+
+/// A provider that needs no network and no key.
+#[derive(Debug, Clone)]
+pub struct DemoProvider {
+    name: String,
+}
+
+impl DemoProvider {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into() }
+    }
+
+    fn reply(request: &ChatRequest) -> String {
+        let last_user = request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(Message::text_content)
+            .unwrap_or_default();
+        // One "token" per word, so `max_tokens` visibly truncates the echo.
+        let cap = request.requested_max_tokens().unwrap_or(u32::MAX) as usize;
+        format!("Echo: {last_user}")
+            .split_inclusive(' ')
+            .take(cap)
+            .collect()
+    }
+
+    fn usage(request: &ChatRequest, reply: &str) -> Usage {
+        Usage::new(
+            tokens::estimate_prompt_tokens(request),
+            tokens::estimate_text_tokens(reply.len()),
+        )
+    }
+}
+
+#[async_trait]
+impl Provider for DemoProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn requires_key(&self) -> bool {
+        false
+    }
+
+    async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
+        let reply = Self::reply(call.request);
+        let finish = finish_reason(call.request, &reply);
+        Ok(ChatResponse {
+            id: "chatcmpl-demo".to_owned(),
+            object: "chat.completion".to_owned(),
+            created: llmgate_core::memory::unix_now() as u64,
+            model: call.request.model.clone(),
+            usage: Some(Self::usage(call.request, &reply)),
+            choices: vec![Choice {
+                index: 0,
+                message: Message::assistant(reply),
+                finish_reason: Some(finish),
+                logprobs: None,
+            }],
+            system_fingerprint: None,
+            extra: Default::default(),
+        })
+    }
+
+    async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream> {
+        let reply = Self::reply(call.request);
+        let finish = finish_reason(call.request, &reply);
+        let created = llmgate_core::memory::unix_now() as u64;
+        let model = call.request.model.clone();
+        let chunk = |delta: Delta, finish_reason: Option<FinishReason>| {
+            let mut chunk = ChatChunk::empty("chatcmpl-demo", model.clone(), created);
+            chunk.choices.push(ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason,
+                logprobs: None,
+            });
+            chunk
+        };
+        let mut chunks = vec![Ok(chunk(
+            Delta {
+                role: Some(Role::Assistant),
+                content: Some(String::new()),
+                ..Delta::default()
+            },
+            None,
+        ))];
+        for word in reply.split_inclusive(' ') {
+            chunks.push(Ok(chunk(
+                Delta {
+                    content: Some(word.to_owned()),
+                    ..Delta::default()
+                },
+                None,
+            )));
+        }
+        chunks.push(Ok(chunk(Delta::default(), Some(finish))));
+        let mut usage_chunk = ChatChunk::empty("chatcmpl-demo", model.clone(), created);
+        usage_chunk.usage = Some(Self::usage(call.request, &reply));
+        chunks.push(Ok(usage_chunk));
+        Ok(Box::pin(stream::iter(chunks)))
+    }
+}
+
+fn finish_reason(request: &ChatRequest, reply: &str) -> FinishReason {
+    let words = reply.split_inclusive(' ').count();
+    match request.requested_max_tokens() {
+        Some(cap) if words >= cap as usize && !reply.is_empty() => FinishReason::Length,
+        _ => FinishReason::Stop,
+    }
+}
