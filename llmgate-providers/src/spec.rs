@@ -59,9 +59,7 @@ pub fn build_provider(spec: &ProviderSpec) -> Result<Arc<dyn Provider>, BuildErr
                 timeout: spec.timeout,
                 headers: spec.headers.clone(),
             };
-            OpenAiCompatible::new(config)
-                .map(|p| Arc::new(p) as Arc<dyn Provider>)
-                .map_err(|e| invalid(&e.to_string()))
+            Ok(Arc::new(OpenAiCompatible::new(config)?))
         }
         WireFamily::Anthropic | WireFamily::Ollama => {
             Err(invalid("this wire family is not implemented yet"))

@@ -1,0 +1,632 @@
+//! Pure translation between the core types and OpenAI's wire format, and from upstream failures
+//! to core errors. No I/O here.
+
+use std::time::{Duration, SystemTime};
+
+use llmgate_core::chat::{FunctionCallDelta, ToolCallDelta};
+use llmgate_core::{
+    ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Delta, Error, ErrorKind, Result, Secret,
+};
+use reqwest::header::HeaderMap;
+use serde_json::{Map, Value, json};
+
+use super::wire::ErrorBody;
+
+/// Longest upstream detail copied into an error message, in characters.
+const MAX_DETAIL_CHARS: usize = 300;
+/// Longest wait a `retry-after` header is believed for.
+const MAX_RETRY_AFTER_SECS: f64 = 86_400.0;
+
+/// The request body. The core request already is OpenAI's shape, unknown fields included.
+pub(crate) fn request_body(request: &ChatRequest) -> Result<Vec<u8>> {
+    serde_json::to_vec(request)
+        .map_err(|e| Error::internal(format!("Could not encode the upstream request: {e}")))
+}
+
+/// A whole completion from a 2xx body.
+pub(crate) fn response_from_wire(
+    provider: &str,
+    body: &[u8],
+    key: Option<&Secret>,
+) -> Result<ChatResponse> {
+    // Fast path: a well-formed answer parses straight into the core type.
+    if let Ok(response) = serde_json::from_slice::<ChatResponse>(body) {
+        if !response.extra.contains_key("error") {
+            return Ok(response);
+        }
+    }
+    let malformed = |what: &dyn std::fmt::Display| {
+        Error::new(
+            ErrorKind::Upstream,
+            format!("Upstream {provider} sent a malformed response: {what}"),
+        )
+        .with_code("upstream_malformed_response")
+    };
+    let mut value: Value = serde_json::from_slice(body).map_err(|e| malformed(&e))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(malformed(&"not a JSON object"));
+    };
+    if object.contains_key("error") {
+        let detail = in_band_detail(&value, key);
+        return Err(Error::new(
+            ErrorKind::Upstream,
+            format!("Upstream {provider} answered with an error: {detail}"),
+        )
+        .with_code("upstream_failed"));
+    }
+    if repair(object, "message") {
+        return Err(malformed(&"a choice finished with an error"));
+    }
+    serde_json::from_value(value).map_err(|e| malformed(&e))
+}
+
+/// One `data:` payload of a stream.
+pub(crate) fn chunk_from_wire(
+    provider: &str,
+    data: &str,
+    key: Option<&Secret>,
+) -> Result<ChatChunk> {
+    if let Ok(chunk) = serde_json::from_str::<ChatChunk>(data) {
+        if !chunk.extra.contains_key("error") {
+            return Ok(chunk);
+        }
+    }
+    let malformed = |what: &dyn std::fmt::Display| {
+        Error::upstream_stream(provider, format!("malformed event: {what}"))
+    };
+    let mut value: Value = serde_json::from_str(data).map_err(|e| malformed(&e))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(malformed(&"not a JSON object"));
+    };
+    if object.contains_key("error") {
+        let detail = in_band_detail(&value, key);
+        return Err(Error::upstream_stream(
+            provider,
+            format!("upstream error: {detail}"),
+        ));
+    }
+    if repair(object, "delta") {
+        return Err(Error::upstream_stream(
+            provider,
+            "a choice finished with an error",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| malformed(&e))
+}
+
+/// An in-band error event (`{"error": ...}` with no status): retryable like any broken stream.
+pub(crate) fn stream_error_event(provider: &str, data: &str, key: Option<&Secret>) -> Error {
+    let detail = match serde_json::from_str::<Value>(data) {
+        Ok(value) => in_band_detail(&value, key),
+        Err(_) => clip(&scrub(data, key)),
+    };
+    Error::upstream_stream(provider, format!("upstream error: {detail}"))
+}
+
+/// A whole completion replayed as stream chunks, for upstreams that ignore `stream: true`.
+pub(crate) fn response_to_chunks(response: ChatResponse) -> Vec<ChatChunk> {
+    let ChatResponse {
+        id,
+        created,
+        model,
+        choices,
+        usage,
+        system_fingerprint,
+        ..
+    } = response;
+    let mut chunk = ChatChunk::empty(id.clone(), model.clone(), created);
+    chunk.system_fingerprint = system_fingerprint.clone();
+    for choice in choices {
+        let message = choice.message;
+        let tool_calls = message.tool_calls.map(|calls| {
+            calls
+                .into_iter()
+                .enumerate()
+                .map(|(index, call)| ToolCallDelta {
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    id: Some(call.id),
+                    kind: Some(call.kind),
+                    function: Some(FunctionCallDelta {
+                        name: Some(call.function.name),
+                        arguments: Some(call.function.arguments),
+                    }),
+                })
+                .collect()
+        });
+        chunk.choices.push(ChunkChoice {
+            index: choice.index,
+            delta: Delta {
+                role: Some(message.role),
+                content: message
+                    .content
+                    .as_ref()
+                    .map(llmgate_core::Content::joined_text),
+                tool_calls,
+                refusal: message.refusal,
+                extra: message.extra,
+            },
+            finish_reason: choice.finish_reason,
+            logprobs: choice.logprobs,
+        });
+    }
+    let mut chunks = vec![chunk];
+    if let Some(usage) = usage {
+        let mut last = ChatChunk::empty(id, model, created);
+        last.system_fingerprint = system_fingerprint;
+        last.usage = Some(usage);
+        chunks.push(last);
+    }
+    chunks
+}
+
+/// A non-2xx answer as a core error: kind from the status, the upstream's own message as
+/// detail (key scrubbed, clipped), and its retry hint.
+pub(crate) fn status_error(
+    provider: &str,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    key: Option<&Secret>,
+    now: SystemTime,
+) -> Error {
+    let detail = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(parsed) => parsed
+            .text()
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned()),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    let detail = clip(&scrub(&detail, key));
+    let error = Error::from_upstream_status(provider, status, &detail);
+    match retry_after(headers, now) {
+        Some(after) => error.with_retry_after(after),
+        None => error,
+    }
+}
+
+/// How long the upstream asked us to wait: `retry-after-ms`, else `retry-after` in seconds or
+/// as an HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let seconds = |text: &str| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(MAX_RETRY_AFTER_SECS)))
+    };
+    if let Some(after) = header("retry-after-ms").and_then(|ms| seconds(ms).map(|d| d / 1000)) {
+        return Some(after);
+    }
+    let value = header("retry-after")?;
+    if let Some(after) = seconds(value) {
+        return Some(after);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A failure of the HTTP exchange itself (no status, or a body that broke).
+pub(crate) fn transport_error(
+    provider: &str,
+    error: reqwest::Error,
+    key: Option<&Secret>,
+) -> Error {
+    if error.is_timeout() {
+        return Error::upstream_timeout(provider);
+    }
+    if error.is_connect() {
+        return Error::upstream_connect(provider);
+    }
+    let detail = clip(&scrub(&describe(&error.without_url()), key));
+    Error::new(
+        ErrorKind::Upstream,
+        format!("The request to upstream {provider} failed: {detail}"),
+    )
+    .with_code("upstream_failed")
+}
+
+/// An error and its causes on one line.
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `text` with every occurrence of the key replaced by `*****`.
+pub(crate) fn scrub(text: &str, key: Option<&Secret>) -> String {
+    match key.map(Secret::expose) {
+        Some(key) if !key.is_empty() && text.contains(key) => text.replace(key, "*****"),
+        _ => text.to_owned(),
+    }
+}
+
+/// `text` on one line and at most [`MAX_DETAIL_CHARS`] characters.
+pub(crate) fn clip(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(MAX_DETAIL_CHARS) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}
+
+fn in_band_detail(value: &Value, key: Option<&Secret>) -> String {
+    let text = serde_json::from_value::<ErrorBody>(value.clone())
+        .ok()
+        .and_then(|body| body.text())
+        .unwrap_or_else(|| value.to_string());
+    clip(&scrub(&text, key))
+}
+
+/// Fill in what lenient servers leave out or spell their own way, so the strict core types
+/// parse. `inner` is `message` (whole answers) or `delta` (chunks). Returns true when a choice
+/// finished with an error.
+fn repair(root: &mut Map<String, Value>, inner: &str) -> bool {
+    for field in ["id", "model"] {
+        if !root.get(field).is_some_and(Value::is_string) {
+            root.insert(field.to_owned(), Value::String(String::new()));
+        }
+    }
+    if root.get("created").is_some_and(|c| !c.is_u64()) {
+        root.remove("created");
+    }
+    if !root.get("choices").is_some_and(Value::is_array) {
+        root.insert("choices".to_owned(), json!([]));
+    }
+    match root.get_mut("usage") {
+        Some(Value::Object(usage)) => repair_usage(usage),
+        Some(Value::Null) | None => {}
+        Some(_) => {
+            root.remove("usage");
+        }
+    }
+    let mut errored = false;
+    if let Some(Value::Array(choices)) = root.get_mut("choices") {
+        for (position, choice) in choices.iter_mut().enumerate() {
+            let Value::Object(choice) = choice else {
+                continue;
+            };
+            if !choice.get("index").is_some_and(Value::is_u64) {
+                choice.insert("index".to_owned(), json!(position));
+            }
+            if !choice.get(inner).is_some_and(Value::is_object) {
+                choice.insert(inner.to_owned(), json!({}));
+            }
+            if inner == "message" {
+                if let Some(Value::Object(message)) = choice.get_mut("message") {
+                    if !message.get("role").is_some_and(Value::is_string) {
+                        message.insert("role".to_owned(), json!("assistant"));
+                    }
+                }
+            }
+            if let Some(Value::String(reason)) = choice.get("finish_reason") {
+                match finish_reason(reason) {
+                    Some(known) => {
+                        choice.insert("finish_reason".to_owned(), json!(known));
+                    }
+                    None => errored = true,
+                }
+            }
+        }
+    }
+    errored
+}
+
+fn repair_usage(usage: &mut Map<String, Value>) {
+    let count = |usage: &Map<String, Value>, field: &str| usage.get(field).and_then(Value::as_u64);
+    let prompt = count(usage, "prompt_tokens").unwrap_or(0);
+    let completion = count(usage, "completion_tokens").unwrap_or(0);
+    let total = count(usage, "total_tokens").unwrap_or(prompt + completion);
+    usage.insert("prompt_tokens".to_owned(), json!(prompt));
+    usage.insert("completion_tokens".to_owned(), json!(completion));
+    usage.insert("total_tokens".to_owned(), json!(total));
+}
+
+/// OpenAI's name for a vendor's finish reason; `None` for an error finish.
+fn finish_reason(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "error" => return None,
+        "length" | "max_tokens" | "model_length" => "length",
+        "tool_calls" | "tool_use" => "tool_calls",
+        "content_filter" => "content_filter",
+        "function_call" => "function_call",
+        // `stop`, `eos`, `end_turn`, `stop_sequence` and anything unknown: a normal end.
+        _ => "stop",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llmgate_core::{FinishReason, Message, Role};
+    use reqwest::header::HeaderValue;
+
+    fn key() -> Secret {
+        Secret::new("sk-test-SECRET-0123456789")
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn request_body_is_the_core_request_with_extras() {
+        let mut request = ChatRequest::new("up-model", vec![Message::user("hi")]);
+        request.extra.insert("vendor_knob".into(), json!(3));
+        let body: Value = serde_json::from_slice(&request_body(&request).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"model": "up-model", "messages": [{"role": "user", "content": "hi"}], "vendor_knob": 3})
+        );
+    }
+
+    #[test]
+    fn well_formed_response_parses() {
+        let body = json!({
+            "id": "x", "object": "chat.completion", "created": 5, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hey"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}
+        });
+        let response = response_from_wire("p", body.to_string().as_bytes(), None).unwrap();
+        assert_eq!(response.choices[0].message.text_content(), "hey");
+        assert_eq!(response.usage.unwrap().total_tokens, 3);
+    }
+
+    #[test]
+    fn lenient_response_is_repaired() {
+        let body = json!({
+            "choices": [{"message": {"content": "hey"}, "finish_reason": "eos"}],
+            "created": 1.5,
+            "usage": {"prompt_tokens": 2, "completion_tokens": 1}
+        });
+        let response = response_from_wire("p", body.to_string().as_bytes(), None).unwrap();
+        assert_eq!(response.choices[0].message.role, Role::Assistant);
+        assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Stop));
+        assert_eq!(response.usage.unwrap().total_tokens, 3);
+    }
+
+    #[test]
+    fn garbage_response_is_a_retryable_upstream_error() {
+        let error = response_from_wire("p", b"<html>oops", None).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Upstream);
+        assert!(error.is_retryable());
+        let error = response_from_wire("p", b"[1,2]", None).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Upstream);
+    }
+
+    #[test]
+    fn error_body_with_200_is_an_error_without_the_key() {
+        let body = json!({"error": {"message": "bad key sk-test-SECRET-0123456789"}});
+        let error = response_from_wire("p", body.to_string().as_bytes(), Some(&key())).unwrap_err();
+        assert!(
+            error.message().contains("bad key *****"),
+            "{}",
+            error.message()
+        );
+        assert!(!error.message().contains("SECRET"));
+    }
+
+    #[test]
+    fn chunk_fast_path_and_error_events() {
+        let chunk = chunk_from_wire(
+            "p",
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"é"},"finish_reason":null}]}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(chunk.choices[0].delta.content.as_deref(), Some("é"));
+
+        let error = chunk_from_wire(
+            "p",
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(error.code(), Some("upstream_stream_error"));
+        assert!(
+            error.message().contains("overloaded"),
+            "{}",
+            error.message()
+        );
+        assert!(error.is_retryable());
+    }
+
+    #[test]
+    fn openrouter_style_error_chunk_is_an_error() {
+        let data = json!({
+            "id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "error": {"code": "server_error", "message": "Provider disconnected"},
+            "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]
+        });
+        let error = chunk_from_wire("p", &data.to_string(), None).unwrap_err();
+        assert!(
+            error.message().contains("Provider disconnected"),
+            "{}",
+            error.message()
+        );
+    }
+
+    #[test]
+    fn malformed_chunk_is_an_error() {
+        for data in ["{\"id\":", "42", "{\"choices\": 7, \"id\": 1}x"] {
+            let error = chunk_from_wire("p", data, None).unwrap_err();
+            assert_eq!(error.code(), Some("upstream_stream_error"), "{data}");
+        }
+    }
+
+    #[test]
+    fn chunk_missing_fields_is_repaired() {
+        let chunk = chunk_from_wire(
+            "p",
+            r#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(chunk.id, "");
+        assert_eq!(chunk.choices[0].index, 0);
+        let usage_only = chunk_from_wire(
+            "p",
+            r#"{"id":"c","model":"m","usage":{"prompt_tokens":4,"completion_tokens":6}}"#,
+            None,
+        )
+        .unwrap();
+        assert!(usage_only.choices.is_empty());
+        assert_eq!(usage_only.usage.unwrap().total_tokens, 10);
+    }
+
+    #[test]
+    fn finish_reasons_map_to_openai_names() {
+        for (vendor, ours) in [
+            ("max_tokens", FinishReason::Length),
+            ("tool_use", FinishReason::ToolCalls),
+            ("end_turn", FinishReason::Stop),
+            ("content_filter", FinishReason::ContentFilter),
+        ] {
+            let data = json!({"id": "c", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": vendor}]});
+            let chunk = chunk_from_wire("p", &data.to_string(), None).unwrap();
+            assert_eq!(chunk.choices[0].finish_reason, Some(ours), "{vendor}");
+        }
+    }
+
+    #[test]
+    fn whole_response_replays_as_chunks() {
+        let body = json!({
+            "id": "x", "created": 5, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+            ]}, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}
+        });
+        let response = response_from_wire("p", body.to_string().as_bytes(), None).unwrap();
+        let chunks = response_to_chunks(response);
+        assert_eq!(chunks.len(), 2);
+        let calls = chunks[0].choices[0].delta.tool_calls.as_ref().unwrap();
+        assert_eq!(calls[0].id.as_deref(), Some("call_1"));
+        assert_eq!(
+            calls[0].function.as_ref().unwrap().arguments.as_deref(),
+            Some("{}")
+        );
+        assert_eq!(
+            chunks[0].choices[0].finish_reason,
+            Some(FinishReason::ToolCalls)
+        );
+        assert!(chunks[1].choices.is_empty());
+        assert_eq!(chunks[1].usage.as_ref().unwrap().total_tokens, 3);
+    }
+
+    #[test]
+    fn status_error_takes_message_from_every_body_shape() {
+        let none = HeaderMap::new();
+        let now = SystemTime::now();
+        for (body, expected) in [
+            (
+                json!({"error": {"message": "bad model", "type": "invalid_request_error"}})
+                    .to_string(),
+                "bad model",
+            ),
+            (json!({"error": "plain text"}).to_string(), "plain text"),
+            (
+                json!({"object": "error", "message": "vllm says no"}).to_string(),
+                "vllm says no",
+            ),
+            (
+                json!({"detail": "fastapi says no"}).to_string(),
+                "fastapi says no",
+            ),
+            ("Bad Gateway\n\n  nginx".to_owned(), "Bad Gateway nginx"),
+        ] {
+            let error = status_error("p", 400, &none, body.as_bytes(), None, now);
+            assert!(
+                error.message().ends_with(expected),
+                "{} / {expected}",
+                error.message()
+            );
+            assert_eq!(error.upstream_status(), Some(400));
+        }
+    }
+
+    #[test]
+    fn status_error_scrubs_the_key_before_clipping() {
+        // The key straddles the clip point: clipping first would leave half of it behind.
+        let mut text = "x".repeat(MAX_DETAIL_CHARS - 5);
+        text.push_str(key().expose());
+        let body = json!({"error": {"message": text}}).to_string();
+        let error = status_error(
+            "p",
+            401,
+            &HeaderMap::new(),
+            body.as_bytes(),
+            Some(&key()),
+            SystemTime::now(),
+        );
+        assert!(!error.message().contains("sk-test"), "{}", error.message());
+        assert!(error.message().contains("*****"));
+    }
+
+    #[test]
+    fn clip_respects_char_boundaries() {
+        let text = "日".repeat(MAX_DETAIL_CHARS + 10);
+        let clipped = clip(&text);
+        assert_eq!(clipped.chars().count(), MAX_DETAIL_CHARS + 1);
+        assert!(clipped.ends_with('…'));
+        assert_eq!(clip("short\nline"), "short line");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_millis_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "7")]), now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "1.5")]), now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_after(
+                &headers(&[("retry-after-ms", "250"), ("retry-after", "9")]),
+                now
+            ),
+            Some(Duration::from_millis(250))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", &date)]), now),
+            Some(Duration::from_secs(30))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", &past)]), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
+        assert_eq!(retry_after(&headers(&[("retry-after", "-3")]), now), None);
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "1e300")]), now),
+            Some(Duration::from_secs(86_400))
+        );
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn scrub_replaces_every_occurrence() {
+        let k = key();
+        let text = format!("a {} b {}", k.expose(), k.expose());
+        assert_eq!(scrub(&text, Some(&k)), "a ***** b *****");
+        assert_eq!(scrub("nothing", Some(&k)), "nothing");
+        assert_eq!(scrub("nothing", Some(&Secret::new(""))), "nothing");
+    }
+}
