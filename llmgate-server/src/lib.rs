@@ -1,1 +1,2 @@
-//! placeholder
+//! The llmgate reference server.
+pub mod config;

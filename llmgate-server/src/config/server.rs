@@ -1,0 +1,80 @@
+//! `server:`, `storage:` and `byok:`.
+
+use llmgate_core::Secret;
+use serde::Deserialize;
+
+use super::values::optional_secret;
+
+/// `server:` — where and how the HTTP server listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// `IP:PORT` to bind.
+    pub listen: String,
+    /// The admin key; else `$LLMGATE_MASTER_KEY`, else one generated into the data directory.
+    #[serde(deserialize_with = "optional_secret")]
+    pub master_key: Option<Secret>,
+    /// Requests with a larger body are refused with 413.
+    pub max_body_bytes: u64,
+    /// How long a client may take to send its request headers.
+    pub header_read_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests (streams included) to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:4000".to_owned(),
+            master_key: None,
+            max_body_bytes: 4 * 1024 * 1024,
+            header_read_timeout_ms: 30_000,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+/// `storage:` — the ledger's database and the optional shared cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite://FILE` or `postgres://...`.
+    pub database_url: String,
+    pub redis_url: Option<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://llmgate.db".to_owned(),
+            redis_url: None,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The SQLite file, when the database is a SQLite file.
+    pub fn sqlite_path(&self) -> Option<&str> {
+        let rest = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then_some(path)
+    }
+
+    /// Whether the URL names a backend this server knows.
+    pub fn is_known_backend(&self) -> bool {
+        let url = self.database_url.as_str();
+        url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+}
+
+/// `byok:` — sealing users' own provider keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ByokConfig {
+    /// Base64 of 32 bytes (AES-256-GCM).
+    #[serde(deserialize_with = "optional_secret")]
+    pub encryption_key: Option<Secret>,
+}

@@ -1,0 +1,283 @@
+//! Every check a parsed config must pass, each problem reported with its YAML path.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+
+use base64::Engine;
+use llmgate_core::{Decimal, PowerLevel};
+
+use super::values::DecimalText;
+use super::{Config, Problem};
+
+/// Collects problems as the checks walk the config.
+#[derive(Default)]
+struct Report {
+    problems: Vec<Problem>,
+}
+
+impl Report {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, message));
+    }
+
+    /// A decimal that must parse and be at least zero (or above zero when `positive`).
+    fn decimal(&mut self, path: &str, value: &DecimalText, positive: bool) -> Option<Decimal> {
+        match value.parse() {
+            Ok(n) if positive && n <= Decimal::ZERO => {
+                self.push(path, format!("must be greater than 0, got {n}"));
+                None
+            }
+            Ok(n) if n < Decimal::ZERO => {
+                self.push(path, format!("must not be negative, got {n}"));
+                None
+            }
+            Ok(n) => Some(n),
+            Err(message) => {
+                self.push(path, message);
+                None
+            }
+        }
+    }
+
+    fn http_url(&mut self, path: &str, url: &str) {
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.starts_with('/') => {}
+            _ => self.push(path, format!("`{url}` is not an http(s) URL")),
+        }
+    }
+
+    fn unit_interval(&mut self, path: &str, value: f64) {
+        if !(0.0..=1.0).contains(&value) {
+            self.push(path, format!("must be between 0 and 1, got {value}"));
+        }
+    }
+}
+
+pub(super) fn problems(config: &Config) -> Vec<Problem> {
+    let mut report = Report::default();
+    server(config, &mut report);
+    billing(config, &mut report);
+    tiers(config, &mut report);
+    power_levels(config, &mut report);
+    providers(config, &mut report);
+    models(config, &mut report);
+    report.problems
+}
+
+fn server(config: &Config, report: &mut Report) {
+    let server = &config.server;
+    if server.listen.parse::<SocketAddr>().is_err() {
+        report.push(
+            "server.listen",
+            format!("`{}` is not an IP:PORT address", server.listen),
+        );
+    }
+    if server.max_body_bytes == 0 {
+        report.push("server.max_body_bytes", "must be greater than 0");
+    }
+    if let Some(key) = &server.master_key
+        && key.expose().trim().len() < 16
+    {
+        report.push("server.master_key", "must be at least 16 characters long");
+    }
+    let storage = &config.storage;
+    if !storage.is_known_backend() {
+        report.push(
+            "storage.database_url",
+            "must start with sqlite:, postgres:// or postgresql://",
+        );
+    }
+    if let Some(url) = &storage.redis_url
+        && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+    {
+        report.push("storage.redis_url", "must start with redis:// or rediss://");
+    }
+    if let Some(key) = &config.byok.encryption_key {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(key.expose().trim());
+        if !matches!(decoded, Ok(bytes) if bytes.len() == 32) {
+            report.push("byok.encryption_key", "must be the base64 of exactly 32 bytes");
+        }
+    }
+}
+
+fn billing(config: &Config, report: &mut Report) {
+    let billing = &config.billing;
+    report.decimal("billing.credits_per_usd", &billing.credits_per_usd, true);
+    let mut seen = HashSet::new();
+    for (i, package) in billing.packages.iter().enumerate() {
+        let path = format!("billing.packages[{i}]");
+        if package.id.trim().is_empty() {
+            report.push(format!("{path}.id"), "must not be empty");
+        } else if !seen.insert(package.id.as_str()) {
+            report.push(
+                format!("{path}.id"),
+                format!("duplicate package \"{}\"", package.id),
+            );
+        }
+        report.decimal(&format!("{path}.credits"), &package.credits, true);
+        report.decimal(&format!("{path}.price_usd"), &package.price_usd, true);
+    }
+    if let Some(stripe) = &billing.stripe {
+        report.http_url("billing.stripe.api_base", &stripe.api_base);
+        report.http_url("billing.stripe.success_url", &stripe.success_url);
+        report.http_url("billing.stripe.cancel_url", &stripe.cancel_url);
+    }
+    if let Some(alert) = &billing.low_credit_alert {
+        report.decimal(
+            "billing.low_credit_alert.threshold_credits",
+            &alert.threshold_credits,
+            false,
+        );
+        report.http_url("billing.low_credit_alert.webhook_url", &alert.webhook_url);
+    }
+}
+
+fn tiers(config: &Config, report: &mut Report) {
+    for (name, tier) in &config.tiers {
+        let path = format!("tiers.{name}");
+        report.decimal(&format!("{path}.markup"), &tier.markup, false);
+        if let Some(monthly) = &tier.monthly_credits {
+            report.decimal(&format!("{path}.monthly_credits"), monthly, false);
+        }
+        if let Err(message) = tier.default_power_level.parse::<PowerLevel>() {
+            report.push(format!("{path}.default_power_level"), message);
+        }
+        if tier.rpm == Some(0) {
+            report.push(format!("{path}.rpm"), "must be greater than 0");
+        }
+    }
+}
+
+fn power_levels(config: &Config, report: &mut Report) {
+    for level in PowerLevel::ALL {
+        let Some(policy) = config.power_levels.get(level) else {
+            continue;
+        };
+        let path = format!("power_levels.{level}");
+        if let Some(multiplier) = &policy.cost_multiplier {
+            report.decimal(&format!("{path}.cost_multiplier"), multiplier, false);
+        }
+        if policy.max_tokens == Some(0) {
+            report.push(format!("{path}.max_tokens"), "must be greater than 0");
+        }
+        if let Some(threshold) = policy.quality_threshold {
+            report.unit_interval(&format!("{path}.quality_threshold"), threshold);
+        }
+    }
+}
+
+fn providers(config: &Config, report: &mut Report) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, provider) in config.providers.iter().enumerate() {
+        let path = format!("providers[{i}]");
+        let name = provider.name.as_str();
+        if name.trim().is_empty() {
+            report.push(format!("{path}.name"), "must not be empty");
+        } else if name.contains('/') || name.chars().any(char::is_whitespace) {
+            report.push(
+                format!("{path}.name"),
+                format!("\"{name}\" must not contain `/` or spaces"),
+            );
+        } else if let Some(first) = seen.insert(name, i) {
+            report.push(
+                format!("{path}.name"),
+                format!("duplicate provider \"{name}\" (first at providers[{first}])"),
+            );
+        }
+        match &provider.api_base {
+            Some(base) => report.http_url(&format!("{path}.api_base"), base),
+            None if provider.kind.needs_api_base() => report.push(
+                format!("{path}.api_base"),
+                format!("is required for kind {}", provider.kind.as_str()),
+            ),
+            None => {}
+        }
+        if provider.timeout_ms == 0 {
+            report.push(format!("{path}.timeout_ms"), "must be greater than 0");
+        }
+    }
+}
+
+fn models(config: &Config, report: &mut Report) {
+    let providers: HashSet<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+    let names: HashSet<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
+    for (i, model) in config.models.iter().enumerate() {
+        let path = format!("models[{i}]");
+        if model.name.trim().is_empty() {
+            report.push(format!("{path}.name"), "must not be empty");
+        }
+        if !providers.contains(model.provider.as_str()) {
+            report.push(
+                format!("{path}.provider"),
+                format!("unknown provider \"{}\"", model.provider),
+            );
+        }
+        if model.upstream().trim().is_empty() {
+            report.push(format!("{path}.upstream_model"), "must not be empty");
+        }
+        prices(model, &path, report);
+        if let Some(quality) = model.quality {
+            report.unit_interval(&format!("{path}.quality"), quality);
+        }
+        if model.context_window == Some(0) {
+            report.push(format!("{path}.context_window"), "must be greater than 0");
+        }
+        if model.max_output_tokens == Some(0) {
+            report.push(format!("{path}.max_output_tokens"), "must be greater than 0");
+        }
+        for (j, fallback) in model.fallbacks.iter().enumerate() {
+            if !names.contains(fallback.as_str()) {
+                report.push(
+                    format!("{path}.fallbacks[{j}]"),
+                    format!("unknown model \"{fallback}\""),
+                );
+            } else if *fallback == model.name {
+                report.push(
+                    format!("{path}.fallbacks[{j}]"),
+                    "a model cannot fall back to itself",
+                );
+            }
+        }
+    }
+}
+
+fn prices(model: &super::ModelConfig, path: &str, report: &mut Report) {
+    if model.cost_per_1k.is_some()
+        && (model.input_cost_per_1k.is_some() || model.output_cost_per_1k.is_some())
+    {
+        report.push(
+            format!("{path}.cost_per_1k"),
+            "give either cost_per_1k or input_cost_per_1k/output_cost_per_1k, not both",
+        );
+    }
+    let fields = [
+        ("input_cost_per_1k", &model.input_cost_per_1k),
+        ("output_cost_per_1k", &model.output_cost_per_1k),
+        ("cost_per_1k", &model.cost_per_1k),
+    ];
+    let mut nonzero = false;
+    for (field, value) in fields {
+        if let Some(value) = value
+            && let Some(n) = report.decimal(&format!("{path}.{field}"), value, false)
+        {
+            nonzero |= !n.is_zero();
+        }
+    }
+    match model.prices() {
+        (Some(_), None) => report.push(
+            format!("{path}.output_cost_per_1k"),
+            "is required when input_cost_per_1k is given",
+        ),
+        (None, Some(_)) => report.push(
+            format!("{path}.input_cost_per_1k"),
+            "is required when output_cost_per_1k is given",
+        ),
+        _ => {}
+    }
+    if model.free && nonzero {
+        report.push(format!("{path}.free"), "a free model cannot have a price");
+    }
+}
