@@ -1,0 +1,403 @@
+//! A Redis read-through cache for balances, shared by every replica.
+//!
+//! Only [`CreditStore::balance`] reads the cache; holds and every other step go to the ledger,
+//! so a stale cache can never let a request spend credits it does not have.
+//!
+//! Each cached balance is tagged with two counters read *before* the ledger was asked: the
+//! user's generation (bumped after each write for that user) and a global epoch (bumped after
+//! a reclaim, which may touch anyone). An entry is served only while both tags are current,
+//! so a reader that raced a writer can store an old balance but nobody will ever read it.
+//! When Redis is unreachable the store answers from the ledger, logs once, and stops trusting
+//! its own entries for one TTL (an invalidation may have been lost).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use llmgate_core::{
+    Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, Page, Result, Transaction,
+    UsageQuery, UsageRecord, UsageRow,
+};
+use redis::RedisResult;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// How long a user's generation counter outlives its last write; far longer than any entry.
+const GENERATION_TTL_SECS: u64 = 86_400;
+
+/// How the cache behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Prepended to every key this cache writes.
+    pub key_prefix: String,
+    /// How long a cached balance lives.
+    pub ttl: Duration,
+    /// The most a Redis command (or connecting) may take before the ledger answers instead.
+    pub timeout: Duration,
+    /// After a failure, how long to leave Redis alone before trying it again.
+    pub retry_after: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            key_prefix: "llmgate:balance:".to_owned(),
+            ttl: Duration::from_secs(60),
+            timeout: Duration::from_millis(250),
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+impl CacheSettings {
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+}
+
+/// A [`CreditStore`] whose balance reads go through Redis.
+pub struct CachedCreditStore {
+    inner: Arc<dyn CreditStore>,
+    redis: ConnectionManager,
+    settings: CacheSettings,
+    health: Health,
+}
+
+impl std::fmt::Debug for CachedCreditStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedCreditStore")
+            .field("inner", &self.inner)
+            .field("settings", &self.settings)
+            .field("redis_down", &self.health.down.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What this process knows about Redis, as milliseconds since `origin`.
+#[derive(Debug)]
+struct Health {
+    origin: Instant,
+    down: AtomicBool,
+    skip_until_ms: AtomicU64,
+    distrust_until_ms: AtomicU64,
+}
+
+impl Health {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn later_ms(&self, after: Duration) -> u64 {
+        self.now_ms()
+            .saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+impl CachedCreditStore {
+    /// Wrap `inner`. Does not wait for Redis: when it is down the store works uncached and
+    /// connects once Redis is back. Fails only on a malformed URL.
+    pub async fn connect(
+        inner: Arc<dyn CreditStore>,
+        redis_url: &str,
+        settings: CacheSettings,
+    ) -> Result<Self> {
+        let client = redis::Client::open(redis_url).map_err(|error| {
+            tracing::debug!(%error, "invalid Redis URL");
+            Error::invalid_request("storage.redis_url is not a valid Redis URL")
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(settings.retry_after);
+        let redis = client
+            .get_connection_manager_lazy(config)
+            .map_err(|error| {
+                tracing::debug!(%error, "Redis client setup failed");
+                Error::invalid_request("storage.redis_url is not usable")
+            })?;
+        let store = Self {
+            inner,
+            redis,
+            settings,
+            health: Health {
+                origin: Instant::now(),
+                down: AtomicBool::new(false),
+                skip_until_ms: AtomicU64::new(0),
+                distrust_until_ms: AtomicU64::new(0),
+            },
+        };
+        // Say early (and once) when Redis is not there; serving goes on regardless.
+        let _ = store.ping().await;
+        Ok(store)
+    }
+
+    /// The store behind the cache.
+    pub fn inner(&self) -> &Arc<dyn CreditStore> {
+        &self.inner
+    }
+
+    /// Ask Redis now (for `/health/ready`): `unavailable` when it does not answer in time.
+    pub async fn ping(&self) -> Result<()> {
+        let mut redis = self.redis.clone();
+        let answer = tokio::time::timeout(self.settings.timeout, async move {
+            redis::cmd("PING").query_async::<String>(&mut redis).await
+        })
+        .await;
+        match answer {
+            Ok(Ok(_)) => {
+                self.mark_up();
+                Ok(())
+            }
+            Ok(Err(error)) => {
+                self.mark_down("ping", Some(&error));
+                Err(Error::unavailable("redis unavailable"))
+            }
+            Err(_) => {
+                self.mark_down("ping", None);
+                Err(Error::unavailable("redis unavailable"))
+            }
+        }
+    }
+
+    /// Whether Redis answers right now.
+    pub async fn redis_healthy(&self) -> bool {
+        self.ping().await.is_ok()
+    }
+
+    fn value_key(&self, user_id: &str) -> String {
+        format!("{}b:{user_id}", self.settings.key_prefix)
+    }
+
+    fn generation_key(&self, user_id: &str) -> String {
+        format!("{}g:{user_id}", self.settings.key_prefix)
+    }
+
+    fn epoch_key(&self) -> String {
+        format!("{}epoch", self.settings.key_prefix)
+    }
+
+    /// Run one Redis command with the timeout; `None` (and Redis marked down) on any failure.
+    async fn run<T>(
+        &self,
+        what: &'static str,
+        command: impl Future<Output = RedisResult<T>>,
+    ) -> Option<T> {
+        if self.health.now_ms() < self.health.skip_until_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        match tokio::time::timeout(self.settings.timeout, command).await {
+            Ok(Ok(value)) => {
+                self.mark_up();
+                Some(value)
+            }
+            Ok(Err(error)) => {
+                self.mark_down(what, Some(&error));
+                None
+            }
+            Err(_) => {
+                self.mark_down(what, None);
+                None
+            }
+        }
+    }
+
+    fn mark_down(&self, what: &'static str, error: Option<&redis::RedisError>) {
+        let retry_at = self.health.later_ms(self.settings.retry_after);
+        self.health.skip_until_ms.store(retry_at, Ordering::Relaxed);
+        if let Some(error) = error {
+            tracing::debug!(what, %error, "Redis command failed");
+        }
+        if !self.health.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                what,
+                "Redis is unavailable; balances are read from the ledger until it is back"
+            );
+        }
+    }
+
+    fn mark_up(&self) {
+        if self.health.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("Redis is available again; balance cache resumed");
+        }
+    }
+
+    /// An invalidation may have been lost: do not serve this process's view of the cache
+    /// until every entry written before now has expired.
+    fn distrust_cache(&self) {
+        let until = self.health.later_ms(self.settings.ttl);
+        self.health
+            .distrust_until_ms
+            .fetch_max(until, Ordering::Relaxed);
+    }
+
+    fn trusts_cache(&self) -> bool {
+        self.health.now_ms() >= self.health.distrust_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// After a write for `user_id`: bump the user's generation and drop the entry.
+    async fn invalidate(&self, user_id: &str) {
+        let generation = self.generation_key(user_id);
+        let value = self.value_key(user_id);
+        let mut redis = self.redis.clone();
+        let done = self
+            .run("invalidate", async move {
+                redis::pipe()
+                    .atomic()
+                    .cmd("INCR")
+                    .arg(&generation)
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(&generation)
+                    .arg(GENERATION_TTL_SECS)
+                    .ignore()
+                    .cmd("DEL")
+                    .arg(&value)
+                    .ignore()
+                    .query_async::<()>(&mut redis)
+                    .await
+            })
+            .await;
+        if done.is_none() {
+            self.distrust_cache();
+        }
+    }
+
+    /// After a write that may touch any user (a reclaim): bump the epoch.
+    async fn invalidate_all(&self) {
+        let epoch = self.epoch_key();
+        let mut redis = self.redis.clone();
+        let done = self
+            .run("invalidate all", async move {
+                redis::cmd("INCR")
+                    .arg(&epoch)
+                    .query_async::<i64>(&mut redis)
+                    .await
+            })
+            .await;
+        if done.is_none() {
+            self.distrust_cache();
+        }
+    }
+
+    /// The cached balance if current, plus the tag to store a fresh one under.
+    async fn lookup(&self, user_id: &str) -> Option<(Option<i64>, String)> {
+        let keys = [
+            self.value_key(user_id),
+            self.generation_key(user_id),
+            self.epoch_key(),
+        ];
+        let mut redis = self.redis.clone();
+        let found = self
+            .run("read balance", async move {
+                redis::cmd("MGET")
+                    .arg(&keys[..])
+                    .query_async::<Vec<Option<String>>>(&mut redis)
+                    .await
+            })
+            .await?;
+        let [value, generation, epoch] = <[Option<String>; 3]>::try_from(found).ok()?;
+        let tag = format!(
+            "{}:{}",
+            epoch.as_deref().unwrap_or("0"),
+            generation.as_deref().unwrap_or("0")
+        );
+        let cached = value.and_then(|value| {
+            let (value_tag, balance) = value.rsplit_once(':')?;
+            if value_tag != tag {
+                return None;
+            }
+            balance.parse().ok()
+        });
+        Some((cached, tag))
+    }
+
+    async fn store_balance(&self, user_id: &str, tag: &str, balance: i64) {
+        let key = self.value_key(user_id);
+        let value = format!("{tag}:{balance}");
+        let ttl = self.settings.ttl.as_secs().max(1);
+        let mut redis = self.redis.clone();
+        self.run("cache balance", async move {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&value)
+                .arg("EX")
+                .arg(ttl)
+                .query_async::<()>(&mut redis)
+                .await
+        })
+        .await;
+    }
+}
+
+#[async_trait]
+impl CreditStore for CachedCreditStore {
+    async fn hold(&self, request: HoldRequest) -> Result<Hold> {
+        let user_id = request.user_id.clone();
+        let result = self.inner.hold(request).await;
+        self.invalidate(&user_id).await;
+        result
+    }
+
+    async fn settle(&self, hold: &Hold, usage: &UsageRecord) -> Result<i64> {
+        let result = self.inner.settle(hold, usage).await;
+        self.invalidate(&hold.user_id).await;
+        result
+    }
+
+    async fn release(&self, hold: &Hold) -> Result<()> {
+        let result = self.inner.release(hold).await;
+        self.invalidate(&hold.user_id).await;
+        result
+    }
+
+    async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
+        // Usage does not move a balance.
+        self.inner.record_usage(usage).await
+    }
+
+    async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
+        let user_id = credit.user_id.clone();
+        let result = self.inner.credit(credit).await;
+        self.invalidate(&user_id).await;
+        result
+    }
+
+    async fn balance(&self, user_id: &str) -> Result<i64> {
+        if !self.trusts_cache() {
+            return self.inner.balance(user_id).await;
+        }
+        let Some((cached, tag)) = self.lookup(user_id).await else {
+            return self.inner.balance(user_id).await;
+        };
+        if let Some(balance) = cached {
+            return Ok(balance);
+        }
+        let balance = self.inner.balance(user_id).await?;
+        self.store_balance(user_id, &tag, balance).await;
+        Ok(balance)
+    }
+
+    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
+        self.inner.transactions(user_id, page).await
+    }
+
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
+        self.inner.usage(query).await
+    }
+
+    async fn reclaim_expired(&self) -> Result<u64> {
+        let result = self.inner.reclaim_expired().await;
+        if !matches!(result, Ok(0)) {
+            self.invalidate_all().await;
+        }
+        result
+    }
+}

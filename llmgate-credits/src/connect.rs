@@ -1,0 +1,143 @@
+//! Pick the ledger backend from `storage.database_url`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use llmgate_core::{
+    Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, Page, Result, Transaction,
+    UsageQuery, UsageRecord, UsageRow,
+};
+
+use crate::{PostgresCreditStore, SqliteCreditStore};
+
+/// The database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite:…` or `postgres://…` / `postgresql://…`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(Error::invalid_request(
+                "storage.database_url must start with sqlite:, postgres:// or postgresql://",
+            ))
+        }
+    }
+}
+
+/// Either SQL ledger, chosen at run time, with the pool and health check still reachable.
+#[derive(Debug, Clone)]
+pub enum SqlCreditStore {
+    Sqlite(SqliteCreditStore),
+    Postgres(PostgresCreditStore),
+}
+
+impl SqlCreditStore {
+    /// Connect to the database `url` names and run its migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Ok(match Backend::from_url(url)? {
+            Backend::Sqlite => SqlCreditStore::Sqlite(SqliteCreditStore::connect(url).await?),
+            Backend::Postgres => SqlCreditStore::Postgres(PostgresCreditStore::connect(url).await?),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            SqlCreditStore::Sqlite(_) => Backend::Sqlite,
+            SqlCreditStore::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Whether the database answers (for `/health/ready`).
+    pub async fn ping(&self) -> Result<()> {
+        match self {
+            SqlCreditStore::Sqlite(store) => store.ping().await,
+            SqlCreditStore::Postgres(store) => store.ping().await,
+        }
+    }
+
+    fn store(&self) -> &dyn CreditStore {
+        match self {
+            SqlCreditStore::Sqlite(store) => store,
+            SqlCreditStore::Postgres(store) => store,
+        }
+    }
+}
+
+#[async_trait]
+impl CreditStore for SqlCreditStore {
+    async fn hold(&self, request: HoldRequest) -> Result<Hold> {
+        self.store().hold(request).await
+    }
+
+    async fn settle(&self, hold: &Hold, usage: &UsageRecord) -> Result<i64> {
+        self.store().settle(hold, usage).await
+    }
+
+    async fn release(&self, hold: &Hold) -> Result<()> {
+        self.store().release(hold).await
+    }
+
+    async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
+        self.store().record_usage(usage).await
+    }
+
+    async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
+        self.store().credit(credit).await
+    }
+
+    async fn balance(&self, user_id: &str) -> Result<i64> {
+        self.store().balance(user_id).await
+    }
+
+    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
+        self.store().transactions(user_id, page).await
+    }
+
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
+        self.store().usage(query).await
+    }
+
+    async fn reclaim_expired(&self) -> Result<u64> {
+        self.store().reclaim_expired().await
+    }
+}
+
+/// Connect the ledger named by `url` (`sqlite:` or `postgres:`), migrated and ready.
+pub async fn connect_credit_store(url: &str) -> Result<Arc<dyn CreditStore>> {
+    Ok(Arc::new(SqlCreditStore::connect(url).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_follows_the_url_scheme() {
+        assert_eq!(
+            Backend::from_url("sqlite://llmgate.db").unwrap(),
+            Backend::Sqlite
+        );
+        assert_eq!(
+            Backend::from_url("sqlite::memory:").unwrap(),
+            Backend::Sqlite
+        );
+        assert_eq!(
+            Backend::from_url("postgres://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        let error = Backend::from_url("mysql://u:secret@h/db").unwrap_err();
+        assert!(!error.message().contains("secret"));
+    }
+}

@@ -1,0 +1,69 @@
+//! The scale-out backend: several `llmgate` replicas share one PostgreSQL database.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use llmgate_core::{Error, Result};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::error::{database_error, migration_error};
+use crate::sql::sql_credit_store;
+
+/// How long a request waits for a free connection before the database counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_CONNECTIONS: u32 = 16;
+
+/// A [`CreditStore`](llmgate_core::CreditStore) in PostgreSQL. Every step is one
+/// read-committed transaction whose conditional `UPDATE`/`DELETE … RETURNING` statements
+/// decide races between replicas; the migrations run under sqlx's advisory lock, so replicas
+/// may start together.
+#[derive(Debug, Clone)]
+pub struct PostgresCreditStore {
+    pool: PgPool,
+}
+
+impl PostgresCreditStore {
+    /// Connect to `postgres://user@host/db` and run the migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|error| {
+            tracing::debug!(%error, "invalid PostgreSQL URL");
+            Error::invalid_request("storage.database_url is not a valid PostgreSQL URL")
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(database_error("connect"))?;
+        Self::from_pool(pool).await
+    }
+
+    /// Use an existing pool and run the migrations.
+    pub async fn from_pool(pool: PgPool) -> Result<Self> {
+        sqlx::migrate!("migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(migration_error)?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for other tables that live in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Whether the database answers (for `/health/ready`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query(crate::sql::statements::PING)
+            .execute(&self.pool)
+            .await
+            .map_err(database_error("ping"))?;
+        Ok(())
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+}
+
+sql_credit_store!(PostgresCreditStore, sqlx::Postgres);

@@ -1,0 +1,108 @@
+//! The ledger's SQL, shared by both backends: SQLite and PostgreSQL both accept `$n`
+//! placeholders, `RETURNING`, `ON CONFLICT` upserts and `CAST(… AS BIGINT)`.
+
+/// Take a hold's amount off a balance, only if the balance covers it. The `WHERE` makes the
+/// check and the write one statement, so two requests can never both spend the same credits.
+pub(crate) const TAKE_FROM_BALANCE: &str = "\
+UPDATE credit_balances SET balance_micros = balance_micros - $2 \
+WHERE user_id = $1 AND balance_micros >= $2 \
+RETURNING balance_micros";
+
+/// Give credits back to a balance that has an open hold (so the row exists).
+pub(crate) const GIVE_BACK_TO_BALANCE: &str = "\
+UPDATE credit_balances SET balance_micros = balance_micros + $2 \
+WHERE user_id = $1 \
+RETURNING balance_micros";
+
+/// Add a credit to a balance, creating it. Refuses (returns no row) instead of overflowing.
+pub(crate) const ADD_TO_BALANCE: &str = "\
+INSERT INTO credit_balances (user_id, balance_micros) VALUES ($1, $2) \
+ON CONFLICT (user_id) DO UPDATE \
+SET balance_micros = credit_balances.balance_micros + excluded.balance_micros \
+WHERE credit_balances.balance_micros <= 9223372036854775807 - excluded.balance_micros \
+RETURNING balance_micros";
+
+/// Make sure a balance row exists (a zero hold of a user who never had credits).
+pub(crate) const ENSURE_BALANCE: &str = "\
+INSERT INTO credit_balances (user_id, balance_micros) VALUES ($1, 0) \
+ON CONFLICT (user_id) DO NOTHING";
+
+pub(crate) const SELECT_BALANCE: &str =
+    "SELECT balance_micros FROM credit_balances WHERE user_id = $1";
+
+pub(crate) const INSERT_HOLD: &str = "\
+INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at) \
+VALUES ($1, $2, $3, $4, $5) \
+RETURNING id";
+
+/// Close a hold. Only one of several concurrent settles/releases gets the row back.
+pub(crate) const TAKE_HOLD: &str = "\
+DELETE FROM credit_holds WHERE id = $1 \
+RETURNING user_id, amount_micros";
+
+pub(crate) const SELECT_EXPIRED_HOLDS: &str =
+    "SELECT id FROM credit_holds WHERE expires_at <= $1 ORDER BY id";
+
+/// A ledger entry without an idempotency key (hold, charge, release).
+pub(crate) const INSERT_ENTRY: &str = "\
+INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, provider, \
+prompt_tokens, completion_tokens, key_source, request_id, reason, created_at) \
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// A credit's ledger entry: returns no row when its idempotency key was used before.
+pub(crate) const INSERT_CREDIT_ENTRY: &str = "\
+INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, idempotency_key, \
+reason, created_at) \
+VALUES ($1, $2, $3, $4, $5, $6, $7) \
+ON CONFLICT (idempotency_key) DO NOTHING \
+RETURNING id";
+
+/// The ledger entry that used an idempotency key, if any.
+pub(crate) const CREDIT_KEY_USED: &str = "SELECT id FROM credit_ledger WHERE idempotency_key = $1";
+
+pub(crate) const SELECT_TRANSACTIONS: &str = "\
+SELECT id, user_id, kind, amount_micros, balance_after_micros, model, provider, prompt_tokens, \
+completion_tokens, key_source, request_id, idempotency_key, reason, created_at \
+FROM credit_ledger \
+WHERE user_id = $1 AND ($2 IS NULL OR id < $2) \
+ORDER BY id DESC \
+LIMIT $3";
+
+/// Count one request into its day's rollup.
+pub(crate) const ADD_USAGE: &str = "\
+INSERT INTO usage_daily (user_id, model, provider, day, requests, prompt_tokens, \
+completion_tokens, cost_micros) \
+VALUES ($1, $2, $3, $4, 1, $5, $6, $7) \
+ON CONFLICT (user_id, model, provider, day) DO UPDATE SET \
+requests = usage_daily.requests + 1, \
+prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
+completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
+cost_micros = usage_daily.cost_micros + excluded.cost_micros";
+
+/// Usage queries, one per grouping (the group column cannot be a bind parameter). `$1` is the
+/// user (NULL: everyone), `$2`/`$3` the inclusive day range (NULL: open).
+macro_rules! usage_by {
+    ($column:literal) => {
+        concat!(
+            "SELECT ",
+            $column,
+            " AS group_key, CAST(SUM(requests) AS BIGINT) AS requests, ",
+            "CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, ",
+            "CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, ",
+            "CAST(SUM(cost_micros) AS BIGINT) AS cost_micros ",
+            "FROM usage_daily ",
+            "WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR day >= $2) ",
+            "AND ($3 IS NULL OR day <= $3) ",
+            "GROUP BY ",
+            $column,
+            " ORDER BY ",
+            $column
+        )
+    };
+}
+
+pub(crate) const USAGE_BY_MODEL: &str = usage_by!("model");
+pub(crate) const USAGE_BY_PROVIDER: &str = usage_by!("provider");
+pub(crate) const USAGE_BY_DAY: &str = usage_by!("day");
+
+pub(crate) const PING: &str = "SELECT 1";

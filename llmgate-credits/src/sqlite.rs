@@ -1,0 +1,88 @@
+//! The embedded default: a SQLite file beside the server.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use llmgate_core::{Error, Result};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use crate::error::{database_error, migration_error};
+use crate::sql::sql_credit_store;
+
+/// How long a writer waits for another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// SQLite runs one writer at a time; a few connections serve concurrent readers.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// A [`CreditStore`](llmgate_core::CreditStore) in a SQLite database (WAL mode, foreign keys
+/// on). Every step is one `BEGIN IMMEDIATE` transaction.
+#[derive(Debug, Clone)]
+pub struct SqliteCreditStore {
+    pool: SqlitePool,
+}
+
+impl SqliteCreditStore {
+    /// Open (creating it if missing) the database at `url` — `sqlite://llmgate.db`,
+    /// `sqlite:///abs/path.db` or `sqlite::memory:` — and run the migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|error| {
+                tracing::debug!(%error, "invalid SQLite URL");
+                Error::invalid_request("storage.database_url is not a valid SQLite URL")
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = if in_memory {
+            // An in-memory database lives as long as its connections: keep exactly one open.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(MAX_CONNECTIONS)
+                .connect_with(options)
+                .await
+        }
+        .map_err(database_error("connect"))?;
+        Self::from_pool(pool).await
+    }
+
+    /// Use an existing pool (its connections should have foreign keys on and a busy timeout)
+    /// and run the migrations.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(migration_error)?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for other tables that live in the same database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Whether the database answers (for `/health/ready`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query(crate::sql::statements::PING)
+            .execute(&self.pool)
+            .await
+            .map_err(database_error("ping"))?;
+        Ok(())
+    }
+
+    /// `BEGIN IMMEDIATE` takes the write lock up front (waiting up to the busy timeout), so a
+    /// transaction never fails half-way when it turns from reading to writing.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+sql_credit_store!(SqliteCreditStore, sqlx::Sqlite);
