@@ -1,1 +1,5 @@
-fn main() {}
+//! `llmgate`: see `llmgate --help`.
+
+fn main() -> std::process::ExitCode {
+    llmgate_server::cli::main()
+}

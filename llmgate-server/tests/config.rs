@@ -109,7 +109,10 @@ fn spec_example_parses_with_env_references_and_exact_prices() {
     assert_eq!(model.latency, Some(LatencyClass::Fast));
     assert_eq!(model.privacy, Some(Privacy::Low));
     assert_eq!(config.routing.strategy, RoutingStrategy::LeastBusy);
-    assert_eq!(config.billing.packages[1].price_usd.parse().unwrap(), dec("4.50"));
+    assert_eq!(
+        config.billing.packages[1].price_usd.parse().unwrap(),
+        dec("4.50")
+    );
     assert_eq!(config.tiers["free"].rpm, Some(20));
 }
 
@@ -158,10 +161,16 @@ fn unknown_key_is_an_error_naming_its_path() {
     let yaml = "models:\n  - name: m\n    provider: p\n    colour: blue\n";
     let error = Config::from_yaml(yaml, &Env::from_pairs([("X", "y")])).unwrap_err();
     assert_eq!(error.problems[0].path, "models[0].colour", "{error}");
-    assert!(error.to_string().contains("unknown field `colour`"), "{error}");
+    assert!(
+        error.to_string().contains("unknown field `colour`"),
+        "{error}"
+    );
 
     let error = Config::from_yaml("surprise: 1\n", &Env::from_pairs([("X", "y")])).unwrap_err();
-    assert!(error.to_string().contains("unknown field `surprise`"), "{error}");
+    assert!(
+        error.to_string().contains("unknown field `surprise`"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -241,7 +250,10 @@ fn builtin_default_adds_presets_for_keys_in_the_environment() {
         config.providers[3].api_base.as_deref(),
         Some("http://127.0.0.1:8000/v1")
     );
-    assert_eq!(config.providers[1].api_key.as_ref().unwrap().expose(), "sk-a");
+    assert_eq!(
+        config.providers[1].api_key.as_ref().unwrap().expose(),
+        "sk-a"
+    );
 }
 
 #[test]

@@ -82,6 +82,7 @@ pub(super) fn builtin(env: &Env) -> Config {
             let mut provider = ProviderConfig::new(preset.name, preset.kind);
             provider.api_base = Some(preset.api_base.to_owned());
             provider.api_key = Some(Secret::new(key));
+            provider.preset = true;
             providers.push(provider);
         }
     }
@@ -91,6 +92,7 @@ pub(super) fn builtin(env: &Env) -> Config {
             let mut provider = ProviderConfig::new(*name, ProviderKind::Openai);
             provider.api_base = Some(openai_base_for_host(&host));
             provider.local = true;
+            provider.preset = true;
             providers.push(provider);
         }
     }
@@ -151,7 +153,10 @@ mod tests {
 
     #[test]
     fn builtin_has_demo_and_presets_for_present_keys_only() {
-        let env = Env::from_pairs([("GROQ_API_KEY", "gsk-test"), ("OLLAMA_HOST", "localhost:11434")]);
+        let env = Env::from_pairs([
+            ("GROQ_API_KEY", "gsk-test"),
+            ("OLLAMA_HOST", "localhost:11434"),
+        ]);
         let config = builtin(&env);
         let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["demo", "groq", "ollama"]);

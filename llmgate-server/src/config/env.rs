@@ -11,10 +11,13 @@ use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Unexpected, Visitor};
 
+/// Looks one variable up.
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
 /// Where environment variables come from: the process, or a fixed map in tests.
 #[derive(Clone)]
 pub struct Env {
-    lookup: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Arc<Lookup>,
 }
 
 impl fmt::Debug for Env {
@@ -303,10 +306,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Resolving<'_, D> {
         self.inner.deserialize_identifier(visitor)
     }
 
-    fn deserialize_ignored_any<V: Visitor<'de>>(
-        self,
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         self.inner.deserialize_ignored_any(visitor)
     }
 }
@@ -358,7 +358,8 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
-        self.visitor.visit_newtype_struct(Resolving::new(d, self.env))
+        self.visitor
+            .visit_newtype_struct(Resolving::new(d, self.env))
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
@@ -449,7 +450,12 @@ mod tests {
 
     #[test]
     fn missing_and_empty_variables_are_errors() {
-        assert!(env().resolve("os.environ/NOPE").unwrap_err().contains("NOPE"));
+        assert!(
+            env()
+                .resolve("os.environ/NOPE")
+                .unwrap_err()
+                .contains("NOPE")
+        );
         assert!(env().resolve("x${EMPTY}").unwrap_err().contains("EMPTY"));
         assert!(env().resolve("x${A").is_err());
     }

@@ -54,6 +54,10 @@ pub struct ProviderConfig {
     /// Extra headers on every upstream request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Enabled by the built-in default from an environment variable, not written by the
+    /// operator: one that cannot be built is skipped with a warning instead of failing startup.
+    #[serde(skip)]
+    pub preset: bool,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -70,6 +74,7 @@ impl ProviderConfig {
             local: false,
             timeout_ms: default_timeout_ms(),
             headers: BTreeMap::new(),
+            preset: false,
         }
     }
 }

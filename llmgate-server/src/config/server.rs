@@ -66,7 +66,9 @@ impl StorageConfig {
     /// Whether the URL names a backend this server knows.
     pub fn is_known_backend(&self) -> bool {
         let url = self.database_url.as_str();
-        url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")
+        url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
     }
 }
 

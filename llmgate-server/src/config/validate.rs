@@ -98,7 +98,10 @@ fn server(config: &Config, report: &mut Report) {
     if let Some(key) = &config.byok.encryption_key {
         let decoded = base64::engine::general_purpose::STANDARD.decode(key.expose().trim());
         if !matches!(decoded, Ok(bytes) if bytes.len() == 32) {
-            report.push("byok.encryption_key", "must be the base64 of exactly 32 bytes");
+            report.push(
+                "byok.encryption_key",
+                "must be the base64 of exactly 32 bytes",
+            );
         }
     }
 }
@@ -226,7 +229,10 @@ fn models(config: &Config, report: &mut Report) {
             report.push(format!("{path}.context_window"), "must be greater than 0");
         }
         if model.max_output_tokens == Some(0) {
-            report.push(format!("{path}.max_output_tokens"), "must be greater than 0");
+            report.push(
+                format!("{path}.max_output_tokens"),
+                "must be greater than 0",
+            );
         }
         for (j, fallback) in model.fallbacks.iter().enumerate() {
             if !names.contains(fallback.as_str()) {

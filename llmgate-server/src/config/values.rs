@@ -98,8 +98,14 @@ mod tests {
             DecimalText::new("0.002").parse().unwrap(),
             Decimal::new(2, 3)
         );
-        assert_eq!(DecimalText::new("2e-3").parse().unwrap(), Decimal::new(2, 3));
-        assert_eq!(DecimalText::new("1000").parse().unwrap(), Decimal::from(1000));
+        assert_eq!(
+            DecimalText::new("2e-3").parse().unwrap(),
+            Decimal::new(2, 3)
+        );
+        assert_eq!(
+            DecimalText::new("1000").parse().unwrap(),
+            Decimal::from(1000)
+        );
         assert!(DecimalText::new("cheap").parse().is_err());
     }
 }

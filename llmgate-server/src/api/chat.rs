@@ -1,0 +1,159 @@
+//! `POST /v1/chat/completions`: OpenAI chat completions, whole or streamed.
+
+use http::{HeaderMap, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use llmgate_core::{ChatRequest, Completion, Error, PowerLevel, RouteInfo};
+
+use super::body::read_limited;
+use super::response::{Body, json, set_header};
+use super::service::RequestContext;
+use super::sse;
+use crate::auth::Permission;
+use crate::state::AppState;
+
+/// The header that overrides the body's `power_level`.
+const POWER_LEVEL_HEADER: &str = "x-llmgate-power-level";
+
+pub(crate) async fn completions(
+    state: &AppState,
+    context: &RequestContext,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
+    let principal = state.auth.authenticate(request.headers()).await?;
+    principal.require(Permission::Execute)?;
+    let power_level = power_level_header(request.headers())?;
+    let body = read_limited(request, state.config.server.max_body_bytes).await?;
+    let mut chat = parse(&body)?;
+    if power_level.is_some() {
+        chat.power_level = power_level;
+    }
+    let caller = principal.caller.with_request_id(context.request_id.clone());
+
+    if chat.is_stream() {
+        let stream = state.gateway.chat_stream(&caller, chat).await?;
+        let route = stream.route().clone();
+        let mut response = sse::response(stream);
+        route_headers(&mut response, &route);
+        Ok(response)
+    } else {
+        let Completion {
+            response: answer,
+            route,
+            cost_micros,
+        } = state.gateway.chat(&caller, chat).await?;
+        let mut response = json(StatusCode::OK, &answer);
+        route_headers(&mut response, &route);
+        set_header(
+            &mut response,
+            "x-llmgate-cost-micros",
+            &cost_micros.to_string(),
+        );
+        Ok(response)
+    }
+}
+
+fn power_level_header(headers: &HeaderMap) -> Result<Option<PowerLevel>, Error> {
+    let Some(value) = headers.get(POWER_LEVEL_HEADER) else {
+        return Ok(None);
+    };
+    let bad = |message: String| {
+        Error::invalid_request(message)
+            .with_param(POWER_LEVEL_HEADER)
+            .with_code("invalid_power_level")
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| bad(format!("The {POWER_LEVEL_HEADER} header is not text.")))?;
+    text.parse::<PowerLevel>()
+        .map(Some)
+        .map_err(|message| bad(format!("The {POWER_LEVEL_HEADER} header: {message}.")))
+}
+
+/// The JSON body as a chat request; serde's message and the failing field on error.
+fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed: Result<ChatRequest, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let request = parsed.map_err(|error| {
+        let message = error.inner().to_string();
+        let path = error.path().to_string();
+        let param = if path == "." {
+            missing_field(&message)
+        } else {
+            Some(path)
+        };
+        let mut error = Error::invalid_request(format!("Invalid request body: {message}"));
+        if let Some(param) = param {
+            error = error.with_param(param);
+        }
+        error
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| Error::invalid_request(format!("Invalid request body: {error}")))?;
+    Ok(request)
+}
+
+/// `missing field `messages` at line 1 ...` names the field serde could not find.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    let end = rest.find('`')?;
+    Some(rest[..end].to_owned())
+}
+
+fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
+    set_header(response, "x-llmgate-provider", &route.provider);
+    set_header(response, "x-llmgate-model", &route.model);
+    set_header(response, "x-llmgate-attempts", &route.attempts.to_string());
+    set_header(response, "x-llmgate-key-source", route.key_source.as_str());
+    set_header(
+        response,
+        "x-llmgate-power-level",
+        route.power_level.as_str(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let error = parse(br#"{"model": 5, "messages": []}"#).unwrap_err();
+        assert_eq!(error.status(), 400);
+        assert_eq!(error.param(), Some("model"));
+        assert!(
+            error.message().contains("invalid type"),
+            "{}",
+            error.message()
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let error = parse(br#"{"model": "m"}"#).unwrap_err();
+        assert_eq!(error.param(), Some("messages"));
+    }
+
+    #[test]
+    fn nested_errors_carry_their_path() {
+        let error = parse(br#"{"model": "m", "messages": [{"role": "wizard", "content": "x"}]}"#)
+            .unwrap_err();
+        assert_eq!(
+            error.param(),
+            Some("messages[0].role"),
+            "{}",
+            error.message()
+        );
+    }
+
+    #[test]
+    fn malformed_json_and_trailing_garbage_are_refused() {
+        assert_eq!(parse(b"{nope").unwrap_err().status(), 400);
+        assert_eq!(
+            parse(br#"{"model":"m","messages":[{"role":"user","content":"x"}]} x"#)
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! `GET /v1/models`: OpenAI's model list, each entry with llmgate's catalog facts.
+
+use std::collections::HashSet;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use llmgate_core::{Decimal, Deployment, Error};
+use serde_json::{Value, json};
+
+use super::response::{Body, json as json_response};
+use crate::auth::Permission;
+use crate::state::AppState;
+
+pub(crate) async fn list(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
+    let principal = state.auth.authenticate(request.headers()).await?;
+    principal.require(Permission::Read)?;
+    // One entry per model name: the first deployment in config order speaks for it.
+    let mut seen = HashSet::new();
+    let data: Vec<Value> = state
+        .gateway
+        .catalog()
+        .deployments()
+        .iter()
+        .filter(|d| seen.insert(d.name.clone()))
+        .map(|d| entry(d, state.started_at))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "object": "list", "data": data }),
+    ))
+}
+
+fn price(value: Option<Decimal>) -> Value {
+    value.map_or(Value::Null, |v| Value::String(v.normalize().to_string()))
+}
+
+fn entry(deployment: &Deployment, created: u64) -> Value {
+    json!({
+        "id": deployment.name,
+        "object": "model",
+        "created": created,
+        "owned_by": deployment.provider,
+        "provider": deployment.provider,
+        "input_cost_per_1k": price(deployment.price.map(|p| p.input_per_1k)),
+        "output_cost_per_1k": price(deployment.price.map(|p| p.output_per_1k)),
+        "free": deployment.is_free(),
+        "quality": deployment.quality,
+        "context_window": deployment.context_window,
+        "tags": deployment.tags,
+        "latency": deployment.latency,
+        "privacy": deployment.privacy,
+    })
+}

@@ -1,0 +1,78 @@
+//! Building responses: JSON bodies, OpenAI-shaped errors and the body type every handler uses.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use llmgate_core::Error;
+use serde::Serialize;
+
+/// The response body: whole or streamed. Never fails mid-way: stream errors are sent as
+/// SSE error events instead.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+/// A JSON response; a value that cannot be serialized becomes a 500.
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => {
+            let mut response = Response::new(full(bytes));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "serializing a response failed");
+            error_response(&Error::internal("The response could not be encoded."))
+        }
+    }
+}
+
+/// The error as OpenAI's JSON error body, with its status and `Retry-After`.
+pub(crate) fn error_response(error: &Error) -> Response<Body> {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error_with_status(error, status)
+}
+
+/// The error's body under another status (405 has no kind of its own).
+pub(crate) fn error_with_status(error: &Error, status: StatusCode) -> Response<Body> {
+    let mut response = json(status, &error.to_json());
+    if let Some(after) = error.retry_after() {
+        // Round up: `Retry-After: 0` would invite an immediate retry.
+        let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    response
+}
+
+/// Set a header when the value is a valid header value; skip it otherwise.
+pub(crate) fn set_header(response: &mut Response<Body>, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up() {
+        let error = Error::new(llmgate_core::ErrorKind::RateLimited, "slow down")
+            .with_retry_after(Duration::from_millis(1500));
+        let response = error_response(&error);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+}

@@ -1,0 +1,95 @@
+//! Which endpoint a request is for: a plain match on (method, path).
+//!
+//! Add an endpoint by adding a variant, a path arm here and a dispatch arm in `service.rs`.
+
+use http::Method;
+use llmgate_core::Error;
+
+/// The endpoints this server answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    ChatCompletions,
+    ListModels,
+    Health,
+    Ready,
+}
+
+/// Why no endpoint matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Miss {
+    /// No such path (404).
+    NotFound,
+    /// The path exists with other methods (405).
+    MethodNotAllowed { allowed: &'static [Method] },
+}
+
+pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
+    let path = match path.strip_suffix('/') {
+        Some(trimmed) if !trimmed.is_empty() => trimmed,
+        _ => path,
+    };
+    match path {
+        "/v1/chat/completions" | "/api/v1/llm/chat/completions" => {
+            only(method, &[Method::POST], Endpoint::ChatCompletions)
+        }
+        "/v1/models" | "/api/v1/llm/models" => only(method, &[Method::GET], Endpoint::ListModels),
+        "/health" => only(method, &[Method::GET], Endpoint::Health),
+        "/health/ready" => only(method, &[Method::GET], Endpoint::Ready),
+        _ => Err(Miss::NotFound),
+    }
+}
+
+fn only(method: &Method, allowed: &'static [Method], endpoint: Endpoint) -> Result<Endpoint, Miss> {
+    if allowed.contains(method) {
+        Ok(endpoint)
+    } else {
+        Err(Miss::MethodNotAllowed { allowed })
+    }
+}
+
+impl Miss {
+    pub(crate) fn to_error(&self, method: &Method, path: &str) -> Error {
+        match self {
+            Miss::NotFound => Error::new(
+                llmgate_core::ErrorKind::NotFound,
+                format!("No endpoint at {path}."),
+            )
+            .with_code("unknown_path"),
+            Miss::MethodNotAllowed { allowed } => {
+                let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+                Error::invalid_request(format!(
+                    "{method} is not allowed on {path}; use {}.",
+                    names.join(" or ")
+                ))
+                .with_code("method_not_allowed")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_has_both_paths_and_only_post() {
+        assert_eq!(
+            route(&Method::POST, "/v1/chat/completions"),
+            Ok(Endpoint::ChatCompletions)
+        );
+        assert_eq!(
+            route(&Method::POST, "/api/v1/llm/chat/completions/"),
+            Ok(Endpoint::ChatCompletions)
+        );
+        assert!(matches!(
+            route(&Method::GET, "/v1/chat/completions"),
+            Err(Miss::MethodNotAllowed { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_paths_miss() {
+        assert_eq!(route(&Method::GET, "/v2/models"), Err(Miss::NotFound));
+        assert_eq!(route(&Method::GET, "/"), Err(Miss::NotFound));
+    }
+}

@@ -1,0 +1,114 @@
+//! One request in, one response out: request id, routing, dispatch, error rendering, logging.
+//! Nothing a request does can take the process down: a panic becomes a 500.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::FutureExt;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use llmgate_core::Error;
+
+use super::response::{Body, error_response, error_with_status, set_header};
+use super::router::{Endpoint, Miss, route};
+use super::{chat, health, models};
+use crate::state::AppState;
+
+/// What every handler may need about the request besides its body.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestContext {
+    pub request_id: Arc<str>,
+}
+
+/// Answer one request.
+pub async fn handle(state: AppState, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let context = RequestContext {
+        request_id: request_id(request.headers()),
+    };
+    let outcome = AssertUnwindSafe(dispatch(&state, &context, request))
+        .catch_unwind()
+        .await;
+    let mut response = outcome.unwrap_or_else(|_| {
+        tracing::error!(request_id = %context.request_id, %method, %path, "a handler panicked");
+        error_response(&Error::internal("An internal error occurred."))
+    });
+    set_header(&mut response, "x-request-id", &context.request_id);
+    tracing::info!(
+        request_id = %context.request_id,
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+async fn dispatch(
+    state: &AppState,
+    context: &RequestContext,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let endpoint = match route(request.method(), request.uri().path()) {
+        Ok(endpoint) => endpoint,
+        Err(miss) => return miss_response(&miss, request.method(), request.uri().path()),
+    };
+    let result = match endpoint {
+        Endpoint::ChatCompletions => chat::completions(state, context, request).await,
+        Endpoint::ListModels => models::list(state, request).await,
+        Endpoint::Health => Ok(health::live()),
+        Endpoint::Ready => Ok(health::ready(state).await),
+    };
+    result.unwrap_or_else(|error| {
+        if error.status() >= 500 {
+            tracing::warn!(request_id = %context.request_id, %error, "request failed");
+        }
+        error_response(&error)
+    })
+}
+
+fn miss_response(miss: &Miss, method: &Method, path: &str) -> Response<Body> {
+    let error = miss.to_error(method, path);
+    match miss {
+        Miss::NotFound => error_response(&error),
+        Miss::MethodNotAllowed { allowed } => {
+            let mut response = error_with_status(&error, StatusCode::METHOD_NOT_ALLOWED);
+            let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            set_header(&mut response, header::ALLOW.as_str(), &allow.join(", "));
+            response
+        }
+    }
+}
+
+/// The client's `x-request-id` when it is sane (1–128 visible ASCII characters), else a new one.
+fn request_id(headers: &HeaderMap) -> Arc<str> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(
+            || Arc::from(format!("req-{:032x}", rand::random::<u128>())),
+            Arc::from,
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sane_request_ids_are_kept_and_others_replaced() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", "abc-123".parse().unwrap());
+        assert_eq!(&*request_id(&headers), "abc-123");
+        headers.insert("x-request-id", "has space".parse().unwrap());
+        assert!(request_id(&headers).starts_with("req-"));
+        headers.insert("x-request-id", "x".repeat(129).parse().unwrap());
+        assert!(request_id(&headers).starts_with("req-"));
+        assert!(request_id(&HeaderMap::new()).starts_with("req-"));
+    }
+}

@@ -1,0 +1,78 @@
+//! A completion stream as a Server-Sent Events body.
+//!
+//! The body is a stream over the gateway's `CompletionStream` (no spawned pump), so a client
+//! that goes away drops it, which drops the upstream connection and settles the hold.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use llmgate_core::{CompletionStream, Error};
+use serde::Serialize;
+
+use super::response::Body;
+
+/// One `data: ...` event.
+fn event<T: Serialize>(value: &T) -> Bytes {
+    match serde_json::to_vec(value) {
+        Ok(json) => {
+            let mut out = Vec::with_capacity(json.len() + 8);
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(&json);
+            out.extend_from_slice(b"\n\n");
+            Bytes::from(out)
+        }
+        Err(_) => error_event(&Error::internal("A chunk could not be encoded.")),
+    }
+}
+
+fn error_event(error: &Error) -> Bytes {
+    Bytes::from(format!("data: {}\n\n", error.to_json()))
+}
+
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// Where the body is in the stream.
+enum Phase {
+    Streaming(CompletionStream),
+    /// The last event went out; nothing follows.
+    Finished,
+}
+
+/// Chunks as `data: {json}`, then `data: [DONE]` after a good end; a failure becomes one error
+/// event and ends the body without `[DONE]`.
+pub(crate) fn body(stream: CompletionStream) -> Body {
+    let frames = futures::stream::unfold(Phase::Streaming(stream), |phase| async move {
+        let Phase::Streaming(mut stream) = phase else {
+            return None;
+        };
+        let (bytes, next) = match stream.next().await {
+            Some(Ok(chunk)) => (event(&chunk), Phase::Streaming(stream)),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "stream failed after it started");
+                (error_event(&error), Phase::Finished)
+            }
+            None => (Bytes::from_static(DONE), Phase::Finished),
+        };
+        Some((Ok::<_, Infallible>(Frame::data(bytes)), next))
+    });
+    StreamBody::new(frames).boxed_unsync()
+}
+
+/// A 200 response carrying the event stream.
+pub(crate) fn response(stream: CompletionStream) -> Response<Body> {
+    let mut response = Response::new(body(stream));
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tell buffering proxies (nginx) to pass events through as they come.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}

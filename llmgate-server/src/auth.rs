@@ -1,0 +1,238 @@
+//! Who is calling: an API key from the request headers, turned into a [`Principal`].
+//!
+//! The master key acts as admin and is never charged. User keys are looked up through a
+//! [`UserKeys`] backend (added by the users module); without one, only the master key works.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::HeaderMap;
+use llmgate_core::{Caller, Error, Result, Secret};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// What a caller may do (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// `llm.read`: list models, read own balance and usage.
+    Read,
+    /// `llm.execute`: chat completions, purchases.
+    Execute,
+    /// `llm.configure`: users and credits of others.
+    Configure,
+    /// `llm.manage_providers`: BYOK keys.
+    ManageProviders,
+    /// `llm.manage_models`: models.
+    ManageModels,
+}
+
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "llm.read",
+            Permission::Execute => "llm.execute",
+            Permission::Configure => "llm.configure",
+            Permission::ManageProviders => "llm.manage_providers",
+            Permission::ManageModels => "llm.manage_models",
+        }
+    }
+}
+
+/// A caller's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin,
+    User,
+}
+
+impl Role {
+    /// Whether the role grants a permission. A user's `manage_*` rights cover only their own
+    /// keys and models; the handlers that touch those scope them to the caller.
+    pub fn allows(self, permission: Permission) -> bool {
+        match self {
+            Role::Admin => true,
+            Role::User => permission != Permission::Configure,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+}
+
+/// An authenticated caller: the gateway's view (`Caller`) plus the role.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub caller: Caller,
+    pub role: Role,
+}
+
+impl Principal {
+    /// The operator holding the master key.
+    pub fn admin() -> Self {
+        Self {
+            caller: Caller::admin(),
+            role: Role::Admin,
+        }
+    }
+
+    /// `Ok` when the role grants the permission, else 403.
+    pub fn require(&self, permission: Permission) -> Result<()> {
+        if self.role.allows(permission) {
+            Ok(())
+        } else {
+            Err(Error::permission_denied(format!(
+                "This key lacks the `{}` permission.",
+                permission.as_str()
+            ))
+            .with_code("permission_denied"))
+        }
+    }
+}
+
+/// Resolves user API keys. Implemented by the users store.
+#[async_trait]
+pub trait UserKeys: Send + Sync + fmt::Debug + 'static {
+    /// The principal owning `key`, or `None` when no user has it.
+    async fn principal_for_key(&self, key: &str) -> Result<Option<Principal>>;
+}
+
+const _: Option<Arc<dyn UserKeys>> = None;
+
+/// Turns request headers into a principal.
+#[derive(Clone)]
+pub struct Auth {
+    /// Only the digest is kept, so comparisons are constant-time over a fixed length.
+    master_digest: [u8; 32],
+    users: Option<Arc<dyn UserKeys>>,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("user_keys", &self.users.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+impl Auth {
+    pub fn new(master_key: &Secret) -> Self {
+        Self {
+            master_digest: digest(master_key.expose()),
+            users: None,
+        }
+    }
+
+    /// Accept user keys from this backend too.
+    pub fn with_user_keys(mut self, users: Arc<dyn UserKeys>) -> Self {
+        self.users = Some(users);
+        self
+    }
+
+    /// Whether `key` is the master key (constant time).
+    pub fn is_master_key(&self, key: &str) -> bool {
+        digest(key).ct_eq(&self.master_digest).into()
+    }
+
+    /// The principal behind the request's key; 401 when there is none or it is unknown.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal> {
+        let Some(key) = presented_key(headers) else {
+            return Err(Error::authentication(
+                "Missing API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
+            )
+            .with_code("missing_api_key"));
+        };
+        if self.is_master_key(key) {
+            return Ok(Principal::admin());
+        }
+        if let Some(users) = &self.users
+            && let Some(principal) = users.principal_for_key(key).await?
+        {
+            return Ok(principal);
+        }
+        Err(Error::authentication("Invalid API key.").with_code("invalid_api_key"))
+    }
+}
+
+/// The key from `Authorization: Bearer KEY`, else from `x-api-key`.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, key) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(key.trim())
+        });
+    let key = bearer.or_else(|| {
+        headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    })?;
+    (!key.is_empty()).then_some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[tokio::test]
+    async fn master_key_is_admin_by_bearer_or_x_api_key() {
+        let auth = Auth::new(&Secret::new("lg-master-abcdefghijklmnop"));
+        for h in [
+            headers(&[("authorization", "Bearer lg-master-abcdefghijklmnop")]),
+            headers(&[("authorization", "bearer  lg-master-abcdefghijklmnop ")]),
+            headers(&[("x-api-key", "lg-master-abcdefghijklmnop")]),
+        ] {
+            let principal = auth.authenticate(&h).await.unwrap();
+            assert_eq!(principal.role, Role::Admin);
+            assert_eq!(principal.caller.billing, llmgate_core::Billing::Uncharged);
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_or_wrong_key_is_401() {
+        let auth = Auth::new(&Secret::new("lg-master-abcdefghijklmnop"));
+        let none = auth.authenticate(&HeaderMap::new()).await.unwrap_err();
+        assert_eq!((none.status(), none.code()), (401, Some("missing_api_key")));
+        let wrong = auth
+            .authenticate(&headers(&[(
+                "authorization",
+                "Bearer lg-master-abcdefghijklmnoq",
+            )]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (wrong.status(), wrong.code()),
+            (401, Some("invalid_api_key"))
+        );
+        let basic = auth
+            .authenticate(&headers(&[("authorization", "Basic abc")]))
+            .await
+            .unwrap_err();
+        assert_eq!(basic.status(), 401);
+    }
+
+    #[test]
+    fn users_may_not_configure() {
+        assert!(Role::User.allows(Permission::Execute));
+        assert!(!Role::User.allows(Permission::Configure));
+        assert!(Role::Admin.allows(Permission::Configure));
+    }
+}

@@ -1,0 +1,158 @@
+//! The command line: `llmgate serve` and `llmgate check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigError, ConfigSource, Env};
+use crate::master_key::{KeyOrigin, MasterKey};
+use crate::server::{Server, shutdown_signal};
+use crate::state::{provider_names, provider_problems};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "llmgate",
+    version,
+    about = "An OpenAI-compatible LLM gateway with credits, BYOK and routing."
+)]
+pub struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway until SIGINT/SIGTERM, then drain in-flight requests.
+    Serve {
+        /// The YAML config (else $LLMGATE_CONFIG, else ./llmgate.yaml, else the built-in default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Listen on this IP:PORT instead of `server.listen`.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Validate a config: exit 0, or exit 1 listing every problem with its YAML path.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+/// Parse the command line and run it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let env = Env::process();
+    match cli.command {
+        Command::Check { config } => check(&config, &env),
+        Command::Serve { config, listen } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("error: cannot start the async runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(serve(config, listen, env))
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// `llmgate check --config FILE`.
+pub fn check(path: &std::path::Path, env: &Env) -> ExitCode {
+    let problems = match Config::load_file(path, env) {
+        Ok(config) => provider_problems(&config),
+        Err(error) => error.problems,
+    };
+    if problems.is_empty() {
+        println!("config OK");
+        ExitCode::SUCCESS
+    } else {
+        println!("{} has {} problem(s):", path.display(), problems.len());
+        for problem in &problems {
+            println!("  {problem}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
+async fn serve(config: Option<PathBuf>, listen: Option<String>, env: Env) -> ExitCode {
+    let source = ConfigSource::locate(config.as_deref(), &env);
+    let mut config = match Config::load(&source, &env) {
+        Ok(config) => config,
+        Err(error) => return fail(&error),
+    };
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+        if let Err(error) = config.check() {
+            return fail(&error);
+        }
+    }
+    let master = match MasterKey::resolve(&config, &env) {
+        Ok(master) => master,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let KeyOrigin::Generated(path) = &master.origin {
+        // Shown once: later starts read the file silently.
+        println!(
+            "Generated the master key (saved to {}):\n\n    {}\n\nUse it as `Authorization: Bearer <key>`; it is not shown again.\n",
+            path.display(),
+            master.key.expose()
+        );
+    }
+    let listener = match TcpListener::bind(&config.server.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on {}: {error}", config.server.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let providers = provider_names(&config).join(", ");
+    let models = config.models.len();
+    let server = match Server::new(config, &master.key, listener) {
+        Ok(server) => server,
+        Err(error) => return fail(&error),
+    };
+    match server.local_addr() {
+        Ok(addr) => {
+            tracing::info!(%addr, config = %source, %providers, models, "llmgate listening")
+        }
+        Err(error) => tracing::warn!(%error, "the listener has no local address"),
+    }
+    match server.run(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn fail(error: &ConfigError) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,274 @@
+//! Everything a request handler needs, built once from the config: the gateway (providers,
+//! models, prices, power levels, credit store), the tiers and authentication.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use llmgate_core::{
+    CreditStore, Deployment, Gateway, MemoryCreditStore, ModelPrice, PowerLevel, Privacy, Secret,
+    Tier,
+};
+use llmgate_providers::{ProviderSpec, WireFamily, build_provider};
+
+use crate::auth::Auth;
+use crate::config::{Config, ConfigError, ModelConfig, Problem, ProviderConfig, ProviderKind};
+
+/// Shared state of a running server. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub gateway: Gateway,
+    pub auth: Auth,
+    pub config: Arc<Config>,
+    /// Tiers by name.
+    pub tiers: Arc<HashMap<String, Arc<Tier>>>,
+    /// Unix seconds when the server started (the `created` of listed models).
+    pub started_at: u64,
+}
+
+impl AppState {
+    /// Build from a validated config and the master key.
+    pub fn new(config: Config, master_key: &Secret) -> Result<Self, ConfigError> {
+        let gateway = build_gateway(&config)?;
+        Ok(Self {
+            gateway,
+            auth: Auth::new(master_key),
+            tiers: Arc::new(tiers(&config)),
+            config: Arc::new(config),
+            started_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        })
+    }
+}
+
+/// The credit store named by `storage.database_url`.
+///
+/// In-memory for now; the SQLite and PostgreSQL stores of `llmgate-credits` plug in here.
+fn credit_store(config: &Config) -> Arc<dyn CreditStore> {
+    let _ = &config.storage.database_url;
+    Arc::new(MemoryCreditStore::new())
+}
+
+/// Assemble the gateway; fails with every provider that cannot be built.
+pub fn build_gateway(config: &Config) -> Result<Gateway, ConfigError> {
+    let mut builder = Gateway::builder()
+        .credit_store(credit_store(config))
+        .credits_per_usd(config.billing.credits_per_usd.value())
+        .max_attempts(config.routing.num_retries.saturating_add(1));
+    for level in PowerLevel::ALL {
+        builder = builder.power_level(level, config.power_levels.policy(level));
+    }
+
+    let mut problems = Vec::new();
+    let mut usable: HashMap<String, &ProviderConfig> = HashMap::new();
+    for (i, provider) in config.providers.iter().enumerate() {
+        match build_provider(&provider_spec(provider)) {
+            Ok(built) => {
+                builder = builder.provider(built);
+                if let Some(key) = &provider.api_key {
+                    builder = builder.platform_key(provider.name.clone(), key.clone());
+                }
+                usable.insert(provider.name.clone(), provider);
+            }
+            Err(error) if provider.preset => {
+                tracing::warn!(provider = %provider.name, %error, "skipping the provider preset");
+            }
+            Err(error) => problems.push(Problem::new(format!("providers[{i}]"), error.to_string())),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError {
+            source_name: None,
+            problems,
+        });
+    }
+
+    for model in &config.models {
+        // Models of a skipped preset provider are left out with it.
+        if let Some(provider) = usable.get(&model.provider) {
+            builder = builder.model(deployment(model, provider));
+        }
+    }
+    let resolver_providers: HashMap<String, AdHoc> = usable
+        .iter()
+        .map(|(name, p)| {
+            (
+                name.clone(),
+                AdHoc {
+                    local: p.local,
+                    free: p.kind == ProviderKind::Demo,
+                },
+            )
+        })
+        .collect();
+    builder = builder.model_resolver(move |name| resolve_ad_hoc(&resolver_providers, name));
+    Ok(builder.build())
+}
+
+/// Every provider that would fail to build, for `llmgate check`.
+pub fn provider_problems(config: &Config) -> Vec<Problem> {
+    config
+        .providers
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.preset)
+        .filter_map(|(i, p)| {
+            build_provider(&provider_spec(p))
+                .err()
+                .map(|error| Problem::new(format!("providers[{i}]"), error.to_string()))
+        })
+        .collect()
+}
+
+fn provider_spec(provider: &ProviderConfig) -> ProviderSpec {
+    ProviderSpec {
+        name: provider.name.clone(),
+        family: match provider.kind {
+            ProviderKind::Openai => WireFamily::OpenAi,
+            ProviderKind::Anthropic => WireFamily::Anthropic,
+            ProviderKind::Ollama => WireFamily::Ollama,
+            ProviderKind::Huggingface => WireFamily::HuggingFace,
+            ProviderKind::Demo => WireFamily::Demo,
+        },
+        api_base: provider.api_base.clone(),
+        timeout: Duration::from_millis(provider.timeout_ms),
+        headers: provider.headers.clone(),
+    }
+}
+
+fn deployment(model: &ModelConfig, provider: &ProviderConfig) -> Deployment {
+    let mut deployment = Deployment::new(&model.name, &model.provider, model.upstream());
+    deployment.price = match model.prices() {
+        (Some(input), Some(output)) => Some(ModelPrice::new(input.value(), output.value())),
+        _ if model.free => Some(ModelPrice::default()),
+        _ => None,
+    };
+    deployment.quality = model.quality;
+    deployment.context_window = model.context_window;
+    deployment.max_output_tokens = model.max_output_tokens;
+    deployment.rpm = model.rpm;
+    deployment.tpm = model.tpm;
+    deployment.fallbacks.clone_from(&model.fallbacks);
+    deployment.tags.clone_from(&model.tags);
+    deployment.latency = model.latency;
+    deployment.privacy = model.privacy.unwrap_or(if provider.local {
+        Privacy::High
+    } else {
+        Privacy::Low
+    });
+    deployment.local = provider.local;
+    deployment.weight = model.weight;
+    deployment.priority = model.priority;
+    deployment
+}
+
+/// What the resolver needs to know about a provider.
+struct AdHoc {
+    local: bool,
+    free: bool,
+}
+
+/// `provider/upstream-model` on a configured provider, unpriced (BYOK or admin only) unless the
+/// provider is the free demo.
+fn resolve_ad_hoc(providers: &HashMap<String, AdHoc>, name: &str) -> Option<Deployment> {
+    let (provider, upstream) = name.split_once('/')?;
+    let facts = providers.get(provider)?;
+    if upstream.trim().is_empty() {
+        return None;
+    }
+    let mut deployment = Deployment::new(name, provider, upstream);
+    if facts.free {
+        deployment.price = Some(ModelPrice::default());
+    }
+    deployment.local = facts.local;
+    if facts.local {
+        deployment.privacy = Privacy::High;
+    }
+    Some(deployment)
+}
+
+fn tiers(config: &Config) -> HashMap<String, Arc<Tier>> {
+    config
+        .tiers
+        .iter()
+        .map(|(name, tier)| {
+            let mut built = Tier::new(name.clone());
+            built.markup = tier.markup.value();
+            built.byok = tier.byok;
+            built.monthly_credits = tier.monthly_credits.as_ref().map(|c| c.value());
+            built.default_power_level = tier
+                .default_power_level
+                .parse()
+                .unwrap_or(PowerLevel::Balanced);
+            built.rpm = tier.rpm;
+            built.require_private = tier.require_private;
+            (name.clone(), Arc::new(built))
+        })
+        .collect()
+}
+
+/// Distinct provider names, for log lines.
+pub fn provider_names(config: &Config) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    config
+        .providers
+        .iter()
+        .map(|p| p.name.as_str())
+        .filter(|n| seen.insert(*n))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Env;
+
+    #[test]
+    fn ad_hoc_names_resolve_on_configured_providers_only() {
+        let providers = HashMap::from([
+            (
+                "demo".to_owned(),
+                AdHoc {
+                    local: true,
+                    free: true,
+                },
+            ),
+            (
+                "groq".to_owned(),
+                AdHoc {
+                    local: false,
+                    free: false,
+                },
+            ),
+        ]);
+        let demo = resolve_ad_hoc(&providers, "demo/anything").unwrap();
+        assert!(demo.is_free());
+        let groq = resolve_ad_hoc(&providers, "groq/llama3-70b-8192").unwrap();
+        assert_eq!(groq.upstream_model, "llama3-70b-8192");
+        assert_eq!(groq.price, None);
+        assert!(resolve_ad_hoc(&providers, "nope/x").is_none());
+        assert!(resolve_ad_hoc(&providers, "groq/").is_none());
+        assert!(resolve_ad_hoc(&providers, "plain").is_none());
+    }
+
+    #[test]
+    fn anthropic_preset_never_blocks_startup() {
+        let env = Env::from_pairs([("ANTHROPIC_API_KEY", "sk-ant-test")]);
+        let config = Config::builtin(&env);
+        assert!(build_gateway(&config).is_ok());
+        assert!(provider_problems(&config).is_empty());
+    }
+
+    #[test]
+    fn builtin_tiers_carry_markup_and_default_level() {
+        let config = Config::builtin(&Env::from_pairs([("X", "y")]));
+        let tiers = tiers(&config);
+        assert_eq!(tiers["starter"].markup, "0.4".parse().unwrap());
+        assert_eq!(tiers["free"].default_power_level, PowerLevel::Eco);
+        assert_eq!(
+            tiers["enterprise"].default_power_level,
+            PowerLevel::Precision
+        );
+    }
+}
