@@ -1,0 +1,85 @@
+//! Shared test support: a real server on 127.0.0.1:0 and an HTTP client for it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use llmgate_core::Secret;
+use llmgate_server::config::{Config, Env};
+use llmgate_server::{RunningServer, Server};
+use serde_json::Value;
+
+pub const MASTER_KEY: &str = "lg-master-test-0123456789abcdef";
+
+/// An environment with none of the well-known provider variables.
+pub fn empty_env() -> Env {
+    Env::from_pairs([("LLMGATE_TEST", "1")])
+}
+
+/// The built-in default, as `llmgate serve` runs it with no config and no keys.
+pub fn demo_config() -> Config {
+    Config::builtin(&empty_env())
+}
+
+/// Parse a YAML config (references resolved from `env`) and check it.
+pub fn yaml_config(yaml: &str, env: &Env) -> Config {
+    let config = Config::from_yaml(yaml, env).unwrap();
+    config.check().unwrap();
+    config
+}
+
+pub async fn start(config: Config) -> RunningServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Server::new(config, &Secret::new(MASTER_KEY), listener)
+        .unwrap()
+        .spawn()
+        .unwrap()
+}
+
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().unwrap()
+}
+
+/// `POST /v1/chat/completions` with the master key.
+pub async fn chat(server: &RunningServer, body: Value) -> reqwest::Response {
+    client()
+        .post(format!("{}/v1/chat/completions", server.url()))
+        .bearer_auth(MASTER_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The `data:` payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter(|event| !event.trim().is_empty())
+        .map(|event| {
+            event
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a data event: {event:?}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Asserts the OpenAI error shape and returns the `error` object.
+pub async fn assert_error(response: reqwest::Response, status: u16, kind: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/json");
+    let body: Value = response.json().await.unwrap();
+    let error = body["error"].clone();
+    assert_eq!(error["type"], kind, "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    for field in ["param", "code"] {
+        assert!(error.get(field).is_some(), "`{field}` missing in {body}");
+    }
+    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+    error
+}
