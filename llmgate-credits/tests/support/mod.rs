@@ -1,0 +1,334 @@
+//! Shared test support: throwaway SQLite files and PostgreSQL databases, the Redis URL, and
+//! credit-store fixtures. Include with `mod support;`.
+//!
+//! PostgreSQL and Redis are the real services (`LLMGATE_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`; `LLMGATE_TEST_REDIS_URL`, default
+//! `redis://127.0.0.1:6379`). When one is unreachable a test prints why and passes, except
+//! with `CI=true`, where it fails.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::any::Any;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llmgate_core::{CreditStore, MemoryCreditStore};
+use llmgate_credits::{CacheSettings, CachedCreditStore, PostgresCreditStore, SqliteCreditStore};
+use sqlx::Connection;
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether a missing service must fail the test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Skip (print why) or, in CI, fail.
+pub fn service_unavailable(service: &str, why: &dyn std::fmt::Display) {
+    if in_ci() {
+        panic!("{service} is required when CI=true but is unreachable: {why}");
+    }
+    eprintln!("SKIPPED: {service} is unreachable ({why}); set it up to run this test");
+}
+
+/// A random suffix for database names, key prefixes and user ids.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{:016x}", rand::random::<u64>())
+}
+
+/// A SQLite database file in its own temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TestSqlite {
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl TestSqlite {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique("llmgate-test-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("ledger.db").display());
+        Self { url, dir }
+    }
+}
+
+impl Default for TestSqlite {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestSqlite {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fresh PostgreSQL database (`llmgate_test_<random>`), dropped (forcibly) on drop.
+#[derive(Debug)]
+pub struct TestPostgres {
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("LLMGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+}
+
+/// `url` with its database replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let host_and_path = &base[authority_start..];
+    let server = match host_and_path.find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+impl TestPostgres {
+    /// `None` (after printing why) when PostgreSQL is unreachable outside CI.
+    pub async fn create() -> Option<Self> {
+        let admin_url = postgres_admin_url();
+        let name = unique("llmgate_test_");
+        let created = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await?;
+            admin.close().await
+        })
+        .await;
+        match created {
+            Ok(Ok(())) => Some(Self {
+                url: with_database(&admin_url, &name),
+                name,
+                admin_url,
+            }),
+            Ok(Err(error)) => {
+                service_unavailable("PostgreSQL", &error);
+                None
+            }
+            Err(_) => {
+                service_unavailable("PostgreSQL", &"connecting timed out");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot block on itself: drop the database
+        // from a thread with its own runtime. FORCE ends the pools' sessions still open.
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
+
+pub fn redis_url() -> String {
+    std::env::var("LLMGATE_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned())
+}
+
+/// A Redis connection for poking at keys directly; `None` (after printing why) when Redis is
+/// unreachable outside CI.
+pub async fn redis_connection() -> Option<redis::aio::MultiplexedConnection> {
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let client = redis::Client::open(redis_url())?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await?;
+        Ok::<_, redis::RedisError>(connection)
+    })
+    .await;
+    match connected {
+        Ok(Ok(connection)) => Some(connection),
+        Ok(Err(error)) => {
+            service_unavailable("Redis", &error);
+            None
+        }
+        Err(_) => {
+            service_unavailable("Redis", &"connecting timed out");
+            None
+        }
+    }
+}
+
+/// A credit store under test, with whatever keeps its database alive.
+pub struct Fixture {
+    pub store: Arc<dyn CreditStore>,
+    /// Reconnects a new store to the same database (for restart tests); `None` in memory.
+    pub reopen: Option<String>,
+    _keep: Box<dyn Any + Send>,
+}
+
+impl Fixture {
+    pub fn new(store: Arc<dyn CreditStore>, reopen: Option<String>, keep: impl Any + Send) -> Self {
+        Self {
+            store,
+            reopen,
+            _keep: Box::new(keep),
+        }
+    }
+
+    /// The store and what keeps its database alive, to drop the store alone.
+    pub fn into_parts(self) -> (Arc<dyn CreditStore>, Box<dyn Any + Send>) {
+        (self.store, self._keep)
+    }
+}
+
+pub async fn memory_fixture() -> Option<Fixture> {
+    Some(Fixture::new(Arc::new(MemoryCreditStore::new()), None, ()))
+}
+
+pub async fn sqlite_fixture() -> Option<Fixture> {
+    let db = TestSqlite::new();
+    let store = SqliteCreditStore::connect(&db.url).await.unwrap();
+    Some(Fixture::new(Arc::new(store), Some(db.url.clone()), db))
+}
+
+pub async fn postgres_fixture() -> Option<Fixture> {
+    let db = TestPostgres::create().await?;
+    let store = PostgresCreditStore::connect(&db.url).await.unwrap();
+    Some(Fixture::new(Arc::new(store), Some(db.url.clone()), db))
+}
+
+/// The Redis cache over a SQLite ledger, with a key prefix of its own.
+pub async fn cached_sqlite_fixture() -> Option<Fixture> {
+    redis_connection().await?;
+    let db = TestSqlite::new();
+    let inner = Arc::new(SqliteCreditStore::connect(&db.url).await.unwrap());
+    let settings = CacheSettings::default().with_key_prefix(unique("llmgate-test:") + ":");
+    let store = CachedCreditStore::connect(inner, &redis_url(), settings)
+        .await
+        .unwrap();
+    Some(Fixture::new(Arc::new(store), Some(db.url.clone()), db))
+}
+
+#[test]
+fn database_name_replaces_the_path_only() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h/test?sslmode=disable", "x"),
+        "postgres://u:p@h/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+}
+
+/// Sums over a user's whole ledger, read page by page through `transactions`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LedgerTotals {
+    /// Grants, top-ups and refunds.
+    pub credits: i64,
+    /// Charges, as a positive number.
+    pub charges: i64,
+    pub entries: usize,
+    /// The balance after the newest entry.
+    pub latest_balance_after: Option<i64>,
+}
+
+pub async fn ledger_totals(store: &dyn CreditStore, user_id: &str) -> LedgerTotals {
+    use llmgate_core::{Page, TransactionKind};
+    let mut totals = LedgerTotals::default();
+    let mut before_id = None;
+    loop {
+        let page = store
+            .transactions(
+                user_id,
+                Page {
+                    limit: 97,
+                    before_id,
+                },
+            )
+            .await
+            .unwrap();
+        let Some(last) = page.last() else {
+            return totals;
+        };
+        before_id = Some(last.id);
+        for entry in &page {
+            assert_eq!(entry.user_id, user_id);
+            if totals.latest_balance_after.is_none() {
+                totals.latest_balance_after = Some(entry.balance_after_micros);
+            }
+            totals.entries += 1;
+            match entry.kind {
+                TransactionKind::Grant | TransactionKind::TopUp | TransactionKind::Refund => {
+                    totals.credits += entry.amount_micros;
+                }
+                TransactionKind::Charge => totals.charges -= entry.amount_micros,
+                TransactionKind::Hold | TransactionKind::Release => {}
+            }
+        }
+    }
+}
+
+/// A usage record for tests.
+pub fn usage_record(
+    user_id: &str,
+    request_id: &str,
+    model: &str,
+    provider: &str,
+    cost_micros: i64,
+    at: i64,
+) -> llmgate_core::UsageRecord {
+    llmgate_core::UsageRecord {
+        user_id: user_id.to_owned(),
+        request_id: request_id.to_owned(),
+        model: model.to_owned(),
+        provider: provider.to_owned(),
+        key_source: llmgate_core::KeySource::Platform,
+        prompt_tokens: 10,
+        completion_tokens: 20,
+        cost_micros,
+        at,
+    }
+}
+
+/// Add `amount_micros` to a user as a top-up with a fresh idempotency key.
+pub async fn top_up(store: &dyn CreditStore, user_id: &str, amount_micros: i64) {
+    let outcome = store
+        .credit(llmgate_core::Credit {
+            user_id: user_id.to_owned(),
+            kind: llmgate_core::CreditKind::TopUp,
+            amount_micros,
+            idempotency_key: unique("top-up-"),
+            reason: "test".to_owned(),
+        })
+        .await
+        .unwrap();
+    assert!(outcome.applied);
+}
