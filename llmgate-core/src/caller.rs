@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
+use crate::catalog::Privacy;
 use crate::power::PowerLevel;
 
 /// What a subscription tier grants.
@@ -55,6 +56,10 @@ pub struct Caller {
     pub billing: Billing,
     /// Correlates logs, the ledger and the response; generated when absent.
     pub request_id: Option<Arc<str>>,
+    /// The least privacy a deployment must offer for this request (the server maps the
+    /// `x-llmgate-privacy` header here). `High` keeps the request on local models, as a
+    /// tier's `require_private` does for all of its users' requests.
+    pub privacy: Privacy,
 }
 
 impl Caller {
@@ -65,6 +70,7 @@ impl Caller {
             tier,
             billing: Billing::Charged,
             request_id: None,
+            privacy: Privacy::Low,
         }
     }
 
@@ -75,11 +81,27 @@ impl Caller {
             tier: Arc::new(Tier::new("admin")),
             billing: Billing::Uncharged,
             request_id: None,
+            privacy: Privacy::Low,
         }
     }
 
     pub fn with_request_id(mut self, request_id: impl Into<Arc<str>>) -> Self {
         self.request_id = Some(request_id.into());
         self
+    }
+
+    /// Require at least this privacy for this request.
+    pub fn with_privacy(mut self, privacy: Privacy) -> Self {
+        self.privacy = privacy;
+        self
+    }
+
+    /// The privacy this request needs: the caller's ask, raised to `High` by a private tier.
+    pub fn required_privacy(&self) -> Privacy {
+        if self.tier.require_private {
+            Privacy::High
+        } else {
+            self.privacy
+        }
     }
 }

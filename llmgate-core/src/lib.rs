@@ -48,17 +48,22 @@
 //! # }
 //! ```
 
+mod backoff;
 mod caller;
 mod catalog;
 pub mod chat;
+mod clock;
 mod credits;
 mod error;
 mod gateway;
+mod health;
+mod limits;
 pub mod memory;
+mod mix;
 mod power;
 mod pricing;
 mod provider;
-mod routing;
+pub mod routing;
 mod secret;
 pub mod tokens;
 mod vault;
@@ -77,13 +82,17 @@ pub use error::{Error, ErrorKind, Result};
 pub use gateway::{
     Completion, CompletionStream, Gateway, GatewayBuilder, ModelResolver, RouteInfo,
 };
+pub use health::SharedCooldowns;
+pub use limits::{Admission, InProcessRateLimiter, Quota, RateLimiter};
 pub use memory::{MemoryCreditStore, MemoryKeyVault};
 pub use power::{PowerLevel, PowerLevelPolicy};
 pub use pricing::{
     MICROS_PER_CREDIT, ModelPrice, PriceTerms, credits_to_micros, micros_to_credits,
 };
 pub use provider::{ChunkStream, Provider, ProviderCall};
-pub use routing::{Candidate, CandidateState, InOrder, RouteFacts, RoutingPolicy};
+pub use routing::{
+    Candidate, CandidateState, InOrder, RouteFacts, RoutingPolicy, Strategy, rank_by_key,
+};
 pub use rust_decimal::Decimal;
 pub use secret::Secret;
 pub use vault::{KeyVault, StoredKey};

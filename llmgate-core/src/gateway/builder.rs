@@ -7,18 +7,24 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
+use super::route::RouteTable;
 use super::{Gateway, Inner, ModelResolver};
+use crate::backoff::Backoff;
 use crate::catalog::{Catalog, Deployment};
 use crate::credits::CreditStore;
+use crate::health::{CooldownRules, DeploymentStates, SharedCooldowns};
+use crate::limits::{InProcessRateLimiter, RateLimiter};
 use crate::memory::MemoryCreditStore;
 use crate::power::{PowerLevel, PowerLevelPolicy};
 use crate::provider::Provider;
-use crate::routing::{InOrder, RoutingPolicy};
+use crate::routing::{InOrder, RoutingPolicy, Strategy};
 use crate::secret::Secret;
 use crate::vault::KeyVault;
 
 /// Builds a [`Gateway`]. Every part has a default: an in-memory credit store, configuration
-/// order routing, the seed's power levels and 1,000 credits per USD.
+/// order routing, the seed's power levels, 1,000 credits per USD, an in-process rate limiter,
+/// failover across up to 10 calls without retry rounds, and a 30 s cooldown after 3
+/// consecutive failures.
 pub struct GatewayBuilder {
     providers: HashMap<String, Arc<dyn Provider>>,
     platform_keys: HashMap<String, Secret>,
@@ -30,6 +36,13 @@ pub struct GatewayBuilder {
     power_levels: HashMap<PowerLevel, PowerLevelPolicy>,
     credits_per_usd: Decimal,
     max_attempts: u32,
+    num_retries: u32,
+    backoff: Backoff,
+    cooldown: CooldownRules,
+    default_fallbacks: Vec<String>,
+    limiter: Option<Arc<dyn RateLimiter>>,
+    shared_cooldowns: Option<Arc<dyn SharedCooldowns>>,
+    cooldown_sync_interval: Duration,
     hold_ttl: Duration,
     default_max_tokens: u32,
 }
@@ -64,7 +77,17 @@ impl GatewayBuilder {
                 .map(|level| (level, PowerLevelPolicy::default_for(level)))
                 .collect(),
             credits_per_usd: Decimal::from(1000),
-            max_attempts: 3,
+            max_attempts: 10,
+            num_retries: 0,
+            backoff: Backoff::default(),
+            cooldown: CooldownRules {
+                after_failures: 3,
+                duration: Duration::from_secs(30),
+            },
+            default_fallbacks: Vec::new(),
+            limiter: None,
+            shared_cooldowns: None,
+            cooldown_sync_interval: Duration::from_secs(1),
             hold_ttl: Duration::from_secs(3600),
             default_max_tokens: 4096,
         }
@@ -107,9 +130,15 @@ impl GatewayBuilder {
         self
     }
 
+    /// The policy that orders each model's deployments (default: configuration order).
     pub fn routing_policy(mut self, policy: Arc<dyn RoutingPolicy>) -> Self {
         self.policy = Some(policy);
         self
+    }
+
+    /// One of the built-in strategies (`routing.strategy` in the config).
+    pub fn routing_strategy(self, strategy: Strategy) -> Self {
+        self.routing_policy(strategy.policy())
     }
 
     pub fn power_level(mut self, level: PowerLevel, policy: PowerLevelPolicy) -> Self {
@@ -122,9 +151,71 @@ impl GatewayBuilder {
         self
     }
 
-    /// Total attempts per request across retries and fallbacks (at least 1).
+    /// The most upstream calls one request makes, failover and retries together (at least 1;
+    /// default 10). Also the most candidates planned, so it bounds the hold as well.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Retry rounds (`routing.num_retries`; default 0). A round calls every planned candidate
+    /// that is available, moving on at once after a retryable failure; after a round without
+    /// an answer, up to `retries` more rounds follow, each after a backoff. Single-deployment
+    /// models are thus called up to `retries + 1` times; `max_attempts` bounds the total.
+    pub fn num_retries(mut self, retries: u32) -> Self {
+        self.num_retries = retries;
+        self
+    }
+
+    /// The backoff before retry round `n`: a random point in the upper half of
+    /// `base × 2^(n-1)`, capped at `max`. A Retry-After longer than `max` is not waited for:
+    /// the deployment is skipped until then (default 250 ms and 8 s).
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff = Backoff {
+            base,
+            max: max.max(base),
+        };
+        self
+    }
+
+    /// Consecutive retryable failures after which a deployment cools down
+    /// (`routing.cooldown_after_failures`; default 3; 0 turns this trigger off). An upstream
+    /// 429 starts a cooldown at once.
+    pub fn cooldown_after_failures(mut self, failures: u32) -> Self {
+        self.cooldown.after_failures = failures;
+        self
+    }
+
+    /// How long a cooldown lasts (`routing.cooldown_ms`; default 30 s; zero turns cooldowns
+    /// off). A Retry-After from the upstream sets the length instead.
+    pub fn cooldown(mut self, duration: Duration) -> Self {
+        self.cooldown.duration = duration;
+        self
+    }
+
+    /// Models tried after a named model's own fallbacks, for every named model (and for
+    /// ad-hoc `provider/model` names). Names that are not configured are ignored.
+    pub fn default_fallbacks(mut self, models: Vec<String>) -> Self {
+        self.default_fallbacks = models;
+        self
+    }
+
+    /// Where per-user rpm (`Tier::rpm`) and per-deployment rpm are counted. Default: in this
+    /// process. Give every replica the same Redis-backed limiter to share the limits.
+    pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Share cooldowns with other replicas: published when a deployment enters one, pulled in
+    /// the background at most once per `sync_interval`.
+    pub fn shared_cooldowns(
+        mut self,
+        store: Arc<dyn SharedCooldowns>,
+        sync_interval: Duration,
+    ) -> Self {
+        self.shared_cooldowns = Some(store);
+        self.cooldown_sync_interval = sync_interval;
         self
     }
 
@@ -141,6 +232,18 @@ impl GatewayBuilder {
     }
 
     pub fn build(self) -> Gateway {
+        let routes = RouteTable::build(
+            &self.catalog,
+            &self.providers,
+            &self.power_levels,
+            &self.default_fallbacks,
+        );
+        let states = Arc::new(DeploymentStates::new(
+            self.catalog.deployments(),
+            self.cooldown,
+            self.shared_cooldowns,
+            self.cooldown_sync_interval,
+        ));
         Gateway {
             inner: Arc::new(Inner {
                 providers: self.providers,
@@ -155,9 +258,17 @@ impl GatewayBuilder {
                 power_levels: self.power_levels,
                 credits_per_usd: self.credits_per_usd,
                 max_attempts: self.max_attempts,
+                num_retries: self.num_retries,
+                backoff: self.backoff,
                 hold_ttl: self.hold_ttl,
                 default_max_tokens: self.default_max_tokens,
                 next_request: AtomicU64::new(1),
+                next_route: AtomicU64::new(0),
+                routes,
+                states,
+                limiter: self
+                    .limiter
+                    .unwrap_or_else(|| Arc::new(InProcessRateLimiter::new())),
             }),
         }
     }

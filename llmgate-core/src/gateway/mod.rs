@@ -4,6 +4,8 @@
 mod builder;
 mod meter;
 mod plan;
+mod retry;
+mod route;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,19 +18,24 @@ use rust_decimal::Decimal;
 pub use builder::GatewayBuilder;
 pub use meter::CompletionStream;
 
+use crate::backoff::Backoff;
 use crate::caller::{Billing, Caller};
 use crate::catalog::{Catalog, Deployment};
 use crate::chat::{ChatRequest, ChatResponse, StreamOptions};
 use crate::credits::{CreditStore, Hold, HoldRequest, KeySource, UsageRecord};
 use crate::error::{Error, ErrorKind, Result};
+use crate::health::DeploymentStates;
+use crate::limits::{Admission, Quota, RateLimiter};
 use crate::memory::unix_now;
 use crate::power::{PowerLevel, PowerLevelPolicy};
 use crate::provider::{Provider, ProviderCall};
-use crate::routing::RoutingPolicy;
+use crate::routing::{CandidateState, RoutingPolicy};
 use crate::secret::Secret;
 use crate::tokens;
 use crate::vault::KeyVault;
-use plan::Attempt;
+use plan::{Ask, Attempt};
+use retry::{Tracked, Tried};
+use route::RouteTable;
 
 /// Resolves a model name the catalog does not list (e.g. `groq/llama3-70b-8192` or a
 /// well-known bare name) to an ad-hoc deployment.
@@ -42,7 +49,7 @@ pub struct RouteInfo {
     pub provider: String,
     /// The configured model name that answered (differs from the request after a fallback).
     pub model: String,
-    /// Attempts made, the successful one included.
+    /// Upstream calls made (failover and retries), the successful one included.
     pub attempts: u32,
     pub key_source: KeySource,
     pub power_level: PowerLevel,
@@ -73,10 +80,19 @@ struct Inner {
     policy: Arc<dyn RoutingPolicy>,
     power_levels: HashMap<PowerLevel, PowerLevelPolicy>,
     credits_per_usd: Decimal,
+    /// Upstream calls per request, across failover and retries.
     max_attempts: u32,
+    /// Extra rounds over the planned attempts after a round without an answer.
+    num_retries: u32,
+    backoff: Backoff,
     hold_ttl: Duration,
     default_max_tokens: u32,
     next_request: AtomicU64,
+    /// Seeds weighted routing and backoff jitter, one number per request.
+    next_route: AtomicU64,
+    routes: RouteTable,
+    states: Arc<DeploymentStates>,
+    limiter: Arc<dyn RateLimiter>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -85,6 +101,9 @@ impl std::fmt::Debug for Inner {
             .field("providers", &self.providers.keys().collect::<Vec<_>>())
             .field("models", &self.catalog.deployments().len())
             .field("policy", &self.policy)
+            .field("max_attempts", &self.max_attempts)
+            .field("num_retries", &self.num_retries)
+            .field("limiter", &self.limiter)
             .finish_non_exhaustive()
     }
 }
@@ -95,8 +114,52 @@ struct Prepared {
     request_id: Arc<str>,
     power_level: PowerLevel,
     attempts: Vec<Attempt>,
-    hold: Option<Hold>,
+    hold: HoldGuard,
     prompt_estimate: u64,
+    seed: u64,
+}
+
+/// A request's hold until it is settled or released. Dropped while still armed (the caller
+/// went away during a call or a backoff, or an error cut the request short), it releases the
+/// hold in the background, so the balance is whole again without waiting for the hold's expiry.
+struct HoldGuard {
+    credits: Arc<dyn CreditStore>,
+    hold: Option<Hold>,
+}
+
+impl HoldGuard {
+    /// Hand the hold over to whoever settles it.
+    fn disarm(&mut self) -> Option<Hold> {
+        self.hold.take()
+    }
+
+    /// Give the whole hold back now.
+    async fn release(&mut self) {
+        if let Some(hold) = self.hold.take()
+            && let Err(error) = self.credits.release(&hold).await
+        {
+            // The hold expires and is reclaimed; the balance is whole again then.
+            tracing::warn!(%error, hold = %hold.id, "releasing a hold failed");
+        }
+    }
+}
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        let Some(hold) = self.hold.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(hold = %hold.id, "request dropped outside a runtime; its hold is left to expire");
+            return;
+        };
+        let credits = self.credits.clone();
+        runtime.spawn(async move {
+            if let Err(error) = credits.release(&hold).await {
+                tracing::warn!(%error, hold = %hold.id, "releasing an abandoned request's hold failed");
+            }
+        });
+    }
 }
 
 impl Gateway {
@@ -132,45 +195,52 @@ impl Gateway {
     /// A whole completion. `request.stream` is ignored.
     pub async fn chat(&self, caller: &Caller, request: ChatRequest) -> Result<Completion> {
         let mut prepared = self.prepare(caller, request, false).await?;
-        let mut last_error = None;
-        let mut tried = 0u32;
-        for attempt in prepared.attempts.iter() {
-            tried += 1;
-            attempt.apply_to(&mut prepared.request);
-            let call = ProviderCall {
-                request: &prepared.request,
-                api_key: attempt.key.as_ref(),
-            };
-            match attempt.provider.chat(call).await {
-                Ok(mut response) => {
-                    let usage = match response.usage.take() {
-                        Some(usage) => usage,
-                        None => meter::estimate_response_usage(&response, prepared.prompt_estimate),
+        let tried = self
+            .call_with_retries(
+                &prepared.attempts,
+                &mut prepared.request,
+                prepared.prompt_estimate,
+                prepared.seed,
+                async |attempt: &Attempt, request: &ChatRequest| {
+                    let call = ProviderCall {
+                        request,
+                        api_key: attempt.key.as_ref(),
                     };
-                    let cost = attempt.cost_of(&usage)?;
-                    let record = self.usage_record(caller, &prepared, attempt, &usage, cost);
-                    let cost_micros = self.finish(prepared.hold.as_ref(), &record).await?;
-                    response.usage = Some(usage);
-                    let route = self.route_info(&prepared, attempt, tried);
-                    return Ok(Completion {
-                        response,
-                        route,
-                        cost_micros,
-                    });
-                }
-                Err(error) => {
-                    let error = attempt.classify(error);
-                    tracing::debug!(provider = %attempt.deployment.provider, model = %attempt.deployment.name, %error, "attempt failed");
-                    let stop = !error.is_retryable();
-                    last_error = Some(error);
-                    if stop {
-                        break;
-                    }
-                }
+                    attempt.provider.chat(call).await
+                },
+            )
+            .await;
+        let Tried {
+            value: mut response,
+            index,
+            calls,
+            mut ticket,
+        } = match tried {
+            Ok(tried) => tried,
+            Err(error) => {
+                prepared.hold.release().await;
+                return Err(error);
             }
-        }
-        self.release(prepared.hold.as_ref()).await;
-        Err(exhausted(last_error))
+        };
+        ticket.succeeded();
+        let attempt = &prepared.attempts[index];
+        let usage = match response.usage.take() {
+            Some(usage) => usage,
+            None => meter::estimate_response_usage(&response, prepared.prompt_estimate),
+        };
+        ticket.spent_tokens(usage.prompt_tokens + usage.completion_tokens);
+        drop(ticket);
+        let cost = attempt.cost_of(&usage)?;
+        let record = self.usage_record(caller, &prepared, attempt, &usage, cost);
+        let hold = prepared.hold.disarm();
+        let cost_micros = self.finish(hold.as_ref(), &record).await?;
+        response.usage = Some(usage);
+        let route = self.route_info(&prepared, attempt, calls);
+        Ok(Completion {
+            response,
+            route,
+            cost_micros,
+        })
     }
 
     /// A streamed completion. Fails (and falls back) like [`Gateway::chat`] until the first
@@ -181,54 +251,131 @@ impl Gateway {
         request: ChatRequest,
     ) -> Result<CompletionStream> {
         let mut prepared = self.prepare(caller, request, true).await?;
-        let mut last_error = None;
-        let mut tried = 0u32;
-        for index in 0..prepared.attempts.len() {
-            tried += 1;
-            let attempt = &prepared.attempts[index];
-            attempt.apply_to(&mut prepared.request);
-            let call = ProviderCall {
-                request: &prepared.request,
-                api_key: attempt.key.as_ref(),
-            };
-            let opened = match attempt.provider.chat_stream(call).await {
-                Ok(mut stream) => match stream.next().await {
-                    Some(Ok(first)) => Ok((first, stream)),
-                    Some(Err(error)) => Err(error),
-                    None => Err(Error::upstream_stream(
-                        &attempt.deployment.provider,
-                        "it ended before any output",
-                    )),
-                },
-                Err(error) => Err(error),
-            };
-            match opened {
-                Ok((first, stream)) => {
-                    let route = self.route_info(&prepared, attempt, tried);
-                    let record =
-                        self.usage_record(caller, &prepared, attempt, &Default::default(), 0);
-                    let settler = meter::Settler {
-                        credits: self.inner.credits.clone(),
-                        hold: prepared.hold.take(),
-                        record,
-                        terms: attempt.terms,
-                        prompt_estimate: prepared.prompt_estimate,
+        let tried = self
+            .call_with_retries(
+                &prepared.attempts,
+                &mut prepared.request,
+                prepared.prompt_estimate,
+                prepared.seed,
+                async |attempt: &Attempt, request: &ChatRequest| {
+                    let call = ProviderCall {
+                        request,
+                        api_key: attempt.key.as_ref(),
                     };
-                    return Ok(CompletionStream::new(route, first, stream, settler));
-                }
-                Err(error) => {
-                    let error = attempt.classify(error);
-                    tracing::debug!(provider = %attempt.deployment.provider, model = %attempt.deployment.name, %error, "stream attempt failed");
-                    let stop = !error.is_retryable();
-                    last_error = Some(error);
-                    if stop {
-                        break;
+                    let mut stream = attempt.provider.chat_stream(call).await?;
+                    match stream.next().await {
+                        Some(Ok(first)) => Ok((first, stream)),
+                        Some(Err(error)) => Err(error),
+                        None => Err(Error::upstream_stream(
+                            &attempt.deployment.provider,
+                            "it ended before any output",
+                        )),
                     }
-                }
+                },
+            )
+            .await;
+        let Tried {
+            value: (first, stream),
+            index,
+            calls,
+            mut ticket,
+        } = match tried {
+            Ok(tried) => tried,
+            Err(error) => {
+                prepared.hold.release().await;
+                return Err(error);
+            }
+        };
+        ticket.first_token();
+        let attempt = &prepared.attempts[index];
+        let route = self.route_info(&prepared, attempt, calls);
+        let record = self.usage_record(caller, &prepared, attempt, &Default::default(), 0);
+        let settler = meter::Settler {
+            credits: self.inner.credits.clone(),
+            hold: prepared.hold.disarm(),
+            record,
+            terms: attempt.terms,
+            prompt_estimate: prepared.prompt_estimate,
+        };
+        let stream = Box::pin(Tracked::new(stream, ticket));
+        Ok(CompletionStream::new(route, first, stream, settler))
+    }
+
+    /// The deployments a request would try, best first, without calling anything or placing
+    /// a hold: the routing decision alone (model resolution, fallbacks, power level, privacy,
+    /// context window, policy order, cooldowns and limits). At most `max_attempts` of them.
+    pub fn route_preview(
+        &self,
+        caller: &Caller,
+        request: &ChatRequest,
+    ) -> Result<Vec<Arc<Deployment>>> {
+        validate(request)?;
+        let power_level = request
+            .power_level
+            .unwrap_or(caller.tier.default_power_level);
+        let level = self.level(power_level);
+        let ask = Ask {
+            caller,
+            request,
+            power_level,
+            level: &level,
+            prompt_bound: 0,
+            prompt_estimate: tokens::estimate_prompt_tokens(request),
+            seed: self.inner.next_route.fetch_add(1, Ordering::Relaxed),
+        };
+        self.route_only(&ask)
+    }
+
+    /// Every configured deployment with its live state, in configuration order (for metrics
+    /// and status pages).
+    pub fn deployment_states(&self) -> Vec<(Arc<Deployment>, CandidateState)> {
+        let states = &self.inner.states;
+        let now = states.now();
+        self.inner
+            .catalog
+            .deployments()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.clone(), states.snapshot(i, now, 0)))
+            .collect()
+    }
+
+    fn level(&self, power_level: PowerLevel) -> std::borrow::Cow<'_, PowerLevelPolicy> {
+        match self.inner.power_levels.get(&power_level) {
+            Some(level) => std::borrow::Cow::Borrowed(level),
+            None => std::borrow::Cow::Owned(PowerLevelPolicy::default_for(power_level)),
+        }
+    }
+
+    /// A tier's per-user rpm. A limiter that cannot answer admits the request (fail open).
+    async fn check_rate_limit(&self, caller: &Caller) -> Result<()> {
+        let Some(rpm) = caller.tier.rpm else {
+            return Ok(());
+        };
+        let key = format!("rpm:user:{}", caller.user_id);
+        match self
+            .inner
+            .limiter
+            .acquire(&key, Quota::per_minute(rpm), 1)
+            .await
+        {
+            Ok(Admission::Admitted) => Ok(()),
+            Ok(Admission::Limited { retry_after }) => {
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                Err(Error::new(
+                    ErrorKind::RateLimited,
+                    format!(
+                        "Rate limit reached: your tier allows {rpm} requests per minute. Try                          again in {seconds} s."
+                    ),
+                )
+                .with_code("rate_limit_exceeded")
+                .with_retry_after(retry_after))
+            }
+            Err(error) => {
+                tracing::warn!(%error, user = %caller.user_id, "rate limiter unavailable; admitting the request (fail open)");
+                Ok(())
             }
         }
-        self.release(prepared.hold.as_ref()).await;
-        Err(exhausted(last_error))
     }
 
     async fn prepare(
@@ -238,15 +385,12 @@ impl Gateway {
         stream: bool,
     ) -> Result<Prepared> {
         validate(&request)?;
-        let inner = &self.inner;
+        self.check_rate_limit(caller).await?;
+        self.inner.states.sync_if_due();
         let power_level = request
             .power_level
             .unwrap_or(caller.tier.default_power_level);
-        let level = inner
-            .power_levels
-            .get(&power_level)
-            .cloned()
-            .unwrap_or_else(|| PowerLevelPolicy::default_for(power_level));
+        let level = self.level(power_level);
         let request_id = caller
             .request_id
             .clone()
@@ -261,17 +405,18 @@ impl Gateway {
             request.stream = None;
             request.stream_options = None;
         }
-        let prompt_bound = tokens::prompt_upper_bound(&request);
         let prompt_estimate = tokens::estimate_prompt_tokens(&request);
+        let seed = self.inner.next_route.fetch_add(1, Ordering::Relaxed);
         let attempts = self
-            .plan(
+            .plan(&Ask {
                 caller,
-                &request,
+                request: &request,
                 power_level,
-                &level,
-                prompt_bound,
+                level: &level,
+                prompt_bound: tokens::prompt_upper_bound(&request),
                 prompt_estimate,
-            )
+                seed,
+            })
             .await?;
         let hold = self.place_hold(caller, &request_id, &attempts).await?;
         Ok(Prepared {
@@ -279,8 +424,12 @@ impl Gateway {
             request_id,
             power_level,
             attempts,
-            hold,
+            hold: HoldGuard {
+                credits: self.inner.credits.clone(),
+                hold,
+            },
             prompt_estimate,
+            seed,
         })
     }
 
@@ -315,15 +464,6 @@ impl Gateway {
         meter::settle_or_record(&self.inner.credits, hold, record).await
     }
 
-    async fn release(&self, hold: Option<&Hold>) {
-        if let Some(hold) = hold
-            && let Err(error) = self.inner.credits.release(hold).await
-        {
-            // The hold expires and is reclaimed; the balance is whole again then.
-            tracing::warn!(%error, hold = %hold.id, "releasing a hold failed");
-        }
-    }
-
     fn usage_record(
         &self,
         caller: &Caller,
@@ -345,12 +485,12 @@ impl Gateway {
         }
     }
 
-    fn route_info(&self, prepared: &Prepared, attempt: &Attempt, tried: u32) -> RouteInfo {
+    fn route_info(&self, prepared: &Prepared, attempt: &Attempt, calls: u32) -> RouteInfo {
         RouteInfo {
             request_id: prepared.request_id.clone(),
             provider: attempt.deployment.provider.clone(),
             model: attempt.deployment.name.clone(),
-            attempts: tried,
+            attempts: calls,
             key_source: attempt.key_source,
             power_level: prepared.power_level,
         }
@@ -381,15 +521,4 @@ fn validate(request: &ChatRequest) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn exhausted(last_error: Option<Error>) -> Error {
-    match last_error {
-        Some(error) if error.kind() == ErrorKind::InvalidRequest => error,
-        Some(error) => error,
-        None => Error::new(
-            ErrorKind::Upstream,
-            "No deployment could serve this request.",
-        ),
-    }
 }

@@ -2,21 +2,24 @@
 
 use std::sync::Arc;
 
+use super::route::{Route, Routed};
 use super::{Gateway, PowerLevel};
 use crate::caller::{Billing, Caller};
-use crate::catalog::{Deployment, Privacy};
+use crate::catalog::Deployment;
 use crate::chat::{ChatRequest, Usage};
 use crate::credits::KeySource;
 use crate::error::{Error, Result};
 use crate::power::PowerLevelPolicy;
 use crate::pricing::PriceTerms;
 use crate::provider::Provider;
-use crate::routing::{Candidate, CandidateState, RouteFacts};
+use crate::routing::RouteFacts;
 use crate::secret::Secret;
 
 /// One planned try: a deployment with its key, price terms and output cap.
 pub(super) struct Attempt {
     pub deployment: Arc<Deployment>,
+    /// The deployment's state slot; `None` for ad-hoc deployments, which are not tracked.
+    pub slot: Option<usize>,
     pub provider: Arc<dyn Provider>,
     pub key: Option<Secret>,
     pub key_source: KeySource,
@@ -61,155 +64,122 @@ impl Attempt {
     }
 }
 
+/// What routing needs to know about a request, worked out once in `prepare`.
+pub(super) struct Ask<'a> {
+    pub caller: &'a Caller,
+    pub request: &'a ChatRequest,
+    pub power_level: PowerLevel,
+    pub level: &'a PowerLevelPolicy,
+    pub prompt_bound: u64,
+    pub prompt_estimate: u64,
+    pub seed: u64,
+}
+
+impl Ask<'_> {
+    fn facts(&self, default_max_tokens: u32) -> RouteFacts<'_> {
+        let output = self
+            .request
+            .requested_max_tokens()
+            .unwrap_or(default_max_tokens)
+            .min(self.level.max_tokens);
+        RouteFacts {
+            model: &self.request.model,
+            power_level: self.power_level,
+            level: self.level,
+            prompt_tokens: self.prompt_estimate,
+            max_output_tokens: u64::from(output),
+            stream: self.request.is_stream(),
+            seed: self.seed,
+        }
+    }
+}
+
 impl Gateway {
-    pub(super) async fn plan(
-        &self,
-        caller: &Caller,
-        request: &ChatRequest,
-        power_level: PowerLevel,
-        level: &PowerLevelPolicy,
-        prompt_bound: u64,
-        prompt_estimate: u64,
-    ) -> Result<Vec<Attempt>> {
-        let facts = RouteFacts {
-            model: &request.model,
-            power_level,
-            level,
-            prompt_tokens: prompt_estimate,
-        };
-        let deployments = self.candidates(&facts)?;
-        let mut attempts = Vec::with_capacity(deployments.len());
+    /// The deployments to try, best first, each with its key, price terms and output cap; at
+    /// most `max_attempts` of them.
+    pub(super) async fn plan(&self, ask: &Ask<'_>) -> Result<Vec<Attempt>> {
+        let inner = &self.inner;
+        let mut route = Route::start(
+            inner,
+            ask.facts(inner.default_max_tokens),
+            ask.caller.required_privacy(),
+        )?;
+        let wanted = inner.max_attempts as usize;
+        let mut attempts = Vec::with_capacity(wanted.min(4));
         let mut byok_keys: Vec<(String, Option<Secret>)> = Vec::new();
         let mut first_refusal: Option<Error> = None;
-        for deployment in deployments {
-            match self
-                .plan_one(
-                    caller,
-                    request,
-                    level,
-                    deployment,
-                    prompt_bound,
-                    prompt_estimate,
-                    &mut byok_keys,
-                )
-                .await?
-            {
-                Ok(attempt) => attempts.push(attempt),
-                Err(refusal) => {
-                    first_refusal.get_or_insert(refusal);
+        let mut group = Vec::new();
+        'groups: while route.next_group(&mut group) {
+            for routed in group.drain(..) {
+                match self.plan_one(ask, routed, &mut byok_keys).await? {
+                    Ok(attempt) => attempts.push(attempt),
+                    Err(refusal) => {
+                        first_refusal.get_or_insert(refusal);
+                    }
                 }
-            }
-            if attempts.len() >= self.inner.max_attempts as usize {
-                break;
+                if attempts.len() >= wanted {
+                    break 'groups;
+                }
             }
         }
         if attempts.is_empty() {
-            return Err(first_refusal.unwrap_or_else(|| Error::model_not_found(&request.model)));
+            let nothing = route.nothing_fits();
+            return Err(match first_refusal {
+                Some(refusal) if nothing.kind() != crate::error::ErrorKind::UpstreamUnavailable => {
+                    refusal
+                }
+                _ => nothing,
+            });
         }
         Ok(attempts)
     }
 
-    /// The deployments that may serve the request, best first.
-    fn candidates(&self, facts: &RouteFacts<'_>) -> Result<Vec<Arc<Deployment>>> {
-        let catalog = &self.inner.catalog;
-        if facts.model == "auto" {
-            let eligible: Vec<&Arc<Deployment>> = catalog
-                .deployments()
-                .iter()
-                .filter(|d| d.quality.unwrap_or(0.0) >= facts.level.quality_threshold)
-                .collect();
-            let mut ranked = self.rank(facts, &eligible);
-            ranked.sort_by_key(|d| preference_rank(d, &facts.level.preferred_providers));
-            if ranked.is_empty() {
-                return Err(Error::invalid_request(format!(
-                    "No configured model meets the {} power level's quality threshold of {}.",
-                    facts.power_level, facts.level.quality_threshold
-                ))
-                .with_param("model")
-                .with_code("no_model_for_power_level"));
-            }
-            return Ok(ranked);
+    /// The routing decision alone: the deployments a request would try, best first, without
+    /// keys, prices, holds or calls (at most `max_attempts`).
+    pub(super) fn route_only(&self, ask: &Ask<'_>) -> Result<Vec<Arc<Deployment>>> {
+        let inner = &self.inner;
+        let mut route = Route::start(
+            inner,
+            ask.facts(inner.default_max_tokens),
+            ask.caller.required_privacy(),
+        )?;
+        let wanted = inner.max_attempts as usize;
+        let mut chosen = Vec::with_capacity(wanted.min(4));
+        let mut group = Vec::new();
+        while chosen.len() < wanted && route.next_group(&mut group) {
+            let room = wanted - chosen.len();
+            chosen.extend(group.drain(..).take(room).map(|r| r.deployment));
         }
-        if catalog.contains(facts.model) {
-            let mut chain: Vec<Arc<Deployment>> = Vec::new();
-            let mut names: Vec<String> = vec![facts.model.to_owned()];
-            let mut next = 0;
-            while next < names.len() {
-                let group: Vec<&Arc<Deployment>> = catalog.by_name(&names[next]).collect();
-                next += 1;
-                for deployment in self.rank(facts, &group) {
-                    for fallback in &deployment.fallbacks {
-                        if !names.contains(fallback) && catalog.contains(fallback) {
-                            names.push(fallback.clone());
-                        }
-                    }
-                    chain.push(deployment);
-                }
-            }
-            return Ok(chain);
+        if chosen.is_empty() {
+            return Err(route.nothing_fits());
         }
-        if let Some(resolver) = &self.inner.resolver
-            && let Some(deployment) = resolver(facts.model)
-            && self.inner.providers.contains_key(&deployment.provider)
-        {
-            return Ok(vec![Arc::new(deployment)]);
-        }
-        Err(Error::model_not_found(facts.model))
-    }
-
-    fn rank(&self, facts: &RouteFacts<'_>, group: &[&Arc<Deployment>]) -> Vec<Arc<Deployment>> {
-        let candidates: Vec<Candidate<'_>> = group
-            .iter()
-            .map(|d| Candidate {
-                deployment: d,
-                state: CandidateState::default(),
-            })
-            .collect();
-        self.inner
-            .policy
-            .rank(facts, &candidates)
-            .into_iter()
-            .filter_map(|i| group.get(i).map(|d| Arc::clone(d)))
-            .collect()
+        Ok(chosen)
     }
 
     /// Plan one deployment. The outer `Result` is a backend failure; the inner one says why
     /// this deployment cannot serve the request (the next may).
-    #[allow(clippy::too_many_arguments)]
     async fn plan_one(
         &self,
-        caller: &Caller,
-        request: &ChatRequest,
-        level: &PowerLevelPolicy,
-        deployment: Arc<Deployment>,
-        prompt_bound: u64,
-        prompt_estimate: u64,
+        ask: &Ask<'_>,
+        routed: Routed,
         byok_keys: &mut Vec<(String, Option<Secret>)>,
     ) -> Result<Result<Attempt>> {
         let inner = &self.inner;
+        let Ask {
+            caller,
+            request,
+            level,
+            prompt_bound,
+            prompt_estimate,
+            ..
+        } = *ask;
+        let Routed { deployment, slot } = routed;
         let Some(provider) = inner.providers.get(&deployment.provider).cloned() else {
             return Ok(Err(Error::internal(format!(
                 "Model `{}` names provider `{}`, which is not configured.",
                 deployment.name, deployment.provider
             ))));
         };
-        if caller.tier.require_private && deployment.privacy != Privacy::High {
-            return Ok(Err(Error::permission_denied(format!(
-                "Your tier may only use private (local) models; `{}` is not one.",
-                deployment.name
-            ))));
-        }
-        if let Some(window) = deployment.context_window
-            && prompt_estimate >= u64::from(window)
-        {
-            return Ok(Err(Error::invalid_request(format!(
-                "The prompt (about {prompt_estimate} tokens) does not fit the {window}-token \
-                 context window of `{}`.",
-                deployment.name
-            ))
-            .with_param("messages")
-            .with_code("context_length_exceeded")));
-        }
 
         let byok = self
             .byok_key(caller, &deployment.provider, byok_keys)
@@ -264,6 +234,7 @@ impl Gateway {
         };
         Ok(Ok(Attempt {
             deployment,
+            slot,
             provider,
             key,
             key_source,
@@ -315,18 +286,4 @@ fn effective_max_tokens(
         cap = cap.min(u32::try_from(left).unwrap_or(u32::MAX));
     }
     cap.max(1)
-}
-
-/// Position of a deployment in a power level's preference list; unlisted ones come last.
-fn preference_rank(deployment: &Deployment, preferred: &[String]) -> usize {
-    preferred
-        .iter()
-        .position(|entry| match entry.split_once(':') {
-            Some((provider, tag)) => {
-                deployment.provider == provider && deployment.tags.iter().any(|t| t == tag)
-            }
-            None if entry == "local" => deployment.local,
-            None => deployment.provider == *entry,
-        })
-        .unwrap_or(preferred.len())
 }

@@ -1,0 +1,189 @@
+//! Calling the planned attempts: failover down the chain, retry rounds with backoff, and the
+//! bookkeeping each call leaves in the deployment's state.
+//!
+//! A round walks the planned attempts in order, calling each one that is available (not
+//! cooling down, not at its rpm/tpm limit); a retryable failure moves straight on to the next.
+//! When a round ends without an answer and `num_retries` allows, the next round starts after a
+//! jittered exponential backoff — or, when every attempt is unavailable for longer, as soon as
+//! the first comes back, as long as that is within the backoff's maximum. A non-retryable
+//! failure ends the request at once. No request makes more than `max_attempts` calls.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use futures::Stream;
+
+use super::Gateway;
+use super::plan::Attempt;
+use crate::chat::{ChatChunk, ChatRequest};
+use crate::clock::nanos;
+use crate::error::{Error, ErrorKind, Result};
+use crate::health::Ticket;
+use crate::limits::Admission;
+use crate::provider::ChunkStream;
+
+/// A successful call: its value, which attempt made it and how many calls it took.
+pub(super) struct Tried<T> {
+    pub value: T,
+    pub index: usize,
+    pub calls: u32,
+    pub ticket: Ticket,
+}
+
+impl Gateway {
+    /// Call the attempts until one answers, under the retry rules above.
+    pub(super) async fn call_with_retries<T>(
+        &self,
+        attempts: &[Attempt],
+        request: &mut ChatRequest,
+        prompt_tokens: u64,
+        seed: u64,
+        mut call: impl AsyncFnMut(&Attempt, &ChatRequest) -> Result<T>,
+    ) -> Result<Tried<T>> {
+        let inner = &self.inner;
+        let states = &inner.states;
+        let mut calls = 0u32;
+        let mut last_error: Option<Error> = None;
+        let ready_in = |now: u64| {
+            attempts
+                .iter()
+                .map(|a| states.wait_hint(a.slot, now, prompt_tokens))
+                .min()
+                .unwrap_or(0)
+        };
+        'rounds: for round in 0..=inner.num_retries {
+            if round > 0 {
+                if calls >= inner.max_attempts {
+                    break;
+                }
+                let ready_in = ready_in(states.now());
+                let mut wait = inner.backoff.delay(round, seed);
+                if ready_in > nanos(wait) {
+                    if ready_in > nanos(inner.backoff.max) {
+                        // The upstreams asked for a longer pause than the gateway waits.
+                        break;
+                    }
+                    wait = Duration::from_nanos(ready_in);
+                }
+                tracing::debug!(round, ?wait, "retrying after a backoff");
+                tokio::time::sleep(wait).await;
+            }
+            for (index, attempt) in attempts.iter().enumerate() {
+                if calls >= inner.max_attempts {
+                    break 'rounds;
+                }
+                let Some(mut ticket) = self.admit(attempt, prompt_tokens).await else {
+                    continue;
+                };
+                calls += 1;
+                attempt.apply_to(request);
+                match call(attempt, request).await {
+                    Ok(value) => {
+                        return Ok(Tried {
+                            value,
+                            index,
+                            calls,
+                            ticket,
+                        });
+                    }
+                    Err(error) => {
+                        let error = attempt.classify(error);
+                        let cooldown = ticket.failed(&error);
+                        tracing::debug!(
+                            provider = %attempt.deployment.provider,
+                            model = %attempt.deployment.name,
+                            %error,
+                            ?cooldown,
+                            "attempt failed"
+                        );
+                        if !error.is_retryable() {
+                            return Err(error);
+                        }
+                        last_error = Some(error);
+                    }
+                }
+            }
+        }
+        Err(gave_up(last_error, ready_in(states.now())))
+    }
+
+    /// Claim a deployment for one call: its health (cooldown, half-open probe, tpm) and then
+    /// its rpm quota. `None` when it cannot be called now.
+    async fn admit(&self, attempt: &Attempt, prompt_tokens: u64) -> Option<Ticket> {
+        let states = &self.inner.states;
+        let ticket = states.admit(attempt.slot, prompt_tokens).ok()?;
+        if let Some((key, quota)) = states.rpm(attempt.slot) {
+            match self.inner.limiter.acquire(key, quota, 1).await {
+                Ok(Admission::Admitted) => {}
+                Ok(Admission::Limited { retry_after }) => {
+                    states.mark_limited(attempt.slot, retry_after);
+                    return None;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, deployment = %attempt.deployment.name, "rate limiter unavailable; calling the deployment anyway (fail open)");
+                }
+            }
+        }
+        Some(ticket)
+    }
+}
+
+/// The error a request ends with once its attempts are spent.
+fn gave_up(last_error: Option<Error>, ready_in: u64) -> Error {
+    let hint = (ready_in > 0).then(|| Duration::from_nanos(ready_in));
+    match (last_error, hint) {
+        (Some(error), Some(hint)) if error.retry_after().is_none() => error.with_retry_after(hint),
+        (Some(error), _) => error,
+        (None, hint) => {
+            let error = Error::new(
+                ErrorKind::UpstreamUnavailable,
+                "Every deployment that could serve this request is cooling down after failures \
+                 or at its rate limit; try again shortly.",
+            )
+            .with_code("no_deployment_available");
+            match hint {
+                Some(hint) => error.with_retry_after(hint),
+                None => error,
+            }
+        }
+    }
+}
+
+/// A stream that reports back to its deployment's state: tokens spent, a failure mid-way, and
+/// the end of the call when it finishes or is dropped.
+pub(super) struct Tracked {
+    inner: ChunkStream,
+    ticket: Option<Ticket>,
+}
+
+impl Tracked {
+    pub fn new(inner: ChunkStream, ticket: Ticket) -> Self {
+        Self {
+            inner,
+            ticket: Some(ticket),
+        }
+    }
+}
+
+impl Stream for Tracked {
+    type Item = Result<ChatChunk>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = ready!(self.inner.as_mut().poll_next(cx));
+        match &item {
+            Some(Ok(chunk)) => {
+                if let (Some(usage), Some(ticket)) = (&chunk.usage, &self.ticket) {
+                    ticket.spent_tokens(usage.prompt_tokens + usage.completion_tokens);
+                }
+            }
+            Some(Err(error)) => {
+                if let Some(mut ticket) = self.ticket.take() {
+                    ticket.failed(error);
+                }
+            }
+            None => self.ticket = None,
+        }
+        Poll::Ready(item)
+    }
+}

@@ -1,0 +1,246 @@
+//! The `RoutingPolicy` trait and the built-in strategies: which deployments to try, in which
+//! order.
+//!
+//! A policy sees the request's facts and a snapshot of each candidate's live state, and returns
+//! indices, best first. It does no I/O, reads no clock and draws no hidden randomness: the same
+//! inputs give the same order. Everything else — which models are candidates (power level,
+//! fallbacks, privacy, context window), skipping deployments in cooldown, retries — is the
+//! gateway's job.
+
+mod strategies;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Deployment;
+use crate::power::{PowerLevel, PowerLevelPolicy};
+
+pub use strategies::{ByPriority, Cheapest, Fastest, LeastBusy, Weighted};
+
+/// What the router knows about the request.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteFacts<'a> {
+    /// The model the client asked for (`auto` included).
+    pub model: &'a str,
+    pub power_level: PowerLevel,
+    pub level: &'a PowerLevelPolicy,
+    /// An estimate of the prompt's tokens.
+    pub prompt_tokens: u64,
+    /// The output cap the request goes out with (the request's, capped by the power level).
+    pub max_output_tokens: u64,
+    /// Whether the client streams: time to first token matters more than total latency then.
+    pub stream: bool,
+    /// Differs from request to request (the gateway passes a sequence number). The only source
+    /// of variety a policy may use, so that its answer stays reproducible.
+    pub seed: u64,
+}
+
+impl<'a> RouteFacts<'a> {
+    /// Facts for a request to `model` with nothing else known.
+    pub fn new(model: &'a str, power_level: PowerLevel, level: &'a PowerLevelPolicy) -> Self {
+        Self {
+            model,
+            power_level,
+            level,
+            prompt_tokens: 0,
+            max_output_tokens: u64::from(level.max_tokens),
+            stream: false,
+            seed: 0,
+        }
+    }
+}
+
+/// The live state of one deployment, as the router sees it at decision time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CandidateState {
+    /// Requests in flight right now.
+    pub in_flight: u32,
+    /// Moving average of whole-request latency, in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Moving average of time to first token, in milliseconds.
+    pub ttft_ms: Option<f64>,
+    /// Skipped until its cooldown ends (or while another request probes it).
+    pub cooling_down: bool,
+    /// At its own rpm/tpm limit right now.
+    pub at_limit: bool,
+}
+
+impl CandidateState {
+    /// Neither cooling down nor at its limit.
+    pub fn is_available(&self) -> bool {
+        !self.cooling_down && !self.at_limit
+    }
+}
+
+/// One deployment the router may pick, with its state.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub deployment: &'a Deployment,
+    pub state: CandidateState,
+}
+
+/// Orders candidates. Pure and synchronous: no I/O, no clock, no randomness beyond
+/// [`RouteFacts::seed`]; the same inputs give the same answer.
+///
+/// Rank unavailable candidates ([`CandidateState::is_available`] false) last. The gateway
+/// skips them anyway — they are not tried until their cooldown or limit passes — so a policy
+/// that ignores state is still safe. Indices left out are not tried.
+pub trait RoutingPolicy: Send + Sync + fmt::Debug + 'static {
+    /// Indices into `candidates`, best first.
+    fn rank(&self, facts: &RouteFacts<'_>, candidates: &[Candidate<'_>]) -> Vec<usize>;
+}
+
+/// Compile-time check that the trait stays object-safe.
+const _: Option<Arc<dyn RoutingPolicy>> = None;
+
+/// Indices ordered by availability first, then by `key` (smallest first), then by
+/// configuration order. The building block of every built-in strategy; custom policies may
+/// use it too.
+pub fn rank_by_key<K: Ord>(
+    candidates: &[Candidate<'_>],
+    mut key: impl FnMut(&Candidate<'_>) -> K,
+) -> Vec<usize> {
+    let mut keyed: Vec<(bool, K, usize)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (!c.state.is_available(), key(c), i))
+        .collect();
+    // The index is part of the key, so an unstable sort keeps configuration order on ties.
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, _, i)| i).collect()
+}
+
+/// Configuration order, with unavailable deployments moved last.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InOrder;
+
+impl RoutingPolicy for InOrder {
+    fn rank(&self, _facts: &RouteFacts<'_>, candidates: &[Candidate<'_>]) -> Vec<usize> {
+        rank_by_key(candidates, |_| ())
+    }
+}
+
+/// The built-in strategies, as named in the config's `routing.strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Cheapest estimated price for this request first; free deployments first of all.
+    #[default]
+    Cost,
+    /// Lowest moving-average latency first (time to first token for streams).
+    Latency,
+    /// Fewest requests in flight first.
+    LeastBusy,
+    /// A weighted shuffle by each deployment's `weight`, seeded per request.
+    Weighted,
+    /// Lowest `priority` number first, then configuration order.
+    Priority,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 5] = [
+        Strategy::Cost,
+        Strategy::Latency,
+        Strategy::LeastBusy,
+        Strategy::Weighted,
+        Strategy::Priority,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Cost => "cost",
+            Strategy::Latency => "latency",
+            Strategy::LeastBusy => "least_busy",
+            Strategy::Weighted => "weighted",
+            Strategy::Priority => "priority",
+        }
+    }
+
+    /// The policy that implements this strategy.
+    pub fn policy(self) -> Arc<dyn RoutingPolicy> {
+        match self {
+            Strategy::Cost => Arc::new(Cheapest),
+            Strategy::Latency => Arc::new(Fastest),
+            Strategy::LeastBusy => Arc::new(LeastBusy),
+            Strategy::Weighted => Arc::new(Weighted),
+            Strategy::Priority => Arc::new(ByPriority),
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
+        Strategy::ALL
+            .into_iter()
+            .find(|strategy| strategy.as_str() == wanted)
+            .ok_or_else(|| {
+                format!(
+                    "unknown routing strategy `{s}` (expected cost, latency, least_busy, \
+                     weighted or priority)"
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategy_names_round_trip() {
+        for strategy in Strategy::ALL {
+            assert_eq!(strategy.as_str().parse::<Strategy>(), Ok(strategy));
+        }
+        assert_eq!("least-busy".parse::<Strategy>(), Ok(Strategy::LeastBusy));
+        assert_eq!(" Cost ".parse::<Strategy>(), Ok(Strategy::Cost));
+        assert!("random".parse::<Strategy>().is_err());
+        let parsed: Strategy = serde_json::from_str("\"least_busy\"").unwrap();
+        assert_eq!(parsed, Strategy::LeastBusy);
+    }
+
+    #[test]
+    fn in_order_moves_unavailable_last_and_keeps_order_otherwise() {
+        let d = Deployment::new("m", "p", "u");
+        let cooling = CandidateState {
+            cooling_down: true,
+            ..Default::default()
+        };
+        let limited = CandidateState {
+            at_limit: true,
+            ..Default::default()
+        };
+        let candidates = [
+            Candidate {
+                deployment: &d,
+                state: cooling,
+            },
+            Candidate {
+                deployment: &d,
+                state: CandidateState::default(),
+            },
+            Candidate {
+                deployment: &d,
+                state: limited,
+            },
+            Candidate {
+                deployment: &d,
+                state: CandidateState::default(),
+            },
+        ];
+        let level = PowerLevelPolicy::default_for(PowerLevel::Eco);
+        let facts = RouteFacts::new("m", PowerLevel::Eco, &level);
+        assert_eq!(InOrder.rank(&facts, &candidates), vec![1, 3, 0, 2]);
+    }
+}
