@@ -12,7 +12,9 @@
 //! # }
 //! ```
 
+pub mod anthropic;
 mod chunking;
+pub mod ollama;
 pub mod openai;
 mod reply;
 mod server;
