@@ -55,7 +55,10 @@ pub fn build_gateway(config: &Config) -> Result<Gateway, ConfigError> {
     let mut builder = Gateway::builder()
         .credit_store(credit_store(config))
         .credits_per_usd(config.billing.credits_per_usd.value())
-        .max_attempts(config.routing.num_retries.saturating_add(1));
+        .routing_strategy(config.routing.strategy)
+        .num_retries(config.routing.num_retries)
+        .cooldown_after_failures(config.routing.cooldown_after_failures)
+        .cooldown(Duration::from_millis(config.routing.cooldown_ms));
     for level in PowerLevel::ALL {
         builder = builder.power_level(level, config.power_levels.policy(level));
     }

@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Reading, resolving and validating the YAML config.
 
+use llmgate_core::Strategy;
 use llmgate_core::{Decimal, LatencyClass, Privacy};
-use llmgate_server::config::{Config, Env, ProviderKind, RoutingStrategy};
+use llmgate_server::config::{Config, Env, ProviderKind};
 
 const SPEC_EXAMPLE: &str = r#"
 server:
@@ -108,7 +109,7 @@ fn spec_example_parses_with_env_references_and_exact_prices() {
     );
     assert_eq!(model.latency, Some(LatencyClass::Fast));
     assert_eq!(model.privacy, Some(Privacy::Low));
-    assert_eq!(config.routing.strategy, RoutingStrategy::LeastBusy);
+    assert_eq!(config.routing.strategy, Strategy::LeastBusy);
     assert_eq!(
         config.billing.packages[1].price_usd.parse().unwrap(),
         dec("4.50")

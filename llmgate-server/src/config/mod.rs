@@ -21,7 +21,7 @@ use serde::Deserialize;
 pub use billing::{BillingConfig, LowCreditAlertConfig, PackageConfig, StripeConfig};
 pub use env::Env;
 pub use providers::{ModelConfig, ProviderConfig, ProviderKind};
-pub use routing::{RoutingConfig, RoutingStrategy};
+pub use routing::RoutingConfig;
 pub use server::{ByokConfig, ServerConfig, StorageConfig};
 pub use tiers::{PowerLevelConfig, PowerLevelsConfig, TierConfig, default_tiers};
 pub use values::DecimalText;
