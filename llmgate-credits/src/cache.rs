@@ -23,8 +23,9 @@ use llmgate_core::{
 use redis::RedisResult;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-/// How long a user's generation counter outlives its last write; far longer than any entry.
-const GENERATION_TTL_SECS: u64 = 86_400;
+/// How long a generation or epoch counter outlives its last bump: far longer than any entry,
+/// so a counter never expires while an entry tagged with it could still be served.
+const COUNTER_TTL_SECS: u64 = 86_400;
 
 /// How the cache behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,7 +257,7 @@ impl CachedCreditStore {
                     .ignore()
                     .cmd("EXPIRE")
                     .arg(&generation)
-                    .arg(GENERATION_TTL_SECS)
+                    .arg(COUNTER_TTL_SECS)
                     .ignore()
                     .cmd("DEL")
                     .arg(&value)
@@ -276,9 +277,16 @@ impl CachedCreditStore {
         let mut redis = self.redis.clone();
         let done = self
             .run("invalidate all", async move {
-                redis::cmd("INCR")
+                redis::pipe()
+                    .atomic()
+                    .cmd("INCR")
                     .arg(&epoch)
-                    .query_async::<i64>(&mut redis)
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(&epoch)
+                    .arg(COUNTER_TTL_SECS)
+                    .ignore()
+                    .query_async::<()>(&mut redis)
                     .await
             })
             .await;

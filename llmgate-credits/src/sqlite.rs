@@ -4,7 +4,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use llmgate_core::{Error, Result};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::error::{database_error, migration_error};
 use crate::sql::sql_credit_store;
@@ -32,6 +34,8 @@ impl SqliteCreditStore {
             })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // Every committed charge survives a power cut, not just a crash.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
