@@ -1,0 +1,223 @@
+//! Scripted in-process providers for the routing tests: each call takes the next step of a
+//! script (or repeats a default step) and is logged with the virtual time it happened at.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use llmgate_core::chat::ChunkChoice;
+use llmgate_core::*;
+use tokio::time::Instant;
+
+/// What a scripted provider does on one call.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Answer "ok" (JSON or a two-chunk stream) reporting this usage.
+    Answer { usage: (u64, u64) },
+    /// Answer after a (virtual) delay.
+    Slow { delay: Duration },
+    /// Fail with this upstream status.
+    Fail(u16),
+    /// Fail with this upstream status and a Retry-After.
+    FailRetryAfter(u16, Duration),
+}
+
+pub fn ok() -> Step {
+    Step::Answer { usage: (400, 600) }
+}
+
+/// One call as a provider saw it.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub provider: &'static str,
+    pub model: String,
+    pub max_tokens: Option<u32>,
+    pub at: Instant,
+}
+
+/// Calls across all providers of a test, in order.
+pub type Calls = Arc<Mutex<Vec<Call>>>;
+
+pub struct Scripted {
+    name: &'static str,
+    script: Mutex<VecDeque<Step>>,
+    otherwise: Option<Step>,
+    calls: Calls,
+}
+
+impl std::fmt::Debug for Scripted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl Scripted {
+    /// A provider that plays `script`, then repeats `otherwise` (or fails the test).
+    pub fn new(
+        name: &'static str,
+        script: Vec<Step>,
+        otherwise: Option<Step>,
+        calls: &Calls,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            script: Mutex::new(script.into()),
+            otherwise,
+            calls: calls.clone(),
+        })
+    }
+
+    /// A provider that always does `step`.
+    pub fn always(name: &'static str, step: Step, calls: &Calls) -> Arc<Self> {
+        Self::new(name, Vec::new(), Some(step), calls)
+    }
+
+    async fn step(&self, call: &ProviderCall<'_>) -> Result<()> {
+        self.calls.lock().unwrap().push(Call {
+            provider: self.name,
+            model: call.request.model.clone(),
+            max_tokens: call.request.max_tokens,
+            at: Instant::now(),
+        });
+        let step = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .or_else(|| self.otherwise.clone())
+            .unwrap_or_else(|| panic!("unscripted call to {}", self.name));
+        match step {
+            Step::Answer { .. } => Ok(()),
+            Step::Slow { delay } => {
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
+            Step::Fail(status) => Err(Error::from_upstream_status(self.name, status, "scripted")),
+            Step::FailRetryAfter(status, after) => {
+                Err(Error::from_upstream_status(self.name, status, "scripted")
+                    .with_retry_after(after))
+            }
+        }
+    }
+}
+
+fn text_chunk(content: Option<&str>, finish: Option<FinishReason>) -> ChatChunk {
+    let mut chunk = ChatChunk::empty("c1", "up", 1);
+    chunk.choices.push(ChunkChoice {
+        index: 0,
+        delta: Delta {
+            content: content.map(str::to_owned),
+            ..Delta::default()
+        },
+        finish_reason: finish,
+        logprobs: None,
+    });
+    chunk
+}
+
+#[async_trait]
+impl Provider for Scripted {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn requires_key(&self) -> bool {
+        false
+    }
+
+    async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
+        self.step(&call).await?;
+        Ok(ChatResponse {
+            id: "r1".into(),
+            object: "chat.completion".into(),
+            created: 1,
+            model: call.request.model.clone(),
+            choices: vec![Choice {
+                index: 0,
+                message: Message::assistant("ok"),
+                finish_reason: Some(FinishReason::Stop),
+                logprobs: None,
+            }],
+            usage: Some(Usage::new(400, 600)),
+            system_fingerprint: None,
+            extra: Default::default(),
+        })
+    }
+
+    async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream> {
+        self.step(&call).await?;
+        let mut last = ChatChunk::empty("c1", "up", 1);
+        last.usage = Some(Usage::new(400, 600));
+        let items = vec![
+            Ok(text_chunk(Some("ok"), None)),
+            Ok(text_chunk(None, Some(FinishReason::Stop))),
+            Ok(last),
+        ];
+        Ok(Box::pin(futures::stream::iter(items)))
+    }
+}
+
+pub fn dec(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+/// A deployment priced at $0.002 per 1K tokens both ways.
+pub fn priced(name: &str, provider: &str) -> Deployment {
+    Deployment::new(name, provider, format!("{name}@{provider}"))
+        .with_price(ModelPrice::new(dec("0.002"), dec("0.002")))
+}
+
+pub fn tier() -> Arc<Tier> {
+    let mut tier = Tier::new("starter");
+    tier.markup = dec("0.4");
+    Arc::new(tier)
+}
+
+pub async fn fund(gateway: &Gateway, user: &str, micros: i64) {
+    gateway
+        .credits()
+        .credit(Credit {
+            user_id: user.into(),
+            kind: CreditKind::TopUp,
+            amount_micros: micros,
+            idempotency_key: format!("fund:{user}:{micros}"),
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+}
+
+pub fn request(model: &str) -> ChatRequest {
+    let mut request = ChatRequest::new(model, vec![Message::user("hello")]);
+    request.max_tokens = Some(1000);
+    request
+}
+
+/// The providers called, in order.
+pub fn order(calls: &Calls) -> Vec<&'static str> {
+    calls.lock().unwrap().iter().map(|c| c.provider).collect()
+}
+
+/// Counts of a user's ledger entries: (holds, charges, releases).
+pub async fn ledger_counts(gateway: &Gateway, user: &str) -> (usize, usize, usize) {
+    let ledger = gateway
+        .credits()
+        .transactions(
+            user,
+            Page {
+                limit: 1000,
+                before_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let count = |kind: TransactionKind| ledger.iter().filter(|t| t.kind == kind).count();
+    (
+        count(TransactionKind::Hold),
+        count(TransactionKind::Charge),
+        count(TransactionKind::Release),
+    )
+}
