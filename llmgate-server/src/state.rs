@@ -172,10 +172,29 @@ struct AdHoc {
     free: bool,
 }
 
-/// `provider/upstream-model` on a configured provider, unpriced (BYOK or admin only) unless the
-/// provider is the free demo.
+/// Bare model names that belong to one vendor, by prefix, when that provider is configured.
+const WELL_KNOWN_PREFIXES: &[(&str, &str)] = &[
+    ("gpt-", "openai"),
+    ("chatgpt-", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("claude-", "anthropic"),
+];
+
+/// `provider/upstream-model` on a configured provider, or a well-known bare name (`gpt-4o`,
+/// `claude-3-5-sonnet-latest`) on its vendor's provider. Unpriced (BYOK or admin only) unless
+/// the provider is the free demo.
 fn resolve_ad_hoc(providers: &HashMap<String, AdHoc>, name: &str) -> Option<Deployment> {
-    let (provider, upstream) = name.split_once('/')?;
+    let (provider, upstream) = match name.split_once('/') {
+        Some(split) => split,
+        None => {
+            let (_, vendor) = WELL_KNOWN_PREFIXES
+                .iter()
+                .find(|(prefix, _)| name.starts_with(prefix))?;
+            (*vendor, name)
+        }
+    };
     let facts = providers.get(provider)?;
     if upstream.trim().is_empty() {
         return None;
@@ -253,6 +272,25 @@ mod tests {
         assert!(resolve_ad_hoc(&providers, "nope/x").is_none());
         assert!(resolve_ad_hoc(&providers, "groq/").is_none());
         assert!(resolve_ad_hoc(&providers, "plain").is_none());
+        // A well-known bare name needs its vendor's provider.
+        assert!(resolve_ad_hoc(&providers, "gpt-4o").is_none());
+        let mut with_openai = providers;
+        with_openai.insert(
+            "openai".to_owned(),
+            AdHoc {
+                local: false,
+                free: false,
+            },
+        );
+        let gpt = resolve_ad_hoc(&with_openai, "gpt-4o").unwrap();
+        assert_eq!(
+            (
+                gpt.name.as_str(),
+                gpt.provider.as_str(),
+                gpt.upstream_model.as_str()
+            ),
+            ("gpt-4o", "openai", "gpt-4o")
+        );
     }
 
     #[test]

@@ -430,3 +430,59 @@ async fn power_level_header_overrides_the_body() {
     assert_eq!(response.headers()["x-llmgate-power-level"], "precision");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    let server = start(demo_config()).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = h2
+        .post(format!("{}/v1/chat/completions", server.url()))
+        .bearer_auth(MASTER_KEY)
+        .json(&hi("demo/echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "Echo: hi there");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = demo_config();
+    config.server.header_read_timeout_ms = 300;
+    let server = start(config).await;
+    let mut socket = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    socket
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The server gives up on the headers and closes; a generous guard keeps a bug from
+    // hanging the test.
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        socket.read_to_end(&mut buffer),
+    )
+    .await
+    .expect("the server kept a half-sent request open");
+    assert!(read.is_ok() || buffer.is_empty());
+    assert!(
+        !String::from_utf8_lossy(&buffer).contains("200 OK"),
+        "{buffer:?}"
+    );
+    let health = client()
+        .get(format!("{}/health", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    server.shutdown().await.unwrap();
+}
