@@ -7,8 +7,9 @@
 //! user's generation (bumped after each write for that user) and a global epoch (bumped after
 //! a reclaim, which may touch anyone). An entry is served only while both tags are current,
 //! so a reader that raced a writer can store an old balance but nobody will ever read it.
-//! When Redis is unreachable the store answers from the ledger, logs once, and stops trusting
-//! its own entries for one TTL (an invalidation may have been lost).
+//! When Redis is unreachable the store answers from the ledger and logs once. An invalidation
+//! that could not be delivered is made up for by bumping the epoch as soon as Redis answers
+//! again, before this store reads the cache.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -87,7 +88,8 @@ struct Health {
     origin: Instant,
     down: AtomicBool,
     skip_until_ms: AtomicU64,
-    distrust_until_ms: AtomicU64,
+    /// An invalidation was lost: every entry may be stale until the epoch is bumped.
+    lost_invalidation: AtomicBool,
 }
 
 impl Health {
@@ -132,7 +134,8 @@ impl CachedCreditStore {
                 origin: Instant::now(),
                 down: AtomicBool::new(false),
                 skip_until_ms: AtomicU64::new(0),
-                distrust_until_ms: AtomicU64::new(0),
+                // A previous run may have died between a commit and its invalidation.
+                lost_invalidation: AtomicBool::new(true),
             },
         };
         // Say early (and once) when Redis is not there; serving goes on regardless.
@@ -230,17 +233,15 @@ impl CachedCreditStore {
         }
     }
 
-    /// An invalidation may have been lost: do not serve this process's view of the cache
-    /// until every entry written before now has expired.
-    fn distrust_cache(&self) {
-        let until = self.health.later_ms(self.settings.ttl);
-        self.health
-            .distrust_until_ms
-            .fetch_max(until, Ordering::Relaxed);
-    }
-
-    fn trusts_cache(&self) -> bool {
-        self.health.now_ms() >= self.health.distrust_until_ms.load(Ordering::Relaxed)
+    /// Whether the cache may be read: only once every invalidation this store failed to
+    /// deliver has been made up for with an epoch bump.
+    async fn cache_is_trustworthy(&self) -> bool {
+        // Clear the flag before bumping: an invalidation lost while the bump is in flight
+        // sets it again and is covered by the next bump.
+        if !self.health.lost_invalidation.swap(false, Ordering::SeqCst) {
+            return true;
+        }
+        self.invalidate_all().await
     }
 
     /// After a write for `user_id`: bump the user's generation and drop the entry.
@@ -267,12 +268,13 @@ impl CachedCreditStore {
             })
             .await;
         if done.is_none() {
-            self.distrust_cache();
+            self.health.lost_invalidation.store(true, Ordering::SeqCst);
         }
     }
 
-    /// After a write that may touch any user (a reclaim): bump the epoch.
-    async fn invalidate_all(&self) {
+    /// After a write that may touch any user (a reclaim), or to make up for a lost
+    /// invalidation: bump the epoch. Returns whether that reached Redis.
+    async fn invalidate_all(&self) -> bool {
         let epoch = self.epoch_key();
         let mut redis = self.redis.clone();
         let done = self
@@ -291,8 +293,9 @@ impl CachedCreditStore {
             })
             .await;
         if done.is_none() {
-            self.distrust_cache();
+            self.health.lost_invalidation.store(true, Ordering::SeqCst);
         }
+        done.is_some()
     }
 
     /// The cached balance if current, plus the tag to store a fresh one under.
@@ -379,7 +382,7 @@ impl CreditStore for CachedCreditStore {
     }
 
     async fn balance(&self, user_id: &str) -> Result<i64> {
-        if !self.trusts_cache() {
+        if !self.cache_is_trustworthy().await {
             return self.inner.balance(user_id).await;
         }
         let Some((cached, tag)) = self.lookup(user_id).await else {

@@ -30,6 +30,7 @@ mod connect;
 mod error;
 mod grants;
 mod postgres;
+mod redis_limits;
 mod sql;
 mod sqlite;
 
@@ -37,4 +38,5 @@ pub use cache::{CacheSettings, CachedCreditStore};
 pub use connect::{Backend, SqlCreditStore, connect_credit_store};
 pub use grants::{grant_monthly, month_of, monthly_grant_key, spawn_reclaimer};
 pub use postgres::PostgresCreditStore;
+pub use redis_limits::{RedisCooldowns, RedisLimitSettings, RedisRateLimiter};
 pub use sqlite::SqliteCreditStore;

@@ -11,7 +11,7 @@ use llmgate_core::{CreditStore, ErrorKind, HoldRequest};
 use llmgate_credits::{CacheSettings, CachedCreditStore, SqliteCreditStore};
 use redis::aio::MultiplexedConnection;
 
-use support::{TestSqlite, redis_connection, redis_url, top_up, unique};
+use support::{Outage, TestSqlite, redis_address, redis_connection, redis_url, top_up, unique};
 
 struct Setup {
     _db: TestSqlite,
@@ -226,4 +226,59 @@ async fn a_malformed_redis_url_is_a_config_error_without_the_url() {
     .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidRequest);
     assert!(!error.message().contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_lost_in_an_outage_is_made_up_when_redis_returns() {
+    let Some(mut setup) = setup().await else {
+        return;
+    };
+    let mut outage = Outage::proxy(&redis_address()).await;
+    let ledger = Arc::new(SqliteCreditStore::connect(&setup.url).await.unwrap());
+    let settings = CacheSettings {
+        timeout: Duration::from_millis(300),
+        retry_after: Duration::from_millis(20),
+        ..CacheSettings::default().with_key_prefix(setup.prefix.clone())
+    };
+    let proxied = format!("redis://127.0.0.1:{}", outage.port);
+    let store = CachedCreditStore::connect(ledger, &proxied, settings)
+        .await
+        .unwrap();
+    let other = setup.replica().await;
+
+    top_up(&store, "gil", 1_000).await;
+    assert_eq!(store.balance("gil").await.unwrap(), 1_000);
+    assert_eq!(other.balance("gil").await.unwrap(), 1_000);
+
+    outage.down().await;
+    assert!(!store.redis_healthy().await);
+    // Requests go on without Redis.
+    store
+        .hold(HoldRequest {
+            user_id: "gil".into(),
+            request_id: "r".into(),
+            amount_micros: 400,
+            ttl_secs: 3_600,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.balance("gil").await.unwrap(), 600);
+    // The hold's invalidation never arrived: Redis still holds the old balance, and its tag
+    // is still current.
+    let stale = setup.get("b:gil").await.unwrap();
+    assert!(stale.ends_with(":1000"), "{stale}");
+
+    outage.up().await;
+    let mut back = false;
+    for _ in 0..100 {
+        if store.redis_healthy().await {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "the store reconnects once Redis is reachable again");
+    // Its next read makes up for the lost invalidation, for every replica.
+    assert_eq!(store.balance("gil").await.unwrap(), 600);
+    assert_eq!(other.balance("gil").await.unwrap(), 600);
 }

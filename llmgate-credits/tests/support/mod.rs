@@ -332,3 +332,74 @@ pub async fn top_up(store: &dyn CreditStore, user_id: &str, amount_micros: i64) 
         .unwrap();
     assert!(outcome.applied);
 }
+
+/// A loopback TCP proxy in front of a real service that a test can take down and bring back
+/// on the same port, to simulate an outage.
+pub struct Outage {
+    pub port: u16,
+    target: String,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Outage {
+    /// A proxy to `target` (`host:port`), up.
+    pub async fn proxy(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut proxy = Self {
+            port,
+            target: target.to_owned(),
+            running: None,
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        self.running = Some(tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            // Dropping this task drops the set, which aborts every proxied connection.
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                connections.spawn(async move {
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Close the port and cut every open connection.
+    pub async fn down(&mut self) {
+        if let Some(task) = self.running.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listen on the same port again.
+    pub async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.serve(listener);
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        if let Some(task) = self.running.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The `host:port` of the test Redis.
+pub fn redis_address() -> String {
+    let url = redis_url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, hp)| hp);
+    host_port.split('/').next().unwrap_or(host_port).to_owned()
+}
