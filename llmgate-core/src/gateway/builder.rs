@@ -269,6 +269,7 @@ impl GatewayBuilder {
                 limiter: self
                     .limiter
                     .unwrap_or_else(|| Arc::new(InProcessRateLimiter::new())),
+                fail_open_warned: AtomicU64::new(0),
             }),
         }
     }

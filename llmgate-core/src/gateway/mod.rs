@@ -93,7 +93,12 @@ struct Inner {
     routes: RouteTable,
     states: Arc<DeploymentStates>,
     limiter: Arc<dyn RateLimiter>,
+    /// When the last fail-open warning was logged (on the states' clock).
+    fail_open_warned: AtomicU64,
 }
+
+/// Fail-open warnings are logged at most this often; the rest go to debug.
+const FAIL_OPEN_WARN_EVERY_NS: u64 = 10_000_000_000;
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -340,6 +345,24 @@ impl Gateway {
             .collect()
     }
 
+    /// The rate limiter could not answer: admit, and say so (not on every request).
+    fn fail_open(&self, error: &Error) {
+        let now = self.inner.states.now();
+        let last = self.inner.fail_open_warned.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= FAIL_OPEN_WARN_EVERY_NS;
+        if due
+            && self
+                .inner
+                .fail_open_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(%error, "rate limiter unavailable; admitting requests without it (fail open)");
+        } else {
+            tracing::debug!(%error, "rate limiter unavailable; admitting the request");
+        }
+    }
+
     fn level(&self, power_level: PowerLevel) -> std::borrow::Cow<'_, PowerLevelPolicy> {
         match self.inner.power_levels.get(&power_level) {
             Some(level) => std::borrow::Cow::Borrowed(level),
@@ -372,7 +395,7 @@ impl Gateway {
                 .with_retry_after(retry_after))
             }
             Err(error) => {
-                tracing::warn!(%error, user = %caller.user_id, "rate limiter unavailable; admitting the request (fail open)");
+                self.fail_open(&error);
                 Ok(())
             }
         }

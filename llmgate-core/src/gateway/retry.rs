@@ -120,9 +120,7 @@ impl Gateway {
                     states.mark_limited(attempt.slot, retry_after);
                     return None;
                 }
-                Err(error) => {
-                    tracing::warn!(%error, deployment = %attempt.deployment.name, "rate limiter unavailable; calling the deployment anyway (fail open)");
-                }
+                Err(error) => self.fail_open(&error),
             }
         }
         Some(ticket)
