@@ -17,6 +17,8 @@ pub enum ErrorKind {
     PermissionDenied,
     /// Unknown model or resource (404).
     NotFound,
+    /// The resource already exists (409), e.g. a user id taken.
+    Conflict,
     /// Body over the limit (413).
     RequestTooLarge,
     /// The gateway's own rate limit (429).
@@ -42,6 +44,7 @@ impl ErrorKind {
             ErrorKind::InsufficientCredits => 402,
             ErrorKind::PermissionDenied => 403,
             ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
             ErrorKind::RequestTooLarge => 413,
             ErrorKind::RateLimited => 429,
             ErrorKind::Upstream => 502,
@@ -54,7 +57,8 @@ impl ErrorKind {
     /// The OpenAI-style `type` field.
     pub fn type_name(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest => "invalid_request_error",
+            // OpenAI has no conflict type; clients know this one, `code` says more.
+            ErrorKind::InvalidRequest | ErrorKind::Conflict => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::InsufficientCredits => "insufficient_credits",
             ErrorKind::PermissionDenied => "permission_denied",
@@ -133,6 +137,10 @@ impl Error {
             ),
         )
         .with_code("insufficient_credits")
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

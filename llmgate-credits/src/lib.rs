@@ -33,6 +33,8 @@ mod postgres;
 mod redis_limits;
 mod sql;
 mod sqlite;
+pub mod users;
+pub mod vault;
 
 pub use cache::{CacheSettings, CachedCreditStore};
 pub use connect::{Backend, SqlCreditStore, connect_credit_store};
@@ -40,3 +42,5 @@ pub use grants::{grant_monthly, month_of, monthly_grant_key, spawn_reclaimer};
 pub use postgres::PostgresCreditStore;
 pub use redis_limits::{RedisCooldowns, RedisLimitSettings, RedisRateLimiter};
 pub use sqlite::SqliteCreditStore;
+pub use users::{SqlPool, SqlUserStore, UserDirectory, UserStore};
+pub use vault::{Keyring, SqlKeyVault, VaultKey};

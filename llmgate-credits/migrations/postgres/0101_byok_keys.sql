@@ -1,0 +1,13 @@
+-- Users' own provider keys (PostgreSQL), sealed with AES-256-GCM. Nothing here is plaintext:
+-- the key id names the sealing key, the nonce is random per seal, and the ciphertext carries
+-- the GCM tag. The owner and provider are bound into the seal as associated data.
+
+CREATE TABLE byok_keys (
+    user_id    TEXT   NOT NULL,
+    provider   TEXT   NOT NULL,
+    key_id     TEXT   NOT NULL,
+    nonce      BYTEA  NOT NULL CHECK (length(nonce) = 12),
+    ciphertext BYTEA  NOT NULL CHECK (length(ciphertext) > 16),
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (user_id, provider)
+);
