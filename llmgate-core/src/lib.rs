@@ -59,6 +59,7 @@ mod gateway;
 mod health;
 mod limits;
 pub mod memory;
+pub mod metrics;
 mod mix;
 mod power;
 mod pricing;

@@ -15,6 +15,7 @@ use crate::credits::CreditStore;
 use crate::health::{CooldownRules, DeploymentStates, SharedCooldowns};
 use crate::limits::{InProcessRateLimiter, RateLimiter};
 use crate::memory::MemoryCreditStore;
+use crate::metrics::GatewayMetrics;
 use crate::power::{PowerLevel, PowerLevelPolicy};
 use crate::provider::Provider;
 use crate::routing::{InOrder, RoutingPolicy, Strategy};
@@ -25,6 +26,9 @@ use crate::vault::KeyVault;
 /// order routing, the seed's power levels, 1,000 credits per USD, an in-process rate limiter,
 /// failover across up to 10 calls without retry rounds, and a 30 s cooldown after 3
 /// consecutive failures.
+///
+/// The gateway reports through the [`metrics`](crate::metrics) facade; install a recorder
+/// before [`build`](Self::build), which takes the metric handles.
 pub struct GatewayBuilder {
     providers: HashMap<String, Arc<dyn Provider>>,
     platform_keys: HashMap<String, Secret>,
@@ -244,6 +248,10 @@ impl GatewayBuilder {
             self.shared_cooldowns,
             self.cooldown_sync_interval,
         ));
+        let metrics = GatewayMetrics::new(
+            self.catalog.deployments(),
+            self.providers.keys().map(String::as_str),
+        );
         Gateway {
             inner: Arc::new(Inner {
                 providers: self.providers,
@@ -270,6 +278,8 @@ impl GatewayBuilder {
                     .limiter
                     .unwrap_or_else(|| Arc::new(InProcessRateLimiter::new())),
                 fail_open_warned: AtomicU64::new(0),
+                metrics,
+                settlements: Arc::default(),
             }),
         }
     }

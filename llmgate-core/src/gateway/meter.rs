@@ -9,9 +9,11 @@ use futures::{Stream, StreamExt};
 use serde_json::json;
 
 use super::RouteInfo;
+use super::owed::{Owed, detached};
 use crate::chat::{ChatChunk, ChatResponse, Usage};
 use crate::credits::{CreditStore, Hold, UsageRecord};
 use crate::error::Result;
+use crate::metrics::DeploymentMeters;
 use crate::pricing::PriceTerms;
 use crate::provider::ChunkStream;
 use crate::tokens;
@@ -59,6 +61,9 @@ pub(super) fn estimate_response_usage(response: &ChatResponse, prompt_estimate: 
 pub(super) struct Settler {
     pub credits: Arc<dyn CreditStore>,
     pub hold: Option<Hold>,
+    /// The request's ledger work; dropped once the settle has been written.
+    pub owed: Option<Owed>,
+    pub meters: Arc<DeploymentMeters>,
     /// The usage record with identity filled in; tokens and cost are set at the end.
     pub record: UsageRecord,
     pub terms: Option<PriceTerms>,
@@ -128,22 +133,34 @@ struct SettleGuard {
 }
 
 impl SettleGuard {
-    /// Settle now; returns the usage billed and the charge.
+    /// Settle now; returns the usage billed and the charge. The write runs on a task of its
+    /// own, so a client going away (or a connection cut at shutdown) cannot cut it in half.
     async fn settle(&mut self) -> Option<(Usage, i64)> {
         let settler = self.settler.take()?;
         let usage = self.meter.billable_usage(settler.prompt_estimate);
-        let (record, _) = billed_record(&settler, &usage);
-        let charged = match settle_or_record(&settler.credits, settler.hold.as_ref(), &record).await
-        {
-            Ok(charged) => charged,
-            Err(error) => {
-                // The hold stays open and is reclaimed at expiry; say so loudly.
-                tracing::error!(%error, request_id = %record.request_id, "settling a stream failed");
-                record.cost_micros
-            }
-        };
+        let charged = detached(settle_stream(settler, usage.clone()))
+            .await
+            .unwrap_or(0);
         Some((usage, charged))
     }
+}
+
+/// Write a stream's charge (or usage) and count what it billed; returns the charge.
+async fn settle_stream(settler: Settler, usage: Usage) -> i64 {
+    let (record, _) = billed_record(&settler, &usage);
+    let charged = match settle_or_record(&settler.credits, settler.hold.as_ref(), &record).await {
+        Ok(charged) => charged,
+        Err(error) => {
+            // The hold stays open and is reclaimed at expiry; say so loudly.
+            tracing::error!(%error, request_id = %record.request_id, "settling a stream failed");
+            record.cost_micros
+        }
+    };
+    settler
+        .meters
+        .billed(usage.prompt_tokens, usage.completion_tokens, charged);
+    drop(settler.owed);
+    charged
 }
 
 fn billed_record(settler: &Settler, usage: &Usage) -> (UsageRecord, i64) {
@@ -177,21 +194,17 @@ impl Drop for SettleGuard {
             return;
         };
         runtime.spawn(async move {
-            let credits = settler.credits.clone();
             if meter.produced_bytes == 0 && meter.usage.is_none() {
                 // Nothing reached the client: give the whole hold back.
                 if let Some(hold) = &settler.hold
-                    && let Err(error) = credits.release(hold).await
+                    && let Err(error) = settler.credits.release(hold).await
                 {
                     tracing::error!(%error, hold = %hold.id, "releasing an abandoned stream's hold failed");
                 }
                 return;
             }
-            let mut guard = SettleGuard {
-                settler: Some(settler),
-                meter,
-            };
-            guard.settle().await;
+            let usage = meter.billable_usage(settler.prompt_estimate);
+            settle_stream(settler, usage).await;
         });
     }
 }

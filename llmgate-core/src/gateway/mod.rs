@@ -3,6 +3,7 @@
 
 mod builder;
 mod meter;
+mod owed;
 mod plan;
 mod retry;
 mod route;
@@ -10,7 +11,7 @@ mod route;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rust_decimal::Decimal;
@@ -27,12 +28,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::health::DeploymentStates;
 use crate::limits::{Admission, Quota, RateLimiter};
 use crate::memory::unix_now;
+use crate::metrics::GatewayMetrics;
 use crate::power::{PowerLevel, PowerLevelPolicy};
 use crate::provider::{Provider, ProviderCall};
 use crate::routing::{CandidateState, RoutingPolicy};
 use crate::secret::Secret;
 use crate::tokens;
 use crate::vault::KeyVault;
+use owed::{Owed, Settlements, detached};
 use plan::{Ask, Attempt};
 use retry::{Tracked, Tried};
 use route::RouteTable;
@@ -53,6 +56,10 @@ pub struct RouteInfo {
     pub attempts: u32,
     pub key_source: KeySource,
     pub power_level: PowerLevel,
+    /// Time spent waiting on upstreams until the answer (JSON) or its first chunk (stream):
+    /// every call made, failed ones included, and the backoff between retry rounds. The
+    /// rest of a request's time is the gateway's own overhead.
+    pub upstream_time: Duration,
 }
 
 /// A whole completion and what it cost.
@@ -95,6 +102,9 @@ struct Inner {
     limiter: Arc<dyn RateLimiter>,
     /// When the last fail-open warning was logged (on the states' clock).
     fail_open_warned: AtomicU64,
+    metrics: GatewayMetrics,
+    /// Ledger work still owed by requests (for a clean shutdown).
+    settlements: Arc<Settlements>,
 }
 
 /// Fail-open warnings are logged at most this often; the rest go to debug.
@@ -122,6 +132,8 @@ struct Prepared {
     hold: HoldGuard,
     prompt_estimate: u64,
     seed: u64,
+    /// When the gateway took the request (time to first token counts from here).
+    started: Instant,
 }
 
 /// A request's hold until it is settled or released. Dropped while still armed (the caller
@@ -130,27 +142,37 @@ struct Prepared {
 struct HoldGuard {
     credits: Arc<dyn CreditStore>,
     hold: Option<Hold>,
+    /// The request's ledger work, travelling with whoever settles or releases the hold.
+    owed: Option<Owed>,
 }
 
 impl HoldGuard {
-    /// Hand the hold over to whoever settles it.
-    fn disarm(&mut self) -> Option<Hold> {
-        self.hold.take()
+    /// Hand the hold (and the ledger work it owes) over to whoever settles it.
+    fn disarm(&mut self) -> (Option<Hold>, Option<Owed>) {
+        (self.hold.take(), self.owed.take())
     }
 
-    /// Give the whole hold back now.
+    /// Give the whole hold back now (on a task of its own, so it completes even if this
+    /// request is dropped meanwhile).
     async fn release(&mut self) {
-        if let Some(hold) = self.hold.take()
-            && let Err(error) = self.credits.release(&hold).await
-        {
-            // The hold expires and is reclaimed; the balance is whole again then.
-            tracing::warn!(%error, hold = %hold.id, "releasing a hold failed");
+        let owed = self.owed.take();
+        if let Some(hold) = self.hold.take() {
+            let credits = self.credits.clone();
+            detached(async move {
+                if let Err(error) = credits.release(&hold).await {
+                    // The hold expires and is reclaimed; the balance is whole again then.
+                    tracing::warn!(%error, hold = %hold.id, "releasing a hold failed");
+                }
+                drop(owed);
+            })
+            .await;
         }
     }
 }
 
 impl Drop for HoldGuard {
     fn drop(&mut self) {
+        let owed = self.owed.take();
         let Some(hold) = self.hold.take() else {
             return;
         };
@@ -163,6 +185,7 @@ impl Drop for HoldGuard {
             if let Err(error) = credits.release(&hold).await {
                 tracing::warn!(%error, hold = %hold.id, "releasing an abandoned request's hold failed");
             }
+            drop(owed);
         });
     }
 }
@@ -220,6 +243,7 @@ impl Gateway {
             index,
             calls,
             mut ticket,
+            upstream,
         } = match tried {
             Ok(tried) => tried,
             Err(error) => {
@@ -237,10 +261,18 @@ impl Gateway {
         drop(ticket);
         let cost = attempt.cost_of(&usage)?;
         let record = self.usage_record(caller, &prepared, attempt, &usage, cost);
-        let hold = prepared.hold.disarm();
-        let cost_micros = self.finish(hold.as_ref(), &record).await?;
+        let (hold, owed) = prepared.hold.disarm();
+        let cost_micros = self.finish(hold, record, owed).await?;
+        let meters = self
+            .inner
+            .metrics
+            .deployment(attempt.slot, &attempt.deployment.provider);
+        meters.billed(usage.prompt_tokens, usage.completion_tokens, cost_micros);
+        if index > 0 {
+            meters.fallbacks.increment(1);
+        }
         response.usage = Some(usage);
-        let route = self.route_info(&prepared, attempt, calls);
+        let route = self.route_info(&prepared, attempt, calls, upstream);
         Ok(Completion {
             response,
             route,
@@ -284,6 +316,7 @@ impl Gateway {
             index,
             calls,
             mut ticket,
+            upstream,
         } = match tried {
             Ok(tried) => tried,
             Err(error) => {
@@ -293,11 +326,25 @@ impl Gateway {
         };
         ticket.first_token();
         let attempt = &prepared.attempts[index];
-        let route = self.route_info(&prepared, attempt, calls);
+        let meters = self
+            .inner
+            .metrics
+            .deployment(attempt.slot, &attempt.deployment.provider)
+            .clone();
+        meters
+            .first_token_seconds
+            .record(prepared.started.elapsed().as_secs_f64());
+        if index > 0 {
+            meters.fallbacks.increment(1);
+        }
+        let route = self.route_info(&prepared, attempt, calls, upstream);
         let record = self.usage_record(caller, &prepared, attempt, &Default::default(), 0);
+        let (hold, owed) = prepared.hold.disarm();
         let settler = meter::Settler {
             credits: self.inner.credits.clone(),
-            hold: prepared.hold.disarm(),
+            hold,
+            owed,
+            meters,
             record,
             terms: attempt.terms,
             prompt_estimate: prepared.prompt_estimate,
@@ -345,6 +392,19 @@ impl Gateway {
             .collect()
     }
 
+    /// Requests whose ledger work (settling or releasing a hold, recording usage) is not done
+    /// yet, including background writes for requests whose client went away.
+    pub fn pending_settlements(&self) -> usize {
+        self.inner.settlements.open()
+    }
+
+    /// Completes once no request owes ledger work. A server shutting down stops taking
+    /// requests, drops the ones it will not finish, then waits for this, so that every hold
+    /// is settled or released before the process exits.
+    pub async fn settled(&self) {
+        self.inner.settlements.idle().await;
+    }
+
     /// The rate limiter could not answer: admit, and say so (not on every request).
     fn fail_open(&self, error: &Error) {
         let now = self.inner.states.now();
@@ -384,6 +444,7 @@ impl Gateway {
         {
             Ok(Admission::Admitted) => Ok(()),
             Ok(Admission::Limited { retry_after }) => {
+                self.inner.metrics.user_rate_limited.increment(1);
                 let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 Err(Error::new(
                     ErrorKind::RateLimited,
@@ -407,6 +468,8 @@ impl Gateway {
         mut request: ChatRequest,
         stream: bool,
     ) -> Result<Prepared> {
+        let started = Instant::now();
+        let mut owed = self.inner.settlements.begin();
         validate(&request)?;
         self.check_rate_limit(caller).await?;
         self.inner.states.sync_if_due();
@@ -442,6 +505,9 @@ impl Gateway {
             })
             .await?;
         let hold = self.place_hold(caller, &request_id, &attempts).await?;
+        if hold.is_some() {
+            owed.hold_placed(&self.inner.metrics.holds_outstanding);
+        }
         Ok(Prepared {
             request,
             request_id,
@@ -450,9 +516,11 @@ impl Gateway {
             hold: HoldGuard {
                 credits: self.inner.credits.clone(),
                 hold,
+                owed: Some(owed),
             },
             prompt_estimate,
             seed,
+            started,
         })
     }
 
@@ -483,8 +551,37 @@ impl Gateway {
     }
 
     /// Settle the hold (or just record usage when there is none); returns the charge.
-    async fn finish(&self, hold: Option<&Hold>, record: &UsageRecord) -> Result<i64> {
-        meter::settle_or_record(&self.inner.credits, hold, record).await
+    ///
+    /// The write runs on a task of its own, so a client going away cannot cut it in half. An
+    /// uncharged request whose usage cannot be recorded (the database is down) is still
+    /// answered: the failure is logged and counted. A hold that cannot be settled fails the
+    /// request; the hold is reclaimed at its expiry, so nothing is charged.
+    async fn finish(
+        &self,
+        hold: Option<Hold>,
+        record: UsageRecord,
+        owed: Option<Owed>,
+    ) -> Result<i64> {
+        let credits = self.inner.credits.clone();
+        let held = hold.is_some();
+        let written = detached(async move {
+            let outcome = meter::settle_or_record(&credits, hold.as_ref(), &record).await;
+            if let (Err(error), None) = (&outcome, &hold) {
+                tracing::warn!(%error, request_id = %record.request_id, "recording usage failed; the request was served");
+            }
+            drop(owed);
+            outcome
+        })
+        .await
+        .unwrap_or_else(|| Err(Error::internal("Settling the request failed.")));
+        match written {
+            Ok(charged) => Ok(charged),
+            Err(_) if !held => {
+                self.inner.metrics.usage_record_failures.increment(1);
+                Ok(0)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     fn usage_record(
@@ -508,7 +605,13 @@ impl Gateway {
         }
     }
 
-    fn route_info(&self, prepared: &Prepared, attempt: &Attempt, calls: u32) -> RouteInfo {
+    fn route_info(
+        &self,
+        prepared: &Prepared,
+        attempt: &Attempt,
+        calls: u32,
+        upstream_time: Duration,
+    ) -> RouteInfo {
         RouteInfo {
             request_id: prepared.request_id.clone(),
             provider: attempt.deployment.provider.clone(),
@@ -516,6 +619,7 @@ impl Gateway {
             attempts: calls,
             key_source: attempt.key_source,
             power_level: prepared.power_level,
+            upstream_time,
         }
     }
 

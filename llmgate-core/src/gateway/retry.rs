@@ -10,7 +10,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 
@@ -29,6 +29,8 @@ pub(super) struct Tried<T> {
     pub index: usize,
     pub calls: u32,
     pub ticket: Ticket,
+    /// Time spent in upstream calls and in backoff between rounds.
+    pub upstream: Duration,
 }
 
 impl Gateway {
@@ -44,6 +46,7 @@ impl Gateway {
         let inner = &self.inner;
         let states = &inner.states;
         let mut calls = 0u32;
+        let mut upstream = Duration::ZERO;
         let mut last_error: Option<Error> = None;
         let ready_in = |now: u64| {
             attempts
@@ -67,7 +70,10 @@ impl Gateway {
                     wait = Duration::from_nanos(ready_in);
                 }
                 tracing::debug!(round, ?wait, "retrying after a backoff");
+                inner.metrics.retries.increment(1);
+                let waited = Instant::now();
                 tokio::time::sleep(wait).await;
+                upstream += waited.elapsed();
             }
             for (index, attempt) in attempts.iter().enumerate() {
                 if calls >= inner.max_attempts {
@@ -78,13 +84,22 @@ impl Gateway {
                 };
                 calls += 1;
                 attempt.apply_to(request);
-                match call(attempt, request).await {
+                let meters = inner
+                    .metrics
+                    .deployment(attempt.slot, &attempt.deployment.provider);
+                let called = Instant::now();
+                let answer = call(attempt, request).await;
+                let took = called.elapsed();
+                upstream += took;
+                meters.upstream_call(took, answer.is_ok());
+                match answer {
                     Ok(value) => {
                         return Ok(Tried {
                             value,
                             index,
                             calls,
                             ticket,
+                            upstream,
                         });
                     }
                     Err(error) => {
@@ -117,6 +132,7 @@ impl Gateway {
             match self.inner.limiter.acquire(key, quota, 1).await {
                 Ok(Admission::Admitted) => {}
                 Ok(Admission::Limited { retry_after }) => {
+                    self.inner.metrics.deployment_rate_limited.increment(1);
                     states.mark_limited(attempt.slot, retry_after);
                     return None;
                 }
