@@ -25,6 +25,7 @@ pub mod config;
 pub mod master_key;
 mod server;
 pub mod state;
+mod ui;
 
 pub use api::{Body, handle};
 pub use server::{RunningServer, Server, shutdown_signal};

@@ -12,6 +12,8 @@ pub(crate) enum Endpoint {
     ListModels,
     Health,
     Ready,
+    /// The LLM Hub's page and files (`/ui`, `/ui/...`).
+    Ui,
 }
 
 /// Why no endpoint matched.
@@ -35,6 +37,7 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         "/v1/models" | "/api/v1/llm/models" => only(method, &[Method::GET], Endpoint::ListModels),
         "/health" => only(method, &[Method::GET], Endpoint::Health),
         "/health/ready" => only(method, &[Method::GET], Endpoint::Ready),
+        ui if crate::ui::owns(ui) => only(method, &[Method::GET, Method::HEAD], Endpoint::Ui),
         _ => Err(Miss::NotFound),
     }
 }
@@ -85,6 +88,19 @@ mod tests {
             route(&Method::GET, "/v1/chat/completions"),
             Err(Miss::MethodNotAllowed { .. })
         ));
+    }
+
+    #[test]
+    fn ui_paths_take_get_and_head() {
+        for path in ["/ui", "/ui/", "/ui/js/app.js"] {
+            assert_eq!(route(&Method::GET, path), Ok(Endpoint::Ui), "{path}");
+            assert_eq!(route(&Method::HEAD, path), Ok(Endpoint::Ui), "{path}");
+        }
+        assert!(matches!(
+            route(&Method::POST, "/ui"),
+            Err(Miss::MethodNotAllowed { .. })
+        ));
+        assert_eq!(route(&Method::GET, "/uix"), Err(Miss::NotFound));
     }
 
     #[test]

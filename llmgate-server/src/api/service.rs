@@ -62,6 +62,11 @@ async fn dispatch(
         Endpoint::ListModels => models::list(state, request).await,
         Endpoint::Health => Ok(health::live()),
         Endpoint::Ready => Ok(health::ready(state).await),
+        Endpoint::Ui => Ok(crate::ui::serve(
+            request.method(),
+            request.uri().path(),
+            request.headers(),
+        )),
     };
     result.unwrap_or_else(|error| {
         if error.status() >= 500 {

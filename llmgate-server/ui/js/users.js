@@ -1,0 +1,171 @@
+// Users (admins only): list, create (the new key is shown once), change tier or role, add
+// credits.
+
+import { h, fill, field, select, loading, empty, errorBox, busy, uid } from './dom.js';
+import { items, withQuery } from './api.js';
+import { credits, creditAmount, when } from './format.js';
+
+const DEFAULT_TIERS = ['free', 'starter', 'professional', 'enterprise'];
+const ROLES = ['user', 'admin'];
+
+function userPath(id) {
+  return `/api/v1/admin/users/${encodeURIComponent(id)}`;
+}
+
+/** The new key, shown once, with a copy button. */
+function keyReveal(userId, apiKey, onDismiss) {
+  const code = h('code', { class: 'secret new-key', text: apiKey, tabindex: '0' });
+  const copy = h('button', { type: 'button', class: 'primary', text: 'Copy key' });
+  const copied = h('span', { class: 'hint', role: 'status', 'aria-live': 'polite' });
+  copy.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(apiKey);
+      copied.textContent = 'Copied.';
+    } catch {
+      // No clipboard permission (plain http, say): select the text for Ctrl+C instead.
+      const range = document.createRange();
+      range.selectNodeContents(code);
+      const selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      copied.textContent = 'Selected: press Ctrl+C to copy.';
+    }
+  });
+  const done = h('button', { type: 'button', class: 'ghost', text: 'I have saved it' });
+  done.addEventListener('click', onDismiss);
+  return h('div', { class: 'callout key-once', role: 'alert' },
+    h('p', {}, h('strong', { text: `API key for ${userId}. ` }), 'It is shown only this once: copy it now and hand it over safely.'),
+    code, h('div', { class: 'actions' }, copy, done, copied));
+}
+
+export function createUsers(ctx) {
+  const reveal = h('div', { class: 'reveal-slot' });
+  const list = h('div', { class: 'user-list' });
+  const message = h('p', { class: 'row-message', role: 'status', 'aria-live': 'polite' });
+  const tiers = new Set(DEFAULT_TIERS);
+  const tierList = h('datalist', { id: uid('tiers') });
+
+  function syncTiers() {
+    fill(tierList, [...tiers].map((tier) => h('option', { value: tier })));
+  }
+
+  // The create form.
+  const newId = h('input', { type: 'text', required: true, autocomplete: 'off', spellcheck: 'false', pattern: '[A-Za-z0-9._@\\-]+', class: 'new-user-id' });
+  const newTier = h('input', { type: 'text', required: true, value: 'free', autocomplete: 'off', class: 'new-user-tier' });
+  newTier.setAttribute('list', tierList.id);
+  const newRole = select(ROLES.map((r) => [r, r]), 'user', { class: 'new-user-role' });
+  const create = h('button', { type: 'submit', class: 'primary', text: 'Create user' });
+  const createMessage = h('p', { class: 'row-message', role: 'status', 'aria-live': 'polite' });
+  const form = h('form', { class: 'create-user', 'aria-label': 'Create a user' },
+    h('div', { class: 'row' },
+      field('User id', newId, 'letters, digits, . _ - @'),
+      field('Tier', newTier),
+      field('Role', newRole)),
+    h('div', { class: 'actions' }, create),
+    createMessage, tierList);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(create, async () => {
+      fill(createMessage, 'Creating…');
+      try {
+        const made = await ctx.api.post('/api/v1/admin/users', { user_id: newId.value.trim(), tier: newTier.value.trim(), role: newRole.value });
+        fill(createMessage);
+        newId.value = '';
+        fill(reveal, keyReveal(made.user_id, made.api_key, () => fill(reveal)));
+        reveal.querySelector('.new-key')?.focus();
+        await loadUsers();
+      } catch (error) {
+        fill(createMessage, h('span', { class: 'error', text: error.message }));
+      }
+    })();
+  });
+
+  function userRow(user) {
+    const id = user.user_id ?? user.id;
+    const rowMessage = h('span', { class: 'row-message', role: 'status', 'aria-live': 'polite' });
+    const tierOptions = [...new Set([...tiers, user.tier].filter(Boolean))];
+    const tier = select(tierOptions.map((t) => [t, t]), user.tier, { 'aria-label': `Tier of ${id}`, class: 'user-tier' });
+    const role = select(ROLES.map((r) => [r, r]), user.role ?? 'user', { 'aria-label': `Role of ${id}`, class: 'user-role' });
+    const patch = (change, control, previous) => async () => {
+      control.disabled = true;
+      rowMessage.textContent = 'Saving…';
+      try {
+        await ctx.api.json(userPath(id), { method: 'PATCH', body: change() });
+        rowMessage.textContent = 'Saved.';
+        ctx.toast(`${id} updated.`);
+        await loadUsers();
+      } catch (error) {
+        control.value = previous;
+        rowMessage.textContent = error.message;
+      } finally {
+        control.disabled = false;
+      }
+    };
+    tier.addEventListener('change', () => patch(() => ({ tier: tier.value }), tier, user.tier)());
+    role.addEventListener('change', () => patch(() => ({ role: role.value }), role, user.role ?? 'user')());
+
+    const amount = h('input', { type: 'text', inputmode: 'decimal', required: true, placeholder: '100', 'aria-label': `Credits to add to ${id}`, class: 'credit-amount', pattern: '[0-9]+(\\.[0-9]{1,6})?' });
+    const reason = h('input', { type: 'text', placeholder: 'reason', 'aria-label': `Reason for adding credits to ${id}`, class: 'credit-reason', value: 'added in the LLM Hub' });
+    const add = h('button', { type: 'submit', class: 'secondary', text: 'Add credits' });
+    const credit = h('form', { class: 'add-credits', 'aria-label': `Add credits to ${id}` }, amount, reason, add);
+    credit.addEventListener('submit', (event) => {
+      event.preventDefault();
+      busy(add, async () => {
+        rowMessage.textContent = 'Adding…';
+        try {
+          const answer = await ctx.api.post('/api/v1/llm/credits/add', { user_id: id, amount: amount.value.trim(), reason: reason.value.trim() || 'added in the LLM Hub' });
+          amount.value = '';
+          const now = answer?.balance ?? (answer?.balance_micros !== undefined ? Number(answer.balance_micros) / 1e6 : null);
+          ctx.toast(now === null ? `Credits added to ${id}.` : `${id} now has ${creditAmount(now)} credits.`);
+          await loadUsers();
+        } catch (error) {
+          rowMessage.textContent = error.message;
+        }
+      })();
+    });
+
+    const balance = user.balance !== undefined ? `${creditAmount(user.balance)} credits` : credits(user.balance_micros);
+    return h('tr', { dataset: { user: id } },
+      h('th', { scope: 'row', dataset: { label: 'User' }, text: id }),
+      h('td', { dataset: { label: 'Role' } }, role),
+      h('td', { dataset: { label: 'Tier' } }, tier),
+      h('td', { dataset: { label: 'Balance' }, class: 'num user-balance', text: balance }),
+      h('td', { dataset: { label: 'Created' }, text: when(user.created_at) }),
+      h('td', { dataset: { label: 'Add credits' } }, credit, rowMessage));
+  }
+
+  let users = [];
+  let next = null;
+
+  function draw() {
+    const more = next ? h('button', { type: 'button', class: 'ghost', text: 'More users' }) : null;
+    more?.addEventListener('click', busy(more, () => loadUsers(true)));
+    fill(list, users.length
+      ? h('div', { class: 'table-wrap' }, h('table', { class: 'data users' },
+        h('caption', { class: 'sr-only', text: 'Users' }),
+        h('thead', {}, h('tr', {}, ['User', 'Role', 'Tier', 'Balance', 'Created', 'Add credits'].map((name) => h('th', { scope: 'col', text: name })))),
+        h('tbody', {}, users.map(userRow))))
+      : empty('No users yet. Create the first one above.'), more);
+  }
+
+  async function loadUsers(append) {
+    if (!append) fill(list, loading('Loading users…'));
+    try {
+      const answer = await ctx.api.get(withQuery('/api/v1/admin/users', { limit: 50, after: append ? next : null }));
+      const page = items(answer);
+      users = append ? users.concat(page) : page;
+      next = answer?.next_after ?? answer?.next ?? null;
+      for (const user of users) if (user.tier) tiers.add(user.tier);
+      syncTiers();
+      draw();
+    } catch (error) {
+      fill(list, errorBox(error, 'Could not load the users'));
+    }
+  }
+
+  const element = h('div', {},
+    h('section', { class: 'block', 'aria-labelledby': 'us-new' }, h('h3', { id: 'us-new', text: 'New user' }), form, reveal),
+    h('section', { class: 'block', 'aria-labelledby': 'us-list' }, h('h3', { id: 'us-list', text: 'Users' }), message, list));
+  syncTiers();
+  return { element, refresh: () => loadUsers(false) };
+}
