@@ -20,6 +20,7 @@
 
 mod api;
 pub mod auth;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod master_key;

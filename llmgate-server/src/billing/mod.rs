@@ -1,0 +1,203 @@
+//! Billing (SPEC §9): credit packages sold through Stripe Checkout, the signed Stripe webhook
+//! that credits them once per session, and low-balance alerts.
+//!
+//! [`Billing`] is built once from `billing:` and the ledger's database; the HTTP handlers in
+//! `api/billing.rs` call it. [`Billing::wrap_credit_store`] puts the low-balance alerts around
+//! the ledger before the gateway gets it.
+
+mod alerts;
+mod packages;
+mod signature;
+mod store;
+mod stripe;
+mod webhook;
+
+use std::sync::Arc;
+
+use llmgate_core::memory::unix_now;
+use llmgate_core::{CreditStore, Error, ErrorKind, Result, Secret};
+use llmgate_credits::SqlCreditStore;
+
+pub use alerts::{AlertingCreditStore, LowBalanceAlert, LowBalanceAlerts, RetryPolicy};
+pub use packages::{Package, PackageView, package_micros, price_cents};
+pub use signature::{SignatureError, TOLERANCE_SECS, verify as verify_signature};
+pub use store::{
+    AlertLatch, MemoryBillingStore, Purchase, PurchaseStatus, PurchaseStore, SqlBillingStore,
+};
+pub use stripe::{CheckoutRequest, CheckoutSession, StripeClient, checkout_form};
+pub use webhook::Outcome as WebhookOutcome;
+
+use crate::config::BillingConfig;
+
+/// Where billing keeps purchases and the alert latch.
+#[derive(Debug, Clone)]
+pub struct BillingStores {
+    pub purchases: Arc<dyn PurchaseStore>,
+    pub latch: Arc<dyn AlertLatch>,
+}
+
+impl BillingStores {
+    /// In the ledger's database: shared by every replica on it.
+    pub fn sql(ledger: &SqlCreditStore) -> Self {
+        let store = Arc::new(SqlBillingStore::new(ledger));
+        Self {
+            purchases: store.clone(),
+            latch: store,
+        }
+    }
+
+    /// In this process only.
+    pub fn memory() -> Self {
+        let store = Arc::new(MemoryBillingStore::default());
+        Self {
+            purchases: store.clone(),
+            latch: store,
+        }
+    }
+}
+
+/// Stripe's two secrets and the client.
+#[derive(Debug, Clone)]
+struct Stripe {
+    client: StripeClient,
+    webhook_secret: Secret,
+}
+
+/// Packages, purchases, the Stripe webhook and low-balance alerts.
+#[derive(Debug, Clone)]
+pub struct Billing {
+    packages: Arc<Vec<Package>>,
+    stripe: Option<Stripe>,
+    purchases: Arc<dyn PurchaseStore>,
+    alerts: Option<Arc<LowBalanceAlerts>>,
+}
+
+impl Billing {
+    /// From a validated `billing:` section.
+    pub fn new(config: &BillingConfig, stores: BillingStores) -> Result<Self> {
+        let stripe = match &config.stripe {
+            Some(stripe) => Some(Stripe {
+                client: StripeClient::new(stripe)?,
+                webhook_secret: stripe.webhook_secret.clone(),
+            }),
+            None => None,
+        };
+        let alerts = match &config.low_credit_alert {
+            Some(alert) => Some(Arc::new(LowBalanceAlerts::new(alert, stores.latch)?)),
+            None => None,
+        };
+        Ok(Self {
+            packages: Arc::new(packages::packages(config)),
+            stripe,
+            purchases: stores.purchases,
+            alerts,
+        })
+    }
+
+    /// Retry alert deliveries with this policy (tests shorten the waits).
+    pub fn with_alert_retry(mut self, retry: RetryPolicy) -> Self {
+        if let Some(alerts) = self.alerts.take() {
+            let rebuilt = Arc::try_unwrap(alerts)
+                .map(|alerts| Arc::new(alerts.with_retry(retry)))
+                .unwrap_or_else(|shared| shared);
+            self.alerts = Some(rebuilt);
+        }
+        self
+    }
+
+    /// The ledger with low-balance alerts around it, when they are configured.
+    pub fn wrap_credit_store(&self, credits: Arc<dyn CreditStore>) -> Arc<dyn CreditStore> {
+        match &self.alerts {
+            Some(alerts) => Arc::new(AlertingCreditStore::new(credits, alerts.clone())),
+            None => credits,
+        }
+    }
+
+    pub fn packages(&self) -> &[Package] {
+        &self.packages
+    }
+
+    /// Whether Stripe is configured.
+    pub fn purchases_enabled(&self) -> bool {
+        self.stripe.is_some()
+    }
+
+    /// Whether a balance is below the alert threshold (`false` without alerts).
+    pub fn is_low(&self, balance_micros: i64) -> bool {
+        self.alerts
+            .as_ref()
+            .is_some_and(|alerts| alerts.is_low(balance_micros))
+    }
+
+    /// Create a Checkout Session for `package_id` and remember it as a pending purchase.
+    pub async fn start_purchase(&self, user_id: &str, package_id: &str) -> Result<CheckoutSession> {
+        let stripe = self.stripe.as_ref().ok_or_else(purchases_disabled)?;
+        let package = self
+            .packages
+            .iter()
+            .find(|p| p.id == package_id)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("There is no package `{package_id}`; GET /api/v1/llm/credits/packages lists them."),
+                )
+                .with_param("package")
+                .with_code("package_not_found")
+            })?;
+        let idempotency_key = format!("llmgate-purchase-{:032x}", rand::random::<u128>());
+        let session = stripe
+            .client
+            .create_checkout_session(&CheckoutRequest {
+                user_id,
+                package,
+                idempotency_key: &idempotency_key,
+            })
+            .await?;
+        self.purchases
+            .record_pending(&Purchase {
+                session_id: session.id.clone(),
+                user_id: user_id.to_owned(),
+                package: package.id.clone(),
+                credits_micros: package.credits_micros,
+                amount_cents: package.price_cents,
+                status: PurchaseStatus::Pending,
+                created_at: unix_now(),
+                completed_at: None,
+            })
+            .await?;
+        tracing::info!(user_id, package = %package.id, session_id = %session.id, "created a Stripe Checkout Session");
+        Ok(session)
+    }
+
+    /// Verify a webhook delivery against its raw body, then apply it. A bad signature is 400
+    /// and changes nothing.
+    pub async fn receive_webhook(
+        &self,
+        signature: Option<&str>,
+        payload: &[u8],
+        credits: &dyn CreditStore,
+    ) -> Result<WebhookOutcome> {
+        let stripe = self.stripe.as_ref().ok_or_else(purchases_disabled)?;
+        verify_signature(signature, payload, &stripe.webhook_secret, unix_now()).map_err(
+            |error| {
+                tracing::warn!(%error, "refused a Stripe webhook");
+                Error::invalid_request(format!("Invalid Stripe webhook: {error}."))
+                    .with_code("invalid_stripe_signature")
+            },
+        )?;
+        webhook::apply(payload, &self.packages, &*self.purchases, credits).await
+    }
+
+    /// Purchases recorded for a session (for tests and support).
+    pub async fn purchase(&self, session_id: &str) -> Result<Option<Purchase>> {
+        self.purchases.find(session_id).await
+    }
+}
+
+fn purchases_disabled() -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        "Purchases are not enabled on this gateway: billing.stripe is not configured.",
+    )
+    .with_code("purchases_not_enabled")
+}
