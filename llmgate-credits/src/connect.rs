@@ -63,6 +63,14 @@ impl SqlCreditStore {
         }
     }
 
+    /// Whether the database answers and is migrated (for `/health/ready`).
+    pub async fn ready(&self) -> Result<()> {
+        match self {
+            SqlCreditStore::Sqlite(store) => store.ready().await,
+            SqlCreditStore::Postgres(store) => store.ready().await,
+        }
+    }
+
     fn store(&self) -> &dyn CreditStore {
         match self {
             SqlCreditStore::Sqlite(store) => store,

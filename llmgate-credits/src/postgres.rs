@@ -9,6 +9,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use crate::error::{database_error, migration_error};
 use crate::sql::sql_credit_store;
 
+/// The migrations of this build, run at connect and checked by [`ready`](PostgresCreditStore::ready).
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
 /// How long a request waits for a free connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 16;
@@ -40,10 +43,7 @@ impl PostgresCreditStore {
 
     /// Use an existing pool and run the migrations.
     pub async fn from_pool(pool: PgPool) -> Result<Self> {
-        sqlx::migrate!("migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(migration_error)?;
+        MIGRATOR.run(&pool).await.map_err(migration_error)?;
         Ok(Self { pool })
     }
 
@@ -59,6 +59,18 @@ impl PostgresCreditStore {
             .await
             .map_err(database_error("ping"))?;
         Ok(())
+    }
+
+    /// Whether the database answers and has every migration of this build applied (for
+    /// `/health/ready`).
+    pub async fn ready(&self) -> Result<()> {
+        self.ping().await?;
+        let applied: Vec<i64> =
+            sqlx::query_scalar::<sqlx::Postgres, i64>(crate::sql::statements::APPLIED_MIGRATIONS)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(database_error("read migrations"))?;
+        crate::sql::migrations_verdict(&MIGRATOR, &applied)
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {

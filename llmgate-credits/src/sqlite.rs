@@ -11,6 +11,9 @@ use sqlx::sqlite::{
 use crate::error::{database_error, migration_error};
 use crate::sql::sql_credit_store;
 
+/// The migrations of this build, run at connect and checked by [`ready`](SqliteCreditStore::ready).
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
 /// How long a writer waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// SQLite runs one writer at a time; a few connections serve concurrent readers.
@@ -61,10 +64,7 @@ impl SqliteCreditStore {
     /// Use an existing pool (its connections should have foreign keys on and a busy timeout)
     /// and run the migrations.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
-        sqlx::migrate!("migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(migration_error)?;
+        MIGRATOR.run(&pool).await.map_err(migration_error)?;
         Ok(Self { pool })
     }
 
@@ -82,6 +82,18 @@ impl SqliteCreditStore {
         Ok(())
     }
 
+    /// Whether the database answers and has every migration of this build applied (for
+    /// `/health/ready`).
+    pub async fn ready(&self) -> Result<()> {
+        self.ping().await?;
+        let applied: Vec<i64> =
+            sqlx::query_scalar::<sqlx::Sqlite, i64>(crate::sql::statements::APPLIED_MIGRATIONS)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(database_error("read migrations"))?;
+        crate::sql::migrations_verdict(&MIGRATOR, &applied)
+    }
+
     /// `BEGIN IMMEDIATE` takes the write lock up front (waiting up to the busy timeout), so a
     /// transaction never fails half-way when it turns from reading to writing.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
@@ -90,3 +102,28 @@ impl SqliteCreditStore {
 }
 
 sql_credit_store!(SqliteCreditStore, sqlx::Sqlite);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ready_needs_every_migration_of_this_build() {
+        let store = SqliteCreditStore::connect("sqlite::memory:").await.unwrap();
+        store.ready().await.unwrap();
+        let first = MIGRATOR.iter().next().unwrap().version;
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+            .bind(first)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store.ping().await.unwrap();
+        let error = store.ready().await.unwrap_err();
+        assert_eq!(error.status(), 503);
+        assert!(
+            error.message().contains("not migrated"),
+            "{}",
+            error.message()
+        );
+    }
+}

@@ -62,6 +62,32 @@ pub(crate) fn tokens_from_sql(tokens: i64) -> u64 {
     u64::try_from(tokens).unwrap_or(0)
 }
 
+/// The migrations this build embeds that `applied` (versions read from the database) lacks.
+pub(crate) fn missing_migrations(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<i64> {
+    migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| m.version)
+        .filter(|version| !applied.contains(version))
+        .collect()
+}
+
+/// The readiness verdict on a database whose migrations table says `applied`.
+pub(crate) fn migrations_verdict(
+    migrator: &sqlx::migrate::Migrator,
+    applied: &[i64],
+) -> Result<()> {
+    let missing = missing_migrations(migrator, applied);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        tracing::warn!(?missing, "the database lacks migrations this build needs");
+        Err(Error::unavailable(
+            "database not migrated: restart a replica of this version to apply its migrations",
+        ))
+    }
+}
+
 /// Hold ids are the row ids, as text. Anything else names no hold.
 pub(crate) fn parse_hold_id(id: &str) -> Option<i64> {
     id.parse().ok()

@@ -106,3 +106,6 @@ pub(crate) const USAGE_BY_PROVIDER: &str = usage_by!("provider");
 pub(crate) const USAGE_BY_DAY: &str = usage_by!("day");
 
 pub(crate) const PING: &str = "SELECT 1";
+
+/// The migrations sqlx recorded as applied (its default bookkeeping table).
+pub(crate) const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
