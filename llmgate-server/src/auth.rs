@@ -1,18 +1,32 @@
-//! Who is calling: an API key from the request headers, turned into a [`Principal`].
+//! Who is calling and what they may do: an API key from the request headers, turned into a
+//! [`Principal`] with a role, checked against a [`Permission`].
 //!
 //! The master key acts as admin and is never charged. User keys are looked up through a
-//! [`UserKeys`] backend (added by the users module); without one, only the master key works.
+//! [`UserKeys`] backend ([`DirectoryKeys`] over the users table); without one, only the master
+//! key works.
+//!
+//! Every handler starts with one line:
+//!
+//! ```ignore
+//! let principal = state.auth.require(request.headers(), Permission::Read).await?;
+//! let user_id = principal.target_user(query_user_id)?; // own data unless an admin asks
+//! ```
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::HeaderMap;
-use llmgate_core::{Caller, Error, Result, Secret};
+use std::collections::HashMap;
+
+use llmgate_core::{Caller, Error, Result, Secret, Tier};
+use llmgate_credits::UserDirectory;
+use llmgate_credits::users::UserRole;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// What a caller may do (SPEC §5).
+/// What a caller may do (SPEC §5). Role `admin` has all; role `user` has all but
+/// [`Permission::Configure`], and its `manage_*` rights cover only its own keys and models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Permission {
     /// `llm.read`: list models, read own balance and usage.
@@ -80,6 +94,29 @@ impl Principal {
         }
     }
 
+    /// The user this principal acts as (`admin` for the master key).
+    pub fn user_id(&self) -> &str {
+        &self.caller.user_id
+    }
+
+    /// Whether this principal may act on every user's data (`llm.configure`).
+    pub fn is_admin(&self) -> bool {
+        self.role.allows(Permission::Configure)
+    }
+
+    /// The user whose data a request is about: the caller's own, or — for admins only —
+    /// the one named. A non-admin naming anyone but themselves gets 403.
+    pub fn target_user(&self, requested: Option<&str>) -> Result<String> {
+        match requested {
+            None => Ok(self.user_id().to_owned()),
+            Some(user_id) if user_id == self.user_id() || self.is_admin() => Ok(user_id.to_owned()),
+            Some(_) => Err(
+                Error::permission_denied("Only admins may act on another user's data.")
+                    .with_code("permission_denied"),
+            ),
+        }
+    }
+
     /// `Ok` when the role grants the permission, else 403.
     pub fn require(&self, permission: Permission) -> Result<()> {
         if self.role.allows(permission) {
@@ -142,6 +179,13 @@ impl Auth {
         digest(key).ct_eq(&self.master_digest).into()
     }
 
+    /// Authenticate, then check one permission: the first line of every protected handler.
+    pub async fn require(&self, headers: &HeaderMap, permission: Permission) -> Result<Principal> {
+        let principal = self.authenticate(headers).await?;
+        principal.require(permission)?;
+        Ok(principal)
+    }
+
     /// The principal behind the request's key; 401 when there is none or it is unknown.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal> {
         let Some(key) = presented_key(headers) else {
@@ -159,6 +203,46 @@ impl Auth {
             return Ok(principal);
         }
         Err(Error::authentication("Invalid API key.").with_code("invalid_api_key"))
+    }
+}
+
+/// User keys from the users table, through the cached [`UserDirectory`], mapped to principals
+/// with their configured tier.
+#[derive(Debug)]
+pub struct DirectoryKeys {
+    directory: Arc<UserDirectory>,
+    tiers: Arc<HashMap<String, Arc<Tier>>>,
+}
+
+impl DirectoryKeys {
+    pub fn new(directory: Arc<UserDirectory>, tiers: Arc<HashMap<String, Arc<Tier>>>) -> Self {
+        Self { directory, tiers }
+    }
+}
+
+#[async_trait]
+impl UserKeys for DirectoryKeys {
+    async fn principal_for_key(&self, key: &str) -> Result<Option<Principal>> {
+        let Some(owner) = self.directory.authenticate(key).await? else {
+            return Ok(None);
+        };
+        let user = owner.user;
+        let Some(tier) = self.tiers.get(&user.tier) else {
+            // The operator removed the tier from the config; refuse rather than guess prices.
+            tracing::warn!(user_id = %user.user_id, tier = %user.tier, "a user's tier is not configured");
+            return Err(Error::permission_denied(format!(
+                "Your tier `{}` is not configured on this gateway; ask the operator.",
+                user.tier
+            ))
+            .with_code("unknown_tier"));
+        };
+        Ok(Some(Principal {
+            caller: Caller::user(user.user_id, tier.clone()),
+            role: match user.role {
+                UserRole::Admin => Role::Admin,
+                UserRole::User => Role::User,
+            },
+        }))
     }
 }
 

@@ -135,7 +135,7 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>, env: Env) -> Exi
     };
     let providers = provider_names(&config).join(", ");
     let models = config.models.len();
-    let server = match Server::new(config, &master.key, listener) {
+    let server = match Server::new(config, &master.key, listener).await {
         Ok(server) => server,
         Err(error) => return fail(&error),
     };

@@ -10,7 +10,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::builtin(&Env::process());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let server = Server::new(config, &Secret::new("lg-master-choose-a-long-one"), listener)?;
+//! let server = Server::new(config, &Secret::new("lg-master-choose-a-long-one"), listener).await?;
 //! let running = server.spawn()?;
 //! println!("serving on {}", running.url());
 //! running.shutdown().await?;
@@ -26,6 +26,7 @@ pub mod config;
 pub mod master_key;
 mod server;
 pub mod state;
+pub mod storage;
 mod ui;
 
 pub use api::{Body, handle};

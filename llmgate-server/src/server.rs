@@ -30,14 +30,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Build the state from `config` and serve on `listener`.
-    pub fn new(
+    /// Build the state from `config` (connecting the database) and serve on `listener`.
+    pub async fn new(
         config: Config,
         master_key: &Secret,
         listener: TcpListener,
     ) -> Result<Self, ConfigError> {
         Ok(Self::with_state(
-            AppState::new(config, master_key)?,
+            AppState::new(config, master_key).await?,
             listener,
         ))
     }

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use llmgate_core::{
-    CreditStore, Deployment, Gateway, MemoryCreditStore, ModelPrice, PowerLevel, Privacy, Secret,
-    Tier,
+    Deployment, Gateway, GatewayBuilder, MemoryCreditStore, ModelPrice, PowerLevel, Privacy,
+    Secret, Tier,
 };
 use llmgate_providers::{ProviderSpec, WireFamily, build_provider};
 
-use crate::auth::Auth;
+use crate::auth::{Auth, DirectoryKeys};
 use crate::config::{Config, ConfigError, ModelConfig, Problem, ProviderConfig, ProviderKind};
+use crate::storage::Storage;
 
 /// Shared state of a running server. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -22,18 +23,31 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Tiers by name.
     pub tiers: Arc<HashMap<String, Arc<Tier>>>,
+    /// The ledger, users and BYOK vault (one database pool).
+    pub storage: Arc<Storage>,
     /// Unix seconds when the server started (the `created` of listed models).
     pub started_at: u64,
 }
 
 impl AppState {
-    /// Build from a validated config and the master key.
-    pub fn new(config: Config, master_key: &Secret) -> Result<Self, ConfigError> {
-        let gateway = build_gateway(&config)?;
+    /// Build from a validated config and the master key: connect the storage (running its
+    /// migrations), then assemble the gateway over it.
+    pub async fn new(config: Config, master_key: &Secret) -> Result<Self, ConfigError> {
+        let tiers = Arc::new(tiers(&config));
+        let storage = Arc::new(Storage::connect(&config, &tiers).await?);
+        let mut builder = gateway_builder(&config)?.credit_store(storage.credits.clone());
+        if let Some(vault) = &storage.vault {
+            builder = builder.key_vault(vault.clone());
+        }
+        let auth = Auth::new(master_key).with_user_keys(Arc::new(DirectoryKeys::new(
+            storage.users.clone(),
+            tiers.clone(),
+        )));
         Ok(Self {
-            gateway,
-            auth: Auth::new(master_key),
-            tiers: Arc::new(tiers(&config)),
+            gateway: builder.build(),
+            auth,
+            tiers,
+            storage,
             config: Arc::new(config),
             started_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -42,18 +56,16 @@ impl AppState {
     }
 }
 
-/// The credit store named by `storage.database_url`.
-///
-/// In-memory for now; the SQLite and PostgreSQL stores of `llmgate-credits` plug in here.
-fn credit_store(config: &Config) -> Arc<dyn CreditStore> {
-    let _ = &config.storage.database_url;
-    Arc::new(MemoryCreditStore::new())
+/// The gateway over an in-memory ledger, for `llmgate check` and tests that need no storage.
+pub fn build_gateway(config: &Config) -> Result<Gateway, ConfigError> {
+    Ok(gateway_builder(config)?
+        .credit_store(Arc::new(MemoryCreditStore::new()))
+        .build())
 }
 
-/// Assemble the gateway; fails with every provider that cannot be built.
-pub fn build_gateway(config: &Config) -> Result<Gateway, ConfigError> {
+/// Everything of the gateway but its backends; fails with every provider that cannot be built.
+fn gateway_builder(config: &Config) -> Result<GatewayBuilder, ConfigError> {
     let mut builder = Gateway::builder()
-        .credit_store(credit_store(config))
         .credits_per_usd(config.billing.credits_per_usd.value())
         .routing_strategy(config.routing.strategy)
         .num_retries(config.routing.num_retries)
@@ -106,7 +118,7 @@ pub fn build_gateway(config: &Config) -> Result<Gateway, ConfigError> {
         })
         .collect();
     builder = builder.model_resolver(move |name| resolve_ad_hoc(&resolver_providers, name));
-    Ok(builder.build())
+    Ok(builder)
 }
 
 /// Every provider that would fail to build, for `llmgate check`.

@@ -3,7 +3,7 @@
 use llmgate_core::Secret;
 use serde::Deserialize;
 
-use super::values::optional_secret;
+use super::values::{optional_secret, secret_list};
 
 /// `server:` — where and how the HTTP server listens.
 #[derive(Debug, Clone, Deserialize)]
@@ -76,7 +76,11 @@ impl StorageConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ByokConfig {
-    /// Base64 of 32 bytes (AES-256-GCM).
+    /// Base64 of 32 bytes (AES-256-GCM): seals new keys and opens keys sealed with it.
     #[serde(deserialize_with = "optional_secret")]
     pub encryption_key: Option<Secret>,
+    /// Keys used before `encryption_key`, still accepted for opening during a rotation
+    /// (`llmgate rotate-keys` re-seals everything under `encryption_key`).
+    #[serde(deserialize_with = "secret_list")]
+    pub previous_keys: Vec<Secret>,
 }

@@ -104,6 +104,20 @@ fn server(config: &Config, report: &mut Report) {
             );
         }
     }
+    for (i, key) in config.byok.previous_keys.iter().enumerate() {
+        if llmgate_credits::VaultKey::from_base64(key).is_err() {
+            report.push(
+                format!("byok.previous_keys[{i}]"),
+                "must be the base64 of exactly 32 bytes",
+            );
+        }
+    }
+    if config.byok.encryption_key.is_none() && !config.byok.previous_keys.is_empty() {
+        report.push(
+            "byok.encryption_key",
+            "is required when byok.previous_keys is set (it seals new keys)",
+        );
+    }
 }
 
 fn billing(config: &Config, report: &mut Report) {
@@ -120,20 +134,41 @@ fn billing(config: &Config, report: &mut Report) {
                 format!("duplicate package \"{}\"", package.id),
             );
         }
-        report.decimal(&format!("{path}.credits"), &package.credits, true);
-        report.decimal(&format!("{path}.price_usd"), &package.price_usd, true);
+        // Credits must fit micro-credits and prices whole cents (what Stripe charges).
+        if let Some(credits) = report.decimal(&format!("{path}.credits"), &package.credits, true)
+            && let Err(message) = crate::billing::package_micros(credits)
+        {
+            report.push(format!("{path}.credits"), message);
+        }
+        if let Some(price) = report.decimal(&format!("{path}.price_usd"), &package.price_usd, true)
+            && let Err(message) = crate::billing::price_cents(price)
+        {
+            report.push(format!("{path}.price_usd"), message);
+        }
     }
     if let Some(stripe) = &billing.stripe {
         report.http_url("billing.stripe.api_base", &stripe.api_base);
         report.http_url("billing.stripe.success_url", &stripe.success_url);
         report.http_url("billing.stripe.cancel_url", &stripe.cancel_url);
+        for (field, secret) in [
+            ("secret_key", &stripe.secret_key),
+            ("webhook_secret", &stripe.webhook_secret),
+        ] {
+            if secret.expose().trim().is_empty() {
+                report.push(format!("billing.stripe.{field}"), "must not be empty");
+            }
+        }
     }
     if let Some(alert) = &billing.low_credit_alert {
-        report.decimal(
+        if let Some(threshold) = report.decimal(
             "billing.low_credit_alert.threshold_credits",
             &alert.threshold_credits,
             false,
-        );
+        ) && !threshold.is_zero()
+            && let Err(message) = crate::billing::package_micros(threshold)
+        {
+            report.push("billing.low_credit_alert.threshold_credits", message);
+        }
         report.http_url("billing.low_credit_alert.webhook_url", &alert.webhook_url);
     }
 }

@@ -83,6 +83,16 @@ pub(super) fn optional_secret<'de, D: Deserializer<'de>>(
     Ok(Option::<String>::deserialize(deserializer)?.map(Secret::new))
 }
 
+/// A list of `Secret`s from a list of strings.
+pub(super) fn secret_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Secret>, D::Error> {
+    Ok(Vec::<String>::deserialize(deserializer)?
+        .into_iter()
+        .map(Secret::new)
+        .collect())
+}
+
 /// A `Secret` from a string.
 pub(super) fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
     Ok(Secret::new(String::deserialize(deserializer)?))

@@ -2,7 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use llmgate_core::Secret;
-use llmgate_server::config::{Config, Env};
+use llmgate_server::config::{Config, Env, StorageConfig};
 use llmgate_server::{RunningServer, Server};
 use serde_json::Value;
 
@@ -25,9 +25,15 @@ pub fn yaml_config(yaml: &str, env: &Env) -> Config {
     config
 }
 
-pub async fn start(config: Config) -> RunningServer {
+/// Start a server. A config left on the default database (`sqlite://llmgate.db`, which would
+/// land in the crate directory) gets a private in-memory SQLite database instead.
+pub async fn start(mut config: Config) -> RunningServer {
+    if config.storage.database_url == StorageConfig::default().database_url {
+        config.storage.database_url = "sqlite::memory:".to_owned();
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     Server::new(config, &Secret::new(MASTER_KEY), listener)
+        .await
         .unwrap()
         .spawn()
         .unwrap()

@@ -1,0 +1,181 @@
+//! Every backend the server keeps state in, built in one place from `storage:` and `byok:`:
+//! the ledger (SQLite or PostgreSQL, behind the Redis balance cache when `storage.redis_url` is
+//! set), the users and the BYOK vault, all on the ledger's one connection pool, plus the task
+//! that reclaims expired credit holds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llmgate_core::{CreditStore, Result, Secret, Tier, credits_to_micros};
+use llmgate_credits::users::DirectorySettings;
+use llmgate_credits::vault::VaultSettings;
+use llmgate_credits::{
+    Backend, CacheSettings, CachedCreditStore, Keyring, SqlCreditStore, SqlKeyVault, SqlPool,
+    SqlUserStore, UserDirectory, VaultKey, spawn_reclaimer,
+};
+use tokio::task::JoinHandle;
+
+use crate::config::{ByokConfig, Config, ConfigError, Problem};
+
+/// How often expired holds (left by a crash) are released; also once at start.
+const RECLAIM_EVERY: Duration = Duration::from_secs(60);
+
+/// The server's backends. Built by [`Storage::connect`]; shared by every request.
+#[derive(Debug)]
+pub struct Storage {
+    /// The ledger as the gateway uses it (through the Redis cache when configured).
+    pub credits: Arc<dyn CreditStore>,
+    /// The SQL ledger itself, for other tables in its database.
+    pub ledger: SqlCreditStore,
+    /// The Redis balance cache, when `storage.redis_url` is set.
+    pub cache: Option<Arc<CachedCreditStore>>,
+    /// Users and API keys, cached for the request path.
+    pub users: Arc<UserDirectory>,
+    /// Users' own provider keys; `None` when `byok.encryption_key` is not set.
+    pub vault: Option<Arc<SqlKeyVault>>,
+    reclaimer: JoinHandle<()>,
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.reclaimer.abort();
+    }
+}
+
+impl Storage {
+    /// Connect to the database (running its migrations), Redis when configured, and load the
+    /// BYOK keys. Failures are reported as config problems at the path that caused them.
+    pub async fn connect(
+        config: &Config,
+        tiers: &HashMap<String, Arc<Tier>>,
+    ) -> Result<Self, ConfigError> {
+        let keyring = keyring(&config.byok).map_err(|problems| ConfigError {
+            source_name: None,
+            problems,
+        })?;
+        let url = &config.storage.database_url;
+        let ledger = SqlCreditStore::connect(url)
+            .await
+            .map_err(|error| problem("storage.database_url", error.message()))?;
+        let (credits, cache): (Arc<dyn CreditStore>, _) = match &config.storage.redis_url {
+            Some(redis_url) => {
+                let cached = CachedCreditStore::connect(
+                    Arc::new(ledger.clone()),
+                    redis_url,
+                    CacheSettings::default(),
+                )
+                .await
+                .map_err(|error| problem("storage.redis_url", error.message()))?;
+                let cached = Arc::new(cached);
+                (cached.clone(), Some(cached))
+            }
+            None => (Arc::new(ledger.clone()), None),
+        };
+        // Low-balance alerts wrap the ledger before anyone (gateway, monthly grants) uses it.
+        let credits = crate::billing::with_low_balance_alerts(
+            &config.billing,
+            crate::billing::sql_store(&ledger),
+            credits,
+        )
+        .map_err(|error| problem("billing.low_credit_alert", error.message()))?;
+        let pool = SqlPool::of(&ledger);
+        let users = UserDirectory::new(
+            Arc::new(SqlUserStore::new(pool.clone())),
+            credits.clone(),
+            monthly_grants(tiers),
+            DirectorySettings::default(),
+        );
+        let vault = keyring
+            .map(|keyring| Arc::new(SqlKeyVault::new(pool, keyring, VaultSettings::default())));
+        if vault.is_none() {
+            let byok_tiers: Vec<&str> = tiers
+                .values()
+                .filter(|t| t.byok)
+                .map(|t| t.name.as_str())
+                .collect();
+            if !byok_tiers.is_empty() {
+                tracing::warn!(
+                    tiers = %byok_tiers.join(", "),
+                    "BYOK is off: these tiers allow it but byok.encryption_key is not set, so \
+                     users cannot store provider keys"
+                );
+            }
+        }
+        tracing::info!(
+            backend = match ledger.backend() {
+                Backend::Sqlite => "sqlite",
+                Backend::Postgres => "postgres",
+            },
+            redis = cache.is_some(),
+            byok = vault.is_some(),
+            "storage ready"
+        );
+        let reclaimer = spawn_reclaimer(credits.clone(), RECLAIM_EVERY);
+        Ok(Self {
+            credits,
+            ledger,
+            cache,
+            users: Arc::new(users),
+            vault,
+            reclaimer,
+        })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping_database(&self) -> Result<()> {
+        self.ledger.ping().await
+    }
+
+    /// Whether Redis answers; `None` when no Redis is configured.
+    pub async fn ping_redis(&self) -> Option<Result<()>> {
+        match &self.cache {
+            Some(cache) => Some(cache.ping().await),
+            None => None,
+        }
+    }
+}
+
+fn problem(path: &str, message: &str) -> ConfigError {
+    ConfigError {
+        source_name: None,
+        problems: vec![Problem::new(path, message)],
+    }
+}
+
+/// The vault's keys from `byok:`; `None` when no key is configured (BYOK off).
+pub fn keyring(byok: &ByokConfig) -> Result<Option<Keyring>, Vec<Problem>> {
+    let Some(current) = &byok.encryption_key else {
+        return Ok(None);
+    };
+    let mut problems = Vec::new();
+    let mut parse = |path: String, key: &Secret| match VaultKey::from_base64(key) {
+        Ok(key) => Some(key),
+        Err(error) => {
+            problems.push(Problem::new(path, error.to_string()));
+            None
+        }
+    };
+    let newest = parse("byok.encryption_key".to_owned(), current);
+    let older: Vec<VaultKey> = byok
+        .previous_keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, key)| parse(format!("byok.previous_keys[{i}]"), key))
+        .collect();
+    match newest {
+        Some(newest) if problems.is_empty() => Ok(Some(Keyring::new(newest, older))),
+        _ => Err(problems),
+    }
+}
+
+/// Each tier's monthly grant in micro-credits.
+fn monthly_grants(tiers: &HashMap<String, Arc<Tier>>) -> HashMap<String, i64> {
+    tiers
+        .iter()
+        .filter_map(|(name, tier)| {
+            let credits = tier.monthly_credits?;
+            Some((name.clone(), credits_to_micros(credits).ok()?))
+        })
+        .collect()
+}
