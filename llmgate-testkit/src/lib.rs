@@ -16,6 +16,7 @@ pub mod anthropic;
 mod chunking;
 pub mod ollama;
 pub mod openai;
+pub mod stripe;
 mod reply;
 mod server;
 
