@@ -16,9 +16,9 @@ pub mod anthropic;
 mod chunking;
 pub mod ollama;
 pub mod openai;
-pub mod stripe;
 mod reply;
 mod server;
+pub mod stripe;
 
 pub use chunking::{Chunking, split_frames};
 pub use reply::Reply;
