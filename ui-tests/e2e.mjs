@@ -1,0 +1,420 @@
+// End-to-end test of the LLM Hub in headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core; no browser is ever downloaded).
+//
+// Started by llmgate-server/tests/ui_browser.rs against a real server it runs in-process.
+// Environment:
+//   LLMGATE_URL            the server, e.g. http://127.0.0.1:4000
+//   LLMGATE_MASTER_KEY     the master key (an admin)
+//   LLMGATE_USER_KEY       a user on a tier with BYOK (`starter`), with credits
+//   LLMGATE_FREE_KEY       a user on the `free` tier (no BYOK)
+//   LLMGATE_PRICED_MODEL   a priced model on provider LLMGATE_BYOK_PROVIDER (fake upstream)
+//   LLMGATE_SLOW_MODEL     a model whose stream takes long (for Stop)
+//   LLMGATE_BYOK_PROVIDER  the provider to store a BYOK key for
+//   LLMGATE_BYOK_KEY       the key to store
+//   LLMGATE_CHROMIUM       the browser (default /usr/bin/chromium)
+//   LLMGATE_UI_SCREENSHOTS=1 and LLMGATE_UI_SCREENSHOT_DIR: save a picture of each tab there
+// Exit status 0 when every step passed; the first failing step stops the run.
+
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { chromium } from 'playwright-core';
+
+const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback;
+  if (value === undefined) throw new Error(`${name} is not set`);
+  return value;
+};
+
+const URL_BASE = env('LLMGATE_URL').replace(/\/$/, '');
+const MASTER = env('LLMGATE_MASTER_KEY');
+const USER = env('LLMGATE_USER_KEY');
+const FREE = env('LLMGATE_FREE_KEY');
+const PRICED = env('LLMGATE_PRICED_MODEL');
+const SLOW = env('LLMGATE_SLOW_MODEL');
+const BYOK_PROVIDER = env('LLMGATE_BYOK_PROVIDER');
+const BYOK_KEY = env('LLMGATE_BYOK_KEY');
+const CHROMIUM = env('LLMGATE_CHROMIUM', '/usr/bin/chromium');
+const SHOTS = process.env.LLMGATE_UI_SCREENSHOTS === '1' ? env('LLMGATE_UI_SCREENSHOT_DIR') : null;
+const SECRETS = [MASTER, USER, FREE, BYOK_KEY];
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+
+/** Everything a page printed or tried, to check at the end. */
+const seen = { console: [], errors: [], foreign: [] };
+
+async function newPage(viewport) {
+  const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  page.on('console', (message) => seen.console.push(message.text()));
+  page.on('pageerror', (error) => seen.errors.push(error.message));
+  page.on('request', (request) => {
+    const url = request.url();
+    if (!url.startsWith(URL_BASE) && !url.startsWith('data:')) seen.foreign.push(url);
+  });
+  page.on('dialog', (dialog) => dialog.accept());
+  await page.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (event) => window.__csp.push(`${event.violatedDirective} ${event.blockedURI}`));
+  });
+  return page;
+}
+
+let failed = false;
+let current = null;
+
+async function step(name, action) {
+  if (failed) return;
+  try {
+    await action();
+    console.log(`ok - ${name}`);
+  } catch (error) {
+    failed = true;
+    console.log(`FAIL - ${name}\n${error.stack ?? error}`);
+    if (current) {
+      const path = join(tmpdir(), 'llmgate-ui-failure.png');
+      await current.screenshot({ path, fullPage: true }).catch(() => {});
+      console.log(`(a screenshot of the page is at ${path})`);
+    }
+  }
+}
+
+async function shot(page, name) {
+  if (!SHOTS) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await page.evaluate(() => document.activeElement?.blur());
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function signIn(page, key) {
+  await page.goto(`${URL_BASE}/ui`);
+  await page.locator('#signin-key').fill(key);
+  await page.locator('#signin-submit').click();
+  await page.locator('#hub:not([hidden])').waitFor();
+}
+
+async function signOut(page) {
+  await page.locator('#signout').click();
+  await page.locator('#signin:not([hidden])').waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0, 'sessionStorage is empty after sign-out');
+}
+
+async function openTab(page, id) {
+  await page.locator(`#tab-${id}`).click();
+  await page.locator(`#panel-${id}:not([hidden])`).waitFor();
+}
+
+/** Retry `check` (clicking the panel's Refresh between tries) until it passes. */
+async function eventually(page, panel, check, tries = 20) {
+  for (let i = 1; ; i++) {
+    try {
+      return await check();
+    } catch (error) {
+      if (i >= tries) throw error;
+      await page.locator(`#panel-${panel} button.refresh`).click();
+      await page.waitForTimeout(250);
+    }
+  }
+}
+
+async function text(locator) {
+  return (await locator.textContent())?.trim() ?? '';
+}
+
+async function noHorizontalOverflow(page, where) {
+  const [scroll, client] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+  assert.ok(scroll <= client, `${where}: page is ${scroll}px wide in a ${client}px viewport`);
+}
+
+async function api(path, key, options = {}) {
+  const response = await fetch(`${URL_BASE}${path}`, {
+    ...options,
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', ...options.headers },
+  });
+  return { status: response.status, body: await response.json().catch(() => null) };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const page = await newPage({ width: 1280, height: 800 });
+current = page;
+
+await step('the page is served with a strict CSP and security headers', async () => {
+  const response = await page.goto(`${URL_BASE}/ui`);
+  const headers = response.headers();
+  assert.equal(response.status(), 200);
+  assert.equal(headers['content-security-policy'], CSP);
+  assert.equal(headers['x-content-type-options'], 'nosniff');
+  assert.equal(headers['referrer-policy'], 'no-referrer');
+  assert.equal(headers['x-frame-options'], 'DENY');
+  assert.match(headers['content-type'], /^text\/html/);
+  const script = await page.request.get(`${URL_BASE}/ui/js/app.js`);
+  assert.match(script.headers()['content-type'], /^text\/javascript/);
+  assert.equal(script.headers()['content-security-policy'], CSP);
+  await page.locator('#signin-key').waitFor();
+});
+
+await step('a wrong key is refused in words and nothing is stored', async () => {
+  await page.locator('#signin-key').fill('lg-not-a-real-key');
+  await page.locator('#signin-submit').click();
+  await page.locator('#signin-error.error').waitFor();
+  assert.match(await text(page.locator('#signin-error')), /refused/i);
+  assert.equal(await page.evaluate(() => sessionStorage.length + localStorage.length), 0);
+});
+
+await step('sign in with a user key: kept in sessionStorage only, never in the URL', async () => {
+  await page.locator('#signin-key').fill(USER);
+  await page.locator('#signin-submit').click();
+  await page.locator('#hub:not([hidden])').waitFor();
+  const stores = await page.evaluate(() => ({
+    session: Object.keys(sessionStorage).map((k) => sessionStorage.getItem(k)),
+    local: Object.keys(localStorage).map((k) => localStorage.getItem(k)),
+  }));
+  assert.ok(stores.session.includes(USER), 'the key is in sessionStorage');
+  assert.ok(!stores.local.some((v) => v.includes(USER)), 'the key is not in localStorage');
+  assert.ok(!page.url().includes(USER), 'the key is not in the URL');
+  assert.equal(await page.locator('#tab-users').count(), 0, 'a user sees no Users tab');
+});
+
+await step('the catalog lists the configured models with prices, badges and filters', async () => {
+  await openTab(page, 'catalog');
+  const priced = page.locator(`#panel-catalog tr[data-model="${PRICED}"]`);
+  await priced.waitFor();
+  assert.match(await text(priced), /\$0\.002/);
+  const demo = page.locator('#panel-catalog tr[data-model="demo/echo"]');
+  assert.match(await text(demo.locator('.badge.free')), /free/);
+  await page.locator('#panel-catalog input[type="search"]').fill('echo');
+  assert.equal(await page.locator('#panel-catalog tbody tr').count(), 1);
+  await page.locator('#panel-catalog input[type="search"]').fill('');
+  await page.locator('#catalog-free').check();
+  const free = await page.locator('#panel-catalog tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.model));
+  assert.deepEqual(free, ['demo/echo']);
+  await page.locator('#catalog-free').uncheck();
+  await shot(page, 'catalog');
+});
+
+await step('tabs work from the keyboard', async () => {
+  await page.locator('#tab-catalog').focus();
+  await page.keyboard.press('ArrowRight');
+  await page.locator('#panel-providers:not([hidden])').waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'tab-providers');
+  await page.keyboard.press('ArrowLeft');
+  await page.locator('#panel-catalog:not([hidden])').waitFor();
+});
+
+await step('the Testing Lab streams an answer with its route and cost', async () => {
+  await openTab(page, 'lab');
+  await page.locator('#panel-lab select.model-a').selectOption(PRICED);
+  await page.locator('#panel-lab textarea.prompt').fill('Say hello to the hub.');
+  await page.locator('#panel-lab button.send').click();
+  const answer = page.locator('#panel-lab .answer').first();
+  await page.locator('#panel-lab .answer[data-state]').first().waitFor();
+  assert.equal(await answer.getAttribute('data-state'), 'done', await text(answer));
+  assert.match(await text(answer.locator('.answer-text')), /Hello from the fake upstream/);
+  assert.equal(await text(answer.locator('.fact-provider')), BYOK_PROVIDER);
+  assert.equal(await text(answer.locator('.fact-model')), PRICED);
+  assert.equal(await text(answer.locator('.fact-attempts')), '1');
+  assert.equal(await text(answer.locator('.fact-source')), 'platform');
+  // SPEC §6's worked example: starter, $0.002/1K, 400 + 600 tokens, balanced → 700000 micros.
+  assert.equal(await answer.getAttribute('data-cost-micros'), '700000');
+  assert.equal(await text(answer.locator('.fact-cost')), '0.7 credits');
+});
+
+await step('compare mode answers from two models side by side', async () => {
+  await page.locator('#lab-compare').check();
+  await page.locator('#panel-lab select.model-b').selectOption('demo/echo');
+  await page.locator('#panel-lab textarea.prompt').fill('compare me');
+  await page.locator('#panel-lab button.send').click();
+  const run = page.locator('#panel-lab .run').first();
+  await run.locator('.answers.compare .answer').nth(1).waitFor();
+  await page.waitForFunction(() => [...document.querySelectorAll('#panel-lab .run:first-child .answer')].every((a) => a.dataset.state));
+  const states = await run.locator('.answer').evaluateAll((cards) => cards.map((c) => [c.dataset.requested, c.dataset.state]));
+  assert.deepEqual(states, [[PRICED, 'done'], ['demo/echo', 'done']]);
+  assert.match(await text(run.locator('.answer').nth(1).locator('.answer-text')), /Echo: compare me/);
+  assert.equal(await text(run.locator('.answer').nth(1).locator('.fact-cost')), '0 credits');
+  await shot(page, 'testing-lab');
+});
+
+await step('Stop aborts a stream that is still running', async () => {
+  await page.locator('#lab-compare').uncheck();
+  await page.locator('#panel-lab select.model-a').selectOption(SLOW);
+  await page.locator('#panel-lab textarea.prompt').fill('take your time');
+  await page.locator('#panel-lab button.send').click();
+  const answer = page.locator('#panel-lab .answer').first();
+  await page.waitForFunction(() => document.querySelector('#panel-lab .answer .answer-text')?.textContent.length > 0);
+  assert.equal(await answer.getAttribute('data-state'), null, 'still streaming');
+  await page.locator('#panel-lab button.stop').click();
+  await page.locator('#panel-lab .answer[data-state="stopped"]').first().waitFor();
+  assert.ok(await page.locator('#panel-lab button.send').isEnabled());
+  assert.ok(await page.locator('#panel-lab button.stop').isDisabled());
+});
+
+await step('a BYOK key is stored, its hint shown, replaced and deleted', async () => {
+  await openTab(page, 'providers');
+  const card = page.locator(`#panel-providers article[data-provider="${BYOK_PROVIDER}"]`);
+  await card.waitFor();
+  await card.locator('.key-input').fill(BYOK_KEY);
+  await card.locator('button[type="submit"]').click();
+  const hint = page.locator(`#panel-providers article[data-provider="${BYOK_PROVIDER}"] .key-hint`);
+  await hint.waitFor();
+  const shown = await text(hint);
+  assert.ok(shown.endsWith(BYOK_KEY.slice(-4)), `hint ${shown} ends with the key's last characters`);
+  assert.ok(!shown.includes(BYOK_KEY), 'the hint is masked');
+  assert.ok(!(await page.content()).includes(BYOK_KEY), 'the key is nowhere in the page');
+  // Replace with another, then delete it.
+  await card.locator('.key-input').fill('sk-replacement-key-0000zzzz');
+  await card.locator('button[type="submit"]').click();
+  await page.waitForFunction((provider) => document.querySelector(`#panel-providers article[data-provider="${provider}"] .key-hint`)?.textContent.endsWith('zzzz'), BYOK_PROVIDER);
+  await card.locator('button.danger').click();
+  await page.waitForFunction((provider) => !document.querySelector(`#panel-providers article[data-provider="${provider}"] .key-hint`), BYOK_PROVIDER);
+  // Store it again for the next step.
+  await card.locator('.key-input').fill(BYOK_KEY);
+  await card.locator('button[type="submit"]').click();
+  await hint.waitFor();
+  await shot(page, 'api-providers');
+});
+
+await step('with a BYOK key the chat uses it and costs nothing', async () => {
+  await openTab(page, 'lab');
+  await page.locator('#panel-lab select.model-a').selectOption(PRICED);
+  await page.locator('#panel-lab textarea.prompt').fill('on my own key');
+  await page.locator('#panel-lab button.send').click();
+  const answer = page.locator('#panel-lab .answer').first();
+  await page.locator('#panel-lab .run:first-child .answer[data-state]').waitFor();
+  assert.equal(await answer.getAttribute('data-state'), 'done', await text(answer));
+  assert.equal(await text(answer.locator('.fact-source')), 'byok');
+  assert.equal(await answer.getAttribute('data-cost-micros'), '0');
+});
+
+await step('Analytics shows the balance, the usage and the charge', async () => {
+  await openTab(page, 'analytics');
+  await page.locator('#panel-analytics .balance-value').waitFor();
+  assert.match(await text(page.locator('#panel-analytics .balance-value')), /credits/);
+  await eventually(page, 'analytics', async () => {
+    const chart = page.locator('#panel-analytics figure.chart[data-group="model"]');
+    await chart.waitFor({ timeout: 2000 });
+    assert.match(await text(chart), new RegExp(PRICED.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')));
+    await page.locator('#panel-analytics .ledger-table tr[data-kind="charge"]').first().waitFor({ timeout: 2000 });
+  });
+  const charge = page.locator('#panel-analytics .ledger-table tr[data-kind="charge"]').first();
+  assert.match(await text(charge), /-0\.7 credits/);
+  assert.match(await text(page.locator('#panel-analytics figure.chart[data-group="provider"]')), new RegExp(BYOK_PROVIDER));
+  assert.ok(await page.locator('#panel-analytics figure.chart[data-group="day"] svg rect.bar').count() >= 1);
+  await page.locator('#panel-analytics .package').first().waitFor();
+  await shot(page, 'analytics');
+});
+
+await step('a package can be bought when purchases are enabled', async () => {
+  const buy = page.locator('#panel-analytics .package button').first();
+  await buy.waitFor();
+  await Promise.all([page.waitForURL(/checkout=fake/), buy.click()]);
+  // Back on the hub (the fake checkout sends us to it): still signed in from the session.
+  await page.locator('#hub:not([hidden])').waitFor();
+});
+
+await step('sign-out forgets the key', async () => {
+  await signOut(page);
+  assert.equal(await page.locator('#tablist [role="tab"]').count(), 0, 'no tab is left behind');
+});
+
+await step('a tier without BYOK is told why', async () => {
+  await signIn(page, FREE);
+  await openTab(page, 'providers');
+  const card = page.locator(`#panel-providers article[data-provider="${BYOK_PROVIDER}"]`);
+  await card.locator('.key-input').fill('sk-free-tier-should-not-store');
+  await card.locator('button[type="submit"]').click();
+  const callout = page.locator('#panel-providers .callout.warn');
+  await callout.waitFor();
+  assert.match(await text(callout), /tier|byok|own key/i);
+  assert.match(await text(card.locator('.row-message')), /\S/);
+  await signOut(page);
+});
+
+let created = null;
+await step('an admin creates a user, sees the key once, changes the tier and adds credits', async () => {
+  await signIn(page, MASTER);
+  await openTab(page, 'users');
+  await page.locator('#panel-users .new-user-id').fill('hub-bob');
+  await page.locator('#panel-users .new-user-tier').fill('starter');
+  await page.locator('#panel-users form.create-user button[type="submit"]').click();
+  const key = page.locator('#panel-users .new-key');
+  await key.waitFor();
+  created = await text(key);
+  assert.ok(created.length >= 16, 'a key is shown');
+  assert.ok(await page.locator('#panel-users .key-once button', { hasText: 'Copy key' }).isVisible());
+  const row = page.locator('#panel-users tr[data-user="hub-bob"]');
+  await row.waitFor();
+  await page.locator('#panel-users .key-once button', { hasText: 'I have saved it' }).click();
+  assert.equal(await page.locator('#panel-users .new-key').count(), 0, 'the key is shown only once');
+
+  await row.locator('select.user-tier').selectOption('professional');
+  await page.waitForFunction(() => document.querySelector('#panel-users tr[data-user="hub-bob"] select.user-tier')?.value === 'professional'
+    && !document.querySelector('#panel-users tr[data-user="hub-bob"] select.user-tier').disabled);
+  const before = await api('/api/v1/llm/credits', created);
+  assert.equal(before.status, 200, JSON.stringify(before.body));
+  assert.equal(before.body.tier, 'professional');
+
+  await row.locator('.credit-amount').fill('250');
+  await row.locator('.add-credits button').click();
+  await page.waitForFunction((micros) => {
+    const cell = document.querySelector('#panel-users tr[data-user="hub-bob"] .user-balance');
+    return cell && cell.textContent.replace(/,/g, '').includes(String(micros / 1e6));
+  }, before.body.balance_micros + 250_000_000);
+  const after = await api('/api/v1/llm/credits', created);
+  assert.equal(after.body.balance_micros, before.body.balance_micros + 250_000_000);
+  await shot(page, 'users');
+});
+
+await step('admins see the Users tab; the page made no request to another origin', async () => {
+  assert.equal(await page.locator('#tab-users').count(), 1);
+  assert.deepEqual(seen.foreign, []);
+});
+
+// Narrow screens.
+const phone = await newPage({ width: 390, height: 844 });
+current = phone;
+await step('at 390 px wide no tab overflows horizontally', async () => {
+  await signIn(phone, MASTER);
+  for (const id of ['catalog', 'providers', 'lab', 'analytics', 'users']) {
+    await openTab(phone, id);
+    await phone.locator(`#panel-${id} .state.loading`).first().waitFor({ state: 'detached' }).catch(() => {});
+    if (id === 'lab') {
+      await phone.locator('#lab-compare').check();
+      await phone.locator('#panel-lab select.model-a').selectOption(PRICED);
+      await phone.locator('#panel-lab select.model-b').selectOption('demo/echo');
+      await phone.locator('#panel-lab textarea.prompt').fill('a narrow screen');
+      await phone.locator('#panel-lab button.send').click();
+      await phone.waitForFunction(() => {
+        const cards = [...document.querySelectorAll('#panel-lab .answer')];
+        return cards.length === 2 && cards.every((c) => c.dataset.state);
+      });
+    }
+    await noHorizontalOverflow(phone, id);
+    if (id === 'catalog' || id === 'lab') await shot(phone, `${id === 'lab' ? 'testing-lab' : id}-390px`);
+  }
+});
+
+current = null;
+await step('no page error, no CSP violation, no key in the console', async () => {
+  for (const p of [page, phone]) {
+    const violations = await p.evaluate(() => window.__csp);
+    assert.deepEqual(violations, [], 'CSP violations');
+  }
+  assert.deepEqual(seen.errors, [], 'page errors');
+  for (const line of seen.console) {
+    for (const secret of SECRETS.concat(created ? [created] : [])) {
+      assert.ok(!line.includes(secret), 'a key was printed to the console');
+    }
+  }
+});
+
+await browser.close();
+console.log(failed ? 'LLM Hub e2e: FAILED' : 'LLM Hub e2e: all steps passed');
+process.exit(failed ? 1 : 0);
