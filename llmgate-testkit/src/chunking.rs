@@ -14,6 +14,9 @@ pub enum Chunking {
     SplitInsideUtf8,
     /// A frame boundary between every `\r` and the `\n` that follows it.
     SplitCrLf,
+    /// A frame boundary after every occurrence of this delimiter: `"\n\n"` sends one SSE
+    /// event per frame, `"\n"` one NDJSON line per frame.
+    AfterEach(&'static str),
 }
 
 /// Cut `body` into frames according to `plan`. Frames are never empty and concatenate back to
@@ -31,6 +34,7 @@ pub fn split_frames(body: &Bytes, plan: Chunking) -> Vec<Bytes> {
         Chunking::SplitCrLf => (1..body.len())
             .filter(|&i| body[i - 1] == b'\r' && body[i] == b'\n')
             .collect(),
+        Chunking::AfterEach(delimiter) => after_each(body, delimiter.as_bytes()),
     };
     let mut frames = Vec::with_capacity(boundaries.len() + 1);
     let mut start = 0;
@@ -41,6 +45,24 @@ pub fn split_frames(body: &Bytes, plan: Chunking) -> Vec<Bytes> {
         }
     }
     frames
+}
+
+/// The offsets just past each non-overlapping occurrence of `delimiter`.
+fn after_each(body: &[u8], delimiter: &[u8]) -> Vec<usize> {
+    let mut ends = Vec::new();
+    if delimiter.is_empty() {
+        return ends;
+    }
+    let mut at = 0;
+    while at + delimiter.len() <= body.len() {
+        if &body[at..at + delimiter.len()] == delimiter {
+            at += delimiter.len();
+            ends.push(at);
+        } else {
+            at += 1;
+        }
+    }
+    ends
 }
 
 fn is_utf8_continuation(byte: u8) -> bool {
@@ -88,6 +110,23 @@ mod tests {
             .filter(|f| std::str::from_utf8(f).is_ok_and(|s| s.chars().any(|c| c.len_utf8() > 1)))
             .count();
         assert_eq!(whole_chars, 0);
+    }
+
+    #[test]
+    fn after_each_plan_ends_a_frame_after_every_delimiter() {
+        let body = Bytes::from_static(b"data: 1\n\ndata: 2\n\ntail");
+        let frames = split_frames(&body, Chunking::AfterEach("\n\n"));
+        assert_eq!(
+            frames,
+            vec![
+                Bytes::from_static(b"data: 1\n\n"),
+                Bytes::from_static(b"data: 2\n\n"),
+                Bytes::from_static(b"tail"),
+            ]
+        );
+        let lines = split_frames(&Bytes::from_static(b"a\nb\n"), Chunking::AfterEach("\n"));
+        assert_eq!(lines.len(), 2);
+        assert_eq!(split_frames(&body, Chunking::AfterEach("")).len(), 1);
     }
 
     #[test]
