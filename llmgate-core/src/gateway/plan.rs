@@ -110,7 +110,10 @@ impl Gateway {
         let mut first_refusal: Option<Error> = None;
         let mut group = Vec::new();
         'groups: while route.next_group(&mut group) {
-            for routed in group.drain(..) {
+            for pick in group.drain(..) {
+                let Some(routed) = route.routed(pick) else {
+                    continue;
+                };
                 match self.plan_one(ask, routed, &mut byok_keys).await? {
                     Ok(attempt) => attempts.push(attempt),
                     Err(refusal) => {
@@ -148,7 +151,13 @@ impl Gateway {
         let mut group = Vec::new();
         while chosen.len() < wanted && route.next_group(&mut group) {
             let room = wanted - chosen.len();
-            chosen.extend(group.drain(..).take(room).map(|r| r.deployment));
+            chosen.extend(
+                group
+                    .drain(..)
+                    .take(room)
+                    .filter_map(|pick| route.routed(pick))
+                    .map(|routed| routed.deployment),
+            );
         }
         if chosen.is_empty() {
             return Err(route.nothing_fits());

@@ -148,6 +148,10 @@ pub(super) struct Routed {
     pub slot: Option<usize>,
 }
 
+/// A pick from [`Route::next_group`]: a catalog position, or `None` for the ad-hoc deployment.
+/// Turned into a [`Routed`] only when used, so that ranking a large group clones nothing.
+pub(super) type Pick = Option<usize>;
+
 /// What the cursor left out, to explain an empty result.
 #[derive(Debug, Default)]
 pub(super) struct Excluded {
@@ -176,6 +180,7 @@ pub(super) struct Route<'g> {
     excluded: Excluded,
     candidates: Vec<Candidate<'g>>,
     slots: Vec<usize>,
+    taken: Vec<bool>,
 }
 
 impl<'g> Route<'g> {
@@ -214,12 +219,13 @@ impl<'g> Route<'g> {
             excluded: Excluded::default(),
             candidates: Vec::new(),
             slots: Vec::new(),
+            taken: Vec::new(),
         })
     }
 
     /// Rank the next group into `out` (cleared first). Returns false when no group is left;
     /// a group may come out empty when all of it was filtered away.
-    pub fn next_group(&mut self, out: &mut Vec<Routed>) -> bool {
+    pub fn next_group(&mut self, out: &mut Vec<Pick>) -> bool {
         out.clear();
         let table: &'g RouteTable = &self.inner.routes;
         let index = self.next;
@@ -244,10 +250,7 @@ impl<'g> Route<'g> {
                 if index == 0 {
                     let deployment = deployment.clone();
                     if self.fits(&deployment) {
-                        out.push(Routed {
-                            deployment,
-                            slot: None,
-                        });
+                        out.push(None);
                     }
                     return true;
                 }
@@ -277,7 +280,22 @@ impl<'g> Route<'g> {
         true
     }
 
-    fn rank(&mut self, group: &[usize], out: &mut Vec<Routed>) {
+    /// The deployment behind a pick.
+    pub fn routed(&self, pick: Pick) -> Option<Routed> {
+        match (pick, &self.source) {
+            (Some(position), _) => Some(Routed {
+                deployment: self.inner.catalog.deployments().get(position)?.clone(),
+                slot: Some(position),
+            }),
+            (None, Source::AdHoc(deployment, _)) => Some(Routed {
+                deployment: deployment.clone(),
+                slot: None,
+            }),
+            (None, _) => None,
+        }
+    }
+
+    fn rank(&mut self, group: &[usize], out: &mut Vec<Pick>) {
         let inner = self.inner;
         let deployments = inner.catalog.deployments();
         self.candidates.clear();
@@ -297,12 +315,15 @@ impl<'g> Route<'g> {
             return;
         }
         let order = inner.policy.rank(&self.facts, &self.candidates);
+        self.taken.clear();
+        self.taken.resize(self.candidates.len(), false);
         for i in order {
             let (Some(candidate), Some(&position)) = (self.candidates.get(i), self.slots.get(i))
             else {
                 continue;
             };
-            if out.iter().any(|r| r.slot == Some(position)) {
+            // A policy that names a candidate twice does not get it tried twice.
+            if std::mem::replace(&mut self.taken[i], true) {
                 continue;
             }
             if !candidate.state.is_available() {
@@ -314,10 +335,7 @@ impl<'g> Route<'g> {
                     Some(self.excluded.unavailable.map_or(wait, |w| w.min(wait)));
                 continue;
             }
-            out.push(Routed {
-                deployment: deployments[position].clone(),
-                slot: Some(position),
-            });
+            out.push(Some(position));
         }
     }
 

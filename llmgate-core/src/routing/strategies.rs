@@ -13,22 +13,46 @@ pub struct Cheapest;
 
 impl RoutingPolicy for Cheapest {
     fn rank(&self, facts: &RouteFacts<'_>, candidates: &[Candidate<'_>]) -> Vec<usize> {
-        let prompt = Decimal::from(facts.prompt_tokens);
-        let output = Decimal::from(facts.max_output_tokens);
+        let prompt = u128::from(facts.prompt_tokens);
+        let output = u128::from(facts.max_output_tokens);
         rank_by_key(candidates, |c| match c.deployment.price {
-            Some(price) if price.is_free() => (false, Decimal::ZERO),
             Some(price) => {
                 let estimate = prompt
-                    .checked_mul(price.input_per_1k)
-                    .zip(output.checked_mul(price.output_per_1k))
-                    .and_then(|(a, b)| a.checked_add(b))
-                    .unwrap_or(Decimal::MAX);
+                    .saturating_mul(pico(price.input_per_1k))
+                    .saturating_add(output.saturating_mul(pico(price.output_per_1k)));
                 (false, estimate)
             }
-            None => (true, Decimal::ZERO),
+            None => (true, 0),
         })
     }
 }
+
+/// A price in units of 10⁻¹² (exact up to 12 decimals, truncated beyond), as an integer that
+/// orders like the decimal and is cheap to multiply and compare.
+fn pico(price: Decimal) -> u128 {
+    if price.is_sign_negative() {
+        return 0;
+    }
+    let mantissa = price.mantissa().unsigned_abs();
+    // A decimal's scale is at most 28, so both indices are in the table.
+    let scale = (price.scale() as usize).min(28);
+    if scale <= 12 {
+        mantissa.saturating_mul(POW10[12 - scale])
+    } else {
+        mantissa / POW10[scale - 12]
+    }
+}
+
+/// 10⁰ … 10²⁸ (a decimal's scale is at most 28).
+const POW10: [u128; 29] = {
+    let mut table = [1u128; 29];
+    let mut i = 1;
+    while i < table.len() {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
 
 /// Fastest first by moving average: time to first token for streams, whole-request latency
 /// otherwise (each falling back to the other). Deployments with no measurement yet come first,
@@ -91,5 +115,31 @@ pub struct ByPriority;
 impl RoutingPolicy for ByPriority {
     fn rank(&self, _facts: &RouteFacts<'_>, candidates: &[Candidate<'_>]) -> Vec<usize> {
         rank_by_key(candidates, |c| c.deployment.priority)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[test]
+    fn pico_prices_order_like_the_decimals() {
+        let prices = [
+            "0",
+            "0.0000001",
+            "0.0005",
+            "0.002",
+            "0.0020000001",
+            "0.01",
+            "15",
+        ];
+        let picos: Vec<u128> = prices
+            .iter()
+            .map(|p| pico(Decimal::from_str(p).unwrap()))
+            .collect();
+        assert!(picos.windows(2).all(|w| w[0] < w[1]), "{picos:?}");
+        assert_eq!(pico(Decimal::from_str("0.002").unwrap()), 2_000_000_000);
     }
 }
