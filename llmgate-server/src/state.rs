@@ -12,6 +12,7 @@ use llmgate_core::{
 use llmgate_providers::{ProviderSpec, WireFamily, build_provider};
 
 use crate::auth::{Auth, DirectoryKeys};
+use crate::billing::{self, Billing};
 use crate::config::{Config, ConfigError, ModelConfig, Problem, ProviderConfig, ProviderKind};
 use crate::storage::Storage;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub tiers: Arc<HashMap<String, Arc<Tier>>>,
     /// The ledger, users and BYOK vault (one database pool).
     pub storage: Arc<Storage>,
+    /// Credit packages, Stripe purchases and the webhook.
+    pub billing: Billing,
     /// Unix seconds when the server started (the `created` of listed models).
     pub started_at: u64,
 }
@@ -43,11 +46,17 @@ impl AppState {
             storage.users.clone(),
             tiers.clone(),
         )));
+        let billing = Billing::new(&config.billing, billing::sql_store(&storage.ledger))
+            .map_err(|error| ConfigError {
+                source_name: None,
+                problems: vec![Problem::new("billing", error.message())],
+            })?;
         Ok(Self {
             gateway: builder.build(),
             auth,
             tiers,
             storage,
+            billing,
             config: Arc::new(config),
             started_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -1,14 +1,18 @@
 //! The HTTP API: a hand-written router, one small module per group of endpoints, and the
 //! helpers they share (body reading, JSON and error responses, SSE).
 
+mod billing;
 mod body;
 mod chat;
+mod credits;
 mod health;
 mod models;
+mod params;
 mod response;
 mod router;
 mod service;
 mod sse;
+mod usage;
 
 pub use response::Body;
 pub use service::handle;

@@ -10,6 +10,16 @@ use llmgate_core::Error;
 pub(crate) enum Endpoint {
     ChatCompletions,
     ListModels,
+    /// Balances, the ledger, usage, packages and purchases (`api/credits.rs`, `api/usage.rs`,
+    /// `api/billing.rs`).
+    Credits,
+    CreditsAdd,
+    CreditsTransactions,
+    CreditsPackages,
+    CreditsPurchase,
+    Usage,
+    /// Stripe's signed webhook: no API key.
+    StripeWebhook,
     Health,
     Ready,
     /// The LLM Hub's page and files (`/ui`, `/ui/...`).
@@ -35,6 +45,15 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
             only(method, &[Method::POST], Endpoint::ChatCompletions)
         }
         "/v1/models" | "/api/v1/llm/models" => only(method, &[Method::GET], Endpoint::ListModels),
+        "/api/v1/llm/credits" => only(method, &[Method::GET], Endpoint::Credits),
+        "/api/v1/llm/credits/add" => only(method, &[Method::POST], Endpoint::CreditsAdd),
+        "/api/v1/llm/credits/transactions" => {
+            only(method, &[Method::GET], Endpoint::CreditsTransactions)
+        }
+        "/api/v1/llm/credits/packages" => only(method, &[Method::GET], Endpoint::CreditsPackages),
+        "/api/v1/llm/credits/purchase" => only(method, &[Method::POST], Endpoint::CreditsPurchase),
+        "/api/v1/llm/usage" => only(method, &[Method::GET], Endpoint::Usage),
+        "/api/v1/billing/stripe/webhook" => only(method, &[Method::POST], Endpoint::StripeWebhook),
         "/health" => only(method, &[Method::GET], Endpoint::Health),
         "/health/ready" => only(method, &[Method::GET], Endpoint::Ready),
         ui if crate::ui::owns(ui) => only(method, &[Method::GET, Method::HEAD], Endpoint::Ui),

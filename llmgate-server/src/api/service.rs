@@ -12,7 +12,7 @@ use llmgate_core::Error;
 
 use super::response::{Body, error_response, error_with_status, set_header};
 use super::router::{Endpoint, Miss, route};
-use super::{chat, health, models};
+use super::{billing, chat, credits, health, models, usage};
 use crate::state::AppState;
 
 /// What every handler may need about the request besides its body.
@@ -60,6 +60,13 @@ async fn dispatch(
     let result = match endpoint {
         Endpoint::ChatCompletions => chat::completions(state, context, request).await,
         Endpoint::ListModels => models::list(state, request).await,
+        Endpoint::Credits => credits::balance(state, request).await,
+        Endpoint::CreditsAdd => credits::add(state, request).await,
+        Endpoint::CreditsTransactions => credits::transactions(state, request).await,
+        Endpoint::CreditsPackages => billing::packages(state, request).await,
+        Endpoint::CreditsPurchase => billing::purchase(state, request).await,
+        Endpoint::Usage => usage::usage(state, request).await,
+        Endpoint::StripeWebhook => billing::stripe_webhook(state, request).await,
         Endpoint::Health => Ok(health::live()),
         Endpoint::Ready => Ok(health::ready(state).await),
         Endpoint::Ui => Ok(crate::ui::serve(

@@ -81,15 +81,7 @@ impl LowBalanceAlerts {
     /// From a validated config.
     pub fn new(config: &LowCreditAlertConfig, latch: Arc<dyn AlertLatch>) -> Result<Self> {
         let threshold_credits = config.threshold_credits.value();
-        let threshold_micros = if threshold_credits.is_zero() {
-            0
-        } else {
-            package_micros(threshold_credits).map_err(|message| {
-                Error::invalid_request(format!(
-                    "billing.low_credit_alert.threshold_credits: {message}"
-                ))
-            })?
-        };
+        let threshold_micros = threshold_micros(config)?;
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("llmgate/", env!("CARGO_PKG_VERSION")))
@@ -186,6 +178,19 @@ impl LowBalanceAlerts {
             }
         });
     }
+}
+
+/// The configured threshold in micro-credits.
+pub(super) fn threshold_micros(config: &LowCreditAlertConfig) -> Result<i64> {
+    let credits = config.threshold_credits.value();
+    if credits.is_zero() {
+        return Ok(0);
+    }
+    package_micros(credits).map_err(|message| {
+        Error::invalid_request(format!(
+            "billing.low_credit_alert.threshold_credits: {message}"
+        ))
+    })
 }
 
 /// A Unix time as `YYYY-MM-DDTHH:MM:SSZ`.

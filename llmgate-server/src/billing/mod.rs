@@ -2,8 +2,8 @@
 //! that credits them once per session, and low-balance alerts.
 //!
 //! [`Billing`] is built once from `billing:` and the ledger's database; the HTTP handlers in
-//! `api/billing.rs` call it. [`Billing::wrap_credit_store`] puts the low-balance alerts around
-//! the ledger before the gateway gets it.
+//! `api/billing.rs` call it. [`with_low_balance_alerts`] puts the alerts around the ledger
+//! before anything (the gateway, monthly grants) uses it.
 
 mod alerts;
 mod packages;
@@ -29,31 +29,25 @@ pub use webhook::Outcome as WebhookOutcome;
 
 use crate::config::BillingConfig;
 
-/// Where billing keeps purchases and the alert latch.
-#[derive(Debug, Clone)]
-pub struct BillingStores {
-    pub purchases: Arc<dyn PurchaseStore>,
-    pub latch: Arc<dyn AlertLatch>,
+/// The ledger with low-balance alerts around it when `billing.low_credit_alert` is set (the
+/// latch in `latch`, shared by every replica on one database); else the ledger unchanged.
+pub fn with_low_balance_alerts(
+    config: &BillingConfig,
+    latch: Arc<dyn AlertLatch>,
+    credits: Arc<dyn CreditStore>,
+) -> Result<Arc<dyn CreditStore>> {
+    Ok(match &config.low_credit_alert {
+        Some(alert) => Arc::new(AlertingCreditStore::new(
+            credits,
+            Arc::new(LowBalanceAlerts::new(alert, latch)?),
+        )),
+        None => credits,
+    })
 }
 
-impl BillingStores {
-    /// In the ledger's database: shared by every replica on it.
-    pub fn sql(ledger: &SqlCreditStore) -> Self {
-        let store = Arc::new(SqlBillingStore::new(ledger));
-        Self {
-            purchases: store.clone(),
-            latch: store,
-        }
-    }
-
-    /// In this process only.
-    pub fn memory() -> Self {
-        let store = Arc::new(MemoryBillingStore::default());
-        Self {
-            purchases: store.clone(),
-            latch: store,
-        }
-    }
+/// Purchases and the alert latch in the ledger's own database.
+pub fn sql_store(ledger: &SqlCreditStore) -> Arc<SqlBillingStore> {
+    Arc::new(SqlBillingStore::new(ledger))
 }
 
 /// Stripe's two secrets and the client.
@@ -63,18 +57,19 @@ struct Stripe {
     webhook_secret: Secret,
 }
 
-/// Packages, purchases, the Stripe webhook and low-balance alerts.
+/// Packages, purchases and the Stripe webhook.
 #[derive(Debug, Clone)]
 pub struct Billing {
     packages: Arc<Vec<Package>>,
     stripe: Option<Stripe>,
     purchases: Arc<dyn PurchaseStore>,
-    alerts: Option<Arc<LowBalanceAlerts>>,
+    /// `billing.low_credit_alert.threshold_credits` in micro-credits, when alerts are on.
+    low_threshold_micros: Option<i64>,
 }
 
 impl Billing {
     /// From a validated `billing:` section.
-    pub fn new(config: &BillingConfig, stores: BillingStores) -> Result<Self> {
+    pub fn new(config: &BillingConfig, purchases: Arc<dyn PurchaseStore>) -> Result<Self> {
         let stripe = match &config.stripe {
             Some(stripe) => Some(Stripe {
                 client: StripeClient::new(stripe)?,
@@ -82,35 +77,16 @@ impl Billing {
             }),
             None => None,
         };
-        let alerts = match &config.low_credit_alert {
-            Some(alert) => Some(Arc::new(LowBalanceAlerts::new(alert, stores.latch)?)),
+        let low_threshold_micros = match &config.low_credit_alert {
+            Some(alert) => Some(alerts::threshold_micros(alert)?),
             None => None,
         };
         Ok(Self {
             packages: Arc::new(packages::packages(config)),
             stripe,
-            purchases: stores.purchases,
-            alerts,
+            purchases,
+            low_threshold_micros,
         })
-    }
-
-    /// Retry alert deliveries with this policy (tests shorten the waits).
-    pub fn with_alert_retry(mut self, retry: RetryPolicy) -> Self {
-        if let Some(alerts) = self.alerts.take() {
-            let rebuilt = Arc::try_unwrap(alerts)
-                .map(|alerts| Arc::new(alerts.with_retry(retry)))
-                .unwrap_or_else(|shared| shared);
-            self.alerts = Some(rebuilt);
-        }
-        self
-    }
-
-    /// The ledger with low-balance alerts around it, when they are configured.
-    pub fn wrap_credit_store(&self, credits: Arc<dyn CreditStore>) -> Arc<dyn CreditStore> {
-        match &self.alerts {
-            Some(alerts) => Arc::new(AlertingCreditStore::new(credits, alerts.clone())),
-            None => credits,
-        }
     }
 
     pub fn packages(&self) -> &[Package] {
@@ -124,9 +100,8 @@ impl Billing {
 
     /// Whether a balance is below the alert threshold (`false` without alerts).
     pub fn is_low(&self, balance_micros: i64) -> bool {
-        self.alerts
-            .as_ref()
-            .is_some_and(|alerts| alerts.is_low(balance_micros))
+        self.low_threshold_micros
+            .is_some_and(|threshold| balance_micros < threshold)
     }
 
     /// Create a Checkout Session for `package_id` and remember it as a pending purchase.

@@ -1,0 +1,385 @@
+//! `GET /api/v1/llm/credits`, `POST /api/v1/llm/credits/add` and
+//! `GET /api/v1/llm/credits/transactions`: balances and the ledger, in micro-credits and as
+//! decimal strings of credits (never floats).
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use llmgate_core::{
+    Credit, CreditKind, Decimal, Error, ErrorKind, KeySource, Page, Result, Transaction,
+    TransactionKind, credits_to_micros, micros_to_credits,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::body::read_limited;
+use super::params::Params;
+use super::response::{Body, json};
+use crate::auth::{Permission, Principal};
+use crate::state::AppState;
+
+/// Transactions per page unless `limit` says otherwise, and the most a page may hold.
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+/// Admin-chosen idempotency keys live in their own namespace in the (global) key space, so
+/// they can never collide with Stripe sessions or monthly grants.
+const ADMIN_KEY_PREFIX: &str = "admin:";
+
+#[derive(Debug, Serialize)]
+struct BalanceView {
+    user_id: String,
+    tier: String,
+    balance_micros: i64,
+    balance: String,
+    low_balance: bool,
+}
+
+/// `GET /api/v1/llm/credits[?user_id=]`.
+pub(crate) async fn balance(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>> {
+    let principal = state
+        .auth
+        .require(request.headers(), Permission::Read)
+        .await?;
+    let params = Params::parse(request.uri(), &["user_id"])?;
+    let user_id = principal.target_user(params.get("user_id"))?;
+    let tier = tier_of(state, &principal, &user_id).await?;
+    let balance_micros = state.gateway.credits().balance(&user_id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &BalanceView {
+            user_id,
+            tier,
+            balance_micros,
+            balance: credits_text(balance_micros),
+            low_balance: state.billing.is_low(balance_micros),
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddCredits {
+    #[serde(default)]
+    user_id: Option<String>,
+    amount: Box<RawValue>,
+    reason: String,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Added {
+    user_id: String,
+    amount_micros: i64,
+    /// `false` when the idempotency key had been used: nothing was added this time.
+    applied: bool,
+    balance_micros: i64,
+    balance: String,
+    idempotency_key: String,
+}
+
+/// `POST /api/v1/llm/credits/add` (admins): a top-up, applied once per idempotency key.
+pub(crate) async fn add(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>> {
+    let principal = state
+        .auth
+        .require(request.headers(), Permission::Configure)
+        .await?;
+    let body = read_limited(request, state.config.server.max_body_bytes).await?;
+    let add: AddCredits = parse_json(&body)?;
+    let user_id = principal.target_user(add.user_id.as_deref())?;
+    let amount_micros = parse_amount(&add.amount)?;
+    let reason = add.reason.trim();
+    if reason.is_empty() {
+        return Err(Error::invalid_request("`reason` must not be empty.").with_param("reason"));
+    }
+    // Crediting a user id that does not exist would lose the credits to a typo.
+    tier_of(state, &principal, &user_id).await?;
+    let idempotency_key = match add.idempotency_key.as_deref().map(str::trim) {
+        Some("") => {
+            return Err(
+                Error::invalid_request("`idempotency_key` must not be empty.")
+                    .with_param("idempotency_key"),
+            );
+        }
+        Some(key) if key.len() > 200 => {
+            return Err(
+                Error::invalid_request("`idempotency_key` is longer than 200 characters.")
+                    .with_param("idempotency_key"),
+            );
+        }
+        Some(key) => format!("{ADMIN_KEY_PREFIX}{key}"),
+        None => format!("{ADMIN_KEY_PREFIX}{:032x}", rand::random::<u128>()),
+    };
+    let outcome = state
+        .gateway
+        .credits()
+        .credit(Credit {
+            user_id: user_id.clone(),
+            kind: CreditKind::TopUp,
+            amount_micros,
+            idempotency_key: idempotency_key.clone(),
+            reason: format!("{reason} (by {})", principal.user_id()),
+        })
+        .await?;
+    tracing::info!(
+        user_id,
+        amount_micros,
+        applied = outcome.applied,
+        by = principal.user_id(),
+        "credits added"
+    );
+    Ok(json(
+        StatusCode::OK,
+        &Added {
+            user_id,
+            amount_micros,
+            applied: outcome.applied,
+            balance_micros: outcome.balance_micros,
+            balance: credits_text(outcome.balance_micros),
+            idempotency_key: idempotency_key
+                .strip_prefix(ADMIN_KEY_PREFIX)
+                .unwrap_or(&idempotency_key)
+                .to_owned(),
+        },
+    ))
+}
+
+#[derive(Debug, Serialize)]
+struct TransactionView {
+    id: i64,
+    user_id: String,
+    kind: TransactionKind,
+    amount_micros: i64,
+    amount: String,
+    balance_after_micros: i64,
+    balance_after: String,
+    model: Option<String>,
+    provider: Option<String>,
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    key_source: Option<KeySource>,
+    request_id: Option<String>,
+    reason: Option<String>,
+    /// Unix seconds.
+    created_at: i64,
+}
+
+impl From<Transaction> for TransactionView {
+    fn from(t: Transaction) -> Self {
+        Self {
+            id: t.id,
+            user_id: t.user_id,
+            kind: t.kind,
+            amount_micros: t.amount_micros,
+            amount: credits_text(t.amount_micros),
+            balance_after_micros: t.balance_after_micros,
+            balance_after: credits_text(t.balance_after_micros),
+            model: t.model,
+            provider: t.provider,
+            prompt_tokens: t.prompt_tokens,
+            completion_tokens: t.completion_tokens,
+            key_source: t.key_source,
+            request_id: t.request_id,
+            reason: t.reason,
+            created_at: t.at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct TransactionPage {
+    data: Vec<TransactionView>,
+    /// Pass as `before` for the next page; `null` on the last one.
+    next_before: Option<i64>,
+}
+
+/// `GET /api/v1/llm/credits/transactions[?limit=&before=&user_id=]`, newest first.
+pub(crate) async fn transactions(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>> {
+    let principal = state
+        .auth
+        .require(request.headers(), Permission::Read)
+        .await?;
+    let params = Params::parse(request.uri(), &["user_id", "limit", "before"])?;
+    let user_id = principal.target_user(params.get("user_id"))?;
+    let limit = params
+        .integer("limit", 1..=MAX_PAGE, Some(DEFAULT_PAGE))?
+        .unwrap_or(DEFAULT_PAGE);
+    let before_id = params.integer("before", 1..=i64::MAX, None)?;
+    // One more than asked tells whether another page follows.
+    let mut rows = state
+        .gateway
+        .credits()
+        .transactions(
+            &user_id,
+            Page {
+                limit: u32::try_from(limit + 1).unwrap_or(u32::MAX),
+                before_id,
+            },
+        )
+        .await?;
+    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_before = if more {
+        rows.last().map(|t| t.id)
+    } else {
+        None
+    };
+    Ok(json(
+        StatusCode::OK,
+        &TransactionPage {
+            data: rows.into_iter().map(TransactionView::from).collect(),
+            next_before,
+        },
+    ))
+}
+
+/// The tier of the user a request is about; 404 when an admin names a user that does not
+/// exist.
+async fn tier_of(state: &AppState, principal: &Principal, user_id: &str) -> Result<String> {
+    if user_id == principal.user_id() {
+        return Ok(principal.caller.tier.name.clone());
+    }
+    match state.storage.users.store().get(user_id).await? {
+        Some(user) => Ok(user.tier),
+        None => Err(Error::new(
+            ErrorKind::NotFound,
+            format!("There is no user `{user_id}`."),
+        )
+        .with_param("user_id")
+        .with_code("user_not_found")),
+    }
+}
+
+/// Micro-credits as a decimal string of credits (`700000` → `"0.7"`).
+pub(crate) fn credits_text(micros: i64) -> String {
+    micros_to_credits(micros).to_string()
+}
+
+/// A JSON body, with serde's message and the failing field on error.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.inner().to_string();
+        let invalid = Error::invalid_request(format!("Invalid request body: {message}"));
+        if path == "." {
+            invalid
+        } else {
+            invalid.with_param(path)
+        }
+    })
+}
+
+/// An amount of credits, a JSON number or a decimal string, parsed exactly from its text
+/// (never through a float): above zero, at most micro-credit precision.
+fn parse_amount(raw: &RawValue) -> Result<i64> {
+    let bad = |message: &str| Error::invalid_request(message.to_owned()).with_param("amount");
+    let text = raw.get().trim();
+    let (number, exponent_allowed) = if text.starts_with('"') {
+        let inner: String =
+            serde_json::from_str(text).map_err(|_| bad("`amount` must be a number of credits."))?;
+        (inner, false)
+    } else {
+        (text.to_owned(), true)
+    };
+    if !is_plain_number(&number, exponent_allowed) {
+        return Err(bad(
+            "`amount` must be a number of credits, as a JSON number or a decimal string such as \"12.5\".",
+        ));
+    }
+    let value = if exponent_allowed && number.contains(['e', 'E']) {
+        Decimal::from_scientific(&number)
+    } else {
+        number.parse::<Decimal>()
+    }
+    .map_err(|_| bad("`amount` is too large or has too many digits."))?;
+    if value <= Decimal::ZERO {
+        return Err(bad("`amount` must be greater than 0."));
+    }
+    credits_to_micros(value).map_err(|error| {
+        bad(&format!(
+            "`amount`: {} (at most 6 decimals).",
+            error.message()
+        ))
+    })
+}
+
+/// `-?DIGITS(.DIGITS)?` and, for JSON numbers, an exponent.
+fn is_plain_number(text: &str, exponent_allowed: bool) -> bool {
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(at) if exponent_allowed => (&text[..at], Some(&text[at + 1..])),
+        Some(_) => return false,
+        None => (text, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = mantissa.strip_prefix('-').unwrap_or(mantissa);
+    let mantissa_ok = match unsigned.split_once('.') {
+        Some((whole, fraction)) => digits(whole) && digits(fraction),
+        None => digits(unsigned),
+    };
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        digits(e)
+    });
+    mantissa_ok && exponent_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amount(json_text: &str) -> Result<i64> {
+        let raw: Box<RawValue> = serde_json::from_str(json_text).unwrap();
+        parse_amount(&raw)
+    }
+
+    #[test]
+    fn amounts_parse_exactly_from_numbers_and_strings() {
+        assert_eq!(amount("5000").unwrap(), 5_000_000_000);
+        assert_eq!(amount("\"12.5\"").unwrap(), 12_500_000);
+        assert_eq!(amount("0.000001").unwrap(), 1);
+        assert_eq!(amount("\"0.000001\"").unwrap(), 1);
+        assert_eq!(amount("1e3").unwrap(), 1_000_000_000);
+        // A float would turn this into 0.30000000000000004.
+        assert_eq!(amount("0.3").unwrap(), 300_000);
+        assert_eq!(amount("\"9223372036854.775807\"").unwrap(), i64::MAX);
+    }
+
+    #[test]
+    fn bad_amounts_are_refused_with_the_param() {
+        for bad in [
+            "0",
+            "-5",
+            "\"-5\"",
+            "\"0\"",
+            "0.0000001",
+            "\"1.2345678\"",
+            "\"ten\"",
+            "\"\"",
+            "\" 5\"",
+            "\"1e3\"",
+            "\"1_000\"",
+            "\"+5\"",
+            "\"5.\"",
+            "\".5\"",
+            "true",
+            "null",
+            "[5]",
+            "{\"v\":5}",
+            "\"9223372036854.775808\"",
+            "1e40",
+        ] {
+            let error = amount(bad).unwrap_err();
+            assert_eq!(
+                (error.status(), error.param()),
+                (400, Some("amount")),
+                "{bad}"
+            );
+        }
+    }
+}
