@@ -1064,3 +1064,27 @@ async fn a_deployment_over_its_tpm_is_avoided_until_the_budget_refills() {
     }
     assert_eq!(order(&calls), ["a", "a", "b"]);
 }
+
+#[tokio::test]
+async fn a_user_who_can_afford_the_first_choice_is_not_refused_for_a_dear_fallback() {
+    let calls = Calls::default();
+    let mut cheap = priced("m", "a").with_price(ModelPrice::new(dec("0.0001"), dec("0.0001")));
+    cheap.fallbacks = vec!["dear".into()];
+    let gateway = Gateway::builder()
+        .provider(Scripted::always("a", ok(), &calls))
+        .provider(Scripted::always("b", ok(), &calls))
+        .model(cheap)
+        .model(priced("dear", "b").with_price(ModelPrice::new(dec("1"), dec("1"))))
+        .build();
+    // Enough for `m` at its most (about 0.04 credits), far too little for `dear` (360).
+    fund(&gateway, "u", 500_000).await;
+    let caller = Caller::user("u", tier());
+    let done = gateway.chat(&caller, request("m")).await.unwrap();
+    assert_eq!(done.route.model, "m");
+    assert_eq!(ledger_counts(&gateway, "u").await, (1, 1, 0));
+
+    // Asking for the dear model itself is still a 402.
+    let error = gateway.chat(&caller, request("dear")).await.unwrap_err();
+    assert_eq!(error.status(), 402);
+    assert_eq!(order(&calls), ["a"]);
+}

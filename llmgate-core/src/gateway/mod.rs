@@ -493,7 +493,7 @@ impl Gateway {
         }
         let prompt_estimate = tokens::estimate_prompt_tokens(&request);
         let seed = self.inner.next_route.fetch_add(1, Ordering::Relaxed);
-        let attempts = self
+        let mut attempts = self
             .plan(&Ask {
                 caller,
                 request: &request,
@@ -504,7 +504,7 @@ impl Gateway {
                 seed,
             })
             .await?;
-        let hold = self.place_hold(caller, &request_id, &attempts).await?;
+        let hold = self.place_hold(caller, &request_id, &mut attempts).await?;
         if hold.is_some() {
             owed.hold_placed(&self.inner.metrics.holds_outstanding);
         }
@@ -524,16 +524,40 @@ impl Gateway {
         })
     }
 
+    /// Hold the most any planned attempt may cost. When the balance cannot cover that but
+    /// can cover some attempts, the ones it cannot cover are dropped (they would never be
+    /// tried) and the rest are held for: an expensive last-resort fallback does not turn away
+    /// a user who can afford the first choice.
     async fn place_hold(
         &self,
         caller: &Caller,
         request_id: &Arc<str>,
-        attempts: &[Attempt],
+        attempts: &mut Vec<Attempt>,
     ) -> Result<Option<Hold>> {
         if caller.billing == Billing::Uncharged {
             return Ok(None);
         }
         let amount = attempts.iter().map(|a| a.max_charge).max().unwrap_or(0);
+        let refused = match self.hold(caller, request_id, amount).await {
+            Err(error) if error.kind() == ErrorKind::InsufficientCredits => error,
+            placed => return placed,
+        };
+        let balance = self.inner.credits.balance(&caller.user_id).await?;
+        let before = attempts.len();
+        attempts.retain(|a| a.max_charge <= balance);
+        if attempts.is_empty() || attempts.len() == before {
+            return Err(refused);
+        }
+        let amount = attempts.iter().map(|a| a.max_charge).max().unwrap_or(0);
+        self.hold(caller, request_id, amount).await
+    }
+
+    async fn hold(
+        &self,
+        caller: &Caller,
+        request_id: &Arc<str>,
+        amount: i64,
+    ) -> Result<Option<Hold>> {
         if amount == 0 {
             return Ok(None);
         }
