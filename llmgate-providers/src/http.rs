@@ -17,7 +17,7 @@ const MAX_ERROR_DETAIL: usize = 500;
 /// Read at most this much of an error answer: a broken upstream may send megabytes of HTML.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Connecting never waits longer than this, whatever the request timeout.
-const MAX_CONNECT_WAIT: Duration = Duration::from_secs(30);
+const MAX_CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// A client for one provider. Timeouts are applied per call (see [`send`] and [`timed_body`])
 /// rather than on the client, because a whole-request limit would cut long streams.

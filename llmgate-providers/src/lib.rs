@@ -3,6 +3,31 @@
 //! Each wire family has a module with pure translation (`convert`), a stream state machine
 //! (`stream`) and the `Provider` implementation. Vendors that speak OpenAI's protocol
 //! (Together, Groq, vLLM, ...) are presets of [`openai::OpenAiCompatible`], not modules.
+//!
+//! ```
+//! use std::{collections::BTreeMap, time::Duration};
+//! use llmgate_core::Gateway;
+//! use llmgate_providers::{ProviderSpec, WireFamily, build_provider, model_resolver, preset};
+//!
+//! // A well-known name needs no base URL: the preset supplies it.
+//! assert_eq!(preset("groq").unwrap().api_base, "https://api.groq.com/openai/v1");
+//! let spec = |name: &str, family| ProviderSpec {
+//!     name: name.into(),
+//!     family,
+//!     api_base: None,
+//!     timeout: Duration::from_secs(600),
+//!     headers: BTreeMap::new(),
+//! };
+//! let gateway = Gateway::builder()
+//!     .provider(build_provider(&spec("groq", WireFamily::OpenAi))?)
+//!     .provider(build_provider(&spec("anthropic", WireFamily::Anthropic))?)
+//!     .provider(build_provider(&spec("ollama", WireFamily::Ollama))?)
+//!     // `groq/llama3-70b-8192`, `claude-3-5-haiku-latest`, `ollama/llama3.2` need no entry.
+//!     .model_resolver(model_resolver(["groq", "anthropic", "ollama"]))
+//!     .build();
+//! # drop(gateway);
+//! # Ok::<(), llmgate_providers::BuildError>(())
+//! ```
 
 pub mod anthropic;
 pub mod demo;
