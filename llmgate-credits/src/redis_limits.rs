@@ -200,7 +200,8 @@ pub struct RedisRateLimiter {
 
 impl RedisRateLimiter {
     /// A limiter on `redis_url`. Does not wait for Redis; fails only on a malformed URL.
-    pub fn connect(redis_url: &str, settings: RedisLimitSettings) -> Result<Self> {
+    /// (Async because the connection's background task needs the Tokio runtime.)
+    pub async fn connect(redis_url: &str, settings: RedisLimitSettings) -> Result<Self> {
         Ok(Self::with_link(Link::connect(
             redis_url,
             settings,
@@ -264,8 +265,8 @@ pub struct RedisCooldowns {
 
 impl RedisCooldowns {
     /// A cooldown store on `redis_url`. Does not wait for Redis; fails only on a malformed
-    /// URL.
-    pub fn connect(redis_url: &str, settings: RedisLimitSettings) -> Result<Self> {
+    /// URL. (Async because the connection's background task needs the Tokio runtime.)
+    pub async fn connect(redis_url: &str, settings: RedisLimitSettings) -> Result<Self> {
         Ok(Self::with_link(Link::connect(
             redis_url,
             settings,
@@ -376,8 +377,12 @@ mod tests {
             return;
         };
         let settings = unique_prefix("shared-limit");
-        let one = Arc::new(RedisRateLimiter::connect(&url, settings.clone()).unwrap());
-        let two = Arc::new(RedisRateLimiter::connect(&url, settings).unwrap());
+        let one = Arc::new(
+            RedisRateLimiter::connect(&url, settings.clone())
+                .await
+                .unwrap(),
+        );
+        let two = Arc::new(RedisRateLimiter::connect(&url, settings).await.unwrap());
         let quota = Quota::per_minute(25);
         let admitted = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
@@ -412,7 +417,9 @@ mod tests {
         let Some(url) = redis_url().await else {
             return;
         };
-        let limiter = RedisRateLimiter::connect(&url, unique_prefix("retry-after")).unwrap();
+        let limiter = RedisRateLimiter::connect(&url, unique_prefix("retry-after"))
+            .await
+            .unwrap();
         let quota = Quota::per_minute(2);
         for _ in 0..2 {
             assert_eq!(
@@ -443,7 +450,9 @@ mod tests {
             retry_after: Duration::from_secs(30),
             ..RedisLimitSettings::default()
         };
-        let limiter = RedisRateLimiter::connect("redis://127.0.0.1:1", settings.clone()).unwrap();
+        let limiter = RedisRateLimiter::connect("redis://127.0.0.1:1", settings.clone())
+            .await
+            .unwrap();
         let error = limiter
             .acquire("k", Quota::per_minute(1), 1)
             .await
@@ -453,7 +462,9 @@ mod tests {
         assert!(limiter.acquire("k", Quota::per_minute(1), 1).await.is_err());
         assert!(limiter.link.down.load(Ordering::Relaxed));
         assert!(limiter.link.skip_until_ms.load(Ordering::Relaxed) > limiter.link.now_ms());
-        let cooldowns = RedisCooldowns::connect("redis://127.0.0.1:1", settings).unwrap();
+        let cooldowns = RedisCooldowns::connect("redis://127.0.0.1:1", settings)
+            .await
+            .unwrap();
         assert!(
             cooldowns
                 .publish("m|p|u", Duration::from_secs(1))
@@ -461,7 +472,11 @@ mod tests {
                 .is_err()
         );
         assert!(cooldowns.active().await.is_err());
-        assert!(RedisRateLimiter::connect("not a url", RedisLimitSettings::default()).is_err());
+        assert!(
+            RedisRateLimiter::connect("not a url", RedisLimitSettings::default())
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -470,8 +485,10 @@ mod tests {
             return;
         };
         let settings = unique_prefix("cooldowns");
-        let one = RedisCooldowns::connect(&url, settings.clone()).unwrap();
-        let two = RedisCooldowns::connect(&url, settings).unwrap();
+        let one = RedisCooldowns::connect(&url, settings.clone())
+            .await
+            .unwrap();
+        let two = RedisCooldowns::connect(&url, settings).await.unwrap();
         assert!(two.active().await.unwrap().is_empty());
         one.publish("m|a|m", Duration::from_secs(30)).await.unwrap();
         one.publish("m|b|m", Duration::from_millis(50))
@@ -540,14 +557,21 @@ mod tests {
             return;
         };
         let settings = unique_prefix("gateways");
-        let gateway = |settings: RedisLimitSettings| {
+        let gateway = |limiter: RedisRateLimiter| {
             Gateway::builder()
                 .provider(Arc::new(Echo))
                 .model(Deployment::new("m", "echo", "m").with_price(ModelPrice::default()))
-                .rate_limiter(Arc::new(RedisRateLimiter::connect(&url, settings).unwrap()))
+                .rate_limiter(Arc::new(limiter))
                 .build()
         };
-        let replicas = [gateway(settings.clone()), gateway(settings)];
+        let replicas = [
+            gateway(
+                RedisRateLimiter::connect(&url, settings.clone())
+                    .await
+                    .unwrap(),
+            ),
+            gateway(RedisRateLimiter::connect(&url, settings).await.unwrap()),
+        ];
         let mut tier = Tier::new("free");
         tier.rpm = Some(5);
         let caller = Caller::user("ann", Arc::new(tier));
