@@ -42,6 +42,16 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Ask a running server whether it is ready (`GET /health/ready`): exit 0 on 200, else 1.
+    /// For container health checks.
+    Health {
+        /// The readiness URL.
+        #[arg(long, env = "LLMGATE_HEALTH_URL", default_value = crate::probe::DEFAULT_URL)]
+        url: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 /// Parse the command line and run it.
@@ -51,6 +61,9 @@ pub fn main() -> ExitCode {
     let env = Env::process();
     match cli.command {
         Command::Check { config } => check(&config, &env),
+        Command::Health { url, timeout_ms } => {
+            crate::probe::run(&url, std::time::Duration::from_millis(timeout_ms))
+        }
         Command::Serve { config, listen } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -75,7 +88,14 @@ fn init_logging(json: bool) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
-        builder.json().try_init()
+        // One flat object per line: the event's fields at the top, the request span's fields
+        // (request id, model, provider, ...) under `span`.
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder.try_init()
     };

@@ -24,9 +24,11 @@ pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod master_key;
+mod probe;
 mod server;
 pub mod state;
 pub mod storage;
+pub mod telemetry;
 mod ui;
 
 pub use api::{Body, handle};

@@ -1,6 +1,7 @@
 //! Accepting connections: hyper 1.x through hyper-util's auto (HTTP/1 + HTTP/2) builder, with a
-//! header-read timeout, `TCP_NODELAY`, and a graceful shutdown that drains in-flight requests
-//! (streams included) up to a deadline.
+//! header-read timeout, `TCP_NODELAY`, and a graceful shutdown: stop accepting, let in-flight
+//! requests (streams included) finish up to `server.shutdown_grace_ms`, cut the rest, then wait
+//! until every hold of a cut request is settled or released before returning.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,17 +17,25 @@ use hyper_util::server::graceful::GracefulShutdown;
 use llmgate_core::Secret;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::api;
 use crate::config::{Config, ConfigError};
 use crate::state::AppState;
+use crate::telemetry::{bind_metrics_listener, serve_metrics};
+
+/// After the drain, how long to wait for the ledger writes of the requests that were cut. They
+/// are single database transactions; a database that takes longer is unwell, and the holds it
+/// did not get are reclaimed at their expiry.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
 
 /// A server ready to run on a bound listener.
 #[derive(Debug)]
 pub struct Server {
     state: AppState,
     listener: TcpListener,
+    /// `server.metrics_listen`, when set: bound in [`Server::spawn`] or [`Server::run`].
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Server {
@@ -44,7 +53,32 @@ impl Server {
 
     /// Serve prepared state (e.g. with extra backends attached) on `listener`.
     pub fn with_state(state: AppState, listener: TcpListener) -> Self {
-        Self { state, listener }
+        Self {
+            state,
+            listener,
+            metrics_listener: None,
+        }
+    }
+
+    /// Serve `GET /metrics` on this listener (instead of binding `server.metrics_listen`).
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> Self {
+        self.metrics_listener = Some(listener);
+        self
+    }
+
+    /// Bind `server.metrics_listen` unless a metrics listener is there already.
+    fn bind_metrics(&mut self) -> io::Result<()> {
+        if self.metrics_listener.is_none()
+            && let Some(addr) = &self.state.config.server.metrics_listen
+        {
+            self.metrics_listener = Some(bind_metrics_listener(addr).map_err(|error| {
+                io::Error::new(
+                    error.kind(),
+                    format!("cannot listen on {addr} (server.metrics_listen): {error}"),
+                )
+            })?);
+        }
+        Ok(())
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -55,10 +89,17 @@ impl Server {
         &self.state
     }
 
-    /// Serve until `shutdown` completes, then stop accepting and drain open connections for up
-    /// to `server.shutdown_grace_ms`.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> io::Result<()> {
-        let Server { state, listener } = self;
+    /// Serve until `shutdown` completes, then stop accepting, drain open connections for up to
+    /// `server.shutdown_grace_ms`, cut what is left, and wait (up to 10 s) until the ledger
+    /// work of every request is written: no hold is left open by a clean shutdown.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> io::Result<()> {
+        self.bind_metrics()?;
+        let Server {
+            state,
+            listener,
+            metrics_listener,
+        } = self;
+        let metrics = metrics_listener.map(|l| tokio::spawn(serve_metrics(l, state.clone())));
         let settings = &state.config.server;
         let grace = Duration::from_millis(settings.shutdown_grace_ms);
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -68,6 +109,9 @@ impl Server {
             .header_read_timeout(Duration::from_millis(settings.header_read_timeout_ms));
         builder.http2().timer(TokioTimer::new());
         let graceful = GracefulShutdown::new();
+        // Every connection's task, so that the ones still open after the grace period can be
+        // cut while the runtime still runs the settles their dropped streams start.
+        let mut connections = JoinSet::new();
         let mut shutdown = pin!(shutdown);
 
         loop {
@@ -94,12 +138,14 @@ impl Server {
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
                     let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
+                    connections.spawn(async move {
                         if let Err(error) = connection.await {
                             tracing::debug!(%peer, %error, "connection ended with an error");
                         }
                     });
                 }
+                // Reap finished connections so the set does not grow.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 () = &mut shutdown => break,
             }
         }
@@ -107,26 +153,55 @@ impl Server {
         drop(listener);
         tracing::info!(
             open = graceful.count(),
-            "shutting down: draining in-flight requests"
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: no new connections; draining in-flight requests"
         );
         tokio::select! {
             () = graceful.shutdown() => tracing::info!("all connections closed"),
             () = tokio::time::sleep(grace) => {
-                tracing::warn!(grace_ms = grace.as_millis() as u64, "drain deadline passed; closing the rest");
+                tracing::warn!(
+                    open = connections.len(),
+                    "drain deadline passed; cutting the remaining connections"
+                );
             }
+        }
+        // Dropping a cut connection drops its requests; their holds are settled (streams, for
+        // what was sent) or released on background tasks, which the wait below covers.
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+        let gateway = &state.gateway;
+        let pending = gateway.pending_settlements();
+        if pending > 0 {
+            tracing::info!(pending, "waiting for the ledger writes of cut requests");
+        }
+        match tokio::time::timeout(SETTLE_WAIT, gateway.settled()).await {
+            Ok(()) => tracing::info!("ledger settled; shutdown complete"),
+            Err(_) => tracing::error!(
+                pending = gateway.pending_settlements(),
+                "ledger writes still pending at exit; their holds are reclaimed at expiry"
+            ),
+        }
+        if let Some(metrics) = metrics {
+            metrics.abort();
         }
         Ok(())
     }
 
     /// Run in a background task; the handle stops it.
-    pub fn spawn(self) -> io::Result<RunningServer> {
+    pub fn spawn(mut self) -> io::Result<RunningServer> {
+        self.bind_metrics()?;
         let addr = self.local_addr()?;
+        let metrics_addr = match &self.metrics_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(self.run(async move {
             let _ = stopped.await;
         }));
         Ok(RunningServer {
             addr,
+            metrics_addr,
             stop: Some(stop),
             task,
         })
@@ -137,6 +212,7 @@ impl Server {
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<io::Result<()>>,
 }
@@ -149,6 +225,11 @@ impl RunningServer {
     /// `http://IP:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where `GET /metrics` is served when `server.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Stop accepting, drain, and wait until the server is done.

@@ -36,6 +36,8 @@ impl AppState {
     /// Build from a validated config and the master key: connect the storage (running its
     /// migrations), then assemble the gateway over it.
     pub async fn new(config: Config, master_key: &Secret) -> Result<Self, ConfigError> {
+        // Before anything takes metric handles (the metered ledger, the gateway).
+        crate::telemetry::install_recorder();
         let tiers = Arc::new(tiers(&config));
         let storage = Arc::new(Storage::connect(&config, &tiers).await?);
         let mut builder = gateway_builder(&config)?.credit_store(storage.credits.clone());

@@ -17,6 +17,7 @@ use llmgate_credits::{
 use tokio::task::JoinHandle;
 
 use crate::config::{ByokConfig, Config, ConfigError, Problem};
+use crate::telemetry::MeteredCreditStore;
 
 /// How often expired holds (left by a crash) are released; also once at start.
 const RECLAIM_EVERY: Duration = Duration::from_secs(60);
@@ -61,7 +62,7 @@ impl Storage {
         let (credits, cache): (Arc<dyn CreditStore>, _) = match &config.storage.redis_url {
             Some(redis_url) => {
                 let cached = CachedCreditStore::connect(
-                    Arc::new(ledger.clone()),
+                    MeteredCreditStore::database(Arc::new(ledger.clone())),
                     redis_url,
                     CacheSettings::default(),
                 )
@@ -70,7 +71,7 @@ impl Storage {
                 let cached = Arc::new(cached);
                 (cached.clone(), Some(cached))
             }
-            None => (Arc::new(ledger.clone()), None),
+            None => (MeteredCreditStore::database(Arc::new(ledger.clone())), None),
         };
         // Low-balance alerts wrap the ledger before anyone (gateway, monthly grants) uses it.
         let credits = crate::billing::with_low_balance_alerts(

@@ -175,8 +175,8 @@ async fn health_and_readiness_need_no_key() {
         .unwrap();
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
-    assert_eq!(body["status"], "ok");
-    assert_eq!(body["checks"]["credit_store"], "ok");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["database"], "ok");
     server.shutdown().await.unwrap();
 }
 

@@ -10,6 +10,7 @@ use super::service::RequestContext;
 use super::sse;
 use crate::auth::Permission;
 use crate::state::AppState;
+use crate::telemetry::ChatWatch;
 
 /// The header that overrides the body's `power_level`.
 const POWER_LEVEL_HEADER: &str = "x-llmgate-power-level";
@@ -19,11 +20,36 @@ pub(crate) async fn completions(
     context: &RequestContext,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
+    let mut watch = ChatWatch::start();
+    match answer(state, context, request, &mut watch).await {
+        Ok((response, route)) => {
+            let span = tracing::Span::current();
+            span.record("model", route.model.as_str());
+            span.record("provider", route.provider.as_str());
+            span.record("attempts", route.attempts);
+            span.record("key_source", route.key_source.as_str());
+            Ok(watch.answered(state.gateway.catalog(), &route, response))
+        }
+        Err(error) => {
+            watch.failed(&error);
+            Err(error)
+        }
+    }
+}
+
+/// The request answered, with how it was routed.
+async fn answer(
+    state: &AppState,
+    context: &RequestContext,
+    request: Request<Incoming>,
+    watch: &mut ChatWatch,
+) -> Result<(Response<Body>, RouteInfo), Error> {
     let principal = state.auth.authenticate(request.headers()).await?;
     principal.require(Permission::Execute)?;
     let power_level = power_level_header(request.headers())?;
     let body = read_limited(request, state.config.server.max_body_bytes).await?;
     let mut chat = parse(&body)?;
+    watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
     if power_level.is_some() {
         chat.power_level = power_level;
     }
@@ -34,13 +60,14 @@ pub(crate) async fn completions(
         let route = stream.route().clone();
         let mut response = sse::response(stream);
         route_headers(&mut response, &route);
-        Ok(response)
+        Ok((response, route))
     } else {
         let Completion {
             response: answer,
             route,
             cost_micros,
         } = state.gateway.chat(&caller, chat).await?;
+        tracing::Span::current().record("cost_micros", cost_micros);
         let mut response = json(StatusCode::OK, &answer);
         route_headers(&mut response, &route);
         set_header(
@@ -48,7 +75,7 @@ pub(crate) async fn completions(
             "x-llmgate-cost-micros",
             &cost_micros.to_string(),
         );
-        Ok(response)
+        Ok((response, route))
     }
 }
 

@@ -44,20 +44,38 @@ enum Phase {
 
 /// Chunks as `data: {json}`, then `data: [DONE]` after a good end; a failure becomes one error
 /// event and ends the body without `[DONE]`.
+///
+/// The request's span (current when this is called) gets the stream's cost, and one log line
+/// when the stream ends.
 pub(crate) fn body(stream: CompletionStream) -> Body {
-    let frames = futures::stream::unfold(Phase::Streaming(stream), |phase| async move {
+    let span = tracing::Span::current();
+    let start = (Phase::Streaming(stream), span);
+    let frames = futures::stream::unfold(start, |(phase, span)| async move {
         let Phase::Streaming(mut stream) = phase else {
             return None;
         };
         let (bytes, next) = match stream.next().await {
-            Some(Ok(chunk)) => (event(&chunk), Phase::Streaming(stream)),
+            Some(Ok(chunk)) => {
+                if let Some(cost) = chunk
+                    .extra
+                    .get("llmgate")
+                    .and_then(|l| l.get("cost_micros"))
+                    .and_then(serde_json::Value::as_i64)
+                {
+                    span.record("cost_micros", cost);
+                }
+                (event(&chunk), Phase::Streaming(stream))
+            }
             Some(Err(error)) => {
-                tracing::warn!(%error, "stream failed after it started");
+                tracing::warn!(parent: &span, %error, "stream failed after it started");
                 (error_event(&error), Phase::Finished)
             }
-            None => (Bytes::from_static(DONE), Phase::Finished),
+            None => {
+                tracing::info!(parent: &span, "stream finished");
+                (Bytes::from_static(DONE), Phase::Finished)
+            }
         };
-        Some((Ok::<_, Infallible>(Frame::data(bytes)), next))
+        Some((Ok::<_, Infallible>(Frame::data(bytes)), (next, span)))
     });
     StreamBody::new(frames).boxed_unsync()
 }

@@ -20,6 +20,9 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests (streams included) to finish.
     pub shutdown_grace_ms: u64,
+    /// Serve `GET /metrics` on this `IP:PORT` only (e.g. a private interface) instead of on
+    /// `listen`.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -30,6 +33,7 @@ impl Default for ServerConfig {
             max_body_bytes: 4 * 1024 * 1024,
             header_read_timeout_ms: 30_000,
             shutdown_grace_ms: 30_000,
+            metrics_listen: None,
         }
     }
 }

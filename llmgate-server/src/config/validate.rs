@@ -78,6 +78,22 @@ fn server(config: &Config, report: &mut Report) {
     if server.max_body_bytes == 0 {
         report.push("server.max_body_bytes", "must be greater than 0");
     }
+    if let Some(metrics) = &server.metrics_listen {
+        let same_as_api = |addr: &SocketAddr| {
+            addr.port() != 0 && server.listen.parse::<SocketAddr>().ok() == Some(*addr)
+        };
+        match metrics.parse::<SocketAddr>() {
+            Err(_) => report.push(
+                "server.metrics_listen",
+                format!("`{metrics}` is not an IP:PORT address"),
+            ),
+            Ok(addr) if same_as_api(&addr) => report.push(
+                "server.metrics_listen",
+                "must differ from server.listen (leave it out to serve /metrics there)",
+            ),
+            Ok(_) => {}
+        }
+    }
     if let Some(key) = &server.master_key
         && key.expose().trim().len() < 16
     {

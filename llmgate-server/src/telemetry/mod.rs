@@ -1,0 +1,19 @@
+//! Watching the server run: the process's Prometheus recorder and `GET /metrics`, per-request
+//! chat metrics, and the metered ledger that times every database call.
+//!
+//! Every label value comes from the configuration (model and provider names, with ad-hoc
+//! `provider/model` names counted as `model="other"`) or from a fixed set (status codes, key
+//! sources, operations), so a client cannot grow the number of series. No key, user id or
+//! request id is ever a label.
+
+mod listener;
+mod prometheus;
+mod requests;
+mod store;
+
+pub use listener::bind_metrics_listener;
+pub(crate) use listener::serve_metrics;
+pub(crate) use prometheus::scrape;
+pub use prometheus::{install_recorder, render};
+pub(crate) use requests::ChatWatch;
+pub use store::{BACKEND_DURATION, BACKEND_ERRORS, MeteredCreditStore};
