@@ -423,6 +423,12 @@ async fn other_events_are_acknowledged_and_ignored() {
             json!({"id": "cs_test_x"}),
         ),
         unpaid,
+        // What `stripe trigger checkout.session.completed` sends: paid, but not ours.
+        stripe::event(
+            "evt_3",
+            "checkout.session.completed",
+            json!({"id": "cs_test_trigger", "payment_status": "paid", "metadata": {}}),
+        ),
     ] {
         let payload = event.to_string().into_bytes();
         let header = stripe::signature_header(&payload, WEBHOOK_SECRET, now);

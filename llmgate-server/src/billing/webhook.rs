@@ -90,6 +90,12 @@ pub async fn apply(
     }
     let purchase = match purchases.find(&session.id).await? {
         Some(purchase) => purchase,
+        // The account may sell other things through Checkout: a session that names no
+        // package of ours is not ours. Refusing it would make Stripe retry it for days.
+        None if !names_a_package(&session) => {
+            tracing::info!(session_id = %session.id, "ignoring a paid Checkout Session that is not an llmgate purchase");
+            return Ok(Outcome::Ignored);
+        }
         None => purchase_from_metadata(&session, packages)?,
     };
     let credited = credits
@@ -119,6 +125,13 @@ pub async fn apply(
             session_id: session.id,
         })
     }
+}
+
+fn names_a_package(session: &Session) -> bool {
+    session
+        .metadata
+        .as_ref()
+        .is_some_and(|metadata| metadata.contains_key("package"))
 }
 
 /// A paid session the gateway has no record of (its database was restored, or the session
@@ -213,6 +226,20 @@ mod tests {
             assert_eq!(outcome, Outcome::Ignored);
         }
         assert_eq!(credits.balance("ann").await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn sessions_without_our_metadata_are_not_ours() {
+        let packages = super::super::packages::packages(&BillingConfig::default());
+        let purchases = MemoryBillingStore::default();
+        let credits = MemoryCreditStore::new();
+        let mut foreign = paid("cs_5");
+        foreign["metadata"] = json!({"order": "tshirt-42"});
+        let body = event("checkout.session.completed", foreign);
+        let outcome = apply(&body, &packages, &purchases, &credits).await.unwrap();
+        assert_eq!(outcome, Outcome::Ignored);
+        assert_eq!(credits.balance("ann").await.unwrap(), 0);
+        assert!(purchases.find("cs_5").await.unwrap().is_none());
     }
 
     #[tokio::test]
