@@ -114,16 +114,19 @@ fn clean(error: &reqwest::Error) -> String {
 }
 
 /// A non-2xx answer as a core error. `detail` pulls the human-readable message out of the
-/// family's error body; the key is scrubbed from it and `Retry-After` is kept.
+/// family's error body; the key is scrubbed from it and `Retry-After` is kept. A body that
+/// stalls for `timeout` only costs the detail, not the error.
 pub(crate) async fn error_from_response(
     provider: &str,
     response: Response,
     key: Option<&Secret>,
+    timeout: Duration,
     detail: impl FnOnce(&[u8]) -> Option<String>,
 ) -> Error {
     let status = response.status().as_u16();
     let retry_after = retry_after(response.headers(), SystemTime::now());
-    let body = read_capped(response).await;
+    let mut body = Vec::new();
+    let _ = tokio::time::timeout(timeout, read_capped(response, &mut body)).await;
     let text = detail(&body).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
     let mut error = Error::from_upstream_status(provider, status, &scrub(&text, key));
     if let Some(after) = retry_after {
@@ -132,8 +135,7 @@ pub(crate) async fn error_from_response(
     error
 }
 
-async fn read_capped(response: Response) -> Vec<u8> {
-    let mut body = Vec::new();
+async fn read_capped(response: Response, body: &mut Vec<u8>) {
     let mut chunks = response.bytes_stream();
     while let Some(Ok(chunk)) = chunks.next().await {
         let room = MAX_ERROR_BODY - body.len();
@@ -142,7 +144,6 @@ async fn read_capped(response: Response) -> Vec<u8> {
             break;
         }
     }
-    body
 }
 
 /// Remove the key (and anything long enough to be a fragment of it) from upstream text, and

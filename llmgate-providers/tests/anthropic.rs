@@ -11,16 +11,20 @@ use llmgate_core::{
     Secret,
 };
 use llmgate_providers::anthropic::{API_VERSION, Anthropic, AnthropicConfig};
-use llmgate_testkit::{FakeUpstream, Reply, anthropic};
+use llmgate_testkit::{Chunking, FakeUpstream, Reply, anthropic};
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-ant-api03-test-0123456789SECRET-abcd";
 const MODEL: &str = "claude-3-5-haiku-20241022";
 
 fn provider(upstream: &FakeUpstream) -> Anthropic {
+    provider_with_timeout(upstream, Duration::from_secs(10))
+}
+
+fn provider_with_timeout(upstream: &FakeUpstream, timeout: Duration) -> Anthropic {
     let mut config = AnthropicConfig::new("anthropic");
     config.api_base = upstream.url();
-    config.timeout = Duration::from_secs(10);
+    config.timeout = timeout;
     config.headers = BTreeMap::from([("anthropic-beta".to_owned(), "test-beta".to_owned())]);
     Anthropic::new(config).unwrap()
 }
@@ -320,4 +324,30 @@ async fn the_whole_conversation_shape_reaches_the_upstream() {
             ]
         })
     );
+}
+
+#[tokio::test]
+async fn an_error_body_that_stalls_still_yields_the_status_error() {
+    let upstream = FakeUpstream::start().await;
+    upstream.push(
+        Reply::json(503, anthropic::error("overloaded_error", "Overloaded"))
+            .chunked(Chunking::Bytes(8))
+            .frame_delay(Duration::from_secs(30)),
+    );
+    let mut request = request();
+    request.stream = Some(true);
+    let key = key();
+    let provider = provider_with_timeout(&upstream, Duration::from_millis(300));
+    let call = provider.chat_stream(ProviderCall {
+        request: &request,
+        api_key: Some(&key),
+    });
+    // Without a limit on reading the error body this would wait out every 30 s frame.
+    let error = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the error arrives without the whole body")
+        .err()
+        .unwrap();
+    assert_eq!(error.upstream_status(), Some(503));
+    assert!(error.is_retryable());
 }

@@ -109,6 +109,7 @@ impl Anthropic {
                 &self.name,
                 response,
                 call.api_key,
+                self.timeout,
                 convert::error_detail,
             )
             .await)

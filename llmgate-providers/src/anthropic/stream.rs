@@ -15,6 +15,15 @@ use super::convert::{self, arguments_text};
 use super::wire::{BlockDelta, ResponseBlock, StreamEvent, WireUsage};
 use crate::http::ChunkDecoder;
 
+/// A tool_use block being streamed.
+#[derive(Debug, Clone, Copy)]
+struct ToolBlock {
+    /// Its OpenAI tool-call index.
+    call_index: u32,
+    /// Whether any input text was sent for it yet.
+    has_input: bool,
+}
+
 /// Decodes one stream's events, in order.
 #[derive(Debug)]
 pub(crate) struct EventDecoder {
@@ -22,8 +31,8 @@ pub(crate) struct EventDecoder {
     created: u64,
     id: String,
     model: String,
-    /// Content-block index → tool-call index.
-    tool_calls: HashMap<u64, u32>,
+    /// Content-block index → the tool call it carries.
+    tool_calls: HashMap<u64, ToolBlock>,
     usage: WireUsage,
     finished: bool,
 }
@@ -104,7 +113,8 @@ impl EventDecoder {
             StreamEvent::Error { error } => {
                 return Err(convert::stream_error(&self.provider, &error));
             }
-            StreamEvent::ContentBlockStop | StreamEvent::Ping | StreamEvent::Unknown => Vec::new(),
+            StreamEvent::ContentBlockStop { index } => self.block_stop(index),
+            StreamEvent::Ping | StreamEvent::Unknown => Vec::new(),
         };
         Ok(chunks)
     }
@@ -116,13 +126,19 @@ impl EventDecoder {
             }
             ResponseBlock::ToolUse { id, name, input } => {
                 let call_index = self.tool_calls.len() as u32;
-                self.tool_calls.insert(index, call_index);
                 // The input normally arrives as `input_json_delta`s; a start block that already
                 // carries a non-empty input is sent as the first fragment.
                 let arguments = match &input {
                     Value::Object(map) if !map.is_empty() => arguments_text(&input),
                     _ => String::new(),
                 };
+                self.tool_calls.insert(
+                    index,
+                    ToolBlock {
+                        call_index,
+                        has_input: !arguments.is_empty(),
+                    },
+                );
                 let call = ToolCallDelta {
                     index: call_index,
                     id: Some(id),
@@ -143,23 +159,17 @@ impl EventDecoder {
             BlockDelta::TextDelta { text } if text.is_empty() => Vec::new(),
             BlockDelta::TextDelta { text } => vec![self.chunk(content(text), None)],
             BlockDelta::InputJsonDelta { partial_json } => {
-                let call_index = *self.tool_calls.get(&index).ok_or_else(|| {
-                    self.malformed(format!(
+                let Some(block) = self.tool_calls.get_mut(&index) else {
+                    return Err(self.malformed(format!(
                         "input_json_delta for block {index}, not a tool_use"
-                    ))
-                })?;
+                    )));
+                };
                 if partial_json.is_empty() {
                     return Ok(Vec::new());
                 }
-                let call = ToolCallDelta {
-                    index: call_index,
-                    function: Some(FunctionCallDelta {
-                        name: None,
-                        arguments: Some(partial_json),
-                    }),
-                    ..ToolCallDelta::default()
-                };
-                vec![self.chunk(tool_call(call), None)]
+                block.has_input = true;
+                let call_index = block.call_index;
+                vec![self.chunk(arguments_delta(call_index, partial_json), None)]
             }
             BlockDelta::ThinkingDelta { thinking } => {
                 let mut delta = Delta::default();
@@ -170,6 +180,19 @@ impl EventDecoder {
             }
             BlockDelta::Other => Vec::new(),
         })
+    }
+
+    /// A tool that takes no arguments streams no input at all; OpenAI clients expect the
+    /// arguments to parse, so it gets `{}`.
+    fn block_stop(&mut self, index: u64) -> Vec<ChatChunk> {
+        match self.tool_calls.get_mut(&index) {
+            Some(block) if !block.has_input => {
+                block.has_input = true;
+                let call_index = block.call_index;
+                vec![self.chunk(arguments_delta(call_index, "{}".to_owned()), None)]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// `message_delta` usage is cumulative: a field that is present replaces the one before.
@@ -218,6 +241,17 @@ fn content(text: String) -> Delta {
         content: Some(text),
         ..Delta::default()
     }
+}
+
+fn arguments_delta(call_index: u32, arguments: String) -> Delta {
+    tool_call(ToolCallDelta {
+        index: call_index,
+        function: Some(FunctionCallDelta {
+            name: None,
+            arguments: Some(arguments),
+        }),
+        ..ToolCallDelta::default()
+    })
 }
 
 fn tool_call(call: ToolCallDelta) -> Delta {
@@ -326,6 +360,38 @@ mod tests {
             chunks[chunks.len() - 2]["choices"][0]["finish_reason"],
             "tool_calls"
         );
+    }
+
+    #[test]
+    fn a_tool_without_input_gets_empty_object_arguments() {
+        let (chunks, end) = decode_all(vec![
+            start(3),
+            sse(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_n", "name": "now", "input": {}}}),
+            ),
+            sse(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}}),
+            ),
+            sse(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ),
+            sse(
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}}),
+            ),
+            sse("message_stop", json!({"type": "message_stop"})),
+        ]);
+        end.unwrap();
+        let arguments: String = chunks
+            .iter()
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+            })
+            .collect();
+        assert_eq!(arguments, "{}");
     }
 
     #[test]

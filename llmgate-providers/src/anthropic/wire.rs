@@ -175,7 +175,9 @@ pub(crate) enum StreamEvent {
         index: u64,
         delta: BlockDelta,
     },
-    ContentBlockStop,
+    ContentBlockStop {
+        index: u64,
+    },
     MessageDelta {
         delta: MessageDeltaBody,
         #[serde(default)]

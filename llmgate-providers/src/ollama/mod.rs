@@ -121,6 +121,7 @@ impl Ollama {
                 &self.name,
                 response,
                 key,
+                self.timeout,
                 convert::error_detail,
             )
             .await);
@@ -174,6 +175,7 @@ impl Ollama {
                 &self.name,
                 response,
                 call.api_key,
+                self.timeout,
                 convert::error_detail,
             )
             .await)
