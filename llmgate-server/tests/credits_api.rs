@@ -374,6 +374,7 @@ async fn bad_amounts_are_refused_and_change_nothing(db: Db) {
         json!({"user_id": "ann", "amount": 1}),
         json!({"user_id": "ann", "amount": 1, "reason": "  "}),
         json!({"user_id": "ann", "amount": 1, "reason": "x", "currency": "usd"}),
+        json!({"amount": 1, "reason": "the master key has no account to credit"}),
     ] {
         let (status, _) = gateway
             .post("/api/v1/llm/credits/add", MASTER_KEY, body.clone())

@@ -88,6 +88,13 @@ pub(crate) async fn add(state: &AppState, request: Request<Incoming>) -> Result<
         .await?;
     let body = read_limited(request, state.config.server.max_body_bytes).await?;
     let add: AddCredits = parse_json(&body)?;
+    if add.user_id.is_none() && principal.caller.billing == llmgate_core::Billing::Uncharged {
+        // The master key's own account is never charged; crediting it helps nobody.
+        return Err(
+            Error::invalid_request("Name the user to credit: `user_id` is required.")
+                .with_param("user_id"),
+        );
+    }
     let user_id = principal.target_user(add.user_id.as_deref())?;
     let amount_micros = parse_amount(&add.amount)?;
     let reason = add.reason.trim();
