@@ -115,7 +115,8 @@ export function createAnalytics(ctx) {
     if (row.provider && row.provider !== row.model) parts.push(`via ${row.provider}`);
     if (row.prompt_tokens !== undefined && row.prompt_tokens !== null) parts.push(`${count(row.prompt_tokens)} + ${count(row.completion_tokens)} tokens`);
     if (row.key_source === 'byok') parts.push('your key');
-    if (row.reason) parts.push(row.reason);
+    // A charge's reason is bookkeeping (which hold it settled); credits carry a human one.
+    if (row.reason && !['charge', 'hold', 'release'].includes(row.kind)) parts.push(row.reason);
     return parts.join(' · ') || '—';
   }
 

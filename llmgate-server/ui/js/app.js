@@ -134,7 +134,7 @@ function describe(me, admin) {
   const parts = [];
   if (me?.user_id) parts.push(h('strong', { text: me.user_id }));
   else parts.push(h('strong', { text: admin ? 'administrator' : 'signed in' }));
-  if (me?.tier) parts.push(h('span', { class: 'badge', text: me.tier }));
+  if (me?.tier && !(admin && me.tier === 'admin')) parts.push(h('span', { class: 'badge', text: me.tier }));
   if (admin) parts.push(h('span', { class: 'badge admin', text: 'admin' }));
   return parts;
 }

@@ -136,7 +136,7 @@ export function createLab(ctx) {
 
   const form = h('form', { class: 'lab-form', 'aria-label': 'Prompt' },
     h('div', { class: 'row' },
-      field('Model', modelA, 'auto lets the router pick by power level'),
+      field('Model', modelA),
       field('Power level', power),
       field('Max tokens', maxTokens),
     ),
@@ -183,7 +183,7 @@ export function createLab(ctx) {
   async function refresh() {
     try {
       const models = await ctx.models();
-      const options = [['auto', 'auto (router picks)'], ...models.map((m) => [m.id, m.free ? `${m.id} (free)` : m.id])];
+      const options = [['auto', 'auto (the router picks by power level)'], ...models.map((m) => [m.id, m.free ? `${m.id} (free)` : m.id])];
       for (const control of [modelA, modelB]) {
         const keep = control.value;
         fill(control, options.map(([value, label]) => h('option', { value, text: label })));

@@ -20,9 +20,10 @@ export function createProviders(ctx) {
     }
   }
 
-  function card(provider) {
+  function card(provider, allowed) {
     const name = provider.name ?? provider.id;
     const configured = Boolean(provider.byok_configured);
+    const takesKey = provider.accepts_key !== false;
     const message = h('p', { class: 'row-message', role: 'status', 'aria-live': 'polite' });
     const input = h('input', {
       type: 'password', autocomplete: 'off', spellcheck: 'false', placeholder: configured ? 'paste a new key to replace it' : 'paste your key',
@@ -66,16 +67,17 @@ export function createProviders(ctx) {
       }
     }));
 
-    const state = configured
-      ? h('p', { class: 'key-state set' }, 'Your key: ', h('code', { class: 'key-hint', text: provider.key_hint ?? 'set' }))
-      : h('p', { class: 'key-state' }, provider.platform_key === false || provider.has_platform_key === false
-        ? 'No key yet. This provider has no platform key: add yours to use it.'
-        : 'No key of yours. Requests use the platform key and cost credits.');
+    let state;
+    if (!takesKey) state = h('p', { class: 'key-state' }, 'This provider runs without a key.');
+    else if (configured) state = h('p', { class: 'key-state set' }, 'Your key: ', h('code', { class: 'key-hint', text: provider.key_hint ?? 'set' }));
+    else if (provider.platform_key === false) state = h('p', { class: 'key-state' }, 'No platform key: requests to this provider need a key of your own.');
+    else state = h('p', { class: 'key-state' }, 'No key of yours: requests use the platform key and cost credits.');
+    const editable = takesKey && allowed;
     const facts = [provider.kind, provider.local ? 'local' : null].filter(Boolean).join(' · ');
     return h('article', { class: 'card provider', dataset: { provider: name } },
       h('header', { class: 'card-head' }, h('h3', { text: name }), facts ? h('span', { class: 'hint', text: facts }) : null,
         configured ? h('span', { class: 'badge ok', text: 'BYOK' }) : null),
-      state, form, message);
+      state, editable ? form : null, editable ? message : null);
   }
 
   async function refresh() {
@@ -83,12 +85,13 @@ export function createProviders(ctx) {
     try {
       const answer = await ctx.api.get('/api/v1/llm/providers');
       const providers = items(answer);
-      if (answer && answer.byok_allowed === false) {
-        fill(notice, h('div', { class: 'callout warn', role: 'alert' },
-          h('strong', { text: 'Your own keys are not available to you. ' }),
-          answer.byok_reason ?? 'Your tier does not include bring-your-own-key.'));
-      }
-      fill(body, providers.length ? providers.map(card) : empty('This gateway has no providers configured.'));
+      // The gateway says up front when this caller cannot bring keys, and why (the same words
+      // a PUT would get in its 403).
+      const allowed = answer?.byok_allowed !== false;
+      fill(notice, allowed ? null : h('div', { class: 'callout warn', role: 'alert' },
+        h('strong', { text: 'Your own keys are not available to you. ' }),
+        answer.byok_reason ?? 'Your tier does not include bring-your-own-key.'));
+      fill(body, providers.length ? providers.map((provider) => card(provider, allowed)) : empty('This gateway has no providers configured.'));
     } catch (error) {
       fill(body, errorBox(error, 'Could not load the providers'));
     }
@@ -97,5 +100,5 @@ export function createProviders(ctx) {
   const element = h('div', {},
     h('p', { class: 'lead', text: 'Bring your own key: requests to a provider where you have a key use it and cost no credits. Keys are stored encrypted; only a masked hint is ever shown again.' }),
     notice, body);
-  return { element, refresh: async () => { fill(notice); await refresh(); } };
+  return { element, refresh };
 }
