@@ -122,7 +122,8 @@ impl UserDirectory {
     }
 
     fn forget_user(&self, user_id: &str) {
-        self.keys.remove_where(|_, owner| owner.user.user_id == user_id);
+        self.keys
+            .remove_where(|_, owner| owner.user.user_id == user_id);
     }
 
     async fn grant_if_new_month(&self, user: &User) -> Result<()> {

@@ -20,8 +20,8 @@ use serde::Serialize;
 
 pub use api_key::{API_KEY_PREFIX, key_digest};
 pub use directory::{DirectorySettings, UserDirectory};
-pub(crate) use pool::on_pool;
 pub use pool::SqlPool;
+pub(crate) use pool::on_pool;
 pub use sql::SqlUserStore;
 pub(crate) use ttl_cache::TtlCache;
 
@@ -51,10 +51,10 @@ impl std::str::FromStr for UserRole {
         match text {
             "admin" => Ok(UserRole::Admin),
             "user" => Ok(UserRole::User),
-            _ => Err(
-                Error::invalid_request(format!("Unknown role `{text}`: use `admin` or `user`."))
-                    .with_param("role"),
-            ),
+            _ => Err(Error::invalid_request(format!(
+                "Unknown role `{text}`: use `admin` or `user`."
+            ))
+            .with_param("role")),
         }
     }
 }

@@ -117,9 +117,11 @@ impl UserStore for SqlUserStore {
             created
         });
         let Some(created_at) = created else {
-            return Err(Error::conflict(format!("The user `{user_id}` already exists."))
-                .with_param("user_id")
-                .with_code("user_exists"));
+            return Err(
+                Error::conflict(format!("The user `{user_id}` already exists."))
+                    .with_param("user_id")
+                    .with_code("user_exists"),
+            );
         };
         let user = User {
             user_id: user_id.to_owned(),

@@ -31,7 +31,9 @@ pub struct VaultKey {
 
 impl fmt::Debug for VaultKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VaultKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("VaultKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -274,8 +276,13 @@ mod tests {
         let old = Keyring::new(key(1), []);
         let sealed = old.seal("ann", "openai", &Secret::new("sk-abc")).unwrap();
         let rotated = Keyring::new(key(2), [key(1)]);
-        assert_eq!(rotated.open("ann", "openai", &sealed).unwrap().expose(), "sk-abc");
-        let resealed = rotated.seal("ann", "openai", &Secret::new("sk-abc")).unwrap();
+        assert_eq!(
+            rotated.open("ann", "openai", &sealed).unwrap().expose(),
+            "sk-abc"
+        );
+        let resealed = rotated
+            .seal("ann", "openai", &Secret::new("sk-abc"))
+            .unwrap();
         assert_eq!(resealed.key_id, key(2).id());
         assert_ne!(resealed.key_id, sealed.key_id);
         // Without the old key the old row no longer opens.

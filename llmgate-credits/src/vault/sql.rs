@@ -236,11 +236,9 @@ impl KeyVault for SqlKeyVault {
         Ok(rows
             .into_iter()
             .map(|(provider, key_id, nonce, ciphertext, updated_at)| {
-                let opened = self.keyring.open(
-                    user_id,
-                    &provider,
-                    &sealed((key_id, nonce, ciphertext)),
-                );
+                let opened =
+                    self.keyring
+                        .open(user_id, &provider, &sealed((key_id, nonce, ciphertext)));
                 // The hint is computed from the opened key, so no part of it is stored in clear.
                 let key_hint = opened.map_or_else(|_| "(unreadable)".to_owned(), |k| k.hint());
                 StoredKey {
