@@ -52,6 +52,13 @@ pub enum Command {
         #[arg(long, value_name = "MS", default_value_t = 3000)]
         timeout_ms: u64,
     },
+    /// Re-seal every stored BYOK key under `byok.encryption_key` (the keys in
+    /// `byok.previous_keys` open the old ones) and report the counts. Safe while serving.
+    RotateKeys {
+        /// The YAML config (else $LLMGATE_CONFIG, else ./llmgate.yaml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Parse the command line and run it.
@@ -64,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Health { url, timeout_ms } => {
             crate::probe::run(&url, std::time::Duration::from_millis(timeout_ms))
         }
+        Command::RotateKeys { config } => crate::rotate_keys::main(config.as_deref(), &env),
         Command::Serve { config, listen } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod master_key;
 mod probe;
+pub mod rotate_keys;
 mod server;
 pub mod state;
 pub mod storage;

@@ -1,6 +1,7 @@
 //! The HTTP API: a hand-written router, one small module per group of endpoints, and the
 //! helpers they share (body reading, JSON and error responses, SSE).
 
+mod admin;
 mod billing;
 mod body;
 mod chat;
@@ -8,6 +9,7 @@ mod credits;
 mod health;
 mod models;
 mod params;
+mod provider_keys;
 mod response;
 mod router;
 mod service;

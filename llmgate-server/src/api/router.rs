@@ -22,6 +22,21 @@ pub(crate) enum Endpoint {
     StripeWebhook,
     Health,
     Ready,
+    /// The admin API (`api/admin.rs`).
+    AdminListUsers,
+    AdminCreateUser,
+    AdminGetUser(String),
+    AdminUpdateUser(String),
+    AdminListKeys(String),
+    AdminIssueKey(String),
+    AdminRevokeKey {
+        user_id: String,
+        key_id: String,
+    },
+    /// BYOK (`api/provider_keys.rs`).
+    ListProviders,
+    PutProviderKey(String),
+    DeleteProviderKey(String),
     /// The LLM Hub's page and files (`/ui`, `/ui/...`).
     Ui,
 }
@@ -40,6 +55,9 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         Some(trimmed) if !trimmed.is_empty() => trimmed,
         _ => path,
     };
+    if let Some(routed) = with_path_parameters(method, path) {
+        return routed;
+    }
     match path {
         "/v1/chat/completions" | "/api/v1/llm/chat/completions" => {
             only(method, &[Method::POST], Endpoint::ChatCompletions)
@@ -58,6 +76,74 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         "/health/ready" => only(method, &[Method::GET], Endpoint::Ready),
         ui if crate::ui::owns(ui) => only(method, &[Method::GET, Method::HEAD], Endpoint::Ui),
         _ => Err(Miss::NotFound),
+    }
+}
+
+/// The admin and BYOK paths: fixed ones and those with `{id}`, `{key_id}` or `{name}` in them.
+/// `None` when the path is none of them.
+fn with_path_parameters(method: &Method, path: &str) -> Option<Result<Endpoint, Miss>> {
+    const GET_POST: &[Method] = &[Method::GET, Method::POST];
+    const GET_PATCH: &[Method] = &[Method::GET, Method::PATCH];
+    const PUT_DELETE: &[Method] = &[Method::PUT, Method::DELETE];
+    if path == "/api/v1/admin/users" {
+        return Some(pick(method, GET_POST, |m| match m {
+            &Method::GET => Endpoint::AdminListUsers,
+            _ => Endpoint::AdminCreateUser,
+        }));
+    }
+    if path == "/api/v1/llm/providers" {
+        return Some(only(method, &[Method::GET], Endpoint::ListProviders));
+    }
+    if let Some(rest) = path.strip_prefix("/api/v1/admin/users/") {
+        let segments: Vec<&str> = rest.split('/').collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            return Some(Err(Miss::NotFound));
+        }
+        let user = segments[0].to_owned();
+        return Some(match segments[1..] {
+            [] => pick(method, GET_PATCH, |m| match m {
+                &Method::GET => Endpoint::AdminGetUser(user),
+                _ => Endpoint::AdminUpdateUser(user),
+            }),
+            ["keys"] => pick(method, GET_POST, |m| match m {
+                &Method::GET => Endpoint::AdminListKeys(user),
+                _ => Endpoint::AdminIssueKey(user),
+            }),
+            ["keys", key_id] => only(
+                method,
+                &[Method::DELETE],
+                Endpoint::AdminRevokeKey {
+                    user_id: user,
+                    key_id: key_id.to_owned(),
+                },
+            ),
+            _ => Err(Miss::NotFound),
+        });
+    }
+    if let Some(rest) = path.strip_prefix("/api/v1/llm/providers/") {
+        let name = rest.strip_suffix("/key")?;
+        if name.is_empty() || name.contains('/') {
+            return Some(Err(Miss::NotFound));
+        }
+        let name = name.to_owned();
+        return Some(pick(method, PUT_DELETE, |m| match m {
+            &Method::PUT => Endpoint::PutProviderKey(name),
+            _ => Endpoint::DeleteProviderKey(name),
+        }));
+    }
+    None
+}
+
+/// One endpoint per allowed method; `choose` gets only allowed methods.
+fn pick(
+    method: &Method,
+    allowed: &'static [Method],
+    choose: impl FnOnce(&Method) -> Endpoint,
+) -> Result<Endpoint, Miss> {
+    if allowed.contains(method) {
+        Ok(choose(method))
+    } else {
+        Err(Miss::MethodNotAllowed { allowed })
     }
 }
 
@@ -120,6 +206,63 @@ mod tests {
             Err(Miss::MethodNotAllowed { .. })
         ));
         assert_eq!(route(&Method::GET, "/uix"), Err(Miss::NotFound));
+    }
+
+    #[test]
+    fn admin_and_byok_paths_carry_their_parameters() {
+        assert_eq!(
+            route(&Method::GET, "/api/v1/admin/users"),
+            Ok(Endpoint::AdminListUsers)
+        );
+        assert_eq!(
+            route(&Method::POST, "/api/v1/admin/users/"),
+            Ok(Endpoint::AdminCreateUser)
+        );
+        assert_eq!(
+            route(&Method::PATCH, "/api/v1/admin/users/ann"),
+            Ok(Endpoint::AdminUpdateUser("ann".into()))
+        );
+        assert_eq!(
+            route(&Method::POST, "/api/v1/admin/users/ann/keys"),
+            Ok(Endpoint::AdminIssueKey("ann".into()))
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/api/v1/admin/users/ann/keys/key_1"),
+            Ok(Endpoint::AdminRevokeKey {
+                user_id: "ann".into(),
+                key_id: "key_1".into()
+            })
+        );
+        assert_eq!(
+            route(&Method::PUT, "/api/v1/llm/providers/openai/key"),
+            Ok(Endpoint::PutProviderKey("openai".into()))
+        );
+        assert_eq!(
+            route(&Method::GET, "/api/v1/llm/providers"),
+            Ok(Endpoint::ListProviders)
+        );
+        assert!(matches!(
+            route(&Method::GET, "/api/v1/llm/providers/openai/key"),
+            Err(Miss::MethodNotAllowed { .. })
+        ));
+        assert!(matches!(
+            route(&Method::DELETE, "/api/v1/admin/users/ann"),
+            Err(Miss::MethodNotAllowed { .. })
+        ));
+        for missing in [
+            "/api/v1/admin/users//keys",
+            "/api/v1/admin/users/ann/keys/k/x",
+            "/api/v1/admin/users/ann/other",
+            "/api/v1/llm/providers//key",
+            "/api/v1/llm/providers/a/b/key",
+            "/api/v1/llm/providers/openai",
+        ] {
+            assert_eq!(
+                route(&Method::GET, missing),
+                Err(Miss::NotFound),
+                "{missing}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use llmgate_core::Error;
 
 use super::response::{Body, error_response, error_with_status, set_header};
 use super::router::{Endpoint, Miss, route};
-use super::{billing, chat, credits, health, models, usage};
+use super::{admin, billing, chat, credits, health, models, provider_keys, usage};
 use crate::state::AppState;
 
 /// What every handler may need about the request besides its body.
@@ -69,6 +69,18 @@ async fn dispatch(
         Endpoint::StripeWebhook => billing::stripe_webhook(state, request).await,
         Endpoint::Health => Ok(health::live()),
         Endpoint::Ready => Ok(health::ready(state).await),
+        Endpoint::AdminListUsers => admin::list_users(state, request).await,
+        Endpoint::AdminCreateUser => admin::create_user(state, request).await,
+        Endpoint::AdminGetUser(user) => admin::get_user(state, request, &user).await,
+        Endpoint::AdminUpdateUser(user) => admin::update_user(state, request, &user).await,
+        Endpoint::AdminListKeys(user) => admin::list_keys(state, request, &user).await,
+        Endpoint::AdminIssueKey(user) => admin::issue_key(state, request, &user).await,
+        Endpoint::AdminRevokeKey { user_id, key_id } => {
+            admin::revoke_key(state, request, &user_id, &key_id).await
+        }
+        Endpoint::ListProviders => provider_keys::list(state, request).await,
+        Endpoint::PutProviderKey(name) => provider_keys::put(state, request, &name).await,
+        Endpoint::DeleteProviderKey(name) => provider_keys::delete(state, request, &name).await,
         Endpoint::Ui => Ok(crate::ui::serve(
             request.method(),
             request.uri().path(),

@@ -1,0 +1,359 @@
+//! Users and API keys through the running server: the admin API, keys shown once and stored
+//! as digests, revocation, tier changes, grants.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod users_common;
+
+use serde_json::{Value, json};
+use users_common::{Gate, MASTER_KEY, sqlite_file};
+
+#[tokio::test]
+async fn admin_creates_a_user_whose_key_is_shown_once_and_works() {
+    let gate = Gate::start(sqlite_file()).await;
+    let (status, created) = gate
+        .call(
+            Some(MASTER_KEY),
+            "POST",
+            "/api/v1/admin/users",
+            Some(json!({"user_id": "ann", "tier": "starter", "role": "user"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("lg-") && key.len() >= 3 + 22, "{key}");
+    assert_eq!(created["user_id"], "ann");
+    assert_eq!(created["tier"], "starter");
+    assert_eq!(created["role"], "user");
+    // The starter tier's 10000 monthly credits were granted.
+    assert_eq!(created["balance_micros"], 10_000_000_000_i64);
+    assert_eq!(created["balance"], "10000");
+
+    // The key works for the user.
+    let (status, models) = gate.call(Some(&key), "GET", "/v1/models", None).await;
+    assert_eq!(status, 200, "{models}");
+
+    // Never shown again: not in the user, the listing or the key listing.
+    for path in [
+        "/api/v1/admin/users",
+        "/api/v1/admin/users/ann",
+        "/api/v1/admin/users/ann/keys",
+    ] {
+        let (status, body) = gate.call(Some(MASTER_KEY), "GET", path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let text = body.to_string();
+        assert!(!text.contains(&key), "{path} shows the key: {text}");
+        assert!(!text.contains("api_key"), "{path}: {text}");
+    }
+    let (_, keys) = gate
+        .call(
+            Some(MASTER_KEY),
+            "GET",
+            "/api/v1/admin/users/ann/keys",
+            None,
+        )
+        .await;
+    let hint = keys["data"][0]["key_hint"].as_str().unwrap();
+    assert_eq!(hint, format!("lg-...{}", &key[key.len() - 4..]));
+    assert_eq!(keys["data"][0]["id"], created["key_id"]);
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn the_database_holds_only_a_digest_of_each_key() {
+    let gate = Gate::start(sqlite_file()).await;
+    let key = gate.create_user("ann", "free", "user").await;
+    let (status, another) = gate
+        .call(
+            Some(MASTER_KEY),
+            "POST",
+            "/api/v1/admin/users/ann/keys",
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{another}");
+    let second = another["api_key"].as_str().unwrap().to_owned();
+    let db = gate.stop().await;
+    let file = db.file.clone().unwrap();
+
+    let mut bytes = std::fs::read(&file).unwrap();
+    if let Ok(wal) = std::fs::read(file.with_extension("db-wal")) {
+        bytes.extend(wal);
+    }
+    for secret in [&key, &second] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "an API key is in the database file"
+        );
+        let digest = llmgate_credits::users::key_digest(secret);
+        assert!(bytes.windows(32).any(|w| w == digest), "its digest is not");
+    }
+}
+
+#[tokio::test]
+async fn a_user_holds_several_keys_and_a_revoked_one_gets_401() {
+    let gate = Gate::start(sqlite_file()).await;
+    let first = gate.create_user("ann", "starter", "user").await;
+    let (_, issued) = gate
+        .call(
+            Some(MASTER_KEY),
+            "POST",
+            "/api/v1/admin/users/ann/keys",
+            None,
+        )
+        .await;
+    let second = issued["api_key"].as_str().unwrap().to_owned();
+    let second_id = issued["key_id"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+    // Both work (and the first is now in the in-process cache).
+    for key in [&first, &second] {
+        assert_eq!(gate.call(Some(key), "GET", "/v1/models", None).await.0, 200);
+    }
+
+    let (status, revoked) = gate
+        .call(
+            Some(MASTER_KEY),
+            "DELETE",
+            &format!("/api/v1/admin/users/ann/keys/{second_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    let (status, error) = gate.call(Some(&second), "GET", "/v1/models", None).await;
+    assert_eq!(
+        status, 401,
+        "a revoked key must stop working at once: {error}"
+    );
+    assert_eq!(error["error"]["type"], "authentication_error");
+    assert_eq!(
+        gate.call(Some(&first), "GET", "/v1/models", None).await.0,
+        200
+    );
+
+    // Revoking again, or someone else's key id, is 404.
+    let path = format!("/api/v1/admin/users/ann/keys/{second_id}");
+    assert_eq!(
+        gate.call(Some(MASTER_KEY), "DELETE", &path, None).await.0,
+        404
+    );
+    let (_, keys) = gate
+        .call(
+            Some(MASTER_KEY),
+            "GET",
+            "/api/v1/admin/users/ann/keys",
+            None,
+        )
+        .await;
+    let revoked_at: Vec<&Value> = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["revoked_at"])
+        .collect();
+    assert_eq!(revoked_at.len(), 2);
+    assert_eq!(revoked_at.iter().filter(|v| v.is_null()).count(), 1);
+
+    // Unknown and malformed keys are 401 too.
+    for bad in ["lg-nope", "sk-whatever", &first[..first.len() - 1]] {
+        assert_eq!(gate.call(Some(bad), "GET", "/v1/models", None).await.0, 401);
+    }
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn bad_creations_are_400_and_duplicates_409() {
+    let gate = Gate::start(sqlite_file()).await;
+    gate.create_user("ann", "free", "user").await;
+    let cases = [
+        (
+            json!({"user_id": "ann", "tier": "free"}),
+            409,
+            Some("user_exists"),
+        ),
+        (
+            json!({"user_id": "bob", "tier": "platinum"}),
+            400,
+            Some("unknown_tier"),
+        ),
+        (
+            json!({"user_id": "bob", "tier": "free", "role": "root"}),
+            400,
+            None,
+        ),
+        (json!({"user_id": "admin", "tier": "free"}), 400, None),
+        (json!({"user_id": "has space", "tier": "free"}), 400, None),
+        (json!({"user_id": "bob"}), 400, None),
+        (
+            json!({"user_id": "bob", "tier": "free", "extra": 1}),
+            400,
+            None,
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (got, answer) = gate
+            .call(
+                Some(MASTER_KEY),
+                "POST",
+                "/api/v1/admin/users",
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(got, status, "{body} → {answer}");
+        assert_eq!(answer["error"]["type"], "invalid_request_error", "{answer}");
+        if let Some(code) = code {
+            assert_eq!(answer["error"]["code"], code, "{answer}");
+        }
+    }
+    // Nothing but ann exists.
+    let (_, users) = gate
+        .call(Some(MASTER_KEY), "GET", "/api/v1/admin/users", None)
+        .await;
+    assert_eq!(users["data"].as_array().unwrap().len(), 1, "{users}");
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn a_tier_change_applies_to_the_next_request() {
+    let gate = Gate::start(sqlite_file()).await;
+    let key = gate.create_user("ann", "free", "user").await;
+    let put = |key: String| {
+        let gate = &gate;
+        async move {
+            gate.call(
+                Some(&key),
+                "PUT",
+                "/api/v1/llm/providers/fakeai/key",
+                Some(json!({"api_key": "sk-ann-own-0123456789"})),
+            )
+            .await
+            .0
+        }
+    };
+    // Free has no BYOK (and the key → user answer is cached now).
+    assert_eq!(put(key.clone()).await, 403);
+
+    let (status, changed) = gate
+        .call(
+            Some(MASTER_KEY),
+            "PATCH",
+            "/api/v1/admin/users/ann",
+            Some(json!({"tier": "starter"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["tier"], "starter");
+    assert_eq!(put(key.clone()).await, 200);
+
+    // Role changes work the same way.
+    let admin_path = "/api/v1/admin/users";
+    assert_eq!(gate.call(Some(&key), "GET", admin_path, None).await.0, 403);
+    gate.call(
+        Some(MASTER_KEY),
+        "PATCH",
+        "/api/v1/admin/users/ann",
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(gate.call(Some(&key), "GET", admin_path, None).await.0, 200);
+
+    for (body, status) in [
+        (json!({"tier": "platinum"}), 400),
+        (json!({}), 400),
+        (json!({"role": "root"}), 400),
+    ] {
+        let (got, answer) = gate
+            .call(
+                Some(MASTER_KEY),
+                "PATCH",
+                "/api/v1/admin/users/ann",
+                Some(body),
+            )
+            .await;
+        assert_eq!(got, status, "{answer}");
+    }
+    let (status, _) = gate
+        .call(
+            Some(MASTER_KEY),
+            "PATCH",
+            "/api/v1/admin/users/nobody",
+            Some(json!({"tier": "free"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn users_list_in_pages_with_tier_role_and_balance() {
+    let gate = Gate::start(sqlite_file()).await;
+    for (id, tier, role) in [
+        ("carl", "free", "user"),
+        ("ann", "starter", "admin"),
+        ("bob", "professional", "user"),
+    ] {
+        gate.create_user(id, tier, role).await;
+    }
+    let (status, page) = gate
+        .call(Some(MASTER_KEY), "GET", "/api/v1/admin/users?limit=2", None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let data = page["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[0]["user_id"], "ann");
+    assert_eq!(data[0]["role"], "admin");
+    assert_eq!(data[0]["balance_micros"], 10_000_000_000_i64);
+    assert_eq!(data[1]["user_id"], "bob");
+    // Professional has no monthly grant.
+    assert_eq!(data[1]["balance_micros"], 0);
+    assert_eq!(page["has_more"], true);
+    assert_eq!(page["next_after"], "bob");
+
+    let (_, rest) = gate
+        .call(
+            Some(MASTER_KEY),
+            "GET",
+            "/api/v1/admin/users?limit=2&after=bob",
+            None,
+        )
+        .await;
+    assert_eq!(rest["data"][0]["user_id"], "carl");
+    assert_eq!(rest["data"][0]["balance"], "1000");
+    assert_eq!(rest["has_more"], false);
+    assert!(rest["next_after"].is_null());
+
+    for bad in ["?limit=0", "?limit=501", "?limit=x", "?limt=2"] {
+        let path = format!("/api/v1/admin/users{bad}");
+        assert_eq!(
+            gate.call(Some(MASTER_KEY), "GET", &path, None).await.0,
+            400,
+            "{bad}"
+        );
+    }
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn the_monthly_grant_is_applied_once_however_often_a_user_calls() {
+    let gate = Gate::start(sqlite_file()).await;
+    let key = gate.create_user("ann", "starter", "user").await;
+    for _ in 0..3 {
+        assert_eq!(
+            gate.call(Some(&key), "GET", "/v1/models", None).await.0,
+            200
+        );
+    }
+    assert_eq!(gate.balance("ann").await, 10_000_000_000);
+    // Changing to another granting tier in the same month grants nothing more.
+    gate.call(
+        Some(MASTER_KEY),
+        "PATCH",
+        "/api/v1/admin/users/ann",
+        Some(json!({"tier": "free"})),
+    )
+    .await;
+    assert_eq!(
+        gate.call(Some(&key), "GET", "/v1/models", None).await.0,
+        200
+    );
+    assert_eq!(gate.balance("ann").await, 10_000_000_000);
+    gate.stop().await;
+}

@@ -1,0 +1,308 @@
+//! Shared by the users, permissions and BYOK tests: a gateway with a fake OpenAI-compatible
+//! upstream, its own database (a SQLite file, or a PostgreSQL database of its own created from
+//! `LLMGATE_TEST_POSTGRES_URL`), BYOK on, and helpers to act as the admin or a user.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::any::Any;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use llmgate_core::{Gateway, Secret};
+use llmgate_server::config::{Config, Env};
+use llmgate_server::{RunningServer, Server};
+use llmgate_testkit::{FakeUpstream, Reply, openai};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+pub const MASTER_KEY: &str = "lg-master-users-test-0123456789";
+/// The platform's key for the fake provider.
+pub const PLATFORM_KEY: &str = "sk-platform-0123456789abcdef";
+/// The fake provider's name and the priced model on it.
+pub const PROVIDER: &str = "fakeai";
+pub const MODEL: &str = "fake-model";
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{:016x}", rand::random::<u64>())
+}
+
+/// A database for one test, removed when dropped.
+pub struct Database {
+    pub url: String,
+    /// The SQLite file, when it is one.
+    pub file: Option<PathBuf>,
+    _keep: Box<dyn Any + Send>,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn sqlite_file() -> Database {
+    let dir = std::env::temp_dir().join(unique("llmgate-users-test-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("llmgate.db");
+    Database {
+        url: format!("sqlite://{}", file.display()),
+        file: Some(file),
+        _keep: Box::new(TempDir(dir)),
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority..].find('/') {
+        Some(slash) => &base[..authority + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+struct DropPostgres {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for DropPostgres {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // The test's runtime cannot block on itself: drop from a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await?;
+                admin.close().await
+            })
+        })
+        .join();
+    }
+}
+
+/// A fresh PostgreSQL database; `None` (after saying why) when PostgreSQL is unreachable,
+/// except with `CI=true`, where that fails the test.
+pub async fn postgres() -> Option<Database> {
+    let admin_url = std::env::var("LLMGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+    let name = unique("llmgate_users_test_");
+    let created = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await
+    })
+    .await;
+    match created {
+        Ok(Ok(())) => Some(Database {
+            url: with_database(&admin_url, &name),
+            file: None,
+            _keep: Box::new(DropPostgres { admin_url, name }),
+        }),
+        Ok(Err(error)) => skip(&error),
+        Err(_) => skip(&"connecting timed out"),
+    }
+}
+
+fn skip(why: &dyn std::fmt::Display) -> Option<Database> {
+    if in_ci() {
+        panic!("PostgreSQL is required when CI=true but is unreachable: {why}");
+    }
+    eprintln!("SKIPPED: PostgreSQL is unreachable ({why}); set it up to run this test");
+    None
+}
+
+/// A fresh BYOK sealing key, as the config takes it.
+pub fn byok_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+}
+
+/// The config: the fake provider with a platform key and a priced model, the free demo
+/// model, the seed's tiers (free without BYOK, starter with), and BYOK on when a key is given.
+pub fn config_yaml(upstream: &str, database_url: &str, byok: Option<&str>) -> String {
+    let byok = byok.map_or(String::new(), |key| {
+        format!("byok:\n  encryption_key: \"{key}\"\n")
+    });
+    format!(
+        r#"
+storage:
+  database_url: "{database_url}"
+{byok}providers:
+  - name: {PROVIDER}
+    kind: openai
+    api_base: "{upstream}"
+    api_key: {PLATFORM_KEY}
+  - name: demo
+    kind: demo
+    local: true
+models:
+  - name: {MODEL}
+    provider: {PROVIDER}
+    upstream_model: fake-upstream-model
+    input_cost_per_1k: 0.002
+    output_cost_per_1k: 0.002
+  - name: demo/echo
+    provider: demo
+    upstream_model: echo
+    cost_per_1k: 0
+"#
+    )
+}
+
+/// A running gateway over its own database with a fake upstream.
+pub struct Gate {
+    pub server: RunningServer,
+    pub gateway: Gateway,
+    pub upstream: FakeUpstream,
+    pub db: Database,
+    pub client: reqwest::Client,
+}
+
+impl Gate {
+    pub async fn start(db: Database) -> Gate {
+        Self::start_with(db, Some(&byok_key())).await
+    }
+
+    pub async fn start_with(db: Database, byok: Option<&str>) -> Gate {
+        let upstream = FakeUpstream::start().await;
+        upstream.set_default(Reply::json(
+            200,
+            openai::completion("fake-upstream-model", "hello", 400, 600),
+        ));
+        let yaml = config_yaml(&upstream.url(), &db.url, byok);
+        let env = Env::from_pairs([("LLMGATE_TEST", "1")]);
+        let config = Config::from_yaml(&yaml, &env).unwrap();
+        config.check().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::new(config, &Secret::new(MASTER_KEY), listener)
+            .await
+            .unwrap();
+        let gateway = server.state().gateway.clone();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Gate {
+            server: server.spawn().unwrap(),
+            gateway,
+            upstream,
+            db,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url())
+    }
+
+    /// Send `method path` with `key` (none when `None`) and an optional JSON body.
+    pub async fn call(
+        &self,
+        key: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (status, _, body) = self.call_full(key, method, path, body).await;
+        (status, body)
+    }
+
+    /// Like [`Gate::call`], with the response headers.
+    pub async fn call_full(
+        &self,
+        key: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut request = self.client.request(method.parse().unwrap(), self.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, headers, body)
+    }
+
+    /// Create a user as the admin; returns their API key.
+    pub async fn create_user(&self, user_id: &str, tier: &str, role: &str) -> String {
+        let (status, body) = self
+            .call(
+                Some(MASTER_KEY),
+                "POST",
+                "/api/v1/admin/users",
+                Some(json!({ "user_id": user_id, "tier": tier, "role": role })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["api_key"].as_str().unwrap().to_owned()
+    }
+
+    /// A user's balance in micro-credits once every charge in flight is written.
+    pub async fn balance(&self, user_id: &str) -> i64 {
+        self.gateway.settled().await;
+        let (status, body) = self
+            .call(
+                Some(MASTER_KEY),
+                "GET",
+                &format!("/api/v1/admin/users/{user_id}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["balance_micros"].as_i64().unwrap()
+    }
+
+    /// A JSON chat with the priced model.
+    pub async fn chat(&self, key: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.call_full(
+            Some(key),
+            "POST",
+            "/v1/chat/completions",
+            Some(json!({
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 1000,
+            })),
+        )
+        .await
+    }
+
+    /// Shut down; the database stays until the returned handle is dropped.
+    pub async fn stop(self) -> Database {
+        self.server.shutdown().await.unwrap();
+        self.db
+    }
+}
