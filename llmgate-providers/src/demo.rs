@@ -2,11 +2,12 @@
 //! works offline and without keys. Its model `demo/echo` is free.
 
 use async_trait::async_trait;
-use futures::stream;
 use llmgate_core::{
-    ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, ChunkStream, Delta, FinishReason,
-    Message, Provider, ProviderCall, Result, Role, Usage, tokens,
+    ChatChunk, ChatRequest, ChatResponse, Choice, ChunkStream, Delta, FinishReason, Message,
+    Provider, ProviderCall, Result, Role, Usage, tokens,
 };
+
+use crate::chunks::{choice_chunk, replay};
 
 /// The upstream model id of the demo's one model.
 pub const DEMO_MODEL: &str = "echo";
@@ -80,39 +81,32 @@ impl Provider for DemoProvider {
         let reply = Self::reply(call.request);
         let finish = finish_reason(call.request, &reply);
         let created = llmgate_core::memory::unix_now() as u64;
-        let model = call.request.model.clone();
+        let model = call.request.model.as_str();
         let chunk = |delta: Delta, finish_reason: Option<FinishReason>| {
-            let mut chunk = ChatChunk::empty("chatcmpl-demo", model.clone(), created);
-            chunk.choices.push(ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason,
-                logprobs: None,
-            });
-            chunk
+            choice_chunk("chatcmpl-demo", model, created, delta, finish_reason)
         };
-        let mut chunks = vec![Ok(chunk(
+        let mut chunks = vec![chunk(
             Delta {
                 role: Some(Role::Assistant),
                 content: Some(String::new()),
                 ..Delta::default()
             },
             None,
-        ))];
+        )];
         for word in reply.split_inclusive(' ') {
-            chunks.push(Ok(chunk(
+            chunks.push(chunk(
                 Delta {
                     content: Some(word.to_owned()),
                     ..Delta::default()
                 },
                 None,
-            )));
+            ));
         }
-        chunks.push(Ok(chunk(Delta::default(), Some(finish))));
-        let mut usage_chunk = ChatChunk::empty("chatcmpl-demo", model.clone(), created);
+        chunks.push(chunk(Delta::default(), Some(finish)));
+        let mut usage_chunk = ChatChunk::empty("chatcmpl-demo", model, created);
         usage_chunk.usage = Some(Self::usage(call.request, &reply));
-        chunks.push(Ok(usage_chunk));
-        Ok(Box::pin(stream::iter(chunks)))
+        chunks.push(usage_chunk);
+        Ok(replay(chunks))
     }
 }
 

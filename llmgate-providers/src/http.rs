@@ -1,28 +1,38 @@
-//! Thin HTTP plumbing shared by the adapters: one client per provider, timeouts that know a
-//! stream from a whole answer, upstream error answers turned into core errors (with the key
-//! scrubbed and `Retry-After` honoured), and body streams whose failures say what happened.
+//! The HTTP plumbing every adapter shares: one client per provider, timeouts that know a stream
+//! from a whole answer, upstream failures turned into core errors (the key scrubbed, the detail
+//! clipped, `Retry-After` kept), and body streams whose failures say what happened.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::pin::Pin;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use llmgate_core::{ChatChunk, ChunkStream, Error, Result, Secret};
+use llmgate_core::{Error, ErrorKind, Result, Secret};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{RequestBuilder, Response};
+use serde::de::DeserializeOwned;
 
-/// Upstream error bodies longer than this are cut before they reach a message.
-const MAX_ERROR_DETAIL: usize = 500;
+use crate::spec::BuildError;
+
+/// Longest upstream detail copied into an error message, in characters.
+const MAX_DETAIL_CHARS: usize = 300;
 /// Read at most this much of an error answer: a broken upstream may send megabytes of HTML.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Connecting never waits longer than this, whatever the request timeout.
 const MAX_CONNECT_WAIT: Duration = Duration::from_secs(10);
+/// Longest wait a `Retry-After` is believed for (a day); also keeps absurd values from
+/// overflowing a `Duration`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
-/// A client for one provider. Timeouts are applied per call (see [`send`] and [`timed_body`])
+/// A client for one provider. Timeouts are applied per call (see [`Connection::send`] and
+/// [`timed_body`])
 /// rather than on the client, because a whole-request limit would cut long streams.
-pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    // Another part of the process may have installed a provider first; either is fine.
+fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    if timeout.is_zero() {
+        return Err("timeout must be greater than zero".to_owned());
+    }
+    // reqwest is built without a default crypto provider; an earlier install wins.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(concat!("llmgate/", env!("CARGO_PKG_VERSION")))
@@ -35,7 +45,7 @@ pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
 }
 
 /// Configured extra headers, checked once when the provider is built.
-pub(crate) fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
@@ -61,78 +71,158 @@ pub(crate) fn bearer(key: &Secret) -> Result<HeaderValue> {
 fn header_secret(text: &str) -> Result<HeaderValue> {
     let mut value = HeaderValue::from_str(text).map_err(|_| {
         Error::invalid_request("The API key contains characters that cannot be sent in a header.")
+            .with_code("invalid_api_key")
     })?;
     value.set_sensitive(true);
     Ok(value)
 }
 
-/// Send a request and wait for the response head, at most `timeout`.
-pub(crate) async fn send(
-    provider: &str,
-    request: RequestBuilder,
-    timeout: Duration,
-) -> Result<Response, Error> {
-    match tokio::time::timeout(timeout, request.send()).await {
-        Err(_) => Err(Error::upstream_timeout(provider)),
-        Ok(Err(error)) => Err(transport_error(provider, &error)),
-        Ok(Ok(response)) => Ok(response),
+/// What every adapter holds for its upstream: the provider's name, one pooled client, the
+/// configured headers, the timeout, whether calls need a key, and how to read the family's
+/// error bodies.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection {
+    pub name: Arc<str>,
+    pub client: reqwest::Client,
+    /// Sent on every request (the configured extras plus the family's own).
+    pub headers: HeaderMap,
+    /// For a whole answer the limit on the whole exchange; for a stream the limit until the
+    /// response head, then on the silence between two network reads.
+    pub timeout: Duration,
+    pub requires_key: bool,
+    /// Pulls the human-readable message out of the family's error body.
+    error_detail: fn(&[u8]) -> Option<String>,
+}
+
+impl Connection {
+    /// Check the configured headers and build the client; a failure names the provider.
+    pub fn new(
+        name: &str,
+        timeout: Duration,
+        headers: &BTreeMap<String, String>,
+        error_detail: fn(&[u8]) -> Option<String>,
+    ) -> Result<Self, BuildError> {
+        let invalid = |reason: String| BuildError::Invalid {
+            name: name.to_owned(),
+            reason,
+        };
+        Ok(Self {
+            name: name.into(),
+            client: client(timeout).map_err(invalid)?,
+            headers: header_map(headers).map_err(invalid)?,
+            timeout,
+            requires_key: true,
+            error_detail,
+        })
+    }
+
+    /// Send a request and wait, at most `timeout`, for a 2xx response head; any other status
+    /// is turned into its core error, with `key` scrubbed from the upstream's words.
+    pub async fn send(&self, key: Option<&Secret>, request: RequestBuilder) -> Result<Response> {
+        let response = match tokio::time::timeout(self.timeout, request.send()).await {
+            Err(_) => return Err(Error::upstream_timeout(&self.name)),
+            Ok(Err(error)) => return Err(transport_error(&self.name, error)),
+            Ok(Ok(response)) => response,
+        };
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(self.error_from_response(key, response).await)
+        }
+    }
+
+    /// Send a request and read its whole 2xx body, all within `timeout`.
+    pub async fn send_for_body(
+        &self,
+        key: Option<&Secret>,
+        request: RequestBuilder,
+    ) -> Result<Bytes> {
+        let exchange = async {
+            let response = self.send(key, request).await?;
+            response
+                .bytes()
+                .await
+                .map_err(|error| transport_error(&self.name, error))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| Error::upstream_timeout(&self.name))?
+    }
+
+    /// Send a request and parse its whole 2xx body as `T`; `what` names the expected answer
+    /// in the error when it does not parse.
+    pub async fn send_for_json<T: DeserializeOwned>(
+        &self,
+        key: Option<&Secret>,
+        request: RequestBuilder,
+        what: &str,
+    ) -> Result<T> {
+        let body = self.send_for_body(key, request).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::upstream_stream(&self.name, format!("the answer is not {what}: {e}"))
+        })
+    }
+
+    /// The whole body of a 2xx response, within `timeout`.
+    pub async fn read_body(&self, response: Response) -> Result<Bytes> {
+        match tokio::time::timeout(self.timeout, response.bytes()).await {
+            Err(_) => Err(Error::upstream_timeout(&self.name)),
+            Ok(Err(error)) => Err(transport_error(&self.name, error)),
+            Ok(Ok(body)) => Ok(body),
+        }
+    }
+
+    /// A 2xx response body as server-sent events (see [`sse_events`]).
+    pub fn sse_events(
+        &self,
+        response: Response,
+    ) -> impl Stream<Item = Result<sse_stream::Sse>> + Send + 'static {
+        sse_events(&self.name, response, self.timeout)
+    }
+
+    /// A non-2xx answer as a core error: kind from the status, the upstream's own message as
+    /// detail, and its retry hint. A body that stalls for `timeout` only costs the detail.
+    async fn error_from_response(&self, key: Option<&Secret>, response: Response) -> Error {
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers(), SystemTime::now());
+        let mut body = Vec::new();
+        let _ = tokio::time::timeout(self.timeout, read_capped(response, &mut body)).await;
+        let text = (self.error_detail)(&body)
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        let error = Error::from_upstream_status(&self.name, status, &safe_detail(&text, key));
+        match retry_after {
+            Some(after) => error.with_retry_after(after),
+            None => error,
+        }
     }
 }
 
-/// The whole body of a response, within `timeout`.
-pub(crate) async fn read_body(
-    provider: &str,
-    response: Response,
-    timeout: Duration,
-) -> Result<Bytes, Error> {
-    match tokio::time::timeout(timeout, response.bytes()).await {
-        Err(_) => Err(Error::upstream_timeout(provider)),
-        Ok(Err(error)) => Err(transport_error(provider, &error)),
-        Ok(Ok(body)) => Ok(body),
-    }
-}
-
-/// A reqwest failure as a core error, with no URL in it.
-pub(crate) fn transport_error(provider: &str, error: &reqwest::Error) -> Error {
+/// A failure of the HTTP exchange itself (no status, or a body that broke), with no URL in it.
+fn transport_error(provider: &str, error: reqwest::Error) -> Error {
     if error.is_timeout() {
-        Error::upstream_timeout(provider)
-    } else if error.is_connect() {
-        Error::upstream_connect(provider)
-    } else {
-        tracing::debug!(provider, error = %clean(error), "upstream transport error");
-        Error::upstream_stream(provider, "the connection failed")
+        return Error::upstream_timeout(provider);
     }
+    if error.is_connect() {
+        return Error::upstream_connect(provider);
+    }
+    let detail = clip(&describe(&error.without_url()));
+    Error::new(
+        ErrorKind::Upstream,
+        format!("The request to upstream {provider} failed: {detail}"),
+    )
+    .with_code("upstream_failed")
 }
 
-fn clean(error: &reqwest::Error) -> String {
-    // `without_url` needs ownership; rebuild the message from the chain instead.
+/// An error and its causes on one line.
+fn describe(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    if let Some(url) = error.url() {
-        text = text.replace(url.as_str(), "<upstream>");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
     text
-}
-
-/// A non-2xx answer as a core error. `detail` pulls the human-readable message out of the
-/// family's error body; the key is scrubbed from it and `Retry-After` is kept. A body that
-/// stalls for `timeout` only costs the detail, not the error.
-pub(crate) async fn error_from_response(
-    provider: &str,
-    response: Response,
-    key: Option<&Secret>,
-    timeout: Duration,
-    detail: impl FnOnce(&[u8]) -> Option<String>,
-) -> Error {
-    let status = response.status().as_u16();
-    let retry_after = retry_after(response.headers(), SystemTime::now());
-    let mut body = Vec::new();
-    let _ = tokio::time::timeout(timeout, read_capped(response, &mut body)).await;
-    let text = detail(&body).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-    let mut error = Error::from_upstream_status(provider, status, &scrub(&text, key));
-    if let Some(after) = retry_after {
-        error = error.with_retry_after(after);
-    }
-    error
 }
 
 async fn read_capped(response: Response, body: &mut Vec<u8>) {
@@ -146,51 +236,63 @@ async fn read_capped(response: Response, body: &mut Vec<u8>) {
     }
 }
 
-/// Remove the key (and anything long enough to be a fragment of it) from upstream text, and
-/// cut it to a readable length.
-pub(crate) fn scrub(text: &str, key: Option<&Secret>) -> String {
-    let mut text = text.trim().to_owned();
-    if let Some(key) = key.map(Secret::expose).filter(|k| !k.is_empty()) {
-        text = text.replace(key, "*****");
-        // Upstreams echo keys partly masked (`sk-abc...wxyz`); drop the visible tail too.
-        if key.len() >= 12 {
-            let tail = &key[key.len() - 4..];
-            let head = &key[..8];
-            text = text.replace(head, "*****").replace(tail, "****");
-        }
-    }
-    if text.len() > MAX_ERROR_DETAIL {
-        let mut end = MAX_ERROR_DETAIL;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
+/// Upstream text made fit for an error message: the key scrubbed out first (so clipping can
+/// never leave part of it behind), then put on one line and clipped.
+pub(crate) fn safe_detail(text: &str, key: Option<&Secret>) -> String {
+    clip(&scrub(text, key))
+}
+
+/// Remove the key, and the visible head and tail of a masked echo of it (`sk-abc...wxyz`).
+fn scrub(text: &str, key: Option<&Secret>) -> String {
+    let Some(key) = key.map(Secret::expose).filter(|k| !k.is_empty()) else {
+        return text.to_owned();
+    };
+    let mut text = text.replace(key, "*****");
+    if key.len() >= 12 && key.is_char_boundary(8) && key.is_char_boundary(key.len() - 4) {
+        text = text
+            .replace(&key[..8], "*****")
+            .replace(&key[key.len() - 4..], "****");
     }
     text
 }
 
-/// How long the upstream asks us to wait: `retry-after-ms`, or `retry-after` in seconds or as
-/// an HTTP date.
-pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+/// `text` on one line and at most [`MAX_DETAIL_CHARS`] characters.
+fn clip(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(MAX_DETAIL_CHARS) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}
+
+/// How long the upstream asks us to wait: `retry-after-ms`, else `retry-after` in seconds or
+/// as an HTTP date; never more than a day.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let header = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+    let seconds = |text: &str| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(MAX_RETRY_AFTER.as_secs_f64())))
+    };
+    if let Some(after) = header("retry-after-ms").and_then(|ms| seconds(ms).map(|d| d / 1000)) {
+        return Some(after);
     }
     let value = header("retry-after")?;
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    if let Some(after) = seconds(value) {
+        return Some(after);
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 /// Why a response body stopped early.
@@ -198,8 +300,9 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
 pub(crate) enum BodyError {
     #[error("no data from the upstream for {0:?}")]
     Idle(Duration),
-    #[error("the connection failed")]
-    Transport(#[source] reqwest::Error),
+    /// The transport failure, described without its URL.
+    #[error("{0}")]
+    Transport(String),
 }
 
 impl BodyError {
@@ -207,16 +310,14 @@ impl BodyError {
     pub(crate) fn to_error(&self, provider: &str) -> Error {
         match self {
             BodyError::Idle(_) => Error::upstream_timeout(provider),
-            BodyError::Transport(error) => {
-                tracing::debug!(provider, error = %clean(error), "upstream stream broke");
-                Error::upstream_stream(provider, "the connection was cut")
-            }
+            BodyError::Transport(detail) => Error::upstream_stream(provider, clip(detail)),
         }
     }
 }
 
 /// The response body as a stream of frames, failing with [`BodyError::Idle`] when the upstream
-/// is silent for `idle` between frames. Built with `unfold` so dropping it drops the connection.
+/// sends no bytes at all for `idle`: any bytes (a keep-alive comment too) reset the timer.
+/// Built with `unfold` so dropping it drops the connection.
 pub(crate) fn timed_body(
     response: Response,
     idle: Duration,
@@ -227,14 +328,17 @@ pub(crate) fn timed_body(
         match tokio::time::timeout(idle, frames.next()).await {
             Err(_) => Some((Err(BodyError::Idle(idle)), None)),
             Ok(None) => None,
-            Ok(Some(Err(error))) => Some((Err(BodyError::Transport(error)), None)),
+            Ok(Some(Err(error))) => Some((
+                Err(BodyError::Transport(describe(&error.without_url()))),
+                None,
+            )),
             Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(frames))),
         }
     })
 }
 
 /// Server-sent events from a response body, each decoding failure as a core error.
-pub(crate) fn sse_events(
+fn sse_events(
     provider: &str,
     response: Response,
     idle: Duration,
@@ -246,74 +350,9 @@ pub(crate) fn sse_events(
                 Some(body) => body.to_error(&provider),
                 None => Error::upstream_stream(&provider, "the connection failed"),
             },
-            other => Error::upstream_stream(&provider, other),
+            other => Error::upstream_stream(&provider, clip(&other.to_string())),
         })
     })
-}
-
-/// A wire family's stream state machine: events in, OpenAI-style chunks out.
-pub(crate) trait ChunkDecoder: Send + 'static {
-    type Event: Send + 'static;
-
-    /// The chunks one event produces. An error ends the stream.
-    fn decode(&mut self, event: Self::Event) -> Result<Vec<ChatChunk>>;
-
-    /// Called when the body ends: the last chunks, or an error when the stream was cut short.
-    fn finish(&mut self) -> Result<Vec<ChatChunk>>;
-
-    /// Whether the upstream sent its terminator; nothing after it is read.
-    fn is_done(&self) -> bool;
-}
-
-/// Drive `decoder` over `events` as a chunk stream. Built with `unfold`, so dropping the
-/// stream drops the upstream connection; an `Err` item is always the last.
-pub(crate) fn chunk_stream<S, D>(events: S, decoder: D) -> ChunkStream
-where
-    S: Stream<Item = Result<D::Event>> + Send + 'static,
-    D: ChunkDecoder,
-{
-    struct State<S, D> {
-        events: Pin<Box<S>>,
-        decoder: D,
-        pending: VecDeque<ChatChunk>,
-        over: bool,
-    }
-    let state = State {
-        events: Box::pin(events),
-        decoder,
-        pending: VecDeque::new(),
-        over: false,
-    };
-    Box::pin(futures::stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(chunk) = state.pending.pop_front() {
-                return Some((Ok(chunk), state));
-            }
-            if state.over {
-                return None;
-            }
-            let step = if state.decoder.is_done() {
-                None
-            } else {
-                state.events.next().await
-            };
-            let decoded = match step {
-                Some(Ok(event)) => state.decoder.decode(event),
-                Some(Err(error)) => Err(error),
-                None => {
-                    state.over = true;
-                    state.decoder.finish()
-                }
-            };
-            match decoded {
-                Ok(chunks) => state.pending.extend(chunks),
-                Err(error) => {
-                    state.over = true;
-                    return Some((Err(error), state));
-                }
-            }
-        }
-    }))
 }
 
 /// Seconds since the Unix epoch, for `created` fields the upstream does not give.
@@ -335,7 +374,6 @@ pub(crate) fn endpoint(base: &str, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -348,51 +386,85 @@ mod tests {
     #[test]
     fn retry_after_reads_seconds_dates_and_milliseconds() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let wait = |pairs: &[(&'static str, &str)]| retry_after(&headers(pairs), now);
+        assert_eq!(wait(&[("retry-after", "7")]), Some(Duration::from_secs(7)));
         assert_eq!(
-            retry_after(&headers(&[("retry-after", "7")]), now),
-            Some(Duration::from_secs(7))
+            wait(&[("retry-after", "1.5")]),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            wait(&[("retry-after-ms", "250"), ("retry-after", "9")]),
+            Some(Duration::from_millis(250))
         );
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
         assert_eq!(
-            retry_after(&headers(&[("retry-after", &later)]), now),
+            wait(&[("retry-after", &later)]),
             Some(Duration::from_secs(30))
         );
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", &past)]), now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(
-            retry_after(
-                &headers(&[("retry-after-ms", "1500"), ("retry-after", "9")]),
-                now
-            ),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
-        assert_eq!(retry_after(&headers(&[("retry-after", "-1")]), now), None);
-        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+        assert_eq!(wait(&[("retry-after", &past)]), Some(Duration::ZERO));
+        assert_eq!(wait(&[("retry-after", "soon")]), None);
+        assert_eq!(wait(&[("retry-after", "-3")]), None);
+        assert_eq!(wait(&[]), None);
     }
 
     #[test]
-    fn scrub_removes_the_key_and_its_masked_echo() {
+    fn retry_after_never_exceeds_a_day() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let far = httpdate::fmt_http_date(now + Duration::from_secs(10 * 86_400));
+        for value in ["1e300", far.as_str()] {
+            assert_eq!(
+                retry_after(&headers(&[("retry-after", value)]), now),
+                Some(MAX_RETRY_AFTER),
+                "{value}"
+            );
+        }
+        assert_eq!(
+            retry_after(&headers(&[("retry-after-ms", "1e300")]), now),
+            Some(MAX_RETRY_AFTER / 1000)
+        );
+    }
+
+    #[test]
+    fn safe_detail_removes_the_key_and_its_masked_echo() {
         let key = Secret::new("sk-ant-api03-SECRETSECRET-wxyz");
         let text = "invalid x-api-key sk-ant-api03-SECRETSECRET-wxyz (also sk-ant-a...wxyz)";
-        let clean = scrub(text, Some(&key));
+        let clean = safe_detail(text, Some(&key));
         assert!(!clean.contains("SECRETSECRET"), "{clean}");
         assert!(!clean.contains("wxyz"), "{clean}");
         assert!(!clean.contains("sk-ant-a"), "{clean}");
-        assert!(clean.starts_with("invalid x-api-key"));
+        assert!(clean.starts_with("invalid x-api-key *****"), "{clean}");
     }
 
     #[test]
-    fn scrub_cuts_long_text_on_a_char_boundary() {
-        let text = "é".repeat(400);
-        let clean = scrub(&text, None);
-        let kept = clean.strip_suffix('…').unwrap();
-        assert!(kept.len() <= MAX_ERROR_DETAIL);
-        assert!(kept.len() >= MAX_ERROR_DETAIL - 1, "keeps as much as fits");
-        assert!(kept.chars().all(|c| c == 'é'));
+    fn safe_detail_replaces_every_occurrence_and_ignores_empty_keys() {
+        let key = Secret::new("sk-test-SECRET-0123456789");
+        let text = format!("a {} b {}", key.expose(), key.expose());
+        assert_eq!(safe_detail(&text, Some(&key)), "a ***** b *****");
+        assert_eq!(safe_detail("nothing", Some(&key)), "nothing");
+        assert_eq!(safe_detail("nothing", Some(&Secret::new(""))), "nothing");
+    }
+
+    #[test]
+    fn safe_detail_scrubs_the_key_before_clipping() {
+        // The key straddles the clip point: clipping first would leave its head behind.
+        let key = Secret::new("sk-test-SECRET-0123456789");
+        let text = format!("{}{}", "x".repeat(MAX_DETAIL_CHARS - 5), key.expose());
+        let clean = safe_detail(&text, Some(&key));
+        assert!(!clean.contains("sk-te"), "{clean}");
+        assert!(clean.contains("*****"), "{clean}");
+    }
+
+    #[test]
+    fn safe_detail_is_one_line_clipped_on_a_char_boundary() {
+        let text = "日".repeat(MAX_DETAIL_CHARS + 10);
+        let clipped = safe_detail(&text, None);
+        assert_eq!(clipped.chars().count(), MAX_DETAIL_CHARS + 1);
+        assert!(clipped.ends_with('…'));
+        assert_eq!(
+            safe_detail("Bad Gateway\n\n  nginx ", None),
+            "Bad Gateway nginx"
+        );
     }
 
     #[test]

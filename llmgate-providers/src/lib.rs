@@ -5,19 +5,14 @@
 //! (Together, Groq, vLLM, ...) are presets of [`openai::OpenAiCompatible`], not modules.
 //!
 //! ```
-//! use std::{collections::BTreeMap, time::Duration};
 //! use llmgate_core::Gateway;
 //! use llmgate_providers::{ProviderSpec, WireFamily, build_provider, model_resolver, preset};
 //!
 //! // A well-known name needs no base URL: the preset supplies it.
 //! assert_eq!(preset("groq").unwrap().api_base, "https://api.groq.com/openai/v1");
-//! let spec = |name: &str, family| ProviderSpec {
-//!     name: name.into(),
-//!     family,
-//!     api_base: None,
-//!     timeout: Duration::from_secs(600),
-//!     headers: BTreeMap::new(),
-//! };
+//! let spec = ProviderSpec::new;
+//! // Local presets (`ollama`, `vllm`) need no key.
+//! assert!(!spec("ollama", WireFamily::Ollama).requires_key());
 //! let gateway = Gateway::builder()
 //!     .provider(build_provider(&spec("groq", WireFamily::OpenAi))?)
 //!     .provider(build_provider(&spec("anthropic", WireFamily::Anthropic))?)
@@ -30,6 +25,7 @@
 //! ```
 
 pub mod anthropic;
+mod chunks;
 pub mod demo;
 mod http;
 pub mod ollama;

@@ -29,6 +29,9 @@ pub struct Quirks {
     /// Send the output cap as `max_completion_tokens` (never `max_tokens`) to reasoning models
     /// (`o1*`, `o3*`, `o4*`, `gpt-5*`), which reject `max_tokens`.
     pub reasoning_models_take_max_completion_tokens: bool,
+    /// Leave `temperature` and `top_p` out for those reasoning models, which accept only the
+    /// default sampling.
+    pub reasoning_models_reject_sampling: bool,
     /// Understands `stream_options.include_usage`, so streams can report token counts.
     pub stream_usage: bool,
 }
@@ -95,6 +98,7 @@ impl Preset {
 
 const OPENAI_STYLE: Quirks = Quirks {
     reasoning_models_take_max_completion_tokens: false,
+    reasoning_models_reject_sampling: false,
     stream_usage: true,
 };
 
@@ -110,6 +114,7 @@ const PRESETS: &[Preset] = &[
         optional_headers: &["OpenAI-Organization", "OpenAI-Project"],
         quirks: Quirks {
             reasoning_models_take_max_completion_tokens: true,
+            reasoning_models_reject_sampling: true,
             stream_usage: true,
         },
     },
@@ -124,6 +129,7 @@ const PRESETS: &[Preset] = &[
         optional_headers: &["anthropic-beta"],
         quirks: Quirks {
             reasoning_models_take_max_completion_tokens: false,
+            reasoning_models_reject_sampling: false,
             stream_usage: false,
         },
     },
@@ -215,6 +221,7 @@ const PRESETS: &[Preset] = &[
         optional_headers: &[],
         quirks: Quirks {
             reasoning_models_take_max_completion_tokens: false,
+            reasoning_models_reject_sampling: false,
             stream_usage: false,
         },
     },

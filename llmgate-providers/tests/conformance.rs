@@ -730,14 +730,10 @@ impl Family {
             Family::Anthropic => (WireFamily::Anthropic, upstream.url()),
             Family::Ollama => (WireFamily::Ollama, upstream.url()),
         };
-        build_provider(&ProviderSpec {
-            name: format!("{self}-under-test"),
-            family,
-            api_base: Some(base),
-            timeout,
-            headers: BTreeMap::new(),
-        })
-        .unwrap()
+        let mut spec = ProviderSpec::new(format!("{self}-under-test"), family);
+        spec.api_base = Some(base);
+        spec.timeout = timeout;
+        build_provider(&spec).unwrap()
     }
 
     fn text_json(self, text: &str, (prompt, completion): (u64, u64)) -> Reply {

@@ -22,10 +22,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmgate_core::{ChatResponse, ChunkStream, Error, Provider, ProviderCall, Result};
-use reqwest::header::{HeaderMap, HeaderValue};
+use llmgate_core::{ChatResponse, ChunkStream, Provider, ProviderCall, Result};
+use reqwest::header::HeaderValue;
 
-use crate::http;
+use crate::chunks;
+use crate::http::{self, Connection};
 use crate::spec::BuildError;
 use stream::EventDecoder;
 use wire::{MessagesRequest, MessagesResponse};
@@ -64,56 +65,49 @@ impl AnthropicConfig {
 /// A provider speaking Anthropic's Messages API.
 #[derive(Debug, Clone)]
 pub struct Anthropic {
-    name: String,
+    connection: Connection,
     url: String,
-    timeout: Duration,
-    headers: HeaderMap,
-    client: reqwest::Client,
 }
 
 impl Anthropic {
     pub fn new(config: AnthropicConfig) -> Result<Self, BuildError> {
-        let invalid = |reason: String| BuildError::Invalid {
-            name: config.name.clone(),
-            reason,
-        };
-        let mut headers = http::header_map(&config.headers).map_err(invalid)?;
-        headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
+        let mut connection = Connection::new(
+            &config.name,
+            config.timeout,
+            &config.headers,
+            convert::error_detail,
+        )?;
+        connection
+            .headers
+            .insert("anthropic-version", HeaderValue::from_static(API_VERSION));
         Ok(Self {
+            connection,
             url: messages_url(&config.api_base),
-            timeout: config.timeout,
-            headers,
-            client: http::client(config.timeout).map_err(invalid)?,
-            name: config.name,
         })
     }
 
-    async fn post(
+    /// Whether calls need a key (false for a keyless Anthropic-compatible server on the
+    /// operator's machines). Default: true.
+    pub fn with_requires_key(mut self, requires_key: bool) -> Self {
+        self.connection.requires_key = requires_key;
+        self
+    }
+
+    fn request(
         &self,
         call: &ProviderCall<'_>,
         body: &MessagesRequest,
-    ) -> Result<reqwest::Response> {
-        let mut request = self
+    ) -> Result<reqwest::RequestBuilder> {
+        let request = self
+            .connection
             .client
             .post(&self.url)
-            .headers(self.headers.clone())
+            .headers(self.connection.headers.clone())
             .json(body);
-        if let Some(key) = call.api_key {
-            request = request.header("x-api-key", http::sensitive(key)?);
-        }
-        let response = http::send(&self.name, request, self.timeout).await?;
-        if response.status().is_success() {
-            Ok(response)
-        } else {
-            Err(http::error_from_response(
-                &self.name,
-                response,
-                call.api_key,
-                self.timeout,
-                convert::error_detail,
-            )
-            .await)
-        }
+        Ok(match call.api_key {
+            Some(key) => request.header("x-api-key", http::sensitive(key)?),
+            None => request,
+        })
     }
 }
 
@@ -130,33 +124,28 @@ fn messages_url(base: &str) -> String {
 #[async_trait]
 impl Provider for Anthropic {
     fn name(&self) -> &str {
-        &self.name
+        &self.connection.name
+    }
+
+    fn requires_key(&self) -> bool {
+        self.connection.requires_key
     }
 
     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
-        let body = convert::to_wire(call.request, false)?;
-        let exchange = async {
-            let response = self.post(&call, &body).await?;
-            http::read_body(&self.name, response, self.timeout).await
-        };
-        let bytes = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| Error::upstream_timeout(&self.name))??;
-        let answer: MessagesResponse = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::upstream_stream(
-                &self.name,
-                format!("the answer is not a Messages response: {e}"),
-            )
-        })?;
+        let request = self.request(&call, &convert::to_wire(call.request, false)?)?;
+        let answer: MessagesResponse = self
+            .connection
+            .send_for_json(call.api_key, request, "a Messages response")
+            .await?;
         Ok(convert::from_wire(answer, http::unix_now()))
     }
 
     async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream> {
-        let body = convert::to_wire(call.request, true)?;
-        let response = self.post(&call, &body).await?;
-        let decoder = EventDecoder::new(&self.name, &call.request.model, http::unix_now());
-        Ok(http::chunk_stream(
-            http::sse_events(&self.name, response, self.timeout),
+        let request = self.request(&call, &convert::to_wire(call.request, true)?)?;
+        let response = self.connection.send(call.api_key, request).await?;
+        let decoder = EventDecoder::new(self.name(), &call.request.model, http::unix_now());
+        Ok(chunks::chunk_stream(
+            self.connection.sse_events(response),
             decoder,
         ))
     }

@@ -7,13 +7,13 @@
 use std::collections::HashMap;
 
 use llmgate_core::chat::{FunctionCallDelta, ToolCallDelta};
-use llmgate_core::{ChatChunk, ChunkChoice, Delta, Error, FinishReason, Result, Role};
+use llmgate_core::{ChatChunk, Delta, Error, FinishReason, Result, Role};
 use serde_json::Value;
 use sse_stream::Sse;
 
 use super::convert::{self, arguments_text};
 use super::wire::{BlockDelta, ResponseBlock, StreamEvent, WireUsage};
-use crate::http::ChunkDecoder;
+use crate::chunks::{ChunkDecoder, choice_chunk};
 
 /// A tool_use block being streamed.
 #[derive(Debug, Clone, Copy)]
@@ -51,14 +51,7 @@ impl EventDecoder {
     }
 
     fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>) -> ChatChunk {
-        let mut chunk = ChatChunk::empty(self.id.clone(), self.model.clone(), self.created);
-        chunk.choices.push(ChunkChoice {
-            index: 0,
-            delta,
-            finish_reason,
-            logprobs: None,
-        });
-        chunk
+        choice_chunk(&self.id, &self.model, self.created, delta, finish_reason)
     }
 
     fn malformed(&self, what: impl std::fmt::Display) -> Error {
@@ -211,6 +204,11 @@ impl EventDecoder {
 
 impl ChunkDecoder for EventDecoder {
     type Event = Sse;
+    const END_MARKER: &'static str = "`message_stop`";
+
+    fn provider(&self) -> &str {
+        &self.provider
+    }
 
     fn decode(&mut self, event: Sse) -> Result<Vec<ChatChunk>> {
         let Some(data) = event.data else {
@@ -218,17 +216,6 @@ impl ChunkDecoder for EventDecoder {
         };
         let parsed: StreamEvent = serde_json::from_str(&data).map_err(|e| self.malformed(e))?;
         self.on_event(parsed)
-    }
-
-    fn finish(&mut self) -> Result<Vec<ChatChunk>> {
-        if self.finished {
-            Ok(Vec::new())
-        } else {
-            Err(Error::upstream_stream(
-                &self.provider,
-                "the stream ended before `message_stop`",
-            ))
-        }
     }
 
     fn is_done(&self) -> bool {
@@ -270,17 +257,8 @@ mod tests {
         Sse::default().event(event).data(data.to_string())
     }
 
-    fn decode_all(events: Vec<Sse>) -> (Vec<Value>, Result<Vec<ChatChunk>>) {
-        let mut decoder = EventDecoder::new("anthropic", "requested", 1);
-        let mut out = Vec::new();
-        for event in events {
-            match decoder.decode(event) {
-                Ok(chunks) => out.extend(chunks.iter().map(|c| serde_json::to_value(c).unwrap())),
-                Err(error) => return (out, Err(error)),
-            }
-        }
-        let end = decoder.finish();
-        (out, end)
+    fn decode_all(events: Vec<Sse>) -> (Vec<Value>, Result<()>) {
+        crate::chunks::decode_all(EventDecoder::new("anthropic", "requested", 1), events)
     }
 
     fn start(input_tokens: u64) -> Sse {

@@ -25,9 +25,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use llmgate_core::{ChatResponse, ChunkStream, Error, Provider, ProviderCall, Result, Secret};
-use reqwest::header::HeaderMap;
 
-use crate::http;
+use crate::chunks;
+use crate::http::{self, Connection};
 use crate::spec::BuildError;
 use stream::LineDecoder;
 use wire::{ChatBody, ChatLine, Tags};
@@ -80,26 +80,30 @@ pub struct LocalModel {
 /// as a bearer token (for Ollama behind an authenticating proxy).
 #[derive(Debug, Clone)]
 pub struct Ollama {
-    name: String,
+    connection: Connection,
     base: String,
-    timeout: Duration,
-    headers: HeaderMap,
-    client: reqwest::Client,
 }
 
 impl Ollama {
     pub fn new(config: OllamaConfig) -> Result<Self, BuildError> {
-        let invalid = |reason: String| BuildError::Invalid {
-            name: config.name.clone(),
-            reason,
-        };
+        let mut connection = Connection::new(
+            &config.name,
+            config.timeout,
+            &config.headers,
+            convert::error_detail,
+        )?;
+        connection.requires_key = false;
         Ok(Self {
-            headers: http::header_map(&config.headers).map_err(invalid)?,
-            client: http::client(config.timeout).map_err(invalid)?,
+            connection,
             base: config.api_base.trim_end_matches('/').to_owned(),
-            timeout: config.timeout,
-            name: config.name,
         })
+    }
+
+    /// Whether calls need a key (true for an Ollama behind an authenticating proxy that must
+    /// never be called without one). Default: false.
+    pub fn with_requires_key(mut self, requires_key: bool) -> Self {
+        self.connection.requires_key = requires_key;
+        self
     }
 
     /// The models installed on the server.
@@ -109,27 +113,12 @@ impl Ollama {
 
     /// The models installed on a server behind an authenticating proxy.
     pub async fn list_models_with_key(&self, key: Option<&Secret>) -> Result<Vec<LocalModel>> {
-        let request = self.authorized(
-            self.client
-                .get(http::endpoint(&self.base, "api/tags"))
-                .headers(self.headers.clone()),
-            key,
-        )?;
-        let response = http::send(&self.name, request, self.timeout).await?;
-        if !response.status().is_success() {
-            return Err(http::error_from_response(
-                &self.name,
-                response,
-                key,
-                self.timeout,
-                convert::error_detail,
-            )
-            .await);
-        }
-        let body = http::read_body(&self.name, response, self.timeout).await?;
-        let tags: Tags = serde_json::from_slice(&body).map_err(|e| {
-            Error::upstream_stream(&self.name, format!("the model list is not valid: {e}"))
-        })?;
+        let url = http::endpoint(&self.base, "api/tags");
+        let request = self.authorized(self.connection.client.get(url), key)?;
+        let tags: Tags = self
+            .connection
+            .send_for_json(key, request, "a model list")
+            .await?;
         Ok(tags
             .models
             .into_iter()
@@ -148,83 +137,60 @@ impl Ollama {
             .collect())
     }
 
+    /// With the configured headers, and the key as a bearer token when there is one.
     fn authorized(
         &self,
         request: reqwest::RequestBuilder,
         key: Option<&Secret>,
     ) -> Result<reqwest::RequestBuilder> {
+        let request = request.headers(self.connection.headers.clone());
         Ok(match key.filter(|k| !k.expose().is_empty()) {
             Some(key) => request.header(reqwest::header::AUTHORIZATION, http::bearer(key)?),
             None => request,
         })
     }
 
-    async fn post(&self, call: &ProviderCall<'_>, body: &ChatBody) -> Result<reqwest::Response> {
-        let request = self.authorized(
-            self.client
-                .post(http::endpoint(&self.base, "api/chat"))
-                .headers(self.headers.clone())
-                .json(body),
-            call.api_key,
-        )?;
-        let response = http::send(&self.name, request, self.timeout).await?;
-        if response.status().is_success() {
-            Ok(response)
-        } else {
-            Err(http::error_from_response(
-                &self.name,
-                response,
-                call.api_key,
-                self.timeout,
-                convert::error_detail,
-            )
-            .await)
-        }
+    fn chat_request(
+        &self,
+        call: &ProviderCall<'_>,
+        body: &ChatBody,
+    ) -> Result<reqwest::RequestBuilder> {
+        let url = http::endpoint(&self.base, "api/chat");
+        self.authorized(self.connection.client.post(url).json(body), call.api_key)
     }
 }
 
 #[async_trait]
 impl Provider for Ollama {
     fn name(&self) -> &str {
-        &self.name
+        &self.connection.name
     }
 
     fn requires_key(&self) -> bool {
-        false
+        self.connection.requires_key
     }
 
     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
-        let body = convert::to_wire(call.request, false)?;
-        let exchange = async {
-            let response = self.post(&call, &body).await?;
-            http::read_body(&self.name, response, self.timeout).await
-        };
-        let bytes = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| Error::upstream_timeout(&self.name))??;
-        let line: ChatLine = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::upstream_stream(
-                &self.name,
-                format!("the answer is not a chat response: {e}"),
-            )
-        })?;
+        let request = self.chat_request(&call, &convert::to_wire(call.request, false)?)?;
+        let line: ChatLine = self
+            .connection
+            .send_for_json(call.api_key, request, "a chat response")
+            .await?;
         if let Some(message) = line.error {
             return Err(Error::from_upstream_status(
-                &self.name,
+                self.name(),
                 500,
-                &http::scrub(&message, call.api_key),
+                &http::safe_detail(&message, call.api_key),
             ));
         }
         Ok(convert::from_wire(line, http::unix_now()))
     }
 
     async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream> {
-        let body = convert::to_wire(call.request, true)?;
-        let response = self.post(&call, &body).await?;
-        let decoder = LineDecoder::new(&self.name, &call.request.model, http::unix_now());
-        Ok(http::chunk_stream(
-            stream::lines(&self.name, response, self.timeout),
-            decoder,
-        ))
+        let request = self.chat_request(&call, &convert::to_wire(call.request, true)?)?;
+        let response = self.connection.send(call.api_key, request).await?;
+        let decoder = LineDecoder::new(self.name(), &call.request.model, http::unix_now());
+        let lines = stream::lines(self.name(), response, self.connection.timeout);
+        Ok(chunks::chunk_stream(lines, decoder))
     }
 }

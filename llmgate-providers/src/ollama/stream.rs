@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use llmgate_core::chat::{FunctionCallDelta, ToolCallDelta};
-use llmgate_core::{ChatChunk, ChunkChoice, Delta, Error, FinishReason, Result, Role};
+use llmgate_core::{ChatChunk, Delta, Error, FinishReason, Result, Role};
 use serde_json::Value;
 
 use super::convert;
 use super::wire::ChatLine;
-use crate::http::{self, ChunkDecoder};
+use crate::chunks::{ChunkDecoder, choice_chunk};
+use crate::http;
 
 /// Collects bytes and hands out complete lines. Each byte is scanned once, however the input
 /// is split, so decoding stays linear in the body's length.
@@ -126,21 +127,17 @@ impl LineDecoder {
     }
 
     fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>) -> ChatChunk {
-        let mut chunk = ChatChunk::empty(self.id.clone(), self.model.clone(), self.created);
-        chunk.choices.push(ChunkChoice {
-            index: 0,
-            delta,
-            finish_reason,
-            logprobs: None,
-        });
-        chunk
+        choice_chunk(&self.id, &self.model, self.created, delta, finish_reason)
     }
 
     fn on_line(&mut self, line: ChatLine) -> Result<Vec<ChatChunk>> {
         if let Some(message) = line.error {
             return Err(Error::upstream_stream(
                 &self.provider,
-                format!("the upstream reported: {}", http::scrub(&message, None)),
+                format!(
+                    "the upstream reported: {}",
+                    http::safe_detail(&message, None)
+                ),
             ));
         }
         let mut chunks = Vec::new();
@@ -211,22 +208,16 @@ impl LineDecoder {
 
 impl ChunkDecoder for LineDecoder {
     type Event = Vec<u8>;
+    const END_MARKER: &'static str = "the `done` line";
+
+    fn provider(&self) -> &str {
+        &self.provider
+    }
 
     fn decode(&mut self, line: Vec<u8>) -> Result<Vec<ChatChunk>> {
         let parsed: ChatLine = serde_json::from_slice(&line)
             .map_err(|e| Error::upstream_stream(&self.provider, format!("malformed line: {e}")))?;
         self.on_line(parsed)
-    }
-
-    fn finish(&mut self) -> Result<Vec<ChatChunk>> {
-        if self.finished {
-            Ok(Vec::new())
-        } else {
-            Err(Error::upstream_stream(
-                &self.provider,
-                "the stream ended before the `done` line",
-            ))
-        }
     }
 
     fn is_done(&self) -> bool {
@@ -271,17 +262,9 @@ mod tests {
         assert_eq!(out, vec![line]);
     }
 
-    fn decode(lines: &[Value]) -> (Vec<Value>, Result<Vec<ChatChunk>>) {
-        let mut decoder = LineDecoder::new("ollama", "requested", 9);
-        let mut out = Vec::new();
-        for line in lines {
-            match decoder.decode(line.to_string().into_bytes()) {
-                Ok(chunks) => out.extend(chunks.iter().map(|c| serde_json::to_value(c).unwrap())),
-                Err(error) => return (out, Err(error)),
-            }
-        }
-        let end = decoder.finish();
-        (out, end)
+    fn decode(lines: &[Value]) -> (Vec<Value>, Result<()>) {
+        let lines = lines.iter().map(|l| l.to_string().into_bytes()).collect();
+        crate::chunks::decode_all(LineDecoder::new("ollama", "requested", 9), lines)
     }
 
     #[test]

@@ -1,26 +1,47 @@
-//! Pure translation between the core types and OpenAI's wire format, and from upstream failures
-//! to core errors. No I/O here.
+//! Pure translation between the core types and OpenAI's wire format. No I/O here.
 
-use std::time::{Duration, SystemTime};
+use std::borrow::Cow;
 
 use llmgate_core::chat::{FunctionCallDelta, ToolCallDelta};
 use llmgate_core::{
     ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Delta, Error, ErrorKind, Result, Secret,
 };
-use reqwest::header::HeaderMap;
 use serde_json::{Map, Value, json};
 
 use super::wire::ErrorBody;
+use crate::http::safe_detail;
+use crate::presets::{Quirks, is_openai_reasoning_model};
 
-/// Longest upstream detail copied into an error message, in characters.
-const MAX_DETAIL_CHARS: usize = 300;
-/// Longest wait a `retry-after` header is believed for.
-const MAX_RETRY_AFTER_SECS: f64 = 86_400.0;
-
-/// The request body. The core request already is OpenAI's shape, unknown fields included.
-pub(crate) fn request_body(request: &ChatRequest) -> Result<Vec<u8>> {
-    serde_json::to_vec(request)
+/// The request body. The core request already is OpenAI's shape, unknown fields included;
+/// only the upstream's quirks change it.
+pub(crate) fn request_body(request: &ChatRequest, quirks: Quirks) -> Result<Vec<u8>> {
+    serde_json::to_vec(&with_quirks(request, quirks))
         .map_err(|e| Error::internal(format!("Could not encode the upstream request: {e}")))
+}
+
+/// The request as this upstream wants it. OpenAI's reasoning models refuse `max_tokens` (the
+/// cap goes as `max_completion_tokens`) and any sampling setting but the default.
+fn with_quirks(request: &ChatRequest, quirks: Quirks) -> Cow<'_, ChatRequest> {
+    let reasoning = is_openai_reasoning_model(&request.model);
+    let move_cap = reasoning
+        && quirks.reasoning_models_take_max_completion_tokens
+        && request.max_tokens.is_some();
+    let drop_sampling = reasoning
+        && quirks.reasoning_models_reject_sampling
+        && (request.temperature.is_some() || request.top_p.is_some());
+    if !move_cap && !drop_sampling {
+        return Cow::Borrowed(request);
+    }
+    let mut request = request.clone();
+    if move_cap {
+        request.max_completion_tokens = request.requested_max_tokens();
+        request.max_tokens = None;
+    }
+    if drop_sampling {
+        request.temperature = None;
+        request.top_p = None;
+    }
+    Cow::Owned(request)
 }
 
 /// A whole completion from a 2xx body.
@@ -98,7 +119,7 @@ pub(crate) fn chunk_from_wire(
 pub(crate) fn stream_error_event(provider: &str, data: &str, key: Option<&Secret>) -> Error {
     let detail = match serde_json::from_str::<Value>(data) {
         Ok(value) => in_band_detail(&value, key),
-        Err(_) => clip(&scrub(data, key)),
+        Err(_) => safe_detail(data, key),
     };
     Error::upstream_stream(provider, format!("upstream error: {detail}"))
 }
@@ -159,103 +180,11 @@ pub(crate) fn response_to_chunks(response: ChatResponse) -> Vec<ChatChunk> {
     chunks
 }
 
-/// A non-2xx answer as a core error: kind from the status, the upstream's own message as
-/// detail (key scrubbed, clipped), and its retry hint.
-pub(crate) fn status_error(
-    provider: &str,
-    status: u16,
-    headers: &HeaderMap,
-    body: &[u8],
-    key: Option<&Secret>,
-    now: SystemTime,
-) -> Error {
-    let detail = match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(parsed) => parsed
-            .text()
-            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned()),
-        Err(_) => String::from_utf8_lossy(body).into_owned(),
-    };
-    let detail = clip(&scrub(&detail, key));
-    let error = Error::from_upstream_status(provider, status, &detail);
-    match retry_after(headers, now) {
-        Some(after) => error.with_retry_after(after),
-        None => error,
-    }
-}
-
-/// How long the upstream asked us to wait: `retry-after-ms`, else `retry-after` in seconds or
-/// as an HTTP date.
-pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    let seconds = |text: &str| {
-        text.parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s.min(MAX_RETRY_AFTER_SECS)))
-    };
-    if let Some(after) = header("retry-after-ms").and_then(|ms| seconds(ms).map(|d| d / 1000)) {
-        return Some(after);
-    }
-    let value = header("retry-after")?;
-    if let Some(after) = seconds(value) {
-        return Some(after);
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// A failure of the HTTP exchange itself (no status, or a body that broke).
-pub(crate) fn transport_error(
-    provider: &str,
-    error: reqwest::Error,
-    key: Option<&Secret>,
-) -> Error {
-    if error.is_timeout() {
-        return Error::upstream_timeout(provider);
-    }
-    if error.is_connect() {
-        return Error::upstream_connect(provider);
-    }
-    let detail = clip(&scrub(&describe(&error.without_url()), key));
-    Error::new(
-        ErrorKind::Upstream,
-        format!("The request to upstream {provider} failed: {detail}"),
-    )
-    .with_code("upstream_failed")
-}
-
-/// An error and its causes on one line.
-pub(crate) fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// `text` with every occurrence of the key replaced by `*****`.
-pub(crate) fn scrub(text: &str, key: Option<&Secret>) -> String {
-    match key.map(Secret::expose) {
-        Some(key) if !key.is_empty() && text.contains(key) => text.replace(key, "*****"),
-        _ => text.to_owned(),
-    }
-}
-
-/// `text` on one line and at most [`MAX_DETAIL_CHARS`] characters.
-pub(crate) fn clip(text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(MAX_DETAIL_CHARS) {
-        Some((cut, _)) => format!("{}…", &one_line[..cut]),
-        None => one_line,
-    }
+/// The human-readable part of an error body, for [`crate::http::Upstream::error_detail`].
+pub(crate) fn error_detail(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .and_then(|parsed| parsed.text())
 }
 
 fn in_band_detail(value: &Value, key: Option<&Secret>) -> String {
@@ -263,7 +192,7 @@ fn in_band_detail(value: &Value, key: Option<&Secret>) -> String {
         .ok()
         .and_then(|body| body.text())
         .unwrap_or_else(|| value.to_string());
-    clip(&scrub(&text, key))
+    safe_detail(&text, key)
 }
 
 /// Fill in what lenient servers leave out or spell their own way, so the strict core types
@@ -347,25 +276,17 @@ fn finish_reason(reason: &str) -> Option<&'static str> {
 mod tests {
     use super::*;
     use llmgate_core::{FinishReason, Message, Role};
-    use reqwest::header::HeaderValue;
 
     fn key() -> Secret {
         Secret::new("sk-test-SECRET-0123456789")
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
     }
 
     #[test]
     fn request_body_is_the_core_request_with_extras() {
         let mut request = ChatRequest::new("up-model", vec![Message::user("hi")]);
         request.extra.insert("vendor_knob".into(), json!(3));
-        let body: Value = serde_json::from_slice(&request_body(&request).unwrap()).unwrap();
+        let body: Value =
+            serde_json::from_slice(&request_body(&request, Quirks::default()).unwrap()).unwrap();
         assert_eq!(
             body,
             json!({"model": "up-model", "messages": [{"role": "user", "content": "hi"}], "vendor_knob": 3})
@@ -527,106 +448,73 @@ mod tests {
     }
 
     #[test]
-    fn status_error_takes_message_from_every_body_shape() {
-        let none = HeaderMap::new();
-        let now = SystemTime::now();
+    fn error_detail_reads_every_body_shape() {
         for (body, expected) in [
             (
-                json!({"error": {"message": "bad model", "type": "invalid_request_error"}})
-                    .to_string(),
+                json!({"error": {"message": "bad model", "type": "invalid_request_error"}}),
                 "bad model",
             ),
-            (json!({"error": "plain text"}).to_string(), "plain text"),
+            (json!({"error": "plain text"}), "plain text"),
             (
-                json!({"object": "error", "message": "vllm says no"}).to_string(),
+                json!({"object": "error", "message": "vllm says no"}),
                 "vllm says no",
             ),
-            (
-                json!({"detail": "fastapi says no"}).to_string(),
-                "fastapi says no",
-            ),
-            ("Bad Gateway\n\n  nginx".to_owned(), "Bad Gateway nginx"),
+            (json!({"detail": "fastapi says no"}), "fastapi says no"),
         ] {
-            let error = status_error("p", 400, &none, body.as_bytes(), None, now);
-            assert!(
-                error.message().ends_with(expected),
-                "{} / {expected}",
-                error.message()
+            assert_eq!(
+                error_detail(body.to_string().as_bytes()).as_deref(),
+                Some(expected)
             );
-            assert_eq!(error.upstream_status(), Some(400));
         }
+        assert_eq!(error_detail(b"Bad Gateway"), None);
+    }
+
+    fn outbound(model: &str, quirks: Quirks, fields: Value) -> Value {
+        let mut body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        let request: ChatRequest = serde_json::from_value(body).unwrap();
+        serde_json::from_slice(&request_body(&request, quirks).unwrap()).unwrap()
+    }
+
+    fn openai_quirks() -> Quirks {
+        crate::preset("openai").unwrap().quirks
     }
 
     #[test]
-    fn status_error_scrubs_the_key_before_clipping() {
-        // The key straddles the clip point: clipping first would leave half of it behind.
-        let mut text = "x".repeat(MAX_DETAIL_CHARS - 5);
-        text.push_str(key().expose());
-        let body = json!({"error": {"message": text}}).to_string();
-        let error = status_error(
-            "p",
-            401,
-            &HeaderMap::new(),
-            body.as_bytes(),
-            Some(&key()),
-            SystemTime::now(),
+    fn reasoning_models_on_openai_get_max_completion_tokens_and_no_sampling() {
+        let sampling = json!({"max_tokens": 300, "temperature": 0.2, "top_p": 0.9, "seed": 1});
+        for model in ["o1", "o3-mini", "o4-mini-2025-04-16", "gpt-5", "gpt-5-mini"] {
+            let body = outbound(model, openai_quirks(), sampling.clone());
+            assert_eq!(body["max_completion_tokens"], 300, "{model}: {body}");
+            for gone in ["max_tokens", "temperature", "top_p"] {
+                assert!(body.get(gone).is_none(), "{model}: {gone} in {body}");
+            }
+            assert_eq!(body["seed"], 1, "{model}: other fields stay");
+        }
+        // Both spellings given: the smaller cap wins, in the only spelling allowed.
+        let both = outbound(
+            "o3",
+            openai_quirks(),
+            json!({"max_tokens": 50, "max_completion_tokens": 80}),
         );
-        assert!(!error.message().contains("sk-test"), "{}", error.message());
-        assert!(error.message().contains("*****"));
+        assert_eq!(both["max_completion_tokens"], 50, "{both}");
+        assert!(both.get("max_tokens").is_none(), "{both}");
     }
 
     #[test]
-    fn clip_respects_char_boundaries() {
-        let text = "日".repeat(MAX_DETAIL_CHARS + 10);
-        let clipped = clip(&text);
-        assert_eq!(clipped.chars().count(), MAX_DETAIL_CHARS + 1);
-        assert!(clipped.ends_with('…'));
-        assert_eq!(clip("short\nline"), "short line");
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_millis_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "7")]), now),
-            Some(Duration::from_secs(7))
-        );
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "1.5")]), now),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(
-            retry_after(
-                &headers(&[("retry-after-ms", "250"), ("retry-after", "9")]),
-                now
-            ),
-            Some(Duration::from_millis(250))
-        );
-        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", &date)]), now),
-            Some(Duration::from_secs(30))
-        );
-        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", &past)]), now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
-        assert_eq!(retry_after(&headers(&[("retry-after", "-3")]), now), None);
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "1e300")]), now),
-            Some(Duration::from_secs(86_400))
-        );
-        assert_eq!(retry_after(&HeaderMap::new(), now), None);
-    }
-
-    #[test]
-    fn scrub_replaces_every_occurrence() {
-        let k = key();
-        let text = format!("a {} b {}", k.expose(), k.expose());
-        assert_eq!(scrub(&text, Some(&k)), "a ***** b *****");
-        assert_eq!(scrub("nothing", Some(&k)), "nothing");
-        assert_eq!(scrub("nothing", Some(&Secret::new(""))), "nothing");
+    fn other_models_and_other_upstreams_are_sent_as_asked() {
+        let fields = json!({"max_tokens": 300, "temperature": 0.2, "top_p": 0.9});
+        let gpt4o = outbound("gpt-4o", openai_quirks(), fields.clone());
+        assert_eq!(gpt4o["max_tokens"], 300);
+        assert_eq!(gpt4o["temperature"], 0.2);
+        assert!(gpt4o.get("max_completion_tokens").is_none());
+        // An OpenRouter-style server takes `max_tokens` for every model.
+        let elsewhere = outbound("o3-mini", crate::preset("groq").unwrap().quirks, fields);
+        assert_eq!(elsewhere["max_tokens"], 300);
+        assert_eq!(elsewhere["top_p"], 0.9);
+        let untouched = outbound("o1", openai_quirks(), json!({"max_completion_tokens": 7}));
+        assert_eq!(untouched["max_completion_tokens"], 7);
     }
 }
