@@ -148,19 +148,19 @@ pub fn provider_problems(config: &Config) -> Vec<Problem> {
 }
 
 fn provider_spec(provider: &ProviderConfig) -> ProviderSpec {
-    ProviderSpec {
-        name: provider.name.clone(),
-        family: match provider.kind {
-            ProviderKind::Openai => WireFamily::OpenAi,
-            ProviderKind::Anthropic => WireFamily::Anthropic,
-            ProviderKind::Ollama => WireFamily::Ollama,
-            ProviderKind::Huggingface => WireFamily::HuggingFace,
-            ProviderKind::Demo => WireFamily::Demo,
-        },
-        api_base: provider.api_base.clone(),
-        timeout: Duration::from_millis(provider.timeout_ms),
-        headers: provider.headers.clone(),
-    }
+    let family = match provider.kind {
+        ProviderKind::Openai => WireFamily::OpenAi,
+        ProviderKind::Anthropic => WireFamily::Anthropic,
+        ProviderKind::Ollama => WireFamily::Ollama,
+        ProviderKind::Huggingface => WireFamily::HuggingFace,
+        ProviderKind::Demo => WireFamily::Demo,
+    };
+    let mut spec = ProviderSpec::new(&provider.name, family);
+    spec.api_base.clone_from(&provider.api_base);
+    spec.timeout = Duration::from_millis(provider.timeout_ms);
+    spec.headers.clone_from(&provider.headers);
+    spec.local = Some(provider.local);
+    spec
 }
 
 fn deployment(model: &ModelConfig, provider: &ProviderConfig) -> Deployment {
