@@ -1,0 +1,85 @@
+//! The load harness's parts against each other: the load generator driving the fake upstream,
+//! JSON and streamed, with a few requests (no timing assertions).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use llmgate_benches::load::client::Target;
+use llmgate_benches::load::runner::{Load, measure};
+use llmgate_benches::load::upstream::{FakeUpstream, UpstreamSettings};
+
+fn load(max_requests: u64) -> Load {
+    Load {
+        concurrency: 2,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(30),
+        max_requests,
+    }
+}
+
+#[tokio::test]
+async fn load_generator_counts_answers_and_stream_events() {
+    let settings = UpstreamSettings {
+        stream_chunks: 5,
+        ..UpstreamSettings::default()
+    };
+    let upstream = FakeUpstream::start(&settings).unwrap();
+    let target = Target {
+        addr: upstream.addr(),
+        path: "/v1/chat/completions",
+        authorization: None,
+    };
+
+    let json = Bytes::from_static(br#"{"model":"m","messages":[]}"#);
+    let measured = measure(&target, &json, load(40)).await;
+    assert_eq!(
+        (measured.ok, measured.errors),
+        (40, 0),
+        "{:?}",
+        measured.first_error
+    );
+    assert_eq!(measured.total.count, 40);
+    assert!(measured.total.p50 <= measured.total.p99);
+    assert_eq!(measured.per_chunk.count, 0, "JSON has no chunks");
+
+    let stream = Bytes::from_static(br#"{"model":"m","messages":[],"stream":true}"#);
+    let measured = measure(&target, &stream, load(20)).await;
+    assert_eq!(
+        (measured.ok, measured.errors),
+        (20, 0),
+        "{:?}",
+        measured.first_error
+    );
+    // role + 5 content + finish + usage + [DONE]
+    assert_eq!(measured.min_events, 9);
+    assert!(measured.first_byte.p50 <= measured.total.p50);
+}
+
+#[tokio::test]
+async fn refused_connections_are_counted_as_errors() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let target = Target {
+        addr,
+        path: "/v1/chat/completions",
+        authorization: None,
+    };
+    let body = Bytes::from_static(b"{}");
+    let measured = measure(
+        &target,
+        &body,
+        Load {
+            concurrency: 1,
+            warmup: Duration::ZERO,
+            duration: Duration::from_millis(50),
+            max_requests: 10,
+        },
+    )
+    .await;
+    assert_eq!(measured.ok, 0);
+    assert!(measured.errors > 0);
+    assert!(measured.first_error.is_some());
+}
