@@ -9,7 +9,7 @@ use llmgate_core::{
     Deployment, Gateway, GatewayBuilder, MemoryCreditStore, ModelPrice, PowerLevel, Privacy,
     Secret, Tier,
 };
-use llmgate_providers::{ProviderSpec, WireFamily, build_provider};
+use llmgate_providers::build_provider;
 
 use crate::auth::{Auth, DirectoryKeys};
 use crate::billing::{self, Billing};
@@ -48,11 +48,12 @@ impl AppState {
             storage.users.clone(),
             tiers.clone(),
         )));
-        let billing = Billing::new(&config.billing, billing::sql_store(&storage.ledger))
-            .map_err(|error| ConfigError {
+        let billing = Billing::new(&config.billing, billing::sql_store(&storage.ledger)).map_err(
+            |error| ConfigError {
                 source_name: None,
                 problems: vec![Problem::new("billing", error.message())],
-            })?;
+            },
+        )?;
         Ok(Self {
             gateway: builder.build(),
             auth,
@@ -89,7 +90,7 @@ fn gateway_builder(config: &Config) -> Result<GatewayBuilder, ConfigError> {
     let mut problems = Vec::new();
     let mut usable: HashMap<String, &ProviderConfig> = HashMap::new();
     for (i, provider) in config.providers.iter().enumerate() {
-        match build_provider(&provider_spec(provider)) {
+        match build_provider(&provider.spec()) {
             Ok(built) => {
                 builder = builder.provider(built);
                 if let Some(key) = &provider.api_key {
@@ -97,7 +98,7 @@ fn gateway_builder(config: &Config) -> Result<GatewayBuilder, ConfigError> {
                 }
                 usable.insert(provider.name.clone(), provider);
             }
-            Err(error) if provider.preset => {
+            Err(error) if provider.from_env => {
                 tracing::warn!(provider = %provider.name, %error, "skipping the provider preset");
             }
             Err(error) => problems.push(Problem::new(format!("providers[{i}]"), error.to_string())),
@@ -138,29 +139,13 @@ pub fn provider_problems(config: &Config) -> Vec<Problem> {
         .providers
         .iter()
         .enumerate()
-        .filter(|(_, p)| !p.preset)
+        .filter(|(_, p)| !p.from_env)
         .filter_map(|(i, p)| {
-            build_provider(&provider_spec(p))
+            build_provider(&p.spec())
                 .err()
                 .map(|error| Problem::new(format!("providers[{i}]"), error.to_string()))
         })
         .collect()
-}
-
-fn provider_spec(provider: &ProviderConfig) -> ProviderSpec {
-    let family = match provider.kind {
-        ProviderKind::Openai => WireFamily::OpenAi,
-        ProviderKind::Anthropic => WireFamily::Anthropic,
-        ProviderKind::Ollama => WireFamily::Ollama,
-        ProviderKind::Huggingface => WireFamily::HuggingFace,
-        ProviderKind::Demo => WireFamily::Demo,
-    };
-    let mut spec = ProviderSpec::new(&provider.name, family);
-    spec.api_base.clone_from(&provider.api_base);
-    spec.timeout = Duration::from_millis(provider.timeout_ms);
-    spec.headers.clone_from(&provider.headers);
-    spec.local = Some(provider.local);
-    spec
 }
 
 fn deployment(model: &ModelConfig, provider: &ProviderConfig) -> Deployment {
@@ -319,6 +304,47 @@ mod tests {
     #[test]
     fn anthropic_preset_never_blocks_startup() {
         let env = Env::from_pairs([("ANTHROPIC_API_KEY", "sk-ant-test")]);
+    #[test]
+    fn local_providers_make_private_keyless_deployments() {
+        let yaml = r#"
+providers:
+  - { name: ollama, kind: ollama }
+  - { name: gpu, kind: openai, api_base: "http://10.0.0.5:8000/v1", local: true }
+  - { name: groq, kind: openai }
+models:
+  - { name: llama-local, provider: ollama, upstream_model: "llama3.2", free: true }
+  - { name: qwen-gpu, provider: gpu, upstream_model: qwen, free: true }
+  - { name: shared, provider: gpu, upstream_model: qwen, free: true, privacy: low }
+  - { name: llama-groq, provider: groq, upstream_model: llama3-70b, cost_per_1k: 0.001 }
+"#;
+        let config = Config::from_yaml(yaml, &Env::from_pairs([("X", "y")])).unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        let gateway = build_gateway(&config).unwrap();
+        let deployment = |name: &str| gateway.catalog().by_name(name).next().unwrap().clone();
+        for name in ["llama-local", "qwen-gpu"] {
+            let d = deployment(name);
+            assert!(d.local, "{name}");
+            assert_eq!(d.privacy, Privacy::High, "{name}");
+        }
+        assert_eq!(
+            deployment("shared").privacy,
+            Privacy::Low,
+            "written privacy wins"
+        );
+        assert!(!deployment("llama-groq").local);
+        assert_eq!(deployment("llama-groq").privacy, Privacy::Low);
+        let requires_key = |name: &str| {
+            gateway
+                .providers()
+                .find(|p| p.name() == name)
+                .unwrap()
+                .requires_key()
+        };
+        assert!(!requires_key("ollama"));
+        assert!(!requires_key("gpu"), "local and no api_key: key-free");
+        assert!(requires_key("groq"));
+    }
+
         let config = Config::builtin(&env);
         assert!(build_gateway(&config).is_ok());
         assert!(provider_problems(&config).is_empty());

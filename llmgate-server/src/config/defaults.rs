@@ -2,6 +2,7 @@
 //! for each well-known key or local host found in the environment.
 
 use llmgate_core::{LatencyClass, Privacy, Secret};
+use llmgate_providers::{Preset, presets};
 
 use super::env::Env;
 use super::providers::{ModelConfig, ProviderConfig, ProviderKind};
@@ -11,91 +12,9 @@ use super::{
     StorageConfig, default_tiers,
 };
 
-/// A hosted provider enabled by its API key variable.
-struct KeyPreset {
-    variable: &'static str,
-    name: &'static str,
-    kind: ProviderKind,
-    api_base: &'static str,
-}
-
-const KEY_PRESETS: &[KeyPreset] = &[
-    KeyPreset {
-        variable: "OPENAI_API_KEY",
-        name: "openai",
-        kind: ProviderKind::Openai,
-        api_base: "https://api.openai.com/v1",
-    },
-    KeyPreset {
-        variable: "ANTHROPIC_API_KEY",
-        name: "anthropic",
-        kind: ProviderKind::Anthropic,
-        api_base: "https://api.anthropic.com/v1",
-    },
-    KeyPreset {
-        variable: "GROQ_API_KEY",
-        name: "groq",
-        kind: ProviderKind::Openai,
-        api_base: "https://api.groq.com/openai/v1",
-    },
-    KeyPreset {
-        variable: "OPENROUTER_API_KEY",
-        name: "openrouter",
-        kind: ProviderKind::Openai,
-        api_base: "https://openrouter.ai/api/v1",
-    },
-    KeyPreset {
-        variable: "TOGETHER_API_KEY",
-        name: "together",
-        kind: ProviderKind::Openai,
-        api_base: "https://api.together.xyz/v1",
-    },
-    KeyPreset {
-        variable: "FIREWORKS_API_KEY",
-        name: "fireworks",
-        kind: ProviderKind::Openai,
-        api_base: "https://api.fireworks.ai/inference/v1",
-    },
-    KeyPreset {
-        variable: "DEEPINFRA_API_KEY",
-        name: "deepinfra",
-        kind: ProviderKind::Openai,
-        api_base: "https://api.deepinfra.com/v1/openai",
-    },
-    KeyPreset {
-        variable: "HUGGINGFACE_API_KEY",
-        name: "huggingface",
-        kind: ProviderKind::Huggingface,
-        api_base: "https://router.huggingface.co/v1",
-    },
-];
-
-/// A local OpenAI-compatible server enabled by its host variable.
-const HOST_PRESETS: &[(&str, &str)] = &[("OLLAMA_HOST", "ollama"), ("VLLM_HOST", "vllm")];
-
 pub(super) fn builtin(env: &Env) -> Config {
-    let mut demo = ProviderConfig::new("demo", ProviderKind::Demo);
-    demo.local = true;
-    let mut providers = vec![demo];
-    for preset in KEY_PRESETS {
-        if let Some(key) = env.get(preset.variable) {
-            let mut provider = ProviderConfig::new(preset.name, preset.kind);
-            provider.api_base = Some(preset.api_base.to_owned());
-            provider.api_key = Some(Secret::new(key));
-            provider.preset = true;
-            providers.push(provider);
-        }
-    }
-    for (variable, name) in HOST_PRESETS {
-        if let Some(host) = env.get(variable) {
-            // Both speak OpenAI's protocol under /v1.
-            let mut provider = ProviderConfig::new(*name, ProviderKind::Openai);
-            provider.api_base = Some(openai_base_for_host(&host));
-            provider.local = true;
-            provider.preset = true;
-            providers.push(provider);
-        }
-    }
+    let mut providers = vec![ProviderConfig::new("demo", ProviderKind::Demo)];
+    providers.extend(presets().iter().filter_map(|preset| from_env(preset, env)));
     Config {
         server: ServerConfig::default(),
         storage: StorageConfig::default(),
@@ -109,6 +28,22 @@ pub(super) fn builtin(env: &Env) -> Config {
     }
 }
 
+/// The provider a preset becomes when its key variable (hosted) or host variable (local) is
+/// set, else `None`.
+fn from_env(preset: &Preset, env: &Env) -> Option<ProviderConfig> {
+    let mut provider = ProviderConfig::new(preset.name, ProviderKind::of_family(preset.family));
+    if let Some(key) = preset.key_env.and_then(|variable| env.get(variable)) {
+        provider.api_key = Some(Secret::new(key));
+        provider.api_base = Some(preset.api_base.to_owned());
+    } else if let Some(host) = preset.host_env.and_then(|variable| env.get(variable)) {
+        provider.api_base = Some(preset.api_base_for_host(&host));
+    } else {
+        return None;
+    }
+    provider.from_env = true;
+    Some(provider)
+}
+
 /// `demo/echo`: free, answers locally.
 fn demo_echo() -> ModelConfig {
     let mut model = ModelConfig::new("demo/echo", "demo", "echo");
@@ -120,36 +55,9 @@ fn demo_echo() -> ModelConfig {
     model
 }
 
-/// `OLLAMA_HOST` may be `host:port` or a URL, with or without `/v1`.
-fn openai_base_for_host(host: &str) -> String {
-    let host = host.trim().trim_end_matches('/');
-    let with_scheme = if host.starts_with("http://") || host.starts_with("https://") {
-        host.to_owned()
-    } else {
-        format!("http://{host}")
-    };
-    if with_scheme.ends_with("/v1") {
-        with_scheme
-    } else {
-        format!("{with_scheme}/v1")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_variables_become_openai_bases() {
-        assert_eq!(
-            openai_base_for_host("127.0.0.1:11434"),
-            "http://127.0.0.1:11434/v1"
-        );
-        assert_eq!(
-            openai_base_for_host("http://gpu:8000/v1/"),
-            "http://gpu:8000/v1"
-        );
-    }
 
     #[test]
     fn builtin_has_demo_and_presets_for_present_keys_only() {
@@ -160,8 +68,41 @@ mod tests {
         let config = builtin(&env);
         let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["demo", "groq", "ollama"]);
-        assert!(config.providers[2].local);
+        assert!(config.providers[0].local, "the demo answers locally");
         assert_eq!(config.models[0].name, "demo/echo");
         assert!(config.validate().is_empty(), "{:?}", config.validate());
+    }
+
+    #[test]
+    fn env_providers_take_the_preset_family_base_and_locality() {
+        let env = Env::from_pairs([
+            ("ANTHROPIC_API_KEY", "sk-ant-test"),
+            ("OLLAMA_HOST", "gpu-box"),
+            ("VLLM_HOST", "http://10.0.0.5:9000"),
+        ]);
+        let config = builtin(&env);
+        let find = |name: &str| config.providers.iter().find(|p| p.name == name).unwrap();
+
+        let anthropic = find("anthropic");
+        assert_eq!(anthropic.kind, ProviderKind::Anthropic);
+        assert_eq!(
+            anthropic.api_base.as_deref(),
+            Some("https://api.anthropic.com")
+        );
+        assert_eq!(anthropic.api_key.as_ref().unwrap().expose(), "sk-ant-test");
+        assert!(!anthropic.local && anthropic.spec().requires_key());
+
+        // Ollama's native API, on its default port; both local presets need no key.
+        let ollama = find("ollama");
+        assert_eq!(ollama.kind, ProviderKind::Ollama);
+        assert_eq!(ollama.api_base.as_deref(), Some("http://gpu-box:11434"));
+        let vllm = find("vllm");
+        assert_eq!(vllm.kind, ProviderKind::Openai);
+        assert_eq!(vllm.api_base.as_deref(), Some("http://10.0.0.5:9000/v1"));
+        for local in [ollama, vllm] {
+            assert!(local.local && local.api_key.is_none(), "{}", local.name);
+            assert!(!local.spec().requires_key(), "{}", local.name);
+            assert!(local.from_env);
+        }
     }
 }

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 
 use base64::Engine;
 use llmgate_core::{Decimal, PowerLevel};
+use llmgate_providers::{preset, presets};
 
 use super::values::DecimalText;
-use super::{Config, Problem};
+use super::{Config, Problem, ProviderConfig, ProviderKind};
 
 /// Collects problems as the checks walk the config.
 #[derive(Default)]
@@ -241,18 +242,51 @@ fn providers(config: &Config, report: &mut Report) {
                 format!("duplicate provider \"{name}\" (first at providers[{first}])"),
             );
         }
-        match &provider.api_base {
-            Some(base) => report.http_url(&format!("{path}.api_base"), base),
-            None if provider.kind.needs_api_base() => report.push(
-                format!("{path}.api_base"),
-                format!("is required for kind {}", provider.kind.as_str()),
-            ),
-            None => {}
-        }
+        preset_and_base(provider, &path, report);
         if provider.timeout_ms == 0 {
             report.push(format!("{path}.timeout_ms"), "must be greater than 0");
         }
     }
+}
+
+/// A `preset:` must name a well-known provider of the same family; `api_base` may be left out
+/// only when a preset (by `preset:` or by name) or the family supplies one.
+fn preset_and_base(provider: &ProviderConfig, path: &str, report: &mut Report) {
+    let spec = provider.spec();
+    if let Some(name) = &provider.preset
+        && spec.matching_preset().is_none()
+    {
+        let message = match preset(name) {
+            Some(found) => format!(
+                "preset \"{name}\" speaks kind {}, not {}",
+                ProviderKind::of_family(found.family).as_str(),
+                provider.kind.as_str()
+            ),
+            None => format!("unknown preset \"{name}\" (known: {})", preset_names()),
+        };
+        report.push(format!("{path}.preset"), message);
+        return;
+    }
+    match &provider.api_base {
+        Some(base) => report.http_url(&format!("{path}.api_base"), base),
+        None if provider.kind != ProviderKind::Demo && spec.resolved_api_base().is_none() => {
+            report.push(
+                format!("{path}.api_base"),
+                format!(
+                    "is required for kind {}: \"{}\" is not a preset name (known: {})",
+                    provider.kind.as_str(),
+                    provider.name,
+                    preset_names()
+                ),
+            );
+        }
+        None => {}
+    }
+}
+
+fn preset_names() -> String {
+    let names: Vec<&str> = presets().iter().map(|p| p.name).collect();
+    names.join(", ")
 }
 
 fn models(config: &Config, report: &mut Report) {
