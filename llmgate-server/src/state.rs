@@ -302,9 +302,6 @@ mod tests {
     }
 
     #[test]
-    fn anthropic_preset_never_blocks_startup() {
-        let env = Env::from_pairs([("ANTHROPIC_API_KEY", "sk-ant-test")]);
-    #[test]
     fn local_providers_make_private_keyless_deployments() {
         let yaml = r#"
 providers:
@@ -345,6 +342,9 @@ models:
         assert!(requires_key("groq"));
     }
 
+    #[test]
+    fn anthropic_preset_never_blocks_startup() {
+        let env = Env::from_pairs([("ANTHROPIC_API_KEY", "sk-ant-test")]);
         let config = Config::builtin(&env);
         assert!(build_gateway(&config).is_ok());
         assert!(provider_problems(&config).is_empty());
