@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod master_key;
 mod probe;
+mod replicas;
 pub mod rotate_keys;
 mod server;
 pub mod state;

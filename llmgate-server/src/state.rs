@@ -44,6 +44,9 @@ impl AppState {
         if let Some(vault) = &storage.vault {
             builder = builder.key_vault(vault.clone());
         }
+        if let Some(redis_url) = &config.storage.redis_url {
+            builder = crate::replicas::share_through_redis(builder, redis_url).await?;
+        }
         let auth = Auth::new(master_key).with_user_keys(Arc::new(DirectoryKeys::new(
             storage.users.clone(),
             tiers.clone(),

@@ -112,6 +112,9 @@ async fn metrics_move_under_load_for_every_family() {
         500,
         openai::error("boom", "server_error", None),
     ));
+    // Cooldowns are shared through Redis and outlive this test: names of this run only.
+    let main = unique("ops-main");
+    let primary = unique("ops-primary");
     let config = yaml_config(
         &format!(
             r#"
@@ -125,15 +128,15 @@ providers:
   - {{ name: up, kind: openai, api_base: "{up}/v1", api_key: sk-test-up-0000 }}
   - {{ name: flaky, kind: openai, api_base: "{flaky}/v1", api_key: sk-test-flaky-0000 }}
 models:
-  - {{ name: ops-main, provider: up, upstream_model: up-model, cost_per_1k: 0.002 }}
-  - {{ name: ops-primary, provider: flaky, upstream_model: flaky-model, cost_per_1k: 0.002, fallbacks: [ops-main] }}
+  - {{ name: {main}, provider: up, upstream_model: up-model, cost_per_1k: 0.002 }}
+  - {{ name: {primary}, provider: flaky, upstream_model: flaky-model, cost_per_1k: 0.002, fallbacks: [{main}] }}
 routing:
   num_retries: 1
   cooldown_after_failures: 2
   cooldown_ms: 600000
 "#,
             up = up.url(),
-            flaky = flaky.url()
+            flaky = flaky.url(),
         ),
         &empty_env(),
     );
@@ -146,7 +149,7 @@ routing:
     let before = Scrape::of(&metrics_url).await;
 
     // A paid JSON answer.
-    let answered = chat_as(&server, &key, ask("ops-main", false)).await;
+    let answered = chat_as(&server, &key, ask(&main, false)).await;
     assert_eq!(answered.status(), 200);
 
     // A paid stream, watched while it is open: its hold is outstanding.
@@ -159,7 +162,7 @@ routing:
         .chunked(Chunking::AfterEach("\n\n"))
         .frame_delay(Duration::from_millis(150)),
     );
-    let mut stream = chat_as(&server, &key, ask("ops-main", true)).await;
+    let mut stream = chat_as(&server, &key, ask(&main, true)).await;
     assert_eq!(stream.status(), 200);
     stream.chunk().await.unwrap().unwrap();
     let during = Scrape::of(&metrics_url).await;
@@ -171,9 +174,9 @@ routing:
 
     // Two answers through a fallback; the failing primary cools down after the second.
     for _ in 0..2 {
-        let fell_back = chat_as(&server, &key, ask("ops-primary", false)).await;
+        let fell_back = chat_as(&server, &key, ask(&primary, false)).await;
         assert_eq!(fell_back.status(), 200);
-        assert_eq!(fell_back.headers()["x-llmgate-model"], "ops-main");
+        assert_eq!(fell_back.headers()["x-llmgate-model"], main.as_str());
     }
 
     // A retry round: the only deployment fails once, then answers.
@@ -181,19 +184,19 @@ routing:
         503,
         openai::error("busy", "server_error", None),
     ));
-    let retried = chat_as(&server, &key, ask("ops-main", false)).await;
+    let retried = chat_as(&server, &key, ask(&main, false)).await;
     assert_eq!(retried.status(), 200);
     assert_eq!(retried.headers()["x-llmgate-attempts"], "2");
 
     // A tier at 1 request per minute: the second is refused.
     assert_eq!(
-        chat_as(&server, &limited_key, ask("ops-main", false))
+        chat_as(&server, &limited_key, ask(&main, false))
             .await
             .status(),
         200
     );
     assert_eq!(
-        chat_as(&server, &limited_key, ask("ops-main", false))
+        chat_as(&server, &limited_key, ask(&main, false))
             .await
             .status(),
         429
@@ -225,21 +228,21 @@ routing:
         let (was, now) = (before.sum(name, labels), after.sum(name, labels));
         assert!(now > was, "{name}{labels:?} did not move: {was} → {now}");
     };
-    let main = [("model", "ops-main"), ("provider", "up")];
+    let main_labels = [("model", main.as_str()), ("provider", "up")];
     moved(
         "llmgate_requests_total",
         &[
-            ("model", "ops-main"),
+            ("model", main.as_str()),
             ("provider", "up"),
             ("key_source", "platform"),
             ("status", "200"),
         ],
     );
     moved("llmgate_requests_total", &[("status", "429")]);
-    moved("llmgate_request_duration_seconds_count", &main);
+    moved("llmgate_request_duration_seconds_count", &main_labels);
     moved(
         "llmgate_request_duration_seconds_count",
-        &[("model", "ops-main"), ("stream", "true")],
+        &[("model", main.as_str()), ("stream", "true")],
     );
     moved(
         "llmgate_gateway_overhead_seconds_count",
@@ -249,7 +252,7 @@ routing:
         "llmgate_gateway_overhead_seconds_count",
         &[("stream", "true")],
     );
-    moved("llmgate_upstream_duration_seconds_count", &main);
+    moved("llmgate_upstream_duration_seconds_count", &main_labels);
     moved(
         "llmgate_upstream_requests_total",
         &[("provider", "up"), ("outcome", "ok")],
@@ -258,21 +261,21 @@ routing:
         "llmgate_upstream_requests_total",
         &[
             ("provider", "flaky"),
-            ("model", "ops-primary"),
+            ("model", primary.as_str()),
             ("outcome", "error"),
         ],
     );
-    moved("llmgate_time_to_first_token_seconds_count", &main);
+    moved("llmgate_time_to_first_token_seconds_count", &main_labels);
     moved(
         "llmgate_tokens_total",
-        &[("model", "ops-main"), ("kind", "prompt")],
+        &[("model", main.as_str()), ("kind", "prompt")],
     );
     moved(
         "llmgate_tokens_total",
-        &[("model", "ops-main"), ("kind", "completion")],
+        &[("model", main.as_str()), ("kind", "completion")],
     );
-    moved("llmgate_charged_micros_total", &main);
-    moved("llmgate_fallbacks_total", &main);
+    moved("llmgate_charged_micros_total", &main_labels);
+    moved("llmgate_fallbacks_total", &main_labels);
     moved("llmgate_retries_total", &[]);
     moved("llmgate_rate_limited_total", &[("scope", "user")]);
     moved(
@@ -287,24 +290,32 @@ routing:
         "llmgate_backend_duration_seconds_count",
         &[("backend", "redis"), ("operation", "ready")],
     );
+    moved(
+        "llmgate_backend_duration_seconds_count",
+        &[("backend", "redis"), ("operation", "rate_limit")],
+    );
+    moved(
+        "llmgate_backend_duration_seconds_count",
+        &[("backend", "redis"), ("operation", "cooldown_publish")],
+    );
     assert_eq!(
         after.sum(
             "llmgate_deployment_cooling_down",
-            &[("model", "ops-primary")]
+            &[("model", primary.as_str())]
         ),
         1.0
     );
     assert!(after.sum("llmgate_deployments_cooling_down", &[]) >= 1.0);
     assert_eq!(
-        after.sum("llmgate_deployment_in_flight", &[("model", "ops-main")]),
+        after.sum("llmgate_deployment_in_flight", &[("model", main.as_str())]),
         0.0
     );
     // The stream's hold was settled: the gauge came back down.
     assert!(
         after.sum("llmgate_holds_outstanding", &[]) < during.sum("llmgate_holds_outstanding", &[])
     );
-    let charged = after.sum("llmgate_charged_micros_total", &main)
-        - before.sum("llmgate_charged_micros_total", &main);
+    let charged = after.sum("llmgate_charged_micros_total", &main_labels)
+        - before.sum("llmgate_charged_micros_total", &main_labels);
     assert!(charged > 0.0);
 
     // No key, no user id ever reaches a label.
@@ -574,4 +585,124 @@ async fn drop_postgres_database(name: &str) {
     .execute(&admin)
     .await;
     admin.close().await;
+}
+
+/// The deployment files agree with each other: no Docker engine runs here, so the compose
+/// file is checked as YAML, and the production config is loaded with exactly the environment
+/// compose gives the container.
+#[test]
+fn deployment_files_fit_together() {
+    use llmgate_server::config::{Config, Env};
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let compose: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(root.join("docker-compose.yml")).unwrap())
+            .unwrap();
+    let services = &compose["services"];
+    for name in ["llmgate", "postgres", "redis"] {
+        assert!(services[name].is_mapping(), "service {name}");
+        if name != "llmgate" {
+            assert!(
+                services[name]["healthcheck"]["test"].is_sequence(),
+                "{name} health"
+            );
+        }
+    }
+    let gateway = &services["llmgate"];
+    for dependency in ["postgres", "redis"] {
+        assert_eq!(
+            gateway["depends_on"][dependency]["condition"], "service_healthy",
+            "llmgate waits for {dependency}"
+        );
+    }
+    let mount = gateway["volumes"][0].as_str().unwrap();
+    let (host, container) = mount.split_once(':').unwrap();
+    assert!(root.join(host).is_file(), "{host} is mounted");
+    let command: Vec<&str> = gateway["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        command,
+        ["serve", "--config", container.trim_end_matches(":ro")]
+    );
+
+    // The container's environment as compose builds it: `${VAR:?...}` from the operator.
+    let environment: Vec<(String, String)> = gateway["environment"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let value = v.as_str().unwrap();
+            let value = if value.contains("${") {
+                value.replace(
+                    &value[value.find("${").unwrap()..=value.find('}').unwrap()],
+                    "secret",
+                )
+            } else {
+                value.to_owned()
+            };
+            (k.as_str().unwrap().to_owned(), value)
+        })
+        .collect();
+    let mut pairs = environment.clone();
+    for (name, value) in pairs.iter_mut() {
+        match name.as_str() {
+            "LLMGATE_MASTER_KEY" => *value = "lg-master-0123456789abcdef".to_owned(),
+            // base64 of 32 bytes
+            "LLMGATE_BYOK_KEY" => {
+                *value = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned()
+            }
+            _ => {}
+        }
+    }
+    let env = Env::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let config = Config::load_file(&root.join(host), &env).unwrap_or_else(|error| {
+        panic!("the production config with compose's environment: {error}")
+    });
+    config.check().unwrap();
+    assert!(config.storage.database_url.starts_with("postgres://"));
+    assert_eq!(
+        config.storage.redis_url.as_deref(),
+        Some("redis://redis:6379")
+    );
+    assert!(config.byok.encryption_key.is_some());
+
+    // Compose waits longer than the drain before it kills.
+    let grace = gateway["stop_grace_period"].as_str().unwrap();
+    let grace_s: u64 = grace.trim_end_matches('s').parse().unwrap();
+    assert!(grace_s * 1000 > config.server.shutdown_grace_ms, "{grace}");
+    // Metrics on their own port, reachable on the compose network only.
+    let metrics_port = config
+        .server
+        .metrics_listen
+        .as_deref()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap();
+    assert!(
+        gateway["expose"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str() == Some(metrics_port))
+    );
+    let published = serde_yaml_ng::to_string(&gateway["ports"]).unwrap();
+    assert!(
+        !published.contains(metrics_port),
+        "metrics are not published"
+    );
+
+    // The image checks itself without curl, and does not run as root.
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains(r#"CMD ["/usr/local/bin/llmgate", "health""#));
+    let user = dockerfile
+        .lines()
+        .rfind(|l| l.starts_with("USER "))
+        .unwrap();
+    assert!(!user.contains("root") || user.contains("nonroot"), "{user}");
+    assert!(!user.ends_with(" 0") && !user.contains(" 0:"), "{user}");
 }

@@ -22,6 +22,8 @@ pub(crate) enum Endpoint {
     StripeWebhook,
     Health,
     Ready,
+    /// Prometheus metrics (no auth: bind it privately, or move it to `server.metrics_listen`).
+    Metrics,
     /// The admin API (`api/admin.rs`).
     AdminListUsers,
     AdminCreateUser,
@@ -74,6 +76,7 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         "/api/v1/billing/stripe/webhook" => only(method, &[Method::POST], Endpoint::StripeWebhook),
         "/health" => only(method, &[Method::GET], Endpoint::Health),
         "/health/ready" => only(method, &[Method::GET], Endpoint::Ready),
+        "/metrics" => only(method, &[Method::GET], Endpoint::Metrics),
         ui if crate::ui::owns(ui) => only(method, &[Method::GET, Method::HEAD], Endpoint::Ui),
         _ => Err(Miss::NotFound),
     }

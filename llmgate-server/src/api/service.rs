@@ -9,6 +9,7 @@ use futures::FutureExt;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use llmgate_core::Error;
+use tracing::Instrument;
 
 use super::response::{Body, error_response, error_with_status, set_header};
 use super::router::{Endpoint, Miss, route};
@@ -29,23 +30,41 @@ pub async fn handle(state: AppState, request: Request<Incoming>) -> Response<Bod
     let context = RequestContext {
         request_id: request_id(request.headers()),
     };
-    let outcome = AssertUnwindSafe(dispatch(&state, &context, request))
-        .catch_unwind()
-        .await;
-    let mut response = outcome.unwrap_or_else(|_| {
-        tracing::error!(request_id = %context.request_id, %method, %path, "a handler panicked");
-        error_response(&Error::internal("An internal error occurred."))
-    });
-    set_header(&mut response, "x-request-id", &context.request_id);
-    tracing::info!(
+    // Handlers record what they learn (model, provider, attempts, cost) on this span; headers
+    // are never logged (they carry keys).
+    let span = tracing::info_span!(
+        "request",
         request_id = %context.request_id,
         %method,
         %path,
-        status = response.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-        "request"
+        model = tracing::field::Empty,
+        provider = tracing::field::Empty,
+        attempts = tracing::field::Empty,
+        key_source = tracing::field::Empty,
+        cost_micros = tracing::field::Empty,
     );
+    let outcome = AssertUnwindSafe(dispatch(&state, &context, request))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let mut response = outcome.unwrap_or_else(|_| {
+        tracing::error!(parent: &span, "a handler panicked");
+        error_response(&Error::internal("An internal error occurred."))
+    });
+    set_header(&mut response, "x-request-id", &context.request_id);
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
+    if is_probe(&path) {
+        tracing::debug!(parent: &span, status, ms, "request");
+    } else {
+        tracing::info!(parent: &span, status, ms, "request");
+    }
     response
+}
+
+/// Health checks and scrapes come every few seconds; they log at debug only.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/health" | "/health/ready" | "/metrics")
 }
 
 async fn dispatch(
@@ -69,6 +88,11 @@ async fn dispatch(
         Endpoint::StripeWebhook => billing::stripe_webhook(state, request).await,
         Endpoint::Health => Ok(health::live()),
         Endpoint::Ready => Ok(health::ready(state).await),
+        // With its own listener, the metrics are not served to the API's clients.
+        Endpoint::Metrics if state.config.server.metrics_listen.is_some() => {
+            return miss_response(&Miss::NotFound, request.method(), request.uri().path());
+        }
+        Endpoint::Metrics => Ok(crate::telemetry::scrape(state)),
         Endpoint::AdminListUsers => admin::list_users(state, request).await,
         Endpoint::AdminCreateUser => admin::create_user(state, request).await,
         Endpoint::AdminGetUser(user) => admin::get_user(state, request, &user).await,

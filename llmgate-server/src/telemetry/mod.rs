@@ -8,6 +8,7 @@
 
 mod listener;
 mod prometheus;
+mod redis;
 mod requests;
 mod store;
 
@@ -15,5 +16,6 @@ pub use listener::bind_metrics_listener;
 pub(crate) use listener::serve_metrics;
 pub(crate) use prometheus::scrape;
 pub use prometheus::{install_recorder, render};
+pub use redis::{MeteredCooldowns, MeteredRateLimiter};
 pub(crate) use requests::ChatWatch;
 pub use store::{BACKEND_DURATION, BACKEND_ERRORS, MeteredCreditStore};
