@@ -7,9 +7,17 @@
 //!
 //! Every handler starts with one line:
 //!
-//! ```ignore
-//! let principal = state.auth.require(request.headers(), Permission::Read).await?;
-//! let user_id = principal.target_user(query_user_id)?; // own data unless an admin asks
+//! ```
+//! use llmgate_server::auth::{Auth, Permission};
+//!
+//! async fn balance_of(
+//!     auth: &Auth,
+//!     headers: &http::HeaderMap,
+//!     asked_for: Option<&str>,
+//! ) -> llmgate_core::Result<String> {
+//!     let principal = auth.require(headers, Permission::Read).await?; // 401 or 403
+//!     principal.target_user(asked_for) // own data, unless an admin names another user
+//! }
 //! ```
 
 use std::fmt;
