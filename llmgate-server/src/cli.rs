@@ -111,10 +111,16 @@ fn init_logging(json: bool) {
 
 /// `llmgate check --config FILE`.
 pub fn check(path: &std::path::Path, env: &Env) -> ExitCode {
-    let problems = match Config::load_file(path, env) {
-        Ok(config) => provider_problems(&config),
-        Err(error) => error.problems,
+    let (problems, warnings) = match Config::load_file(path, env) {
+        Ok(config) => (
+            provider_problems(&config),
+            crate::storage::byok_warning(&config).into_iter().collect(),
+        ),
+        Err(error) => (error.problems, Vec::new()),
     };
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
     if problems.is_empty() {
         println!("config OK");
         ExitCode::SUCCESS

@@ -67,11 +67,18 @@ async fn rotate(config: &Config) -> Result<RotationReport, String> {
     let ledger = SqlCreditStore::connect(&config.storage.database_url)
         .await
         .map_err(|error| format!("storage.database_url: {}", error.message()))?;
-    println!(
-        "re-sealing under key id {} (also opening: {})",
-        keyring.current_id(),
-        keyring.key_ids()[1..].join(", ")
-    );
+    let older = keyring.key_ids()[1..].join(", ");
+    if older.is_empty() {
+        println!("re-sealing under key id {}", keyring.current_id());
+    } else {
+        println!(
+            "re-sealing under key id {} (opening older keys: {older})",
+            keyring.current_id()
+        );
+    }
     let vault = SqlKeyVault::new(SqlPool::of(&ledger), keyring, VaultSettings::default());
-    vault.rotate().await.map_err(|error| error.message().to_owned())
+    vault
+        .rotate()
+        .await
+        .map_err(|error| error.message().to_owned())
 }

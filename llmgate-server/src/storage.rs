@@ -89,19 +89,8 @@ impl Storage {
         );
         let vault = keyring
             .map(|keyring| Arc::new(SqlKeyVault::new(pool, keyring, VaultSettings::default())));
-        if vault.is_none() {
-            let byok_tiers: Vec<&str> = tiers
-                .values()
-                .filter(|t| t.byok)
-                .map(|t| t.name.as_str())
-                .collect();
-            if !byok_tiers.is_empty() {
-                tracing::warn!(
-                    tiers = %byok_tiers.join(", "),
-                    "BYOK is off: these tiers allow it but byok.encryption_key is not set, so \
-                     users cannot store provider keys"
-                );
-            }
+        if let Some(warning) = byok_warning(config) {
+            tracing::warn!("{warning}");
         }
         tracing::info!(
             backend = match ledger.backend() {
@@ -142,6 +131,29 @@ fn problem(path: &str, message: &str) -> ConfigError {
         source_name: None,
         problems: vec![Problem::new(path, message)],
     }
+}
+
+/// Why BYOK is off although tiers allow it (no `byok.encryption_key`), if it is. The server
+/// starts anyway, so the quickstart runs without a key; users of those tiers are told why
+/// they cannot store keys (403 `byok_disabled`).
+pub fn byok_warning(config: &Config) -> Option<String> {
+    if config.byok.encryption_key.is_some() {
+        return None;
+    }
+    let tiers: Vec<&str> = config
+        .tiers
+        .iter()
+        .filter(|(_, tier)| tier.byok)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    (!tiers.is_empty()).then(|| {
+        format!(
+            "BYOK is off: tiers {} allow it but byok.encryption_key is not set, so users cannot \
+             store provider keys (set it to the base64 of 32 random bytes, e.g. `openssl rand \
+             -base64 32`)",
+            tiers.join(", ")
+        )
+    })
 }
 
 /// The vault's keys from `byok:`; `None` when no key is configured (BYOK off).

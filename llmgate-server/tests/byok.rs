@@ -352,6 +352,36 @@ async fn without_an_encryption_key_byok_is_off_and_says_why() {
     gate.stop().await;
 }
 
+#[test]
+fn check_warns_when_tiers_allow_byok_but_no_key_is_set() {
+    let dir = std::env::temp_dir().join(unique("llmgate-check-byok-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |byok: Option<&str>| {
+        let file = dir.join("llmgate.yaml");
+        std::fs::write(
+            &file,
+            config_yaml("http://127.0.0.1:9/v1", "sqlite::memory:", byok),
+        )
+        .unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_llmgate"))
+            .args(["check", "--config"])
+            .arg(&file)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let warned = run(None);
+    assert!(
+        warned.contains("byok.encryption_key") && warned.contains("starter"),
+        "{warned}"
+    );
+    assert!(!run(Some(&byok_key())).contains("byok"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test]
 async fn a_malformed_encryption_key_stops_the_server_naming_the_setting() {
     for bad in ["not-base64!", "c2hvcnQ=", ""] {
@@ -370,6 +400,85 @@ async fn a_malformed_encryption_key_stops_the_server_naming_the_setting() {
         );
         assert!(!error.to_string().contains("c2hvcnQ"), "{error}");
     }
+}
+
+/// `llmgate rotate-keys --config FILE` on `db`: exit success and stdout.
+async fn rotate_keys(
+    db: &Database,
+    upstream: &str,
+    key: &str,
+    previous: &[&str],
+) -> (bool, String) {
+    let yaml = config_yaml(upstream, &db.url, Some(key));
+    let previous: Vec<String> = previous.iter().map(|k| format!("\"{k}\"")).collect();
+    let yaml = yaml.replace(
+        &format!("  encryption_key: \"{key}\"\n"),
+        &format!(
+            "  encryption_key: \"{key}\"\n  previous_keys: [{}]\n",
+            previous.join(", ")
+        ),
+    );
+    let file = db.file.as_ref().unwrap().with_file_name("rotate.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_llmgate"))
+            .args(["rotate-keys", "--config"])
+            .arg(&file)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_keys_reseals_every_stored_key_under_the_new_key() {
+    let (old, new) = (byok_key(), byok_key());
+    let gate = Gate::start_with(sqlite_file(), Some(&old)).await;
+    let ann = gate.create_user("ann", "starter", "user").await;
+    let own = unique("sk-rotate-me-");
+    let (status, _) = gate
+        .call(Some(&ann), "PUT", KEY_PATH, Some(json!({"api_key": own})))
+        .await;
+    assert_eq!(status, 200);
+    let upstream = gate.upstream.url();
+    let db = gate.stop().await;
+
+    // Without the old key the stored key cannot be opened: say so, exit 1.
+    let (ok, text) = rotate_keys(&db, &upstream, &new, &[]).await;
+    assert!(!ok, "{text}");
+    assert!(text.contains("1 unreadable"), "{text}");
+
+    let (ok, text) = rotate_keys(&db, &upstream, &new, &[&old]).await;
+    assert!(ok, "{text}");
+    assert!(text.contains("re-sealed 1 key(s)"), "{text}");
+    assert!(!text.contains(&own) && !text.contains(&new) && !text.contains(&old));
+    let (ok, text) = rotate_keys(&db, &upstream, &new, &[&old]).await;
+    assert!(ok, "{text}");
+    assert!(text.contains("re-sealed 0 key(s); 1 already"), "{text}");
+
+    // The old key is gone from the config; the user's key still works.
+    let gate = Gate::start_with(db, Some(&new)).await;
+    let (status, headers, answer) = gate.chat(&ann).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(headers["x-llmgate-key-source"], "byok");
+    assert_eq!(
+        gate.upstream
+            .last_request()
+            .unwrap()
+            .header("authorization"),
+        Some(bearer(&own))
+    );
+    gate.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
