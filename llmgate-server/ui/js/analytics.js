@@ -104,7 +104,7 @@ export function createAnalytics(ctx) {
           h('td', { dataset: { label: 'Kind' } }, h('span', { class: ['badge', `kind-${row.kind}`], text: (row.kind ?? '—').replace('_', ' ') })),
           h('td', { dataset: { label: 'Amount' }, class: Number(row.amount_micros) < 0 ? 'num neg' : 'num pos', text: signed(row.amount_micros) }),
           h('td', { dataset: { label: 'Balance after' }, class: 'num', text: row.balance_after_micros === undefined ? '—' : credits(row.balance_after_micros) }),
-          h('td', { dataset: { label: 'Details' }, text: details(row) }))))))
+          h('td', { class: 'wide', dataset: { label: 'Details' }, text: details(row) }))))))
       : empty(ledgerRows.length ? 'Only holds and releases so far.' : 'No transactions yet.');
     fill(ledger, table, more);
   }

@@ -35,9 +35,9 @@ function row(model) {
     cell('Output / 1K', h('span', { class: 'num', text: pricePer1k(model.output_cost_per_1k) })),
     cell('Quality', h('span', { class: 'num', text: percent(model.quality) })),
     cell('Context', h('span', { class: 'num', text: model.context_window ? count(model.context_window) : '—' })),
-    cell('Tags', (model.tags ?? []).length ? (model.tags ?? []).map((tag) => h('span', { class: 'tag', text: tag })) : '—'),
     cell('Latency', model.latency ?? '—'),
     cell('Privacy', model.privacy ? h('span', { class: ['badge', `privacy-${model.privacy}`], text: model.privacy }) : '—'),
+    cell('Tags', (model.tags ?? []).length ? (model.tags ?? []).map((tag) => h('span', { class: 'tag', text: tag })) : '—'),
   );
 }
 
@@ -62,7 +62,7 @@ export function createCatalog(ctx) {
     fill(body, h('div', { class: 'table-wrap' },
       h('table', { class: 'data catalog' },
         h('caption', { class: 'sr-only', text: 'Models' }),
-        h('thead', {}, h('tr', {}, ['Model', 'Provider', 'Input / 1K', 'Output / 1K', 'Quality', 'Context', 'Tags', 'Latency', 'Privacy']
+        h('thead', {}, h('tr', {}, ['Model', 'Provider', 'Input / 1K', 'Output / 1K', 'Quality', 'Context', 'Latency', 'Privacy', 'Tags']
           .map((name) => h('th', { scope: 'col', text: name })))),
         h('tbody', {}, shown.map(row)))));
   }

@@ -131,7 +131,7 @@ export function createUsers(ctx) {
       h('td', { dataset: { label: 'Tier' } }, tier),
       h('td', { dataset: { label: 'Balance' }, class: 'num user-balance', text: balance }),
       h('td', { dataset: { label: 'Created' }, text: when(user.created_at) }),
-      h('td', { dataset: { label: 'Add credits' } }, credit, rowMessage));
+      h('td', { class: 'wide', dataset: { label: 'Add credits' } }, credit, rowMessage));
   }
 
   let users = [];
