@@ -4,8 +4,13 @@
 
 mod users_common;
 
+use std::time::{Duration, Instant};
+
+use llmgate_core::{Credit, CreditKind, CreditStore, HoldRequest};
+use llmgate_credits::SqlCreditStore;
 use serde_json::{Value, json};
-use users_common::{Gate, MASTER_KEY, sqlite_file};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use users_common::{Gate, MASTER_KEY, sqlite_file, unique};
 
 #[tokio::test]
 async fn admin_creates_a_user_whose_key_is_shown_once_and_works() {
@@ -355,5 +360,89 @@ async fn the_monthly_grant_is_applied_once_however_often_a_user_calls() {
         200
     );
     assert_eq!(gate.balance("ann").await, 10_000_000_000);
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn holds_left_by_a_crash_are_reclaimed_at_startup() {
+    let db = sqlite_file();
+    {
+        // A previous run credited Ann, placed a hold and died before settling it.
+        let ledger = SqlCreditStore::connect(&db.url).await.unwrap();
+        ledger
+            .credit(Credit {
+                user_id: "ann".into(),
+                kind: CreditKind::TopUp,
+                amount_micros: 5_000_000,
+                idempotency_key: "test:top-up".into(),
+                reason: "test".into(),
+            })
+            .await
+            .unwrap();
+        ledger
+            .hold(HoldRequest {
+                user_id: "ann".into(),
+                request_id: "crashed".into(),
+                amount_micros: 2_000_000,
+                ttl_secs: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(ledger.balance("ann").await.unwrap(), 3_000_000);
+    }
+    let gate = Gate::start(db).await;
+    let ledger = gate.gateway.credits().clone();
+    // The reclaimer's first round runs as the server starts; give it a generous while.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ledger.balance("ann").await.unwrap() != 5_000_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the expired hold was never reclaimed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gate.stop().await;
+}
+
+/// One inline Redis command over a plain socket; `None` when Redis is unreachable.
+async fn redis_command(command: &str) -> Option<String> {
+    let url = std::env::var("LLMGATE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let address = url.trim_start_matches("redis://").trim_end_matches('/');
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(address),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    stream
+        .write_all(format!("{command}\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut answer = vec![0; 256];
+    let read = stream.read(&mut answer).await.ok()?;
+    Some(String::from_utf8_lossy(&answer[..read]).trim().to_owned())
+}
+
+#[tokio::test]
+async fn with_redis_configured_balances_are_cached_there() {
+    if redis_command("PING").await.as_deref() != Some("+PONG") {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "Redis is required when CI=true"
+        );
+        eprintln!("SKIPPED: Redis is unreachable");
+        return;
+    }
+    let url = std::env::var("LLMGATE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let gate = Gate::start_with_redis(sqlite_file(), &url).await;
+    let user = unique("cached-");
+    gate.create_user(&user, "starter", "user").await;
+    assert_eq!(gate.balance(&user).await, 10_000_000_000);
+    // The balance read went through the Redis cache and left its entry there.
+    let exists = redis_command(&format!("EXISTS llmgate:balance:b:{user}")).await;
+    assert_eq!(exists.as_deref(), Some(":1"));
     gate.stop().await;
 }

@@ -189,12 +189,25 @@ impl Gate {
     }
 
     pub async fn start_with(db: Database, byok: Option<&str>) -> Gate {
+        Self::start_configured(db, byok, None).await
+    }
+
+    /// With `storage.redis_url` set too.
+    pub async fn start_with_redis(db: Database, redis_url: &str) -> Gate {
+        Self::start_configured(db, Some(&byok_key()), Some(redis_url)).await
+    }
+
+    async fn start_configured(db: Database, byok: Option<&str>, redis: Option<&str>) -> Gate {
         let upstream = FakeUpstream::start().await;
         upstream.set_default(Reply::json(
             200,
             openai::completion("fake-upstream-model", "hello", 400, 600),
         ));
-        let yaml = config_yaml(&upstream.url(), &db.url, byok);
+        let mut yaml = config_yaml(&upstream.url(), &db.url, byok);
+        if let Some(redis) = redis {
+            let database = format!("  database_url: \"{}\"\n", db.url);
+            yaml = yaml.replace(&database, &format!("{database}  redis_url: \"{redis}\"\n"));
+        }
         let env = Env::from_pairs([("LLMGATE_TEST", "1")]);
         let config = Config::from_yaml(&yaml, &env).unwrap();
         config.check().unwrap();
