@@ -31,6 +31,9 @@ pub(crate) async fn completions(
             Ok(watch.answered(state.gateway.catalog(), &route, response))
         }
         Err(error) => {
+            if let Some(model) = watch.requested() {
+                tracing::Span::current().record("model", model);
+            }
             watch.failed(&error);
             Err(error)
         }

@@ -148,6 +148,11 @@ impl ChatWatch {
         self.requested = Some(label.to_owned());
     }
 
+    /// The requested model as a label (configured, `auto` or `other`), once the body is read.
+    pub fn requested(&self) -> Option<&str> {
+        self.requested.as_deref()
+    }
+
     /// The request ended in an error response.
     pub fn failed(self, error: &Error) {
         let model = self.requested.as_deref().unwrap_or(NONE);
