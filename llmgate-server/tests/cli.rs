@@ -158,8 +158,9 @@ fn serve(dir: &Path) -> Serving {
         let line = logs
             .recv_timeout(Duration::from_secs(60))
             .expect("the server never said it is listening");
-        if line["fields"]["message"] == "llmgate listening" {
-            break line["fields"]["addr"].as_str().unwrap().to_owned();
+        // `--log-json` writes flat objects: the event's fields at the top.
+        if line["message"] == "llmgate listening" {
+            break line["addr"].as_str().unwrap().to_owned();
         }
     };
     Serving { child, logs, addr }
