@@ -20,7 +20,7 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use llmgate_benches::load::client::{Connection, Target};
 use llmgate_benches::load::gateway::{
-    FREE_MODEL, Gateway, Launch, PAID_MODEL, SLOW_MODEL, Storage, default_binary, exists,
+    FREE_MODEL, Gateway, Launch, PAID_MODEL, SLOW_MODEL, Storage, cpu_nanos, default_binary, exists,
 };
 use llmgate_benches::load::postgres::BenchDatabase;
 use llmgate_benches::load::report::{
@@ -373,11 +373,20 @@ async fn run_backend(
                 ("free (master key)", &free, &free_body),
                 ("paid (user key)", &paid, &paid_body),
             ] {
+                let through_gateway = route != "direct";
+                let cpu_before = cpu_nanos(gateway.pid());
                 let measured = measure(target, body, load).await;
+                let cpu_per_request = match (cpu_before, cpu_nanos(gateway.pid())) {
+                    (Some(before), Some(after)) if through_gateway && measured.answered > 0 => {
+                        Some(after.saturating_sub(before) / measured.answered)
+                    }
+                    _ => None,
+                };
                 rows.push(Row {
                     concurrency,
                     route: route.to_owned(),
                     measured,
+                    cpu_per_request,
                 });
             }
         }

@@ -295,6 +295,26 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time the process has used so far, in nanoseconds: the sum over its threads of
+/// `/proc/PID/task/TID/schedstat` (nanosecond resolution, unlike `/proc/PID/stat`).
+pub fn cpu_nanos(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0u64;
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(on_cpu) = text
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            total += on_cpu;
+        }
+    }
+    Some(total)
+}
+
 /// Where `cargo build --release` puts the binary: `$CARGO_TARGET_DIR` (default
 /// `/var/tmp/llmgate-target`), `release/llmgate`.
 pub fn default_binary() -> PathBuf {
@@ -325,6 +345,17 @@ mod tests {
     fn rss_of_this_process_is_read() {
         let rss = rss_kib(std::process::id()).unwrap();
         assert!(rss > 0);
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_grows() {
+        let before = cpu_nanos(std::process::id()).unwrap();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_nanos(std::process::id()).unwrap() > before);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct Row {
     /// `direct`, `free (master key)`, `paid (user key)`.
     pub route: String,
     pub measured: Measured,
+    /// The gateway's CPU time per answered request (all its threads), when measured.
+    pub cpu_per_request: Option<u64>,
 }
 
 /// The direct row a gateway row compares against.
@@ -34,6 +36,10 @@ fn share(gateway: &Measured, direct: &Measured) -> String {
     }
 }
 
+fn cpu(row: &Row) -> String {
+    row.cpu_per_request.map_or(String::new(), human)
+}
+
 fn errors(measured: &Measured) -> String {
     match (&measured.first_error, measured.errors) {
         (_, 0) => String::new(),
@@ -46,8 +52,8 @@ fn errors(measured: &Measured) -> String {
 pub fn json_table(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| conc | route | p50 | p99 | p99.9 | req/s | added p50 | added p99 | added p99.9 | throughput vs direct |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| conc | route | p50 | p99 | p99.9 | req/s | added p50 | added p99 | added p99.9 | throughput vs direct | gateway CPU / req |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in rows {
         let m = &row.measured;
@@ -76,6 +82,7 @@ pub fn json_table(rows: &[Row]) -> String {
             }
             _ => out.push_str(" | | | |"),
         }
+        let _ = write!(out, " {} |", cpu(row));
         let _ = writeln!(out, "{}", errors(m));
     }
     out
@@ -85,8 +92,8 @@ pub fn json_table(rows: &[Row]) -> String {
 pub fn stream_table(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| conc | route | TTFB p50 | TTFB p99 | per chunk p50 | total p50 | total p99 | total p99.9 | req/s | added TTFB p50 | added TTFB p99 | added per chunk p50 | added total p50 | throughput vs direct |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| conc | route | TTFB p50 | TTFB p99 | per chunk p50 | total p50 | total p99 | total p99.9 | req/s | added TTFB p50 | added TTFB p99 | added per chunk p50 | added total p50 | throughput vs direct | gateway CPU / req |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in rows {
         let m = &row.measured;
@@ -117,6 +124,7 @@ pub fn stream_table(rows: &[Row]) -> String {
             }
             _ => out.push_str(" | | | | |"),
         }
+        let _ = write!(out, " {} |", cpu(row));
         let _ = writeln!(out, "{}", errors(m));
     }
     out
@@ -188,6 +196,7 @@ mod tests {
             concurrency: 1,
             route: route.to_owned(),
             measured,
+            cpu_per_request: None,
         }
     }
 

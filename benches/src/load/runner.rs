@@ -36,6 +36,8 @@ pub struct Measured {
     /// Events per good request (the smallest seen).
     pub min_events: u32,
     pub ok: u64,
+    /// Good answers including the warm-up (for CPU time per request).
+    pub answered: u64,
     pub errors: u64,
     /// A sample of what went wrong.
     pub first_error: Option<String>,
@@ -51,6 +53,7 @@ struct Samples {
     longest_gap: Vec<u64>,
     min_events: Option<u32>,
     errors: u64,
+    answered: u64,
     first_error: Option<String>,
     last_done: Option<Instant>,
 }
@@ -93,6 +96,7 @@ pub async fn measure(target: &Target, body: &Bytes, load: Load) -> Measured {
             (a, b) => a.or(b),
         };
         all.errors += samples.errors;
+        all.answered += samples.answered;
         if all.first_error.is_none() {
             all.first_error = samples.first_error;
         }
@@ -109,6 +113,7 @@ pub async fn measure(target: &Target, body: &Bytes, load: Load) -> Measured {
         longest_gap: Percentiles::of(&mut all.longest_gap),
         min_events: all.min_events.unwrap_or(0),
         ok,
+        answered: all.answered,
         errors: all.errors,
         first_error: all.first_error,
         throughput: if window.is_zero() {
@@ -150,7 +155,11 @@ async fn worker(
                 }
             },
         };
-        match open.post(target, body).await {
+        let answer = open.post(target, body).await;
+        if answer.is_ok() {
+            samples.answered += 1;
+        }
+        match answer {
             Ok(timing) if measuring => {
                 samples.total.push(nanos(timing.total));
                 samples.first_byte.push(nanos(timing.first_byte));
