@@ -14,13 +14,15 @@ use crate::telemetry::{MeteredCooldowns, MeteredRateLimiter};
 /// How often a replica pulls the cooldowns the others published.
 const COOLDOWN_SYNC: Duration = Duration::from_secs(1);
 
-/// Point the gateway's rate limiter and cooldowns at Redis (timed as `backend="redis"`). Does
-/// not wait for Redis: while it is down, limits fail open and cooldowns stay local.
+/// Point the gateway's rate limiter and cooldowns at Redis (timed as `backend="redis"`), under
+/// `key_prefix` (`storage.redis_prefix`). Does not wait for Redis: while it is down, limits
+/// fail open and cooldowns stay local.
 pub async fn share_through_redis(
     builder: GatewayBuilder,
     redis_url: &str,
+    key_prefix: &str,
 ) -> Result<GatewayBuilder, ConfigError> {
-    let settings = RedisLimitSettings::default();
+    let settings = RedisLimitSettings::default().with_key_prefix(key_prefix);
     let problem = |error: llmgate_core::Error| ConfigError {
         source_name: None,
         problems: vec![Problem::new("storage.redis_url", error.message())],

@@ -9,7 +9,7 @@ use llmgate_core::{
     Deployment, Gateway, GatewayBuilder, MemoryCreditStore, ModelPrice, PowerLevel, Privacy,
     Secret, Tier,
 };
-use llmgate_providers::build_provider;
+use llmgate_providers::{build_provider, resolve_model};
 
 use crate::auth::{Auth, DirectoryKeys};
 use crate::billing::{self, Billing};
@@ -45,7 +45,12 @@ impl AppState {
             builder = builder.key_vault(vault.clone());
         }
         if let Some(redis_url) = &config.storage.redis_url {
-            builder = crate::replicas::share_through_redis(builder, redis_url).await?;
+            builder = crate::replicas::share_through_redis(
+                builder,
+                redis_url,
+                &config.storage.redis_prefix,
+            )
+            .await?;
         }
         let auth = Auth::new(master_key).with_user_keys(Arc::new(DirectoryKeys::new(
             storage.users.clone(),
@@ -84,6 +89,12 @@ fn gateway_builder(config: &Config) -> Result<GatewayBuilder, ConfigError> {
         .credits_per_usd(config.billing.credits_per_usd.value())
         .routing_strategy(config.routing.strategy)
         .num_retries(config.routing.num_retries)
+        .max_attempts(config.routing.max_attempts)
+        .backoff(
+            Duration::from_millis(config.routing.backoff_base_ms),
+            Duration::from_millis(config.routing.backoff_max_ms),
+        )
+        .default_fallbacks(config.routing.default_fallbacks.clone())
         .cooldown_after_failures(config.routing.cooldown_after_failures)
         .cooldown(Duration::from_millis(config.routing.cooldown_ms));
     for level in PowerLevel::ALL {
@@ -183,41 +194,23 @@ struct AdHoc {
     free: bool,
 }
 
-/// Bare model names that belong to one vendor, by prefix, when that provider is configured.
-const WELL_KNOWN_PREFIXES: &[(&str, &str)] = &[
-    ("gpt-", "openai"),
-    ("chatgpt-", "openai"),
-    ("o1", "openai"),
-    ("o3", "openai"),
-    ("o4", "openai"),
-    ("claude-", "anthropic"),
-];
-
-/// `provider/upstream-model` on a configured provider, or a well-known bare name (`gpt-4o`,
-/// `claude-3-5-sonnet-latest`) on its vendor's provider. Unpriced (BYOK or admin only) unless
-/// the provider is the free demo.
+/// A model name no `models:` entry lists, resolved by the providers crate (`provider/model`,
+/// well-known bare names such as `gpt-4o` with their list prices) over the usable providers,
+/// then given what only this config knows: whether the provider is local (its models are then
+/// private) and whether it is the free demo. Unknown models stay unpriced (BYOK or admin only).
 fn resolve_ad_hoc(providers: &HashMap<String, AdHoc>, name: &str) -> Option<Deployment> {
-    let (provider, upstream) = match name.split_once('/') {
-        Some(split) => split,
-        None => {
-            let (_, vendor) = WELL_KNOWN_PREFIXES
-                .iter()
-                .find(|(prefix, _)| name.starts_with(prefix))?;
-            (*vendor, name)
-        }
-    };
-    let facts = providers.get(provider)?;
-    if upstream.trim().is_empty() {
-        return None;
-    }
-    let mut deployment = Deployment::new(name, provider, upstream);
+    let names: Vec<&str> = providers.keys().map(String::as_str).collect();
+    let mut deployment = resolve_model(name, &names)?;
+    let facts = providers.get(&deployment.provider)?;
     if facts.free {
         deployment.price = Some(ModelPrice::default());
     }
     deployment.local = facts.local;
-    if facts.local {
-        deployment.privacy = Privacy::High;
-    }
+    deployment.privacy = if facts.local {
+        Privacy::High
+    } else {
+        Privacy::Low
+    };
     Some(deployment)
 }
 
@@ -302,6 +295,44 @@ mod tests {
             ),
             ("gpt-4o", "openai", "gpt-4o")
         );
+        // The providers crate's list price and limits come with it.
+        assert_eq!(
+            gpt.price,
+            Some(ModelPrice::new(
+                "0.0025".parse().unwrap(),
+                "0.01".parse().unwrap()
+            ))
+        );
+        assert_eq!(gpt.context_window, Some(128_000));
+        // Its prefix rules too: `o1x` is no OpenAI reasoning model.
+        assert!(resolve_ad_hoc(&with_openai, "o1x").is_none());
+    }
+
+    #[test]
+    fn ad_hoc_locality_comes_from_the_config_not_the_provider_name() {
+        let providers = HashMap::from([
+            (
+                "ollama".to_owned(),
+                AdHoc {
+                    local: false,
+                    free: false,
+                },
+            ),
+            (
+                "gpu".to_owned(),
+                AdHoc {
+                    local: true,
+                    free: false,
+                },
+            ),
+        ]);
+        let remote = resolve_ad_hoc(&providers, "ollama/llama3").unwrap();
+        assert!(!remote.local, "written `local: false` wins over the preset");
+        assert_eq!(remote.privacy, Privacy::Low);
+        let gpu = resolve_ad_hoc(&providers, "gpu/qwen").unwrap();
+        assert!(gpu.local);
+        assert_eq!(gpu.privacy, Privacy::High);
+        assert_eq!(gpu.price, None);
     }
 
     #[test]

@@ -64,7 +64,8 @@ impl Storage {
                 let cached = CachedCreditStore::connect(
                     MeteredCreditStore::database(Arc::new(ledger.clone())),
                     redis_url,
-                    CacheSettings::default(),
+                    CacheSettings::default()
+                        .with_key_prefix(format!("{}balance:", config.storage.redis_prefix)),
                 )
                 .await
                 .map_err(|error| problem("storage.redis_url", error.message()))?;

@@ -2,7 +2,7 @@
 
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::{ChatRequest, Completion, Error, PowerLevel, RouteInfo};
+use llmgate_core::{ChatRequest, Completion, Error, PowerLevel, Privacy, RouteInfo};
 
 use super::body::read_limited;
 use super::response::{Body, json, set_header};
@@ -14,6 +14,9 @@ use crate::telemetry::ChatWatch;
 
 /// The header that overrides the body's `power_level`.
 const POWER_LEVEL_HEADER: &str = "x-llmgate-power-level";
+/// The header that asks for the least privacy a deployment must offer (`high`: local only).
+/// It lives on the caller, never in the body, so it is never forwarded upstream.
+const PRIVACY_HEADER: &str = "x-llmgate-privacy";
 
 pub(crate) async fn completions(
     state: &AppState,
@@ -50,13 +53,17 @@ async fn answer(
     let principal = state.auth.authenticate(request.headers()).await?;
     principal.require(Permission::Execute)?;
     let power_level = power_level_header(request.headers())?;
+    let privacy = privacy_header(request.headers())?;
     let body = read_limited(request, state.config.server.max_body_bytes).await?;
     let mut chat = parse(&body)?;
     watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
     if power_level.is_some() {
         chat.power_level = power_level;
     }
-    let caller = principal.caller.with_request_id(context.request_id.clone());
+    let mut caller = principal.caller.with_request_id(context.request_id.clone());
+    if let Some(privacy) = privacy {
+        caller = caller.with_privacy(privacy);
+    }
 
     if chat.is_stream() {
         let stream = state.gateway.chat_stream(&caller, chat).await?;
@@ -97,6 +104,25 @@ fn power_level_header(headers: &HeaderMap) -> Result<Option<PowerLevel>, Error> 
     text.parse::<PowerLevel>()
         .map(Some)
         .map_err(|message| bad(format!("The {POWER_LEVEL_HEADER} header: {message}.")))
+}
+
+fn privacy_header(headers: &HeaderMap) -> Result<Option<Privacy>, Error> {
+    let Some(value) = headers.get(PRIVACY_HEADER) else {
+        return Ok(None);
+    };
+    let bad = || {
+        Error::invalid_request(format!(
+            "The {PRIVACY_HEADER} header must be `low`, `medium` or `high`."
+        ))
+        .with_param(PRIVACY_HEADER)
+        .with_code("invalid_privacy")
+    };
+    match value.to_str().map_err(|_| bad())?.trim() {
+        text if text.eq_ignore_ascii_case("low") => Ok(Some(Privacy::Low)),
+        text if text.eq_ignore_ascii_case("medium") => Ok(Some(Privacy::Medium)),
+        text if text.eq_ignore_ascii_case("high") => Ok(Some(Privacy::High)),
+        _ => Err(bad()),
+    }
 }
 
 /// The JSON body as a chat request; serde's message and the failing field on error.
@@ -145,6 +171,33 @@ fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn privacy_header_is_optional_and_checked() {
+        assert_eq!(privacy_header(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(
+            privacy_header(&headers(&[(PRIVACY_HEADER, "high")])).unwrap(),
+            Some(Privacy::High)
+        );
+        assert_eq!(
+            privacy_header(&headers(&[(PRIVACY_HEADER, " Medium ")])).unwrap(),
+            Some(Privacy::Medium)
+        );
+        let error = privacy_header(&headers(&[(PRIVACY_HEADER, "secret")])).unwrap_err();
+        assert_eq!((error.status(), error.param()), (400, Some(PRIVACY_HEADER)));
+    }
 
     #[test]
     fn wrong_types_name_the_field() {

@@ -45,6 +45,10 @@ pub struct StorageConfig {
     /// `sqlite://FILE` or `postgres://...`.
     pub database_url: String,
     pub redis_url: Option<String>,
+    /// Prepended to every Redis key (rate limits, cooldowns, the balance cache): replicas
+    /// that share state must use the same one; separate deployments on one Redis, different
+    /// ones.
+    pub redis_prefix: String,
 }
 
 impl Default for StorageConfig {
@@ -52,6 +56,7 @@ impl Default for StorageConfig {
         Self {
             database_url: "sqlite://llmgate.db".to_owned(),
             redis_url: None,
+            redis_prefix: "llmgate:".to_owned(),
         }
     }
 }

@@ -65,6 +65,7 @@ pub(super) fn problems(config: &Config) -> Vec<Problem> {
     power_levels(config, &mut report);
     providers(config, &mut report);
     models(config, &mut report);
+    routing(config, &mut report);
     report.problems
 }
 
@@ -111,6 +112,12 @@ fn server(config: &Config, report: &mut Report) {
         && !(url.starts_with("redis://") || url.starts_with("rediss://"))
     {
         report.push("storage.redis_url", "must start with redis:// or rediss://");
+    }
+    if storage.redis_prefix.is_empty() || storage.redis_prefix.contains(char::is_whitespace) {
+        report.push(
+            "storage.redis_prefix",
+            "must be non-empty and contain no spaces",
+        );
     }
     if let Some(key) = &config.byok.encryption_key {
         let decoded = base64::engine::general_purpose::STANDARD.decode(key.expose().trim());
@@ -319,6 +326,12 @@ fn models(config: &Config, report: &mut Report) {
                 "must be greater than 0",
             );
         }
+        if model.rpm == Some(0) {
+            report.push(format!("{path}.rpm"), "must be greater than 0");
+        }
+        if model.tpm == Some(0) {
+            report.push(format!("{path}.tpm"), "must be greater than 0");
+        }
         for (j, fallback) in model.fallbacks.iter().enumerate() {
             if !names.contains(fallback.as_str()) {
                 report.push(
@@ -331,6 +344,32 @@ fn models(config: &Config, report: &mut Report) {
                     "a model cannot fall back to itself",
                 );
             }
+        }
+    }
+}
+
+fn routing(config: &Config, report: &mut Report) {
+    let routing = &config.routing;
+    if routing.max_attempts == 0 {
+        report.push("routing.max_attempts", "must be greater than 0");
+    }
+    if routing.backoff_max_ms < routing.backoff_base_ms {
+        report.push(
+            "routing.backoff_max_ms",
+            format!(
+                "must be at least routing.backoff_base_ms ({})",
+                routing.backoff_base_ms
+            ),
+        );
+    }
+    let names: HashSet<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
+    let mut seen = HashSet::new();
+    for (i, fallback) in routing.default_fallbacks.iter().enumerate() {
+        let path = format!("routing.default_fallbacks[{i}]");
+        if !names.contains(fallback.as_str()) {
+            report.push(path, format!("unknown model \"{fallback}\""));
+        } else if !seen.insert(fallback.as_str()) {
+            report.push(path, format!("\"{fallback}\" is listed twice"));
         }
     }
 }
