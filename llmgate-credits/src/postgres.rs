@@ -3,11 +3,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use llmgate_core::{Error, Result};
+use llmgate_core::Result;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::error::{database_error, migration_error};
-use crate::sql::sql_credit_store;
+use crate::error::database_error;
+use crate::sql::{invalid_url, sql_credit_store, sql_store_pool};
 
 /// The migrations of this build, run at connect and checked by [`ready`](PostgresCreditStore::ready).
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -28,10 +28,7 @@ pub struct PostgresCreditStore {
 impl PostgresCreditStore {
     /// Connect to `postgres://user@host/db` and run the migrations.
     pub async fn connect(url: &str) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(|error| {
-            tracing::debug!(%error, "invalid PostgreSQL URL");
-            Error::invalid_request("storage.database_url is not a valid PostgreSQL URL")
-        })?;
+        let options = PgConnectOptions::from_str(url).map_err(invalid_url("PostgreSQL"))?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -43,34 +40,7 @@ impl PostgresCreditStore {
 
     /// Use an existing pool and run the migrations.
     pub async fn from_pool(pool: PgPool) -> Result<Self> {
-        MIGRATOR.run(&pool).await.map_err(migration_error)?;
-        Ok(Self { pool })
-    }
-
-    /// The pool, for other tables that live in the same database.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Whether the database answers (for `/health/ready`).
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query(crate::sql::statements::PING)
-            .execute(&self.pool)
-            .await
-            .map_err(database_error("ping"))?;
-        Ok(())
-    }
-
-    /// Whether the database answers and has every migration of this build applied (for
-    /// `/health/ready`).
-    pub async fn ready(&self) -> Result<()> {
-        self.ping().await?;
-        let applied: Vec<i64> =
-            sqlx::query_scalar::<sqlx::Postgres, i64>(crate::sql::statements::APPLIED_MIGRATIONS)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(database_error("read migrations"))?;
-        crate::sql::migrations_verdict(&MIGRATOR, &applied)
+        Self::run_migrations(pool).await
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
@@ -78,4 +48,5 @@ impl PostgresCreditStore {
     }
 }
 
+sql_store_pool!(PostgresCreditStore, sqlx::Postgres, MIGRATOR);
 sql_credit_store!(PostgresCreditStore, sqlx::Postgres);

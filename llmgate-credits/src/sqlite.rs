@@ -3,13 +3,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use llmgate_core::{Error, Result};
+use llmgate_core::Result;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::error::{database_error, migration_error};
-use crate::sql::sql_credit_store;
+use crate::error::database_error;
+use crate::sql::{invalid_url, sql_credit_store, sql_store_pool};
 
 /// The migrations of this build, run at connect and checked by [`ready`](SqliteCreditStore::ready).
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -31,10 +31,7 @@ impl SqliteCreditStore {
     /// `sqlite:///abs/path.db` or `sqlite::memory:` — and run the migrations.
     pub async fn connect(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|error| {
-                tracing::debug!(%error, "invalid SQLite URL");
-                Error::invalid_request("storage.database_url is not a valid SQLite URL")
-            })?
+            .map_err(invalid_url("SQLite"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // Every committed charge survives a power cut, not just a crash.
@@ -64,34 +61,7 @@ impl SqliteCreditStore {
     /// Use an existing pool (its connections should have foreign keys on and a busy timeout)
     /// and run the migrations.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
-        MIGRATOR.run(&pool).await.map_err(migration_error)?;
-        Ok(Self { pool })
-    }
-
-    /// The pool, for other tables that live in the same database.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// Whether the database answers (for `/health/ready`).
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query(crate::sql::statements::PING)
-            .execute(&self.pool)
-            .await
-            .map_err(database_error("ping"))?;
-        Ok(())
-    }
-
-    /// Whether the database answers and has every migration of this build applied (for
-    /// `/health/ready`).
-    pub async fn ready(&self) -> Result<()> {
-        self.ping().await?;
-        let applied: Vec<i64> =
-            sqlx::query_scalar::<sqlx::Sqlite, i64>(crate::sql::statements::APPLIED_MIGRATIONS)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(database_error("read migrations"))?;
-        crate::sql::migrations_verdict(&MIGRATOR, &applied)
+        Self::run_migrations(pool).await
     }
 
     /// `BEGIN IMMEDIATE` takes the write lock up front (waiting up to the busy timeout), so a
@@ -101,6 +71,7 @@ impl SqliteCreditStore {
     }
 }
 
+sql_store_pool!(SqliteCreditStore, sqlx::Sqlite, MIGRATOR);
 sql_credit_store!(SqliteCreditStore, sqlx::Sqlite);
 
 #[cfg(test)]

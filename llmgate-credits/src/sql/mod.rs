@@ -93,6 +93,59 @@ pub(crate) fn parse_hold_id(id: &str) -> Option<i64> {
     id.parse().ok()
 }
 
+/// The invalid-URL error both backends give at connect; the parser's detail goes to the debug
+/// log only, since a URL may carry a password.
+pub(crate) fn invalid_url(backend: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |error| {
+        tracing::debug!(%error, backend, "invalid database URL");
+        Error::invalid_request(format!("storage.database_url is not a valid {backend} URL"))
+    }
+}
+
+/// The pool access and readiness checks of a store type with a `pool: sqlx::Pool<$db>` field,
+/// against the migrations of its backend.
+macro_rules! sql_store_pool {
+    ($store:ty, $db:ty, $migrator:path) => {
+        impl $store {
+            async fn run_migrations(pool: sqlx::Pool<$db>) -> llmgate_core::Result<Self> {
+                $migrator
+                    .run(&pool)
+                    .await
+                    .map_err($crate::error::migration_error)?;
+                Ok(Self { pool })
+            }
+
+            /// The pool, for other tables that live in the same database.
+            pub fn pool(&self) -> &sqlx::Pool<$db> {
+                &self.pool
+            }
+
+            /// Whether the database answers (for `/health/ready`).
+            pub async fn ping(&self) -> llmgate_core::Result<()> {
+                sqlx::query($crate::sql::statements::PING)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::error::database_error("ping"))?;
+                Ok(())
+            }
+
+            /// Whether the database answers and has every migration of this build applied (for
+            /// `/health/ready`).
+            pub async fn ready(&self) -> llmgate_core::Result<()> {
+                self.ping().await?;
+                let applied: Vec<i64> =
+                    sqlx::query_scalar::<$db, i64>($crate::sql::statements::APPLIED_MIGRATIONS)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err($crate::error::database_error("read migrations"))?;
+                $crate::sql::migrations_verdict(&$migrator, &applied)
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store_pool;
+
 /// Implements `CreditStore` for a store type with a `pool: sqlx::Pool<$db>` field and an
 /// `async fn begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error>`.
 macro_rules! sql_credit_store {
