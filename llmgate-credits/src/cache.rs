@@ -13,8 +13,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use llmgate_core::{
@@ -22,7 +22,9 @@ use llmgate_core::{
     UsageQuery, UsageRecord, UsageRow,
 };
 use redis::RedisResult;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
+
+use crate::redis_link::{Availability, lazy_connection};
 
 /// How long a generation or epoch counter outlives its last bump: far longer than any entry,
 /// so a counter never expires while an entry tagged with it could still be served.
@@ -77,30 +79,17 @@ impl std::fmt::Debug for CachedCreditStore {
         f.debug_struct("CachedCreditStore")
             .field("inner", &self.inner)
             .field("settings", &self.settings)
-            .field("redis_down", &self.health.down.load(Ordering::Relaxed))
+            .field("redis_down", &self.health.redis.is_down())
             .finish_non_exhaustive()
     }
 }
 
-/// What this process knows about Redis, as milliseconds since `origin`.
+/// What this process knows about Redis.
 #[derive(Debug)]
 struct Health {
-    origin: Instant,
-    down: AtomicBool,
-    skip_until_ms: AtomicU64,
+    redis: Availability,
     /// An invalidation was lost: every entry may be stale until the epoch is bumped.
     lost_invalidation: AtomicBool,
-}
-
-impl Health {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn later_ms(&self, after: Duration) -> u64 {
-        self.now_ms()
-            .saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
-    }
 }
 
 impl CachedCreditStore {
@@ -111,29 +100,13 @@ impl CachedCreditStore {
         redis_url: &str,
         settings: CacheSettings,
     ) -> Result<Self> {
-        let client = redis::Client::open(redis_url).map_err(|error| {
-            tracing::debug!(%error, "invalid Redis URL");
-            Error::invalid_request("storage.redis_url is not a valid Redis URL")
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(settings.retry_after);
-        let redis = client
-            .get_connection_manager_lazy(config)
-            .map_err(|error| {
-                tracing::debug!(%error, "Redis client setup failed");
-                Error::invalid_request("storage.redis_url is not usable")
-            })?;
+        let redis = lazy_connection(redis_url, settings.timeout, settings.retry_after)?;
         let store = Self {
             inner,
             redis,
             settings,
             health: Health {
-                origin: Instant::now(),
-                down: AtomicBool::new(false),
-                skip_until_ms: AtomicU64::new(0),
+                redis: Availability::new(),
                 // A previous run may have died between a commit and its invalidation.
                 lost_invalidation: AtomicBool::new(true),
             },
@@ -194,7 +167,7 @@ impl CachedCreditStore {
         what: &'static str,
         command: impl Future<Output = RedisResult<T>>,
     ) -> Option<T> {
-        if self.health.now_ms() < self.health.skip_until_ms.load(Ordering::Relaxed) {
+        if self.health.redis.is_resting() {
             return None;
         }
         match tokio::time::timeout(self.settings.timeout, command).await {
@@ -214,12 +187,11 @@ impl CachedCreditStore {
     }
 
     fn mark_down(&self, what: &'static str, error: Option<&redis::RedisError>) {
-        let retry_at = self.health.later_ms(self.settings.retry_after);
-        self.health.skip_until_ms.store(retry_at, Ordering::Relaxed);
+        let first_failure = self.health.redis.mark_down(self.settings.retry_after);
         if let Some(error) = error {
             tracing::debug!(what, %error, "Redis command failed");
         }
-        if !self.health.down.swap(true, Ordering::Relaxed) {
+        if first_failure {
             tracing::warn!(
                 what,
                 "Redis is unavailable; balances are read from the ledger until it is back"
@@ -228,7 +200,7 @@ impl CachedCreditStore {
     }
 
     fn mark_up(&self) {
-        if self.health.down.swap(false, Ordering::Relaxed) {
+        if self.health.redis.mark_up() {
             tracing::info!("Redis is available again; balance cache resumed");
         }
     }

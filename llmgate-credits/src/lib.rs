@@ -31,6 +31,7 @@ mod error;
 mod grants;
 mod postgres;
 mod redis_limits;
+mod redis_link;
 mod sql;
 mod sqlite;
 pub mod users;

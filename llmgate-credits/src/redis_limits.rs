@@ -9,13 +9,14 @@
 //! replica. Going down and coming back are logged once each.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use llmgate_core::{Admission, Error, Quota, RateLimiter, Result, SharedCooldowns};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
+
+use crate::redis_link::{Availability, lazy_connection};
 
 /// GCRA over one key, in microseconds of Redis time. Returns `{1, 0}` when admitted, else
 /// `{0, microseconds to wait}`; a refusal takes nothing.
@@ -99,16 +100,14 @@ struct Link {
     redis: ConnectionManager,
     settings: RedisLimitSettings,
     what: &'static str,
-    origin: Instant,
-    down: AtomicBool,
-    skip_until_ms: AtomicU64,
+    availability: Availability,
 }
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
             .field("settings", &self.settings)
-            .field("redis_down", &self.down.load(Ordering::Relaxed))
+            .field("redis_down", &self.availability.is_down())
             .finish_non_exhaustive()
     }
 }
@@ -116,21 +115,7 @@ impl std::fmt::Debug for Link {
 impl Link {
     /// Does not wait for Redis; fails only on a malformed URL.
     fn connect(redis_url: &str, settings: RedisLimitSettings, what: &'static str) -> Result<Self> {
-        let client = redis::Client::open(redis_url).map_err(|error| {
-            tracing::debug!(%error, "invalid Redis URL");
-            Error::invalid_request("storage.redis_url is not a valid Redis URL")
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(settings.retry_after);
-        let redis = client
-            .get_connection_manager_lazy(config)
-            .map_err(|error| {
-                tracing::debug!(%error, "Redis client setup failed");
-                Error::invalid_request("storage.redis_url is not usable")
-            })?;
+        let redis = lazy_connection(redis_url, settings.timeout, settings.retry_after)?;
         Ok(Self::new(redis, settings, what))
     }
 
@@ -139,27 +124,21 @@ impl Link {
             redis,
             settings,
             what,
-            origin: Instant::now(),
-            down: AtomicBool::new(false),
-            skip_until_ms: AtomicU64::new(0),
+            availability: Availability::new(),
         }
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     async fn run<T, F>(&self, call: impl FnOnce(ConnectionManager) -> F) -> Result<T>
     where
         F: Future<Output = RedisResult<T>>,
     {
-        if self.now_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
+        if self.availability.is_resting() {
             return Err(Error::unavailable("redis unavailable"));
         }
         let answer = tokio::time::timeout(self.settings.timeout, call(self.redis.clone())).await;
         match answer {
             Ok(Ok(value)) => {
-                if self.down.swap(false, Ordering::Relaxed) {
+                if self.availability.mark_up() {
                     tracing::info!(what = self.what, "Redis answers again");
                 }
                 Ok(value)
@@ -173,10 +152,7 @@ impl Link {
     }
 
     fn mark_down(&self) -> Error {
-        let retry = u64::try_from(self.settings.retry_after.as_millis()).unwrap_or(u64::MAX);
-        self.skip_until_ms
-            .store(self.now_ms().saturating_add(retry), Ordering::Relaxed);
-        if !self.down.swap(true, Ordering::Relaxed) {
+        if self.availability.mark_down(self.settings.retry_after) {
             tracing::warn!(
                 what = self.what,
                 "Redis is unreachable; carrying on without it until it answers again"
@@ -331,7 +307,7 @@ impl SharedCooldowns for RedisCooldowns {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
 
@@ -460,8 +436,8 @@ mod tests {
         assert_eq!(error.status(), 503);
         // Within `retry_after` the limiter does not try Redis again.
         assert!(limiter.acquire("k", Quota::per_minute(1), 1).await.is_err());
-        assert!(limiter.link.down.load(Ordering::Relaxed));
-        assert!(limiter.link.skip_until_ms.load(Ordering::Relaxed) > limiter.link.now_ms());
+        assert!(limiter.link.availability.is_down());
+        assert!(limiter.link.availability.is_resting());
         let cooldowns = RedisCooldowns::connect("redis://127.0.0.1:1", settings)
             .await
             .unwrap();
