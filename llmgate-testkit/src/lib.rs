@@ -14,6 +14,7 @@
 
 pub mod anthropic;
 mod chunking;
+pub mod db;
 pub mod ollama;
 pub mod openai;
 mod reply;
