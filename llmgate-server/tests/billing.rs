@@ -4,19 +4,19 @@
 //! one PostgreSQL database receive the same event at once), refused signatures changing
 //! nothing, and low-balance alerts once per crossing.
 
-mod money;
+mod support;
 
 use llmgate_core::memory::unix_now;
 use llmgate_server::billing::{AlertLatch, PurchaseStatus, SqlBillingStore};
 use llmgate_server::config::{Config, Env};
 use llmgate_testkit::{Reply, stripe};
-use money::*;
 use serde_json::{Value, json};
+use support::money::*;
 
 const FIVE_THOUSAND_CREDITS: i64 = 5_000_000_000;
 
-async fn setup(db: Db, options: Options) -> Option<(TestDb, Fakes, Gateway)> {
-    let database = TestDb::create(db).await?;
+async fn setup(db: Db, options: Options) -> Option<(Database, Fakes, Gateway)> {
+    let database = Database::create(db).await?;
     let fakes = Fakes::start().await;
     let gateway = Gateway::start(config(&database, &fakes, options)).await;
     Some((database, fakes, gateway))
@@ -442,7 +442,7 @@ async fn other_events_are_acknowledged_and_ignored() {
 
 #[tokio::test]
 async fn one_event_delivered_to_two_replicas_at_once_credits_once() {
-    let Some(database) = TestDb::create(Db::Postgres).await else {
+    let Some(database) = Database::create(Db::Postgres).await else {
         return;
     };
     let fakes = Fakes::start().await;
@@ -558,7 +558,7 @@ async fn low_balance_alert_fires_once_per_crossing_on_postgres() {
 
 #[tokio::test]
 async fn only_one_replica_wins_the_alert_latch() {
-    let Some(database) = TestDb::create(Db::Postgres).await else {
+    let Some(database) = Database::create(Db::Postgres).await else {
         return;
     };
     // Four replicas: four connection pools on one database.

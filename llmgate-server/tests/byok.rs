@@ -3,7 +3,7 @@
 //! no key is ever seen in logs, responses or the database.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod users_common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use llmgate_testkit::{Reply, openai};
 use serde_json::{Value, json};
-use users_common::{
+use support::users::{
     Database, Gate, MASTER_KEY, MODEL, PLATFORM_KEY, PROVIDER, byok_key, config_yaml, postgres,
     sqlite_file, unique,
 };

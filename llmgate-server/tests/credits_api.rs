@@ -4,12 +4,12 @@
 //! upstream call, free models in usage, the ledger's pagination, usage grouping and date
 //! filters, and amounts refused.
 
-mod money;
+mod support;
 
 use llmgate_core::memory::{day_of, unix_now};
 use llmgate_testkit::{Reply, openai};
-use money::*;
 use serde_json::{Value, json};
+use support::money::*;
 
 /// A test body run once on SQLite and once on PostgreSQL.
 macro_rules! on_both_databases {
@@ -41,8 +41,8 @@ on_both_databases!(
     users_see_only_their_own_credits,
 );
 
-async fn setup(db: Db) -> Option<(TestDb, Fakes, Gateway)> {
-    let database = TestDb::create(db).await?;
+async fn setup(db: Db) -> Option<(Database, Fakes, Gateway)> {
+    let database = Database::create(db).await?;
     let fakes = Fakes::start().await;
     let gateway = Gateway::start(config(&database, &fakes, Options::default())).await;
     Some((database, fakes, gateway))

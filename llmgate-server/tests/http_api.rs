@@ -2,10 +2,10 @@
 //! The HTTP API against the demo provider: chat (JSON and SSE), models, health, and the
 //! error answers to bad input.
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::{Value, json};
+use support::*;
 
 fn hi(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hi there"}]})

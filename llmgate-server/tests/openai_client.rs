@@ -1,15 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The real `async-openai` client against the real server and `demo/echo`.
 
-mod common;
+mod support;
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::types::chat::{
     ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
 };
-use common::*;
 use futures::StreamExt;
+use support::*;
 
 fn openai_client(url: &str) -> Client<OpenAIConfig> {
     let _ = rustls::crypto::ring::default_provider().install_default();

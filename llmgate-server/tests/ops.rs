@@ -4,7 +4,7 @@
 //! while free requests are still served and paid ones are refused with a clear 503.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::*;
 use llmgate_server::RunningServer;
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, openai};
 use serde_json::{Value, json};
+use support::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 

@@ -4,10 +4,10 @@
 //! request changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod users_common;
+mod support;
 
 use serde_json::{Value, json};
-use users_common::{Database, Gate, MASTER_KEY, postgres, sqlite_file, unique};
+use support::users::{Database, Gate, MASTER_KEY, postgres, sqlite_file, unique};
 
 /// What a caller must get back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! llmgate, which talks to one fake upstream per family (OpenAI-compatible, Anthropic, Ollama,
 //! the HuggingFace preset), each speaking its own documented wire format.
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 
@@ -14,12 +14,12 @@ use async_openai::types::chat::{
     ChatCompletionMessageToolCalls, CompletionUsage, CreateChatCompletionRequest,
     CreateChatCompletionResponse, FinishReason,
 };
-use common::*;
 use futures::StreamExt;
 use llmgate_server::RunningServer;
 use llmgate_server::config::Env;
 use llmgate_testkit::{Chunking, FakeUpstream, Recorded, Reply, anthropic, ollama, openai};
 use serde_json::{Value, json};
+use support::*;
 
 const TOGETHER_KEY: &str = "sk-together-test-0123456789";
 const ANTHROPIC_KEY: &str = "sk-ant-test-0123456789abcdef";

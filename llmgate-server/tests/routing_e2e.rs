@@ -4,17 +4,17 @@
 //! fails, `auto` by power level, the privacy header, user rpm, Retry-After cooldowns, and two
 //! server instances holding one rpm limit together through Redis.
 
-mod common;
+mod support;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{MASTER_KEY, assert_error, empty_env, yaml_config};
 use futures::future::join_all;
 use llmgate_core::{Gateway, Secret};
 use llmgate_server::{RunningServer, Server};
 use llmgate_testkit::{FakeUpstream, Reply, anthropic, openai};
 use serde_json::{Value, json};
+use support::{MASTER_KEY, assert_error, empty_env, yaml_config};
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{:012x}", rand::random::<u64>() >> 16)
@@ -42,7 +42,7 @@ impl Gate {
         Gate {
             server: server.spawn().unwrap(),
             gateway,
-            http: common::client(),
+            http: support::client(),
         }
     }
 

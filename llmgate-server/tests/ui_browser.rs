@@ -9,18 +9,18 @@
 //! except under `CI=true`, where it fails. `LLMGATE_UI_SCREENSHOTS=1` saves a picture of each
 //! tab to `docs/ui/`.
 
-mod common;
+mod support;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
 use llmgate_server::RunningServer;
 use llmgate_server::config::Env;
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, openai};
 use serde_json::{Value, json};
+use support::*;
 
 const PLATFORM_KEY: &str = "sk-platform-key-for-the-fake-0001";
 const BYOK_KEY: &str = "sk-users-own-key-for-the-fake-wxyz";

@@ -1,15 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The server in front of an OpenAI-compatible provider pointed at a local fake upstream.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
 use llmgate_server::RunningServer;
 use llmgate_server::config::Env;
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, openai};
 use serde_json::{Value, json};
+use support::*;
 
 const UPSTREAM_KEY: &str = "sk-fake-upstream-key-1234";
 

@@ -2,15 +2,15 @@
 //! as digests, revocation, tier changes, grants.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod users_common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use llmgate_core::{Credit, CreditKind, CreditStore, HoldRequest};
 use llmgate_credits::SqlCreditStore;
 use serde_json::{Value, json};
+use support::users::{Gate, MASTER_KEY, sqlite_file, unique};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use users_common::{Gate, MASTER_KEY, sqlite_file, unique};
 
 #[tokio::test]
 async fn admin_creates_a_user_whose_key_is_shown_once_and_works() {

@@ -1,141 +1,20 @@
 //! Shared by the users, permissions and BYOK tests: a gateway with a fake OpenAI-compatible
-//! upstream, its own database (a SQLite file, or a PostgreSQL database of its own created from
-//! `LLMGATE_TEST_POSTGRES_URL`), BYOK on, and helpers to act as the admin or a user.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-use std::any::Any;
-use std::path::PathBuf;
-use std::time::Duration;
+//! upstream, its own test database, BYOK on, and helpers to act as the admin or a user.
 
 use base64::Engine;
-use llmgate_core::{Gateway, Secret};
-use llmgate_server::config::{Config, Env};
-use llmgate_server::{RunningServer, Server};
+use llmgate_core::Gateway;
+use llmgate_server::RunningServer;
 use llmgate_testkit::{FakeUpstream, Reply, openai};
 use serde_json::{Value, json};
-use sqlx::Connection;
 
-pub const MASTER_KEY: &str = "lg-master-users-test-0123456789";
+pub use super::databases::{Database, postgres, sqlite_file, unique};
+pub use super::{MASTER_KEY, bind, client};
+
 /// The platform's key for the fake provider.
 pub const PLATFORM_KEY: &str = "sk-platform-0123456789abcdef";
 /// The fake provider's name and the priced model on it.
 pub const PROVIDER: &str = "fakeai";
 pub const MODEL: &str = "fake-model";
-
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{:016x}", rand::random::<u64>())
-}
-
-/// A database for one test, removed when dropped.
-pub struct Database {
-    pub url: String,
-    /// The SQLite file, when it is one.
-    pub file: Option<PathBuf>,
-    _keep: Box<dyn Any + Send>,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn sqlite_file() -> Database {
-    let dir = std::env::temp_dir().join(unique("llmgate-users-test-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("llmgate.db");
-    Database {
-        url: format!("sqlite://{}", file.display()),
-        file: Some(file),
-        _keep: Box::new(TempDir(dir)),
-    }
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority..].find('/') {
-        Some(slash) => &base[..authority + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{server}/{database}?{query}"),
-        None => format!("{server}/{database}"),
-    }
-}
-
-struct DropPostgres {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for DropPostgres {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // The test's runtime cannot block on itself: drop from a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await?;
-                admin.close().await
-            })
-        })
-        .join();
-    }
-}
-
-/// A fresh PostgreSQL database; `None` (after saying why) when PostgreSQL is unreachable,
-/// except with `CI=true`, where that fails the test.
-pub async fn postgres() -> Option<Database> {
-    let admin_url = std::env::var("LLMGATE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-    let name = unique("llmgate_users_test_");
-    let created = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await?;
-        admin.close().await
-    })
-    .await;
-    match created {
-        Ok(Ok(())) => Some(Database {
-            url: with_database(&admin_url, &name),
-            file: None,
-            _keep: Box::new(DropPostgres { admin_url, name }),
-        }),
-        Ok(Err(error)) => skip(&error),
-        Err(_) => skip(&"connecting timed out"),
-    }
-}
-
-fn skip(why: &dyn std::fmt::Display) -> Option<Database> {
-    if in_ci() {
-        panic!("PostgreSQL is required when CI=true but is unreachable: {why}");
-    }
-    eprintln!("SKIPPED: PostgreSQL is unreachable ({why}); set it up to run this test");
-    None
-}
 
 /// A fresh BYOK sealing key, as the config takes it.
 pub fn byok_key() -> String {
@@ -208,21 +87,15 @@ impl Gate {
             let database = format!("  database_url: \"{}\"\n", db.url);
             yaml = yaml.replace(&database, &format!("{database}  redis_url: \"{redis}\"\n"));
         }
-        let env = Env::from_pairs([("LLMGATE_TEST", "1")]);
-        let config = Config::from_yaml(&yaml, &env).unwrap();
-        config.check().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = Server::new(config, &Secret::new(MASTER_KEY), listener)
-            .await
-            .unwrap();
+        let config = super::yaml_config(&yaml, &super::empty_env());
+        let server = bind(config).await;
         let gateway = server.state().gateway.clone();
-        let _ = rustls::crypto::ring::default_provider().install_default();
         Gate {
             server: server.spawn().unwrap(),
             gateway,
             upstream,
             db,
-            client: reqwest::Client::new(),
+            client: client(),
         }
     }
 

@@ -1,147 +1,20 @@
-//! Support for the credits and billing tests: a throwaway SQLite file or PostgreSQL database
-//! per test, a server over it with a fake OpenAI-compatible upstream, a fake Stripe and an
-//! alert receiver, and users created through the server's own user directory.
-//!
-//! PostgreSQL is the real service (`LLMGATE_TEST_POSTGRES_URL`, default
-//! `postgres://postgres@127.0.0.1:5432/test`). When it is unreachable a test prints `SKIPPED`
-//! and passes, except with `CI=true`, where it fails.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Support for the credits and billing tests: a server over a test database with a fake
+//! OpenAI-compatible upstream, a fake Stripe and an alert receiver, and users created through
+//! the server's own user directory.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use llmgate_core::Secret;
 use llmgate_credits::users::UserRole;
 use llmgate_server::config::{Config, Env};
-use llmgate_server::{AppState, RunningServer, Server};
+use llmgate_server::{AppState, RunningServer};
 use llmgate_testkit::{FakeUpstream, Reply, openai, stripe};
 use serde_json::{Value, json};
-use sqlx::Connection;
 
-pub const MASTER_KEY: &str = "lg-master-test-0123456789abcdef";
+pub use super::databases::{Database, Db, unique};
+pub use super::{MASTER_KEY, bind, client};
+
 pub const STRIPE_SECRET_KEY: &str = "sk_test_fake_51Hsecretsecretsecret";
 pub const WEBHOOK_SECRET: &str = "whsec_test_fake_signing_secret";
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{:016x}", rand::random::<u64>())
-}
-
-/// Which database a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Db {
-    Sqlite,
-    Postgres,
-}
-
-/// A database that lives as long as the test: a SQLite file in its own directory, or a fresh
-/// PostgreSQL database dropped (forcibly) at the end.
-#[derive(Debug)]
-pub struct TestDb {
-    pub url: String,
-    cleanup: Cleanup,
-}
-
-#[derive(Debug)]
-enum Cleanup {
-    Dir(PathBuf),
-    Postgres { admin_url: String, name: String },
-}
-
-impl TestDb {
-    /// `None` (after printing why) when PostgreSQL is unreachable outside CI.
-    pub async fn create(db: Db) -> Option<Self> {
-        match db {
-            Db::Sqlite => {
-                let dir = std::env::temp_dir().join(unique("llmgate-billing-test-"));
-                std::fs::create_dir_all(&dir).unwrap();
-                Some(Self {
-                    url: format!("sqlite://{}", dir.join("ledger.db").display()),
-                    cleanup: Cleanup::Dir(dir),
-                })
-            }
-            Db::Postgres => {
-                let admin_url = std::env::var("LLMGATE_TEST_POSTGRES_URL")
-                    .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-                let name = unique("llmgate_test_");
-                let created = tokio::time::timeout(Duration::from_secs(5), async {
-                    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                        .execute(&mut admin)
-                        .await?;
-                    admin.close().await
-                })
-                .await;
-                match created {
-                    Ok(Ok(())) => Some(Self {
-                        url: with_database(&admin_url, &name),
-                        cleanup: Cleanup::Postgres { admin_url, name },
-                    }),
-                    Ok(Err(error)) => unavailable(&error),
-                    Err(_) => unavailable(&"connecting timed out"),
-                }
-            }
-        }
-    }
-}
-
-fn unavailable(why: &dyn std::fmt::Display) -> Option<TestDb> {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("PostgreSQL is required when CI=true but is unreachable: {why}");
-    }
-    eprintln!("SKIPPED: PostgreSQL is unreachable ({why}); set it up to run this test");
-    None
-}
-
-/// `url` with its database replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[start..].find('/') {
-        Some(slash) => &base[..start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{server}/{database}?{query}"),
-        None => format!("{server}/{database}"),
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        match &self.cleanup {
-            Cleanup::Dir(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Cleanup::Postgres { admin_url, name } => {
-                // Drop runs inside the test's runtime, which cannot block on itself.
-                let (admin_url, name) = (admin_url.clone(), name.clone());
-                let dropped = std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    runtime.block_on(async {
-                        let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                        sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&mut admin)
-                        .await?;
-                        admin.close().await
-                    })
-                })
-                .join();
-                if !matches!(dropped, Ok(Ok(()))) {
-                    eprintln!("warning: could not drop a test database");
-                }
-            }
-        }
-    }
-}
 
 /// The fakes a gateway under test talks to.
 #[derive(Debug)]
@@ -186,7 +59,7 @@ impl Default for Options {
 
 /// The config: tier `starter` as in the spec but without a monthly grant (tests add exactly
 /// what they need), a paid model `cheap` at $0.002/1K and a free model `gratis`.
-pub fn config(db: &TestDb, fakes: &Fakes, options: Options) -> Config {
+pub fn config(db: &Database, fakes: &Fakes, options: Options) -> Config {
     let mut billing = String::from("billing:\n  credits_per_usd: 1000\n");
     if options.stripe {
         billing.push_str(
@@ -246,10 +119,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(config: Config) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = Server::new(config, &Secret::new(MASTER_KEY), listener)
-            .await
-            .unwrap();
+        let server = bind(config).await;
         let state = server.state().clone();
         Self {
             server: server.spawn().unwrap(),
@@ -333,11 +203,6 @@ impl Gateway {
     pub async fn stop(self) {
         self.server.shutdown().await.unwrap();
     }
-}
-
-pub fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().build().unwrap()
 }
 
 /// A chat request for `model` with a short prompt.

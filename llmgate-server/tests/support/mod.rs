@@ -1,5 +1,17 @@
-//! Shared test support: a real server on 127.0.0.1:0 and an HTTP client for it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Shared test support: a real server on 127.0.0.1:0 and an HTTP client for it, throwaway
+//! databases, and the fixtures of the money tests ([`money`]) and the user tests ([`users`]).
+//! Include with `mod support;`.
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+pub mod databases;
+pub mod money;
+pub mod users;
 
 use llmgate_core::Secret;
 use llmgate_server::config::{Config, Env, StorageConfig};
@@ -25,18 +37,21 @@ pub fn yaml_config(yaml: &str, env: &Env) -> Config {
     config
 }
 
+/// A server for `config` on 127.0.0.1:0 with [`MASTER_KEY`], bound but not yet serving.
+pub async fn bind(config: Config) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Server::new(config, &Secret::new(MASTER_KEY), listener)
+        .await
+        .unwrap()
+}
+
 /// Start a server. A config left on the default database (`sqlite://llmgate.db`, which would
 /// land in the crate directory) gets a private in-memory SQLite database instead.
 pub async fn start(mut config: Config) -> RunningServer {
     if config.storage.database_url == StorageConfig::default().database_url {
         config.storage.database_url = "sqlite::memory:".to_owned();
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Server::new(config, &Secret::new(MASTER_KEY), listener)
-        .await
-        .unwrap()
-        .spawn()
-        .unwrap()
+    bind(config).await.spawn().unwrap()
 }
 
 pub fn client() -> reqwest::Client {
