@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::body::read_limited;
 use super::response::{Body, json as json_response};
-use crate::auth::Permission;
+use crate::auth::{Permission, Principal};
 use crate::state::AppState;
 
 /// Users per page unless `limit` says otherwise, and the most it may say.
@@ -25,10 +25,7 @@ pub(crate) async fn list_users(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::Configure)
-        .await?;
+    let principal = configurer(state, &request).await?;
     let query = Query::parse(request.uri().query(), &["limit", "after"])?;
     let limit = match query.get("limit") {
         None => DEFAULT_PAGE,
@@ -81,12 +78,8 @@ pub(crate) async fn create_user(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::Configure)
-        .await?;
-    let body = read_limited(request, state.config.server.max_body_bytes).await?;
-    let new: NewUser = parse_body(&body)?;
+    let principal = configurer(state, &request).await?;
+    let new: NewUser = read_body(state, request).await?;
     check_user_id(&new.user_id)?;
     check_tier(state, &new.tier)?;
     let role = parse_role(new.role.as_deref().unwrap_or("user"))?;
@@ -113,10 +106,7 @@ pub(crate) async fn get_user(
     request: Request<Incoming>,
     user_id: &str,
 ) -> Result<Response<Body>> {
-    state
-        .auth
-        .require(request.headers(), Permission::Configure)
-        .await?;
+    configurer(state, &request).await?;
     let user = existing_user(state, user_id).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -140,12 +130,8 @@ pub(crate) async fn update_user(
     request: Request<Incoming>,
     user_id: &str,
 ) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::Configure)
-        .await?;
-    let body = read_limited(request, state.config.server.max_body_bytes).await?;
-    let change: UserChange = parse_body(&body)?;
+    let principal = configurer(state, &request).await?;
+    let change: UserChange = read_body(state, request).await?;
     if change.tier.is_none() && change.role.is_none() {
         return Err(Error::invalid_request(
             "Nothing to change: send `tier`, `role` or both.",
@@ -180,10 +166,7 @@ pub(crate) async fn issue_key(
     request: Request<Incoming>,
     user_id: &str,
 ) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::Configure)
-        .await?;
+    let principal = configurer(state, &request).await?;
     let Some(key) = state.storage.users.issue_key(user_id).await? else {
         return Err(no_such_user(user_id));
     };
@@ -199,10 +182,7 @@ pub(crate) async fn list_keys(
     request: Request<Incoming>,
     user_id: &str,
 ) -> Result<Response<Body>> {
-    state
-        .auth
-        .require(request.headers(), Permission::Configure)
-        .await?;
+    configurer(state, &request).await?;
     existing_user(state, user_id).await?;
     let keys = state.storage.users.store().keys(user_id).await?;
     let data: Vec<Value> = keys.iter().map(key_json).collect();
@@ -220,10 +200,7 @@ pub(crate) async fn revoke_key(
     user_id: &str,
     key_id: &str,
 ) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::Configure)
-        .await?;
+    let principal = configurer(state, &request).await?;
     if !state.storage.users.revoke_key(user_id, key_id).await? {
         return Err(Error::new(
             ErrorKind::NotFound,
@@ -241,6 +218,14 @@ pub(crate) async fn revoke_key(
         StatusCode::OK,
         &json!({ "id": key_id, "user_id": user_id, "revoked": true }),
     ))
+}
+
+/// The caller, who must hold `llm.configure`.
+async fn configurer(state: &AppState, request: &Request<Incoming>) -> Result<Principal> {
+    state
+        .auth
+        .require(request.headers(), Permission::Configure)
+        .await
 }
 
 async fn existing_user(state: &AppState, user_id: &str) -> Result<User> {
@@ -280,7 +265,8 @@ fn parse_role(text: &str) -> Result<UserRole> {
 }
 
 async fn user_json(state: &AppState, user: &User) -> Result<Value> {
-    let balance_micros = state.storage.credits.balance(&user.user_id).await?;
+    // Through the gateway: the read waits for settles still queued behind answers.
+    let balance_micros = state.gateway.credits().balance(&user.user_id).await?;
     Ok(json!({
         "user_id": user.user_id,
         "tier": user.tier,
@@ -307,8 +293,17 @@ fn add_issued_key(answer: &mut Value, key: &IssuedKey) {
     answer["key_hint"] = Value::String(key.key.hint());
 }
 
+/// The request's body (within the configured size) as JSON into `T`.
+pub(crate) async fn read_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<T> {
+    let body = read_limited(request, state.config.server.max_body_bytes).await?;
+    parse_body(&body)
+}
+
 /// A JSON body into `T`, naming the failing field.
-pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

@@ -10,8 +10,7 @@ use llmgate_core::{Billing, Error, ErrorKind, KeyVault, Result, Secret, StoredKe
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::admin::parse_body;
-use super::body::read_limited;
+use super::admin::read_body;
 use super::response::{Body, json as json_response};
 use crate::auth::{Permission, Principal};
 use crate::state::AppState;
@@ -84,8 +83,7 @@ pub(crate) async fn put(
         .require(request.headers(), Permission::ManageProviders)
         .await?;
     let vault = byok_vault(state, &principal, provider)?;
-    let body = read_limited(request, state.config.server.max_body_bytes).await?;
-    let put: PutKey = parse_body(&body)?;
+    let put: PutKey = read_body(state, request).await?;
     let key = Secret::new(put.api_key.trim());
     if key.expose().is_empty() || key.expose().len() > MAX_KEY_BYTES {
         return Err(Error::invalid_request(format!(
