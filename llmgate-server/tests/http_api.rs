@@ -66,18 +66,8 @@ async fn demo_stream_ends_with_usage_cost_and_done() {
     assert_eq!(response.headers()["cache-control"], "no-cache");
     assert_eq!(response.headers()["x-llmgate-model"], "demo/echo");
     assert!(response.headers().get("x-llmgate-cost-micros").is_none());
-    let text = response.text().await.unwrap();
-    let events = sse_data(&text);
-    assert_eq!(events.last().unwrap(), "[DONE]", "{text}");
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
-    let content: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
-    assert_eq!(content, "Echo: hi there");
+    let chunks = stream_chunks(&response.text().await.unwrap());
+    assert_eq!(streamed_content(&chunks), "Echo: hi there");
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]), "{last}");
     assert!(

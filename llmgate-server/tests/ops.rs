@@ -66,30 +66,6 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
 }
 
-/// `POST /api/v1/admin/users` with the master key; returns the new user's API key.
-async fn create_user(server: &RunningServer, user_id: &str, tier: &str) -> String {
-    let response = client()
-        .post(format!("{}/api/v1/admin/users", server.url()))
-        .bearer_auth(MASTER_KEY)
-        .json(&json!({ "user_id": user_id, "tier": tier, "role": "user" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
-    body["api_key"].as_str().unwrap().to_owned()
-}
-
-async fn chat_as(server: &RunningServer, key: &str, body: Value) -> reqwest::Response {
-    client()
-        .post(format!("{}/v1/chat/completions", server.url()))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 fn ask(model: &str, stream: bool) -> Value {
     json!({
         "model": model,
@@ -143,9 +119,9 @@ routing:
     let server = start(config).await;
     let metrics_url = format!("{}/metrics", server.url());
     let user = unique("ops-user");
-    let key = create_user(&server, &user, "pro").await;
+    let key = create_user(&server.url(), &user, "pro").await;
     let limited = unique("ops-limited");
-    let limited_key = create_user(&server, &limited, "slow").await;
+    let limited_key = create_user(&server.url(), &limited, "slow").await;
     let before = Scrape::of(&metrics_url).await;
 
     // A paid JSON answer.
@@ -489,7 +465,7 @@ routing:
     );
     let server = start(config).await;
     let user = unique("outage-user");
-    let key = create_user(&server, &user, "pro").await;
+    let key = create_user(&server.url(), &user, "pro").await;
     assert_eq!(readiness(&server).await.0, 200);
     // A paid request while the database is there (this also caches the user's key).
     assert_eq!(

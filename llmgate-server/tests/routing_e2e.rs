@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::future::join_all;
-use llmgate_core::{Gateway, Secret};
-use llmgate_server::{RunningServer, Server};
+use llmgate_core::Gateway;
+use llmgate_server::RunningServer;
 use llmgate_testkit::{FakeUpstream, Reply, anthropic, openai};
 use serde_json::{Value, json};
 use support::{MASTER_KEY, assert_error, empty_env, yaml_config};
@@ -34,10 +34,7 @@ impl Gate {
         if !yaml.contains("database_url") {
             config.storage.database_url = "sqlite::memory:".to_owned();
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = Server::new(config, &Secret::new(MASTER_KEY), listener)
-            .await
-            .unwrap();
+        let server = support::bind(config).await;
         let gateway = server.state().gateway.clone();
         Gate {
             server: server.spawn().unwrap(),

@@ -3,19 +3,15 @@
 //! 0, and the SQLite ledger it leaves has no open hold and one settle or release per hold.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, openai};
-use serde_json::{Value, json};
-
-const MASTER_KEY: &str = "lg-master-shutdown-0123456789";
-
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().build().unwrap()
-}
+use serde_json::json;
+use support::{MASTER_KEY, client, create_user};
 
 /// A stream of `events` text chunks, one SSE event per frame, `gap` apart.
 fn slow_stream(events: usize, gap: Duration) -> Reply {
@@ -116,19 +112,6 @@ async fn wait_ready(url: &str, gateway: &Gateway) {
     panic!("llmgate never became ready:\n{}", gateway.log());
 }
 
-async fn create_user(url: &str, user_id: &str) -> String {
-    let response = client()
-        .post(format!("{url}/api/v1/admin/users"))
-        .bearer_auth(MASTER_KEY)
-        .json(&json!({ "user_id": user_id, "tier": "pro", "role": "user" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
-    body["api_key"].as_str().unwrap().to_owned()
-}
-
 fn send_chat(url: &str, key: &str, model: &str, stream: bool) -> reqwest::RequestBuilder {
     client()
         .post(format!("{url}/v1/chat/completions"))
@@ -198,7 +181,7 @@ routing:
     let mut gateway = Gateway::start(&config, dir.join("llmgate.log"));
     wait_ready(&url, &gateway).await;
     let user = format!("shutdown-{:08x}", rand::random::<u32>());
-    let key = create_user(&url, &user).await;
+    let key = create_user(&url, &user, "pro").await;
 
     // Every request is in flight, each stream past its first chunk, before the signal.
     let mut long = Vec::new();

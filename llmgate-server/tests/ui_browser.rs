@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use llmgate_server::RunningServer;
 use llmgate_server::config::Env;
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, openai};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
 
 const PLATFORM_KEY: &str = "sk-platform-key-for-the-fake-0001";
@@ -162,21 +162,6 @@ models:
     start(yaml_config(yaml, &env)).await
 }
 
-/// Create a user through the admin API; returns its key.
-async fn create_user(server: &RunningServer, user_id: &str, tier: &str) -> String {
-    let response = client()
-        .post(format!("{}/api/v1/admin/users", server.url()))
-        .bearer_auth(MASTER_KEY)
-        .json(&json!({"user_id": user_id, "tier": tier, "role": "user"}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert!(status.is_success(), "creating {user_id}: {status} {body}");
-    body["api_key"].as_str().unwrap().to_owned()
-}
-
 /// Run the browser script to its end (or the deadline); its exit status and output.
 fn run_e2e(root: &Path, scratch: &Path, vars: Vec<(&'static str, String)>) -> (bool, String) {
     let log_path = scratch.join("e2e.log");
@@ -232,8 +217,8 @@ async fn llm_hub_works_in_headless_chromium() {
         json!({"id": "cs_test_hub", "object": "checkout.session",
                "url": format!("{}/ui?checkout=fake#analytics", server.url())}),
     ));
-    let user_key = create_user(&server, "hub-alice", "starter").await;
-    let free_key = create_user(&server, "hub-frank", "free").await;
+    let user_key = create_user(&server.url(), "hub-alice", "starter").await;
+    let free_key = create_user(&server.url(), "hub-frank", "free").await;
 
     let mut vars = vec![
         ("LLMGATE_URL", server.url()),

@@ -95,18 +95,8 @@ async fn stream_passes_through_with_usage_and_done() {
     let response = chat(&server, ask(true)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let text = response.text().await.unwrap();
-    let events = sse_data(&text);
-    assert_eq!(events.last().unwrap(), "[DONE]", "{text}");
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
-    let content: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
-    assert_eq!(content, "Hello wörld");
+    let chunks = stream_chunks(&response.text().await.unwrap());
+    assert_eq!(streamed_content(&chunks), "Hello wörld");
     let last = chunks.last().unwrap();
     assert_eq!(last["usage"]["prompt_tokens"], 9, "{last}");
     assert_eq!(last["usage"]["completion_tokens"], 4, "{last}");
@@ -196,18 +186,7 @@ async fn shutdown_drains_a_stream_in_flight() {
 
     // Headers are out and the stream is still running: ask the server to stop now.
     let stopping = tokio::spawn(server.shutdown());
-    let text = response.text().await.unwrap();
-    let events = sse_data(&text);
-    assert_eq!(events.last().unwrap(), "[DONE]", "{text}");
-    let content: String = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str::<Value>(e).unwrap())
-        .filter_map(|c| {
-            c["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
-    assert_eq!(content, "one two three");
+    let chunks = stream_chunks(&response.text().await.unwrap());
+    assert_eq!(streamed_content(&chunks), "one two three");
     stopping.await.unwrap().unwrap();
 }

@@ -16,7 +16,7 @@ pub mod users;
 use llmgate_core::Secret;
 use llmgate_server::config::{Config, Env, StorageConfig};
 use llmgate_server::{RunningServer, Server};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const MASTER_KEY: &str = "lg-master-test-0123456789abcdef";
 
@@ -61,13 +61,34 @@ pub fn client() -> reqwest::Client {
 
 /// `POST /v1/chat/completions` with the master key.
 pub async fn chat(server: &RunningServer, body: Value) -> reqwest::Response {
+    chat_as(server, MASTER_KEY, body).await
+}
+
+/// `POST /v1/chat/completions` with `key`.
+pub async fn chat_as(server: &RunningServer, key: &str, body: Value) -> reqwest::Response {
     client()
         .post(format!("{}/v1/chat/completions", server.url()))
-        .bearer_auth(MASTER_KEY)
+        .bearer_auth(key)
         .json(&body)
         .send()
         .await
         .unwrap()
+}
+
+/// `POST {base_url}/api/v1/admin/users` with the master key for a user of `tier`; returns the
+/// new user's API key.
+pub async fn create_user(base_url: &str, user_id: &str, tier: &str) -> String {
+    let response = client()
+        .post(format!("{base_url}/api/v1/admin/users"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({ "user_id": user_id, "tier": tier, "role": "user" }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "creating {user_id}: {body}");
+    body["api_key"].as_str().unwrap().to_owned()
 }
 
 /// The `data:` payloads of an SSE body, in order.
@@ -80,6 +101,24 @@ pub fn sse_data(body: &str) -> Vec<String> {
                 .unwrap_or_else(|| panic!("not a data event: {event:?}"))
                 .to_owned()
         })
+        .collect()
+}
+
+/// The chunks of a finished stream, which must end with `data: [DONE]`.
+pub fn stream_chunks(text: &str) -> Vec<Value> {
+    let events = sse_data(text);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{text}");
+    events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
+}
+
+/// The text the chunks' deltas add up to.
+pub fn streamed_content(chunks: &[Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect()
 }
 
