@@ -157,6 +157,15 @@ pub struct UsageRow {
     pub cost_micros: i64,
 }
 
+/// A ledger write that follows an answer: what [`CreditStore::write_batch`] applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerWrite {
+    /// [`CreditStore::settle`] this hold with this usage.
+    Settle { hold: Hold, usage: UsageRecord },
+    /// [`CreditStore::record_usage`] for an uncharged request.
+    Usage(UsageRecord),
+}
+
 /// Balances and the ledger.
 ///
 /// Every method is atomic in its backend; together they keep the invariants of SPEC §6: a
@@ -191,6 +200,21 @@ pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Release holds past their expiry; returns how many.
     async fn reclaim_expired(&self) -> Result<u64>;
+
+    /// Apply many settles and usage records, each exactly as [`settle`](Self::settle) or
+    /// [`record_usage`](Self::record_usage) would, in order; one result per write. Backends
+    /// that can should commit them together (one transaction: group commit); the default
+    /// writes them one by one. Decorators should forward the batch whole.
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<()>> {
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            results.push(match write {
+                LedgerWrite::Settle { hold, usage } => self.settle(hold, usage).await.map(drop),
+                LedgerWrite::Usage(usage) => self.record_usage(usage).await,
+            });
+        }
+        results
+    }
 }
 
 /// Compile-time check that the trait stays object-safe.

@@ -76,8 +76,8 @@ pub use chat::{
     FinishReason, Message, Role, Usage,
 };
 pub use credits::{
-    Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, KeySource, Page,
-    Transaction, TransactionKind, UsageGroup, UsageQuery, UsageRecord, UsageRow,
+    Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, KeySource, LedgerWrite,
+    Page, Transaction, TransactionKind, UsageGroup, UsageQuery, UsageRecord, UsageRow,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use gateway::{

@@ -16,6 +16,10 @@ use crate::billing::{self, Billing};
 use crate::config::{Config, ConfigError, ModelConfig, Problem, ProviderConfig, ProviderKind};
 use crate::storage::Storage;
 
+/// Settles and usage records queued behind answers at most (then requests wait for room);
+/// they are committed in batches, so this is far more than a busy second needs.
+const LEDGER_QUEUE: usize = 16_384;
+
 /// Shared state of a running server. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -40,7 +44,9 @@ impl AppState {
         crate::telemetry::install_recorder();
         let tiers = Arc::new(tiers(&config));
         let storage = Arc::new(Storage::connect(&config, &tiers).await?);
-        let mut builder = gateway_builder(&config)?.credit_store(storage.credits.clone());
+        let mut builder = gateway_builder(&config)?
+            .credit_store(storage.credits.clone())
+            .ledger_write_behind(LEDGER_QUEUE);
         if let Some(vault) = &storage.vault {
             builder = builder.key_vault(vault.clone());
         }

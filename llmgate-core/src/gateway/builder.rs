@@ -8,6 +8,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 
 use super::route::RouteTable;
+use super::writer::LedgerWriter;
 use super::{Gateway, Inner, ModelResolver};
 use crate::backoff::Backoff;
 use crate::catalog::{Catalog, Deployment};
@@ -49,6 +50,7 @@ pub struct GatewayBuilder {
     cooldown_sync_interval: Duration,
     hold_ttl: Duration,
     default_max_tokens: u32,
+    write_behind: Option<usize>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -94,6 +96,7 @@ impl GatewayBuilder {
             cooldown_sync_interval: Duration::from_secs(1),
             hold_ttl: Duration::from_secs(3600),
             default_max_tokens: 4096,
+            write_behind: None,
         }
     }
 
@@ -235,6 +238,17 @@ impl GatewayBuilder {
         self
     }
 
+    /// Write settles and usage records behind the answer: queued (at most `queue` of them;
+    /// beyond that requests wait for room) and committed in batches by one background task,
+    /// instead of awaited on every request. Holds and credits stay synchronous, and
+    /// [`Gateway::credits`] reads wait for the queued writes. A process killed outright loses
+    /// what was queued: those requests go uncharged (their holds expire and are reclaimed)
+    /// and uncharged ones miss from usage. Default: off.
+    pub fn ledger_write_behind(mut self, queue: usize) -> Self {
+        self.write_behind = Some(queue.max(1));
+        self
+    }
+
     pub fn build(self) -> Gateway {
         let routes = RouteTable::build(
             &self.catalog,
@@ -252,15 +266,28 @@ impl GatewayBuilder {
             self.catalog.deployments(),
             self.providers.keys().map(String::as_str),
         );
+        let credits = self
+            .credits
+            .unwrap_or_else(|| Arc::new(MemoryCreditStore::new()));
+        let writer = self.write_behind.map(|queue| {
+            Arc::new(LedgerWriter::new(
+                credits.clone(),
+                queue,
+                metrics.usage_record_failures.clone(),
+            ))
+        });
+        let credits_view = writer
+            .as_ref()
+            .map_or_else(|| credits.clone(), |writer| writer.flushed_view());
         Gateway {
             inner: Arc::new(Inner {
                 providers: self.providers,
                 platform_keys: self.platform_keys,
                 catalog: self.catalog,
                 resolver: self.resolver,
-                credits: self
-                    .credits
-                    .unwrap_or_else(|| Arc::new(MemoryCreditStore::new())),
+                ledger: credits,
+                credits: credits_view,
+                writer,
                 vault: self.vault,
                 policy: self.policy.unwrap_or_else(|| Arc::new(InOrder)),
                 power_levels: self.power_levels,

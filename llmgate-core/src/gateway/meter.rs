@@ -10,8 +10,9 @@ use serde_json::json;
 
 use super::RouteInfo;
 use super::owed::{Owed, detached};
+use super::writer::LedgerWriter;
 use crate::chat::{ChatChunk, ChatResponse, Usage};
-use crate::credits::{CreditStore, Hold, UsageRecord};
+use crate::credits::{CreditStore, Hold, LedgerWrite, UsageRecord};
 use crate::error::Result;
 use crate::metrics::DeploymentMeters;
 use crate::pricing::PriceTerms;
@@ -60,6 +61,8 @@ pub(super) fn estimate_response_usage(response: &ChatResponse, prompt_estimate: 
 /// Everything needed to settle a stream's hold, whichever way the stream ends.
 pub(super) struct Settler {
     pub credits: Arc<dyn CreditStore>,
+    /// Write-behind, when enabled: the settle is queued instead of awaited.
+    pub writer: Option<Arc<LedgerWriter>>,
     pub hold: Option<Hold>,
     /// The request's ledger work; dropped once the settle has been written.
     pub owed: Option<Owed>,
@@ -138,16 +141,35 @@ impl SettleGuard {
     async fn settle(&mut self) -> Option<(Usage, i64)> {
         let settler = self.settler.take()?;
         let usage = self.meter.billable_usage(settler.prompt_estimate);
-        let charged = detached(settle_stream(settler, usage.clone()))
-            .await
-            .unwrap_or(0);
+        let charged = if settler.writer.is_some() {
+            // Queuing cannot be cut in half by the client going away.
+            settle_stream(settler, usage.clone()).await
+        } else {
+            detached(settle_stream(settler, usage.clone()))
+                .await
+                .unwrap_or(0)
+        };
         Some((usage, charged))
     }
 }
 
 /// Write a stream's charge (or usage) and count what it billed; returns the charge.
 async fn settle_stream(settler: Settler, usage: Usage) -> i64 {
-    let (record, _) = billed_record(&settler, &usage);
+    let (record, cost) = billed_record(&settler, &usage);
+    if let Some(writer) = &settler.writer {
+        settler
+            .meters
+            .billed(usage.prompt_tokens, usage.completion_tokens, cost);
+        let write = match settler.hold {
+            Some(hold) => LedgerWrite::Settle {
+                hold,
+                usage: record,
+            },
+            None => LedgerWrite::Usage(record),
+        };
+        writer.write(write, settler.owed).await;
+        return cost;
+    }
     let charged = match settle_or_record(&settler.credits, settler.hold.as_ref(), &record).await {
         Ok(charged) => charged,
         Err(error) => {

@@ -7,6 +7,7 @@ mod owed;
 mod plan;
 mod retry;
 mod route;
+mod writer;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::backoff::Backoff;
 use crate::caller::{Billing, Caller};
 use crate::catalog::{Catalog, Deployment};
 use crate::chat::{ChatRequest, ChatResponse, StreamOptions};
-use crate::credits::{CreditStore, Hold, HoldRequest, KeySource, UsageRecord};
+use crate::credits::{CreditStore, Hold, HoldRequest, KeySource, LedgerWrite, UsageRecord};
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::DeploymentStates;
 use crate::limits::{Admission, Quota, RateLimiter};
@@ -39,6 +40,7 @@ use owed::{Owed, Settlements, detached};
 use plan::{Ask, Attempt};
 use retry::{Tracked, Tried};
 use route::RouteTable;
+use writer::LedgerWriter;
 
 /// Resolves a model name the catalog does not list (e.g. `groq/llama3-70b-8192` or a
 /// well-known bare name) to an ad-hoc deployment.
@@ -82,7 +84,13 @@ struct Inner {
     platform_keys: HashMap<String, Secret>,
     catalog: Catalog,
     resolver: Option<Box<ModelResolver>>,
+    /// The store the pipeline writes to.
+    ledger: Arc<dyn CreditStore>,
+    /// What [`Gateway::credits`] hands out: `ledger`, or with write-behind a view whose reads
+    /// wait for the queued writes.
     credits: Arc<dyn CreditStore>,
+    /// Write-behind for settles and usage records, when enabled.
+    writer: Option<Arc<LedgerWriter>>,
     vault: Option<Arc<dyn KeyVault>>,
     policy: Arc<dyn RoutingPolicy>,
     power_levels: HashMap<PowerLevel, PowerLevelPolicy>,
@@ -200,7 +208,9 @@ impl Gateway {
         &self.inner.catalog
     }
 
-    /// The credit store behind this gateway.
+    /// The credit store behind this gateway. With write-behind on
+    /// ([`GatewayBuilder::ledger_write_behind`]), its reads first wait for the settles and
+    /// usage records queued before them.
     pub fn credits(&self) -> &Arc<dyn CreditStore> {
         &self.inner.credits
     }
@@ -341,7 +351,8 @@ impl Gateway {
         let record = self.usage_record(caller, &prepared, attempt, &Default::default(), 0);
         let (hold, owed) = prepared.hold.disarm();
         let settler = meter::Settler {
-            credits: self.inner.credits.clone(),
+            credits: self.inner.ledger.clone(),
+            writer: self.inner.writer.clone(),
             hold,
             owed,
             meters,
@@ -514,7 +525,7 @@ impl Gateway {
             power_level,
             attempts,
             hold: HoldGuard {
-                credits: self.inner.credits.clone(),
+                credits: self.inner.ledger.clone(),
                 hold,
                 owed: Some(owed),
             },
@@ -542,7 +553,19 @@ impl Gateway {
             Err(error) if error.kind() == ErrorKind::InsufficientCredits => error,
             placed => return placed,
         };
-        let balance = self.inner.credits.balance(&caller.user_id).await?;
+        // Settles still queued behind earlier answers may give credits back: let them land
+        // and ask again before refusing anything.
+        let refused = match &self.inner.writer {
+            Some(writer) => {
+                writer.flushed().await;
+                match self.hold(caller, request_id, amount).await {
+                    Err(error) if error.kind() == ErrorKind::InsufficientCredits => error,
+                    placed => return placed,
+                }
+            }
+            None => refused,
+        };
+        let balance = self.inner.ledger.balance(&caller.user_id).await?;
         let before = attempts.len();
         attempts.retain(|a| a.max_charge <= balance);
         if attempts.is_empty() || attempts.len() == before {
@@ -563,7 +586,7 @@ impl Gateway {
         }
         let hold = self
             .inner
-            .credits
+            .ledger
             .hold(HoldRequest {
                 user_id: caller.user_id.to_string(),
                 request_id: request_id.to_string(),
@@ -576,7 +599,8 @@ impl Gateway {
 
     /// Settle the hold (or just record usage when there is none); returns the charge.
     ///
-    /// The write runs on a task of its own, so a client going away cannot cut it in half. An
+    /// With write-behind the write is queued and the charge returned at once. Otherwise the
+    /// write runs on a task of its own, so a client going away cannot cut it in half. An
     /// uncharged request whose usage cannot be recorded (the database is down) is still
     /// answered: the failure is logged and counted. A hold that cannot be settled fails the
     /// request; the hold is reclaimed at its expiry, so nothing is charged.
@@ -586,7 +610,22 @@ impl Gateway {
         record: UsageRecord,
         owed: Option<Owed>,
     ) -> Result<i64> {
-        let credits = self.inner.credits.clone();
+        if let Some(writer) = &self.inner.writer {
+            // Off the response path: the charge is known now, the write follows.
+            let (charged, write) = match hold {
+                Some(hold) => (
+                    record.cost_micros.min(hold.amount_micros),
+                    LedgerWrite::Settle {
+                        hold,
+                        usage: record,
+                    },
+                ),
+                None => (record.cost_micros, LedgerWrite::Usage(record)),
+            };
+            writer.write(write, owed).await;
+            return Ok(charged);
+        }
+        let credits = self.inner.ledger.clone();
         let held = hold.is_some();
         let written = detached(async move {
             let outcome = meter::settle_or_record(&credits, hold.as_ref(), &record).await;
