@@ -2,6 +2,7 @@
 //! The OpenAI-compatible adapter against a scripted upstream over real loopback HTTP.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -31,8 +32,15 @@ fn provider(upstream: &FakeUpstream) -> OpenAiCompatible {
     provider_with_timeout(upstream, Duration::from_secs(10))
 }
 
-fn key() -> Secret {
-    Secret::new(KEY)
+/// The test key, for calls that borrow it.
+static TEST_KEY: LazyLock<Secret> = LazyLock::new(|| Secret::new(KEY));
+
+/// A call for `request` with the test key.
+fn keyed(request: &ChatRequest) -> ProviderCall<'_> {
+    ProviderCall {
+        request,
+        api_key: Some(&TEST_KEY),
+    }
 }
 
 fn request() -> ChatRequest {
@@ -97,13 +105,7 @@ async fn json_completion_sends_openai_request_and_decodes_the_answer() {
     let provider = provider(&upstream);
     let request = request();
 
-    let response = provider
-        .chat(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
-        .await
-        .unwrap();
+    let response = provider.chat(keyed(&request)).await.unwrap();
 
     assert_eq!(response.choices[0].message.text_content(), "Hello!");
     assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Stop));
@@ -176,13 +178,7 @@ async fn json_tool_call_is_decoded() {
         }))
         .unwrap(),
     ]);
-    let response = provider(&upstream)
-        .chat(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
-        .await
-        .unwrap();
+    let response = provider(&upstream).chat(keyed(&request)).await.unwrap();
 
     let choice = &response.choices[0];
     assert_eq!(choice.finish_reason, Some(FinishReason::ToolCalls));
@@ -206,10 +202,7 @@ async fn text_stream_asks_for_usage_and_decodes_every_chunk() {
     )));
     let request = stream_request();
     let stream = provider(&upstream)
-        .chat_stream(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
+        .chat_stream(keyed(&request))
         .await
         .unwrap();
     let chunks = all_ok(collect(stream).await);
@@ -244,10 +237,7 @@ async fn streamed_tool_call_deltas_concatenate_to_the_arguments() {
     )));
     let request = stream_request();
     let stream = provider(&upstream)
-        .chat_stream(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
+        .chat_stream(keyed(&request))
         .await
         .unwrap();
     let chunks = all_ok(collect(stream).await);
@@ -368,21 +358,12 @@ async fn error_statuses_map_to_kind_status_retryability_and_retry_after() {
     let stream_request = stream_request();
     for case in STATUS_CASES {
         upstream.push(scripted_error(case));
-        let error = provider
-            .chat(ProviderCall {
-                request: &json_request,
-                api_key: Some(&key()),
-            })
-            .await
-            .unwrap_err();
+        let error = provider.chat(keyed(&json_request)).await.unwrap_err();
         assert_maps(case, &error, "json");
 
         upstream.push(scripted_error(case));
         let error = provider
-            .chat_stream(ProviderCall {
-                request: &stream_request,
-                api_key: Some(&key()),
-            })
+            .chat_stream(keyed(&stream_request))
             .await
             .err()
             .expect("an error status must fail before the stream starts");
@@ -403,34 +384,16 @@ async fn the_key_never_appears_in_error_messages() {
         401,
         openai::error(&echo, "invalid_request_error", Some("invalid_api_key")),
     ));
-    let status_error = provider
-        .chat(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
-        .await
-        .unwrap_err();
+    let status_error = provider.chat(keyed(&request)).await.unwrap_err();
 
     upstream.push(Reply::status(400).body(echo.clone()));
-    let plain_error = provider
-        .chat(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
-        .await
-        .unwrap_err();
+    let plain_error = provider.chat(keyed(&request)).await.unwrap_err();
 
     upstream.push(Reply::sse_raw(format!(
         "data: {}\n\n",
         openai::error(&echo, "server_error", None)
     )));
-    let stream = provider
-        .chat_stream(ProviderCall {
-            request: &stream_request,
-            api_key: Some(&key()),
-        })
-        .await
-        .unwrap();
+    let stream = provider.chat_stream(keyed(&stream_request)).await.unwrap();
     let items = collect(stream).await;
     let event_error = ends_with_error(&items).clone();
 
@@ -457,10 +420,7 @@ async fn stream_cut_mid_way_ends_with_an_error() {
     upstream.push(full.cut_after(first_two + 20));
     let request = stream_request();
     let stream = provider(&upstream)
-        .chat_stream(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
+        .chat_stream(keyed(&request))
         .await
         .unwrap();
     let items = collect(stream).await;
@@ -482,10 +442,7 @@ async fn stream_without_done_ends_with_an_error() {
     upstream.push(Reply::sse_raw(body));
     let request = stream_request();
     let stream = provider(&upstream)
-        .chat_stream(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
+        .chat_stream(keyed(&request))
         .await
         .unwrap();
     let items = collect(stream).await;
@@ -510,10 +467,7 @@ async fn malformed_event_ends_the_stream_with_an_error() {
     )));
     let request = stream_request();
     let stream = provider(&upstream)
-        .chat_stream(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
+        .chat_stream(keyed(&request))
         .await
         .unwrap();
     let items = collect(stream).await;
@@ -545,10 +499,7 @@ async fn error_event_mid_stream_ends_the_stream_with_an_error() {
     )));
     let request = stream_request();
     let stream = provider(&upstream)
-        .chat_stream(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
+        .chat_stream(keyed(&request))
         .await
         .unwrap();
     let items = collect(stream).await;
@@ -571,13 +522,7 @@ async fn slow_first_byte_beyond_the_timeout_is_an_upstream_timeout() {
 
     upstream.push(Reply::json(200, openai::completion(MODEL, "late", 1, 1)).first_byte_delay(slow));
     let request = request();
-    let error = provider
-        .chat(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
-        .await
-        .unwrap_err();
+    let error = provider.chat(keyed(&request)).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::UpstreamTimeout);
     assert_eq!(error.status(), 504);
     assert!(error.is_retryable());
@@ -585,10 +530,7 @@ async fn slow_first_byte_beyond_the_timeout_is_an_upstream_timeout() {
     upstream.push(Reply::sse(&openai::text_chunks(MODEL, &["late"], None)).first_byte_delay(slow));
     let stream_request = stream_request();
     let error = provider
-        .chat_stream(ProviderCall {
-            request: &stream_request,
-            api_key: Some(&key()),
-        })
+        .chat_stream(keyed(&stream_request))
         .await
         .err()
         .expect("no head within the timeout must fail the call");
@@ -609,13 +551,7 @@ async fn stalled_stream_yields_an_upstream_timeout_item() {
             .frame_delay(Duration::from_secs(30)),
     );
     let request = stream_request();
-    let stream = provider
-        .chat_stream(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
-        .await
-        .unwrap();
+    let stream = provider.chat_stream(keyed(&request)).await.unwrap();
     let items = collect(stream).await;
 
     assert_eq!(items.len(), 2);
@@ -629,13 +565,7 @@ async fn unreachable_upstream_is_a_connect_error() {
     drop(upstream);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let request = request();
-    let error = provider
-        .chat(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
-        .await
-        .unwrap_err();
+    let error = provider.chat(keyed(&request)).await.unwrap_err();
     assert_eq!(error.code(), Some("upstream_unreachable"));
     assert!(error.is_retryable());
     assert!(
@@ -651,10 +581,7 @@ async fn json_answer_to_a_stream_request_is_replayed_as_chunks() {
     upstream.push(Reply::json(200, openai::completion(MODEL, "whole", 4, 1)));
     let request = stream_request();
     let stream = provider(&upstream)
-        .chat_stream(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
+        .chat_stream(keyed(&request))
         .await
         .unwrap();
     let chunks = all_ok(collect(stream).await);
@@ -684,10 +611,7 @@ async fn decode(upstream: &FakeUpstream, reply: Reply) -> Vec<ChatChunk> {
     upstream.push(reply);
     let request = stream_request();
     let stream = provider(upstream)
-        .chat_stream(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
+        .chat_stream(keyed(&request))
         .await
         .unwrap();
     all_ok(collect(stream).await)
@@ -740,10 +664,7 @@ async fn stream_of_ten_thousand_chunks_decodes() {
     );
     let request = stream_request();
     let stream = provider(&upstream)
-        .chat_stream(ProviderCall {
-            request: &request,
-            api_key: Some(&key()),
-        })
+        .chat_stream(keyed(&request))
         .await
         .unwrap();
     let chunks = all_ok(collect(stream).await);
