@@ -2,14 +2,15 @@
 //! BYOK and streams.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::VecDeque;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use llmgate_core::chat::ChunkChoice;
 use llmgate_core::*;
+use support::{dec, fund, ledger_counts, request, text_chunk};
 
 /// What a scripted provider does on one call.
 #[derive(Clone)]
@@ -70,20 +71,6 @@ impl Scripted {
     }
 }
 
-fn chunk(content: Option<&str>, finish: Option<FinishReason>) -> ChatChunk {
-    let mut chunk = ChatChunk::empty("c1", "up", 1);
-    chunk.choices.push(ChunkChoice {
-        index: 0,
-        delta: Delta {
-            content: content.map(str::to_owned),
-            ..Delta::default()
-        },
-        finish_reason: finish,
-        logprobs: None,
-    });
-    chunk
-}
-
 #[async_trait]
 impl Provider for Scripted {
     fn name(&self) -> &str {
@@ -119,12 +106,14 @@ impl Provider for Scripted {
                 usage,
                 fail_at_end,
             } => {
-                let mut items: Vec<Result<ChatChunk>> =
-                    pieces.iter().map(|p| Ok(chunk(Some(p), None))).collect();
+                let mut items: Vec<Result<ChatChunk>> = pieces
+                    .iter()
+                    .map(|p| Ok(text_chunk(Some(p), None)))
+                    .collect();
                 if fail_at_end {
                     items.push(Err(Error::upstream_stream(self.name, "connection reset")));
                 } else {
-                    items.push(Ok(chunk(None, Some(FinishReason::Stop))));
+                    items.push(Ok(text_chunk(None, Some(FinishReason::Stop))));
                     if let Some((p, c)) = usage {
                         let mut last = ChatChunk::empty("c1", "up", 1);
                         last.usage = Some(Usage::new(p, c));
@@ -139,10 +128,6 @@ impl Provider for Scripted {
     }
 }
 
-fn dec(s: &str) -> Decimal {
-    Decimal::from_str(s).unwrap()
-}
-
 fn priced(name: &str, provider: &str) -> Deployment {
     Deployment::new(name, provider, format!("{name}-upstream"))
         .with_price(ModelPrice::new(dec("0.002"), dec("0.002")))
@@ -155,35 +140,47 @@ fn starter() -> Arc<Tier> {
     Arc::new(tier)
 }
 
-async fn fund(gateway: &Gateway, user: &str, micros: i64) {
-    gateway
-        .credits()
-        .credit(Credit {
-            user_id: user.into(),
-            kind: CreditKind::TopUp,
-            amount_micros: micros,
-            idempotency_key: format!("fund:{user}:{micros}"),
-            reason: "test".into(),
-        })
-        .await
-        .unwrap();
+/// An answer of 400 prompt and 600 completion tokens: SPEC's worked example, 700000 micros
+/// for a starter user on a priced model.
+fn worked_example(text: &'static str) -> Script {
+    Script::Answer {
+        text,
+        usage: Some((400, 600)),
+    }
 }
 
-fn request(model: &str) -> ChatRequest {
-    let mut request = ChatRequest::new(model, vec![Message::user("hello")]);
-    request.max_tokens = Some(1000);
-    request
+/// A gateway where provider "p" (platform key "k") serves the priced model "m", and user "u"
+/// holds `micros`.
+async fn single(provider: Arc<Scripted>, micros: i64) -> Gateway {
+    let gateway = Gateway::builder()
+        .provider(provider)
+        .platform_key("p", Secret::new("k"))
+        .model(priced("m", "p"))
+        .build();
+    fund(&gateway, "u", micros).await;
+    gateway
+}
+
+/// A gateway where model "m" on provider "a" falls back to "backup" on provider "b", and user
+/// "u" holds 10 credits.
+async fn with_fallback(first: Arc<Scripted>, second: Arc<Scripted>) -> Gateway {
+    let mut primary = priced("m", "a");
+    primary.fallbacks = vec!["backup".into()];
+    let gateway = Gateway::builder()
+        .provider(first)
+        .provider(second)
+        .platform_key("a", Secret::new("ka"))
+        .platform_key("b", Secret::new("kb"))
+        .model(primary)
+        .model(priced("backup", "b"))
+        .build();
+    fund(&gateway, "u", 10_000_000).await;
+    gateway
 }
 
 #[tokio::test]
 async fn paid_request_is_charged_exactly_the_worked_example() {
-    let (provider, log) = Scripted::new(
-        "p",
-        vec![Script::Answer {
-            text: "hi",
-            usage: Some((400, 600)),
-        }],
-    );
+    let (provider, log) = Scripted::new("p", vec![worked_example("hi")]);
     let gateway = Gateway::builder()
         .provider(provider)
         .platform_key("p", Secret::new("sk-platform-0000"))
@@ -228,12 +225,7 @@ async fn paid_request_is_charged_exactly_the_worked_example() {
 #[tokio::test]
 async fn balance_below_the_hold_is_refused_before_any_upstream_call() {
     let (provider, log) = Scripted::new("p", vec![]);
-    let gateway = Gateway::builder()
-        .provider(provider)
-        .platform_key("p", Secret::new("k"))
-        .model(priced("m", "p"))
-        .build();
-    fund(&gateway, "u", 10).await;
+    let gateway = single(provider, 10).await;
     let error = gateway
         .chat(&Caller::user("u", starter()), request("m"))
         .await
@@ -247,24 +239,8 @@ async fn balance_below_the_hold_is_refused_before_any_upstream_call() {
 #[tokio::test]
 async fn failing_deployment_falls_back_and_the_hold_is_settled_once() {
     let (first, first_log) = Scripted::new("a", vec![Script::Fail(500)]);
-    let (second, _) = Scripted::new(
-        "b",
-        vec![Script::Answer {
-            text: "ok",
-            usage: Some((400, 600)),
-        }],
-    );
-    let mut primary = priced("m", "a");
-    primary.fallbacks = vec!["backup".into()];
-    let gateway = Gateway::builder()
-        .provider(first)
-        .provider(second)
-        .platform_key("a", Secret::new("ka"))
-        .platform_key("b", Secret::new("kb"))
-        .model(primary)
-        .model(priced("backup", "b"))
-        .build();
-    fund(&gateway, "u", 10_000_000).await;
+    let (second, _) = Scripted::new("b", vec![worked_example("ok")]);
+    let gateway = with_fallback(first, second).await;
     let done = gateway
         .chat(&Caller::user("u", starter()), request("m"))
         .await
@@ -276,42 +252,15 @@ async fn failing_deployment_falls_back_and_the_hold_is_settled_once() {
         gateway.credits().balance("u").await.unwrap(),
         10_000_000 - 700_000
     );
-    let ledger = gateway
-        .credits()
-        .transactions(
-            "u",
-            Page {
-                limit: 50,
-                before_id: None,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        ledger
-            .iter()
-            .filter(|t| t.kind == TransactionKind::Hold)
-            .count(),
-        1
-    );
-    assert_eq!(
-        ledger
-            .iter()
-            .filter(|t| t.kind == TransactionKind::Charge)
-            .count(),
-        1
-    );
+    let (holds, charges, _) = ledger_counts(&gateway, "u").await;
+    assert_eq!(holds, 1);
+    assert_eq!(charges, 1);
 }
 
 #[tokio::test]
 async fn when_every_candidate_fails_the_balance_is_unchanged() {
     let (provider, _) = Scripted::new("p", vec![Script::Fail(503)]);
-    let gateway = Gateway::builder()
-        .provider(provider)
-        .platform_key("p", Secret::new("k"))
-        .model(priced("m", "p"))
-        .build();
-    fund(&gateway, "u", 10_000_000).await;
+    let gateway = single(provider, 10_000_000).await;
     let error = gateway
         .chat(&Caller::user("u", starter()), request("m"))
         .await
@@ -324,17 +273,7 @@ async fn when_every_candidate_fails_the_balance_is_unchanged() {
 async fn a_bad_request_is_not_retried_elsewhere() {
     let (first, _) = Scripted::new("a", vec![Script::Fail(400)]);
     let (second, second_log) = Scripted::new("b", vec![]);
-    let mut primary = priced("m", "a");
-    primary.fallbacks = vec!["backup".into()];
-    let gateway = Gateway::builder()
-        .provider(first)
-        .provider(second)
-        .platform_key("a", Secret::new("ka"))
-        .platform_key("b", Secret::new("kb"))
-        .model(primary)
-        .model(priced("backup", "b"))
-        .build();
-    fund(&gateway, "u", 10_000_000).await;
+    let gateway = with_fallback(first, second).await;
     let error = gateway
         .chat(&Caller::user("u", starter()), request("m"))
         .await
@@ -345,13 +284,7 @@ async fn a_bad_request_is_not_retried_elsewhere() {
 
 #[tokio::test]
 async fn byok_key_is_used_and_nothing_is_charged() {
-    let (provider, log) = Scripted::new(
-        "p",
-        vec![Script::Answer {
-            text: "hi",
-            usage: Some((400, 600)),
-        }],
-    );
+    let (provider, log) = Scripted::new("p", vec![worked_example("hi")]);
     let vault = Arc::new(MemoryKeyVault::new());
     vault
         .put("u", "p", &Secret::new("sk-user-own-key-1234"))
@@ -436,12 +369,7 @@ async fn stream_is_charged_from_its_usage_chunk_and_reports_the_cost() {
         fail_at_end: false,
     };
     let (provider, _) = Scripted::new("p", vec![script]);
-    let gateway = Gateway::builder()
-        .provider(provider)
-        .platform_key("p", Secret::new("k"))
-        .model(priced("m", "p"))
-        .build();
-    fund(&gateway, "u", 10_000_000).await;
+    let gateway = single(provider, 10_000_000).await;
     let stream = gateway
         .chat_stream(&Caller::user("u", starter()), request("m"))
         .await
@@ -465,12 +393,7 @@ async fn stream_failing_mid_way_ends_with_an_error_and_charges_what_was_produced
         fail_at_end: true,
     };
     let (provider, _) = Scripted::new("p", vec![script]);
-    let gateway = Gateway::builder()
-        .provider(provider)
-        .platform_key("p", Secret::new("k"))
-        .model(priced("m", "p"))
-        .build();
-    fund(&gateway, "u", 10_000_000).await;
+    let gateway = single(provider, 10_000_000).await;
     let stream = gateway
         .chat_stream(&Caller::user("u", starter()), request("m"))
         .await
@@ -500,17 +423,7 @@ async fn stream_failing_before_its_first_chunk_falls_back() {
         fail_at_end: false,
     };
     let (second, _) = Scripted::new("b", vec![script]);
-    let mut primary = priced("m", "a");
-    primary.fallbacks = vec!["backup".into()];
-    let gateway = Gateway::builder()
-        .provider(first)
-        .provider(second)
-        .platform_key("a", Secret::new("ka"))
-        .platform_key("b", Secret::new("kb"))
-        .model(primary)
-        .model(priced("backup", "b"))
-        .build();
-    fund(&gateway, "u", 10_000_000).await;
+    let gateway = with_fallback(first, second).await;
     let stream = gateway
         .chat_stream(&Caller::user("u", starter()), request("m"))
         .await
@@ -534,12 +447,7 @@ async fn stream_dropped_before_output_releases_and_mid_way_settles_what_was_prod
         fail_at_end: false,
     };
     let (provider, _) = Scripted::new("p", vec![before, mid]);
-    let gateway = Gateway::builder()
-        .provider(provider)
-        .platform_key("p", Secret::new("k"))
-        .model(priced("m", "p"))
-        .build();
-    fund(&gateway, "u", 10_000_000).await;
+    let gateway = single(provider, 10_000_000).await;
     let caller = Caller::user("u", starter());
 
     let stream = gateway.chat_stream(&caller, request("m")).await.unwrap();
@@ -565,26 +473,8 @@ async fn stream_dropped_before_output_releases_and_mid_way_settles_what_was_prod
 /// Settling a dropped stream happens on a spawned task; wait until its ledger entry lands.
 async fn wait_for_no_open_hold(gateway: &Gateway) {
     for _ in 0..200 {
-        let ledger = gateway
-            .credits()
-            .transactions(
-                "u",
-                Page {
-                    limit: 100,
-                    before_id: None,
-                },
-            )
-            .await
-            .unwrap();
-        let holds = ledger
-            .iter()
-            .filter(|t| t.kind == TransactionKind::Hold)
-            .count();
-        let closed = ledger
-            .iter()
-            .filter(|t| matches!(t.kind, TransactionKind::Charge | TransactionKind::Release))
-            .count();
-        if holds == closed {
+        let (holds, charges, releases) = ledger_counts(gateway, "u").await;
+        if holds == charges + releases {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -594,13 +484,7 @@ async fn wait_for_no_open_hold(gateway: &Gateway) {
 
 #[tokio::test]
 async fn unknown_model_is_not_found_and_admin_is_never_charged() {
-    let (provider, _) = Scripted::new(
-        "p",
-        vec![Script::Answer {
-            text: "hi",
-            usage: Some((400, 600)),
-        }],
-    );
+    let (provider, _) = Scripted::new("p", vec![worked_example("hi")]);
     let gateway = Gateway::builder()
         .provider(provider)
         .platform_key("p", Secret::new("k"))

@@ -104,7 +104,8 @@ impl Scripted {
     }
 }
 
-fn text_chunk(content: Option<&str>, finish: Option<FinishReason>) -> ChatChunk {
+/// A stream chunk adding `content` to choice 0, or ending it with `finish`.
+pub fn text_chunk(content: Option<&str>, finish: Option<FinishReason>) -> ChatChunk {
     let mut chunk = ChatChunk::empty("c1", "up", 1);
     chunk.choices.push(ChunkChoice {
         index: 0,
