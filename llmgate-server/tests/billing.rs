@@ -15,13 +15,6 @@ use support::money::*;
 
 const FIVE_THOUSAND_CREDITS: i64 = 5_000_000_000;
 
-async fn setup(db: Db, options: Options) -> Option<(Database, Fakes, Gateway)> {
-    let database = Database::create(db).await?;
-    let fakes = Fakes::start().await;
-    let gateway = Gateway::start(config(&database, &fakes, options)).await;
-    Some((database, fakes, gateway))
-}
-
 fn session_answer(id: &str) -> Reply {
     Reply::json(
         200,
@@ -499,13 +492,7 @@ async fn alerts_once_per_crossing(db: Db) {
     fakes.alerts.push(Reply::status(500));
     let spend = || async {
         answer_with_usage(&fakes.upstream, "up-cheap", 400, 600);
-        let response = client()
-            .post(gateway.url("/v1/chat/completions"))
-            .bearer_auth(&key)
-            .json(&ask("cheap", false))
-            .send()
-            .await
-            .unwrap();
+        let response = gateway.chat(&key, ask("cheap", false)).await;
         assert_eq!(response.status(), 200);
     };
 

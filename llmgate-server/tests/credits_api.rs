@@ -41,32 +41,15 @@ on_both_databases!(
     users_see_only_their_own_credits,
 );
 
-async fn setup(db: Db) -> Option<(Database, Fakes, Gateway)> {
-    let database = Database::create(db).await?;
-    let fakes = Fakes::start().await;
-    let gateway = Gateway::start(config(&database, &fakes, Options::default())).await;
-    Some((database, fakes, gateway))
-}
-
-async fn chat(gateway: &Gateway, key: &str, body: Value) -> reqwest::Response {
-    client()
-        .post(gateway.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn worked_example_is_charged_exactly_700000_micros(db: Db) {
-    let Some((_db, fakes, gateway)) = setup(db).await else {
+    let Some((_db, fakes, gateway)) = setup(db, Options::default()).await else {
         return;
     };
     let key = gateway.user("ann", "starter").await;
     gateway.add_credits("ann", json!(10)).await;
     answer_with_usage(&fakes.upstream, "up-cheap", 400, 600);
 
-    let response = chat(&gateway, &key, ask("cheap", false)).await;
+    let response = gateway.chat(&key, ask("cheap", false)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-llmgate-cost-micros"], "700000");
     assert_eq!(response.headers()["x-llmgate-key-source"], "platform");
@@ -99,7 +82,7 @@ async fn worked_example_is_charged_exactly_700000_micros(db: Db) {
 }
 
 async fn streamed_request_is_charged_from_its_usage_chunk(db: Db) {
-    let Some((_db, fakes, gateway)) = setup(db).await else {
+    let Some((_db, fakes, gateway)) = setup(db, Options::default()).await else {
         return;
     };
     let key = gateway.user("ann", "starter").await;
@@ -110,7 +93,7 @@ async fn streamed_request_is_charged_from_its_usage_chunk(db: Db) {
         Some((400, 600)),
     )));
 
-    let response = chat(&gateway, &key, ask("cheap", true)).await;
+    let response = gateway.chat(&key, ask("cheap", true)).await;
     assert_eq!(response.status(), 200);
     let body = response.text().await.unwrap();
     let events: Vec<&str> = body
@@ -129,7 +112,7 @@ async fn streamed_request_is_charged_from_its_usage_chunk(db: Db) {
 }
 
 async fn balance_below_the_hold_is_402_and_upstream_sees_nothing(db: Db) {
-    let Some((_db, fakes, gateway)) = setup(db).await else {
+    let Some((_db, fakes, gateway)) = setup(db, Options::default()).await else {
         return;
     };
     let key = gateway.user("ann", "starter").await;
@@ -137,11 +120,11 @@ async fn balance_below_the_hold_is_402_and_upstream_sees_nothing(db: Db) {
     gateway.add_credits("ann", json!(1)).await;
     answer_with_usage(&fakes.upstream, "up-cheap", 400, 600);
 
-    let response = chat(&gateway, &key, ask("cheap", false)).await;
+    let response = gateway.chat(&key, ask("cheap", false)).await;
     assert_eq!(response.status(), 402);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["type"], "insufficient_credits");
-    let stream = chat(&gateway, &key, ask("cheap", true)).await;
+    let stream = gateway.chat(&key, ask("cheap", true)).await;
     assert_eq!(stream.status(), 402);
     assert_eq!(fakes.upstream.request_count(), 0);
     assert_eq!(gateway.balance(&key).await, 1_000_000);
@@ -159,14 +142,14 @@ async fn balance_below_the_hold_is_402_and_upstream_sees_nothing(db: Db) {
 }
 
 async fn free_model_costs_nothing_and_still_shows_in_usage(db: Db) {
-    let Some((_db, fakes, gateway)) = setup(db).await else {
+    let Some((_db, fakes, gateway)) = setup(db, Options::default()).await else {
         return;
     };
     // No credits at all: a free model needs none.
     let key = gateway.user("ann", "starter").await;
     answer_with_usage(&fakes.upstream, "up-gratis", 12, 30);
 
-    let response = chat(&gateway, &key, ask("gratis", false)).await;
+    let response = gateway.chat(&key, ask("gratis", false)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-llmgate-cost-micros"], "0");
     assert_eq!(gateway.balance(&key).await, 0);
@@ -182,7 +165,7 @@ async fn free_model_costs_nothing_and_still_shows_in_usage(db: Db) {
 }
 
 async fn transactions_page_newest_first_with_a_cursor(db: Db) {
-    let Some((_db, _fakes, gateway)) = setup(db).await else {
+    let Some((_db, _fakes, gateway)) = setup(db, Options::default()).await else {
         return;
     };
     let key = gateway.user("ann", "starter").await;
@@ -245,7 +228,7 @@ async fn transactions_page_newest_first_with_a_cursor(db: Db) {
 }
 
 async fn usage_groups_and_filters_by_day_and_user(db: Db) {
-    let Some((_db, fakes, gateway)) = setup(db).await else {
+    let Some((_db, fakes, gateway)) = setup(db, Options::default()).await else {
         return;
     };
     let ann = gateway.user("ann", "starter").await;
@@ -259,7 +242,7 @@ async fn usage_groups_and_filters_by_day_and_user(db: Db) {
         (&bob, "cheap", "up-cheap"),
     ] {
         answer_with_usage(&fakes.upstream, upstream_model, 400, 600);
-        assert_eq!(chat(&gateway, key, ask(model, false)).await.status(), 200);
+        assert_eq!(gateway.chat(key, ask(model, false)).await.status(), 200);
     }
     let today = day_of(unix_now());
     let yesterday = day_of(unix_now() - 86_400);
@@ -340,7 +323,7 @@ async fn usage_groups_and_filters_by_day_and_user(db: Db) {
 }
 
 async fn bad_amounts_are_refused_and_change_nothing(db: Db) {
-    let Some((_db, _fakes, gateway)) = setup(db).await else {
+    let Some((_db, _fakes, gateway)) = setup(db, Options::default()).await else {
         return;
     };
     let key = gateway.user("ann", "starter").await;
@@ -413,7 +396,7 @@ async fn bad_amounts_are_refused_and_change_nothing(db: Db) {
 }
 
 async fn added_credits_apply_once_per_idempotency_key(db: Db) {
-    let Some((_db, _fakes, gateway)) = setup(db).await else {
+    let Some((_db, _fakes, gateway)) = setup(db, Options::default()).await else {
         return;
     };
     let key = gateway.user("ann", "starter").await;
@@ -439,7 +422,7 @@ async fn added_credits_apply_once_per_idempotency_key(db: Db) {
 }
 
 async fn users_see_only_their_own_credits(db: Db) {
-    let Some((_db, _fakes, gateway)) = setup(db).await else {
+    let Some((_db, _fakes, gateway)) = setup(db, Options::default()).await else {
         return;
     };
     let ann = gateway.user("ann", "starter").await;

@@ -111,6 +111,15 @@ models:
     config
 }
 
+/// A test database of kind `db`, the fakes, and a gateway over both configured with `options`;
+/// `None` when the database is not available (see [`Database::create`]).
+pub async fn setup(db: Db, options: Options) -> Option<(Database, Fakes, Gateway)> {
+    let database = Database::create(db).await?;
+    let fakes = Fakes::start().await;
+    let gateway = Gateway::start(config(&database, &fakes, options)).await;
+    Some((database, fakes, gateway))
+}
+
 /// A running server and its state (for creating users).
 pub struct Gateway {
     pub server: RunningServer,
@@ -177,6 +186,17 @@ impl Gateway {
             .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /v1/chat/completions` with `key`.
+    pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
+        client()
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// The balance as `GET /api/v1/llm/credits` reports it to the user.
