@@ -30,6 +30,15 @@ fn llmgate(dir: &Path) -> Command {
     command
 }
 
+/// `llmgate check --config file`, run in `dir`.
+fn check(dir: &Path, file: &Path) -> std::process::Output {
+    llmgate(dir)
+        .args(["check", "--config"])
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_accepts_a_good_config() {
     let dir = temp_dir("check-ok");
@@ -39,11 +48,7 @@ fn check_accepts_a_good_config() {
         "providers:\n  - { name: demo, kind: demo }\nmodels:\n  - { name: echo, provider: demo, cost_per_1k: 0 }\n",
     )
     .unwrap();
-    let output = llmgate(&dir)
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let output = check(&dir, &file);
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "config OK");
     std::fs::remove_dir_all(dir).unwrap();
@@ -68,11 +73,7 @@ tiers:
 "#,
     )
     .unwrap();
-    let output = llmgate(&dir)
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let output = check(&dir, &file);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     for path in [
@@ -97,11 +98,7 @@ fn check_names_the_path_of_an_unknown_key_and_a_missing_variable() {
         "server:\n  listen: 127.0.0.1:4000\n  master_kee: x\n",
     )
     .unwrap();
-    let output = llmgate(&dir)
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let output = check(&dir, &file);
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -114,11 +111,7 @@ fn check_names_the_path_of_an_unknown_key_and_a_missing_variable() {
         "byok:\n  encryption_key: os.environ/LLMGATE_BYOK_KEY\n",
     )
     .unwrap();
-    let output = llmgate(&dir)
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let output = check(&dir, &file);
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
