@@ -25,6 +25,19 @@ const ONE_CHARGE: i64 = 700_000;
 /// A `byok_keys` row: user, provider, key id, nonce, ciphertext.
 type SealedRow = (String, String, String, Vec<u8>, Vec<u8>);
 
+/// Store `own` as the BYOK key of the user behind `user_key`; it must be accepted.
+async fn store_byok_key(gate: &Gate, user_key: &str, own: &str) {
+    let (status, body) = gate
+        .call(
+            Some(user_key),
+            "PUT",
+            KEY_PATH,
+            Some(json!({"api_key": own})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
@@ -147,8 +160,7 @@ async fn streams_use_the_byok_key_too() {
     let gate = Gate::start(sqlite_file()).await;
     let ann = gate.create_user("ann", "starter", "user").await;
     let own = unique("sk-stream-own-");
-    gate.call(Some(&ann), "PUT", KEY_PATH, Some(json!({"api_key": own})))
-        .await;
+    store_byok_key(&gate, &ann, &own).await;
     gate.upstream.push(Reply::sse(&openai::text_chunks(
         "fake-upstream-model",
         &["he", "llo"],
@@ -187,8 +199,7 @@ async fn a_rejected_byok_key_is_the_users_error_without_falling_back_to_the_plat
     let gate = Gate::start(sqlite_file()).await;
     let ann = gate.create_user("ann", "starter", "user").await;
     let own = unique("sk-revoked-upstream-");
-    gate.call(Some(&ann), "PUT", KEY_PATH, Some(json!({"api_key": own})))
-        .await;
+    store_byok_key(&gate, &ann, &own).await;
     // The upstream refuses it, quoting it back (some do).
     gate.upstream.push(Reply::json(
         401,
@@ -240,9 +251,7 @@ async fn tiers_without_byok_the_master_key_and_unknown_providers_are_refused() {
     assert_eq!(listed["byok_allowed"], false);
     assert!(listed["byok_reason"].as_str().unwrap().contains("BYOK"));
 
-    let (status, _) = gate
-        .call(Some(MASTER_KEY), "PUT", KEY_PATH, Some(body.clone()))
-        .await;
+    let (status, _) = gate.admin("PUT", KEY_PATH, Some(body.clone())).await;
     assert_eq!(status, 403);
 
     let starter = gate.create_user("sam", "starter", "user").await;
@@ -288,8 +297,7 @@ async fn one_users_key_is_never_used_for_or_shown_to_another() {
     let ann = gate.create_user("ann", "starter", "user").await;
     let bob = gate.create_user("bob", "starter", "user").await;
     let own = unique("sk-ann-only-");
-    gate.call(Some(&ann), "PUT", KEY_PATH, Some(json!({"api_key": own})))
-        .await;
+    store_byok_key(&gate, &ann, &own).await;
 
     let (_, listed) = gate
         .call(Some(&bob), "GET", "/api/v1/llm/providers", None)

@@ -287,17 +287,11 @@ async fn run_matrix(db: Database) {
         assert_eq!(status, 403, "{method} {path}");
     }
     assert_eq!(gate.balance("bob").await, before);
-    let (_, bob) = gate
-        .call(Some(MASTER_KEY), "GET", "/api/v1/admin/users/bob", None)
-        .await;
+    let (_, bob) = gate.admin("GET", "/api/v1/admin/users/bob", None).await;
     assert_eq!(bob["role"], "user");
-    let (_, ann_now) = gate
-        .call(Some(MASTER_KEY), "GET", "/api/v1/admin/users/ann", None)
-        .await;
+    let (_, ann_now) = gate.admin("GET", "/api/v1/admin/users/ann", None).await;
     assert_eq!(ann_now["role"], "user");
-    let (status, _) = gate
-        .call(Some(MASTER_KEY), "GET", "/api/v1/admin/users/mallory", None)
-        .await;
+    let (status, _) = gate.admin("GET", "/api/v1/admin/users/mallory", None).await;
     assert_eq!(status, 404);
     // Ann can still do what users do.
     let (status, _) = gate.call(Some(&ann), "GET", "/v1/models", None).await;

@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 use llmgate_core::{Credit, CreditKind, CreditStore, HoldRequest};
 use llmgate_credits::SqlCreditStore;
 use serde_json::{Value, json};
-use support::users::{Gate, MASTER_KEY, sqlite_file, unique};
+use support::users::{Gate, sqlite_file, unique};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn admin_creates_a_user_whose_key_is_shown_once_and_works() {
     let gate = Gate::start(sqlite_file()).await;
     let (status, created) = gate
-        .call(
-            Some(MASTER_KEY),
+        .admin(
             "POST",
             "/api/v1/admin/users",
             Some(json!({"user_id": "ann", "tier": "starter", "role": "user"})),
@@ -43,19 +42,14 @@ async fn admin_creates_a_user_whose_key_is_shown_once_and_works() {
         "/api/v1/admin/users/ann",
         "/api/v1/admin/users/ann/keys",
     ] {
-        let (status, body) = gate.call(Some(MASTER_KEY), "GET", path, None).await;
+        let (status, body) = gate.admin("GET", path, None).await;
         assert_eq!(status, 200, "{path}: {body}");
         let text = body.to_string();
         assert!(!text.contains(&key), "{path} shows the key: {text}");
         assert!(!text.contains("api_key"), "{path}: {text}");
     }
     let (_, keys) = gate
-        .call(
-            Some(MASTER_KEY),
-            "GET",
-            "/api/v1/admin/users/ann/keys",
-            None,
-        )
+        .admin("GET", "/api/v1/admin/users/ann/keys", None)
         .await;
     let hint = keys["data"][0]["key_hint"].as_str().unwrap();
     assert_eq!(hint, format!("lg-...{}", &key[key.len() - 4..]));
@@ -68,12 +62,7 @@ async fn the_database_holds_only_a_digest_of_each_key() {
     let gate = Gate::start(sqlite_file()).await;
     let key = gate.create_user("ann", "free", "user").await;
     let (status, another) = gate
-        .call(
-            Some(MASTER_KEY),
-            "POST",
-            "/api/v1/admin/users/ann/keys",
-            None,
-        )
+        .admin("POST", "/api/v1/admin/users/ann/keys", None)
         .await;
     assert_eq!(status, 201, "{another}");
     let second = another["api_key"].as_str().unwrap().to_owned();
@@ -99,12 +88,7 @@ async fn a_user_holds_several_keys_and_a_revoked_one_gets_401() {
     let gate = Gate::start(sqlite_file()).await;
     let first = gate.create_user("ann", "starter", "user").await;
     let (_, issued) = gate
-        .call(
-            Some(MASTER_KEY),
-            "POST",
-            "/api/v1/admin/users/ann/keys",
-            None,
-        )
+        .admin("POST", "/api/v1/admin/users/ann/keys", None)
         .await;
     let second = issued["api_key"].as_str().unwrap().to_owned();
     let second_id = issued["key_id"].as_str().unwrap().to_owned();
@@ -115,8 +99,7 @@ async fn a_user_holds_several_keys_and_a_revoked_one_gets_401() {
     }
 
     let (status, revoked) = gate
-        .call(
-            Some(MASTER_KEY),
+        .admin(
             "DELETE",
             &format!("/api/v1/admin/users/ann/keys/{second_id}"),
             None,
@@ -136,17 +119,9 @@ async fn a_user_holds_several_keys_and_a_revoked_one_gets_401() {
 
     // Revoking again, or someone else's key id, is 404.
     let path = format!("/api/v1/admin/users/ann/keys/{second_id}");
-    assert_eq!(
-        gate.call(Some(MASTER_KEY), "DELETE", &path, None).await.0,
-        404
-    );
+    assert_eq!(gate.admin("DELETE", &path, None).await.0, 404);
     let (_, keys) = gate
-        .call(
-            Some(MASTER_KEY),
-            "GET",
-            "/api/v1/admin/users/ann/keys",
-            None,
-        )
+        .admin("GET", "/api/v1/admin/users/ann/keys", None)
         .await;
     let revoked_at: Vec<&Value> = keys["data"]
         .as_array()
@@ -195,12 +170,7 @@ async fn bad_creations_are_400_and_duplicates_409() {
     ];
     for (body, status, code) in cases {
         let (got, answer) = gate
-            .call(
-                Some(MASTER_KEY),
-                "POST",
-                "/api/v1/admin/users",
-                Some(body.clone()),
-            )
+            .admin("POST", "/api/v1/admin/users", Some(body.clone()))
             .await;
         assert_eq!(got, status, "{body} → {answer}");
         assert_eq!(answer["error"]["type"], "invalid_request_error", "{answer}");
@@ -209,9 +179,7 @@ async fn bad_creations_are_400_and_duplicates_409() {
         }
     }
     // Nothing but ann exists.
-    let (_, users) = gate
-        .call(Some(MASTER_KEY), "GET", "/api/v1/admin/users", None)
-        .await;
+    let (_, users) = gate.admin("GET", "/api/v1/admin/users", None).await;
     assert_eq!(users["data"].as_array().unwrap().len(), 1, "{users}");
     gate.stop().await;
 }
@@ -237,8 +205,7 @@ async fn a_tier_change_applies_to_the_next_request() {
     assert_eq!(put(key.clone()).await, 403);
 
     let (status, changed) = gate
-        .call(
-            Some(MASTER_KEY),
+        .admin(
             "PATCH",
             "/api/v1/admin/users/ann",
             Some(json!({"tier": "starter"})),
@@ -251,8 +218,7 @@ async fn a_tier_change_applies_to_the_next_request() {
     // Role changes work the same way.
     let admin_path = "/api/v1/admin/users";
     assert_eq!(gate.call(Some(&key), "GET", admin_path, None).await.0, 403);
-    gate.call(
-        Some(MASTER_KEY),
+    gate.admin(
         "PATCH",
         "/api/v1/admin/users/ann",
         Some(json!({"role": "admin"})),
@@ -266,18 +232,12 @@ async fn a_tier_change_applies_to_the_next_request() {
         (json!({"role": "root"}), 400),
     ] {
         let (got, answer) = gate
-            .call(
-                Some(MASTER_KEY),
-                "PATCH",
-                "/api/v1/admin/users/ann",
-                Some(body),
-            )
+            .admin("PATCH", "/api/v1/admin/users/ann", Some(body))
             .await;
         assert_eq!(got, status, "{answer}");
     }
     let (status, _) = gate
-        .call(
-            Some(MASTER_KEY),
+        .admin(
             "PATCH",
             "/api/v1/admin/users/nobody",
             Some(json!({"tier": "free"})),
@@ -297,9 +257,7 @@ async fn users_list_in_pages_with_tier_role_and_balance() {
     ] {
         gate.create_user(id, tier, role).await;
     }
-    let (status, page) = gate
-        .call(Some(MASTER_KEY), "GET", "/api/v1/admin/users?limit=2", None)
-        .await;
+    let (status, page) = gate.admin("GET", "/api/v1/admin/users?limit=2", None).await;
     assert_eq!(status, 200, "{page}");
     let data = page["data"].as_array().unwrap();
     assert_eq!(data.len(), 2);
@@ -313,12 +271,7 @@ async fn users_list_in_pages_with_tier_role_and_balance() {
     assert_eq!(page["next_after"], "bob");
 
     let (_, rest) = gate
-        .call(
-            Some(MASTER_KEY),
-            "GET",
-            "/api/v1/admin/users?limit=2&after=bob",
-            None,
-        )
+        .admin("GET", "/api/v1/admin/users?limit=2&after=bob", None)
         .await;
     assert_eq!(rest["data"][0]["user_id"], "carl");
     assert_eq!(rest["data"][0]["balance"], "1000");
@@ -327,11 +280,7 @@ async fn users_list_in_pages_with_tier_role_and_balance() {
 
     for bad in ["?limit=0", "?limit=501", "?limit=x", "?limt=2"] {
         let path = format!("/api/v1/admin/users{bad}");
-        assert_eq!(
-            gate.call(Some(MASTER_KEY), "GET", &path, None).await.0,
-            400,
-            "{bad}"
-        );
+        assert_eq!(gate.admin("GET", &path, None).await.0, 400, "{bad}");
     }
     gate.stop().await;
 }
@@ -348,8 +297,7 @@ async fn the_monthly_grant_is_applied_once_however_often_a_user_calls() {
     }
     assert_eq!(gate.balance("ann").await, 10_000_000_000);
     // Changing to another granting tier in the same month grants nothing more.
-    gate.call(
-        Some(MASTER_KEY),
+    gate.admin(
         "PATCH",
         "/api/v1/admin/users/ann",
         Some(json!({"tier": "free"})),

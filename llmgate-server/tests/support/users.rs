@@ -115,6 +115,11 @@ impl Gate {
         (status, body)
     }
 
+    /// [`Gate::call`] with the master key.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(Some(MASTER_KEY), method, path, body).await
+    }
+
     /// Like [`Gate::call`], with the response headers.
     pub async fn call_full(
         &self,
