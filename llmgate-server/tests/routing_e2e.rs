@@ -50,17 +50,8 @@ impl Gate {
     /// A new user of `tier` (a fresh id); returns the id and the user's own API key.
     async fn user(&self, tier: &str) -> (String, String) {
         let user_id = unique("routing-user");
-        let response = self
-            .http
-            .post(self.url("/api/v1/admin/users"))
-            .bearer_auth(MASTER_KEY)
-            .json(&json!({"user_id": user_id, "tier": tier, "role": "user"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let body: Value = response.json().await.unwrap();
-        (user_id, body["api_key"].as_str().unwrap().to_owned())
+        let key = support::create_user(&self.server.url(), &user_id, tier).await;
+        (user_id, key)
     }
 
     /// Top `user_id` up with `credits`, as the admin.
@@ -91,34 +82,30 @@ impl Gate {
 
     /// The user's balance in micro-credits, as the user sees it, once every hold is settled.
     async fn balance(&self, key: &str) -> i64 {
-        self.gateway.settled().await;
-        let body: Value = self
-            .http
-            .get(self.url("/api/v1/llm/credits"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = self.settled_get("/api/v1/llm/credits", key).await;
         body["balance_micros"].as_i64().unwrap()
     }
 
     /// The user's ledger, newest first, once every hold is settled.
     async fn transactions(&self, key: &str) -> Vec<Value> {
+        let body = self
+            .settled_get("/api/v1/llm/credits/transactions", key)
+            .await;
+        body["data"].as_array().unwrap().clone()
+    }
+
+    /// `GET path` as `key` once every hold is settled, as JSON.
+    async fn settled_get(&self, path: &str, key: &str) -> Value {
         self.gateway.settled().await;
-        let body: Value = self
-            .http
-            .get(self.url("/api/v1/llm/credits/transactions"))
+        self.http
+            .get(self.url(path))
             .bearer_auth(key)
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        body["data"].as_array().unwrap().clone()
+            .unwrap()
     }
 
     async fn stop(self) {
