@@ -110,23 +110,22 @@ async fn a_broken_database_is_unavailable_without_sql_in_the_message() {
     assert_eq!(error.message(), "database unavailable");
 }
 
+/// What the ledger must refuse: changing or deleting an entry, and a negative balance.
+const FORBIDDEN_WRITES: [&str; 3] = [
+    "UPDATE credit_ledger SET amount_micros = 1000000",
+    "DELETE FROM credit_ledger",
+    "UPDATE credit_balances SET balance_micros = -1",
+];
+
 #[tokio::test]
 async fn sqlite_ledger_refuses_updates_and_deletes() {
     let db = TestSqlite::new();
     let store = SqliteCreditStore::connect(&db.url).await.unwrap();
     top_up(&store, "eve", 10).await;
-    let update = sqlx::query("UPDATE credit_ledger SET amount_micros = 1000000")
-        .execute(store.pool())
-        .await;
-    assert!(update.is_err());
-    let delete = sqlx::query("DELETE FROM credit_ledger")
-        .execute(store.pool())
-        .await;
-    assert!(delete.is_err());
-    let negative = sqlx::query("UPDATE credit_balances SET balance_micros = -1")
-        .execute(store.pool())
-        .await;
-    assert!(negative.is_err());
+    for statement in FORBIDDEN_WRITES {
+        let refused = sqlx::query(statement).execute(store.pool()).await;
+        assert!(refused.is_err(), "{statement}");
+    }
     assert_eq!(support::ledger_totals(&store, "eve").await.credits, 10);
 }
 
@@ -137,18 +136,10 @@ async fn postgres_ledger_refuses_updates_and_deletes() {
     };
     let store = PostgresCreditStore::connect(&db.url).await.unwrap();
     top_up(&store, "fin", 10).await;
-    let update = sqlx::query("UPDATE credit_ledger SET amount_micros = 1000000")
-        .execute(store.pool())
-        .await;
-    assert!(update.is_err());
-    let delete = sqlx::query("DELETE FROM credit_ledger")
-        .execute(store.pool())
-        .await;
-    assert!(delete.is_err());
-    let negative = sqlx::query("UPDATE credit_balances SET balance_micros = -1")
-        .execute(store.pool())
-        .await;
-    assert!(negative.is_err());
+    for statement in FORBIDDEN_WRITES {
+        let refused = sqlx::query(statement).execute(store.pool()).await;
+        assert!(refused.is_err(), "{statement}");
+    }
     assert_eq!(support::ledger_totals(&store, "fin").await.credits, 10);
     store.ping().await.unwrap();
 }
