@@ -151,18 +151,10 @@ models:
 #[tokio::test]
 async fn health_and_readiness_need_no_key() {
     let server = start(demo_config()).await;
-    let live = client()
-        .get(format!("{}/health", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let live = get(&server, "/health").await;
     assert_eq!(live.status(), 200);
     assert_eq!(live.json::<Value>().await.unwrap(), json!({"status": "ok"}));
-    let ready = client()
-        .get(format!("{}/health/ready", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let ready = get(&server, "/health/ready").await;
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "ready");
@@ -468,11 +460,7 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         !String::from_utf8_lossy(&buffer).contains("200 OK"),
         "{buffer:?}"
     );
-    let health = client()
-        .get(format!("{}/health", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let health = get(&server, "/health").await;
     assert_eq!(health.status(), 200);
     server.shutdown().await.unwrap();
 }

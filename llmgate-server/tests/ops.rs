@@ -179,11 +179,7 @@ routing:
     );
 
     // Readiness pings the database and Redis.
-    let ready = client()
-        .get(format!("{}/health/ready", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let ready = get(&server, "/health/ready").await;
     assert_eq!(ready.status(), 200);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(
@@ -317,14 +313,7 @@ async fn ad_hoc_model_names_are_counted_as_other() {
     let name = unique("demo/anything");
     let response = chat(&server, ask(&name, false)).await;
     assert_eq!(response.status(), 200);
-    let scrape = client()
-        .get(format!("{}/metrics", server.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = get(&server, "/metrics").await.text().await.unwrap();
     assert!(!scrape.contains(&name), "an ad-hoc name became a label");
     assert!(
         Scrape::parse(&scrape).sum(
@@ -345,11 +334,7 @@ async fn metrics_listen_serves_metrics_apart_from_the_api() {
     let scrape = Scrape::of(&format!("http://{metrics_addr}/metrics")).await;
     assert!(scrape.sum("llmgate_holds_outstanding", &[]) >= 0.0);
     assert!(scrape.0.keys().any(|s| s.starts_with("llmgate_")));
-    let on_api = client()
-        .get(format!("{}/metrics", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let on_api = get(&server, "/metrics").await;
     assert_eq!(on_api.status(), 404);
     let elsewhere = client()
         .get(format!("http://{metrics_addr}/v1/models"))
@@ -413,11 +398,7 @@ impl CuttableProxy {
 }
 
 async fn readiness(server: &RunningServer) -> (u16, Value) {
-    let response = client()
-        .get(format!("{}/health/ready", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let response = get(server, "/health/ready").await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }

@@ -133,11 +133,7 @@ async fn upstream_500_becomes_502_upstream_error() {
     }
     assert_eq!(upstream.request_count(), 2);
     // Still answering.
-    let health = client()
-        .get(format!("{}/health", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let health = get(&server, "/health").await;
     assert_eq!(health.status(), 200);
     server.shutdown().await.unwrap();
 }

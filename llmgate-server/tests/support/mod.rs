@@ -59,6 +59,15 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }
 
+/// `GET path` without a key.
+pub async fn get(server: &RunningServer, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", server.url()))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// `POST /v1/chat/completions` with the master key.
 pub async fn chat(server: &RunningServer, body: Value) -> reqwest::Response {
     chat_as(server, MASTER_KEY, body).await
