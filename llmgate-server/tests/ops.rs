@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use llmgate_server::RunningServer;
+use llmgate_testkit::db::TestPostgres;
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, openai};
 use serde_json::{Value, json};
 use support::*;
@@ -403,23 +404,13 @@ async fn readiness(server: &RunningServer) -> (u16, Value) {
     (status, response.json().await.unwrap())
 }
 
-/// A fresh database on the local PostgreSQL, so this test owns its tables.
-async fn fresh_postgres_database() -> String {
-    let name = format!("llmgate_ops_{:08x}", rand::random::<u32>());
-    let admin = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    name
-}
-
 #[tokio::test]
 async fn readiness_follows_the_database_through_an_outage() {
-    let database = fresh_postgres_database().await;
+    // A database of its own, so this test owns its tables; it needs PostgreSQL even outside CI.
+    let db = TestPostgres::create()
+        .await
+        .expect("this test needs PostgreSQL at 127.0.0.1:5432");
+    let database = db.name();
     let proxy = CuttableProxy::start("127.0.0.1:5432").await;
     let up = FakeUpstream::start().await;
     up.set_default(json_answer());
@@ -510,9 +501,7 @@ routing:
     server.shutdown().await.unwrap();
 
     // Nothing was charged without the ledger: every hold was closed, once.
-    let pool = sqlx::PgPool::connect(&format!("postgres://postgres@127.0.0.1:5432/{database}"))
-        .await
-        .unwrap();
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credit_holds")
         .fetch_one(&pool)
         .await
@@ -529,19 +518,6 @@ routing:
     assert_eq!(count("hold"), 2, "{kinds:?}");
     assert_eq!(count("charge"), 2, "{kinds:?}");
     pool.close().await;
-    drop_postgres_database(&database).await;
-}
-
-async fn drop_postgres_database(name: &str) {
-    let admin = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test")
-        .await
-        .unwrap();
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await;
-    admin.close().await;
 }
 
 /// The deployment files agree with each other: no Docker engine runs here, so the compose

@@ -80,6 +80,11 @@ pub struct TestPostgres {
 }
 
 impl TestPostgres {
+    /// The database's name on the test server.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// `None` (after printing why) when PostgreSQL is unreachable outside CI.
     pub async fn create() -> Option<Self> {
         let admin_url = postgres_admin_url();
