@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -524,15 +523,6 @@ async fn redis_answers(url: &str) -> bool {
     )
 }
 
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_sharing_redis_admit_no_more_than_the_users_rpm_together() {
     let url = redis_url();
@@ -548,12 +538,11 @@ async fn two_servers_sharing_redis_admit_no_more_than_the_users_rpm_together() {
     upstream.set_default(answer("local-model"));
     // One database and one Redis key prefix for both replicas; the prefix is this run's own,
     // so nothing left in Redis by another run counts.
-    let dir = TempDir(std::env::temp_dir().join(unique("llmgate-routing-e2e")));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let db = support::databases::sqlite_file();
     let yaml = format!(
         r#"
 storage:
-  database_url: "sqlite://{db}"
+  database_url: "{db}"
   redis_url: "{url}"
   redis_prefix: "{prefix}:"
 tiers:
@@ -563,7 +552,7 @@ providers:
 models:
   - {{ name: local, provider: lab, upstream_model: local-model, free: true }}
 "#,
-        db = dir.0.join("llmgate.db").display(),
+        db = db.url,
         prefix = unique("llmgate-test"),
         upstream = upstream.url(),
     );
