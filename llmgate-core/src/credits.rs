@@ -202,15 +202,17 @@ pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
     async fn reclaim_expired(&self) -> Result<u64>;
 
     /// Apply many settles and usage records, each exactly as [`settle`](Self::settle) or
-    /// [`record_usage`](Self::record_usage) would, in order; one result per write. Backends
-    /// that can should commit them together (one transaction: group commit); the default
-    /// writes them one by one. Decorators should forward the batch whole.
-    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<()>> {
+    /// [`record_usage`](Self::record_usage) would, in order; one result per write: for a
+    /// settle the balance right after it (`None` when the backend does not say, e.g. for a
+    /// hold closed before), for a usage record `None`. Backends that can should commit the
+    /// batch together (one transaction: group commit); the default writes them one by one.
+    /// Decorators should forward the batch whole.
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             results.push(match write {
-                LedgerWrite::Settle { hold, usage } => self.settle(hold, usage).await.map(drop),
-                LedgerWrite::Usage(usage) => self.record_usage(usage).await,
+                LedgerWrite::Settle { hold, usage } => self.settle(hold, usage).await.map(Some),
+                LedgerWrite::Usage(usage) => self.record_usage(usage).await.map(|()| None),
             });
         }
         results

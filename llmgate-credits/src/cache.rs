@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, Page, Result, Transaction,
-    UsageQuery, UsageRecord, UsageRow,
+    Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, LedgerWrite, Page, Result,
+    Transaction, UsageQuery, UsageRecord, UsageRow,
 };
 use redis::RedisResult;
 use redis::aio::ConnectionManager;
@@ -344,6 +344,24 @@ impl CreditStore for CachedCreditStore {
     async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
         // Usage does not move a balance.
         self.inner.record_usage(usage).await
+    }
+
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
+        let results = self.inner.write_batch(writes).await;
+        // Every user with a settle in the batch, once (written or not, as `settle` does).
+        let mut settled: Vec<&str> = writes
+            .iter()
+            .filter_map(|write| match write {
+                LedgerWrite::Settle { hold, .. } => Some(hold.user_id.as_str()),
+                LedgerWrite::Usage(_) => None,
+            })
+            .collect();
+        settled.sort_unstable();
+        settled.dedup();
+        for user_id in settled {
+            self.invalidate(user_id).await;
+        }
+        results
     }
 
     async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {

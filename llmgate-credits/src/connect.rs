@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, Page, Result, Transaction,
-    UsageQuery, UsageRecord, UsageRow,
+    Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, LedgerWrite, Page, Result,
+    Transaction, UsageQuery, UsageRecord, UsageRow,
 };
 
 use crate::{PostgresCreditStore, SqliteCreditStore};
@@ -115,6 +115,10 @@ impl CreditStore for SqlCreditStore {
 
     async fn reclaim_expired(&self) -> Result<u64> {
         self.store().reclaim_expired().await
+    }
+
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
+        self.store().write_batch(writes).await
     }
 }
 

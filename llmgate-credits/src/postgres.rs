@@ -43,6 +43,15 @@ impl PostgresCreditStore {
         Self::run_migrations(pool).await
     }
 
+    fn with_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Single-statement writes go to the pool like everything else.
+    fn write_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         self.pool.begin().await
     }

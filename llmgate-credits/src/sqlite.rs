@@ -21,9 +21,15 @@ const MAX_CONNECTIONS: u32 = 8;
 
 /// A [`CreditStore`](llmgate_core::CreditStore) in a SQLite database (WAL mode, foreign keys
 /// on). Every step is one `BEGIN IMMEDIATE` transaction.
+///
+/// Writes go through a pool of their own with one connection: SQLite runs one writer at a
+/// time anyway, and writers that queue for that connection are served in order, while
+/// writers racing for the file lock on several connections sleep in SQLite's busy handler
+/// (milliseconds to tens of milliseconds each time they lose). Reads use the other pool.
 #[derive(Debug, Clone)]
 pub struct SqliteCreditStore {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 impl SqliteCreditStore {
@@ -64,10 +70,29 @@ impl SqliteCreditStore {
         Self::run_migrations(pool).await
     }
 
+    /// The write pool: one connection to the same database. An in-memory database (or any
+    /// pool of one connection) is its own writer, since another connection would open another
+    /// database.
+    fn with_pool(pool: SqlitePool) -> Self {
+        let single = pool.options().get_max_connections() <= 1;
+        let writer = if single {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with((*pool.connect_options()).clone())
+        };
+        Self { pool, writer }
+    }
+
+    fn write_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     /// `BEGIN IMMEDIATE` takes the write lock up front (waiting up to the busy timeout), so a
     /// transaction never fails half-way when it turns from reading to writing.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        self.writer.begin_with("BEGIN IMMEDIATE").await
     }
 }
 

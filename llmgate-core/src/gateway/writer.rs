@@ -12,9 +12,9 @@
 //! until it expires and is reclaimed (the request is not charged); each queued usage record of
 //! an uncharged request is missing from usage. Nothing can be charged twice or overspent.
 //!
-//! Reads through [`Flushed`] (what [`Gateway::credits`](super::Gateway::credits) hands out)
-//! first wait for the writes queued before them, so a client that asks for its balance after
-//! an answer sees that answer's charge.
+//! Reads and credits through [`Flushed`] (what [`Gateway::credits`](super::Gateway::credits)
+//! hands out) first wait for the writes queued before them, so a client that asks for its
+//! balance after an answer sees that answer's charge, and a top-up is ordered after it.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -291,7 +291,7 @@ async fn run(
         for mut queued in batch.drain(..) {
             let result = results.next();
             let retry = matches!(queued.write, LedgerWrite::Settle { .. })
-                && !matches!(result, Some(Ok(())))
+                && !matches!(result, Some(Ok(_)))
                 && queued.tries + 1 < MAX_SETTLE_TRIES;
             if retry {
                 if queued.tries == 0 {
@@ -324,9 +324,9 @@ async fn run(
 }
 
 /// Log a write that failed (`None`: the store gave no result for it).
-fn report(write: &LedgerWrite, result: Option<Result<()>>, failures: &Counter) {
+fn report(write: &LedgerWrite, result: Option<Result<Option<i64>>>, failures: &Counter) {
     let error = match result {
-        Some(Ok(())) => return,
+        Some(Ok(_)) => return,
         Some(Err(error)) => error,
         None => Error::internal("the ledger write did not complete"),
     };
@@ -375,6 +375,9 @@ impl CreditStore for Flushed {
     }
 
     async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
+        // A top-up lands after the charges of the answers given before it, as it would if
+        // they had been written at once (the ledger's order, low-balance alerts).
+        self.progress.flushed().await;
         self.inner.credit(credit).await
     }
 
@@ -397,7 +400,7 @@ impl CreditStore for Flushed {
         self.inner.reclaim_expired().await
     }
 
-    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<()>> {
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
         self.inner.write_batch(writes).await
     }
 }
@@ -460,7 +463,7 @@ mod tests {
         async fn reclaim_expired(&self) -> Result<u64> {
             self.inner.reclaim_expired().await
         }
-        async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<()>> {
+        async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
             let _pass = self.gate.acquire().await;
             self.batches.lock().unwrap().push(writes.len());
             self.inner.write_batch(writes).await

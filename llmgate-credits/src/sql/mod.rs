@@ -112,7 +112,7 @@ macro_rules! sql_store_pool {
                     .run(&pool)
                     .await
                     .map_err($crate::error::migration_error)?;
-                Ok(Self { pool })
+                Ok(Self::with_pool(pool))
             }
 
             /// The pool, for other tables that live in the same database.
@@ -146,8 +146,9 @@ macro_rules! sql_store_pool {
 
 pub(crate) use sql_store_pool;
 
-/// Implements `CreditStore` for a store type with a `pool: sqlx::Pool<$db>` field and an
-/// `async fn begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error>`.
+/// Implements `CreditStore` for a store type with a `pool: sqlx::Pool<$db>` field, an
+/// `async fn begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error>` and a
+/// `fn write_pool(&self) -> &sqlx::Pool<$db>` for single-statement writes.
 macro_rules! sql_credit_store {
     ($store:ty, $db:ty) => {
         impl $store {
@@ -234,6 +235,100 @@ macro_rules! sql_credit_store {
                     .await
                     .map_err($crate::error::database_error("append to the ledger"))?;
                 Ok(())
+            }
+
+            /// Settle a hold inside `tx`; `None` when it was settled or released before (or
+            /// names no hold). Returns the balance after.
+            async fn settle_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                hold: &llmgate_core::Hold,
+                usage: &llmgate_core::UsageRecord,
+            ) -> llmgate_core::Result<Option<i64>> {
+                use $crate::sql::statements as sql;
+                let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) else {
+                    return Ok(None);
+                };
+                let failed = || $crate::error::database_error("settle");
+                let taken: Option<(String, i64)> =
+                    sqlx::query_as::<$db, (String, i64)>(sql::TAKE_HOLD)
+                        .bind(hold_id)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed())?;
+                let Some((user_id, held)) = taken else {
+                    return Ok(None);
+                };
+                let charge = usage.cost_micros.clamp(0, held);
+                let balance = Self::give_back(tx, &user_id, held - charge).await?;
+                Self::append(
+                    tx,
+                    &$crate::sql::Entry {
+                        user_id: &user_id,
+                        kind: llmgate_core::TransactionKind::Charge,
+                        amount_micros: -charge,
+                        balance_after_micros: balance,
+                        usage: Some(usage),
+                        request_id: Some(&usage.request_id),
+                        reason: format!("hold {} of {held}", hold.id),
+                        at: llmgate_core::memory::unix_now(),
+                    },
+                )
+                .await?;
+                Self::add_usage_in(&mut **tx, usage, charge)
+                    .await
+                    .map_err(failed())?;
+                Ok(Some(balance))
+            }
+
+            /// Add one request to the usage totals.
+            async fn add_usage_in<'e, E>(
+                executor: E,
+                usage: &llmgate_core::UsageRecord,
+                cost_micros: i64,
+            ) -> Result<(), sqlx::Error>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
+                sqlx::query::<$db>($crate::sql::statements::ADD_USAGE)
+                    .bind(&usage.user_id)
+                    .bind(&usage.model)
+                    .bind(&usage.provider)
+                    .bind(llmgate_core::memory::day_of(usage.at))
+                    .bind($crate::sql::tokens_to_sql(usage.prompt_tokens))
+                    .bind($crate::sql::tokens_to_sql(usage.completion_tokens))
+                    .bind(cost_micros)
+                    .execute(executor)
+                    .await
+                    .map(drop)
+            }
+
+            /// Every write of a batch in one transaction: one commit for the lot. Returns the
+            /// balance after each settle that closed its hold.
+            async fn write_all(
+                &self,
+                writes: &[llmgate_core::LedgerWrite],
+            ) -> llmgate_core::Result<Vec<Option<i64>>> {
+                let failed = || $crate::error::database_error("write a batch");
+                let mut tx = self.begin_write().await.map_err(failed())?;
+                let mut balances = Vec::with_capacity(writes.len());
+                for write in writes {
+                    balances.push(match write {
+                        llmgate_core::LedgerWrite::Settle { hold, usage } => {
+                            Self::settle_in(&mut tx, hold, usage).await?
+                        }
+                        llmgate_core::LedgerWrite::Usage(usage) => {
+                            if usage.cost_micros < 0 {
+                                return Err(llmgate_core::Error::internal("negative usage cost"));
+                            }
+                            Self::add_usage_in(&mut *tx, usage, usage.cost_micros)
+                                .await
+                                .map_err(failed())?;
+                            None
+                        }
+                    });
+                }
+                tx.commit().await.map_err(failed())?;
+                Ok(balances)
             }
 
             fn transaction_from_row(
@@ -350,50 +445,16 @@ macro_rules! sql_credit_store {
                 hold: &llmgate_core::Hold,
                 usage: &llmgate_core::UsageRecord,
             ) -> llmgate_core::Result<i64> {
-                use $crate::sql::statements as sql;
-                let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) else {
+                if $crate::sql::parse_hold_id(&hold.id).is_none() {
                     return self.read_balance(&hold.user_id).await;
-                };
+                }
                 let failed = || $crate::error::database_error("settle");
                 let mut tx = self.begin_write().await.map_err(failed())?;
-                let taken: Option<(String, i64)> =
-                    sqlx::query_as::<$db, (String, i64)>(sql::TAKE_HOLD)
-                        .bind(hold_id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(failed())?;
-                let Some((user_id, held)) = taken else {
+                let Some(balance) = Self::settle_in(&mut tx, hold, usage).await? else {
                     // Settled or released before: a no-op.
                     drop(tx);
                     return self.read_balance(&hold.user_id).await;
                 };
-                let charge = usage.cost_micros.clamp(0, held);
-                let balance = Self::give_back(&mut tx, &user_id, held - charge).await?;
-                Self::append(
-                    &mut tx,
-                    &$crate::sql::Entry {
-                        user_id: &user_id,
-                        kind: llmgate_core::TransactionKind::Charge,
-                        amount_micros: -charge,
-                        balance_after_micros: balance,
-                        usage: Some(usage),
-                        request_id: Some(&usage.request_id),
-                        reason: format!("hold {} of {held}", hold.id),
-                        at: llmgate_core::memory::unix_now(),
-                    },
-                )
-                .await?;
-                sqlx::query::<$db>(sql::ADD_USAGE)
-                    .bind(&usage.user_id)
-                    .bind(&usage.model)
-                    .bind(&usage.provider)
-                    .bind(llmgate_core::memory::day_of(usage.at))
-                    .bind($crate::sql::tokens_to_sql(usage.prompt_tokens))
-                    .bind($crate::sql::tokens_to_sql(usage.completion_tokens))
-                    .bind(charge)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed())?;
                 tx.commit().await.map_err(failed())?;
                 Ok(balance)
             }
@@ -412,18 +473,35 @@ macro_rules! sql_credit_store {
                 if usage.cost_micros < 0 {
                     return Err(llmgate_core::Error::internal("negative usage cost"));
                 }
-                sqlx::query::<$db>($crate::sql::statements::ADD_USAGE)
-                    .bind(&usage.user_id)
-                    .bind(&usage.model)
-                    .bind(&usage.provider)
-                    .bind(llmgate_core::memory::day_of(usage.at))
-                    .bind($crate::sql::tokens_to_sql(usage.prompt_tokens))
-                    .bind($crate::sql::tokens_to_sql(usage.completion_tokens))
-                    .bind(usage.cost_micros)
-                    .execute(&self.pool)
+                Self::add_usage_in(self.write_pool(), usage, usage.cost_micros)
                     .await
-                    .map_err($crate::error::database_error("record usage"))?;
-                Ok(())
+                    .map_err($crate::error::database_error("record usage"))
+            }
+
+            async fn write_batch(
+                &self,
+                writes: &[llmgate_core::LedgerWrite],
+            ) -> Vec<llmgate_core::Result<Option<i64>>> {
+                match self.write_all(writes).await {
+                    Ok(balances) => balances.into_iter().map(Ok).collect(),
+                    Err(error) => {
+                        // Nothing of the batch was committed. Write them one by one, so that
+                        // one bad write cannot sink the others.
+                        tracing::debug!(%error, writes = writes.len(), "a batch failed; writing it one by one");
+                        let mut results = Vec::with_capacity(writes.len());
+                        for write in writes {
+                            results.push(match write {
+                                llmgate_core::LedgerWrite::Settle { hold, usage } => {
+                                    self.settle(hold, usage).await.map(Some)
+                                }
+                                llmgate_core::LedgerWrite::Usage(usage) => {
+                                    self.record_usage(usage).await.map(|()| None)
+                                }
+                            });
+                        }
+                        results
+                    }
+                }
             }
 
             async fn credit(

@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use llmgate_core::memory::{day_of, unix_now};
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Decimal, Error, Hold, HoldRequest, Page, Result,
-    Transaction, UsageQuery, UsageRecord, UsageRow, micros_to_credits,
+    Credit, CreditOutcome, CreditStore, Decimal, Error, Hold, HoldRequest, LedgerWrite, Page,
+    Result, Transaction, UsageQuery, UsageRecord, UsageRow, micros_to_credits,
 };
 use serde::Serialize;
 
@@ -263,6 +263,17 @@ impl CreditStore for AlertingCreditStore {
 
     async fn reclaim_expired(&self) -> Result<u64> {
         self.inner.reclaim_expired().await
+    }
+
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
+        let results = self.inner.write_batch(writes).await;
+        // Each settle with the balance right after it, as `settle` does.
+        for (write, result) in writes.iter().zip(&results) {
+            if let (LedgerWrite::Settle { hold, .. }, Ok(Some(balance))) = (write, result) {
+                self.alerts.after_settle(&hold.user_id, *balance).await;
+            }
+        }
+        results
     }
 }
 

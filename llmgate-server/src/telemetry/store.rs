@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Hold, HoldRequest, Page, Result, Transaction, UsageQuery,
-    UsageRecord, UsageRow,
+    Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Result, Transaction,
+    UsageQuery, UsageRecord, UsageRow,
 };
 use metrics::{Counter, Histogram, Unit};
 
@@ -171,6 +171,31 @@ impl CreditStore for MeteredCreditStore {
     async fn reclaim_expired(&self) -> Result<u64> {
         self.timed(Operation::ReclaimExpired, self.inner.reclaim_expired())
             .await
+    }
+
+    /// A batch is one database call: its time is recorded once under each kind of write it
+    /// carried (`settle`, `record_usage`), and each failed write counts as an error of its kind.
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
+        let started = Instant::now();
+        let results = self.inner.write_batch(writes).await;
+        let took = started.elapsed().as_secs_f64();
+        let kind = |write: &LedgerWrite| match write {
+            LedgerWrite::Settle { .. } => Operation::Settle,
+            LedgerWrite::Usage(_) => Operation::RecordUsage,
+        };
+        for op in [Operation::Settle, Operation::RecordUsage] {
+            if writes.iter().any(|w| kind(w) as usize == op as usize) {
+                self.meters[op as usize].seconds.record(took);
+            }
+        }
+        for (write, result) in writes.iter().zip(&results) {
+            if let Err(error) = result
+                && error.status() >= 500
+            {
+                self.meters[kind(write) as usize].errors.increment(1);
+            }
+        }
+        results
     }
 }
 
