@@ -51,7 +51,12 @@ async fn hold(store: &dyn CreditStore, user_id: &str, request_id: &str, micros: 
 }
 
 async fn requests_of(store: &dyn CreditStore, user_id: &str) -> u64 {
-    store
+    usage_of(store, user_id).await.0
+}
+
+/// A user's usage totals: (requests, prompt tokens, cost).
+async fn usage_of(store: &dyn CreditStore, user_id: &str) -> (u64, u64, i64) {
+    let rows = store
         .usage(&UsageQuery {
             user_id: Some(user_id.into()),
             from_day: None,
@@ -59,10 +64,12 @@ async fn requests_of(store: &dyn CreditStore, user_id: &str) -> u64 {
             group_by: UsageGroup::Model,
         })
         .await
-        .unwrap()
-        .iter()
-        .map(|row| row.requests)
-        .sum()
+        .unwrap();
+    (
+        rows.iter().map(|row| row.requests).sum(),
+        rows.iter().map(|row| row.prompt_tokens).sum(),
+        rows.iter().map(|row| row.cost_micros).sum(),
+    )
 }
 
 async fn batch_lands_as_if_written_one_by_one(fixture: Fixture) {
@@ -100,8 +107,10 @@ async fn batch_lands_as_if_written_one_by_one(fixture: Fixture) {
     assert_eq!(store.balance("bob").await.unwrap(), 1_000 - 500);
     let ann = ledger_totals(store, "ann").await;
     assert_eq!(ann.charges, 150, "{ann:?}");
-    assert_eq!(requests_of(store, "ann").await, 2);
-    assert_eq!(requests_of(store, "cid").await, 1);
+    // Usage counts each settled request once, at its charge.
+    assert_eq!(usage_of(store, "ann").await, (2, 20, 150));
+    assert_eq!(usage_of(store, "bob").await, (1, 10, 500));
+    assert_eq!(usage_of(store, "cid").await, (1, 10, 0));
 }
 
 async fn a_bad_write_does_not_sink_its_batch(fixture: Fixture) {

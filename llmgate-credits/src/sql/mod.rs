@@ -88,6 +88,41 @@ pub(crate) fn migrations_verdict(
     }
 }
 
+/// One usage row's worth of requests, summed before it is written.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct UsageSum {
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_micros: i64,
+}
+
+/// Usage of a batch by (user, model, provider, day), so that a batch writes each row once.
+#[derive(Debug, Default)]
+pub(crate) struct UsageTotals {
+    pub rows: std::collections::BTreeMap<(String, String, String, String), UsageSum>,
+}
+
+impl UsageTotals {
+    pub fn add(&mut self, usage: &UsageRecord, cost_micros: i64) {
+        let key = (
+            usage.user_id.clone(),
+            usage.model.clone(),
+            usage.provider.clone(),
+            llmgate_core::memory::day_of(usage.at),
+        );
+        let sum = self.rows.entry(key).or_default();
+        sum.requests += 1;
+        sum.prompt_tokens = sum
+            .prompt_tokens
+            .saturating_add(tokens_to_sql(usage.prompt_tokens));
+        sum.completion_tokens = sum
+            .completion_tokens
+            .saturating_add(tokens_to_sql(usage.completion_tokens));
+        sum.cost_micros = sum.cost_micros.saturating_add(cost_micros);
+    }
+}
+
 /// Hold ids are the row ids, as text. Anything else names no hold.
 pub(crate) fn parse_hold_id(id: &str) -> Option<i64> {
     id.parse().ok()
@@ -237,13 +272,13 @@ macro_rules! sql_credit_store {
                 Ok(())
             }
 
-            /// Settle a hold inside `tx`; `None` when it was settled or released before (or
-            /// names no hold). Returns the balance after.
+            /// Settle a hold inside `tx`, usage totals aside; `None` when it was settled or
+            /// released before (or names no hold). Returns the balance after and the charge.
             async fn settle_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 hold: &llmgate_core::Hold,
                 usage: &llmgate_core::UsageRecord,
-            ) -> llmgate_core::Result<Option<i64>> {
+            ) -> llmgate_core::Result<Option<(i64, i64)>> {
                 use $crate::sql::statements as sql;
                 let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) else {
                     return Ok(None);
@@ -274,10 +309,7 @@ macro_rules! sql_credit_store {
                     },
                 )
                 .await?;
-                Self::add_usage_in(&mut **tx, usage, charge)
-                    .await
-                    .map_err(failed())?;
-                Ok(Some(balance))
+                Ok(Some((balance, charge)))
             }
 
             /// Add one request to the usage totals.
@@ -302,8 +334,9 @@ macro_rules! sql_credit_store {
                     .map(drop)
             }
 
-            /// Every write of a batch in one transaction: one commit for the lot. Returns the
-            /// balance after each settle that closed its hold.
+            /// Every write of a batch in one transaction: one commit for the lot, and one
+            /// usage upsert per user, model, provider and day. Returns the balance after each
+            /// settle that closed its hold.
             async fn write_all(
                 &self,
                 writes: &[llmgate_core::LedgerWrite],
@@ -311,21 +344,40 @@ macro_rules! sql_credit_store {
                 let failed = || $crate::error::database_error("write a batch");
                 let mut tx = self.begin_write().await.map_err(failed())?;
                 let mut balances = Vec::with_capacity(writes.len());
+                let mut totals = $crate::sql::UsageTotals::default();
                 for write in writes {
                     balances.push(match write {
                         llmgate_core::LedgerWrite::Settle { hold, usage } => {
-                            Self::settle_in(&mut tx, hold, usage).await?
+                            match Self::settle_in(&mut tx, hold, usage).await? {
+                                Some((balance, charge)) => {
+                                    totals.add(usage, charge);
+                                    Some(balance)
+                                }
+                                None => None,
+                            }
                         }
                         llmgate_core::LedgerWrite::Usage(usage) => {
                             if usage.cost_micros < 0 {
                                 return Err(llmgate_core::Error::internal("negative usage cost"));
                             }
-                            Self::add_usage_in(&mut *tx, usage, usage.cost_micros)
-                                .await
-                                .map_err(failed())?;
+                            totals.add(usage, usage.cost_micros);
                             None
                         }
                     });
+                }
+                for (key, sum) in totals.rows {
+                    sqlx::query::<$db>($crate::sql::statements::ADD_USAGE_MANY)
+                        .bind(key.0)
+                        .bind(key.1)
+                        .bind(key.2)
+                        .bind(key.3)
+                        .bind(sum.requests)
+                        .bind(sum.prompt_tokens)
+                        .bind(sum.completion_tokens)
+                        .bind(sum.cost_micros)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed())?;
                 }
                 tx.commit().await.map_err(failed())?;
                 Ok(balances)
@@ -450,11 +502,14 @@ macro_rules! sql_credit_store {
                 }
                 let failed = || $crate::error::database_error("settle");
                 let mut tx = self.begin_write().await.map_err(failed())?;
-                let Some(balance) = Self::settle_in(&mut tx, hold, usage).await? else {
+                let Some((balance, charge)) = Self::settle_in(&mut tx, hold, usage).await? else {
                     // Settled or released before: a no-op.
                     drop(tx);
                     return self.read_balance(&hold.user_id).await;
                 };
+                Self::add_usage_in(&mut *tx, usage, charge)
+                    .await
+                    .map_err(failed())?;
                 tx.commit().await.map_err(failed())?;
                 Ok(balance)
             }

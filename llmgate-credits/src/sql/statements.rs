@@ -79,6 +79,17 @@ prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
 completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
 cost_micros = usage_daily.cost_micros + excluded.cost_micros";
 
+/// `ADD_USAGE` for several requests of one user, model, provider and day at once (`$5`).
+pub(crate) const ADD_USAGE_MANY: &str = "\
+INSERT INTO usage_daily (user_id, model, provider, day, requests, prompt_tokens, \
+completion_tokens, cost_micros) \
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+ON CONFLICT (user_id, model, provider, day) DO UPDATE SET \
+requests = usage_daily.requests + excluded.requests, \
+prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
+completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
+cost_micros = usage_daily.cost_micros + excluded.cost_micros";
+
 /// Usage queries, one per grouping (the group column cannot be a bind parameter). `$1` is the
 /// user (NULL: everyone), `$2`/`$3` the inclusive day range (NULL: open).
 macro_rules! usage_by {
