@@ -34,5 +34,13 @@ pub mod telemetry;
 mod ui;
 
 pub use api::{Body, handle};
+
+/// A completion stream as the SSE body `POST /v1/chat/completions` sends. For the criterion
+/// benches in `benches/` only; not part of the API.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub fn sse_body_for_bench(stream: llmgate_core::CompletionStream) -> Body {
+    api::sse_body(stream)
+}
 pub use server::{RunningServer, Server, shutdown_signal};
 pub use state::AppState;

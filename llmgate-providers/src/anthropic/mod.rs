@@ -151,6 +151,25 @@ impl Provider for Anthropic {
     }
 }
 
+/// A request as the JSON body sent to the Messages API. For the criterion benches in
+/// `benches/` only; not part of the API.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub fn request_json_for_bench(request: &llmgate_core::ChatRequest) -> Result<Vec<u8>> {
+    serde_json::to_vec(&convert::to_wire(request, false)?)
+        .map_err(|error| llmgate_core::Error::internal(error.to_string()))
+}
+
+/// A Messages API answer as a core response, as a whole answer is read. For the criterion
+/// benches in `benches/` only; not part of the API.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub fn response_from_json_for_bench(body: &[u8]) -> Result<ChatResponse> {
+    let answer: MessagesResponse = serde_json::from_slice(body)
+        .map_err(|error| llmgate_core::Error::upstream_stream("bench", error))?;
+    Ok(convert::from_wire(answer, 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,3 +146,17 @@ impl Provider for OpenAiCompatible {
         ))
     }
 }
+
+/// An OpenAI SSE body as chunks, decoded exactly as a streamed upstream body is (less the
+/// idle timer). For the criterion benches in `benches/` only; not part of the API.
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub fn decode_sse_for_bench<S>(bytes: S) -> ChunkStream
+where
+    S: futures::Stream<Item = std::result::Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+{
+    use futures::StreamExt;
+    let events = sse_stream::SseByteStream::new(bytes)
+        .map(|event| event.map_err(|error| llmgate_core::Error::upstream_stream("bench", error)));
+    chunks::chunk_stream(events, EventDecoder::new("bench".into(), None))
+}

@@ -18,3 +18,5 @@ mod usage;
 
 pub use response::Body;
 pub use service::handle;
+#[cfg(feature = "bench-internals")]
+pub(crate) use sse::body as sse_body;
