@@ -58,6 +58,26 @@ async fn load_generator_counts_answers_and_stream_events() {
 }
 
 #[tokio::test]
+async fn bare_proxy_passes_answers_through() {
+    let upstream = FakeUpstream::start(&UpstreamSettings::default()).unwrap();
+    let proxy = llmgate_benches::load::proxy::BareProxy::start(upstream.addr(), 1).unwrap();
+    let target = Target {
+        addr: proxy.addr(),
+        path: "/v1/chat/completions",
+        authorization: None,
+    };
+    let stream = Bytes::from_static(br#"{"model":"m","messages":[],"stream":true}"#);
+    let measured = measure(&target, &stream, load(10)).await;
+    assert_eq!(
+        (measured.ok, measured.errors),
+        (10, 0),
+        "{:?}",
+        measured.first_error
+    );
+    assert_eq!(measured.min_events, 20 + 4);
+}
+
+#[tokio::test]
 async fn refused_connections_are_counted_as_errors() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = closed.local_addr().unwrap();

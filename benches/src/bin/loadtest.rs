@@ -23,6 +23,7 @@ use llmgate_benches::load::gateway::{
     FREE_MODEL, Gateway, Launch, PAID_MODEL, SLOW_MODEL, Storage, cpu_nanos, default_binary, exists,
 };
 use llmgate_benches::load::postgres::BenchDatabase;
+use llmgate_benches::load::proxy::BareProxy;
 use llmgate_benches::load::report::{
     Check, Row, added, checks_table, json_table, spread, stream_table, throughput_share,
 };
@@ -81,6 +82,9 @@ struct Options {
     /// Skip the memory soak and the open-streams test.
     #[arg(long)]
     skip_memory: bool,
+    /// Skip the bare-proxy rows (the floor one extra hop costs on this machine).
+    #[arg(long)]
+    no_floor: bool,
     /// Content chunks per stream from the fake upstream.
     #[arg(long, default_value_t = 20)]
     stream_chunks: usize,
@@ -201,7 +205,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(&options, binary, &upstream, &settings)) {
+    let floor = if options.no_floor {
+        None
+    } else {
+        match BareProxy::start(upstream.addr(), 2) {
+            Ok(proxy) => Some(proxy),
+            Err(error) => {
+                eprintln!("error: starting the bare proxy: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    match runtime.block_on(run(&options, binary, &upstream, floor.as_ref(), &settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -240,6 +255,7 @@ async fn run(
     options: &Options,
     binary: PathBuf,
     upstream: &FakeUpstream,
+    floor: Option<&BareProxy>,
     settings: &UpstreamSettings,
 ) -> Result<(), String> {
     let plan = Plan::from(options);
@@ -278,7 +294,8 @@ async fn run(
             storage,
             log_filter: options.gateway_log.clone(),
         };
-        let outcome = run_backend(options, &plan, &launch, upstream, settings, backend).await;
+        let outcome =
+            run_backend(options, &plan, &launch, upstream, floor, settings, backend).await;
         if let Some(database) = database
             && let Err(error) = database.drop_database().await
         {
@@ -320,7 +337,8 @@ fn print_header(options: &Options, plan: &Plan, binary: &std::path::Path) {
     );
     println!(
         "- added = gateway percentile − direct percentile from the same run; the fake upstream \
-         answers at once ({} content chunks per stream)\n",
+         answers at once ({} content chunks per stream); the bare proxy (hyper in, pooled \
+         hyper client out, nothing else) shows what one extra loopback hop costs here\n",
         options.stream_chunks
     );
 }
@@ -330,6 +348,7 @@ async fn run_backend(
     plan: &Plan,
     launch: &Launch,
     upstream: &FakeUpstream,
+    floor: Option<&BareProxy>,
     settings: &UpstreamSettings,
     backend: Backend,
 ) -> Result<BackendResult, String> {
@@ -351,6 +370,11 @@ async fn run_backend(
         path: "/v1/chat/completions",
         authorization: None,
     };
+    let bare = floor.map(|proxy| Target {
+        addr: proxy.addr(),
+        path: "/v1/chat/completions",
+        authorization: None,
+    });
     let free = Target {
         addr: gateway.addr(),
         path: "/v1/chat/completions",
@@ -368,12 +392,14 @@ async fn run_backend(
         for &concurrency in &options.concurrency {
             let load = plan.load(concurrency);
             eprintln!("[{label}] {mode:?} c={concurrency}");
-            for (route, target, body) in [
-                ("direct", &direct, &free_body),
-                ("free (master key)", &free, &free_body),
-                ("paid (user key)", &paid, &paid_body),
-            ] {
-                let through_gateway = route != "direct";
+            let mut routes = vec![("direct", &direct, &free_body)];
+            if let Some(bare) = &bare {
+                routes.push((BARE_ROUTE, bare, &free_body));
+            }
+            routes.push(("free (master key)", &free, &free_body));
+            routes.push(("paid (user key)", &paid, &paid_body));
+            for (route, target, body) in routes {
+                let through_gateway = route != "direct" && route != BARE_ROUTE;
                 let cpu_before = cpu_nanos(gateway.pid());
                 let measured = measure(target, body, load).await;
                 let cpu_per_request = match (cpu_before, cpu_nanos(gateway.pid())) {
@@ -415,6 +441,9 @@ async fn run_backend(
     }
     Ok(result)
 }
+
+/// The bare proxy's rows: the floor of one extra hop on this machine.
+const BARE_ROUTE: &str = "bare proxy (floor)";
 
 fn chat_body(model: &str, stream: bool) -> Bytes {
     let stream = if stream { r#","stream":true"# } else { "" };
@@ -651,6 +680,24 @@ fn checks(results: &[BackendResult]) -> Vec<Check> {
             0.40,
             throughput_share(&sqlite.json, free, 64),
         ));
+        let floor = |what: &str, measured: String| Check {
+            what: what.to_owned(),
+            target: "(floor)".to_owned(),
+            measured,
+            met: None,
+        };
+        if let Some(added) = added(&sqlite.json, BARE_ROUTE, 1, p50) {
+            checks.push(floor(
+                "bare proxy: added p50, JSON, c=1",
+                human_delta(added),
+            ));
+        }
+        if let Some(share) = throughput_share(&sqlite.json, BARE_ROUTE, 64) {
+            checks.push(floor(
+                "bare proxy: throughput c=64 JSON",
+                format!("{:.0} %", share * 100.0),
+            ));
+        }
         checks.push(share(
             "throughput c=64 JSON, paid on SQLite",
             0.25,

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod gateway;
 pub mod postgres;
+pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod stats;
