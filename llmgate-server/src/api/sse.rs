@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -15,65 +15,31 @@ use serde::Serialize;
 
 use super::response::Body;
 
-/// Append one `data: ...` event.
-fn write_event<T: Serialize>(value: &T, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(b"data: ");
-    if serde_json::to_writer(&mut *out, value).is_err() {
-        out.truncate(start);
-        write_error(&Error::internal("A chunk could not be encoded."), out);
-        return;
+/// One `data: ...` event.
+fn event<T: Serialize>(value: &T) -> Bytes {
+    match serde_json::to_vec(value) {
+        Ok(json) => {
+            let mut out = Vec::with_capacity(json.len() + 8);
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(&json);
+            out.extend_from_slice(b"\n\n");
+            Bytes::from(out)
+        }
+        Err(_) => error_event(&Error::internal("A chunk could not be encoded.")),
     }
-    out.extend_from_slice(b"\n\n");
 }
 
-fn write_error(error: &Error, out: &mut Vec<u8>) {
-    out.extend_from_slice(format!("data: {}\n\n", error.to_json()).as_bytes());
+fn error_event(error: &Error) -> Bytes {
+    Bytes::from(format!("data: {}\n\n", error.to_json()))
 }
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
-
-/// Chunks already waiting when a frame is written go out in the same frame, up to this much:
-/// one write for a burst instead of one per chunk, and never a wait for more.
-const COALESCE_BYTES: usize = 16 * 1024;
 
 /// Where the body is in the stream.
 enum Phase {
     Streaming(CompletionStream),
     /// The last event went out; nothing follows.
     Finished,
-}
-
-/// Append what one stream item turns into; true when it was the last.
-fn write_item(
-    item: Option<llmgate_core::Result<llmgate_core::ChatChunk>>,
-    span: &tracing::Span,
-    out: &mut Vec<u8>,
-) -> bool {
-    match item {
-        Some(Ok(chunk)) => {
-            if let Some(cost) = chunk
-                .extra
-                .get("llmgate")
-                .and_then(|l| l.get("cost_micros"))
-                .and_then(serde_json::Value::as_i64)
-            {
-                span.record("cost_micros", cost);
-            }
-            write_event(&chunk, out);
-            false
-        }
-        Some(Err(error)) => {
-            tracing::warn!(parent: span, %error, "stream failed after it started");
-            write_error(&error, out);
-            true
-        }
-        None => {
-            tracing::info!(parent: span, "stream finished");
-            out.extend_from_slice(DONE);
-            true
-        }
-    }
 }
 
 /// Chunks as `data: {json}`, then `data: [DONE]` after a good end; a failure becomes one error
@@ -88,23 +54,28 @@ pub(crate) fn body(stream: CompletionStream) -> Body {
         let Phase::Streaming(mut stream) = phase else {
             return None;
         };
-        let mut out = Vec::new();
-        let mut finished = write_item(stream.next().await, &span, &mut out);
-        while !finished && out.len() < COALESCE_BYTES {
-            match stream.next().now_or_never() {
-                Some(item) => finished = write_item(item, &span, &mut out),
-                None => break,
+        let (bytes, next) = match stream.next().await {
+            Some(Ok(chunk)) => {
+                if let Some(cost) = chunk
+                    .extra
+                    .get("llmgate")
+                    .and_then(|l| l.get("cost_micros"))
+                    .and_then(serde_json::Value::as_i64)
+                {
+                    span.record("cost_micros", cost);
+                }
+                (event(&chunk), Phase::Streaming(stream))
             }
-        }
-        let next = if finished {
-            Phase::Finished
-        } else {
-            Phase::Streaming(stream)
+            Some(Err(error)) => {
+                tracing::warn!(parent: &span, %error, "stream failed after it started");
+                (error_event(&error), Phase::Finished)
+            }
+            None => {
+                tracing::info!(parent: &span, "stream finished");
+                (Bytes::from_static(DONE), Phase::Finished)
+            }
         };
-        Some((
-            Ok::<_, Infallible>(Frame::data(Bytes::from(out))),
-            (next, span),
-        ))
+        Some((Ok::<_, Infallible>(Frame::data(bytes)), (next, span)))
     });
     StreamBody::new(frames).boxed_unsync()
 }
