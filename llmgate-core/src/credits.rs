@@ -157,13 +157,27 @@ pub struct UsageRow {
     pub cost_micros: i64,
 }
 
-/// A ledger write that follows an answer: what [`CreditStore::write_batch`] applies.
+/// One write of a request's ledger work: what [`CreditStore::write_batch`] applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LedgerWrite {
+    /// [`CreditStore::hold`] this amount.
+    Hold(HoldRequest),
     /// [`CreditStore::settle`] this hold with this usage.
     Settle { hold: Hold, usage: UsageRecord },
     /// [`CreditStore::record_usage`] for an uncharged request.
     Usage(UsageRecord),
+}
+
+/// What a [`LedgerWrite`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The hold placed.
+    Held(Hold),
+    /// The balance right after the settle (`None` when the backend does not say, e.g. for a
+    /// hold closed before).
+    Settled(Option<i64>),
+    /// The usage record was added.
+    Recorded,
 }
 
 /// Balances and the ledger.
@@ -201,18 +215,23 @@ pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
     /// Release holds past their expiry; returns how many.
     async fn reclaim_expired(&self) -> Result<u64>;
 
-    /// Apply many settles and usage records, each exactly as [`settle`](Self::settle) or
-    /// [`record_usage`](Self::record_usage) would, in order; one result per write: for a
-    /// settle the balance right after it (`None` when the backend does not say, e.g. for a
-    /// hold closed before), for a usage record `None`. Backends that can should commit the
-    /// batch together (one transaction: group commit); the default writes them one by one.
-    /// Decorators should forward the batch whole.
-    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
+    /// Apply many holds, settles and usage records, each exactly as [`hold`](Self::hold),
+    /// [`settle`](Self::settle) or [`record_usage`](Self::record_usage) would, in order; one
+    /// result per write. A refused hold (`insufficient_credits`) fails only itself. Backends
+    /// that can should commit the batch together (one transaction: group commit); the
+    /// default writes them one by one. Decorators should forward the batch whole.
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             results.push(match write {
-                LedgerWrite::Settle { hold, usage } => self.settle(hold, usage).await.map(Some),
-                LedgerWrite::Usage(usage) => self.record_usage(usage).await.map(|()| None),
+                LedgerWrite::Hold(request) => self.hold(request.clone()).await.map(Written::Held),
+                LedgerWrite::Settle { hold, usage } => self
+                    .settle(hold, usage)
+                    .await
+                    .map(|balance| Written::Settled(Some(balance))),
+                LedgerWrite::Usage(usage) => {
+                    self.record_usage(usage).await.map(|()| Written::Recorded)
+                }
             });
         }
         results

@@ -77,7 +77,7 @@ pub use chat::{
 };
 pub use credits::{
     Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, KeySource, LedgerWrite,
-    Page, Transaction, TransactionKind, UsageGroup, UsageQuery, UsageRecord, UsageRow,
+    Page, Transaction, TransactionKind, UsageGroup, UsageQuery, UsageRecord, UsageRow, Written,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use gateway::{

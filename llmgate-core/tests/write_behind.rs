@@ -1,7 +1,7 @@
 //! Write-behind (`GatewayBuilder::ledger_write_behind`): answers do not wait for the settle or
 //! usage write, reads through `Gateway::credits` see every write queued before them, a hold
-//! refused while settles are queued is asked again after them, and shutdown's `settled`
-//! waits for the queue.
+//! is committed after the settles queued before it, and shutdown's `settled` waits for the
+//! queue.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -147,7 +147,7 @@ async fn a_stream_ends_with_its_cost_before_the_settle_is_written() {
 }
 
 #[tokio::test]
-async fn a_hold_refused_while_settles_are_queued_is_asked_again_after_them() {
+async fn a_hold_is_placed_after_the_settles_queued_before_it() {
     let calls = Calls::default();
     let store = Gated::closed();
     let gateway = gateway(store.clone(), &calls);
@@ -164,7 +164,10 @@ async fn a_hold_refused_while_settles_are_queued_is_asked_again_after_them() {
         async move { gateway.chat(&user, request("m")).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!second.is_finished(), "it waits for the queued settle");
+    assert!(
+        !second.is_finished(),
+        "its hold waits behind the queued settle"
+    );
     store.open();
     let second = second.await.unwrap().unwrap();
     assert_eq!(second.cost_micros, CHARGE);

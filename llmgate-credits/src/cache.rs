@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use llmgate_core::{
     Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, LedgerWrite, Page, Result,
-    Transaction, UsageQuery, UsageRecord, UsageRow,
+    Transaction, UsageQuery, UsageRecord, UsageRow, Written,
 };
 use redis::RedisResult;
 use redis::aio::ConnectionManager;
@@ -346,12 +346,14 @@ impl CreditStore for CachedCreditStore {
         self.inner.record_usage(usage).await
     }
 
-    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         let results = self.inner.write_batch(writes).await;
-        // Every user with a settle in the batch, once (written or not, as `settle` does).
+        // Every user with a hold or settle in the batch, once (written or not, as `hold` and
+        // `settle` do).
         let mut settled: Vec<&str> = writes
             .iter()
             .filter_map(|write| match write {
+                LedgerWrite::Hold(request) => Some(request.user_id.as_str()),
                 LedgerWrite::Settle { hold, .. } => Some(hold.user_id.as_str()),
                 LedgerWrite::Usage(_) => None,
             })

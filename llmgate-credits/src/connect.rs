@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use llmgate_core::{
     Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, LedgerWrite, Page, Result,
-    Transaction, UsageQuery, UsageRecord, UsageRow,
+    Transaction, UsageQuery, UsageRecord, UsageRow, Written,
 };
 
 use crate::{PostgresCreditStore, SqliteCreditStore};
@@ -117,7 +117,7 @@ impl CreditStore for SqlCreditStore {
         self.store().reclaim_expired().await
     }
 
-    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         self.store().write_batch(writes).await
     }
 }

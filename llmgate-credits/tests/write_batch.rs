@@ -7,7 +7,7 @@ mod support;
 
 use llmgate_core::{
     Credit, CreditKind, CreditStore, Hold, HoldRequest, KeySource, LedgerWrite, UsageGroup,
-    UsageQuery, UsageRecord,
+    UsageQuery, UsageRecord, Written,
 };
 use support::*;
 
@@ -131,6 +131,59 @@ async fn a_bad_write_does_not_sink_its_batch(fixture: Fixture) {
     assert!(results[1].is_err());
     assert_eq!(store.balance("ann").await.unwrap(), 880);
     assert_eq!(requests_of(store, "cid").await, 1);
+}
+
+async fn a_refused_hold_fails_alone(fixture: Fixture) {
+    let store = fixture.store.as_ref();
+    funded(store, "ann", 1_000).await;
+    let request = |request_id: &str, amount_micros: i64| HoldRequest {
+        user_id: "ann".into(),
+        request_id: request_id.into(),
+        amount_micros,
+        ttl_secs: 600,
+    };
+    let held = hold(store, "ann", "a0", 400).await;
+    let results = store
+        .write_batch(&[
+            LedgerWrite::Hold(request("a1", 500)),
+            // 1,000 − 400 − 500 leaves 100: refused, nothing changed.
+            LedgerWrite::Hold(request("a2", 300)),
+            // Settling the first hold gives 300 back (balance 400), so the same ask now fits.
+            LedgerWrite::Settle {
+                hold: held,
+                usage: usage("ann", "a0", 100),
+            },
+            LedgerWrite::Hold(request("a3", 300)),
+        ])
+        .await;
+    assert!(matches!(&results[0], Ok(Written::Held(h)) if h.amount_micros == 500));
+    assert_eq!(
+        results[1].as_ref().unwrap_err().kind(),
+        llmgate_core::ErrorKind::InsufficientCredits
+    );
+    assert!(
+        matches!(&results[2], Ok(Written::Settled(Some(400)))),
+        "{results:?}"
+    );
+    assert!(matches!(&results[3], Ok(Written::Held(_))));
+    assert_eq!(store.balance("ann").await.unwrap(), 1_000 - 100 - 500 - 300);
+}
+
+#[tokio::test]
+async fn a_refused_hold_fails_alone_in_memory() {
+    a_refused_hold_fails_alone(memory_fixture().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_refused_hold_fails_alone_on_sqlite() {
+    a_refused_hold_fails_alone(sqlite_fixture().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_refused_hold_fails_alone_on_postgres() {
+    if let Some(fixture) = postgres_fixture().await {
+        a_refused_hold_fails_alone(fixture).await;
+    }
 }
 
 #[tokio::test]

@@ -549,21 +549,11 @@ impl Gateway {
             return Ok(None);
         }
         let amount = attempts.iter().map(|a| a.max_charge).max().unwrap_or(0);
+        // With write-behind the hold goes through the same queue as the settles: it is
+        // committed after (and sees) every settle queued before it.
         let refused = match self.hold(caller, request_id, amount).await {
             Err(error) if error.kind() == ErrorKind::InsufficientCredits => error,
             placed => return placed,
-        };
-        // Settles still queued behind earlier answers may give credits back: let them land
-        // and ask again before refusing anything.
-        let refused = match &self.inner.writer {
-            Some(writer) => {
-                writer.flushed().await;
-                match self.hold(caller, request_id, amount).await {
-                    Err(error) if error.kind() == ErrorKind::InsufficientCredits => error,
-                    placed => return placed,
-                }
-            }
-            None => refused,
         };
         let balance = self.inner.ledger.balance(&caller.user_id).await?;
         let before = attempts.len();
@@ -584,16 +574,16 @@ impl Gateway {
         if amount == 0 {
             return Ok(None);
         }
-        let hold = self
-            .inner
-            .ledger
-            .hold(HoldRequest {
-                user_id: caller.user_id.to_string(),
-                request_id: request_id.to_string(),
-                amount_micros: amount,
-                ttl_secs: self.inner.hold_ttl.as_secs(),
-            })
-            .await?;
+        let request = HoldRequest {
+            user_id: caller.user_id.to_string(),
+            request_id: request_id.to_string(),
+            amount_micros: amount,
+            ttl_secs: self.inner.hold_ttl.as_secs(),
+        };
+        let hold = match &self.inner.writer {
+            Some(writer) => writer.hold(request).await?,
+            None => self.inner.ledger.hold(request).await?,
+        };
         Ok(Some(hold))
     }
 

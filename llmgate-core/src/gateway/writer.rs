@@ -24,12 +24,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use metrics::Counter;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use super::owed::{Owed, detached};
 use crate::credits::{
     Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Transaction,
-    UsageQuery, UsageRecord, UsageRow,
+    UsageQuery, UsageRecord, UsageRow, Written,
 };
 use crate::error::{Error, Result};
 
@@ -51,6 +51,8 @@ struct Queued {
     write: LedgerWrite,
     owed: Option<Owed>,
     tries: u32,
+    /// Where a hold's outcome goes (the request waits for it).
+    reply: Option<oneshot::Sender<Result<Hold>>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -138,6 +140,7 @@ impl LedgerWriter {
                 write,
                 owed,
                 tries: 0,
+                reply: None,
                 _slot: slot,
             };
             if let Some(refused) = enqueue(&self.progress, sender, queued) {
@@ -170,6 +173,7 @@ impl LedgerWriter {
                 write,
                 owed,
                 tries: 0,
+                reply: None,
                 _slot: slot,
             };
             if let Some(refused) = enqueue(&progress, &sender, queued) {
@@ -179,7 +183,39 @@ impl LedgerWriter {
         .await;
     }
 
+    /// Place a hold through the queue: it is committed after every write queued before it
+    /// (so it sees their settles) and, under load, together with other holds. Returns once
+    /// it is committed; a hold whose request went away meanwhile is released at once.
+    pub async fn hold(&self, request: HoldRequest) -> Result<Hold> {
+        let Some(sender) = self.sender() else {
+            return self.credits.hold(request).await;
+        };
+        // Waiting for room may be abandoned safely: nothing is queued until it ends.
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return self.credits.hold(request).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        let queued = Queued {
+            seq: 0,
+            write: LedgerWrite::Hold(request),
+            owed: None,
+            tries: 0,
+            reply: Some(reply),
+            _slot: slot,
+        };
+        if let Some(refused) = enqueue(&self.progress, sender, queued) {
+            return match refused.write {
+                LedgerWrite::Hold(request) => self.credits.hold(request).await,
+                _ => Err(Error::internal("The ledger writer stopped.")),
+            };
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Error::internal("The ledger writer stopped.")))
+    }
+
     /// Completes once every write queued before this call is written.
+    #[cfg(test)]
     pub async fn flushed(&self) {
         self.progress.flushed().await;
     }
@@ -290,6 +326,10 @@ async fn run(
         let mut failed_settle = false;
         for mut queued in batch.drain(..) {
             let result = results.next();
+            if let Some(reply) = queued.reply.take() {
+                answer_hold(reply, result, &credits);
+                continue;
+            }
             let retry = matches!(queued.write, LedgerWrite::Settle { .. })
                 && !matches!(result, Some(Ok(_)))
                 && queued.tries + 1 < MAX_SETTLE_TRIES;
@@ -323,14 +363,39 @@ async fn run(
     }
 }
 
+/// Hand a hold's outcome to its request; release the hold if the request is gone.
+fn answer_hold(
+    reply: oneshot::Sender<Result<Hold>>,
+    result: Option<Result<Written>>,
+    credits: &Arc<dyn CreditStore>,
+) {
+    let answer = match result {
+        Some(Ok(Written::Held(hold))) => Ok(hold),
+        Some(Err(error)) => Err(error),
+        Some(Ok(_)) | None => Err(Error::internal("The hold was not written.")),
+    };
+    if let Err(Ok(hold)) = reply.send(answer) {
+        // The request went away while its hold was written: give the hold back now.
+        let credits = credits.clone();
+        tokio::spawn(async move {
+            if let Err(error) = credits.release(&hold).await {
+                tracing::warn!(%error, hold = %hold.id, "releasing an abandoned hold failed");
+            }
+        });
+    }
+}
+
 /// Log a write that failed (`None`: the store gave no result for it).
-fn report(write: &LedgerWrite, result: Option<Result<Option<i64>>>, failures: &Counter) {
+fn report(write: &LedgerWrite, result: Option<Result<Written>>, failures: &Counter) {
     let error = match result {
         Some(Ok(_)) => return,
         Some(Err(error)) => error,
         None => Error::internal("the ledger write did not complete"),
     };
     match write {
+        LedgerWrite::Hold(request) => {
+            tracing::warn!(%error, request_id = %request.request_id, "placing a hold failed");
+        }
         LedgerWrite::Settle { hold, usage } => {
             // The hold stays open until it expires and is reclaimed: nothing is charged.
             tracing::error!(%error, hold = %hold.id, request_id = %usage.request_id, "settling a request failed");
@@ -400,7 +465,7 @@ impl CreditStore for Flushed {
         self.inner.reclaim_expired().await
     }
 
-    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         self.inner.write_batch(writes).await
     }
 }
@@ -463,7 +528,7 @@ mod tests {
         async fn reclaim_expired(&self) -> Result<u64> {
             self.inner.reclaim_expired().await
         }
-        async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
+        async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
             let _pass = self.gate.acquire().await;
             self.batches.lock().unwrap().push(writes.len());
             self.inner.write_batch(writes).await

@@ -272,6 +272,80 @@ macro_rules! sql_credit_store {
                 Ok(())
             }
 
+            /// Place a hold inside `tx`. The outer error is the database's; the inner one a
+            /// refusal (`insufficient_credits`), which changed nothing.
+            async fn hold_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                request: &llmgate_core::HoldRequest,
+            ) -> llmgate_core::Result<llmgate_core::Result<llmgate_core::Hold>> {
+                use $crate::sql::statements as sql;
+                if request.amount_micros < 0 {
+                    return Ok(Err(llmgate_core::Error::internal("negative hold")));
+                }
+                let failed = || $crate::error::database_error("hold");
+                let now = llmgate_core::memory::unix_now();
+                let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
+                let taken: Option<i64> = sqlx::query_scalar::<$db, i64>(sql::TAKE_FROM_BALANCE)
+                    .bind(&request.user_id)
+                    .bind(request.amount_micros)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(failed())?;
+                let balance_after = match taken {
+                    Some(balance) => balance,
+                    None => {
+                        let balance = sqlx::query_scalar::<$db, i64>(sql::SELECT_BALANCE)
+                            .bind(&request.user_id)
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(failed())?
+                            .unwrap_or(0);
+                        if request.amount_micros > balance {
+                            return Ok(Err(llmgate_core::Error::insufficient_credits(
+                                request.amount_micros,
+                                balance,
+                            )));
+                        }
+                        // A zero hold of a user who never had a balance row.
+                        sqlx::query::<$db>(sql::ENSURE_BALANCE)
+                            .bind(&request.user_id)
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(failed())?;
+                        balance
+                    }
+                };
+                let hold_id: i64 = sqlx::query_scalar::<$db, i64>(sql::INSERT_HOLD)
+                    .bind(&request.user_id)
+                    .bind(request.amount_micros)
+                    .bind(&request.request_id)
+                    .bind(now)
+                    .bind(now.saturating_add(ttl))
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(failed())?;
+                let id = hold_id.to_string();
+                Self::append(
+                    tx,
+                    &$crate::sql::Entry {
+                        user_id: &request.user_id,
+                        kind: llmgate_core::TransactionKind::Hold,
+                        amount_micros: -request.amount_micros,
+                        balance_after_micros: balance_after,
+                        usage: None,
+                        request_id: Some(&request.request_id),
+                        reason: format!("hold {id}"),
+                        at: now,
+                    },
+                )
+                .await?;
+                Ok(Ok(llmgate_core::Hold {
+                    id,
+                    user_id: request.user_id.clone(),
+                    amount_micros: request.amount_micros,
+                }))
+            }
+
             /// Settle a hold inside `tx`, usage totals aside; `None` when it was settled or
             /// released before (or names no hold). Returns the balance after and the charge.
             async fn settle_in(
@@ -335,33 +409,36 @@ macro_rules! sql_credit_store {
             }
 
             /// Every write of a batch in one transaction: one commit for the lot, and one
-            /// usage upsert per user, model, provider and day. Returns the balance after each
-            /// settle that closed its hold.
+            /// usage upsert per user, model, provider and day. A refused hold fails alone.
             async fn write_all(
                 &self,
                 writes: &[llmgate_core::LedgerWrite],
-            ) -> llmgate_core::Result<Vec<Option<i64>>> {
+            ) -> llmgate_core::Result<Vec<llmgate_core::Result<llmgate_core::Written>>> {
+                use llmgate_core::{LedgerWrite, Written};
                 let failed = || $crate::error::database_error("write a batch");
                 let mut tx = self.begin_write().await.map_err(failed())?;
-                let mut balances = Vec::with_capacity(writes.len());
+                let mut results = Vec::with_capacity(writes.len());
                 let mut totals = $crate::sql::UsageTotals::default();
                 for write in writes {
-                    balances.push(match write {
-                        llmgate_core::LedgerWrite::Settle { hold, usage } => {
+                    results.push(match write {
+                        LedgerWrite::Hold(request) => {
+                            Self::hold_in(&mut tx, request).await?.map(Written::Held)
+                        }
+                        LedgerWrite::Settle { hold, usage } => {
                             match Self::settle_in(&mut tx, hold, usage).await? {
                                 Some((balance, charge)) => {
                                     totals.add(usage, charge);
-                                    Some(balance)
+                                    Ok(Written::Settled(Some(balance)))
                                 }
-                                None => None,
+                                None => Ok(Written::Settled(None)),
                             }
                         }
-                        llmgate_core::LedgerWrite::Usage(usage) => {
+                        LedgerWrite::Usage(usage) => {
                             if usage.cost_micros < 0 {
                                 return Err(llmgate_core::Error::internal("negative usage cost"));
                             }
                             totals.add(usage, usage.cost_micros);
-                            None
+                            Ok(Written::Recorded)
                         }
                     });
                 }
@@ -380,7 +457,7 @@ macro_rules! sql_credit_store {
                         .map_err(failed())?;
                 }
                 tx.commit().await.map_err(failed())?;
-                Ok(balances)
+                Ok(results)
             }
 
             fn transaction_from_row(
@@ -421,75 +498,15 @@ macro_rules! sql_credit_store {
                 &self,
                 request: llmgate_core::HoldRequest,
             ) -> llmgate_core::Result<llmgate_core::Hold> {
-                use $crate::sql::statements as sql;
                 if request.amount_micros < 0 {
                     return Err(llmgate_core::Error::internal("negative hold"));
                 }
                 let failed = || $crate::error::database_error("hold");
-                let now = llmgate_core::memory::unix_now();
-                let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
                 let mut tx = self.begin_write().await.map_err(failed())?;
-                let taken: Option<i64> = sqlx::query_scalar::<$db, i64>(sql::TAKE_FROM_BALANCE)
-                    .bind(&request.user_id)
-                    .bind(request.amount_micros)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(failed())?;
-                let balance_after = match taken {
-                    Some(balance) => balance,
-                    None => {
-                        let balance = sqlx::query_scalar::<$db, i64>(sql::SELECT_BALANCE)
-                            .bind(&request.user_id)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(failed())?
-                            .unwrap_or(0);
-                        if request.amount_micros > balance {
-                            // Dropping the transaction rolls it back: nothing changed.
-                            return Err(llmgate_core::Error::insufficient_credits(
-                                request.amount_micros,
-                                balance,
-                            ));
-                        }
-                        // A zero hold of a user who never had a balance row.
-                        sqlx::query::<$db>(sql::ENSURE_BALANCE)
-                            .bind(&request.user_id)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(failed())?;
-                        balance
-                    }
-                };
-                let hold_id: i64 = sqlx::query_scalar::<$db, i64>(sql::INSERT_HOLD)
-                    .bind(&request.user_id)
-                    .bind(request.amount_micros)
-                    .bind(&request.request_id)
-                    .bind(now)
-                    .bind(now.saturating_add(ttl))
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(failed())?;
-                let id = hold_id.to_string();
-                Self::append(
-                    &mut tx,
-                    &$crate::sql::Entry {
-                        user_id: &request.user_id,
-                        kind: llmgate_core::TransactionKind::Hold,
-                        amount_micros: -request.amount_micros,
-                        balance_after_micros: balance_after,
-                        usage: None,
-                        request_id: Some(&request.request_id),
-                        reason: format!("hold {id}"),
-                        at: now,
-                    },
-                )
-                .await?;
+                // A refusal leaves nothing behind; dropping the transaction rolls it back.
+                let hold = Self::hold_in(&mut tx, &request).await??;
                 tx.commit().await.map_err(failed())?;
-                Ok(llmgate_core::Hold {
-                    id,
-                    user_id: request.user_id,
-                    amount_micros: request.amount_micros,
-                })
+                Ok(hold)
             }
 
             async fn settle(
@@ -536,9 +553,9 @@ macro_rules! sql_credit_store {
             async fn write_batch(
                 &self,
                 writes: &[llmgate_core::LedgerWrite],
-            ) -> Vec<llmgate_core::Result<Option<i64>>> {
+            ) -> Vec<llmgate_core::Result<llmgate_core::Written>> {
                 match self.write_all(writes).await {
-                    Ok(balances) => balances.into_iter().map(Ok).collect(),
+                    Ok(results) => results,
                     Err(error) => {
                         // Nothing of the batch was committed. Write them one by one, so that
                         // one bad write cannot sink the others.
@@ -546,12 +563,18 @@ macro_rules! sql_credit_store {
                         let mut results = Vec::with_capacity(writes.len());
                         for write in writes {
                             results.push(match write {
-                                llmgate_core::LedgerWrite::Settle { hold, usage } => {
-                                    self.settle(hold, usage).await.map(Some)
-                                }
-                                llmgate_core::LedgerWrite::Usage(usage) => {
-                                    self.record_usage(usage).await.map(|()| None)
-                                }
+                                llmgate_core::LedgerWrite::Hold(request) => self
+                                    .hold(request.clone())
+                                    .await
+                                    .map(llmgate_core::Written::Held),
+                                llmgate_core::LedgerWrite::Settle { hold, usage } => self
+                                    .settle(hold, usage)
+                                    .await
+                                    .map(|b| llmgate_core::Written::Settled(Some(b))),
+                                llmgate_core::LedgerWrite::Usage(usage) => self
+                                    .record_usage(usage)
+                                    .await
+                                    .map(|()| llmgate_core::Written::Recorded),
                             });
                         }
                         results

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use llmgate_core::memory::{day_of, unix_now};
 use llmgate_core::{
     Credit, CreditOutcome, CreditStore, Decimal, Error, Hold, HoldRequest, LedgerWrite, Page,
-    Result, Transaction, UsageQuery, UsageRecord, UsageRow, micros_to_credits,
+    Result, Transaction, UsageQuery, UsageRecord, UsageRow, Written, micros_to_credits,
 };
 use serde::Serialize;
 
@@ -265,11 +265,13 @@ impl CreditStore for AlertingCreditStore {
         self.inner.reclaim_expired().await
     }
 
-    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         let results = self.inner.write_batch(writes).await;
         // Each settle with the balance right after it, as `settle` does.
         for (write, result) in writes.iter().zip(&results) {
-            if let (LedgerWrite::Settle { hold, .. }, Ok(Some(balance))) = (write, result) {
+            if let (LedgerWrite::Settle { hold, .. }, Ok(Written::Settled(Some(balance)))) =
+                (write, result)
+            {
                 self.alerts.after_settle(&hold.user_id, *balance).await;
             }
         }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use llmgate_core::{
     Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Result, Transaction,
-    UsageQuery, UsageRecord, UsageRow,
+    UsageQuery, UsageRecord, UsageRow, Written,
 };
 use metrics::{Counter, Histogram, Unit};
 
@@ -174,16 +174,18 @@ impl CreditStore for MeteredCreditStore {
     }
 
     /// A batch is one database call: its time is recorded once under each kind of write it
-    /// carried (`settle`, `record_usage`), and each failed write counts as an error of its kind.
-    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Option<i64>>> {
+    /// carried (`hold`, `settle`, `record_usage`), and each failed write counts as an error of
+    /// its kind.
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         let started = Instant::now();
         let results = self.inner.write_batch(writes).await;
         let took = started.elapsed().as_secs_f64();
         let kind = |write: &LedgerWrite| match write {
+            LedgerWrite::Hold(_) => Operation::Hold,
             LedgerWrite::Settle { .. } => Operation::Settle,
             LedgerWrite::Usage(_) => Operation::RecordUsage,
         };
-        for op in [Operation::Settle, Operation::RecordUsage] {
+        for op in [Operation::Hold, Operation::Settle, Operation::RecordUsage] {
             if writes.iter().any(|w| kind(w) as usize == op as usize) {
                 self.meters[op as usize].seconds.record(took);
             }
