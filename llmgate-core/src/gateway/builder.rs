@@ -238,12 +238,13 @@ impl GatewayBuilder {
         self
     }
 
-    /// Write settles and usage records behind the answer: queued (at most `queue` of them;
+    /// Write settles and usage records behind the answer: queued (at most `queue` writes;
     /// beyond that requests wait for room) and committed in batches by one background task,
-    /// instead of awaited on every request. Holds and credits stay synchronous, and
-    /// [`Gateway::credits`] reads wait for the queued writes. A process killed outright loses
-    /// what was queued: those requests go uncharged (their holds expire and are reclaimed)
-    /// and uncharged ones miss from usage. Default: off.
+    /// instead of awaited on every request. Holds go through the same queue (committed in
+    /// order, together under load) and the request waits for its own; credits are written at
+    /// once, and [`Gateway::credits`] reads wait for the queued writes. A process killed
+    /// outright loses what was queued: those requests go uncharged (their holds expire and are
+    /// reclaimed) and uncharged ones miss from usage. Default: off.
     pub fn ledger_write_behind(mut self, queue: usize) -> Self {
         self.write_behind = Some(queue.max(1));
         self

@@ -1,12 +1,15 @@
-//! Write-behind for the ledger work that follows an answer.
+//! The ledger queue: write-behind for the work that follows an answer, group commit for all.
 //!
-//! Settles and usage records go on a bounded queue; one background task takes whatever is
-//! queued (up to [`MAX_BATCH`]) and hands it to [`CreditStore::write_batch`] — one transaction
-//! and one commit for the lot where the backend supports it (group commit). The answer does
-//! not wait for the database, and a busy gateway commits many requests at once.
+//! Holds, settles and usage records go on one bounded queue; one background task takes
+//! whatever is queued (up to [`MAX_BATCH`]) and hands it to [`CreditStore::write_batch`] — one
+//! transaction and one commit for the lot where the backend supports it (group commit). The
+//! answer does not wait for its settle or usage record, and a busy gateway commits many
+//! requests at once.
 //!
-//! What stays synchronous: the hold, which is what keeps a balance from going below zero, and
-//! every credit (top-ups, grants). A queued write is owed work ([`Owed`]) until it is written,
+//! A request still waits for its hold, which is what keeps a balance from going below zero:
+//! the hold is answered only once committed, after every write queued before it (so it sees
+//! the settles of earlier answers). Credits (top-ups, grants) do not use the queue. A queued
+//! write is owed work ([`Owed`]) until it is written,
 //! so a clean shutdown ([`Gateway::settled`](super::Gateway::settled)) flushes the queue. A
 //! process killed outright loses the queued writes: each queued settle leaves its hold open
 //! until it expires and is reclaimed (the request is not charged); each queued usage record of
