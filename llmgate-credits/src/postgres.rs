@@ -52,9 +52,27 @@ impl PostgresCreditStore {
         &self.pool
     }
 
+    /// A ledger transaction (holds, settles, releases, usage) commits without waiting for
+    /// PostgreSQL's WAL flush (`synchronous_commit = off` for this transaction only): the
+    /// commit is visible to every replica at once and survives any crash of `llmgate`; only a
+    /// crash of the database server itself can take back its last few hundred milliseconds of
+    /// ledger commits — requests served then go uncharged, nothing is charged twice or
+    /// overspent. One round trip: both statements go as one simple query.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF")
+            .await
+    }
+
+    /// A credit's transaction: money coming in waits for the WAL flush as usual.
+    async fn begin_credit(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         self.pool.begin().await
     }
+
+    /// Nothing to restore: `synchronous_commit` was set for one transaction only.
+    async fn credit_done(&self) {}
 }
 
 sql_store_pool!(PostgresCreditStore, sqlx::Postgres, MIGRATOR);

@@ -181,9 +181,11 @@ macro_rules! sql_store_pool {
 
 pub(crate) use sql_store_pool;
 
-/// Implements `CreditStore` for a store type with a `pool: sqlx::Pool<$db>` field, an
-/// `async fn begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error>` and a
-/// `fn write_pool(&self) -> &sqlx::Pool<$db>` for single-statement writes.
+/// Implements `CreditStore` for a store type with a `pool: sqlx::Pool<$db>` field,
+/// `async fn begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error>` for
+/// ledger work (which may commit without waiting for the disk), `begin_credit` with the same
+/// signature plus `async fn credit_committed(&self)` for credits (which wait for the disk),
+/// and a `fn write_pool(&self) -> &sqlx::Pool<$db>` for single-statement writes.
 macro_rules! sql_credit_store {
     ($store:ty, $db:ty) => {
         impl $store {
@@ -460,6 +462,64 @@ macro_rules! sql_credit_store {
                 Ok(results)
             }
 
+            /// A credit in one durable transaction (see `begin_credit`).
+            async fn credit_once(
+                &self,
+                credit: &llmgate_core::Credit,
+                kind: llmgate_core::TransactionKind,
+            ) -> llmgate_core::Result<llmgate_core::CreditOutcome> {
+                use $crate::sql::statements as sql;
+                let failed = || $crate::error::database_error("credit");
+                let not_applied = |balance_micros| llmgate_core::CreditOutcome {
+                    applied: false,
+                    balance_micros,
+                };
+                let mut tx = self.begin_credit().await.map_err(failed())?;
+                // Fast path for a repeat; the unique key below is what actually decides.
+                let used = sqlx::query_scalar::<$db, i64>(sql::CREDIT_KEY_USED)
+                    .bind(&credit.idempotency_key)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(failed())?;
+                if used.is_some() {
+                    drop(tx);
+                    return Ok(not_applied(self.read_balance(&credit.user_id).await?));
+                }
+                let balance = sqlx::query_scalar::<$db, i64>(sql::ADD_TO_BALANCE)
+                    .bind(&credit.user_id)
+                    .bind(credit.amount_micros)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(failed())?;
+                let Some(balance) = balance else {
+                    return Err(llmgate_core::Error::invalid_request(
+                        "balance would overflow",
+                    ));
+                };
+                // Another replica may have applied the same key since the check above: then
+                // this insert does nothing and the whole transaction is rolled back.
+                let inserted = sqlx::query_scalar::<$db, i64>(sql::INSERT_CREDIT_ENTRY)
+                    .bind(&credit.user_id)
+                    .bind($crate::sql::kind_name(kind))
+                    .bind(credit.amount_micros)
+                    .bind(balance)
+                    .bind(&credit.idempotency_key)
+                    .bind(&credit.reason)
+                    .bind(llmgate_core::memory::unix_now())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(failed())?;
+                if inserted.is_none() {
+                    tx.rollback().await.map_err(failed())?;
+                    return Ok(not_applied(self.read_balance(&credit.user_id).await?));
+                }
+                tx.commit().await.map_err(failed())?;
+                Ok(llmgate_core::CreditOutcome {
+                    applied: true,
+                    balance_micros: balance,
+                })
+            }
+
             fn transaction_from_row(
                 row: &<$db as sqlx::Database>::Row,
             ) -> Result<llmgate_core::Transaction, sqlx::Error> {
@@ -586,7 +646,6 @@ macro_rules! sql_credit_store {
                 &self,
                 credit: llmgate_core::Credit,
             ) -> llmgate_core::Result<llmgate_core::CreditOutcome> {
-                use $crate::sql::statements as sql;
                 if credit.amount_micros <= 0 {
                     return Err(llmgate_core::Error::invalid_request(
                         "a credit must be positive",
@@ -597,55 +656,9 @@ macro_rules! sql_credit_store {
                     llmgate_core::CreditKind::TopUp => llmgate_core::TransactionKind::TopUp,
                     llmgate_core::CreditKind::Refund => llmgate_core::TransactionKind::Refund,
                 };
-                let failed = || $crate::error::database_error("credit");
-                let not_applied = |balance_micros| llmgate_core::CreditOutcome {
-                    applied: false,
-                    balance_micros,
-                };
-                let mut tx = self.begin_write().await.map_err(failed())?;
-                // Fast path for a repeat; the unique key below is what actually decides.
-                let used = sqlx::query_scalar::<$db, i64>(sql::CREDIT_KEY_USED)
-                    .bind(&credit.idempotency_key)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(failed())?;
-                if used.is_some() {
-                    drop(tx);
-                    return Ok(not_applied(self.read_balance(&credit.user_id).await?));
-                }
-                let balance = sqlx::query_scalar::<$db, i64>(sql::ADD_TO_BALANCE)
-                    .bind(&credit.user_id)
-                    .bind(credit.amount_micros)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(failed())?;
-                let Some(balance) = balance else {
-                    return Err(llmgate_core::Error::invalid_request(
-                        "balance would overflow",
-                    ));
-                };
-                // Another replica may have applied the same key since the check above: then
-                // this insert does nothing and the whole transaction is rolled back.
-                let inserted = sqlx::query_scalar::<$db, i64>(sql::INSERT_CREDIT_ENTRY)
-                    .bind(&credit.user_id)
-                    .bind($crate::sql::kind_name(kind))
-                    .bind(credit.amount_micros)
-                    .bind(balance)
-                    .bind(&credit.idempotency_key)
-                    .bind(&credit.reason)
-                    .bind(llmgate_core::memory::unix_now())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(failed())?;
-                if inserted.is_none() {
-                    tx.rollback().await.map_err(failed())?;
-                    return Ok(not_applied(self.read_balance(&credit.user_id).await?));
-                }
-                tx.commit().await.map_err(failed())?;
-                Ok(llmgate_core::CreditOutcome {
-                    applied: true,
-                    balance_micros: balance,
-                })
+                let outcome = self.credit_once(&credit, kind).await;
+                self.credit_done().await;
+                outcome
             }
 
             async fn balance(&self, user_id: &str) -> llmgate_core::Result<i64> {
