@@ -166,6 +166,8 @@ pub enum LedgerWrite {
     Settle { hold: Hold, usage: UsageRecord },
     /// [`CreditStore::record_usage`] for an uncharged request.
     Usage(UsageRecord),
+    /// [`CreditStore::release`] this hold.
+    Release(Hold),
 }
 
 /// What a [`LedgerWrite`] did.
@@ -178,6 +180,8 @@ pub enum Written {
     Settled(Option<i64>),
     /// The usage record was added.
     Recorded,
+    /// The hold was given back (or was closed before).
+    Released,
 }
 
 /// Balances and the ledger.
@@ -232,6 +236,7 @@ pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
                 LedgerWrite::Usage(usage) => {
                     self.record_usage(usage).await.map(|()| Written::Recorded)
                 }
+                LedgerWrite::Release(hold) => self.release(hold).await.map(|()| Written::Released),
             });
         }
         results

@@ -354,7 +354,9 @@ impl CreditStore for CachedCreditStore {
             .iter()
             .filter_map(|write| match write {
                 LedgerWrite::Hold(request) => Some(request.user_id.as_str()),
-                LedgerWrite::Settle { hold, .. } => Some(hold.user_id.as_str()),
+                LedgerWrite::Settle { hold, .. } | LedgerWrite::Release(hold) => {
+                    Some(hold.user_id.as_str())
+                }
                 LedgerWrite::Usage(_) => None,
             })
             .collect();

@@ -9,6 +9,7 @@ use llmgate_core::{
     Deployment, Gateway, GatewayBuilder, MemoryCreditStore, ModelPrice, PowerLevel, Privacy,
     Secret, Tier,
 };
+use llmgate_credits::Backend;
 use llmgate_providers::{build_provider, resolve_model};
 
 use crate::auth::{Auth, DirectoryKeys};
@@ -47,6 +48,11 @@ impl AppState {
         let mut builder = gateway_builder(&config)?
             .credit_store(storage.credits.clone())
             .ledger_write_behind(LEDGER_QUEUE);
+        // One process owns a SQLite ledger, so its balances can be kept in memory and holds
+        // need not wait for a commit; PostgreSQL replicas share balances and must wait.
+        if storage.ledger.backend() == Backend::Sqlite {
+            builder = builder.ledger_reserve_in_memory();
+        }
         if let Some(vault) = &storage.vault {
             builder = builder.key_vault(vault.clone());
         }

@@ -51,6 +51,7 @@ pub struct GatewayBuilder {
     hold_ttl: Duration,
     default_max_tokens: u32,
     write_behind: Option<usize>,
+    reserve_in_memory: bool,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -97,6 +98,7 @@ impl GatewayBuilder {
             hold_ttl: Duration::from_secs(3600),
             default_max_tokens: 4096,
             write_behind: None,
+            reserve_in_memory: false,
         }
     }
 
@@ -250,6 +252,15 @@ impl GatewayBuilder {
         self
     }
 
+    /// With write-behind: keep each user's spendable balance in memory, so that a hold is a
+    /// subtraction there and its write is queued instead of awaited (see the ledger queue's
+    /// docs). Only for a ledger no other process writes — the embedded SQLite default; replicas
+    /// sharing PostgreSQL must not (each would spend the same balance). Default: off.
+    pub fn ledger_reserve_in_memory(mut self) -> Self {
+        self.reserve_in_memory = true;
+        self
+    }
+
     pub fn build(self) -> Gateway {
         let routes = RouteTable::build(
             &self.catalog,
@@ -271,11 +282,16 @@ impl GatewayBuilder {
             .credits
             .unwrap_or_else(|| Arc::new(MemoryCreditStore::new()));
         let writer = self.write_behind.map(|queue| {
-            Arc::new(LedgerWriter::new(
+            let writer = LedgerWriter::new(
                 credits.clone(),
                 queue,
                 metrics.usage_record_failures.clone(),
-            ))
+            );
+            Arc::new(if self.reserve_in_memory {
+                writer.reserve_in_memory()
+            } else {
+                writer
+            })
         });
         let credits_view = writer
             .as_ref()

@@ -218,10 +218,8 @@ impl Drop for SettleGuard {
         runtime.spawn(async move {
             if meter.produced_bytes == 0 && meter.usage.is_none() {
                 // Nothing reached the client: give the whole hold back.
-                if let Some(hold) = &settler.hold
-                    && let Err(error) = settler.credits.release(hold).await
-                {
-                    tracing::error!(%error, hold = %hold.id, "releasing an abandoned stream's hold failed");
+                if let Some(hold) = settler.hold {
+                    super::release_hold(settler.credits, settler.writer, hold, settler.owed).await;
                 }
                 return;
             }

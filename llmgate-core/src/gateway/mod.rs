@@ -5,6 +5,7 @@ mod builder;
 mod meter;
 mod owed;
 mod plan;
+mod reserve;
 mod retry;
 mod route;
 mod writer;
@@ -149,6 +150,7 @@ struct Prepared {
 /// hold in the background, so the balance is whole again without waiting for the hold's expiry.
 struct HoldGuard {
     credits: Arc<dyn CreditStore>,
+    writer: Option<Arc<LedgerWriter>>,
     hold: Option<Hold>,
     /// The request's ledger work, travelling with whoever settles or releases the hold.
     owed: Option<Owed>,
@@ -166,14 +168,8 @@ impl HoldGuard {
         let owed = self.owed.take();
         if let Some(hold) = self.hold.take() {
             let credits = self.credits.clone();
-            detached(async move {
-                if let Err(error) = credits.release(&hold).await {
-                    // The hold expires and is reclaimed; the balance is whole again then.
-                    tracing::warn!(%error, hold = %hold.id, "releasing a hold failed");
-                }
-                drop(owed);
-            })
-            .await;
+            let writer = self.writer.clone();
+            detached(release_hold(credits, writer, hold, owed)).await;
         }
     }
 }
@@ -189,12 +185,28 @@ impl Drop for HoldGuard {
             return;
         };
         let credits = self.credits.clone();
-        runtime.spawn(async move {
+        let writer = self.writer.clone();
+        runtime.spawn(release_hold(credits, writer, hold, owed));
+    }
+}
+
+/// Give a hold back in full: through the ledger queue when there is one (a hold reserved in
+/// memory has no id the database knows until the queue has written it), else at once.
+async fn release_hold(
+    credits: Arc<dyn CreditStore>,
+    writer: Option<Arc<LedgerWriter>>,
+    hold: Hold,
+    owed: Option<Owed>,
+) {
+    match writer {
+        Some(writer) => writer.write(LedgerWrite::Release(hold), owed).await,
+        None => {
             if let Err(error) = credits.release(&hold).await {
-                tracing::warn!(%error, hold = %hold.id, "releasing an abandoned request's hold failed");
+                // The hold expires and is reclaimed; the balance is whole again then.
+                tracing::warn!(%error, hold = %hold.id, "releasing a hold failed");
             }
             drop(owed);
-        });
+        }
     }
 }
 
@@ -413,6 +425,9 @@ impl Gateway {
     /// requests, drops the ones it will not finish, then waits for this, so that every hold
     /// is settled or released before the process exits.
     pub async fn settled(&self) {
+        if let Some(writer) = &self.inner.writer {
+            writer.hurry();
+        }
         self.inner.settlements.idle().await;
     }
 
@@ -526,6 +541,7 @@ impl Gateway {
             attempts,
             hold: HoldGuard {
                 credits: self.inner.ledger.clone(),
+                writer: self.inner.writer.clone(),
                 hold,
                 owed: Some(owed),
             },

@@ -19,28 +19,35 @@
 //! hands out) first wait for the writes queued before them, so a client that asks for its
 //! balance after an answer sees that answer's charge, and a top-up is ordered after it.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
 use metrics::Counter;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use super::owed::{Owed, detached};
+use super::reserve::{Account, Reservations, provisional_number};
 use crate::credits::{
     Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Transaction,
     UsageQuery, UsageRecord, UsageRow, Written,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// The most writes committed together.
 pub(super) const MAX_BATCH: usize = 512;
-/// How long settles and usage records may wait for company before they are committed; what a
-/// process killed outright loses is at most this plus one commit.
+/// How long settles may wait for company before they are committed; what a process killed
+/// outright loses of charges is at most this plus one commit.
 const LINGER: Duration = Duration::from_millis(2);
+/// How long the usage records of uncharged requests (free models, BYOK, admin) may wait: they
+/// are no money, and a busy gateway then commits them a few times per second instead of
+/// hundreds (records of one user, model, provider and day become one row update). They do
+/// not wake the writer; a hold, a settle, a read or a shutdown cuts the wait short.
+const USAGE_LINGER: Duration = Duration::from_millis(500);
 
 /// A failed settle is tried again after this, doubling up to [`MAX_RETRY_WAIT`]. Settling is
 /// idempotent (a closed hold is left alone), so a retry can never charge twice.
@@ -59,6 +66,8 @@ struct Queued {
     tries: u32,
     /// Where a hold's outcome goes (the request waits for it).
     reply: Option<oneshot::Sender<Result<Hold>>>,
+    /// A hold reserved in memory: the number of its provisional id.
+    provisional: Option<u64>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -71,6 +80,13 @@ struct Progress {
     written: watch::Sender<u64>,
     /// Makes "number, send" one step, so numbers follow the queue's order.
     order: Mutex<()>,
+    /// Wakes a lingering writer: a hold, a settle or a flush was queued or asked for.
+    urgent: Notify,
+    /// Someone waits for the queue to be written (a read, a credit, a shutdown): stop lingering.
+    flush_wanted: AtomicBool,
+    /// The last batch reached the database. While it does not, holds are awaited again, so a
+    /// paid request is refused rather than served with nothing written.
+    healthy: AtomicBool,
 }
 
 /// The longest a read waits for queued writes. Longer means the database is failing (a settle
@@ -78,11 +94,20 @@ struct Progress {
 const MAX_FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 impl Progress {
+    /// Ask the writer to commit what is queued now instead of lingering.
+    fn hurry(&self) {
+        self.flush_wanted.store(true, Ordering::Release);
+        self.urgent.notify_one();
+    }
+
     /// Completes once every write queued before this call is finished, or after
     /// [`MAX_FLUSH_WAIT`].
     async fn flushed(&self) {
         let target = self.queued.load(Ordering::Acquire);
         let mut written = self.written.subscribe();
+        if *written.borrow() < target {
+            self.hurry();
+        }
         // Err: the writer is gone, and nothing more will be written.
         let _ =
             tokio::time::timeout(MAX_FLUSH_WAIT, written.wait_for(|&done| done >= target)).await;
@@ -96,6 +121,8 @@ pub(super) struct LedgerWriter {
     progress: Arc<Progress>,
     sender: OnceLock<mpsc::UnboundedSender<Queued>>,
     failures: Counter,
+    /// Balances kept in memory (`reserve_in_memory`): holds are not waited for.
+    reservations: Option<Arc<Reservations>>,
 }
 
 impl std::fmt::Debug for LedgerWriter {
@@ -118,10 +145,21 @@ impl LedgerWriter {
                 queued: AtomicU64::new(0),
                 written: watch::Sender::new(0),
                 order: Mutex::new(()),
+                urgent: Notify::new(),
+                flush_wanted: AtomicBool::new(false),
+                healthy: AtomicBool::new(true),
             }),
             sender: OnceLock::new(),
             failures,
+            reservations: None,
         }
+    }
+
+    /// Keep balances in memory and queue holds like settles (see [`super::reserve`]): only
+    /// for a ledger no other process writes.
+    pub fn reserve_in_memory(mut self) -> Self {
+        self.reservations = Some(Arc::new(Reservations::default()));
+        self
     }
 
     /// A view of the store whose reads wait for the writes queued before them.
@@ -136,6 +174,24 @@ impl LedgerWriter {
     /// is full, and then on a task of its own, so a caller that goes away cannot lose the
     /// write. Outside a runtime the write is made before this returns.
     pub async fn write(&self, write: LedgerWrite, owed: Option<Owed>) {
+        let (write, owed) = match (&self.reservations, self.sender()) {
+            (Some(reservations), Some(sender))
+                if matches!(write, LedgerWrite::Settle { .. } | LedgerWrite::Release(_)) =>
+            {
+                // On a task of its own: waiting for the account's lock must not lose the write.
+                let queue = (
+                    reservations.clone(),
+                    self.slots.clone(),
+                    self.progress.clone(),
+                );
+                let sender = sender.clone();
+                match detached(give_back(queue, sender, write, owed)).await {
+                    Some(Some(refused)) => refused,
+                    Some(None) | None => return,
+                }
+            }
+            _ => (write, owed),
+        };
         let Some(sender) = self.sender() else {
             write_directly(self.credits.clone(), self.failures.clone(), write, owed).await;
             return;
@@ -147,6 +203,7 @@ impl LedgerWriter {
                 owed,
                 tries: 0,
                 reply: None,
+                provisional: None,
                 _slot: slot,
             };
             if let Some(refused) = enqueue(&self.progress, sender, queued) {
@@ -180,6 +237,7 @@ impl LedgerWriter {
                 owed,
                 tries: 0,
                 reply: None,
+                provisional: None,
                 _slot: slot,
             };
             if let Some(refused) = enqueue(&progress, &sender, queued) {
@@ -189,10 +247,70 @@ impl LedgerWriter {
         .await;
     }
 
+    /// Place a hold. With balances in memory it is reserved there and its write queued (see
+    /// [`super::reserve`]); otherwise, or while the database is failing, it is awaited.
+    pub async fn hold(&self, request: HoldRequest) -> Result<Hold> {
+        let Some(reservations) = &self.reservations else {
+            return self.hold_awaited(request).await;
+        };
+        let amount = request.amount_micros;
+        let account = reservations.account(&request.user_id);
+        // Until the write is queued nothing is reserved, so this may be abandoned at any await.
+        let mut account = account.lock().await;
+        let spendable = match account.spendable {
+            Some(spendable) if spendable >= amount || account.open > 0 => spendable,
+            // Not loaded yet, or short of money that may have arrived outside the queue (a
+            // top-up, a monthly grant, a reclaimed hold): read the database once the queue is
+            // written.
+            _ => self.load(&mut account, &request.user_id).await?,
+        };
+        if spendable < amount {
+            return Err(Error::insufficient_credits(amount, spendable.max(0)));
+        }
+        let healthy = self.progress.healthy.load(Ordering::Acquire);
+        let (Some(sender), true) = (self.sender(), healthy) else {
+            let hold = self.hold_awaited(request).await?;
+            account.spendable = Some(spendable - hold.amount_micros);
+            return Ok(hold);
+        };
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return Err(Error::internal("The ledger writer stopped."));
+        };
+        let (number, id) = reservations.provisional_id();
+        let hold = Hold {
+            id,
+            user_id: request.user_id.clone(),
+            amount_micros: amount,
+        };
+        let queued = Queued {
+            seq: 0,
+            write: LedgerWrite::Hold(request),
+            owed: None,
+            tries: 0,
+            reply: None,
+            provisional: Some(number),
+            _slot: slot,
+        };
+        if enqueue(&self.progress, sender, queued).is_some() {
+            return Err(Error::internal("The ledger writer stopped."));
+        }
+        account.spendable = Some(spendable - amount);
+        account.open += 1;
+        Ok(hold)
+    }
+
+    /// The account's balance read from the database, after the writes queued so far.
+    async fn load(&self, account: &mut Account, user_id: &str) -> Result<i64> {
+        self.progress.flushed().await;
+        let balance = self.credits.balance(user_id).await?;
+        account.spendable = Some(balance);
+        Ok(balance)
+    }
+
     /// Place a hold through the queue: it is committed after every write queued before it
     /// (so it sees their settles) and, under load, together with other holds. Returns once
     /// it is committed; a hold whose request went away meanwhile is released at once.
-    pub async fn hold(&self, request: HoldRequest) -> Result<Hold> {
+    async fn hold_awaited(&self, request: HoldRequest) -> Result<Hold> {
         let Some(sender) = self.sender() else {
             return self.credits.hold(request).await;
         };
@@ -207,6 +325,7 @@ impl LedgerWriter {
             owed: None,
             tries: 0,
             reply: Some(reply),
+            provisional: None,
             _slot: slot,
         };
         if let Some(refused) = enqueue(&self.progress, sender, queued) {
@@ -218,6 +337,11 @@ impl LedgerWriter {
         answer
             .await
             .unwrap_or_else(|_| Err(Error::internal("The ledger writer stopped.")))
+    }
+
+    /// Commit what is queued now instead of lingering (a shutdown is waiting for it).
+    pub fn hurry(&self) {
+        self.progress.hurry();
     }
 
     /// Completes once every write queued before this call is written.
@@ -244,7 +368,51 @@ impl LedgerWriter {
     }
 }
 
+/// Queue a settle or release and give back in memory what it returns, as one step under the
+/// account's lock (see [`super::reserve`]). Gives the write back when the writer is gone.
+async fn give_back(
+    (reservations, slots, progress): (Arc<Reservations>, Arc<Semaphore>, Arc<Progress>),
+    sender: mpsc::UnboundedSender<Queued>,
+    write: LedgerWrite,
+    owed: Option<Owed>,
+) -> Option<(LedgerWrite, Option<Owed>)> {
+    let (hold, returned) = match &write {
+        LedgerWrite::Settle { hold, usage } => (
+            hold,
+            hold.amount_micros - usage.cost_micros.clamp(0, hold.amount_micros),
+        ),
+        LedgerWrite::Release(hold) => (hold, hold.amount_micros),
+        LedgerWrite::Hold(_) | LedgerWrite::Usage(_) => return Some((write, owed)),
+    };
+    let provisional = provisional_number(hold).is_some();
+    let account = reservations.account(&hold.user_id);
+    let mut account = account.lock().await;
+    let Ok(slot) = slots.acquire_owned().await else {
+        return Some((write, owed));
+    };
+    let queued = Queued {
+        seq: 0,
+        write,
+        owed,
+        tries: 0,
+        reply: None,
+        provisional: None,
+        _slot: slot,
+    };
+    if let Some(refused) = enqueue(&progress, &sender, queued) {
+        return Some((refused.write, refused.owed));
+    }
+    if let Some(spendable) = account.spendable.as_mut() {
+        *spendable += returned;
+    }
+    if provisional {
+        account.open = account.open.saturating_sub(1);
+    }
+    None
+}
+
 /// Send a write to the writer and count it, as one step; gives it back when the writer is gone.
+/// A hold or a settle wakes a lingering writer; a usage record waits for the next commit.
 fn enqueue(
     progress: &Progress,
     sender: &mpsc::UnboundedSender<Queued>,
@@ -255,9 +423,13 @@ fn enqueue(
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     queued.seq = progress.queued.load(Ordering::Acquire) + 1;
+    let urgent = !matches!(queued.write, LedgerWrite::Usage(_));
     match sender.send(queued) {
         Ok(()) => {
             progress.queued.fetch_add(1, Ordering::AcqRel);
+            if urgent {
+                progress.urgent.notify_one();
+            }
             None
         }
         Err(mpsc::error::SendError(queued)) => Some(queued),
@@ -294,27 +466,40 @@ async fn run(
     let mut open = true;
     // The highest number taken from the queue.
     let mut taken = 0u64;
+    // Writes held back for the next batch: the settle or release of a hold reserved in memory
+    // is written after the batch that placed the hold, since it needs the hold's id.
+    let mut carry: Vec<Queued> = Vec::new();
+    // Holds reserved in memory, by provisional number: the hold the database placed (`None`
+    // when its write failed), until its settle or release takes it.
+    let mut placed: HashMap<u64, Option<Hold>> = HashMap::new();
     loop {
         let room = MAX_BATCH.saturating_sub(retries.len()).max(1);
-        let due = match retry_at {
-            None if !open => break,
-            None => receiver.recv_many(&mut batch, room).await == 0,
-            Some(at) if open => tokio::select! {
-                received = receiver.recv_many(&mut batch, room) => received == 0,
-                () = tokio::time::sleep_until(at) => false,
-            },
-            Some(at) => {
-                tokio::time::sleep_until(at).await;
-                false
+        if !carry.is_empty() {
+            batch.append(&mut carry);
+            if open {
+                open = take_queued(&mut receiver, &mut batch, room);
             }
-        };
-        if due && batch.is_empty() {
-            // The queue is closed and drained; only retries remain, if any.
-            open = false;
-            continue;
-        }
-        if open && !batch.is_empty() {
-            open = gather(&mut receiver, &mut batch, room).await;
+        } else {
+            let due = match retry_at {
+                None if !open => break,
+                None => receiver.recv_many(&mut batch, room).await == 0,
+                Some(at) if open => tokio::select! {
+                    received = receiver.recv_many(&mut batch, room) => received == 0,
+                    () = tokio::time::sleep_until(at) => false,
+                },
+                Some(at) => {
+                    tokio::time::sleep_until(at).await;
+                    false
+                }
+            };
+            if due && batch.is_empty() {
+                // The queue is closed and drained; only retries remain, if any.
+                open = false;
+                continue;
+            }
+            if open && !batch.is_empty() {
+                open = gather(&mut receiver, &mut batch, room, &progress).await;
+            }
         }
         taken = batch.last().map_or(taken, |queued| queued.seq.max(taken));
         if retry_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
@@ -324,23 +509,57 @@ async fn run(
         if batch.is_empty() {
             continue;
         }
+        carry = batch.split_off(first_needing_a_hold_of(&batch));
+        let skipped = with_placed_holds(&mut batch, &mut placed);
         writes.clear();
-        writes.extend(batch.iter().map(|queued| queued.write.clone()));
+        writes.extend(
+            batch
+                .iter()
+                .zip(&skipped)
+                .filter(|(_, skip)| !**skip)
+                .map(|(queued, _)| queued.write.clone()),
+        );
         // A panicking store must not stop the writer (reads wait on it).
         let results = AssertUnwindSafe(credits.write_batch(&writes))
             .catch_unwind()
             .await
             .unwrap_or_default();
+        if !writes.is_empty() {
+            let reached = results.iter().any(|result| match result {
+                Ok(_) => true,
+                Err(error) => error.kind() == ErrorKind::InsufficientCredits,
+            });
+            progress.healthy.store(reached, Ordering::Release);
+        }
         let mut results = results.into_iter();
         let mut failed_settle = false;
-        for mut queued in batch.drain(..) {
-            let result = results.next();
+        for (mut queued, skip) in batch.drain(..).zip(skipped) {
+            let result = if skip {
+                Some(Ok(Written::Settled(None)))
+            } else {
+                results.next()
+            };
             if let Some(reply) = queued.reply.take() {
                 answer_hold(reply, result, &credits);
                 continue;
             }
-            let retry = matches!(queued.write, LedgerWrite::Settle { .. })
-                && !matches!(result, Some(Ok(_)))
+            if let Some(number) = queued.provisional {
+                let hold = match &result {
+                    Some(Ok(Written::Held(hold))) => Some(hold.clone()),
+                    _ => None,
+                };
+                if hold.is_none() {
+                    // Its settle will find no hold: the request goes uncharged.
+                    tracing::error!(
+                        "a hold reserved in memory could not be written; its request goes uncharged"
+                    );
+                }
+                placed.insert(number, hold);
+            }
+            let retry = matches!(
+                queued.write,
+                LedgerWrite::Settle { .. } | LedgerWrite::Release(_)
+            ) && !matches!(result, Some(Ok(_)))
                 && queued.tries + 1 < MAX_SETTLE_TRIES;
             if retry {
                 if queued.tries == 0 {
@@ -361,9 +580,8 @@ async fn run(
             retry_wait = FIRST_RETRY_WAIT;
         }
         retries.sort_unstable_by_key(|queued| queued.seq);
-        let done = retries
-            .first()
-            .map_or(taken, |oldest| oldest.seq.saturating_sub(1));
+        let unwritten = retries.iter().chain(&carry).map(|queued| queued.seq).min();
+        let done = unwritten.map_or(taken, |oldest| oldest.saturating_sub(1));
         progress.written.send_if_modified(|written| {
             let moved = done > *written;
             *written = (*written).max(done);
@@ -372,27 +590,114 @@ async fn run(
     }
 }
 
-/// Nobody waits for settles and usage records: let more of them gather for up to [`LINGER`]
-/// before committing, so a light but steady load commits a few times per [`LINGER`] instead
-/// of once per answer. A hold (a request waiting for it) ends the wait at once. Returns false
-/// when the queue closed meanwhile.
+/// Where the batch must end: before the first settle or release of a hold reserved in memory
+/// whose own write is in the batch (the database's id for it is not known yet).
+fn first_needing_a_hold_of(batch: &[Queued]) -> usize {
+    let mut reserved = Vec::new();
+    for (index, queued) in batch.iter().enumerate() {
+        if let Some(number) = queued.provisional {
+            reserved.push(number);
+        }
+        let needs = match &queued.write {
+            LedgerWrite::Settle { hold, .. } | LedgerWrite::Release(hold) => {
+                provisional_number(hold)
+            }
+            LedgerWrite::Hold(_) | LedgerWrite::Usage(_) => None,
+        };
+        if needs.is_some_and(|number| reserved.contains(&number)) {
+            return index;
+        }
+    }
+    batch.len()
+}
+
+/// Swap provisional hold ids for the database's. Returns which writes to skip: those whose
+/// hold could not be written (there is nothing to settle or release).
+fn with_placed_holds(batch: &mut [Queued], placed: &mut HashMap<u64, Option<Hold>>) -> Vec<bool> {
+    batch
+        .iter_mut()
+        .map(|queued| {
+            let hold = match &mut queued.write {
+                LedgerWrite::Settle { hold, .. } | LedgerWrite::Release(hold) => hold,
+                LedgerWrite::Hold(_) | LedgerWrite::Usage(_) => return false,
+            };
+            let Some(number) = provisional_number(hold) else {
+                return false;
+            };
+            match placed.remove(&number).flatten() {
+                Some(real) => {
+                    *hold = real;
+                    false
+                }
+                None => true,
+            }
+        })
+        .collect()
+}
+
+/// How long a batch holding these writes may wait for company: not at all with an awaited
+/// hold in it (a request waits), [`LINGER`] with a settle, a release or a hold reserved in
+/// memory, [`USAGE_LINGER`] with usage records only.
+fn linger_for(writes: &[Queued]) -> Duration {
+    let mut linger = USAGE_LINGER;
+    for queued in writes {
+        match queued.write {
+            LedgerWrite::Hold(_) if queued.reply.is_some() => return Duration::ZERO,
+            LedgerWrite::Hold(_) => linger = LINGER,
+            LedgerWrite::Settle { .. } | LedgerWrite::Release(_) => linger = LINGER,
+            LedgerWrite::Usage(_) => {}
+        }
+    }
+    linger
+}
+
+/// Nobody waits for settles and usage records: let more of them gather before committing,
+/// so a light but steady load commits a few times per [`LINGER`] instead of once per answer.
+/// The writer sleeps meanwhile; only holds, settles and flush requests wake it (through
+/// `urgent`), so queueing a usage record costs no wake-up. Returns false when the queue
+/// closed meanwhile.
 async fn gather(
     receiver: &mut mpsc::UnboundedReceiver<Queued>,
     batch: &mut Vec<Queued>,
     room: usize,
+    progress: &Progress,
 ) -> bool {
-    let waiting = |batch: &[Queued]| batch.iter().any(|queued| queued.reply.is_some());
-    if waiting(batch) {
-        return true;
-    }
-    let deadline = tokio::time::Instant::now() + LINGER;
-    while batch.len() < room {
+    let mut deadline = tokio::time::Instant::now() + linger_for(batch);
+    loop {
+        if batch.len() >= room || progress.flush_wanted.swap(false, Ordering::AcqRel) {
+            return true;
+        }
+        if deadline <= tokio::time::Instant::now() {
+            return true;
+        }
+        let slept = tokio::select! {
+            () = progress.urgent.notified() => false,
+            () = tokio::time::sleep_until(deadline) => true,
+        };
         let seen = batch.len();
-        match tokio::time::timeout_at(deadline, receiver.recv_many(batch, room - seen)).await {
-            Ok(0) => return false,
-            Ok(_) if waiting(&batch[seen..]) => return true,
-            Ok(_) => {}
-            Err(_) => return true,
+        if !take_queued(receiver, batch, room) {
+            return false;
+        }
+        if slept {
+            return true;
+        }
+        let newcomers = tokio::time::Instant::now() + linger_for(&batch[seen..]);
+        deadline = deadline.min(newcomers);
+    }
+}
+
+/// Move what is queued now into the batch, without waiting. False when the queue is closed
+/// and empty.
+fn take_queued(
+    receiver: &mut mpsc::UnboundedReceiver<Queued>,
+    batch: &mut Vec<Queued>,
+    room: usize,
+) -> bool {
+    while batch.len() < room {
+        match receiver.try_recv() {
+            Ok(queued) => batch.push(queued),
+            Err(mpsc::error::TryRecvError::Empty) => return true,
+            Err(mpsc::error::TryRecvError::Disconnected) => return false,
         }
     }
     true
@@ -438,6 +743,10 @@ fn report(write: &LedgerWrite, result: Option<Result<Written>>, failures: &Count
         LedgerWrite::Usage(usage) => {
             failures.increment(1);
             tracing::warn!(%error, request_id = %usage.request_id, "recording usage failed; the request was served");
+        }
+        LedgerWrite::Release(hold) => {
+            // The hold stays open until it expires and is reclaimed.
+            tracing::warn!(%error, hold = %hold.id, "releasing a hold failed");
         }
     }
 }
@@ -584,7 +893,7 @@ mod tests {
         let writer = LedgerWriter::new(store.clone(), 100, Counter::noop());
         writer.write(LedgerWrite::Usage(usage("r0")), None).await;
         // Past the linger: the first batch is taken (and held at the gate) alone.
-        tokio::time::sleep(LINGER * 10).await;
+        tokio::time::sleep(USAGE_LINGER + LINGER * 10).await;
         for i in 1..=5 {
             writer
                 .write(LedgerWrite::Usage(usage(&format!("r{i}"))), None)
@@ -593,6 +902,61 @@ mod tests {
         store.gate.add_permits(10);
         writer.flushed().await;
         assert_eq!(*store.batches.lock().unwrap(), vec![1, 5]);
+    }
+
+    /// Usage records wait up to [`USAGE_LINGER`] for company, a settle only [`LINGER`], and a
+    /// read stops the wait. The clock is paused: it moves only while every task sleeps.
+    #[tokio::test(start_paused = true)]
+    async fn usage_records_linger_longest_and_settles_or_reads_cut_the_wait() {
+        let store = gated();
+        store.gate.add_permits(100);
+        let writer = LedgerWriter::new(store.clone(), 100, Counter::noop());
+        writer.write(LedgerWrite::Usage(usage("r0")), None).await;
+        tokio::time::sleep(USAGE_LINGER / 2).await;
+        assert!(store.batches.lock().unwrap().is_empty());
+        let asked = tokio::time::Instant::now();
+        writer.flushed().await;
+        assert!(
+            asked.elapsed() < LINGER,
+            "a read waited {:?}",
+            asked.elapsed()
+        );
+        assert_eq!(*store.batches.lock().unwrap(), vec![1]);
+
+        store
+            .inner
+            .credit(Credit {
+                user_id: "u".into(),
+                kind: CreditKind::TopUp,
+                amount_micros: 100,
+                idempotency_key: "k".into(),
+                reason: "test".into(),
+            })
+            .await
+            .unwrap();
+        let hold = store
+            .inner
+            .hold(HoldRequest {
+                user_id: "u".into(),
+                request_id: "h".into(),
+                amount_micros: 10,
+                ttl_secs: 60,
+            })
+            .await
+            .unwrap();
+        writer.write(LedgerWrite::Usage(usage("r1")), None).await;
+        tokio::time::sleep(USAGE_LINGER / 2).await;
+        let queued = tokio::time::Instant::now();
+        let settle = LedgerWrite::Settle {
+            hold,
+            usage: usage("h"),
+        };
+        writer.write(settle, None).await;
+        while store.batches.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        assert!(queued.elapsed() <= LINGER + Duration::from_millis(1));
+        assert_eq!(*store.batches.lock().unwrap(), vec![1, 2]);
     }
 
     #[tokio::test]

@@ -203,18 +203,32 @@ macro_rules! sql_credit_store {
             async fn release_hold_id(&self, hold_id: i64) -> llmgate_core::Result<bool> {
                 let failed = $crate::error::database_error("release");
                 let mut tx = self.begin_write().await.map_err(failed)?;
+                let released = Self::release_in(&mut tx, hold_id).await?;
+                if released {
+                    tx.commit()
+                        .await
+                        .map_err($crate::error::database_error("release"))?;
+                }
+                Ok(released)
+            }
+
+            /// [`release_hold_id`](Self::release_hold_id) inside a transaction.
+            async fn release_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                hold_id: i64,
+            ) -> llmgate_core::Result<bool> {
                 let taken: Option<(String, i64)> =
                     sqlx::query_as::<$db, (String, i64)>($crate::sql::statements::TAKE_HOLD)
                         .bind(hold_id)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut **tx)
                         .await
                         .map_err($crate::error::database_error("release"))?;
                 let Some((user_id, held)) = taken else {
                     return Ok(false);
                 };
-                let balance = Self::give_back(&mut tx, &user_id, held).await?;
+                let balance = Self::give_back(tx, &user_id, held).await?;
                 Self::append(
-                    &mut tx,
+                    tx,
                     &$crate::sql::Entry {
                         user_id: &user_id,
                         kind: llmgate_core::TransactionKind::Release,
@@ -227,9 +241,6 @@ macro_rules! sql_credit_store {
                     },
                 )
                 .await?;
-                tx.commit()
-                    .await
-                    .map_err($crate::error::database_error("release"))?;
                 Ok(true)
             }
 
@@ -442,6 +453,12 @@ macro_rules! sql_credit_store {
                             totals.add(usage, usage.cost_micros);
                             Ok(Written::Recorded)
                         }
+                        LedgerWrite::Release(hold) => {
+                            if let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) {
+                                Self::release_in(&mut tx, hold_id).await?;
+                            }
+                            Ok(Written::Released)
+                        }
                     });
                 }
                 for (key, sum) in totals.rows {
@@ -635,6 +652,10 @@ macro_rules! sql_credit_store {
                                     .record_usage(usage)
                                     .await
                                     .map(|()| llmgate_core::Written::Recorded),
+                                llmgate_core::LedgerWrite::Release(hold) => self
+                                    .release(hold)
+                                    .await
+                                    .map(|()| llmgate_core::Written::Released),
                             });
                         }
                         results

@@ -184,6 +184,7 @@ impl CreditStore for MeteredCreditStore {
             LedgerWrite::Hold(_) => Operation::Hold,
             LedgerWrite::Settle { .. } => Operation::Settle,
             LedgerWrite::Usage(_) => Operation::RecordUsage,
+            LedgerWrite::Release(_) => Operation::Release,
         };
         for op in [Operation::Hold, Operation::Settle, Operation::RecordUsage] {
             if writes.iter().any(|w| kind(w) as usize == op as usize) {
