@@ -48,8 +48,8 @@ impl AppState {
         let mut builder = gateway_builder(&config)?
             .credit_store(storage.credits.clone())
             .ledger_write_behind(LEDGER_QUEUE);
-        // One process owns a SQLite ledger, so its balances can be kept in memory and holds
-        // need not wait for a commit; PostgreSQL replicas share balances and must wait.
+        // One process owns a SQLite ledger, so its balances are kept in memory and a hold is
+        // queued instead of awaited; PostgreSQL replicas share balances and must wait.
         if storage.ledger.backend() == Backend::Sqlite {
             builder = builder.ledger_reserve_in_memory();
         }
