@@ -170,7 +170,10 @@ async fn concurrent_requests_never_spend_more_than_the_balance() {
     assert_eq!(balance, funded - charged, "the ledger holds every charge");
     assert!(refused > 0, "some requests were refused");
     let (holds, charges, releases) = ledger_counts(&gateway, "u").await;
-    assert_eq!((holds, charges, releases), ((40 - refused), 40 - refused, 0));
+    assert_eq!(
+        (holds, charges, releases),
+        ((40 - refused), 40 - refused, 0)
+    );
     assert_eq!(charged, CHARGE * (40 - refused) as i64);
 }
 

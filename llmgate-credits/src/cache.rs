@@ -348,16 +348,18 @@ impl CreditStore for CachedCreditStore {
 
     async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         let results = self.inner.write_batch(writes).await;
-        // Every user with a hold or settle in the batch, once (written or not, as `hold` and
-        // `settle` do).
+        // Every user with a settle or release in the batch, once (written or not, as `settle`
+        // does). Holds of the queue are left out: the request waits for its hold, and a Redis
+        // round trip there costs more than the whole rest of the gateway. A cached balance so
+        // shows the holds of requests in flight once they are settled (milliseconds later),
+        // and what a hold decides is read from the database, never from the cache.
         let mut settled: Vec<&str> = writes
             .iter()
             .filter_map(|write| match write {
-                LedgerWrite::Hold(request) => Some(request.user_id.as_str()),
                 LedgerWrite::Settle { hold, .. } | LedgerWrite::Release(hold) => {
                     Some(hold.user_id.as_str())
                 }
-                LedgerWrite::Usage(_) => None,
+                LedgerWrite::Hold(_) | LedgerWrite::Usage(_) => None,
             })
             .collect();
         settled.sort_unstable();

@@ -15,6 +15,9 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 /// How long a request waits for a free connection before the database counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 16;
+/// The ledger queue writes through one connection at a time; a few more serve writes made
+/// without it (releases of abandoned holds, tests).
+const LEDGER_CONNECTIONS: u32 = 4;
 
 /// A [`CreditStore`](llmgate_core::CreditStore) in PostgreSQL. Every step is one
 /// read-committed transaction whose conditional `UPDATE`/`DELETE … RETURNING` statements
@@ -23,6 +26,8 @@ const MAX_CONNECTIONS: u32 = 16;
 #[derive(Debug, Clone)]
 pub struct PostgresCreditStore {
     pool: PgPool,
+    /// Ledger writes: see [`write_pool`](Self::write_pool).
+    ledger: PgPool,
 }
 
 impl PostgresCreditStore {
@@ -43,25 +48,39 @@ impl PostgresCreditStore {
         Self::run_migrations(pool).await
     }
 
+    /// The ledger's own pool goes to the same database with `synchronous_commit = off`.
     fn with_pool(pool: PgPool) -> Self {
-        Self { pool }
+        let options = (*pool.connect_options())
+            .clone()
+            .options([("synchronous_commit", "off")]);
+        let ledger = PgPoolOptions::new()
+            .max_connections(LEDGER_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // No ping before each use: it would double the round trips of every hold. A
+            // connection that died fails its statement and is dropped; settles are retried.
+            .test_before_acquire(false)
+            .connect_lazy_with(options);
+        Self { pool, ledger }
     }
 
-    /// Single-statement writes go to the pool like everything else.
+    /// A hold and a settle are one statement each (one round trip), through data-modifying
+    /// CTEs.
+    const HOLD_STATEMENT: Option<&'static str> = Some(crate::sql::statements::PG_HOLD);
+    const SETTLE_STATEMENT: Option<&'static str> = Some(crate::sql::statements::PG_SETTLE);
+
+    /// Ledger writes (holds, settles, releases, usage) go through connections that commit
+    /// without waiting for PostgreSQL's WAL flush (`synchronous_commit = off`): the commit is
+    /// visible to every replica at once and survives any crash of `llmgate`; only a crash of
+    /// the database server itself can take back its last few hundred milliseconds of ledger
+    /// commits — requests served then go uncharged, nothing is charged twice or overspent.
+    /// A hold alone is then one round trip: one statement, its own transaction.
     fn write_pool(&self) -> &PgPool {
-        &self.pool
+        &self.ledger
     }
 
-    /// A ledger transaction (holds, settles, releases, usage) commits without waiting for
-    /// PostgreSQL's WAL flush (`synchronous_commit = off` for this transaction only): the
-    /// commit is visible to every replica at once and survives any crash of `llmgate`; only a
-    /// crash of the database server itself can take back its last few hundred milliseconds of
-    /// ledger commits — requests served then go uncharged, nothing is charged twice or
-    /// overspent. One round trip: both statements go as one simple query.
+    /// A ledger transaction, on the [`write_pool`](Self::write_pool).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-        self.pool
-            .begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF")
-            .await
+        self.ledger.begin().await
     }
 
     /// A credit's transaction: money coming in waits for the WAL flush as usual.

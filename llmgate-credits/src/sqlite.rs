@@ -82,6 +82,8 @@ impl SqliteCreditStore {
             let options = (*pool.connect_options()).clone();
             SqlitePoolOptions::new()
                 .max_connections(1)
+                // A file does not hang up: no ping (a hop to SQLite's thread) before each use.
+                .test_before_acquire(false)
                 .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal))
         };
         Self { pool, writer }
@@ -92,6 +94,11 @@ impl SqliteCreditStore {
     fn shared_writer(&self) -> bool {
         self.pool.options().get_max_connections() <= 1
     }
+
+    /// SQLite has no data-modifying CTEs: holds and settles take a few statements (each a
+    /// call into the embedded library, no network round trip).
+    const HOLD_STATEMENT: Option<&'static str> = None;
+    const SETTLE_STATEMENT: Option<&'static str> = None;
 
     fn write_pool(&self) -> &SqlitePool {
         &self.writer

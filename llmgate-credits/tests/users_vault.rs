@@ -362,7 +362,8 @@ async fn vault_round_trips_and_stores_only_ciphertext() {
             Keyring::new(vault_key(1), []),
             VaultSettings::default(),
         );
-        let secret = Secret::new(unique("sk-byok-plaintext-"));
+        // The tail is not hex, so it cannot turn up in a key id or a hash by chance.
+        let secret = Secret::new(format!("{}-zqxw", unique("sk-byok-plaintext-")));
         assert_eq!(vault.get("ann", "openai").await.unwrap(), None);
         vault.put("ann", "openai", &secret).await.unwrap();
         assert_eq!(

@@ -25,7 +25,7 @@ pub enum Storage {
     Memory,
     /// The embedded default: a SQLite file (WAL, synchronous=FULL).
     Sqlite(PathBuf),
-    /// PostgreSQL with the Redis balance cache.
+    /// PostgreSQL with the Redis balance cache (none when `redis_url` is empty).
     Postgres {
         database_url: String,
         redis_url: String,
@@ -37,6 +37,7 @@ impl Storage {
         match self {
             Storage::Memory => "memory",
             Storage::Sqlite(_) => "sqlite",
+            Storage::Postgres { redis_url, .. } if redis_url.is_empty() => "postgres",
             Storage::Postgres { .. } => "postgres+redis",
         }
     }
@@ -45,6 +46,10 @@ impl Storage {
         match self {
             Storage::Memory => "  database_url: \"sqlite::memory:\"\n".to_owned(),
             Storage::Sqlite(path) => format!("  database_url: \"sqlite://{}\"\n", path.display()),
+            Storage::Postgres {
+                database_url,
+                redis_url,
+            } if redis_url.is_empty() => format!("  database_url: \"{database_url}\"\n"),
             Storage::Postgres {
                 database_url,
                 redis_url,

@@ -509,7 +509,9 @@ async fn run(
         if batch.is_empty() {
             continue;
         }
-        carry = batch.split_off(first_needing_a_hold_of(&batch));
+        let mut later = batch.split_off(first_needing_a_hold_of(&batch));
+        waiting_holds_first(&mut batch, &mut later);
+        carry = later;
         let skipped = with_placed_holds(&mut batch, &mut placed);
         writes.clear();
         writes.extend(
@@ -540,6 +542,13 @@ async fn run(
                 results.next()
             };
             if let Some(reply) = queued.reply.take() {
+                if refused(&result) && gives_back_first(&carry, &queued) {
+                    // Written ahead of give-backs queued before it: try again after them.
+                    queued.reply = Some(reply);
+                    queued.tries += 1;
+                    carry.push(queued);
+                    continue;
+                }
                 answer_hold(reply, result, &credits);
                 continue;
             }
@@ -588,6 +597,37 @@ async fn run(
             moved
         });
     }
+}
+
+/// Holds that requests wait for are written first, in a batch of their own: they need not wait
+/// behind settles and usage records that lingered for company (the rest follows at once). A
+/// hold written again after a refusal (see [`gives_back_first`]) stays in queue order.
+fn waiting_holds_first(batch: &mut Vec<Queued>, later: &mut Vec<Queued>) {
+    let jumps = |queued: &Queued| queued.reply.is_some() && queued.tries == 0;
+    if batch.iter().all(jumps) || !batch.iter().any(jumps) {
+        return;
+    }
+    let (holds, rest): (Vec<Queued>, Vec<Queued>) = batch.drain(..).partition(jumps);
+    *batch = holds;
+    later.splice(0..0, rest);
+}
+
+fn refused(result: &Option<Result<Written>>) -> bool {
+    matches!(result, Some(Err(error)) if error.kind() == ErrorKind::InsufficientCredits)
+}
+
+/// Whether a settle or release of the hold's user, queued before the hold, is still to be
+/// written: a refusal may then be wrong, since that write gives money back.
+fn gives_back_first(unwritten: &[Queued], hold: &Queued) -> bool {
+    let LedgerWrite::Hold(request) = &hold.write else {
+        return false;
+    };
+    unwritten.iter().any(|queued| {
+        queued.seq < hold.seq
+            && matches!(&queued.write,
+                LedgerWrite::Settle { hold: earlier, .. } | LedgerWrite::Release(earlier)
+                    if earlier.user_id == request.user_id)
+    })
 }
 
 /// Where the batch must end: before the first settle or release of a hold reserved in memory
@@ -817,7 +857,7 @@ impl CreditStore for Flushed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credits::{CreditKind, KeySource};
+    use crate::credits::{CreditKind, KeySource, TransactionKind};
     use crate::memory::MemoryCreditStore;
     use std::time::Duration;
 
@@ -982,7 +1022,7 @@ mod tests {
         }
         writer.flushed().await;
         assert_eq!(*store.batches.lock().unwrap(), vec![3]);
-        // A hold is committed with what is queued, without lingering for more.
+        // A hold does not linger: it is committed at once, ahead of what lingers.
         writer.write(LedgerWrite::Usage(usage("r3")), None).await;
         let hold = writer
             .hold(HoldRequest {
@@ -994,7 +1034,55 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(hold.amount_micros, 10);
-        assert_eq!(*store.batches.lock().unwrap(), vec![3, 2]);
+        writer.flushed().await;
+        assert_eq!(*store.batches.lock().unwrap(), vec![3, 1, 1]);
+        let holds = store.inner.transactions(
+            "u",
+            Page {
+                limit: 10,
+                before_id: None,
+            },
+        );
+        let kinds: Vec<_> = holds.await.unwrap().iter().map(|t| t.kind).collect();
+        assert_eq!(kinds, [TransactionKind::Hold, TransactionKind::TopUp]);
+    }
+
+    /// A hold written ahead of a settle of its user that was queued first, and refused, is
+    /// tried again after that settle, which may give back what it needs.
+    #[tokio::test]
+    async fn a_hold_refused_ahead_of_an_earlier_give_back_is_tried_after_it() {
+        let store = gated();
+        store.gate.add_permits(100);
+        store
+            .inner
+            .credit(Credit {
+                user_id: "u".into(),
+                kind: CreditKind::TopUp,
+                amount_micros: 100,
+                idempotency_key: "k".into(),
+                reason: "test".into(),
+            })
+            .await
+            .unwrap();
+        let request = |id: &str, amount_micros| HoldRequest {
+            user_id: "u".into(),
+            request_id: id.into(),
+            amount_micros,
+            ttl_secs: 60,
+        };
+        let first = store.inner.hold(request("a", 100)).await.unwrap();
+        let writer = LedgerWriter::new(store.clone(), 100, Counter::noop());
+        // The settle charges 7 of 100 and lingers; the next hold needs 90 of what it gives back.
+        let settle = LedgerWrite::Settle {
+            hold: first,
+            usage: usage("a"),
+        };
+        writer.write(settle, None).await;
+        let second = writer.hold(request("b", 90)).await.unwrap();
+        assert_eq!(second.amount_micros, 90);
+        // The hold alone (refused), then the settle and the hold again, in queue order.
+        assert_eq!(*store.batches.lock().unwrap(), vec![1, 2]);
+        assert_eq!(store.inner.balance("u").await.unwrap(), 3);
     }
 
     #[tokio::test]

@@ -182,6 +182,8 @@ macro_rules! sql_store_pool {
 pub(crate) use sql_store_pool;
 
 /// Implements `CreditStore` for a store type with a `pool: sqlx::Pool<$db>` field,
+/// `HOLD_STATEMENT` / `SETTLE_STATEMENT` consts (a hold or settle as one statement, where the
+/// backend can: `Some(statements::PG_HOLD)`, else `None`),
 /// `async fn begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error>` for
 /// ledger work (which may commit without waiting for the disk), `begin_credit` with the same
 /// signature plus `async fn credit_committed(&self)` for credits (which wait for the disk),
@@ -285,6 +287,35 @@ macro_rules! sql_credit_store {
                 Ok(())
             }
 
+            /// A hold as one statement where the backend has one (`HOLD_STATEMENT`). `None`:
+            /// no such statement, or the balance does not cover it (the general path decides).
+            async fn one_statement_hold<'e, E>(
+                executor: E,
+                request: &llmgate_core::HoldRequest,
+            ) -> Result<Option<llmgate_core::Hold>, sqlx::Error>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
+                let Some(statement) = Self::HOLD_STATEMENT else {
+                    return Ok(None);
+                };
+                let now = llmgate_core::memory::unix_now();
+                let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
+                let placed: Option<(i64, i64)> = sqlx::query_as::<$db, (i64, i64)>(statement)
+                    .bind(&request.user_id)
+                    .bind(request.amount_micros)
+                    .bind(&request.request_id)
+                    .bind(now)
+                    .bind(now.saturating_add(ttl))
+                    .fetch_optional(executor)
+                    .await?;
+                Ok(placed.map(|(hold_id, _balance)| llmgate_core::Hold {
+                    id: hold_id.to_string(),
+                    user_id: request.user_id.clone(),
+                    amount_micros: request.amount_micros,
+                }))
+            }
+
             /// Place a hold inside `tx`. The outer error is the database's; the inner one a
             /// refusal (`insufficient_credits`), which changed nothing.
             async fn hold_in(
@@ -298,6 +329,12 @@ macro_rules! sql_credit_store {
                 let failed = || $crate::error::database_error("hold");
                 let now = llmgate_core::memory::unix_now();
                 let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
+                if let Some(hold) = Self::one_statement_hold(&mut **tx, request)
+                    .await
+                    .map_err(failed())?
+                {
+                    return Ok(Ok(hold));
+                }
                 let taken: Option<i64> = sqlx::query_scalar::<$db, i64>(sql::TAKE_FROM_BALANCE)
                     .bind(&request.user_id)
                     .bind(request.amount_micros)
@@ -371,6 +408,21 @@ macro_rules! sql_credit_store {
                     return Ok(None);
                 };
                 let failed = || $crate::error::database_error("settle");
+                if let Some(one_statement) = Self::SETTLE_STATEMENT {
+                    return sqlx::query_as::<$db, (i64, i64)>(one_statement)
+                        .bind(hold_id)
+                        .bind(usage.cost_micros)
+                        .bind(usage.model.as_str())
+                        .bind(usage.provider.as_str())
+                        .bind($crate::sql::tokens_to_sql(usage.prompt_tokens))
+                        .bind($crate::sql::tokens_to_sql(usage.completion_tokens))
+                        .bind(usage.key_source.as_str())
+                        .bind(usage.request_id.as_str())
+                        .bind(llmgate_core::memory::unix_now())
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed());
+                }
                 let taken: Option<(String, i64)> =
                     sqlx::query_as::<$db, (String, i64)>(sql::TAKE_HOLD)
                         .bind(hold_id)
@@ -429,6 +481,16 @@ macro_rules! sql_credit_store {
             ) -> llmgate_core::Result<Vec<llmgate_core::Result<llmgate_core::Written>>> {
                 use llmgate_core::{LedgerWrite, Written};
                 let failed = || $crate::error::database_error("write a batch");
+                // A hold alone, as one statement, is its own transaction: no BEGIN and COMMIT
+                // round trips for the commonest batch of a lightly loaded gateway.
+                if let [LedgerWrite::Hold(request)] = writes
+                    && request.amount_micros >= 0
+                    && let Some(hold) = Self::one_statement_hold(self.write_pool(), request)
+                        .await
+                        .map_err(failed())?
+                {
+                    return Ok(vec![Ok(Written::Held(hold))]);
+                }
                 let mut tx = self.begin_write().await.map_err(failed())?;
                 let mut results = Vec::with_capacity(writes.len());
                 let mut totals = $crate::sql::UsageTotals::default();

@@ -120,3 +120,42 @@ pub(crate) const PING: &str = "SELECT 1";
 
 /// The migrations sqlx recorded as applied (its default bookkeeping table).
 pub(crate) const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+
+/// PostgreSQL only: [`TAKE_FROM_BALANCE`], [`INSERT_HOLD`] and the hold's ledger entry as one
+/// statement (data-modifying CTEs, which SQLite lacks), so a hold is one round trip. No row:
+/// the balance does not cover it (or has no row), and the general path decides.
+pub(crate) const PG_HOLD: &str = "\
+WITH taken AS ( \
+UPDATE credit_balances SET balance_micros = balance_micros - $2 \
+WHERE user_id = $1 AND balance_micros >= $2 \
+RETURNING balance_micros), \
+held AS ( \
+INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at) \
+SELECT $1, $2, $3, $4, $5 FROM taken \
+RETURNING id), \
+entry AS ( \
+INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, request_id, \
+reason, created_at) \
+SELECT $1, 'hold', -$2, taken.balance_micros, $3, 'hold ' || held.id, $4 FROM taken, held) \
+SELECT held.id, taken.balance_micros FROM taken, held";
+
+/// PostgreSQL only: [`TAKE_HOLD`], the give-back of what was not charged and the charge's
+/// ledger entry as one statement. `$2` is the cost, capped at the hold. No row: the hold was
+/// closed before.
+pub(crate) const PG_SETTLE: &str = "\
+WITH closed AS ( \
+DELETE FROM credit_holds WHERE id = $1 RETURNING user_id, amount_micros), \
+charged AS ( \
+SELECT user_id, amount_micros AS held, LEAST(GREATEST($2, 0), amount_micros) AS charge \
+FROM closed), \
+balance AS ( \
+UPDATE credit_balances SET balance_micros = credit_balances.balance_micros \
++ (charged.held - charged.charge) \
+FROM charged WHERE credit_balances.user_id = charged.user_id \
+RETURNING credit_balances.balance_micros), \
+entry AS ( \
+INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, provider, \
+prompt_tokens, completion_tokens, key_source, request_id, reason, created_at) \
+SELECT charged.user_id, 'charge', -charged.charge, balance.balance_micros, $3, $4, $5, $6, $7, \
+$8, 'hold ' || $1 || ' of ' || charged.held, $9 FROM charged, balance) \
+SELECT balance.balance_micros, charged.charge FROM balance, charged";
