@@ -1,19 +1,22 @@
 //! The ledger queue: write-behind for the work that follows an answer, group commit for all.
 //!
-//! Holds, settles and usage records go on one bounded queue; one background task takes
+//! Settles, releases and usage records go on one bounded queue; one background task takes
 //! whatever is queued (up to [`MAX_BATCH`]) and hands it to [`CreditStore::write_batch`] — one
 //! transaction and one commit for the lot where the backend supports it (group commit). The
 //! answer does not wait for its settle or usage record, and a busy gateway commits many
 //! requests at once.
 //!
 //! A request still waits for its hold, which is what keeps a balance from going below zero:
-//! the hold is answered only once committed, after every write queued before it (so it sees
-//! the settles of earlier answers). Credits (top-ups, grants) do not use the queue. A queued
-//! write is owed work ([`Owed`]) until it is written,
+//! the hold is written at once, beside the queue (not behind settles that linger for company);
+//! refused while writes are queued, it is tried again once they are written, since a queued
+//! settle may give back what it needs. With balances kept in memory ([`super::reserve`]) a
+//! hold is a subtraction there and its write joins the queue instead. Credits (top-ups,
+//! grants) do not use the queue. A queued write is owed work ([`Owed`]) until it is written,
 //! so a clean shutdown ([`Gateway::settled`](super::Gateway::settled)) flushes the queue. A
 //! process killed outright loses the queued writes: each queued settle leaves its hold open
-//! until it expires and is reclaimed (the request is not charged); each queued usage record of
-//! an uncharged request is missing from usage. Nothing can be charged twice or overspent.
+//! until it expires and is reclaimed (the request is not charged); a queued hold reserved in
+//! memory is lost with its request; each queued usage record of an uncharged request is
+//! missing from usage. Nothing can be charged twice or overspent.
 //!
 //! Reads and credits through [`Flushed`] (what [`Gateway::credits`](super::Gateway::credits)
 //! hands out) first wait for the writes queued before them, so a client that asks for its
@@ -64,8 +67,6 @@ struct Queued {
     write: LedgerWrite,
     owed: Option<Owed>,
     tries: u32,
-    /// Where a hold's outcome goes (the request waits for it).
-    reply: Option<oneshot::Sender<Result<Hold>>>,
     /// A hold reserved in memory: the number of its provisional id.
     provisional: Option<u64>,
     _slot: OwnedSemaphorePermit,
@@ -94,6 +95,11 @@ struct Progress {
 const MAX_FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 impl Progress {
+    /// Whether writes are queued and not yet written.
+    fn pending(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > *self.written.borrow()
+    }
+
     /// Ask the writer to commit what is queued now instead of lingering.
     fn hurry(&self) {
         self.flush_wanted.store(true, Ordering::Release);
@@ -202,7 +208,6 @@ impl LedgerWriter {
                 write,
                 owed,
                 tries: 0,
-                reply: None,
                 provisional: None,
                 _slot: slot,
             };
@@ -236,7 +241,6 @@ impl LedgerWriter {
                 write,
                 owed,
                 tries: 0,
-                reply: None,
                 provisional: None,
                 _slot: slot,
             };
@@ -287,7 +291,6 @@ impl LedgerWriter {
             write: LedgerWrite::Hold(request),
             owed: None,
             tries: 0,
-            reply: None,
             provisional: Some(number),
             _slot: slot,
         };
@@ -307,36 +310,32 @@ impl LedgerWriter {
         Ok(balance)
     }
 
-    /// Place a hold through the queue: it is committed after every write queued before it
-    /// (so it sees their settles) and, under load, together with other holds. Returns once
-    /// it is committed; a hold whose request went away meanwhile is released at once.
+    /// Place a hold now, beside the queue: it does not wait behind queued settles and usage
+    /// records (a lone hold is one statement on PostgreSQL). A refusal while writes are still
+    /// queued is tried again once they are written, since a queued settle or release may give
+    /// back what the hold needs. It runs on a task of its own: a hold whose request went away
+    /// meanwhile is released at once.
     async fn hold_awaited(&self, request: HoldRequest) -> Result<Hold> {
-        let Some(sender) = self.sender() else {
-            return self.credits.hold(request).await;
-        };
-        // Waiting for room may be abandoned safely: nothing is queued until it ends.
-        let Ok(slot) = self.slots.clone().acquire_owned().await else {
-            return self.credits.hold(request).await;
-        };
         let (reply, answer) = oneshot::channel();
-        let queued = Queued {
-            seq: 0,
-            write: LedgerWrite::Hold(request),
-            owed: None,
-            tries: 0,
-            reply: Some(reply),
-            provisional: None,
-            _slot: slot,
+        let credits = self.credits.clone();
+        let progress = self.progress.clone();
+        let placing = async move {
+            let mut placed = hold_now(&credits, &request).await;
+            let refused =
+                matches!(&placed, Err(error) if error.kind() == ErrorKind::InsufficientCredits);
+            if refused && progress.pending() {
+                progress.flushed().await;
+                placed = hold_now(&credits, &request).await;
+            }
+            answer_hold(reply, placed, &credits);
         };
-        if let Some(refused) = enqueue(&self.progress, sender, queued) {
-            return match refused.write {
-                LedgerWrite::Hold(request) => self.credits.hold(request).await,
-                _ => Err(Error::internal("The ledger writer stopped.")),
-            };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(placing)),
+            Err(_) => placing.await,
         }
         answer
             .await
-            .unwrap_or_else(|_| Err(Error::internal("The ledger writer stopped.")))
+            .unwrap_or_else(|_| Err(Error::internal("The hold was not written.")))
     }
 
     /// Commit what is queued now instead of lingering (a shutdown is waiting for it).
@@ -395,7 +394,6 @@ async fn give_back(
         write,
         owed,
         tries: 0,
-        reply: None,
         provisional: None,
         _slot: slot,
     };
@@ -509,9 +507,7 @@ async fn run(
         if batch.is_empty() {
             continue;
         }
-        let mut later = batch.split_off(first_needing_a_hold_of(&batch));
-        waiting_holds_first(&mut batch, &mut later);
-        carry = later;
+        carry = batch.split_off(first_needing_a_hold_of(&batch));
         let skipped = with_placed_holds(&mut batch, &mut placed);
         writes.clear();
         writes.extend(
@@ -541,17 +537,6 @@ async fn run(
             } else {
                 results.next()
             };
-            if let Some(reply) = queued.reply.take() {
-                if refused(&result) && gives_back_first(&carry, &queued) {
-                    // Written ahead of give-backs queued before it: try again after them.
-                    queued.reply = Some(reply);
-                    queued.tries += 1;
-                    carry.push(queued);
-                    continue;
-                }
-                answer_hold(reply, result, &credits);
-                continue;
-            }
             if let Some(number) = queued.provisional {
                 let hold = match &result {
                     Some(Ok(Written::Held(hold))) => Some(hold.clone()),
@@ -599,37 +584,6 @@ async fn run(
     }
 }
 
-/// Holds that requests wait for are written first, in a batch of their own: they need not wait
-/// behind settles and usage records that lingered for company (the rest follows at once). A
-/// hold written again after a refusal (see [`gives_back_first`]) stays in queue order.
-fn waiting_holds_first(batch: &mut Vec<Queued>, later: &mut Vec<Queued>) {
-    let jumps = |queued: &Queued| queued.reply.is_some() && queued.tries == 0;
-    if batch.iter().all(jumps) || !batch.iter().any(jumps) {
-        return;
-    }
-    let (holds, rest): (Vec<Queued>, Vec<Queued>) = batch.drain(..).partition(jumps);
-    *batch = holds;
-    later.splice(0..0, rest);
-}
-
-fn refused(result: &Option<Result<Written>>) -> bool {
-    matches!(result, Some(Err(error)) if error.kind() == ErrorKind::InsufficientCredits)
-}
-
-/// Whether a settle or release of the hold's user, queued before the hold, is still to be
-/// written: a refusal may then be wrong, since that write gives money back.
-fn gives_back_first(unwritten: &[Queued], hold: &Queued) -> bool {
-    let LedgerWrite::Hold(request) = &hold.write else {
-        return false;
-    };
-    unwritten.iter().any(|queued| {
-        queued.seq < hold.seq
-            && matches!(&queued.write,
-                LedgerWrite::Settle { hold: earlier, .. } | LedgerWrite::Release(earlier)
-                    if earlier.user_id == request.user_id)
-    })
-}
-
 /// Where the batch must end: before the first settle or release of a hold reserved in memory
 /// whose own write is in the batch (the database's id for it is not known yet).
 fn first_needing_a_hold_of(batch: &[Queued]) -> usize {
@@ -675,20 +629,15 @@ fn with_placed_holds(batch: &mut [Queued], placed: &mut HashMap<u64, Option<Hold
         .collect()
 }
 
-/// How long a batch holding these writes may wait for company: not at all with an awaited
-/// hold in it (a request waits), [`LINGER`] with a settle, a release or a hold reserved in
-/// memory, [`USAGE_LINGER`] with usage records only.
+/// How long a batch holding these writes may wait for company: [`LINGER`] with a settle, a
+/// release or a hold reserved in memory, [`USAGE_LINGER`] with usage records only.
 fn linger_for(writes: &[Queued]) -> Duration {
-    let mut linger = USAGE_LINGER;
-    for queued in writes {
-        match queued.write {
-            LedgerWrite::Hold(_) if queued.reply.is_some() => return Duration::ZERO,
-            LedgerWrite::Hold(_) => linger = LINGER,
-            LedgerWrite::Settle { .. } | LedgerWrite::Release(_) => linger = LINGER,
-            LedgerWrite::Usage(_) => {}
-        }
+    let money = |queued: &Queued| !matches!(queued.write, LedgerWrite::Usage(_));
+    if writes.iter().any(money) {
+        LINGER
+    } else {
+        USAGE_LINGER
     }
-    linger
 }
 
 /// Nobody waits for settles and usage records: let more of them gather before committing,
@@ -743,17 +692,24 @@ fn take_queued(
     true
 }
 
-/// Hand a hold's outcome to its request; release the hold if the request is gone.
-fn answer_hold(
-    reply: oneshot::Sender<Result<Hold>>,
-    result: Option<Result<Written>>,
-    credits: &Arc<dyn CreditStore>,
-) {
-    let answer = match result {
+/// One hold, written through [`CreditStore::write_batch`] (the batch path: one statement on
+/// PostgreSQL, no cache invalidation to wait for).
+async fn hold_now(credits: &Arc<dyn CreditStore>, request: &HoldRequest) -> Result<Hold> {
+    let write = LedgerWrite::Hold(request.clone());
+    let written = credits.write_batch(std::slice::from_ref(&write)).await;
+    match written.into_iter().next() {
         Some(Ok(Written::Held(hold))) => Ok(hold),
         Some(Err(error)) => Err(error),
         Some(Ok(_)) | None => Err(Error::internal("The hold was not written.")),
-    };
+    }
+}
+
+/// Hand a hold's outcome to its request; release the hold if the request is gone.
+fn answer_hold(
+    reply: oneshot::Sender<Result<Hold>>,
+    answer: Result<Hold>,
+    credits: &Arc<dyn CreditStore>,
+) {
     if let Err(Ok(hold)) = reply.send(answer) {
         // The request went away while its hold was written: give the hold back now.
         let credits = credits.clone();
@@ -1022,7 +978,7 @@ mod tests {
         }
         writer.flushed().await;
         assert_eq!(*store.batches.lock().unwrap(), vec![3]);
-        // A hold does not linger: it is committed at once, ahead of what lingers.
+        // A hold does not linger: it is written at once, beside what lingers.
         writer.write(LedgerWrite::Usage(usage("r3")), None).await;
         let hold = writer
             .hold(HoldRequest {
@@ -1047,8 +1003,8 @@ mod tests {
         assert_eq!(kinds, [TransactionKind::Hold, TransactionKind::TopUp]);
     }
 
-    /// A hold written ahead of a settle of its user that was queued first, and refused, is
-    /// tried again after that settle, which may give back what it needs.
+    /// A hold is written beside the queue; refused while a settle is still queued, it is tried
+    /// again once that settle, which may give back what it needs, is written.
     #[tokio::test]
     async fn a_hold_refused_ahead_of_an_earlier_give_back_is_tried_after_it() {
         let store = gated();
@@ -1080,8 +1036,8 @@ mod tests {
         writer.write(settle, None).await;
         let second = writer.hold(request("b", 90)).await.unwrap();
         assert_eq!(second.amount_micros, 90);
-        // The hold alone (refused), then the settle and the hold again, in queue order.
-        assert_eq!(*store.batches.lock().unwrap(), vec![1, 2]);
+        // The hold (refused), the queued settle, the hold again.
+        assert_eq!(*store.batches.lock().unwrap(), vec![1, 1, 1]);
         assert_eq!(store.inner.balance("u").await.unwrap(), 3);
     }
 
