@@ -23,7 +23,7 @@ const TIER: &str = "bench";
 pub enum Storage {
     /// In-memory SQLite (`sqlite::memory:`): no file, no fsync.
     Memory,
-    /// The embedded default: a SQLite file (WAL, synchronous=FULL).
+    /// The embedded default: a SQLite file (WAL; ledger commits synchronous=NORMAL).
     Sqlite(PathBuf),
     /// PostgreSQL with the Redis balance cache (none when `redis_url` is empty).
     Postgres {
