@@ -55,6 +55,16 @@ impl SqlCreditStore {
         }
     }
 
+    /// At the start of a server that owns its ledger alone (SQLite), release the holds a
+    /// previous run left open; PostgreSQL's are shared with other replicas and wait for their
+    /// expiry. Returns how many were released.
+    pub async fn release_holds_of_a_previous_run(&self) -> Result<u64> {
+        match self {
+            SqlCreditStore::Sqlite(store) => store.release_every_hold().await,
+            SqlCreditStore::Postgres(_) => Ok(0),
+        }
+    }
+
     /// Whether the database answers (for `/health/ready`).
     pub async fn ping(&self) -> Result<()> {
         match self {

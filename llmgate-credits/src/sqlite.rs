@@ -152,6 +152,25 @@ impl SqliteCreditStore {
     }
 }
 
+impl SqliteCreditStore {
+    /// Give back every open hold. Only for a database no other process writes, before it
+    /// serves: its holds then belong to a run that ended without settling them (a crash, a
+    /// `kill -9`), and waiting for their expiry would keep that money from its owners.
+    pub async fn release_every_hold(&self) -> Result<u64> {
+        let open: Vec<i64> = sqlx::query_scalar("SELECT id FROM credit_holds ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database_error("release open holds"))?;
+        let mut released = 0;
+        for hold_id in open {
+            if self.release_hold_id(hold_id).await? {
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+}
+
 sql_store_pool!(SqliteCreditStore, sqlx::Sqlite, MIGRATOR);
 sql_credit_store!(SqliteCreditStore, sqlx::Sqlite);
 

@@ -52,6 +52,17 @@ impl AppState {
         // queued instead of awaited; PostgreSQL replicas share balances and must wait.
         if storage.ledger.backend() == Backend::Sqlite {
             builder = builder.ledger_reserve_in_memory();
+            let released = storage
+                .ledger
+                .release_holds_of_a_previous_run()
+                .await
+                .map_err(|error| ConfigError {
+                    source_name: None,
+                    problems: vec![Problem::new("storage.database_url", error.message())],
+                })?;
+            if released > 0 {
+                tracing::info!(released, "released the holds a previous run left open");
+            }
         }
         if let Some(vault) = &storage.vault {
             builder = builder.key_vault(vault.clone());

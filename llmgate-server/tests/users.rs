@@ -352,6 +352,42 @@ async fn holds_left_by_a_crash_are_reclaimed_at_startup() {
     gate.stop().await;
 }
 
+/// A SQLite ledger belongs to one server: the holds a previous run left open (it was killed
+/// mid-request) are released as the next one starts, not an hour later at their expiry.
+#[tokio::test]
+async fn on_sqlite_open_holds_of_a_previous_run_are_released_before_serving() {
+    let db = sqlite_file();
+    {
+        let ledger = SqlCreditStore::connect(&db.url).await.unwrap();
+        ledger
+            .credit(Credit {
+                user_id: "ann".into(),
+                kind: CreditKind::TopUp,
+                amount_micros: 5_000_000,
+                idempotency_key: "test:top-up".into(),
+                reason: "test".into(),
+            })
+            .await
+            .unwrap();
+        ledger
+            .hold(HoldRequest {
+                user_id: "ann".into(),
+                request_id: "killed".into(),
+                amount_micros: 2_000_000,
+                ttl_secs: 3600,
+            })
+            .await
+            .unwrap();
+        assert_eq!(ledger.balance("ann").await.unwrap(), 3_000_000);
+    }
+    let gate = Gate::start(db).await;
+    assert_eq!(
+        gate.gateway.credits().balance("ann").await.unwrap(),
+        5_000_000
+    );
+    gate.stop().await;
+}
+
 /// One inline Redis command over a plain socket; `None` when Redis is unreachable.
 async fn redis_command(command: &str) -> Option<String> {
     let url = std::env::var("LLMGATE_TEST_REDIS_URL")
