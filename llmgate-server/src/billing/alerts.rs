@@ -122,6 +122,21 @@ impl LowBalanceAlerts {
         if !self.is_low(balance_micros) {
             return;
         }
+        // The balance a settle reports has the holds of the user's requests still in flight
+        // taken off; a hold is the most a request may cost, often far more than it will. The
+        // crossing counts on the settled balance, so an open hold raises no false alarm (the
+        // settle that really crosses comes later and alerts then).
+        let held = match self.latch.held_micros(user_id).await {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::warn!(user_id, %error, "could not read the open holds; alerting on the spendable balance");
+                0
+            }
+        };
+        let balance_micros = balance_micros.saturating_add(held);
+        if !self.is_low(balance_micros) {
+            return;
+        }
         let now = unix_now();
         match self.latch.disarm(user_id, now).await {
             Ok(true) => self.deliver(LowBalanceAlert {
@@ -361,5 +376,55 @@ mod tests {
         assert!(!latch.disarm("ann", 0).await.unwrap());
         store.credit(credit(100_000_000, "k3")).await.unwrap();
         assert!(latch.disarm("ann", 0).await.unwrap());
+    }
+
+    /// A latch whose user has `held` micro-credits in open holds.
+    #[derive(Debug)]
+    struct Holding {
+        latch: MemoryBillingStore,
+        held: i64,
+    }
+
+    #[async_trait]
+    impl AlertLatch for Holding {
+        async fn disarm(&self, user_id: &str, at: i64) -> Result<bool> {
+            self.latch.disarm(user_id, at).await
+        }
+        async fn rearm(&self, user_id: &str) -> Result<()> {
+            self.latch.rearm(user_id).await
+        }
+        async fn held_micros(&self, _user_id: &str) -> Result<i64> {
+            Ok(self.held)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_balance_low_only_by_open_holds_is_no_crossing() {
+        let config = LowCreditAlertConfig {
+            threshold_credits: DecimalText::new("100"),
+            webhook_url: "http://127.0.0.1:9/alerts".into(),
+        };
+        let holding = |held| {
+            Arc::new(Holding {
+                latch: MemoryBillingStore::default(),
+                held,
+            })
+        };
+        // 90 spendable with 20 held: 110 settled, above the threshold, still armed.
+        let latch = holding(20_000_000);
+        let alerts = LowBalanceAlerts::new(&config, latch.clone()).unwrap();
+        alerts.after_settle("ann", 90_000_000).await;
+        assert!(
+            latch.latch.disarm("ann", 0).await.unwrap(),
+            "no alert went out"
+        );
+        // 90 spendable with 5 held: 95 settled, below: the alert goes out (the latch disarms).
+        let latch = holding(5_000_000);
+        let alerts = LowBalanceAlerts::new(&config, latch.clone()).unwrap();
+        alerts.after_settle("ann", 90_000_000).await;
+        assert!(
+            !latch.latch.disarm("ann", 0).await.unwrap(),
+            "the alert went out"
+        );
     }
 }

@@ -67,6 +67,12 @@ pub trait AlertLatch: Send + Sync + fmt::Debug + 'static {
 
     /// Arm it again (the balance is back over the threshold).
     async fn rearm(&self, user_id: &str) -> Result<()>;
+
+    /// Credits the user's requests in flight hold (their open holds); 0 where holds are not
+    /// kept in this database.
+    async fn held_micros(&self, _user_id: &str) -> Result<i64> {
+        Ok(0)
+    }
 }
 
 const _: Option<Arc<dyn PurchaseStore>> = None;
@@ -109,6 +115,9 @@ const DISARM: &str = "INSERT INTO billing_low_balance_alerts (user_id, alerted_a
     ON CONFLICT (user_id) DO NOTHING";
 
 const REARM: &str = "DELETE FROM billing_low_balance_alerts WHERE user_id = $1";
+
+const HELD: &str = "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM credit_holds \
+    WHERE user_id = $1";
 
 /// Billing tables in the ledger's database.
 #[derive(Debug, Clone)]
@@ -249,6 +258,16 @@ impl AlertLatch for SqlBillingStore {
                 .map_err(database_error("re-arm alert"))?;
         });
         Ok(())
+    }
+
+    async fn held_micros(&self, user_id: &str) -> Result<i64> {
+        Ok(on_pool!(&self.pool, |pool| {
+            sqlx::query_scalar::<_, i64>(HELD)
+                .bind(user_id)
+                .fetch_one(pool)
+                .await
+                .map_err(database_error("read open holds"))?
+        }))
     }
 }
 
