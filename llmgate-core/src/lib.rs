@@ -73,7 +73,7 @@ pub use caller::{Billing, Caller, Tier};
 pub use catalog::{Catalog, Deployment, LatencyClass, Privacy};
 pub use chat::{
     ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content, ContentPart, Delta,
-    FinishReason, Message, Role, Usage,
+    FinishReason, Message, Role, Usage, WireJson,
 };
 pub use credits::{
     Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, KeySource, LedgerWrite,

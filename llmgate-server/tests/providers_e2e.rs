@@ -588,6 +588,36 @@ async fn a_truncated_upstream_stream_reaches_the_client_as_an_error_event() {
     setup.stop().await;
 }
 
+/// Same protocol both ways: an OpenAI-compatible upstream's chunks reach the client byte for
+/// byte (spacing, key order, vendor fields), not decoded and encoded again; only the usage,
+/// which the gateway prices, comes last in a chunk of its own.
+#[tokio::test]
+async fn openai_compatible_chunks_are_forwarded_as_the_upstream_wrote_them() {
+    let setup = Setup::start().await;
+    let first = r#"{"id":"chatcmpl-raw",  "object":"chat.completion.chunk","created":7,"model":"up-model","system_fingerprint":null,"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}],"x_vendor":{"z":1,"a":2},"usage":null}"#;
+    let second = r#"{"id":"chatcmpl-raw","object":"chat.completion.chunk","created":7,"model":"up-model","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}],"usage":null}"#;
+    let usage = r#"{"id":"chatcmpl-raw","object":"chat.completion.chunk","created":7,"model":"up-model","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+    let body = format!("data: {first}\n\ndata: {second}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
+    setup
+        .upstream(Family::OpenAiCompatible)
+        .push(Reply::sse_raw(body).chunked(Chunking::Bytes(7)));
+
+    let ask = serde_json::to_value(request("compat-model", true, false)).unwrap();
+    let response = chat(&setup.server, ask).await;
+    assert_eq!(response.status(), 200);
+    let got = response.text().await.unwrap();
+    assert!(
+        got.starts_with(&format!("data: {first}\n\ndata: {second}\n\n")),
+        "{got}"
+    );
+    let events = sse_payloads(&got);
+    assert_eq!(events.len(), 4, "{got}");
+    assert_eq!(events[2]["usage"]["total_tokens"], 7, "{got}");
+    assert!(events[2]["llmgate"]["cost_micros"].is_i64(), "{got}");
+    assert_eq!(events[3], "[DONE]");
+    setup.stop().await;
+}
+
 #[tokio::test]
 async fn async_openai_sees_a_truncated_stream_fail_without_a_stop() {
     let setup = Setup::start().await;

@@ -12,7 +12,7 @@ pub use request::{
 };
 pub use response::{
     ChatChunk, ChatResponse, Choice, ChunkChoice, Delta, FinishReason, FunctionCallDelta,
-    PromptTokensDetails, ToolCallDelta, Usage,
+    PromptTokensDetails, ToolCallDelta, Usage, WireJson,
 };
 
 #[cfg(test)]

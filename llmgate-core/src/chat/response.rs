@@ -97,6 +97,10 @@ pub struct ChatChunk {
     pub system_fingerprint: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// The upstream's own JSON for this chunk, when it was OpenAI's format and nothing has
+    /// been changed since: sent on as it came instead of encoded again.
+    #[serde(skip)]
+    pub wire: WireJson,
 }
 
 impl ChatChunk {
@@ -111,6 +115,43 @@ impl ChatChunk {
             usage: None,
             system_fingerprint: None,
             extra: Map::new(),
+            wire: WireJson::default(),
+        }
+    }
+}
+
+/// A chunk's JSON exactly as the upstream sent it (see [`ChatChunk::wire`]). Whoever changes a
+/// chunk must [`clear`](WireJson::clear) it, or the change is not sent. It takes no part in
+/// comparing chunks: two chunks with the same content are equal however they arrived.
+#[derive(Clone, Default)]
+pub struct WireJson(Option<bytes::Bytes>);
+
+impl WireJson {
+    /// The upstream's JSON text of the chunk (one SSE event's data).
+    pub fn new(json: impl Into<bytes::Bytes>) -> Self {
+        Self(Some(json.into()))
+    }
+
+    pub fn get(&self) -> Option<&bytes::Bytes> {
+        self.0.as_ref()
+    }
+
+    pub fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl PartialEq for WireJson {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for WireJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(json) => write!(f, "WireJson({} bytes)", json.len()),
+            None => f.write_str("WireJson(none)"),
         }
     }
 }

@@ -88,6 +88,8 @@ impl Meter {
     fn observe(&mut self, chunk: &mut ChatChunk) {
         if let Some(usage) = chunk.usage.take() {
             self.usage = Some(usage);
+            // The usage is sent last, with the cost: this chunk goes on without it.
+            chunk.wire.clear();
         }
         for choice in &chunk.choices {
             let delta = &choice.delta;
@@ -323,5 +325,29 @@ impl Stream for CompletionStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner.as_mut().poll_next(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::WireJson;
+
+    /// A chunk the meter changes (it takes the usage away, to send it last with the cost)
+    /// must not go out as the upstream's bytes, which still carry the usage.
+    #[test]
+    fn taking_the_usage_drops_the_upstream_bytes() {
+        let mut meter = Meter::default();
+        let mut plain = ChatChunk::empty("c", "m", 1);
+        plain.wire = WireJson::new(&b"{}"[..]);
+        meter.observe(&mut plain);
+        assert!(plain.wire.get().is_some());
+
+        let mut with_usage = ChatChunk::empty("c", "m", 1);
+        with_usage.usage = Some(Usage::new(1, 2));
+        with_usage.wire = WireJson::new(&b"{}"[..]);
+        meter.observe(&mut with_usage);
+        assert!(with_usage.wire.get().is_none());
+        assert!(meter.usage.is_some());
     }
 }

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use llmgate_core::chat::{FunctionCallDelta, ToolCallDelta};
 use llmgate_core::{
     ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Delta, Error, ErrorKind, Result, Secret,
+    WireJson,
 };
 use serde_json::{Map, Value, json};
 
@@ -87,8 +88,10 @@ pub(crate) fn chunk_from_wire(
     data: &str,
     key: Option<&Secret>,
 ) -> Result<ChatChunk> {
-    if let Ok(chunk) = serde_json::from_str::<ChatChunk>(data) {
+    if let Ok(mut chunk) = serde_json::from_str::<ChatChunk>(data) {
         if !chunk.extra.contains_key("error") {
+            // Same protocol both ways: the client gets these bytes, not a re-encoding.
+            chunk.wire = WireJson::new(bytes::Bytes::copy_from_slice(data.as_bytes()));
             return Ok(chunk);
         }
     }

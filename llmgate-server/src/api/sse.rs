@@ -10,10 +10,23 @@ use futures::StreamExt;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use llmgate_core::{CompletionStream, Error};
+use llmgate_core::{ChatChunk, CompletionStream, Error};
 use serde::Serialize;
 
 use super::response::Body;
+
+/// One chunk's event: the upstream's own JSON when the chunk carries it unchanged (see
+/// `ChatChunk::wire`), else the chunk encoded.
+fn chunk_event(chunk: &ChatChunk) -> Bytes {
+    let Some(json) = chunk.wire.get() else {
+        return event(chunk);
+    };
+    let mut out = Vec::with_capacity(json.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
 
 /// One `data: ...` event.
 fn event<T: Serialize>(value: &T) -> Bytes {
@@ -64,7 +77,7 @@ pub(crate) fn body(stream: CompletionStream) -> Body {
                 {
                     span.record("cost_micros", cost);
                 }
-                (event(&chunk), Phase::Streaming(stream))
+                (chunk_event(&chunk), Phase::Streaming(stream))
             }
             Some(Err(error)) => {
                 tracing::warn!(parent: &span, %error, "stream failed after it started");
@@ -93,4 +106,23 @@ pub(crate) fn response(stream: CompletionStream) -> Response<Body> {
     // Tell buffering proxies (nginx) to pass events through as they come.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llmgate_core::WireJson;
+
+    #[test]
+    fn an_unchanged_upstream_chunk_goes_out_as_it_came() {
+        let upstream = r#"{"id":"c1", "object":"chat.completion.chunk","created":1,"model":"m","choices":[],"vendor":{"b":1,"a":2}}"#;
+        let mut chunk: ChatChunk = serde_json::from_str(upstream).unwrap();
+        chunk.wire = WireJson::new(upstream.as_bytes().to_vec());
+        assert_eq!(chunk_event(&chunk), format!("data: {upstream}\n\n"));
+
+        chunk.wire.clear();
+        let encoded = chunk_event(&chunk);
+        assert_ne!(encoded, format!("data: {upstream}\n\n"));
+        assert_eq!(encoded, event(&chunk));
+    }
 }
