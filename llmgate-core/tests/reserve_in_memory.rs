@@ -9,49 +9,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use llmgate_core::*;
 use support::*;
-use tokio::sync::Semaphore;
-
-/// The in-memory ledger whose holds wait until the test opens the gate.
-#[derive(Debug)]
-struct HoldsGated {
-    inner: MemoryCreditStore,
-    gate: Semaphore,
-}
-
-#[async_trait]
-impl CreditStore for HoldsGated {
-    async fn hold(&self, request: HoldRequest) -> Result<Hold> {
-        let _pass = self.gate.acquire().await;
-        self.inner.hold(request).await
-    }
-    async fn settle(&self, hold: &Hold, usage: &UsageRecord) -> Result<i64> {
-        self.inner.settle(hold, usage).await
-    }
-    async fn release(&self, hold: &Hold) -> Result<()> {
-        self.inner.release(hold).await
-    }
-    async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
-        self.inner.record_usage(usage).await
-    }
-    async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
-        self.inner.credit(credit).await
-    }
-    async fn balance(&self, user_id: &str) -> Result<i64> {
-        self.inner.balance(user_id).await
-    }
-    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
-        self.inner.transactions(user_id, page).await
-    }
-    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
-        self.inner.usage(query).await
-    }
-    async fn reclaim_expired(&self) -> Result<u64> {
-        self.inner.reclaim_expired().await
-    }
-}
 
 fn reserving(store: Arc<dyn CreditStore>, step: Step, calls: &Calls) -> Gateway {
     Gateway::builder()
@@ -63,56 +22,10 @@ fn reserving(store: Arc<dyn CreditStore>, step: Step, calls: &Calls) -> Gateway 
         .build()
 }
 
-/// The hold `request("m")` takes, read off an unreserved gateway's ledger.
-async fn hold_of_one_request() -> i64 {
-    let calls = Calls::default();
-    let store = Arc::new(MemoryCreditStore::new());
-    let gateway = Gateway::builder()
-        .provider(Scripted::always("p", ok(), &calls))
-        .credit_store(store.clone())
-        .model(priced("m", "p"))
-        .build();
-    fund(&gateway, "probe", 100_000_000).await;
-    let ledger = store
-        .transactions(
-            "probe",
-            Page {
-                limit: 10,
-                before_id: None,
-            },
-        )
-        .await
-        .unwrap();
-    assert!(ledger.iter().all(|t| t.kind != TransactionKind::Hold));
-    let caller = Caller::user("probe", tier());
-    gateway.chat(&caller, request("m")).await.unwrap();
-    let ledger = store
-        .transactions(
-            "probe",
-            Page {
-                limit: 10,
-                before_id: None,
-            },
-        )
-        .await
-        .unwrap();
-    -ledger
-        .iter()
-        .find(|t| t.kind == TransactionKind::Hold)
-        .unwrap()
-        .amount_micros
-}
-
-/// The charge of one answer (400 + 600 tokens).
-const CHARGE: i64 = 700_000;
-
 #[tokio::test]
 async fn a_paid_answer_does_not_wait_for_its_hold_to_be_written() {
     let calls = Calls::default();
-    let store = Arc::new(HoldsGated {
-        inner: MemoryCreditStore::new(),
-        gate: Semaphore::new(0),
-    });
+    let store = Gated::closed(GatedWrites::Holds);
     let gateway = reserving(store.clone(), ok(), &calls);
     fund(&gateway, "u", 10_000_000).await;
     let done = tokio::time::timeout(
@@ -124,7 +37,7 @@ async fn a_paid_answer_does_not_wait_for_its_hold_to_be_written() {
     .unwrap();
     assert_eq!(done.cost_micros, CHARGE);
 
-    store.gate.add_permits(100);
+    store.open();
     gateway.settled().await;
     assert_eq!(ledger_counts(&gateway, "u").await, (1, 1, 0));
     assert_eq!(
@@ -135,7 +48,7 @@ async fn a_paid_answer_does_not_wait_for_its_hold_to_be_written() {
 
 #[tokio::test]
 async fn concurrent_requests_never_spend_more_than_the_balance() {
-    let hold = hold_of_one_request().await;
+    let hold = hold_of_one_request();
     let calls = Calls::default();
     let store = Arc::new(MemoryCreditStore::new());
     let gateway = reserving(store.clone(), ok(), &calls);
@@ -179,7 +92,7 @@ async fn concurrent_requests_never_spend_more_than_the_balance() {
 
 #[tokio::test]
 async fn money_written_around_the_queue_is_found_before_a_refusal() {
-    let hold = hold_of_one_request().await;
+    let hold = hold_of_one_request();
     let calls = Calls::default();
     let store = Arc::new(MemoryCreditStore::new());
     let gateway = reserving(store.clone(), ok(), &calls);

@@ -9,64 +9,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::StreamExt;
 use llmgate_core::*;
 use support::*;
-use tokio::sync::Semaphore;
-
-/// The in-memory ledger whose settles and usage writes wait until the test opens the gate.
-#[derive(Debug)]
-struct Gated {
-    inner: MemoryCreditStore,
-    gate: Semaphore,
-}
-
-impl Gated {
-    fn closed() -> Arc<Self> {
-        Arc::new(Self {
-            inner: MemoryCreditStore::new(),
-            gate: Semaphore::new(0),
-        })
-    }
-
-    fn open(&self) {
-        self.gate.add_permits(Semaphore::MAX_PERMITS / 2);
-    }
-}
-
-#[async_trait]
-impl CreditStore for Gated {
-    async fn hold(&self, request: HoldRequest) -> Result<Hold> {
-        self.inner.hold(request).await
-    }
-    async fn settle(&self, hold: &Hold, usage: &UsageRecord) -> Result<i64> {
-        let _pass = self.gate.acquire().await;
-        self.inner.settle(hold, usage).await
-    }
-    async fn release(&self, hold: &Hold) -> Result<()> {
-        self.inner.release(hold).await
-    }
-    async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
-        let _pass = self.gate.acquire().await;
-        self.inner.record_usage(usage).await
-    }
-    async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
-        self.inner.credit(credit).await
-    }
-    async fn balance(&self, user_id: &str) -> Result<i64> {
-        self.inner.balance(user_id).await
-    }
-    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
-        self.inner.transactions(user_id, page).await
-    }
-    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
-        self.inner.usage(query).await
-    }
-    async fn reclaim_expired(&self) -> Result<u64> {
-        self.inner.reclaim_expired().await
-    }
-}
 
 fn gateway(store: Arc<Gated>, calls: &Calls) -> Gateway {
     Gateway::builder()
@@ -77,26 +22,10 @@ fn gateway(store: Arc<Gated>, calls: &Calls) -> Gateway {
         .build()
 }
 
-/// The hold `request("m")` takes: its prompt bound and 1,000 output tokens at the test price.
-fn hold_of_one_request() -> i64 {
-    let terms = PriceTerms {
-        price: ModelPrice::new(dec("0.002"), dec("0.002")),
-        markup: dec("0.4"),
-        multiplier: dec("0.25"),
-        credits_per_usd: dec("1000"),
-    };
-    terms
-        .charge_micros(tokens::prompt_upper_bound(&request("m")), 1000)
-        .unwrap()
-}
-
-/// The charge of one answer (400 + 600 tokens).
-const CHARGE: i64 = 700_000;
-
 #[tokio::test]
 async fn an_answer_does_not_wait_for_its_settle() {
     let calls = Calls::default();
-    let store = Gated::closed();
+    let store = Gated::closed(GatedWrites::SettlesAndUsage);
     let gateway = gateway(store.clone(), &calls);
     fund(&gateway, "u", 10_000_000).await;
     let done = tokio::time::timeout(
@@ -125,7 +54,7 @@ async fn an_answer_does_not_wait_for_its_settle() {
 #[tokio::test]
 async fn a_stream_ends_with_its_cost_before_the_settle_is_written() {
     let calls = Calls::default();
-    let store = Gated::closed();
+    let store = Gated::closed(GatedWrites::SettlesAndUsage);
     let gateway = gateway(store.clone(), &calls);
     fund(&gateway, "u", 10_000_000).await;
     let stream = gateway
@@ -149,7 +78,7 @@ async fn a_stream_ends_with_its_cost_before_the_settle_is_written() {
 #[tokio::test]
 async fn a_hold_is_placed_after_the_settles_queued_before_it() {
     let calls = Calls::default();
-    let store = Gated::closed();
+    let store = Gated::closed(GatedWrites::SettlesAndUsage);
     let gateway = gateway(store.clone(), &calls);
     let hold = hold_of_one_request();
     assert!(hold > CHARGE);
@@ -181,7 +110,7 @@ async fn a_hold_is_placed_after_the_settles_queued_before_it() {
 #[tokio::test]
 async fn uncharged_usage_is_recorded_behind_the_answer() {
     let calls = Calls::default();
-    let store = Gated::closed();
+    let store = Gated::closed(GatedWrites::SettlesAndUsage);
     let gateway = gateway(store.clone(), &calls);
     let done = gateway.chat(&Caller::admin(), request("m")).await.unwrap();
     assert_eq!(done.cost_micros, 0);

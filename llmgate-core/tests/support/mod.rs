@@ -222,3 +222,95 @@ pub async fn ledger_counts(gateway: &Gateway, user: &str) -> (usize, usize, usiz
         count(TransactionKind::Release),
     )
 }
+
+/// The hold `request("m")` takes at `priced` and `tier()` on the balanced power level: its
+/// prompt bound and 1,000 output tokens.
+pub fn hold_of_one_request() -> i64 {
+    let terms = PriceTerms {
+        price: ModelPrice::new(dec("0.002"), dec("0.002")),
+        markup: dec("0.4"),
+        multiplier: dec("0.25"),
+        credits_per_usd: dec("1000"),
+    };
+    terms
+        .charge_micros(tokens::prompt_upper_bound(&request("m")), 1000)
+        .unwrap()
+}
+
+/// The charge of one answer of `ok()` (400 + 600 tokens) at the same terms.
+pub const CHARGE: i64 = 700_000;
+
+/// Which writes of a [`Gated`] ledger wait until the test opens the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatedWrites {
+    /// Holds.
+    Holds,
+    /// Settles and usage records.
+    SettlesAndUsage,
+}
+
+/// The in-memory ledger whose chosen writes wait until the test opens the gate.
+#[derive(Debug)]
+pub struct Gated {
+    pub inner: MemoryCreditStore,
+    gate: tokio::sync::Semaphore,
+    gated: GatedWrites,
+}
+
+impl Gated {
+    pub fn closed(gated: GatedWrites) -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryCreditStore::new(),
+            gate: tokio::sync::Semaphore::new(0),
+            gated,
+        })
+    }
+
+    pub fn open(&self) {
+        self.gate
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
+
+    /// Waits for the gate when `writes` are the gated ones; the pass is held for the write.
+    async fn pass(&self, writes: GatedWrites) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        if self.gated == writes {
+            self.gate.acquire().await.ok()
+        } else {
+            None
+        }
+    }
+}
+
+#[async_trait]
+impl CreditStore for Gated {
+    async fn hold(&self, request: HoldRequest) -> Result<Hold> {
+        let _pass = self.pass(GatedWrites::Holds).await;
+        self.inner.hold(request).await
+    }
+    async fn settle(&self, hold: &Hold, usage: &UsageRecord) -> Result<i64> {
+        let _pass = self.pass(GatedWrites::SettlesAndUsage).await;
+        self.inner.settle(hold, usage).await
+    }
+    async fn release(&self, hold: &Hold) -> Result<()> {
+        self.inner.release(hold).await
+    }
+    async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
+        let _pass = self.pass(GatedWrites::SettlesAndUsage).await;
+        self.inner.record_usage(usage).await
+    }
+    async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
+        self.inner.credit(credit).await
+    }
+    async fn balance(&self, user_id: &str) -> Result<i64> {
+        self.inner.balance(user_id).await
+    }
+    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
+        self.inner.transactions(user_id, page).await
+    }
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
+        self.inner.usage(query).await
+    }
+    async fn reclaim_expired(&self) -> Result<u64> {
+        self.inner.reclaim_expired().await
+    }
+}
