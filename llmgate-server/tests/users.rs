@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use llmgate_core::{Credit, CreditKind, CreditStore, HoldRequest};
 use llmgate_credits::SqlCreditStore;
 use serde_json::{Value, json};
+use support::databases::Database;
 use support::users::{Gate, sqlite_file, unique};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -311,36 +312,42 @@ async fn the_monthly_grant_is_applied_once_however_often_a_user_calls() {
     gate.stop().await;
 }
 
+/// A SQLite ledger as a run left it that was killed mid-request: Ann was credited 5 and a
+/// hold of 2 (living `ttl_secs`) is still open.
+async fn sqlite_with_an_open_hold(ttl_secs: u64) -> Database {
+    let db = sqlite_file();
+    let ledger = SqlCreditStore::connect(&db.url).await.unwrap();
+    ledger
+        .credit(Credit {
+            user_id: "ann".into(),
+            kind: CreditKind::TopUp,
+            amount_micros: 5_000_000,
+            idempotency_key: "test:top-up".into(),
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+    ledger
+        .hold(HoldRequest {
+            user_id: "ann".into(),
+            request_id: "killed".into(),
+            amount_micros: 2_000_000,
+            ttl_secs,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ledger.balance("ann").await.unwrap(), 3_000_000);
+    db
+}
+
 #[tokio::test]
 async fn holds_left_by_a_crash_are_reclaimed_at_startup() {
-    let db = sqlite_file();
-    {
-        // A previous run credited Ann, placed a hold and died before settling it.
-        let ledger = SqlCreditStore::connect(&db.url).await.unwrap();
-        ledger
-            .credit(Credit {
-                user_id: "ann".into(),
-                kind: CreditKind::TopUp,
-                amount_micros: 5_000_000,
-                idempotency_key: "test:top-up".into(),
-                reason: "test".into(),
-            })
-            .await
-            .unwrap();
-        ledger
-            .hold(HoldRequest {
-                user_id: "ann".into(),
-                request_id: "crashed".into(),
-                amount_micros: 2_000_000,
-                ttl_secs: 0,
-            })
-            .await
-            .unwrap();
-        assert_eq!(ledger.balance("ann").await.unwrap(), 3_000_000);
-    }
+    // A previous run credited Ann, placed a hold and died before settling it.
+    let db = sqlite_with_an_open_hold(0).await;
     let gate = Gate::start(db).await;
     let ledger = gate.gateway.credits().clone();
-    // The reclaimer's first round runs as the server starts; give it a generous while.
+    // Released as the server starts (on SQLite every hold of a previous run is; the
+    // reclaimer's first round would take this expired one too); give it a generous while.
     let deadline = Instant::now() + Duration::from_secs(30);
     while ledger.balance("ann").await.unwrap() != 5_000_000 {
         assert!(
@@ -356,30 +363,7 @@ async fn holds_left_by_a_crash_are_reclaimed_at_startup() {
 /// mid-request) are released as the next one starts, not an hour later at their expiry.
 #[tokio::test]
 async fn on_sqlite_open_holds_of_a_previous_run_are_released_before_serving() {
-    let db = sqlite_file();
-    {
-        let ledger = SqlCreditStore::connect(&db.url).await.unwrap();
-        ledger
-            .credit(Credit {
-                user_id: "ann".into(),
-                kind: CreditKind::TopUp,
-                amount_micros: 5_000_000,
-                idempotency_key: "test:top-up".into(),
-                reason: "test".into(),
-            })
-            .await
-            .unwrap();
-        ledger
-            .hold(HoldRequest {
-                user_id: "ann".into(),
-                request_id: "killed".into(),
-                amount_micros: 2_000_000,
-                ttl_secs: 3600,
-            })
-            .await
-            .unwrap();
-        assert_eq!(ledger.balance("ann").await.unwrap(), 3_000_000);
-    }
+    let db = sqlite_with_an_open_hold(3600).await;
     let gate = Gate::start(db).await;
     assert_eq!(
         gate.gateway.credits().balance("ann").await.unwrap(),
