@@ -327,14 +327,14 @@ macro_rules! sql_credit_store {
                     return Ok(Err(llmgate_core::Error::internal("negative hold")));
                 }
                 let failed = || $crate::error::database_error("hold");
-                let now = llmgate_core::memory::unix_now();
-                let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
                 if let Some(hold) = Self::one_statement_hold(&mut **tx, request)
                     .await
                     .map_err(failed())?
                 {
                     return Ok(Ok(hold));
                 }
+                let now = llmgate_core::memory::unix_now();
+                let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
                 let taken: Option<i64> = sqlx::query_scalar::<$db, i64>(sql::TAKE_FROM_BALANCE)
                     .bind(&request.user_id)
                     .bind(request.amount_micros)
