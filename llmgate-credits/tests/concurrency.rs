@@ -261,3 +261,81 @@ async fn two_postgres_replicas_close_a_raced_hold_once() {
     let second: Arc<dyn CreditStore> = Arc::new(PostgresCreditStore::connect(&url).await.unwrap());
     close_race(vec![fixture.store.clone(), second]).await;
 }
+
+/// Holds refused at an empty balance racing releases and settles that give credits back. A
+/// refused hold reads the balance a second time to tell "too little" from "no row yet"; a
+/// give-back committed between its two statements (PostgreSQL, READ COMMITTED) once made that
+/// read see enough and the hold was placed without taking its amount off the balance.
+async fn edge_race(stores: Vec<Arc<dyn CreditStore>>) {
+    const SPENDERS: usize = 12;
+    const ROUNDS: usize = 150;
+    let user = unique("edge-");
+    let credits = HOLD * 3;
+    top_up(&*stores[0], &user, credits).await;
+
+    let spenders = (0..SPENDERS).map(|spender| {
+        let store = stores[spender % stores.len()].clone();
+        let user = user.clone();
+        tokio::spawn(async move {
+            let mut charged = 0;
+            for round in 0..ROUNDS {
+                let request_id = format!("edge-{spender}-{round}");
+                let held = store
+                    .hold(HoldRequest {
+                        user_id: user.clone(),
+                        request_id: request_id.clone(),
+                        amount_micros: HOLD,
+                        ttl_secs: 3_600,
+                    })
+                    .await;
+                let hold = match held {
+                    Ok(hold) => hold,
+                    Err(error) => {
+                        assert_eq!(error.kind(), ErrorKind::InsufficientCredits, "{error}");
+                        continue;
+                    }
+                };
+                tokio::task::yield_now().await;
+                if round % 3 == 0 {
+                    // A small charge gives most of the hold back.
+                    let usage = usage_record(&user, &request_id, "m", "p", 1, 1_772_323_200);
+                    store.settle(&hold, &usage).await.unwrap();
+                    charged += 1;
+                } else {
+                    store.release(&hold).await.unwrap();
+                }
+            }
+            charged
+        })
+    });
+    let charged: i64 = join_all(spenders)
+        .await
+        .into_iter()
+        .map(|c| c.unwrap())
+        .sum();
+
+    let balance = stores[0].balance(&user).await.unwrap();
+    let totals = ledger_totals(&*stores[0], &user).await;
+    assert_eq!(totals.charges, charged);
+    assert_eq!(
+        balance,
+        credits - charged,
+        "every hold closed: the balance is the credits less the charges"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_postgres_replicas_never_place_a_hold_without_taking_it() {
+    let Some(fixture) = support::postgres_fixture().await else {
+        return;
+    };
+    let url = fixture.reopen.clone().unwrap();
+    let second: Arc<dyn CreditStore> = Arc::new(PostgresCreditStore::connect(&url).await.unwrap());
+    edge_race(vec![fixture.store.clone(), second]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_never_places_a_hold_without_taking_it() {
+    let fixture = support::sqlite_fixture().await.unwrap();
+    edge_race(vec![fixture.store.clone()]).await;
+}

@@ -316,6 +316,62 @@ macro_rules! sql_credit_store {
                 }))
             }
 
+            /// Take a hold's amount off its balance inside `tx`; the balance after, or a refusal
+            /// (the inner error) that changed nothing.
+            ///
+            /// Only the conditional `UPDATE` ever takes credits. When it takes nothing, a second
+            /// statement reads the balance to tell "too little" from "no row yet". Under READ
+            /// COMMITTED (PostgreSQL) a give-back of another replica can commit between the two:
+            /// the read then shows enough although nothing was taken, and the `UPDATE` is tried
+            /// again. (A hold once went ahead on that read without taking anything: the balance
+            /// paid for a request it never covered.)
+            async fn take_for_hold(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                request: &llmgate_core::HoldRequest,
+            ) -> llmgate_core::Result<llmgate_core::Result<i64>> {
+                use $crate::sql::statements as sql;
+                const TRIES: usize = 4;
+                let failed = || $crate::error::database_error("hold");
+                let mut seen = 0;
+                for _ in 0..TRIES {
+                    let taken: Option<i64> = sqlx::query_scalar::<$db, i64>(sql::TAKE_FROM_BALANCE)
+                        .bind(&request.user_id)
+                        .bind(request.amount_micros)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed())?;
+                    if let Some(balance) = taken {
+                        return Ok(Ok(balance));
+                    }
+                    let balance = sqlx::query_scalar::<$db, i64>(sql::SELECT_BALANCE)
+                        .bind(&request.user_id)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed())?;
+                    match balance {
+                        // A zero hold of a user who never had credits: make the row, then take.
+                        None if request.amount_micros == 0 => {
+                            sqlx::query::<$db>(sql::ENSURE_BALANCE)
+                                .bind(&request.user_id)
+                                .execute(&mut **tx)
+                                .await
+                                .map_err(failed())?;
+                        }
+                        None => break,
+                        Some(balance) if balance < request.amount_micros => {
+                            seen = balance;
+                            break;
+                        }
+                        // A give-back landed between the two statements: take again.
+                        Some(balance) => seen = balance,
+                    }
+                }
+                Ok(Err(llmgate_core::Error::insufficient_credits(
+                    request.amount_micros,
+                    seen,
+                )))
+            }
+
             /// Place a hold inside `tx`. The outer error is the database's; the inner one a
             /// refusal (`insufficient_credits`), which changed nothing.
             async fn hold_in(
@@ -335,35 +391,9 @@ macro_rules! sql_credit_store {
                 }
                 let now = llmgate_core::memory::unix_now();
                 let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
-                let taken: Option<i64> = sqlx::query_scalar::<$db, i64>(sql::TAKE_FROM_BALANCE)
-                    .bind(&request.user_id)
-                    .bind(request.amount_micros)
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err(failed())?;
-                let balance_after = match taken {
-                    Some(balance) => balance,
-                    None => {
-                        let balance = sqlx::query_scalar::<$db, i64>(sql::SELECT_BALANCE)
-                            .bind(&request.user_id)
-                            .fetch_optional(&mut **tx)
-                            .await
-                            .map_err(failed())?
-                            .unwrap_or(0);
-                        if request.amount_micros > balance {
-                            return Ok(Err(llmgate_core::Error::insufficient_credits(
-                                request.amount_micros,
-                                balance,
-                            )));
-                        }
-                        // A zero hold of a user who never had a balance row.
-                        sqlx::query::<$db>(sql::ENSURE_BALANCE)
-                            .bind(&request.user_id)
-                            .execute(&mut **tx)
-                            .await
-                            .map_err(failed())?;
-                        balance
-                    }
+                let balance_after = match Self::take_for_hold(tx, request).await? {
+                    Ok(balance) => balance,
+                    Err(refusal) => return Ok(Err(refusal)),
                 };
                 let hold_id: i64 = sqlx::query_scalar::<$db, i64>(sql::INSERT_HOLD)
                     .bind(&request.user_id)
