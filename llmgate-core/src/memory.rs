@@ -153,7 +153,13 @@ impl CreditStore for MemoryCreditStore {
             return Ok(state.balances.get(&hold.user_id).copied().unwrap_or(0));
         };
         let charge = usage.cost_micros.clamp(0, open.amount_micros);
-        *state.balances.entry(open.user_id.clone()).or_default() += open.amount_micros - charge;
+        // The hold's release, then the charge: the entries add up to the balance.
+        *state.balances.entry(open.user_id.clone()).or_default() += open.amount_micros;
+        let mut release = state.entry(&open.user_id, TransactionKind::Release, open.amount_micros);
+        release.request_id = Some(usage.request_id.clone());
+        release.reason = Some(format!("hold {}", hold.id));
+        state.append(release);
+        *state.balances.entry(open.user_id.clone()).or_default() -= charge;
         let mut entry = state.entry(&open.user_id, TransactionKind::Charge, -charge);
         entry.model = Some(usage.model.clone());
         entry.provider = Some(usage.provider.clone());

@@ -65,6 +65,26 @@ impl SqlCreditStore {
         }
     }
 
+    /// How long peers wait without a beat from this replica before they reclaim its holds.
+    pub fn with_replica_timeout(self, timeout: std::time::Duration) -> Self {
+        match self {
+            SqlCreditStore::Sqlite(store) => {
+                SqlCreditStore::Sqlite(store.with_replica_timeout(timeout))
+            }
+            SqlCreditStore::Postgres(store) => {
+                SqlCreditStore::Postgres(store.with_replica_timeout(timeout))
+            }
+        }
+    }
+
+    /// Check the ledger's invariants; reads only.
+    pub async fn verify_ledger(&self) -> Result<crate::LedgerReport> {
+        match self {
+            SqlCreditStore::Sqlite(store) => store.verify_ledger().await,
+            SqlCreditStore::Postgres(store) => store.verify_ledger().await,
+        }
+    }
+
     /// Whether the database answers (for `/health/ready`).
     pub async fn ping(&self) -> Result<()> {
         match self {

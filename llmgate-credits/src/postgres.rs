@@ -28,6 +28,7 @@ pub struct PostgresCreditStore {
     pool: PgPool,
     /// Ledger writes: see [`write_pool`](Self::write_pool).
     ledger: PgPool,
+    replica: crate::sql::Replica,
 }
 
 impl PostgresCreditStore {
@@ -60,7 +61,11 @@ impl PostgresCreditStore {
             // connection that died fails its statement and is dropped; settles are retried.
             .test_before_acquire(false)
             .connect_lazy_with(options);
-        Self { pool, ledger }
+        Self {
+            pool,
+            ledger,
+            replica: crate::sql::Replica::new(),
+        }
     }
 
     /// A hold and a settle are one statement each (one round trip), through data-modifying

@@ -30,6 +30,7 @@ const MAX_CONNECTIONS: u32 = 8;
 pub struct SqliteCreditStore {
     pool: SqlitePool,
     writer: SqlitePool,
+    replica: crate::sql::Replica,
 }
 
 impl SqliteCreditStore {
@@ -86,7 +87,11 @@ impl SqliteCreditStore {
                 .test_before_acquire(false)
                 .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal))
         };
-        Self { pool, writer }
+        Self {
+            pool,
+            writer,
+            replica: crate::sql::Replica::new(),
+        }
     }
 
     /// A pool of one connection writes through that connection with the pool's own settings

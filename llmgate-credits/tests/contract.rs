@@ -60,6 +60,7 @@ mod cases {
             kinds,
             [
                 TransactionKind::Charge,
+                TransactionKind::Release,
                 TransactionKind::Hold,
                 TransactionKind::TopUp
             ]
@@ -73,11 +74,18 @@ mod cases {
         assert_eq!(charge.completion_tokens, Some(20));
         assert_eq!(charge.key_source, Some(KeySource::Platform));
         assert_eq!(charge.request_id.as_deref(), Some("req-1"));
-        let held = &entries[1];
+        // The settle gives the whole hold back, then takes the charge: a bank statement.
+        let released = &entries[1];
+        assert_eq!(released.amount_micros, 3_000);
+        assert_eq!(released.balance_after_micros, 10_000);
+        assert_eq!(released.request_id.as_deref(), Some("req-1"));
+        let held = &entries[2];
         assert_eq!(held.amount_micros, -3_000);
         assert_eq!(held.balance_after_micros, 7_000);
         assert!(held.request_id.is_some());
-        assert!(entries[0].id > entries[1].id && entries[1].id > entries[2].id);
+        assert!(entries.windows(2).all(|pair| pair[0].id > pair[1].id));
+        let sum: i64 = entries.iter().map(|t| t.amount_micros).sum();
+        assert_eq!(sum, 8_800, "the entries add up to the balance");
     }
 
     pub async fn settle_caps_the_charge_at_the_hold(store: Arc<dyn CreditStore>) {
@@ -420,6 +428,7 @@ mod cases {
             kinds,
             [
                 TransactionKind::Charge,
+                TransactionKind::Release,
                 TransactionKind::Release,
                 TransactionKind::Hold,
                 TransactionKind::Hold,

@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use llmgate_core::{CreditStore, HoldRequest, Page, TransactionKind};
-use llmgate_credits::connect_credit_store;
+use llmgate_credits::{PostgresCreditStore, SqliteCreditStore, connect_credit_store};
 
 use support::{Fixture, ledger_totals, top_up, unique};
 
@@ -74,7 +74,82 @@ async fn holds_survive_a_restart_and_are_reclaimed(fixture: Fixture) {
         .into_iter()
         .filter(|t| t.kind == TransactionKind::Release)
         .count();
-    assert_eq!(releases, 3);
+    // Three reclaimed, and the settle's own release of its hold before its charge.
+    assert_eq!(releases, 4);
+}
+
+/// Three stores on one database: `stopped` beat once, placed a hold and went silent (killed);
+/// `live` beats; `quiet` never beat (a library user without the reclaimer). Once `stopped` is
+/// silent past the timeout, a reclaim on `live` gives back its hold, and only its.
+async fn holds_of_a_stopped_replica_come_back(stores: [Arc<dyn CreditStore>; 3]) {
+    let [stopped, live, quiet] = stores;
+    let user = unique("replicas-");
+    top_up(&*live, &user, 10_000).await;
+    let hold = |store: Arc<dyn CreditStore>, request_id: &str, amount_micros| {
+        let user = user.clone();
+        let request_id = request_id.to_owned();
+        async move {
+            store
+                .hold(HoldRequest {
+                    user_id: user,
+                    request_id,
+                    amount_micros,
+                    ttl_secs: 3_600,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    stopped.reclaim_expired().await.unwrap();
+    live.reclaim_expired().await.unwrap();
+    hold(stopped.clone(), "on-the-stopped-replica", 1_000).await;
+    let on_live = hold(live.clone(), "on-the-live-replica", 2_000).await;
+    let on_quiet = hold(quiet.clone(), "on-a-replica-that-never-beat", 3_000).await;
+    assert_eq!(live.balance(&user).await.unwrap(), 4_000);
+
+    // Within the timeout nobody's holds are touched.
+    assert_eq!(live.reclaim_expired().await.unwrap(), 0);
+    assert_eq!(live.balance(&user).await.unwrap(), 4_000);
+
+    // `stopped` stays silent past the timeout (1 s); `live` keeps beating.
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    assert_eq!(live.reclaim_expired().await.unwrap(), 1);
+    assert_eq!(live.balance(&user).await.unwrap(), 5_000);
+    assert_eq!(live.reclaim_expired().await.unwrap(), 0);
+
+    // The live replica's hold and the quiet one's settle as usual.
+    let usage = support::usage_record(&user, "on-the-live-replica", "m", "p", 500, 1_772_323_200);
+    assert_eq!(live.settle(&on_live, &usage).await.unwrap(), 6_500);
+    let usage = support::usage_record(&user, "on-a-replica", "m", "p", 0, 1_772_323_200);
+    assert_eq!(quiet.settle(&on_quiet, &usage).await.unwrap(), 9_500);
+    let totals = ledger_totals(&*live, &user).await;
+    assert_eq!(totals.credits - totals.charges, 9_500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reclaims_the_holds_of_a_stopped_replica_and_no_others() {
+    let Some(fixture) = support::postgres_fixture().await else {
+        return;
+    };
+    let url = fixture.reopen.clone().unwrap();
+    let timeout = std::time::Duration::from_secs(1);
+    let replica = || async {
+        let store = PostgresCreditStore::connect(&url).await.unwrap();
+        Arc::new(store.with_replica_timeout(timeout)) as Arc<dyn CreditStore>
+    };
+    holds_of_a_stopped_replica_come_back([replica().await, replica().await, replica().await]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reclaims_the_holds_of_a_stopped_handle_and_no_others() {
+    let fixture = support::sqlite_fixture().await.unwrap();
+    let url = fixture.reopen.clone().unwrap();
+    let timeout = std::time::Duration::from_secs(1);
+    let replica = || async {
+        let store = SqliteCreditStore::connect(&url).await.unwrap();
+        Arc::new(store.with_replica_timeout(timeout)) as Arc<dyn CreditStore>
+    };
+    holds_of_a_stopped_replica_come_back([replica().await, replica().await, replica().await]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,37 @@ pub(crate) mod statements;
 
 use llmgate_core::{Error, KeySource, Result, TransactionKind, UsageRecord};
 
+/// How long a replica may go without a beat before the others reclaim its holds. Beats come
+/// with every reclaim (the server runs one every 10 s), so a replica that is merely slow is
+/// never taken for stopped.
+pub const DEFAULT_REPLICA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(50);
+
+/// Which replica a store is (holds carry it), and when another replica counts as stopped.
+#[derive(Debug, Clone)]
+pub(crate) struct Replica {
+    pub id: std::sync::Arc<str>,
+    pub dead_after_secs: i64,
+}
+
+impl Replica {
+    /// A new replica: a random id for each store connected.
+    pub fn new() -> Self {
+        Self {
+            id: format!(
+                "{:016x}{:016x}",
+                rand::random::<u64>(),
+                rand::random::<u64>()
+            )
+            .into(),
+            dead_after_secs: i64::try_from(DEFAULT_REPLICA_TIMEOUT.as_secs()).unwrap_or(50),
+        }
+    }
+
+    pub fn set_timeout(&mut self, timeout: std::time::Duration) {
+        self.dead_after_secs = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+    }
+}
+
 /// One ledger entry about to be written (every kind except credits, which carry an
 /// idempotency key and go through their own statement).
 pub(crate) struct Entry<'a> {
@@ -155,6 +186,55 @@ macro_rules! sql_store_pool {
                 &self.pool
             }
 
+            /// How long this replica's peers wait without a beat from it before they reclaim
+            /// its holds (default [`DEFAULT_REPLICA_TIMEOUT`](crate::DEFAULT_REPLICA_TIMEOUT)).
+            pub fn with_replica_timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.replica.set_timeout(timeout);
+                self
+            }
+
+            /// Check the ledger's invariants (see [`LedgerReport`](crate::LedgerReport)); reads
+            /// only.
+            pub async fn verify_ledger(&self) -> llmgate_core::Result<$crate::LedgerReport> {
+                use sqlx::Row as _;
+                use $crate::sql::statements as sql;
+                let failed = || $crate::error::database_error("verify the ledger");
+                let accounts_checked = sqlx::query_scalar::<$db, i64>(sql::COUNT_ACCOUNTS)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(failed())?;
+                let holds_past_expiry =
+                    sqlx::query_scalar::<$db, i64>(sql::COUNT_HOLDS_PAST_EXPIRY)
+                        .bind(llmgate_core::memory::unix_now())
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(failed())?;
+                let rows = sqlx::query::<$db>(sql::ACCOUNTS_THAT_DIFFER)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(failed())?;
+                let problems = rows
+                    .iter()
+                    .map(|row| {
+                        Ok($crate::AccountProblem {
+                            user_id: row.try_get("user_id")?,
+                            balance_micros: row.try_get("balance_micros")?,
+                            entries_micros: row.try_get("entries")?,
+                            credits_micros: row.try_get("credits")?,
+                            charges_micros: row.try_get("charges")?,
+                            open_holds_micros: row.try_get("open_holds")?,
+                            running_sum_breaks: row.try_get("breaks")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(failed())?;
+                Ok($crate::LedgerReport {
+                    accounts_checked,
+                    problems,
+                    holds_past_expiry,
+                })
+            }
+
             /// Whether the database answers (for `/health/ready`).
             pub async fn ping(&self) -> llmgate_core::Result<()> {
                 sqlx::query($crate::sql::statements::PING)
@@ -292,6 +372,7 @@ macro_rules! sql_credit_store {
             async fn one_statement_hold<'e, E>(
                 executor: E,
                 request: &llmgate_core::HoldRequest,
+                replica: &str,
             ) -> Result<Option<llmgate_core::Hold>, sqlx::Error>
             where
                 E: sqlx::Executor<'e, Database = $db>,
@@ -307,6 +388,7 @@ macro_rules! sql_credit_store {
                     .bind(&request.request_id)
                     .bind(now)
                     .bind(now.saturating_add(ttl))
+                    .bind(replica)
                     .fetch_optional(executor)
                     .await?;
                 Ok(placed.map(|(hold_id, _balance)| llmgate_core::Hold {
@@ -377,13 +459,14 @@ macro_rules! sql_credit_store {
             async fn hold_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 request: &llmgate_core::HoldRequest,
+                replica: &str,
             ) -> llmgate_core::Result<llmgate_core::Result<llmgate_core::Hold>> {
                 use $crate::sql::statements as sql;
                 if request.amount_micros < 0 {
                     return Ok(Err(llmgate_core::Error::internal("negative hold")));
                 }
                 let failed = || $crate::error::database_error("hold");
-                if let Some(hold) = Self::one_statement_hold(&mut **tx, request)
+                if let Some(hold) = Self::one_statement_hold(&mut **tx, request, replica)
                     .await
                     .map_err(failed())?
                 {
@@ -401,6 +484,7 @@ macro_rules! sql_credit_store {
                     .bind(&request.request_id)
                     .bind(now)
                     .bind(now.saturating_add(ttl))
+                    .bind(replica)
                     .fetch_one(&mut **tx)
                     .await
                     .map_err(failed())?;
@@ -464,6 +548,22 @@ macro_rules! sql_credit_store {
                 };
                 let charge = usage.cost_micros.clamp(0, held);
                 let balance = Self::give_back(tx, &user_id, held - charge).await?;
+                let now = llmgate_core::memory::unix_now();
+                // The hold's release, then the charge: the entries add up to the balance.
+                Self::append(
+                    tx,
+                    &$crate::sql::Entry {
+                        user_id: &user_id,
+                        kind: llmgate_core::TransactionKind::Release,
+                        amount_micros: held,
+                        balance_after_micros: balance + charge,
+                        usage: None,
+                        request_id: Some(&usage.request_id),
+                        reason: format!("hold {}", hold.id),
+                        at: now,
+                    },
+                )
+                .await?;
                 Self::append(
                     tx,
                     &$crate::sql::Entry {
@@ -474,7 +574,7 @@ macro_rules! sql_credit_store {
                         usage: Some(usage),
                         request_id: Some(&usage.request_id),
                         reason: format!("hold {} of {held}", hold.id),
-                        at: llmgate_core::memory::unix_now(),
+                        at: now,
                     },
                 )
                 .await?;
@@ -515,7 +615,8 @@ macro_rules! sql_credit_store {
                 // round trips for the commonest batch of a lightly loaded gateway.
                 if let [LedgerWrite::Hold(request)] = writes
                     && request.amount_micros >= 0
-                    && let Some(hold) = Self::one_statement_hold(self.write_pool(), request)
+                    && let Some(hold) =
+                        Self::one_statement_hold(self.write_pool(), request, &self.replica.id)
                         .await
                         .map_err(failed())?
                 {
@@ -527,7 +628,9 @@ macro_rules! sql_credit_store {
                 for write in writes {
                     results.push(match write {
                         LedgerWrite::Hold(request) => {
-                            Self::hold_in(&mut tx, request).await?.map(Written::Held)
+                            Self::hold_in(&mut tx, request, &self.replica.id)
+                                .await?
+                                .map(Written::Held)
                         }
                         LedgerWrite::Settle { hold, usage } => {
                             match Self::settle_in(&mut tx, hold, usage).await? {
@@ -673,7 +776,7 @@ macro_rules! sql_credit_store {
                 let failed = || $crate::error::database_error("hold");
                 let mut tx = self.begin_write().await.map_err(failed())?;
                 // A refusal leaves nothing behind; dropping the transaction rolls it back.
-                let hold = Self::hold_in(&mut tx, &request).await??;
+                let hold = Self::hold_in(&mut tx, &request, &self.replica.id).await??;
                 tx.commit().await.map_err(failed())?;
                 Ok(hold)
             }
@@ -842,20 +945,45 @@ macro_rules! sql_credit_store {
             }
 
             async fn reclaim_expired(&self) -> llmgate_core::Result<u64> {
-                let expired: Vec<i64> =
-                    sqlx::query_scalar::<$db, i64>($crate::sql::statements::SELECT_EXPIRED_HOLDS)
-                        .bind(llmgate_core::memory::unix_now())
+                use $crate::sql::statements as sql;
+                let failed = || $crate::error::database_error("reclaim");
+                let now = llmgate_core::memory::unix_now();
+                // This replica is alive; the holds of those silent too long come back.
+                sqlx::query::<$db>(sql::BEAT)
+                    .bind(self.replica.id.as_ref())
+                    .bind(now)
+                    .execute(self.write_pool())
+                    .await
+                    .map_err(failed())?;
+                let stopped_before = now.saturating_sub(self.replica.dead_after_secs);
+                let mut abandoned: Vec<i64> =
+                    sqlx::query_scalar::<$db, i64>(sql::SELECT_EXPIRED_HOLDS)
+                        .bind(now)
                         .fetch_all(&self.pool)
                         .await
-                        .map_err($crate::error::database_error("reclaim"))?;
+                        .map_err(failed())?;
+                abandoned.extend(
+                    sqlx::query_scalar::<$db, i64>(sql::SELECT_ORPHANED_HOLDS)
+                        .bind(stopped_before)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(failed())?,
+                );
+                abandoned.sort_unstable();
+                abandoned.dedup();
                 // One transaction per hold: a hold settled meanwhile is skipped, and two
                 // replicas reclaiming at once never lock balances in conflicting orders.
                 let mut reclaimed = 0;
-                for hold_id in expired {
+                for hold_id in abandoned {
                     if self.release_hold_id(hold_id).await? {
                         reclaimed += 1;
                     }
                 }
+                sqlx::query::<$db>(sql::FORGET_STOPPED_REPLICAS)
+                    .bind(stopped_before)
+                    .execute(self.write_pool())
+                    .await
+                    .map_err(failed())?;
                 Ok(reclaimed)
             }
         }

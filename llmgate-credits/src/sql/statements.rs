@@ -30,9 +30,10 @@ ON CONFLICT (user_id) DO NOTHING";
 pub(crate) const SELECT_BALANCE: &str =
     "SELECT balance_micros FROM credit_balances WHERE user_id = $1";
 
+/// `$6` is the replica that places the hold (its holds come back early if it stops beating).
 pub(crate) const INSERT_HOLD: &str = "\
-INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at) \
-VALUES ($1, $2, $3, $4, $5) \
+INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at, replica_id) \
+VALUES ($1, $2, $3, $4, $5, $6) \
 RETURNING id";
 
 /// Close a hold. Only one of several concurrent settles/releases gets the row back.
@@ -42,6 +43,23 @@ RETURNING user_id, amount_micros";
 
 pub(crate) const SELECT_EXPIRED_HOLDS: &str =
     "SELECT id FROM credit_holds WHERE expires_at <= $1 ORDER BY id";
+
+/// A replica's beat: it is alive at `$2` (unix seconds).
+pub(crate) const BEAT: &str = "\
+INSERT INTO ledger_replicas (replica_id, heartbeat_at) VALUES ($1, $2) \
+ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at";
+
+/// Holds of replicas whose last beat is at or before `$1` (they stopped: killed or cut off).
+pub(crate) const SELECT_ORPHANED_HOLDS: &str = "\
+SELECT credit_holds.id FROM credit_holds \
+JOIN ledger_replicas ON ledger_replicas.replica_id = credit_holds.replica_id \
+WHERE ledger_replicas.heartbeat_at <= $1 \
+ORDER BY credit_holds.id";
+
+/// Forget stopped replicas that have no hold left.
+pub(crate) const FORGET_STOPPED_REPLICAS: &str = "\
+DELETE FROM ledger_replicas WHERE heartbeat_at <= $1 \
+AND NOT EXISTS (SELECT 1 FROM credit_holds WHERE credit_holds.replica_id = ledger_replicas.replica_id)";
 
 /// A ledger entry without an idempotency key (hold, charge, release).
 pub(crate) const INSERT_ENTRY: &str = "\
@@ -118,6 +136,36 @@ pub(crate) const USAGE_BY_DAY: &str = usage_by!("day");
 
 pub(crate) const PING: &str = "SELECT 1";
 
+pub(crate) const COUNT_ACCOUNTS: &str = "SELECT COUNT(*) FROM credit_balances";
+
+pub(crate) const COUNT_HOLDS_PAST_EXPIRY: &str =
+    "SELECT COUNT(*) FROM credit_holds WHERE expires_at <= $1";
+
+/// The accounts that break an invariant of the ledger (see `verify.rs`), with their figures.
+pub(crate) const ACCOUNTS_THAT_DIFFER: &str = "\
+SELECT b.user_id, b.balance_micros, \
+CAST(COALESCE(l.total, 0) AS BIGINT) AS entries, \
+CAST(COALESCE(l.credits, 0) AS BIGINT) AS credits, \
+CAST(COALESCE(l.charges, 0) AS BIGINT) AS charges, \
+CAST(COALESCE(h.held, 0) AS BIGINT) AS open_holds, \
+CAST(COALESCE(r.breaks, 0) AS BIGINT) AS breaks \
+FROM credit_balances b \
+LEFT JOIN (SELECT user_id, SUM(amount_micros) AS total, \
+SUM(CASE WHEN kind IN ('grant', 'top_up', 'refund') THEN amount_micros ELSE 0 END) AS credits, \
+SUM(CASE WHEN kind = 'charge' THEN -amount_micros ELSE 0 END) AS charges \
+FROM credit_ledger GROUP BY user_id) l ON l.user_id = b.user_id \
+LEFT JOIN (SELECT user_id, SUM(amount_micros) AS held FROM credit_holds GROUP BY user_id) h \
+ON h.user_id = b.user_id \
+LEFT JOIN (SELECT user_id, COUNT(*) AS breaks FROM (SELECT user_id, balance_after_micros, \
+SUM(amount_micros) OVER (PARTITION BY user_id ORDER BY id \
+ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running FROM credit_ledger) w \
+WHERE running <> balance_after_micros GROUP BY user_id) r ON r.user_id = b.user_id \
+WHERE b.balance_micros < 0 \
+OR COALESCE(l.total, 0) <> b.balance_micros \
+OR COALESCE(l.credits, 0) - COALESCE(l.charges, 0) - COALESCE(h.held, 0) <> b.balance_micros \
+OR COALESCE(r.breaks, 0) > 0 \
+ORDER BY b.user_id";
+
 /// The migrations sqlx recorded as applied (its default bookkeeping table).
 pub(crate) const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
 
@@ -130,8 +178,8 @@ UPDATE credit_balances SET balance_micros = balance_micros - $2 \
 WHERE user_id = $1 AND balance_micros >= $2 \
 RETURNING balance_micros), \
 held AS ( \
-INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at) \
-SELECT $1, $2, $3, $4, $5 FROM taken \
+INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at, replica_id) \
+SELECT $1, $2, $3, $4, $5, $6 FROM taken \
 RETURNING id), \
 entry AS ( \
 INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, request_id, \
@@ -139,9 +187,10 @@ reason, created_at) \
 SELECT $1, 'hold', -$2, taken.balance_micros, $3, 'hold ' || held.id, $4 FROM taken, held) \
 SELECT held.id, taken.balance_micros FROM taken, held";
 
-/// PostgreSQL only: [`TAKE_HOLD`], the give-back of what was not charged and the charge's
-/// ledger entry as one statement. `$2` is the cost, capped at the hold. No row: the hold was
-/// closed before.
+/// PostgreSQL only: [`TAKE_HOLD`], the give-back of what was not charged and the settle's two
+/// ledger entries (the hold's release, then the charge) as one statement. `$2` is the cost,
+/// capped at the hold. No row: the hold was closed before. The entries are inserted in the
+/// order of `part`, so their ids follow the running balance.
 pub(crate) const PG_SETTLE: &str = "\
 WITH closed AS ( \
 DELETE FROM credit_holds WHERE id = $1 RETURNING user_id, amount_micros), \
@@ -156,6 +205,14 @@ RETURNING credit_balances.balance_micros), \
 entry AS ( \
 INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, provider, \
 prompt_tokens, completion_tokens, key_source, request_id, reason, created_at) \
-SELECT charged.user_id, 'charge', -charged.charge, balance.balance_micros, $3, $4, $5, $6, $7, \
-$8, 'hold ' || $1 || ' of ' || charged.held, $9 FROM charged, balance) \
+SELECT charged.user_id, \
+CASE part.n WHEN 1 THEN 'release' ELSE 'charge' END, \
+CASE part.n WHEN 1 THEN charged.held ELSE -charged.charge END, \
+CASE part.n WHEN 1 THEN balance.balance_micros + charged.charge ELSE balance.balance_micros END, \
+CASE part.n WHEN 2 THEN $3 END, CASE part.n WHEN 2 THEN $4 END, \
+CASE part.n WHEN 2 THEN $5 END, CASE part.n WHEN 2 THEN $6 END, \
+CASE part.n WHEN 2 THEN $7 END, $8, \
+CASE part.n WHEN 1 THEN 'hold ' || $1 ELSE 'hold ' || $1 || ' of ' || charged.held END, $9 \
+FROM charged, balance, (VALUES (1), (2)) AS part (n) \
+ORDER BY part.n) \
 SELECT balance.balance_micros, charged.charge FROM balance, charged";

@@ -109,11 +109,15 @@ pub struct LedgerTotals {
     pub entries: usize,
     /// The balance after the newest entry.
     pub latest_balance_after: Option<i64>,
+    /// The sum of every entry's amount (the ledger reads like a bank statement: this is the
+    /// balance).
+    pub sum: i64,
 }
 
 pub async fn ledger_totals(store: &dyn CreditStore, user_id: &str) -> LedgerTotals {
     use llmgate_core::{Page, TransactionKind};
     let mut totals = LedgerTotals::default();
+    let mut entries = Vec::new();
     let mut before_id = None;
     loop {
         let page = store
@@ -127,8 +131,15 @@ pub async fn ledger_totals(store: &dyn CreditStore, user_id: &str) -> LedgerTota
             .await
             .unwrap();
         let Some(last) = page.last() else {
+            assert_eq!(
+                totals.latest_balance_after.unwrap_or(0),
+                totals.sum,
+                "the entries add up to the balance after the newest"
+            );
+            assert_running_sums(&entries);
             return totals;
         };
+        entries.extend(page.iter().cloned());
         before_id = Some(last.id);
         for entry in &page {
             assert_eq!(entry.user_id, user_id);
@@ -136,6 +147,7 @@ pub async fn ledger_totals(store: &dyn CreditStore, user_id: &str) -> LedgerTota
                 totals.latest_balance_after = Some(entry.balance_after_micros);
             }
             totals.entries += 1;
+            totals.sum += entry.amount_micros;
             match entry.kind {
                 TransactionKind::Grant | TransactionKind::TopUp | TransactionKind::Refund => {
                     totals.credits += entry.amount_micros;
@@ -144,6 +156,20 @@ pub async fn ledger_totals(store: &dyn CreditStore, user_id: &str) -> LedgerTota
                 TransactionKind::Hold | TransactionKind::Release => {}
             }
         }
+    }
+}
+
+/// Each entry's `balance_after` is the running sum of the entries up to it (`newest_first`, as
+/// `transactions` pages them).
+fn assert_running_sums(newest_first: &[llmgate_core::Transaction]) {
+    let mut running = 0;
+    for entry in newest_first.iter().rev() {
+        running += entry.amount_micros;
+        assert_eq!(
+            entry.balance_after_micros, running,
+            "entry {} ({:?}) breaks the running sum",
+            entry.id, entry.kind
+        );
     }
 }
 
