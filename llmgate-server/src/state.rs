@@ -110,6 +110,7 @@ pub fn build_gateway(config: &Config) -> Result<Gateway, ConfigError> {
 fn gateway_builder(config: &Config) -> Result<GatewayBuilder, ConfigError> {
     let mut builder = Gateway::builder()
         .credits_per_usd(config.billing.credits_per_usd.value())
+        .hold_ttl(Duration::from_secs(config.storage.hold_ttl_secs))
         .routing_strategy(config.routing.strategy)
         .num_retries(config.routing.num_retries)
         .max_attempts(config.routing.max_attempts)

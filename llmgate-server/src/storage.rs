@@ -19,9 +19,6 @@ use tokio::task::JoinHandle;
 use crate::config::{ByokConfig, Config, ConfigError, Problem};
 use crate::telemetry::MeteredCreditStore;
 
-/// How often expired holds (left by a crash) are released; also once at start.
-const RECLAIM_EVERY: Duration = Duration::from_secs(60);
-
 /// The server's backends. Built by [`Storage::connect`]; shared by every request.
 #[derive(Debug)]
 pub struct Storage {
@@ -102,7 +99,11 @@ impl Storage {
             byok = vault.is_some(),
             "storage ready"
         );
-        let reclaimer = spawn_reclaimer(credits.clone(), RECLAIM_EVERY);
+        // Expired holds (left by a crash) are released this often; also once at start.
+        let reclaimer = spawn_reclaimer(
+            credits.clone(),
+            Duration::from_secs(config.storage.reclaim_every_secs),
+        );
         Ok(Self {
             credits,
             ledger,

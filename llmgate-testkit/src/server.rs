@@ -46,11 +46,25 @@ impl Recorded {
     }
 }
 
-#[derive(Debug)]
+/// Picks the reply from the request itself (see [`FakeUpstream::respond_with`]).
+type Responder = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
 struct Script {
     queue: VecDeque<Reply>,
     default: Reply,
+    responder: Option<Responder>,
     received: Vec<Recorded>,
+}
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Script")
+            .field("queue", &self.queue)
+            .field("default", &self.default)
+            .field("responder", &self.responder.is_some())
+            .field("received", &self.received.len())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -89,6 +103,7 @@ impl FakeUpstream {
         let shared = Arc::new(Shared(Mutex::new(Script {
             queue: VecDeque::new(),
             default: Reply::unscripted(),
+            responder: None,
             received: Vec::new(),
         })));
         let server = tokio::spawn(accept_loop(listener, shared.clone()));
@@ -116,6 +131,13 @@ impl FakeUpstream {
     /// The reply used once the queue is empty.
     pub fn set_default(&self, reply: Reply) {
         self.shared.lock().default = reply;
+    }
+
+    /// Answer each request the queue does not with `responder`'s reply to it, instead of the
+    /// default: for concurrent traffic, where the request itself says how to answer it. It
+    /// runs under the fake's lock, so it must not call back into this fake.
+    pub fn respond_with(&self, responder: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) {
+        self.shared.lock().responder = Some(Arc::new(responder));
     }
 
     /// Every request received so far, in order.
@@ -192,9 +214,13 @@ async fn answer(
     };
     let reply = {
         let mut script = shared.lock();
+        let reply = match (script.queue.pop_front(), &script.responder) {
+            (Some(queued), _) => queued,
+            (None, Some(responder)) => responder(&recorded),
+            (None, None) => script.default.clone(),
+        };
         script.received.push(recorded);
-        let next = script.queue.pop_front();
-        next.unwrap_or_else(|| script.default.clone())
+        reply
     };
     if let Some(delay) = reply.first_byte_delay {
         tokio::time::sleep(delay).await;

@@ -72,6 +72,25 @@ async fn empty_queue_answers_with_the_default() {
 }
 
 #[tokio::test]
+async fn a_responder_answers_each_request_from_its_body_after_the_queue() {
+    let upstream = FakeUpstream::start().await;
+    upstream.push(Reply::status(202));
+    upstream.respond_with(|request| {
+        let status = request.json()["status"].as_u64().unwrap_or(500);
+        Reply::status(u16::try_from(status).unwrap_or(500))
+    });
+
+    let queued = raw_exchange(&upstream, "/", r#"{"status":201}"#).await;
+    let picked = raw_exchange(&upstream, "/", r#"{"status":201}"#).await;
+    let other = raw_exchange(&upstream, "/", r#"{"status":429}"#).await;
+
+    assert!(queued.starts_with("HTTP/1.1 202"), "{queued}");
+    assert!(picked.starts_with("HTTP/1.1 201"), "{picked}");
+    assert!(other.starts_with("HTTP/1.1 429"), "{other}");
+    assert_eq!(upstream.request_count(), 3);
+}
+
+#[tokio::test]
 async fn chunked_reply_sends_each_frame_as_its_own_http_chunk() {
     let upstream = FakeUpstream::start().await;
     upstream.push(Reply::sse_raw("data: é\r\n\r\n").chunked(Chunking::SplitCrLf));

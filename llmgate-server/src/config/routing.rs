@@ -105,10 +105,12 @@ models:
     }
 
     #[test]
-    fn deployment_limits_and_the_redis_prefix_are_checked() {
+    fn deployment_limits_and_the_storage_values_are_checked() {
         let yaml = r#"
 storage:
   redis_prefix: ""
+  hold_ttl_secs: 0
+  reclaim_every_secs: 0
 providers:
   - { name: demo, kind: demo }
 models:
@@ -118,6 +120,8 @@ models:
             problems(yaml),
             [
                 "storage.redis_prefix: must be non-empty and contain no spaces",
+                "storage.hold_ttl_secs: must be at least 1",
+                "storage.reclaim_every_secs: must be at least 1",
                 "models[0].rpm: must be greater than 0",
                 "models[0].tpm: must be greater than 0",
             ]

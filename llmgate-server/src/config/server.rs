@@ -49,6 +49,10 @@ pub struct StorageConfig {
     /// that share state must use the same one; separate deployments on one Redis, different
     /// ones.
     pub redis_prefix: String,
+    /// How long a credit hold nobody settles (its replica crashed) lives before it is reclaimed.
+    pub hold_ttl_secs: u64,
+    /// How often each replica reclaims expired holds (also once at start).
+    pub reclaim_every_secs: u64,
 }
 
 impl Default for StorageConfig {
@@ -57,6 +61,8 @@ impl Default for StorageConfig {
             database_url: "sqlite://llmgate.db".to_owned(),
             redis_url: None,
             redis_prefix: "llmgate:".to_owned(),
+            hold_ttl_secs: 3600,
+            reclaim_every_secs: 60,
         }
     }
 }

@@ -119,6 +119,14 @@ fn server(config: &Config, report: &mut Report) {
             "must be non-empty and contain no spaces",
         );
     }
+    for (path, secs) in [
+        ("storage.hold_ttl_secs", storage.hold_ttl_secs),
+        ("storage.reclaim_every_secs", storage.reclaim_every_secs),
+    ] {
+        if secs == 0 {
+            report.push(path, "must be at least 1");
+        }
+    }
     if let Some(key) = &config.byok.encryption_key {
         let decoded = base64::engine::general_purpose::STANDARD.decode(key.expose().trim());
         if !matches!(decoded, Ok(bytes) if bytes.len() == 32) {
