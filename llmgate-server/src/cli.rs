@@ -59,6 +59,24 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// The credit ledger: `llmgate ledger verify`.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+/// `llmgate ledger ...`.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Check the ledger's invariants in the database: no balance below zero, every account's
+    /// entries sum to its balance (with running balances), and balance = credits - charges -
+    /// open holds. Exit 0, or 1 listing the accounts that differ. Reads only.
+    Verify {
+        /// The YAML config (else $LLMGATE_CONFIG, else ./llmgate.yaml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Parse the command line and run it.
@@ -72,6 +90,9 @@ pub fn main() -> ExitCode {
             crate::probe::run(&url, std::time::Duration::from_millis(timeout_ms))
         }
         Command::RotateKeys { config } => crate::rotate_keys::main(config.as_deref(), &env),
+        Command::Ledger {
+            command: LedgerCommand::Verify { config },
+        } => crate::ledger_verify::main(config.as_deref(), &env),
         Command::Serve { config, listen } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

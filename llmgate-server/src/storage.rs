@@ -55,7 +55,8 @@ impl Storage {
         let url = &config.storage.database_url;
         let ledger = SqlCreditStore::connect(url)
             .await
-            .map_err(|error| problem("storage.database_url", error.message()))?;
+            .map_err(|error| problem("storage.database_url", error.message()))?
+            .with_replica_timeout(Duration::from_secs(config.storage.replica_timeout_secs));
         let (credits, cache): (Arc<dyn CreditStore>, _) = match &config.storage.redis_url {
             Some(redis_url) => {
                 let cached = CachedCreditStore::connect(
@@ -99,7 +100,8 @@ impl Storage {
             byok = vault.is_some(),
             "storage ready"
         );
-        // Expired holds (left by a crash) are released this often; also once at start.
+        // This replica beats, and holds past their expiry or of stopped replicas are released,
+        // this often; also once at start.
         let reclaimer = spawn_reclaimer(
             credits.clone(),
             Duration::from_secs(config.storage.reclaim_every_secs),

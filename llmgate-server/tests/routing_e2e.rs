@@ -198,11 +198,12 @@ async fn a_failing_model_falls_back_and_the_user_is_charged_once() {
     assert_eq!(body["choices"][0]["message"]["content"], "Second left.");
     assert_eq!((flaky.request_count(), steady.request_count()), (1, 1));
 
-    // One hold before the first call, one charge for the call that answered.
+    // One hold before the first call; settled once for the call that answered (its release,
+    // then the charge).
     let transactions = gate.transactions(&key).await;
     assert_eq!(
         kinds(&transactions),
-        ["top_up", "hold", "charge"],
+        ["top_up", "hold", "release", "charge"],
         "{transactions:#?}"
     );
     let charge = &transactions[0];

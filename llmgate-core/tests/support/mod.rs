@@ -202,7 +202,7 @@ pub fn order(calls: &Calls) -> Vec<&'static str> {
     calls.lock().unwrap().iter().map(|c| c.provider).collect()
 }
 
-/// Counts of a user's ledger entries: (holds, charges, releases).
+/// Counts of a user's ledger entries: (holds, charges, holds released whole).
 pub async fn ledger_counts(gateway: &Gateway, user: &str) -> (usize, usize, usize) {
     let ledger = gateway
         .credits()
@@ -216,10 +216,25 @@ pub async fn ledger_counts(gateway: &Gateway, user: &str) -> (usize, usize, usiz
         .await
         .unwrap();
     let count = |kind: TransactionKind| ledger.iter().filter(|t| t.kind == kind).count();
+    // A settle writes its hold's release before its charge (reason "hold {id} of {held}"):
+    // only releases without a charge gave a hold back whole.
+    let hold_of = |t: &llmgate_core::Transaction| {
+        let reason = t.reason.as_deref().unwrap_or_default();
+        reason.split(" of ").next().unwrap_or(reason).to_owned()
+    };
+    let charged: std::collections::HashSet<String> = ledger
+        .iter()
+        .filter(|t| t.kind == TransactionKind::Charge)
+        .map(hold_of)
+        .collect();
+    let given_back_whole = ledger
+        .iter()
+        .filter(|t| t.kind == TransactionKind::Release && !charged.contains(&hold_of(t)))
+        .count();
     (
         count(TransactionKind::Hold),
         count(TransactionKind::Charge),
-        count(TransactionKind::Release),
+        given_back_whole,
     )
 }
 

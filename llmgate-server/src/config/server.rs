@@ -51,8 +51,11 @@ pub struct StorageConfig {
     pub redis_prefix: String,
     /// How long a credit hold nobody settles (its replica crashed) lives before it is reclaimed.
     pub hold_ttl_secs: u64,
-    /// How often each replica reclaims expired holds (also once at start).
+    /// How often each replica beats and reclaims abandoned holds (also once at start).
     pub reclaim_every_secs: u64,
+    /// A replica silent this long (killed, cut off) counts as stopped: the others reclaim its
+    /// holds at their next reclaim, long before the holds expire.
+    pub replica_timeout_secs: u64,
 }
 
 impl Default for StorageConfig {
@@ -62,7 +65,8 @@ impl Default for StorageConfig {
             redis_url: None,
             redis_prefix: "llmgate:".to_owned(),
             hold_ttl_secs: 3600,
-            reclaim_every_secs: 60,
+            reclaim_every_secs: 10,
+            replica_timeout_secs: 50,
         }
     }
 }

@@ -127,6 +127,14 @@ fn server(config: &Config, report: &mut Report) {
             report.push(path, "must be at least 1");
         }
     }
+    // A replica beats with every reclaim: its peers must not take a beat or two missed for a
+    // stop.
+    if storage.replica_timeout_secs < storage.reclaim_every_secs.saturating_mul(3) {
+        report.push(
+            "storage.replica_timeout_secs",
+            "must be at least three times storage.reclaim_every_secs",
+        );
+    }
     if let Some(key) = &config.byok.encryption_key {
         let decoded = base64::engine::general_purpose::STANDARD.decode(key.expose().trim());
         if !matches!(decoded, Ok(bytes) if bytes.len() == 32) {
