@@ -5,7 +5,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// The most an account may hold, open holds included: ten billion credits (10^16
+/// micro-credits). Far below the 64-bit limit (about 9.2 × 10^18), so no sum the ledger forms
+/// — a balance plus a give-back, an account's entries — can overflow. A credit that would
+/// cross it is refused.
+pub const MAX_BALANCE_MICROS: i64 = 10_000_000_000_000_000;
+
+/// The refusal of a credit that would take an account over [`MAX_BALANCE_MICROS`].
+pub fn balance_limit_exceeded() -> Error {
+    Error::invalid_request(
+        "this credit would take the balance over the maximum of 10000000000 credits",
+    )
+}
 
 /// Whose key paid the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

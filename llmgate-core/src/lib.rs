@@ -77,7 +77,8 @@ pub use chat::{
 };
 pub use credits::{
     Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, KeySource, LedgerWrite,
-    Page, Transaction, TransactionKind, UsageGroup, UsageQuery, UsageRecord, UsageRow, Written,
+    MAX_BALANCE_MICROS, Page, Transaction, TransactionKind, UsageGroup, UsageQuery, UsageRecord,
+    UsageRow, Written, balance_limit_exceeded,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use gateway::{

@@ -190,20 +190,28 @@ impl CreditStore for MemoryCreditStore {
             return Err(Error::invalid_request("a credit must be positive"));
         }
         let mut state = self.lock();
-        if !state
-            .idempotency_keys
-            .insert(credit.idempotency_key.clone())
-        {
+        if state.idempotency_keys.contains(&credit.idempotency_key) {
             let balance = state.balances.get(&credit.user_id).copied().unwrap_or(0);
             return Ok(CreditOutcome {
                 applied: false,
                 balance_micros: balance,
             });
         }
+        let held: i64 = state
+            .holds
+            .values()
+            .filter(|hold| hold.user_id == credit.user_id)
+            .map(|hold| hold.amount_micros)
+            .sum();
         let balance = state.balances.entry(credit.user_id.clone()).or_default();
-        *balance = balance
+        let after = balance
             .checked_add(credit.amount_micros)
-            .ok_or_else(|| Error::invalid_request("balance would overflow"))?;
+            .filter(|after| after.saturating_add(held) <= crate::MAX_BALANCE_MICROS)
+            .ok_or_else(crate::balance_limit_exceeded)?;
+        *balance = after;
+        state
+            .idempotency_keys
+            .insert(credit.idempotency_key.clone());
         let kind = match credit.kind {
             CreditKind::Grant => TransactionKind::Grant,
             CreditKind::TopUp => TransactionKind::TopUp,

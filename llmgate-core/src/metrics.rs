@@ -37,6 +37,9 @@ pub const RATE_LIMITED: &str = "llmgate_rate_limited_total";
 pub const HOLDS_OUTSTANDING: &str = "llmgate_holds_outstanding";
 /// Usage records of uncharged requests that could not be written (the answer was served).
 pub const USAGE_RECORD_FAILURES: &str = "llmgate_usage_record_failures_total";
+/// Ledger writes the database refuses (they would fail however often they were tried): set
+/// aside with an error in the log instead of retried. Any increase deserves an alert.
+pub const LEDGER_PARKED_WRITES: &str = "llmgate_ledger_parked_writes_total";
 
 /// The label value for models that are not configured.
 pub const OTHER_MODEL: &str = "other";
@@ -82,6 +85,10 @@ pub fn describe_metrics() {
     describe_counter!(
         USAGE_RECORD_FAILURES,
         "Usage records of uncharged requests that could not be written."
+    );
+    describe_counter!(
+        LEDGER_PARKED_WRITES,
+        "Ledger writes the database refused, set aside instead of retried (alert on any)."
     );
 }
 

@@ -166,13 +166,7 @@ impl SqliteCreditStore {
             .fetch_all(&self.pool)
             .await
             .map_err(database_error("release open holds"))?;
-        let mut released = 0;
-        for hold_id in open {
-            if self.release_hold_id(hold_id).await? {
-                released += 1;
-            }
-        }
-        Ok(released)
+        self.release_abandoned(open).await
     }
 }
 

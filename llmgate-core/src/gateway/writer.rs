@@ -553,7 +553,7 @@ async fn run(
             let retry = matches!(
                 queued.write,
                 LedgerWrite::Settle { .. } | LedgerWrite::Release(_)
-            ) && !matches!(result, Some(Ok(_)))
+            ) && worth_another_try(&result)
                 && queued.tries + 1 < MAX_SETTLE_TRIES;
             if retry {
                 if queued.tries == 0 {
@@ -721,13 +721,31 @@ fn answer_hold(
     }
 }
 
-/// Log a write that failed (`None`: the store gave no result for it).
+/// Whether a failed write may succeed if tried again: the database was unreachable or busy
+/// (or the store gave no result). A write the database refused (`Internal`: a constraint, a
+/// value out of range) fails the same way every time; retrying it would keep the queue — and
+/// a shutdown — waiting forever, so it is parked instead (see [`report`]).
+fn worth_another_try(result: &Option<Result<Written>>) -> bool {
+    match result {
+        Some(Ok(_)) => false,
+        Some(Err(error)) => error.kind() != ErrorKind::Internal,
+        None => true,
+    }
+}
+
+/// Log a write that failed (`None`: the store gave no result for it). A write the database
+/// refused is parked: logged with everything needed to settle it by hand, and counted in
+/// `llmgate_ledger_parked_writes_total`; its hold stays open until a reclaim.
 fn report(write: &LedgerWrite, result: Option<Result<Written>>, failures: &Counter) {
     let error = match result {
         Some(Ok(_)) => return,
         Some(Err(error)) => error,
         None => Error::internal("the ledger write did not complete"),
     };
+    if error.kind() == ErrorKind::Internal {
+        metrics::counter!(crate::metrics::LEDGER_PARKED_WRITES).increment(1);
+        tracing::error!(%error, ?write, "the database refused a ledger write; it is parked");
+    }
     match write {
         LedgerWrite::Hold(request) => {
             tracing::warn!(%error, request_id = %request.request_id, "placing a hold failed");

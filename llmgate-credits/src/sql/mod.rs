@@ -294,6 +294,35 @@ macro_rules! sql_credit_store {
                 Ok(released)
             }
 
+            /// Give back holds nobody will settle; returns how many were open. One
+            /// transaction per hold: a hold settled meanwhile is skipped, and two replicas
+            /// reclaiming at once never lock balances in conflicting orders. A hold the
+            /// database refuses to give back is logged and left open: it must not stop the
+            /// others, nor a server's start.
+            pub(crate) async fn release_abandoned(
+                &self,
+                hold_ids: Vec<i64>,
+            ) -> llmgate_core::Result<u64> {
+                let mut released = 0;
+                for hold_id in hold_ids {
+                    match self.release_hold_id(hold_id).await {
+                        Ok(true) => released += 1,
+                        Ok(false) => {}
+                        Err(error) if error.kind() == llmgate_core::ErrorKind::Internal => {
+                            metrics::counter!(llmgate_core::metrics::LEDGER_PARKED_WRITES)
+                                .increment(1);
+                            tracing::error!(
+                                hold_id,
+                                %error,
+                                "a hold could not be given back; it stays open (see docs/operations.md)"
+                            );
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+                Ok(released)
+            }
+
             /// [`release_hold_id`](Self::release_hold_id) inside a transaction.
             async fn release_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -700,13 +729,12 @@ macro_rules! sql_credit_store {
                 let balance = sqlx::query_scalar::<$db, i64>(sql::ADD_TO_BALANCE)
                     .bind(&credit.user_id)
                     .bind(credit.amount_micros)
+                    .bind(llmgate_core::MAX_BALANCE_MICROS)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(failed())?;
                 let Some(balance) = balance else {
-                    return Err(llmgate_core::Error::invalid_request(
-                        "balance would overflow",
-                    ));
+                    return Err(llmgate_core::balance_limit_exceeded());
                 };
                 // Another replica may have applied the same key since the check above: then
                 // this insert does nothing and the whole transaction is rolled back.
@@ -971,14 +999,7 @@ macro_rules! sql_credit_store {
                 );
                 abandoned.sort_unstable();
                 abandoned.dedup();
-                // One transaction per hold: a hold settled meanwhile is skipped, and two
-                // replicas reclaiming at once never lock balances in conflicting orders.
-                let mut reclaimed = 0;
-                for hold_id in abandoned {
-                    if self.release_hold_id(hold_id).await? {
-                        reclaimed += 1;
-                    }
-                }
+                let reclaimed = self.release_abandoned(abandoned).await?;
                 sqlx::query::<$db>(sql::FORGET_STOPPED_REPLICAS)
                     .bind(stopped_before)
                     .execute(self.write_pool())

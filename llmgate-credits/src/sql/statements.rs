@@ -14,12 +14,14 @@ UPDATE credit_balances SET balance_micros = balance_micros + $2 \
 WHERE user_id = $1 \
 RETURNING balance_micros";
 
-/// Add a credit to a balance, creating it. Refuses (returns no row) instead of overflowing.
+/// Add a credit to a balance, creating it. Refuses (returns no row) when the balance and the
+/// account's open holds would pass `$3` (`MAX_BALANCE_MICROS`), so no give-back can overflow.
 pub(crate) const ADD_TO_BALANCE: &str = "\
-INSERT INTO credit_balances (user_id, balance_micros) VALUES ($1, $2) \
+INSERT INTO credit_balances (user_id, balance_micros) SELECT $1, $2 WHERE $2 <= $3 \
 ON CONFLICT (user_id) DO UPDATE \
 SET balance_micros = credit_balances.balance_micros + excluded.balance_micros \
-WHERE credit_balances.balance_micros <= 9223372036854775807 - excluded.balance_micros \
+WHERE credit_balances.balance_micros + (SELECT COALESCE(SUM(amount_micros), 0) \
+FROM credit_holds WHERE credit_holds.user_id = $1) <= $3 - excluded.balance_micros \
 RETURNING balance_micros";
 
 /// Make sure a balance row exists (a zero hold of a user who never had credits).
