@@ -28,7 +28,36 @@ struct Known {
     output: (i64, u32),
     context_window: u32,
     max_output_tokens: u32,
+    cache: CacheRatios,
 }
+
+/// The prices of cached prompt tokens as fractions of the input price, `(mantissa, scale)`.
+#[derive(Debug, Clone, Copy)]
+struct CacheRatios {
+    read: (i64, u32),
+    write: (i64, u32),
+}
+
+/// No prompt cache (or none priced apart): cached tokens cost the input price.
+const NO_CACHE: CacheRatios = CacheRatios {
+    read: (1, 0),
+    write: (1, 0),
+};
+/// OpenAI's automatic caching: reads at half the input price, writes free of surcharge.
+const OPENAI_HALF: CacheRatios = CacheRatios {
+    read: (5, 1),
+    write: (1, 0),
+};
+/// The same at a quarter of the input price (the gpt-4.1 family, o3, o4-mini).
+const OPENAI_QUARTER: CacheRatios = CacheRatios {
+    read: (25, 2),
+    write: (1, 0),
+};
+/// Anthropic: reads at a tenth of the input price, (five-minute) writes at 1.25 times it.
+const ANTHROPIC_CACHE: CacheRatios = CacheRatios {
+    read: (1, 1),
+    write: (125, 2),
+};
 
 const fn known(
     name: &'static str,
@@ -36,6 +65,7 @@ const fn known(
     output: (i64, u32),
     context_window: u32,
     max_output_tokens: u32,
+    cache: CacheRatios,
 ) -> Known {
     Known {
         name,
@@ -43,41 +73,65 @@ const fn known(
         output,
         context_window,
         max_output_tokens,
+        cache,
     }
 }
 
-/// OpenAI's list prices (standard tier), per 1K tokens.
+impl Known {
+    fn price(&self) -> ModelPrice {
+        let decimal = |(mantissa, scale)| Decimal::new(mantissa, scale);
+        let input = decimal(self.input);
+        ModelPrice::new(input, decimal(self.output)).with_cache_prices(
+            input * decimal(self.cache.read),
+            input * decimal(self.cache.write),
+        )
+    }
+}
+
+/// OpenAI's list prices (standard tier), per 1K tokens, with the cached-input discount of
+/// each model (older snapshots have none).
 const OPENAI: &[Known] = &[
-    known("gpt-4o", (25, 4), (1, 2), 128_000, 16_384),
+    known("gpt-4o", (25, 4), (1, 2), 128_000, 16_384, OPENAI_HALF),
     // The first gpt-4o snapshot kept its launch price.
-    known("gpt-4o-2024-05-13", (5, 3), (15, 3), 128_000, 4_096),
-    known("chatgpt-4o-latest", (5, 3), (15, 3), 128_000, 16_384),
-    known("gpt-4o-mini", (15, 5), (6, 4), 128_000, 16_384),
-    known("gpt-4.1", (2, 3), (8, 3), 1_047_576, 32_768),
-    known("gpt-4.1-mini", (4, 4), (16, 4), 1_047_576, 32_768),
-    known("gpt-4.1-nano", (1, 4), (4, 4), 1_047_576, 32_768),
-    known("gpt-4-turbo", (1, 2), (3, 2), 128_000, 4_096),
-    known("gpt-3.5-turbo", (5, 4), (15, 4), 16_385, 4_096),
-    known("o1", (15, 3), (6, 2), 200_000, 100_000),
-    known("o1-mini", (11, 4), (44, 4), 128_000, 65_536),
-    known("o3", (2, 3), (8, 3), 200_000, 100_000),
-    known("o3-mini", (11, 4), (44, 4), 200_000, 100_000),
-    known("o4-mini", (11, 4), (44, 4), 200_000, 100_000),
+    known("gpt-4o-2024-05-13", (5, 3), (15, 3), 128_000, 4_096, NO_CACHE),
+    known("chatgpt-4o-latest", (5, 3), (15, 3), 128_000, 16_384, NO_CACHE),
+    known("gpt-4o-mini", (15, 5), (6, 4), 128_000, 16_384, OPENAI_HALF),
+    known("gpt-4.1", (2, 3), (8, 3), 1_047_576, 32_768, OPENAI_QUARTER),
+    known("gpt-4.1-mini", (4, 4), (16, 4), 1_047_576, 32_768, OPENAI_QUARTER),
+    known("gpt-4.1-nano", (1, 4), (4, 4), 1_047_576, 32_768, OPENAI_QUARTER),
+    known("gpt-4-turbo", (1, 2), (3, 2), 128_000, 4_096, NO_CACHE),
+    known("gpt-3.5-turbo", (5, 4), (15, 4), 16_385, 4_096, NO_CACHE),
+    known("o1", (15, 3), (6, 2), 200_000, 100_000, OPENAI_HALF),
+    known("o1-mini", (11, 4), (44, 4), 128_000, 65_536, OPENAI_HALF),
+    known("o3", (2, 3), (8, 3), 200_000, 100_000, OPENAI_QUARTER),
+    known("o3-mini", (11, 4), (44, 4), 200_000, 100_000, OPENAI_HALF),
+    known("o4-mini", (11, 4), (44, 4), 200_000, 100_000, OPENAI_QUARTER),
 ];
 
-/// Anthropic's list prices (base input, no cache), per 1K tokens.
+/// Anthropic's list prices, per 1K tokens.
 const ANTHROPIC: &[Known] = &[
-    known("claude-3-5-sonnet", (3, 3), (15, 3), 200_000, 8_192),
-    known("claude-3-5-haiku", (8, 4), (4, 3), 200_000, 8_192),
-    known("claude-3-7-sonnet", (3, 3), (15, 3), 200_000, 64_000),
-    known("claude-3-opus", (15, 3), (75, 3), 200_000, 4_096),
-    known("claude-3-haiku", (25, 5), (125, 5), 200_000, 4_096),
-    known("claude-sonnet-4", (3, 3), (15, 3), 200_000, 64_000),
-    known("claude-sonnet-4-5", (3, 3), (15, 3), 200_000, 64_000),
-    known("claude-opus-4", (15, 3), (75, 3), 200_000, 32_000),
-    known("claude-opus-4-1", (15, 3), (75, 3), 200_000, 32_000),
-    known("claude-opus-4-5", (5, 3), (25, 3), 200_000, 64_000),
-    known("claude-haiku-4-5", (1, 3), (5, 3), 200_000, 64_000),
+    known("claude-3-5-sonnet", (3, 3), (15, 3), 200_000, 8_192, ANTHROPIC_CACHE),
+    known("claude-3-5-haiku", (8, 4), (4, 3), 200_000, 8_192, ANTHROPIC_CACHE),
+    known("claude-3-7-sonnet", (3, 3), (15, 3), 200_000, 64_000, ANTHROPIC_CACHE),
+    known("claude-3-opus", (15, 3), (75, 3), 200_000, 4_096, ANTHROPIC_CACHE),
+    // Claude 3 Haiku's cache prices are not the usual ratios: $0.03 reads, $0.30 writes per 1M.
+    known(
+        "claude-3-haiku",
+        (25, 5),
+        (125, 5),
+        200_000,
+        4_096,
+        CacheRatios {
+            read: (12, 2),
+            write: (12, 1),
+        },
+    ),
+    known("claude-sonnet-4", (3, 3), (15, 3), 200_000, 64_000, ANTHROPIC_CACHE),
+    known("claude-sonnet-4-5", (3, 3), (15, 3), 200_000, 64_000, ANTHROPIC_CACHE),
+    known("claude-opus-4", (15, 3), (75, 3), 200_000, 32_000, ANTHROPIC_CACHE),
+    known("claude-opus-4-1", (15, 3), (75, 3), 200_000, 32_000, ANTHROPIC_CACHE),
+    known("claude-opus-4-5", (5, 3), (25, 3), 200_000, 64_000, ANTHROPIC_CACHE),
+    known("claude-haiku-4-5", (1, 3), (5, 3), 200_000, 64_000, ANTHROPIC_CACHE),
 ];
 
 /// The deployment for a model name no `models:` entry lists, or `None`.
@@ -102,10 +156,7 @@ pub fn resolve_model(name: &str, configured_providers: &[&str]) -> Option<Deploy
     }
     let mut deployment = Deployment::new(name, provider, upstream);
     if let Some(known) = lookup(provider, upstream) {
-        deployment.price = Some(ModelPrice::new(
-            Decimal::new(known.input.0, known.input.1),
-            Decimal::new(known.output.0, known.output.1),
-        ));
+        deployment.price = Some(known.price());
         deployment.context_window = Some(known.context_window);
         deployment.max_output_tokens = Some(known.max_output_tokens);
     }
@@ -194,11 +245,18 @@ mod tests {
     use super::*;
     use std::str::FromStr;
 
-    fn price(input: &str, output: &str) -> Option<ModelPrice> {
-        Some(ModelPrice::new(
-            Decimal::from_str(input).unwrap(),
-            Decimal::from_str(output).unwrap(),
-        ))
+    fn dec(text: &str) -> Decimal {
+        Decimal::from_str(text).unwrap()
+    }
+
+    fn prices_of(model: &str) -> (String, String, String, String) {
+        let price = resolve_model(model, ALL).unwrap().price.unwrap();
+        (
+            price.input_per_1k.normalize().to_string(),
+            price.output_per_1k.normalize().to_string(),
+            price.cache_read_per_1k.normalize().to_string(),
+            price.cache_write_per_1k.normalize().to_string(),
+        )
     }
 
     const ALL: &[&str] = &["openai", "anthropic", "groq", "ollama", "openrouter"];
@@ -254,9 +312,10 @@ mod tests {
             ("anthropic/claude-opus-4-1-20250805", "0.015", "0.075"),
         ];
         for (model, input, output) in cases {
+            let price = resolve_model(model, ALL).unwrap().price.unwrap();
             assert_eq!(
-                resolve_model(model, ALL).unwrap().price,
-                price(input, output),
+                (price.input_per_1k, price.output_per_1k),
+                (dec(input), dec(output)),
                 "{model}"
             );
         }
@@ -266,6 +325,43 @@ mod tests {
         let unknown = resolve_model("gpt-99-turbo", ALL).unwrap();
         assert_eq!(unknown.price, None);
         assert_eq!(unknown.context_window, None);
+    }
+
+    #[test]
+    fn cached_prompt_tokens_carry_the_providers_list_ratios() {
+        // (input, output, cache read, cache write) per 1K tokens.
+        let strs = |a: &str, b: &str, c: &str, d: &str| {
+            (a.to_owned(), b.to_owned(), c.to_owned(), d.to_owned())
+        };
+        assert_eq!(
+            prices_of("claude-sonnet-4-5"),
+            strs("0.003", "0.015", "0.0003", "0.00375")
+        );
+        assert_eq!(
+            prices_of("claude-3-5-haiku-latest"),
+            strs("0.0008", "0.004", "0.00008", "0.001")
+        );
+        assert_eq!(
+            prices_of("gpt-4o"),
+            strs("0.0025", "0.01", "0.00125", "0.0025")
+        );
+        assert_eq!(
+            prices_of("gpt-4.1"),
+            strs("0.002", "0.008", "0.0005", "0.002")
+        );
+        assert_eq!(
+            prices_of("o4-mini-2025-04-16"),
+            strs("0.0011", "0.0044", "0.000275", "0.0011")
+        );
+        assert_eq!(
+            prices_of("claude-3-haiku-20240307"),
+            strs("0.00025", "0.00125", "0.00003", "0.0003")
+        );
+        // No cache discount on the models that never had one.
+        assert_eq!(
+            prices_of("gpt-3.5-turbo"),
+            strs("0.0005", "0.0015", "0.0005", "0.0005")
+        );
     }
 
     #[test]
