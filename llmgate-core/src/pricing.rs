@@ -116,7 +116,10 @@ pub struct ClassCost {
 
 /// Exact micro-credits as a JSON string (`"105000"`, `"0.35"`): a JSON number would pass
 /// through floating point in most clients.
-fn exact_micros<S: serde::Serializer>(micros: &Decimal, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+fn exact_micros<S: serde::Serializer>(
+    micros: &Decimal,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
     serializer.collect_str(&micros.normalize())
 }
 
@@ -313,7 +316,11 @@ mod tests {
         let price = ModelPrice::new(dec("0.002"), dec("0.004"));
         assert_eq!(price.cache_read_per_1k, dec("0.002"));
         assert_eq!(price.cache_write_per_1k, dec("0.002"));
-        assert!(!price.with_cache_prices(dec("0.001"), Decimal::ZERO).is_free());
+        assert!(
+            !price
+                .with_cache_prices(dec("0.001"), Decimal::ZERO)
+                .is_free()
+        );
         assert!(ModelPrice::default().is_free());
     }
 

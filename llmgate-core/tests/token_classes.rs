@@ -155,7 +155,10 @@ async fn anthropic_cache_example_is_charged_4252500_micros() {
     assert_eq!(breakdown.cache_write.micros, dec("1312500"));
     let usage = done.response.usage.unwrap();
     assert_eq!(usage.prompt_tokens, 3100);
-    assert_eq!(usage.prompt_tokens_details.unwrap().cached_tokens, Some(2000));
+    assert_eq!(
+        usage.prompt_tokens_details.unwrap().cached_tokens,
+        Some(2000)
+    );
 
     let (charge, row) = recorded(&gateway).await;
     assert_eq!(charge.amount_micros, -4_252_500);
@@ -168,7 +171,11 @@ async fn anthropic_cache_example_is_charged_4252500_micros() {
         (Some(3100), Some(2000), Some(1000))
     );
     assert_eq!(
-        (row.prompt_tokens, row.cache_read_tokens, row.cache_write_tokens),
+        (
+            row.prompt_tokens,
+            row.cache_read_tokens,
+            row.cache_write_tokens
+        ),
         (3100, 2000, 1000)
     );
     assert_eq!(row.cost_micros, 4_252_500);
@@ -207,7 +214,10 @@ async fn streamed_examples_are_charged_the_same_and_end_with_the_breakdown() {
         fund(&gateway, "u", 100_000_000).await;
         let mut stream_request = request("m");
         stream_request.stream = Some(true);
-        let stream = gateway.chat_stream(&caller(), stream_request).await.unwrap();
+        let stream = gateway
+            .chat_stream(&caller(), stream_request)
+            .await
+            .unwrap();
         let chunks: Vec<ChatChunk> = stream.map(|c| c.unwrap()).collect().await;
         let last = chunks.last().unwrap();
         let llmgate = &last.extra["llmgate"];

@@ -503,13 +503,19 @@ mod cases {
         let mut first = usage_record(&user, "req-a", "claude", "anthropic", anthropic, MARCH_1);
         (first.prompt_tokens, first.completion_tokens) = (3100, 500);
         (first.cache_read_tokens, first.cache_write_tokens) = (2000, 1000);
-        let hold = store.hold(hold_request(&user, 5_000_000, 600)).await.unwrap();
+        let hold = store
+            .hold(hold_request(&user, 5_000_000, 600))
+            .await
+            .unwrap();
         store.settle(&hold, &first).await.unwrap();
 
         let mut second = usage_record(&user, "req-b", "claude", "anthropic", openai, MARCH_1);
         (second.prompt_tokens, second.completion_tokens) = (3000, 500);
         (second.cache_read_tokens, second.reasoning_tokens) = (2000, 300);
-        let hold = store.hold(hold_request(&user, 5_000_000, 600)).await.unwrap();
+        let hold = store
+            .hold(hold_request(&user, 5_000_000, 600))
+            .await
+            .unwrap();
         let written = store
             .write_batch(&[LedgerWrite::Settle {
                 hold,
@@ -540,8 +546,22 @@ mod cases {
         assert_eq!(
             charges,
             [
-                (-2_450_000, Some(3000), Some(2000), Some(0), Some(500), Some(300)),
-                (-4_252_500, Some(3100), Some(2000), Some(1000), Some(500), Some(0)),
+                (
+                    -2_450_000,
+                    Some(3000),
+                    Some(2000),
+                    Some(0),
+                    Some(500),
+                    Some(300)
+                ),
+                (
+                    -4_252_500,
+                    Some(3100),
+                    Some(2000),
+                    Some(1000),
+                    Some(500),
+                    Some(0)
+                ),
             ]
         );
         let usage = store

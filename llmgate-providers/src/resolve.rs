@@ -28,7 +28,6 @@ struct Known {
     output: (i64, u32),
     context_window: u32,
     max_output_tokens: u32,
-    cache: CacheRatios,
 }
 
 /// The prices of cached prompt tokens as fractions of the input price, `(mantissa, scale)`.
@@ -65,7 +64,6 @@ const fn known(
     output: (i64, u32),
     context_window: u32,
     max_output_tokens: u32,
-    cache: CacheRatios,
 ) -> Known {
     Known {
         name,
@@ -73,65 +71,70 @@ const fn known(
         output,
         context_window,
         max_output_tokens,
-        cache,
     }
 }
 
 impl Known {
-    fn price(&self) -> ModelPrice {
+    /// The list price; cached prompt tokens at the provider's ratios for this model.
+    fn price(&self, provider: &str) -> ModelPrice {
         let decimal = |(mantissa, scale)| Decimal::new(mantissa, scale);
         let input = decimal(self.input);
-        ModelPrice::new(input, decimal(self.output)).with_cache_prices(
-            input * decimal(self.cache.read),
-            input * decimal(self.cache.write),
-        )
+        let cache = cache_ratios(provider, self.name);
+        ModelPrice::new(input, decimal(self.output))
+            .with_cache_prices(input * decimal(cache.read), input * decimal(cache.write))
     }
 }
 
-/// OpenAI's list prices (standard tier), per 1K tokens, with the cached-input discount of
-/// each model (older snapshots have none).
-const OPENAI: &[Known] = &[
-    known("gpt-4o", (25, 4), (1, 2), 128_000, 16_384, OPENAI_HALF),
-    // The first gpt-4o snapshot kept its launch price.
-    known("gpt-4o-2024-05-13", (5, 3), (15, 3), 128_000, 4_096, NO_CACHE),
-    known("chatgpt-4o-latest", (5, 3), (15, 3), 128_000, 16_384, NO_CACHE),
-    known("gpt-4o-mini", (15, 5), (6, 4), 128_000, 16_384, OPENAI_HALF),
-    known("gpt-4.1", (2, 3), (8, 3), 1_047_576, 32_768, OPENAI_QUARTER),
-    known("gpt-4.1-mini", (4, 4), (16, 4), 1_047_576, 32_768, OPENAI_QUARTER),
-    known("gpt-4.1-nano", (1, 4), (4, 4), 1_047_576, 32_768, OPENAI_QUARTER),
-    known("gpt-4-turbo", (1, 2), (3, 2), 128_000, 4_096, NO_CACHE),
-    known("gpt-3.5-turbo", (5, 4), (15, 4), 16_385, 4_096, NO_CACHE),
-    known("o1", (15, 3), (6, 2), 200_000, 100_000, OPENAI_HALF),
-    known("o1-mini", (11, 4), (44, 4), 128_000, 65_536, OPENAI_HALF),
-    known("o3", (2, 3), (8, 3), 200_000, 100_000, OPENAI_QUARTER),
-    known("o3-mini", (11, 4), (44, 4), 200_000, 100_000, OPENAI_HALF),
-    known("o4-mini", (11, 4), (44, 4), 200_000, 100_000, OPENAI_QUARTER),
-];
-
-/// Anthropic's list prices, per 1K tokens.
-const ANTHROPIC: &[Known] = &[
-    known("claude-3-5-sonnet", (3, 3), (15, 3), 200_000, 8_192, ANTHROPIC_CACHE),
-    known("claude-3-5-haiku", (8, 4), (4, 3), 200_000, 8_192, ANTHROPIC_CACHE),
-    known("claude-3-7-sonnet", (3, 3), (15, 3), 200_000, 64_000, ANTHROPIC_CACHE),
-    known("claude-3-opus", (15, 3), (75, 3), 200_000, 4_096, ANTHROPIC_CACHE),
-    // Claude 3 Haiku's cache prices are not the usual ratios: $0.03 reads, $0.30 writes per 1M.
-    known(
-        "claude-3-haiku",
-        (25, 5),
-        (125, 5),
-        200_000,
-        4_096,
-        CacheRatios {
+/// Which cache ratios a well-known model has.
+fn cache_ratios(provider: &str, family: &str) -> CacheRatios {
+    match (provider, family) {
+        // Claude 3 Haiku's are its own: $0.03 reads and $0.30 writes per 1M tokens.
+        ("anthropic", "claude-3-haiku") => CacheRatios {
             read: (12, 2),
             write: (12, 1),
         },
-    ),
-    known("claude-sonnet-4", (3, 3), (15, 3), 200_000, 64_000, ANTHROPIC_CACHE),
-    known("claude-sonnet-4-5", (3, 3), (15, 3), 200_000, 64_000, ANTHROPIC_CACHE),
-    known("claude-opus-4", (15, 3), (75, 3), 200_000, 32_000, ANTHROPIC_CACHE),
-    known("claude-opus-4-1", (15, 3), (75, 3), 200_000, 32_000, ANTHROPIC_CACHE),
-    known("claude-opus-4-5", (5, 3), (25, 3), 200_000, 64_000, ANTHROPIC_CACHE),
-    known("claude-haiku-4-5", (1, 3), (5, 3), 200_000, 64_000, ANTHROPIC_CACHE),
+        ("anthropic", _) => ANTHROPIC_CACHE,
+        ("openai", "gpt-4o" | "gpt-4o-mini" | "o1" | "o1-mini" | "o3-mini") => OPENAI_HALF,
+        ("openai", "gpt-4.1" | "gpt-4.1-mini" | "gpt-4.1-nano" | "o3" | "o4-mini") => {
+            OPENAI_QUARTER
+        }
+        // Older snapshots (`gpt-4o-2024-05-13`, `gpt-4-turbo`, …) have no cache discount.
+        _ => NO_CACHE,
+    }
+}
+
+/// OpenAI's list prices (standard tier), per 1K tokens; cache ratios in [`cache_ratios`].
+const OPENAI: &[Known] = &[
+    known("gpt-4o", (25, 4), (1, 2), 128_000, 16_384),
+    // The first gpt-4o snapshot kept its launch price.
+    known("gpt-4o-2024-05-13", (5, 3), (15, 3), 128_000, 4_096),
+    known("chatgpt-4o-latest", (5, 3), (15, 3), 128_000, 16_384),
+    known("gpt-4o-mini", (15, 5), (6, 4), 128_000, 16_384),
+    known("gpt-4.1", (2, 3), (8, 3), 1_047_576, 32_768),
+    known("gpt-4.1-mini", (4, 4), (16, 4), 1_047_576, 32_768),
+    known("gpt-4.1-nano", (1, 4), (4, 4), 1_047_576, 32_768),
+    known("gpt-4-turbo", (1, 2), (3, 2), 128_000, 4_096),
+    known("gpt-3.5-turbo", (5, 4), (15, 4), 16_385, 4_096),
+    known("o1", (15, 3), (6, 2), 200_000, 100_000),
+    known("o1-mini", (11, 4), (44, 4), 128_000, 65_536),
+    known("o3", (2, 3), (8, 3), 200_000, 100_000),
+    known("o3-mini", (11, 4), (44, 4), 200_000, 100_000),
+    known("o4-mini", (11, 4), (44, 4), 200_000, 100_000),
+];
+
+/// Anthropic's list prices (base input), per 1K tokens; cache ratios in [`cache_ratios`].
+const ANTHROPIC: &[Known] = &[
+    known("claude-3-5-sonnet", (3, 3), (15, 3), 200_000, 8_192),
+    known("claude-3-5-haiku", (8, 4), (4, 3), 200_000, 8_192),
+    known("claude-3-7-sonnet", (3, 3), (15, 3), 200_000, 64_000),
+    known("claude-3-opus", (15, 3), (75, 3), 200_000, 4_096),
+    known("claude-3-haiku", (25, 5), (125, 5), 200_000, 4_096),
+    known("claude-sonnet-4", (3, 3), (15, 3), 200_000, 64_000),
+    known("claude-sonnet-4-5", (3, 3), (15, 3), 200_000, 64_000),
+    known("claude-opus-4", (15, 3), (75, 3), 200_000, 32_000),
+    known("claude-opus-4-1", (15, 3), (75, 3), 200_000, 32_000),
+    known("claude-opus-4-5", (5, 3), (25, 3), 200_000, 64_000),
+    known("claude-haiku-4-5", (1, 3), (5, 3), 200_000, 64_000),
 ];
 
 /// The deployment for a model name no `models:` entry lists, or `None`.
@@ -156,7 +159,7 @@ pub fn resolve_model(name: &str, configured_providers: &[&str]) -> Option<Deploy
     }
     let mut deployment = Deployment::new(name, provider, upstream);
     if let Some(known) = lookup(provider, upstream) {
-        deployment.price = Some(known.price());
+        deployment.price = Some(known.price(provider));
         deployment.context_window = Some(known.context_window);
         deployment.max_output_tokens = Some(known.max_output_tokens);
     }

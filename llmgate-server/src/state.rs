@@ -191,16 +191,18 @@ fn deployment(model: &ModelConfig, provider: &ProviderConfig) -> Deployment {
         (Some(input), Some(output)) => {
             let price = ModelPrice::new(input.value(), output.value());
             // An unset cache price is the input price.
-            Some(price.with_cache_prices(
-                model
-                    .cache_read_cost_per_1k
-                    .as_ref()
-                    .map_or(price.cache_read_per_1k, crate::config::DecimalText::value),
-                model
-                    .cache_write_cost_per_1k
-                    .as_ref()
-                    .map_or(price.cache_write_per_1k, crate::config::DecimalText::value),
-            ))
+            Some(
+                price.with_cache_prices(
+                    model
+                        .cache_read_cost_per_1k
+                        .as_ref()
+                        .map_or(price.cache_read_per_1k, crate::config::DecimalText::value),
+                    model
+                        .cache_write_cost_per_1k
+                        .as_ref()
+                        .map_or(price.cache_write_per_1k, crate::config::DecimalText::value),
+                ),
+            )
         }
         _ if model.free => Some(ModelPrice::default()),
         _ => None,

@@ -165,7 +165,10 @@ async fn anthropic_cache_example_is_charged_4252500_micros_whole_and_streamed(db
     // The prompt counts every class; the details say which were cached.
     assert_eq!(body["usage"]["prompt_tokens"], 3100);
     assert_eq!(body["usage"]["total_tokens"], 3600);
-    assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 2000);
+    assert_eq!(
+        body["usage"]["prompt_tokens_details"]["cached_tokens"],
+        2000
+    );
     assert_eq!(
         body["usage"]["prompt_tokens_details"]["cache_creation_tokens"],
         1000
@@ -190,7 +193,10 @@ async fn anthropic_cache_example_is_charged_4252500_micros_whole_and_streamed(db
     assert_eq!(last["llmgate"]["cost_micros"], ANTHROPIC_CHARGE);
     assert_eq!(last["llmgate"]["cost_breakdown"], breakdown);
     assert_eq!(last["usage"]["prompt_tokens"], 3100);
-    assert_eq!(last["usage"]["prompt_tokens_details"]["cached_tokens"], 2000);
+    assert_eq!(
+        last["usage"]["prompt_tokens_details"]["cached_tokens"],
+        2000
+    );
 
     assert_eq!(
         setup.gateway.balance(&setup.key).await,
@@ -208,14 +214,26 @@ async fn openai_cache_and_reasoning_example_is_charged_2450000_micros_whole_and_
     let (body, cost, breakdown) = whole(&setup, "gpt").await;
     assert_eq!(cost, OPENAI_CHARGE);
     assert_eq!(body["usage"]["prompt_tokens"], 3000);
-    assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 2000);
+    assert_eq!(
+        body["usage"]["prompt_tokens_details"]["cached_tokens"],
+        2000
+    );
     assert_eq!(
         body["usage"]["completion_tokens_details"]["reasoning_tokens"],
         300
     );
-    assert_eq!(breakdown["uncached_prompt"], json!({"tokens": 1000, "micros": "700000"}));
-    assert_eq!(breakdown["cache_read"], json!({"tokens": 2000, "micros": "350000"}));
-    assert_eq!(breakdown["output"], json!({"tokens": 500, "micros": "1400000"}));
+    assert_eq!(
+        breakdown["uncached_prompt"],
+        json!({"tokens": 1000, "micros": "700000"})
+    );
+    assert_eq!(
+        breakdown["cache_read"],
+        json!({"tokens": 2000, "micros": "350000"})
+    );
+    assert_eq!(
+        breakdown["output"],
+        json!({"tokens": 500, "micros": "1400000"})
+    );
     assert_eq!(breakdown["reasoning_tokens"], 300);
 
     let last = streamed(&setup, "gpt").await;
@@ -224,7 +242,10 @@ async fn openai_cache_and_reasoning_example_is_charged_2450000_micros_whole_and_
         last["usage"]["completion_tokens_details"]["reasoning_tokens"],
         300
     );
-    assert_eq!(last["usage"]["prompt_tokens_details"]["cached_tokens"], 2000);
+    assert_eq!(
+        last["usage"]["prompt_tokens_details"]["cached_tokens"],
+        2000
+    );
 
     assert_eq!(
         setup.gateway.balance(&setup.key).await,

@@ -128,7 +128,12 @@ pub fn usage(input_tokens: u64, output_tokens: u64) -> Value {
 
 /// Usage with prompt-cache fields: `input_tokens` counts only the uncached prompt tokens,
 /// cache reads and writes are reported beside it.
-pub fn cache_usage(input_tokens: u64, cache_read: u64, cache_write: u64, output_tokens: u64) -> Value {
+pub fn cache_usage(
+    input_tokens: u64,
+    cache_read: u64,
+    cache_write: u64,
+    output_tokens: u64,
+) -> Value {
     json!({
         "input_tokens": input_tokens,
         "cache_read_input_tokens": cache_read,

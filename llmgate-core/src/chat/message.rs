@@ -114,8 +114,12 @@ pub enum ContentPart {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache_control: Option<Value>,
     },
-    InputAudio { input_audio: Value },
-    File { file: Value },
+    InputAudio {
+        input_audio: Value,
+    },
+    File {
+        file: Value,
+    },
 }
 
 /// An image given by URL; `data:` URLs carry the bytes inline.

@@ -73,7 +73,9 @@ impl Usage {
     /// read them without checking whether the upstream reported them.
     pub fn with_class_details(mut self) -> Self {
         let classes = self.classes();
-        let prompt = self.prompt_tokens_details.get_or_insert_with(Default::default);
+        let prompt = self
+            .prompt_tokens_details
+            .get_or_insert_with(Default::default);
         prompt.cached_tokens = Some(classes.cache_read);
         if classes.cache_write > 0 {
             prompt.cache_creation_tokens = Some(classes.cache_write);

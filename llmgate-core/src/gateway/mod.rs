@@ -285,8 +285,13 @@ impl Gateway {
         ticket.spent_tokens(usage.prompt_tokens + usage.completion_tokens);
         drop(ticket);
         let mut cost_breakdown = attempt.cost_of(&usage)?;
-        let record =
-            self.usage_record(caller, &prepared, attempt, &usage, cost_breakdown.cost_micros);
+        let record = self.usage_record(
+            caller,
+            &prepared,
+            attempt,
+            &usage,
+            cost_breakdown.cost_micros,
+        );
         let (hold, owed) = prepared.hold.disarm();
         let cost_micros = self.finish(hold, record, owed).await?;
         let meters = self

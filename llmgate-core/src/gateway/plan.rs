@@ -242,7 +242,9 @@ impl Gateway {
         );
         let choices = u64::from(request.n.unwrap_or(1));
         let max_charge = match &terms {
-            Some(terms) => terms.max_charge_micros(prompt_bound, u64::from(max_tokens) * choices)?,
+            Some(terms) => {
+                terms.max_charge_micros(prompt_bound, u64::from(max_tokens) * choices)?
+            }
             None => 0,
         };
         Ok(Ok(Attempt {

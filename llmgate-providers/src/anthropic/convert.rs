@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use super::wire::{
     Block, ErrorBody, ErrorObject, ImageSource, MessagesRequest, MessagesResponse, Metadata,
-    ResponseBlock, System, ToolChoice, ToolChoiceKind, ToolResultContent, ToolSpec, Turn,
-    TurnRole, WireUsage,
+    ResponseBlock, System, ToolChoice, ToolChoiceKind, ToolResultContent, ToolSpec, Turn, TurnRole,
+    WireUsage,
 };
 
 /// The output cap sent when a request has none. The Messages API requires one and the gateway
@@ -613,7 +613,11 @@ mod tests {
             {"role": "user", "content": "q"}
         ]}));
         assert_eq!(plain["system"], "a");
-        assert!(plain["messages"][0]["content"][0].get("cache_control").is_none());
+        assert!(
+            plain["messages"][0]["content"][0]
+                .get("cache_control")
+                .is_none()
+        );
     }
 
     #[test]
