@@ -397,3 +397,74 @@ async fn prompt_cache_levers_reach_the_upstreams_that_take_them() {
     assert_eq!(sent["prompt_cache_key"], "agent-42");
     setup.gateway.stop().await;
 }
+
+/// Whether the official `openai` Python SDK can be run; under `CI=true` it must be.
+fn python_openai_sdk() -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !found {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "python3 with the openai SDK is required under CI=true (run .ci/services)"
+        );
+        eprintln!("skipped: python3 with the openai SDK is not installed");
+    }
+    found
+}
+
+/// The official `openai` Python SDK reads the cached and reasoning counts, whole and streamed,
+/// from the running server's answers.
+#[tokio::test]
+async fn the_openai_python_sdk_reads_cached_and_reasoning_tokens() {
+    if !python_openai_sdk() {
+        return;
+    }
+    let Some(setup) = setup(Db::Sqlite).await else {
+        return;
+    };
+    gpt_answers(&setup.gpt);
+    let script = r#"
+import os, openai
+client = openai.OpenAI(base_url=os.environ["BASE_URL"] + "/v1", api_key=os.environ["KEY"])
+messages = [{"role": "user", "content": "go on"}]
+whole = client.chat.completions.create(model="gpt", messages=messages, max_tokens=1000)
+u = whole.usage
+print(u.prompt_tokens, u.prompt_tokens_details.cached_tokens,
+      u.completion_tokens, u.completion_tokens_details.reasoning_tokens)
+stream = client.chat.completions.create(model="gpt", messages=messages, max_tokens=1000,
+                                        stream=True, stream_options={"include_usage": True})
+last = [chunk for chunk in stream if chunk.usage is not None][-1]
+u = last.usage
+print(u.prompt_tokens, u.prompt_tokens_details.cached_tokens,
+      u.completion_tokens, u.completion_tokens_details.reasoning_tokens,
+      last.model_extra["llmgate"]["cost_micros"])
+"#;
+    let base_url = setup.gateway.url("");
+    let key = setup.key.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", script])
+            .env("BASE_URL", base_url)
+            .env("KEY", key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "3000 2000 500 300",
+            &format!("3000 2000 500 300 {OPENAI_CHARGE}")
+        ]
+    );
+    setup.gateway.stop().await;
+}
