@@ -468,3 +468,61 @@ print(u.prompt_tokens, u.prompt_tokens_details.cached_tokens,
     );
     setup.gateway.stop().await;
 }
+
+/// `/v1/models` lists the four prices of each model: a cache price the config leaves out is the
+/// input price.
+#[tokio::test]
+async fn models_list_cache_prices_defaulting_to_the_input_price() {
+    let Some(setup) = setup(Db::Sqlite).await else {
+        return;
+    };
+    let (status, models) = setup.gateway.get("/v1/models", &setup.key).await;
+    assert_eq!(status, 200, "{models}");
+    let model = |id: &str| {
+        models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let prices = |m: &Value| {
+        [
+            "input_cost_per_1k",
+            "cache_read_cost_per_1k",
+            "cache_write_cost_per_1k",
+            "output_cost_per_1k",
+        ]
+        .map(|field| m[field].clone())
+    };
+    assert_eq!(
+        prices(&model("claude")),
+        ["0.003", "0.0003", "0.00375", "0.015"].map(Value::from)
+    );
+    assert_eq!(
+        prices(&model("gpt")),
+        ["0.002", "0.0005", "0.002", "0.008"].map(Value::from)
+    );
+    setup.gateway.stop().await;
+}
+
+/// A cache price needs the model's input and output prices, and must be a decimal.
+#[test]
+fn cache_prices_are_validated_with_their_paths() {
+    let yaml = r#"
+providers:
+  - { name: p, kind: openai, api_base: "https://p.example/v1" }
+models:
+  - { name: a, provider: p, cache_read_cost_per_1k: 0.1 }
+  - { name: b, provider: p, input_cost_per_1k: 1, output_cost_per_1k: 1, cache_write_cost_per_1k: lots }
+  - { name: c, provider: p, free: true, cache_read_cost_per_1k: 0.5 }
+"#;
+    let config = Config::from_yaml(yaml, &Env::from_pairs([("X", "y")])).unwrap();
+    let problems: Vec<String> = config.validate().iter().map(ToString::to_string).collect();
+    let has = |path: &str| problems.iter().any(|p| p.starts_with(path));
+    assert!(has("models[0].cache_read_cost_per_1k"), "{problems:?}");
+    assert!(has("models[1].cache_write_cost_per_1k"), "{problems:?}");
+    assert!(has("models[2]"), "{problems:?}");
+    assert_eq!(problems.len(), 4, "{problems:?}");
+}

@@ -239,8 +239,9 @@ struct State {
 }
 
 /// A metered stream of completion chunks. The last chunk of a good stream has no choices and
-/// carries the usage and `"llmgate": {"cost_micros": N, "cost_breakdown": {…}}`. A mid-stream failure ends it with an
-/// `Err` item. Dropping it early settles what was produced in the background.
+/// carries the usage and `"llmgate": {"cost_micros": N, "cost_breakdown": {…}}`. A mid-stream
+/// failure ends it with an `Err` item. Dropping it early settles what was produced in the
+/// background.
 pub struct CompletionStream {
     route: RouteInfo,
     inner: ChunkStream,

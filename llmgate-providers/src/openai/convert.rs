@@ -309,6 +309,41 @@ mod tests {
     }
 
     #[test]
+    fn cached_and_reasoning_counts_are_read_whole_and_streamed() {
+        let usage = json!({"prompt_tokens": 3000, "completion_tokens": 500, "total_tokens": 3500,
+                           "prompt_tokens_details": {"cached_tokens": 2000, "audio_tokens": 0},
+                           "completion_tokens_details": {"reasoning_tokens": 300, "audio_tokens": 0}});
+        let body = json!({
+            "id": "x", "object": "chat.completion", "created": 5, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hey"}, "finish_reason": "stop"}],
+            "usage": usage
+        });
+        let whole = response_from_wire("p", body.to_string().as_bytes(), None)
+            .unwrap()
+            .usage
+            .unwrap();
+        let chunk = json!({"id": "c", "model": "m", "choices": [], "usage": usage}).to_string();
+        let streamed = chunk_from_wire("p", &chunk, None).unwrap().usage.unwrap();
+        for usage in [whole, streamed] {
+            let classes = usage.classes();
+            assert_eq!(
+                (
+                    classes.uncached_prompt,
+                    classes.cache_read,
+                    classes.output,
+                    classes.reasoning
+                ),
+                (1000, 2000, 500, 300)
+            );
+            // Fields the gateway does not know are kept for the client.
+            assert_eq!(
+                usage.completion_tokens_details.unwrap().extra["audio_tokens"],
+                0
+            );
+        }
+    }
+
+    #[test]
     fn lenient_response_is_repaired() {
         let body = json!({
             "choices": [{"message": {"content": "hey"}, "finish_reason": "eos"}],
