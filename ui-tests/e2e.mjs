@@ -224,6 +224,9 @@ await step('the catalog lists the configured models with prices, badges and filt
   const priced = page.locator(`#panel-catalog tr[data-model="${PRICED}"]`);
   await priced.waitFor();
   assert.match(await text(priced), /\$0\.002/);
+  // Cached prompt tokens cost the input price unless the model says otherwise.
+  assert.equal(await text(priced.locator('.cache-read')), '$0.002');
+  assert.equal(await text(priced.locator('.cache-write')), '$0.002');
   const demo = page.locator('#panel-catalog tr[data-model="demo/echo"]');
   assert.match(await text(demo.locator('.badge.free')), /free/);
   await page.locator('#panel-catalog input[type="search"]').fill('echo');
@@ -263,6 +266,11 @@ await step('the Testing Lab streams an answer with its route and cost', async ()
   // SPEC §6's worked example: starter, $0.002/1K, 400 + 600 tokens, balanced → 700000 micros.
   assert.equal(await answer.getAttribute('data-cost-micros'), '700000');
   assert.equal(await text(answer.locator('.fact-cost')), '0.7 credits');
+  // The fake reports 300 of the 400 prompt tokens as cached and 200 of the 600 as reasoning.
+  assert.equal(await text(answer.locator('.fact-tokens')), '400 in · 600 out');
+  assert.equal(await text(answer.locator('.fact-cached')), '300 read');
+  assert.equal(await text(answer.locator('.fact-reasoning')), '200');
+  assert.match(await answer.locator('.fact-cost').getAttribute('title'), /cache reads: 300 tokens, 0\.21 credits/);
 });
 
 await step('compare mode answers from two models side by side', async () => {
@@ -343,6 +351,17 @@ await step('Analytics shows the balance, the usage and the charge', async () => 
   });
   const charge = page.locator('#panel-analytics .ledger-table tr[data-kind="charge"]', { hasText: PRICED }).first();
   assert.match(await text(charge), /-0\.7 credits/);
+  assert.match(await text(charge), /400 \+ 600 tokens · 300 cached · 200 reasoning/);
+  for (const [metric, per] of [['cached', 300], ['reasoning', 200]]) {
+    await page.locator('#panel-analytics select.metric').selectOption(metric);
+    const chart = page.locator('#panel-analytics figure.chart[data-group="model"]');
+    const label = await chart.locator('svg').getAttribute('aria-label');
+    const shown = new RegExp(`${PRICED.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: ([\\d,]+)`).exec(label);
+    assert.ok(shown, `${metric}: ${label}`);
+    const value = Number(shown[1].replace(/,/g, ''));
+    assert.ok(value > 0 && value % per === 0, `${metric}: ${label}`);
+  }
+  await page.locator('#panel-analytics select.metric').selectOption('requests');
   assert.match(await text(page.locator('#panel-analytics figure.chart[data-group="provider"]')), new RegExp(BYOK_PROVIDER));
   assert.ok(await page.locator('#panel-analytics figure.chart[data-group="day"] svg rect.bar').count() >= 1);
   await page.locator('#panel-analytics .package').first().waitFor();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use llmgate_core::{
     Credit, CreditKind, CreditStore, Decimal, HoldRequest, KeySource, MemoryCreditStore,
-    ModelPrice, PriceTerms, UsageRecord,
+    ModelPrice, PriceTerms, TokenClasses, UsageRecord,
 };
 
 fn dec(text: &str) -> Decimal {
@@ -29,13 +29,25 @@ fn pricing(c: &mut Criterion) {
             price: ModelPrice::new(dec("0.002"), dec("0.002")),
             ..terms
         }
-        .charge_micros(400, 600)
+        .charge_micros(&TokenClasses {
+            uncached_prompt: 400,
+            output: 600,
+            ..TokenClasses::default()
+        })
         .ok(),
         Some(700_000),
         "the SPEC's worked example"
     );
     c.bench_function("pricing/charge_micros", |b| {
-        b.iter(|| black_box(&terms).charge_micros(black_box(1_234), black_box(567)))
+        // An agent's turn: most of the prompt read from the cache.
+        let tokens = TokenClasses {
+            uncached_prompt: 234,
+            cache_read: 1_000,
+            cache_write: 0,
+            output: 567,
+            reasoning: 100,
+        };
+        b.iter(|| black_box(&terms).charge_micros(black_box(&tokens)))
     });
 }
 
@@ -72,6 +84,9 @@ fn hold_and_settle(c: &mut Criterion) {
                         key_source: KeySource::Platform,
                         prompt_tokens: 14,
                         completion_tokens: 10,
+                        cache_read_tokens: 0,
+                        cache_write_tokens: 0,
+                        reasoning_tokens: 0,
                         cost_micros: 42,
                         at: 1_700_000_000,
                     };

@@ -65,11 +65,33 @@ pub struct UsageRecord {
     pub model: String,
     pub provider: String,
     pub key_source: KeySource,
+    /// Every prompt token, cached or not.
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// The part of `prompt_tokens` read from a prompt cache.
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    /// The part of `prompt_tokens` written to a prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// The part of `completion_tokens` spent reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
     pub cost_micros: i64,
     /// Unix seconds.
     pub at: i64,
+}
+
+impl UsageRecord {
+    /// Copy the token counts of every class from the usage.
+    pub fn set_tokens(&mut self, usage: &crate::chat::Usage) {
+        let classes = usage.classes();
+        self.prompt_tokens = usage.prompt_tokens;
+        self.completion_tokens = usage.completion_tokens;
+        self.cache_read_tokens = classes.cache_read;
+        self.cache_write_tokens = classes.cache_write;
+        self.reasoning_tokens = classes.reasoning;
+    }
 }
 
 /// What kind of credit a top-up is.
@@ -126,6 +148,14 @@ pub struct Transaction {
     pub provider: Option<String>,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// Parts of `prompt_tokens` read from and written to a prompt cache, and the part of
+    /// `completion_tokens` spent reasoning (charges only).
+    #[serde(default)]
+    pub cache_read_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_write_tokens: Option<u64>,
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
     pub key_source: Option<KeySource>,
     pub request_id: Option<String>,
     pub idempotency_key: Option<String>,
@@ -167,6 +197,12 @@ pub struct UsageRow {
     pub requests: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    #[serde(default)]
+    pub reasoning_tokens: u64,
     pub cost_micros: i64,
 }
 

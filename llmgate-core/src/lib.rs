@@ -73,7 +73,7 @@ pub use caller::{Billing, Caller, Tier};
 pub use catalog::{Catalog, Deployment, LatencyClass, Privacy};
 pub use chat::{
     ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content, ContentPart, Delta,
-    FinishReason, Message, Role, Usage, WireJson,
+    FinishReason, Message, Role, TokenClasses, Usage, WireJson,
 };
 pub use credits::{
     Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, KeySource, LedgerWrite,
@@ -89,7 +89,8 @@ pub use limits::{Admission, InProcessRateLimiter, Quota, RateLimiter};
 pub use memory::{MemoryCreditStore, MemoryKeyVault};
 pub use power::{PowerLevel, PowerLevelPolicy};
 pub use pricing::{
-    MICROS_PER_CREDIT, ModelPrice, PriceTerms, credits_to_micros, micros_to_credits,
+    ClassCost, CostBreakdown, MICROS_PER_CREDIT, ModelPrice, PriceTerms, credits_to_micros,
+    micros_to_credits,
 };
 pub use provider::{ChunkStream, Provider, ProviderCall};
 pub use routing::{

@@ -90,6 +90,9 @@ impl LedgerState {
             provider: None,
             prompt_tokens: None,
             completion_tokens: None,
+            cache_read_tokens: None,
+            cache_write_tokens: None,
+            reasoning_tokens: None,
             key_source: None,
             request_id: None,
             idempotency_key: None,
@@ -165,6 +168,9 @@ impl CreditStore for MemoryCreditStore {
         entry.provider = Some(usage.provider.clone());
         entry.prompt_tokens = Some(usage.prompt_tokens);
         entry.completion_tokens = Some(usage.completion_tokens);
+        entry.cache_read_tokens = Some(usage.cache_read_tokens);
+        entry.cache_write_tokens = Some(usage.cache_write_tokens);
+        entry.reasoning_tokens = Some(usage.reasoning_tokens);
         entry.key_source = Some(usage.key_source);
         entry.request_id = Some(usage.request_id.clone());
         entry.reason = Some(format!("hold {} of {}", hold.id, open.amount_micros));
@@ -277,6 +283,9 @@ impl CreditStore for MemoryCreditStore {
                     requests: 0,
                     prompt_tokens: 0,
                     completion_tokens: 0,
+                    cache_read_tokens: 0,
+                    cache_write_tokens: 0,
+                    reasoning_tokens: 0,
                     cost_micros: 0,
                 });
                 rows.len() - 1
@@ -285,6 +294,9 @@ impl CreditStore for MemoryCreditStore {
             row.requests += 1;
             row.prompt_tokens += record.prompt_tokens;
             row.completion_tokens += record.completion_tokens;
+            row.cache_read_tokens += record.cache_read_tokens;
+            row.cache_write_tokens += record.cache_write_tokens;
+            row.reasoning_tokens += record.reasoning_tokens;
             row.cost_micros += record.cost_micros;
         }
         rows.sort_by(|a, b| a.key.cmp(&b.key));

@@ -1,32 +1,65 @@
 //! Money: the charge of a request in integer micro-credits, computed in exact decimals.
 //!
-//! `charge = ceil_to_micro((prompt × in_per_1k + completion × out_per_1k) / 1000
+//! Each token class has its own price per 1,000 tokens:
+//!
+//! `charge = ceil_to_micro((uncached × input + cache_read × cache_read_price
+//!                          + cache_write × cache_write_price + output × output_price) / 1000
 //!                         × (1 + markup) × power_multiplier × credits_per_usd)`
+//!
+//! Nothing is rounded until the very end, and then once, upwards.
 
 use rust_decimal::{Decimal, RoundingStrategy};
+use serde::Serialize;
 
+use crate::chat::TokenClasses;
 use crate::error::{Error, Result};
 
 /// One micro-credit is a millionth of a credit.
 pub const MICROS_PER_CREDIT: i64 = 1_000_000;
 
-/// USD prices per 1,000 tokens of a model.
+/// USD prices per 1,000 tokens of a model, one per token class. Reasoning tokens are output
+/// tokens and cost the output price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ModelPrice {
     pub input_per_1k: Decimal,
     pub output_per_1k: Decimal,
+    /// Prompt tokens read from the provider's prompt cache.
+    pub cache_read_per_1k: Decimal,
+    /// Prompt tokens written to the provider's prompt cache.
+    pub cache_write_per_1k: Decimal,
 }
 
 impl ModelPrice {
+    /// Input and output prices; cached prompt tokens cost the input price until
+    /// [`with_cache_prices`](Self::with_cache_prices) says otherwise.
     pub fn new(input_per_1k: Decimal, output_per_1k: Decimal) -> Self {
         Self {
             input_per_1k,
             output_per_1k,
+            cache_read_per_1k: input_per_1k,
+            cache_write_per_1k: input_per_1k,
         }
     }
 
+    pub fn with_cache_prices(mut self, read_per_1k: Decimal, write_per_1k: Decimal) -> Self {
+        self.cache_read_per_1k = read_per_1k;
+        self.cache_write_per_1k = write_per_1k;
+        self
+    }
+
     pub fn is_free(&self) -> bool {
-        self.input_per_1k.is_zero() && self.output_per_1k.is_zero()
+        self.input_per_1k.is_zero()
+            && self.output_per_1k.is_zero()
+            && self.cache_read_per_1k.is_zero()
+            && self.cache_write_per_1k.is_zero()
+    }
+
+    /// The dearest price a prompt token can be billed at: before the call nobody knows which
+    /// class each prompt token will land in.
+    pub fn dearest_prompt_per_1k(&self) -> Decimal {
+        self.input_per_1k
+            .max(self.cache_read_per_1k)
+            .max(self.cache_write_per_1k)
     }
 }
 
@@ -41,32 +74,116 @@ pub struct PriceTerms {
     pub credits_per_usd: Decimal,
 }
 
+/// What each token class cost, in exact (unrounded) micro-credits, and the charge: their sum
+/// rounded up once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct CostBreakdown {
+    pub uncached_prompt: ClassCost,
+    pub cache_read: ClassCost,
+    pub cache_write: ClassCost,
+    pub output: ClassCost,
+    /// Part of `output`: reasoning tokens are billed as output tokens.
+    pub reasoning_tokens: u64,
+    /// The charge: the classes' sum rounded up to the micro-credit.
+    pub cost_micros: i64,
+}
+
+impl CostBreakdown {
+    /// The tokens of an uncharged request (free model, own key, admin): every class costs 0.
+    pub fn free(tokens: &TokenClasses) -> Self {
+        let class = |tokens| ClassCost {
+            tokens,
+            micros: Decimal::ZERO,
+        };
+        Self {
+            uncached_prompt: class(tokens.uncached_prompt),
+            cache_read: class(tokens.cache_read),
+            cache_write: class(tokens.cache_write),
+            output: class(tokens.output),
+            reasoning_tokens: tokens.reasoning.min(tokens.output),
+            cost_micros: 0,
+        }
+    }
+}
+
+/// One class's tokens and their cost in micro-credits, exact (it may have decimals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ClassCost {
+    pub tokens: u64,
+    #[serde(serialize_with = "exact_micros")]
+    pub micros: Decimal,
+}
+
+/// Exact micro-credits as a JSON string (`"105000"`, `"0.35"`): a JSON number would pass
+/// through floating point in most clients.
+fn exact_micros<S: serde::Serializer>(
+    micros: &Decimal,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_str(&micros.normalize())
+}
+
 impl PriceTerms {
-    /// The charge in micro-credits for these token counts, rounded up to the micro-credit.
-    pub fn charge_micros(&self, prompt_tokens: u64, completion_tokens: u64) -> Result<i64> {
-        let overflow =
-            || Error::invalid_request("The request's maximum cost is too large to price.");
-        let prompt = Decimal::from(prompt_tokens);
-        let completion = Decimal::from(completion_tokens);
-        let token_cost = prompt
-            .checked_mul(self.price.input_per_1k)
-            .and_then(|a| {
-                completion
-                    .checked_mul(self.price.output_per_1k)
-                    .and_then(|b| a.checked_add(b))
-            })
-            .ok_or_else(overflow)?;
-        // Multiply everything before the one division so no intermediate is rounded.
-        let scaled = token_cost
-            .checked_mul(Decimal::ONE + self.markup)
+    /// The charge in micro-credits for these tokens, rounded up to the micro-credit.
+    pub fn charge_micros(&self, tokens: &TokenClasses) -> Result<i64> {
+        Ok(self.breakdown(tokens)?.cost_micros)
+    }
+
+    /// The most a request can cost: every prompt token at the dearest prompt class, every
+    /// output token at the output price. This is what a hold covers.
+    pub fn max_charge_micros(&self, prompt_bound: u64, output_bound: u64) -> Result<i64> {
+        let worst = PriceTerms {
+            price: ModelPrice::new(self.price.dearest_prompt_per_1k(), self.price.output_per_1k),
+            ..*self
+        };
+        worst.charge_micros(&TokenClasses {
+            uncached_prompt: prompt_bound,
+            output: output_bound,
+            ..TokenClasses::default()
+        })
+    }
+
+    /// Each class's exact cost and the charge, rounded up once after summing.
+    pub fn breakdown(&self, tokens: &TokenClasses) -> Result<CostBreakdown> {
+        let price = &self.price;
+        let uncached = self.class_cost(tokens.uncached_prompt, price.input_per_1k)?;
+        let cache_read = self.class_cost(tokens.cache_read, price.cache_read_per_1k)?;
+        let cache_write = self.class_cost(tokens.cache_write, price.cache_write_per_1k)?;
+        let output = self.class_cost(tokens.output, price.output_per_1k)?;
+        let total = [cache_read, cache_write, output]
+            .iter()
+            .try_fold(uncached.micros, |sum, class| sum.checked_add(class.micros))
+            .ok_or_else(too_large)?;
+        let cost_micros = total.round_dp_with_strategy(0, RoundingStrategy::ToPositiveInfinity);
+        Ok(CostBreakdown {
+            uncached_prompt: uncached,
+            cache_read,
+            cache_write,
+            output,
+            reasoning_tokens: tokens.reasoning.min(tokens.output),
+            cost_micros: i64::try_from(cost_micros).map_err(|_| too_large())?,
+        })
+    }
+
+    /// `tokens × price / 1000 × (1 + markup) × multiplier × credits_per_usd × 10^6`, exact:
+    /// every factor is multiplied in before the one division, which is by a power of ten.
+    fn class_cost(&self, tokens: u64, price_per_1k: Decimal) -> Result<ClassCost> {
+        let scaled = Decimal::from(tokens)
+            .checked_mul(price_per_1k)
+            .and_then(|v| v.checked_mul(Decimal::ONE + self.markup))
             .and_then(|v| v.checked_mul(self.multiplier))
             .and_then(|v| v.checked_mul(self.credits_per_usd))
             .and_then(|v| v.checked_mul(Decimal::from(MICROS_PER_CREDIT)))
-            .ok_or_else(overflow)?;
-        let micros = (scaled / Decimal::from(1000))
-            .round_dp_with_strategy(0, RoundingStrategy::ToPositiveInfinity);
-        i64::try_from(micros).map_err(|_| overflow())
+            .ok_or_else(too_large)?;
+        let micros = scaled
+            .checked_div(Decimal::from(1000))
+            .ok_or_else(too_large)?;
+        Ok(ClassCost { tokens, micros })
     }
+}
+
+fn too_large() -> Error {
+    Error::invalid_request("The request's maximum cost is too large to price.")
 }
 
 /// Micro-credits as a decimal number of credits, for display.
@@ -96,6 +213,117 @@ mod tests {
         Decimal::from_str(s).unwrap()
     }
 
+    fn plain(prompt: u64, output: u64) -> TokenClasses {
+        TokenClasses {
+            uncached_prompt: prompt,
+            output,
+            ..TokenClasses::default()
+        }
+    }
+
+    /// Tier starter (+40 %), power level balanced (× 0.25), 1,000 credits per dollar.
+    fn starter_balanced(price: ModelPrice) -> PriceTerms {
+        PriceTerms {
+            price,
+            markup: dec("0.4"),
+            multiplier: dec("0.25"),
+            credits_per_usd: dec("1000"),
+        }
+    }
+
+    #[test]
+    fn anthropic_cache_example_is_4252500_micros() {
+        let terms = starter_balanced(
+            ModelPrice::new(dec("0.003"), dec("0.015"))
+                .with_cache_prices(dec("0.0003"), dec("0.00375")),
+        );
+        let tokens = TokenClasses {
+            uncached_prompt: 100,
+            cache_read: 2000,
+            cache_write: 1000,
+            output: 500,
+            reasoning: 0,
+        };
+        let breakdown = terms.breakdown(&tokens).unwrap();
+        assert_eq!(breakdown.cost_micros, 4_252_500);
+        assert_eq!(breakdown.uncached_prompt.micros, dec("105000"));
+        assert_eq!(breakdown.cache_read.micros, dec("210000"));
+        assert_eq!(breakdown.cache_write.micros, dec("1312500"));
+        assert_eq!(breakdown.output.micros, dec("2625000"));
+    }
+
+    #[test]
+    fn openai_cache_and_reasoning_example_is_2450000_micros() {
+        let terms = starter_balanced(
+            ModelPrice::new(dec("0.002"), dec("0.008"))
+                .with_cache_prices(dec("0.0005"), dec("0.002")),
+        );
+        let usage = crate::chat::Usage {
+            prompt_tokens_details: Some(crate::chat::PromptTokensDetails {
+                cached_tokens: Some(2000),
+                ..Default::default()
+            }),
+            completion_tokens_details: Some(crate::chat::CompletionTokensDetails {
+                reasoning_tokens: Some(300),
+                ..Default::default()
+            }),
+            ..crate::chat::Usage::new(3000, 500)
+        };
+        let breakdown = terms.breakdown(&usage.classes()).unwrap();
+        assert_eq!(breakdown.cost_micros, 2_450_000);
+        assert_eq!(breakdown.uncached_prompt.tokens, 1000);
+        assert_eq!(breakdown.cache_read.tokens, 2000);
+        assert_eq!(breakdown.reasoning_tokens, 300);
+    }
+
+    #[test]
+    fn rounding_happens_once_after_the_classes_are_summed() {
+        // Each class alone is half a micro-credit; rounded apart they would make 2, summed 1.
+        let terms = PriceTerms {
+            price: ModelPrice::new(dec("0.0000005"), Decimal::ZERO)
+                .with_cache_prices(dec("0.0000005"), Decimal::ZERO),
+            markup: Decimal::ZERO,
+            multiplier: Decimal::ONE,
+            credits_per_usd: dec("1000"),
+        };
+        let tokens = TokenClasses {
+            uncached_prompt: 1,
+            cache_read: 1,
+            ..TokenClasses::default()
+        };
+        let breakdown = terms.breakdown(&tokens).unwrap();
+        assert_eq!(breakdown.uncached_prompt.micros, dec("0.5"));
+        assert_eq!(breakdown.cost_micros, 1);
+    }
+
+    #[test]
+    fn the_maximum_charge_prices_prompt_tokens_at_the_dearest_class() {
+        let terms = starter_balanced(
+            ModelPrice::new(dec("0.003"), dec("0.015"))
+                .with_cache_prices(dec("0.0003"), dec("0.00375")),
+        );
+        // 1000 prompt tokens that might all be cache writes: 3.75 USD-milli × 0.35 × 1000.
+        assert_eq!(terms.max_charge_micros(1000, 0).unwrap(), 1_312_500);
+        let all_written = TokenClasses {
+            cache_write: 1000,
+            ..TokenClasses::default()
+        };
+        assert_eq!(terms.charge_micros(&all_written).unwrap(), 1_312_500);
+    }
+
+    #[test]
+    fn unset_cache_prices_are_the_input_price() {
+        let price = ModelPrice::new(dec("0.002"), dec("0.004"));
+        assert_eq!(price.cache_read_per_1k, dec("0.002"));
+        assert_eq!(price.cache_write_per_1k, dec("0.002"));
+        assert!(
+            !price
+                .with_cache_prices(dec("0.001"), Decimal::ZERO)
+                .is_free()
+        );
+        assert!(ModelPrice::default().is_free());
+    }
+
     #[test]
     fn worked_example_from_the_spec_is_700000_micros() {
         let terms = PriceTerms {
@@ -104,7 +332,7 @@ mod tests {
             multiplier: dec("0.25"),
             credits_per_usd: dec("1000"),
         };
-        assert_eq!(terms.charge_micros(400, 600).unwrap(), 700_000);
+        assert_eq!(terms.charge_micros(&plain(400, 600)).unwrap(), 700_000);
     }
 
     #[test]
@@ -116,8 +344,8 @@ mod tests {
             credits_per_usd: dec("1000"),
         };
         // 1 token × $0.0000001 / 1000 × 1000 credits/$ = 1e-7 credits = 0.1 micro → 1 micro.
-        assert_eq!(terms.charge_micros(1, 0).unwrap(), 1);
-        assert_eq!(terms.charge_micros(0, 0).unwrap(), 0);
+        assert_eq!(terms.charge_micros(&plain(1, 0)).unwrap(), 1);
+        assert_eq!(terms.charge_micros(&plain(0, 0)).unwrap(), 0);
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn content_bound(content: &Content) -> u64 {
         Content::Parts(parts) => parts
             .iter()
             .map(|part| match part {
-                ContentPart::Text { text } => text.len() as u64,
+                ContentPart::Text { text, .. } => text.len() as u64,
                 ContentPart::ImageUrl { .. } => PER_IMAGE_BOUND,
                 ContentPart::InputAudio { input_audio } => input_audio.to_string().len() as u64,
                 ContentPart::File { file } => file.to_string().len() as u64,

@@ -1,8 +1,10 @@
 //! `PriceTerms::charge_micros` against a reference in exact rational arithmetic (`i128`
-//! numerator and denominator, ceiling division), over many seeded random inputs.
+//! numerator and denominator, ceiling division), over many seeded random inputs: plain
+//! prompt and output tokens, and every token class (uncached, cache read, cache write,
+//! output) at prices of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use llmgate_core::{Decimal, ModelPrice, PriceTerms};
+use llmgate_core::{Decimal, ModelPrice, PriceTerms, TokenClasses, Usage};
 
 /// xorshift64*: deterministic, so a failure names a case that replays.
 struct XorShift(u64);
@@ -117,7 +119,7 @@ fn gcd(mut a: i128, mut b: i128) -> i128 {
     a
 }
 
-/// SPEC §6: ceil((prompt × in + completion × out) / 1000 × (1 + markup) × multiplier ×
+/// ceil((prompt × in + completion × out) / 1000 × (1 + markup) × multiplier ×
 /// credits_per_usd × 10^6).
 #[allow(clippy::too_many_arguments)]
 fn reference_micros(
@@ -129,15 +131,42 @@ fn reference_micros(
     multiplier: Fixed,
     credits_per_usd: Fixed,
 ) -> i128 {
-    Ratio::int(i128::from(prompt))
-        .mul(Ratio::of(input_per_1k))
-        .add(Ratio::int(i128::from(completion)).mul(Ratio::of(output_per_1k)))
+    classes_reference(
+        &[(prompt, input_per_1k), (completion, output_per_1k)],
+        markup,
+        multiplier,
+        credits_per_usd,
+    )
+}
+
+/// ceil(Σ tokens × price_per_1k / 1000 × (1 + markup) × multiplier × credits_per_usd × 10^6):
+/// the sum is exact, the one rounding is at the end.
+fn classes_reference(
+    classes: &[(u64, Fixed)],
+    markup: Fixed,
+    multiplier: Fixed,
+    credits_per_usd: Fixed,
+) -> i128 {
+    classes
+        .iter()
+        .fold(Ratio::int(0), |sum, (tokens, price)| {
+            sum.add(Ratio::int(i128::from(*tokens)).mul(Ratio::of(*price)))
+        })
         .div_int(1000)
         .mul(Ratio::int(1).add(Ratio::of(markup)))
         .mul(Ratio::of(multiplier))
         .mul(Ratio::of(credits_per_usd))
         .mul(Ratio::int(1_000_000))
         .ceil()
+}
+
+/// Prompt and output tokens with no cache classes.
+fn plain(prompt: u64, output: u64) -> TokenClasses {
+    TokenClasses {
+        uncached_prompt: prompt,
+        output,
+        ..TokenClasses::default()
+    }
 }
 
 #[test]
@@ -175,7 +204,7 @@ fn charge_matches_exact_rational_arithmetic() {
             "case {case}: {prompt}+{completion} tokens, in {input:?} out {output:?} markup \
              {markup:?} × {multiplier:?} × {credits_per_usd:?} credits/$"
         );
-        match terms.charge_micros(prompt, completion) {
+        match terms.charge_micros(&plain(prompt, completion)) {
             Ok(charged) => {
                 assert_eq!(i128::from(charged), expected, "{context}");
                 if charged > 0 {
@@ -223,7 +252,7 @@ fn small_charges_round_up_to_one_micro() {
             scale: 0,
         };
         let expected = reference_micros(prompt, 0, input, zero, zero, tenth, one);
-        let charged = terms.charge_micros(prompt, 0).unwrap();
+        let charged = terms.charge_micros(&plain(prompt, 0)).unwrap();
         assert_eq!(i128::from(charged), expected);
         assert_eq!(charged == 0, prompt == 0 || input.mantissa == 0);
     }
@@ -237,7 +266,7 @@ fn spec_worked_example_is_700000_micros() {
         multiplier: Decimal::new(25, 2),
         credits_per_usd: Decimal::from(1000),
     };
-    assert_eq!(terms.charge_micros(400, 600).unwrap(), 700_000);
+    assert_eq!(terms.charge_micros(&plain(400, 600)).unwrap(), 700_000);
     let price = Fixed {
         mantissa: 2,
         scale: 3,
@@ -261,4 +290,123 @@ fn spec_worked_example_is_700000_micros() {
         },
     );
     assert_eq!(reference, 700_000);
+}
+
+#[test]
+fn every_token_class_is_charged_at_its_own_price_exactly() {
+    let mut random = XorShift(0x7E57_C1A5_5E50_0003);
+    let mut nonzero = 0;
+    for case in 0..20_000 {
+        let tokens = TokenClasses {
+            uncached_prompt: random.upto(500_000),
+            cache_read: random.upto(2_000_000),
+            cache_write: random.upto(500_000),
+            output: random.upto(200_000),
+            reasoning: 0,
+        };
+        let input = random.decimal(6, 100);
+        let cache_read = random.decimal(7, 10);
+        let cache_write = random.decimal(6, 125);
+        let output = random.decimal(6, 100);
+        let markup = random.decimal(2, 2);
+        let multiplier = random.decimal(3, 2);
+        let credits_per_usd = random.decimal(2, 100_000);
+
+        let terms = PriceTerms {
+            price: ModelPrice::new(input.to_decimal(), output.to_decimal())
+                .with_cache_prices(cache_read.to_decimal(), cache_write.to_decimal()),
+            markup: markup.to_decimal(),
+            multiplier: multiplier.to_decimal(),
+            credits_per_usd: credits_per_usd.to_decimal(),
+        };
+        let expected = classes_reference(
+            &[
+                (tokens.uncached_prompt, input),
+                (tokens.cache_read, cache_read),
+                (tokens.cache_write, cache_write),
+                (tokens.output, output),
+            ],
+            markup,
+            multiplier,
+            credits_per_usd,
+        );
+        let context = format!(
+            "case {case}: {tokens:?} at in {input:?} read {cache_read:?} write {cache_write:?} \
+             out {output:?}, markup {markup:?} × {multiplier:?} × {credits_per_usd:?} credits/$"
+        );
+        match terms.charge_micros(&tokens) {
+            Ok(charged) => {
+                assert_eq!(i128::from(charged), expected, "{context}");
+                if charged > 0 {
+                    nonzero += 1;
+                }
+            }
+            Err(error) => assert!(
+                expected > i128::from(i64::MAX),
+                "{context}: refused ({error}) though {expected} fits"
+            ),
+        }
+        // A hold prices every prompt token at the dearest class: never below the charge.
+        if let (Ok(charged), Ok(held)) = (
+            terms.charge_micros(&tokens),
+            terms.max_charge_micros(tokens.prompt(), tokens.output),
+        ) {
+            assert!(held >= charged, "{context}: hold {held} < charge {charged}");
+        }
+    }
+    assert!(
+        nonzero > 15_000,
+        "the generator must mostly produce charges"
+    );
+}
+
+#[test]
+fn usage_classes_always_add_up_to_the_reported_counts() {
+    let mut random = XorShift(0xACC0_0A7E_D000_0004);
+    for _ in 0..10_000 {
+        let prompt = random.upto(10_000);
+        let completion = random.upto(10_000);
+        let mut usage = Usage::new(prompt, completion);
+        // Upstreams sometimes report more cached or reasoning tokens than there are.
+        usage.prompt_tokens_details = Some(llmgate_core::chat::PromptTokensDetails {
+            cached_tokens: Some(random.upto(12_000)),
+            cache_creation_tokens: Some(random.upto(12_000)),
+            ..Default::default()
+        });
+        usage.completion_tokens_details = Some(llmgate_core::chat::CompletionTokensDetails {
+            reasoning_tokens: Some(random.upto(12_000)),
+            ..Default::default()
+        });
+        let classes = usage.classes();
+        assert_eq!(classes.prompt(), prompt, "{usage:?}");
+        assert_eq!(classes.output, completion);
+        assert!(classes.reasoning <= completion);
+    }
+}
+
+#[test]
+fn worked_examples_match_the_exact_reference() {
+    let fixed = |mantissa, scale| Fixed { mantissa, scale };
+    let (markup, multiplier, per_usd) = (fixed(4, 1), fixed(25, 2), fixed(1000, 0));
+    // Anthropic: input 100, cache read 2000, cache write 1000, output 500.
+    let anthropic = classes_reference(
+        &[
+            (100, fixed(3, 3)),
+            (2000, fixed(3, 4)),
+            (1000, fixed(375, 5)),
+            (500, fixed(15, 3)),
+        ],
+        markup,
+        multiplier,
+        per_usd,
+    );
+    assert_eq!(anthropic, 4_252_500);
+    // OpenAI: prompt 3000 of which 2000 cached, completion 500.
+    let openai = classes_reference(
+        &[(1000, fixed(2, 3)), (2000, fixed(5, 4)), (500, fixed(8, 3))],
+        markup,
+        multiplier,
+        per_usd,
+    );
+    assert_eq!(openai, 2_450_000);
 }

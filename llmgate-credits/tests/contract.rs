@@ -469,6 +469,135 @@ mod cases {
         assert_eq!(totals.latest_balance_after, Some(balance));
     }
 
+    /// The two worked examples of docs/credits.md, priced from their token classes, settled
+    /// one alone and one in a batch: the charges are exact and every class is kept on the
+    /// charge entry and summed in usage.
+    pub async fn token_classes_are_charged_exactly_and_kept(store: Arc<dyn CreditStore>) {
+        use llmgate_core::{Decimal, LedgerWrite, ModelPrice, PriceTerms, TokenClasses};
+        let dec = |text: &str| text.parse::<Decimal>().unwrap();
+        let terms = |price| PriceTerms {
+            price,
+            markup: dec("0.4"),
+            multiplier: dec("0.25"),
+            credits_per_usd: dec("1000"),
+        };
+        let anthropic = terms(
+            ModelPrice::new(dec("0.003"), dec("0.015"))
+                .with_cache_prices(dec("0.0003"), dec("0.00375")),
+        )
+        .charge_micros(&TokenClasses {
+            uncached_prompt: 100,
+            cache_read: 2000,
+            cache_write: 1000,
+            output: 500,
+            reasoning: 0,
+        })
+        .unwrap();
+        let openai = terms(
+            ModelPrice::new(dec("0.002"), dec("0.008"))
+                .with_cache_prices(dec("0.0005"), dec("0.002")),
+        )
+        .charge_micros(&TokenClasses {
+            uncached_prompt: 1000,
+            cache_read: 2000,
+            cache_write: 0,
+            output: 500,
+            reasoning: 300,
+        })
+        .unwrap();
+        assert_eq!((anthropic, openai), (4_252_500, 2_450_000));
+
+        let user = unique("classes-");
+        top_up(&*store, &user, 10_000_000).await;
+        let mut first = usage_record(&user, "req-a", "claude", "anthropic", anthropic, MARCH_1);
+        (first.prompt_tokens, first.completion_tokens) = (3100, 500);
+        (first.cache_read_tokens, first.cache_write_tokens) = (2000, 1000);
+        let hold = store
+            .hold(hold_request(&user, 5_000_000, 600))
+            .await
+            .unwrap();
+        store.settle(&hold, &first).await.unwrap();
+
+        let mut second = usage_record(&user, "req-b", "claude", "anthropic", openai, MARCH_1);
+        (second.prompt_tokens, second.completion_tokens) = (3000, 500);
+        (second.cache_read_tokens, second.reasoning_tokens) = (2000, 300);
+        let hold = store
+            .hold(hold_request(&user, 5_000_000, 600))
+            .await
+            .unwrap();
+        let written = store
+            .write_batch(&[LedgerWrite::Settle {
+                hold,
+                usage: second,
+            }])
+            .await;
+        assert!(written[0].is_ok(), "{written:?}");
+        assert_eq!(
+            store.balance(&user).await.unwrap(),
+            10_000_000 - anthropic - openai
+        );
+
+        let entries = store.transactions(&user, page(10, None)).await.unwrap();
+        let charges: Vec<_> = entries
+            .iter()
+            .filter(|t| t.kind == TransactionKind::Charge)
+            .map(|t| {
+                (
+                    t.amount_micros,
+                    t.prompt_tokens,
+                    t.cache_read_tokens,
+                    t.cache_write_tokens,
+                    t.completion_tokens,
+                    t.reasoning_tokens,
+                )
+            })
+            .collect();
+        assert_eq!(
+            charges,
+            [
+                (
+                    -2_450_000,
+                    Some(3000),
+                    Some(2000),
+                    Some(0),
+                    Some(500),
+                    Some(300)
+                ),
+                (
+                    -4_252_500,
+                    Some(3100),
+                    Some(2000),
+                    Some(1000),
+                    Some(500),
+                    Some(0)
+                ),
+            ]
+        );
+        let usage = store
+            .usage(&UsageQuery {
+                user_id: Some(user.clone()),
+                from_day: None,
+                to_day: None,
+                group_by: UsageGroup::Model,
+            })
+            .await
+            .unwrap();
+        assert_eq!(usage.len(), 1);
+        let row = &usage[0];
+        assert_eq!(
+            (
+                row.requests,
+                row.prompt_tokens,
+                row.cache_read_tokens,
+                row.cache_write_tokens,
+                row.completion_tokens,
+                row.reasoning_tokens,
+                row.cost_micros
+            ),
+            (2, 6100, 4000, 1000, 1000, 300, 6_702_500)
+        );
+    }
+
     pub async fn monthly_grant_applies_once_per_calendar_month(store: Arc<dyn CreditStore>) {
         use llmgate_credits::grant_monthly;
         let first = grant_monthly(&*store, "ned", 1_000, MARCH_1).await.unwrap();
@@ -519,6 +648,7 @@ macro_rules! contract {
             expired_holds_are_reclaimed_once,
             balance_equals_credits_minus_charges_in_the_ledger,
             monthly_grant_applies_once_per_calendar_month,
+            token_classes_are_charged_exactly_and_kept,
         );
     };
     ($backend:ident => $fixture:path; $($case:ident),* $(,)?) => {

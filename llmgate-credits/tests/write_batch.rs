@@ -20,6 +20,9 @@ fn usage(user_id: &str, request_id: &str, cost_micros: i64) -> UsageRecord {
         key_source: KeySource::Platform,
         prompt_tokens: 10,
         completion_tokens: 20,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
         cost_micros,
         at: 1_700_000_000,
     }

@@ -34,6 +34,10 @@ pub struct Quirks {
     pub reasoning_models_reject_sampling: bool,
     /// Understands `stream_options.include_usage`, so streams can report token counts.
     pub stream_usage: bool,
+    /// Has no `cache_control` (its prompt cache is automatic): leave the breakpoints clients
+    /// set for Anthropic-style caches out of content parts and tools. Other OpenAI-compatible
+    /// servers get them, since proxies in front of Anthropic models use them.
+    pub rejects_cache_control: bool,
 }
 
 /// One well-known provider.
@@ -100,6 +104,7 @@ const OPENAI_STYLE: Quirks = Quirks {
     reasoning_models_take_max_completion_tokens: false,
     reasoning_models_reject_sampling: false,
     stream_usage: true,
+    rejects_cache_control: false,
 };
 
 const PRESETS: &[Preset] = &[
@@ -116,6 +121,7 @@ const PRESETS: &[Preset] = &[
             reasoning_models_take_max_completion_tokens: true,
             reasoning_models_reject_sampling: true,
             stream_usage: true,
+            rejects_cache_control: true,
         },
     },
     Preset {
@@ -131,6 +137,7 @@ const PRESETS: &[Preset] = &[
             reasoning_models_take_max_completion_tokens: false,
             reasoning_models_reject_sampling: false,
             stream_usage: false,
+            rejects_cache_control: false,
         },
     },
     Preset {
@@ -223,6 +230,7 @@ const PRESETS: &[Preset] = &[
             reasoning_models_take_max_completion_tokens: false,
             reasoning_models_reject_sampling: false,
             stream_usage: false,
+            rejects_cache_control: false,
         },
     },
 ];

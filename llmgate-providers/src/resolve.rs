@@ -30,6 +30,34 @@ struct Known {
     max_output_tokens: u32,
 }
 
+/// The prices of cached prompt tokens as fractions of the input price, `(mantissa, scale)`.
+#[derive(Debug, Clone, Copy)]
+struct CacheRatios {
+    read: (i64, u32),
+    write: (i64, u32),
+}
+
+/// No prompt cache (or none priced apart): cached tokens cost the input price.
+const NO_CACHE: CacheRatios = CacheRatios {
+    read: (1, 0),
+    write: (1, 0),
+};
+/// OpenAI's automatic caching: reads at half the input price, writes free of surcharge.
+const OPENAI_HALF: CacheRatios = CacheRatios {
+    read: (5, 1),
+    write: (1, 0),
+};
+/// The same at a quarter of the input price (the gpt-4.1 family, o3, o4-mini).
+const OPENAI_QUARTER: CacheRatios = CacheRatios {
+    read: (25, 2),
+    write: (1, 0),
+};
+/// Anthropic: reads at a tenth of the input price, (five-minute) writes at 1.25 times it.
+const ANTHROPIC_CACHE: CacheRatios = CacheRatios {
+    read: (1, 1),
+    write: (125, 2),
+};
+
 const fn known(
     name: &'static str,
     input: (i64, u32),
@@ -46,7 +74,36 @@ const fn known(
     }
 }
 
-/// OpenAI's list prices (standard tier), per 1K tokens.
+impl Known {
+    /// The list price; cached prompt tokens at the provider's ratios for this model.
+    fn price(&self, provider: &str) -> ModelPrice {
+        let decimal = |(mantissa, scale)| Decimal::new(mantissa, scale);
+        let input = decimal(self.input);
+        let cache = cache_ratios(provider, self.name);
+        ModelPrice::new(input, decimal(self.output))
+            .with_cache_prices(input * decimal(cache.read), input * decimal(cache.write))
+    }
+}
+
+/// Which cache ratios a well-known model has.
+fn cache_ratios(provider: &str, family: &str) -> CacheRatios {
+    match (provider, family) {
+        // Claude 3 Haiku's are its own: $0.03 reads and $0.30 writes per 1M tokens.
+        ("anthropic", "claude-3-haiku") => CacheRatios {
+            read: (12, 2),
+            write: (12, 1),
+        },
+        ("anthropic", _) => ANTHROPIC_CACHE,
+        ("openai", "gpt-4o" | "gpt-4o-mini" | "o1" | "o1-mini" | "o3-mini") => OPENAI_HALF,
+        ("openai", "gpt-4.1" | "gpt-4.1-mini" | "gpt-4.1-nano" | "o3" | "o4-mini") => {
+            OPENAI_QUARTER
+        }
+        // Older snapshots (`gpt-4o-2024-05-13`, `gpt-4-turbo`, …) have no cache discount.
+        _ => NO_CACHE,
+    }
+}
+
+/// OpenAI's list prices (standard tier), per 1K tokens; cache ratios in [`cache_ratios`].
 const OPENAI: &[Known] = &[
     known("gpt-4o", (25, 4), (1, 2), 128_000, 16_384),
     // The first gpt-4o snapshot kept its launch price.
@@ -65,7 +122,7 @@ const OPENAI: &[Known] = &[
     known("o4-mini", (11, 4), (44, 4), 200_000, 100_000),
 ];
 
-/// Anthropic's list prices (base input, no cache), per 1K tokens.
+/// Anthropic's list prices (base input), per 1K tokens; cache ratios in [`cache_ratios`].
 const ANTHROPIC: &[Known] = &[
     known("claude-3-5-sonnet", (3, 3), (15, 3), 200_000, 8_192),
     known("claude-3-5-haiku", (8, 4), (4, 3), 200_000, 8_192),
@@ -102,10 +159,7 @@ pub fn resolve_model(name: &str, configured_providers: &[&str]) -> Option<Deploy
     }
     let mut deployment = Deployment::new(name, provider, upstream);
     if let Some(known) = lookup(provider, upstream) {
-        deployment.price = Some(ModelPrice::new(
-            Decimal::new(known.input.0, known.input.1),
-            Decimal::new(known.output.0, known.output.1),
-        ));
+        deployment.price = Some(known.price(provider));
         deployment.context_window = Some(known.context_window);
         deployment.max_output_tokens = Some(known.max_output_tokens);
     }
@@ -194,11 +248,18 @@ mod tests {
     use super::*;
     use std::str::FromStr;
 
-    fn price(input: &str, output: &str) -> Option<ModelPrice> {
-        Some(ModelPrice::new(
-            Decimal::from_str(input).unwrap(),
-            Decimal::from_str(output).unwrap(),
-        ))
+    fn dec(text: &str) -> Decimal {
+        Decimal::from_str(text).unwrap()
+    }
+
+    fn prices_of(model: &str) -> (String, String, String, String) {
+        let price = resolve_model(model, ALL).unwrap().price.unwrap();
+        (
+            price.input_per_1k.normalize().to_string(),
+            price.output_per_1k.normalize().to_string(),
+            price.cache_read_per_1k.normalize().to_string(),
+            price.cache_write_per_1k.normalize().to_string(),
+        )
     }
 
     const ALL: &[&str] = &["openai", "anthropic", "groq", "ollama", "openrouter"];
@@ -254,9 +315,10 @@ mod tests {
             ("anthropic/claude-opus-4-1-20250805", "0.015", "0.075"),
         ];
         for (model, input, output) in cases {
+            let price = resolve_model(model, ALL).unwrap().price.unwrap();
             assert_eq!(
-                resolve_model(model, ALL).unwrap().price,
-                price(input, output),
+                (price.input_per_1k, price.output_per_1k),
+                (dec(input), dec(output)),
                 "{model}"
             );
         }
@@ -266,6 +328,43 @@ mod tests {
         let unknown = resolve_model("gpt-99-turbo", ALL).unwrap();
         assert_eq!(unknown.price, None);
         assert_eq!(unknown.context_window, None);
+    }
+
+    #[test]
+    fn cached_prompt_tokens_carry_the_providers_list_ratios() {
+        // (input, output, cache read, cache write) per 1K tokens.
+        let strs = |a: &str, b: &str, c: &str, d: &str| {
+            (a.to_owned(), b.to_owned(), c.to_owned(), d.to_owned())
+        };
+        assert_eq!(
+            prices_of("claude-sonnet-4-5"),
+            strs("0.003", "0.015", "0.0003", "0.00375")
+        );
+        assert_eq!(
+            prices_of("claude-3-5-haiku-latest"),
+            strs("0.0008", "0.004", "0.00008", "0.001")
+        );
+        assert_eq!(
+            prices_of("gpt-4o"),
+            strs("0.0025", "0.01", "0.00125", "0.0025")
+        );
+        assert_eq!(
+            prices_of("gpt-4.1"),
+            strs("0.002", "0.008", "0.0005", "0.002")
+        );
+        assert_eq!(
+            prices_of("o4-mini-2025-04-16"),
+            strs("0.0011", "0.0044", "0.000275", "0.0011")
+        );
+        assert_eq!(
+            prices_of("claude-3-haiku-20240307"),
+            strs("0.00025", "0.00125", "0.00003", "0.0003")
+        );
+        // No cache discount on the models that never had one.
+        assert_eq!(
+            prices_of("gpt-3.5-turbo"),
+            strs("0.0005", "0.0015", "0.0005", "0.0005")
+        );
     }
 
     #[test]

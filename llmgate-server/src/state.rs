@@ -189,7 +189,22 @@ pub fn provider_problems(config: &Config) -> Vec<Problem> {
 fn deployment(model: &ModelConfig, provider: &ProviderConfig) -> Deployment {
     let mut deployment = Deployment::new(&model.name, &model.provider, model.upstream());
     deployment.price = match model.prices() {
-        (Some(input), Some(output)) => Some(ModelPrice::new(input.value(), output.value())),
+        (Some(input), Some(output)) => {
+            let price = ModelPrice::new(input.value(), output.value());
+            // An unset cache price is the input price.
+            Some(
+                price.with_cache_prices(
+                    model
+                        .cache_read_cost_per_1k
+                        .as_ref()
+                        .map_or(price.cache_read_per_1k, crate::config::DecimalText::value),
+                    model
+                        .cache_write_cost_per_1k
+                        .as_ref()
+                        .map_or(price.cache_write_per_1k, crate::config::DecimalText::value),
+                ),
+            )
+        }
         _ if model.free => Some(ModelPrice::default()),
         _ => None,
     };
@@ -322,10 +337,10 @@ mod tests {
         // The providers crate's list price and limits come with it.
         assert_eq!(
             gpt.price,
-            Some(ModelPrice::new(
-                "0.0025".parse().unwrap(),
-                "0.01".parse().unwrap()
-            ))
+            Some(
+                ModelPrice::new("0.0025".parse().unwrap(), "0.01".parse().unwrap())
+                    .with_cache_prices("0.00125".parse().unwrap(), "0.0025".parse().unwrap())
+            )
         );
         assert_eq!(gpt.context_window, Some(128_000));
         // Its prefix rules too: `o1x` is no OpenAI reasoning model.

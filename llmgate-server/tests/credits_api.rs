@@ -159,6 +159,7 @@ async fn free_model_costs_nothing_and_still_shows_in_usage(db: Db) {
     assert_eq!(
         usage["data"],
         json!([{"key": "gratis", "requests": 1, "prompt_tokens": 12, "completion_tokens": 30,
+                "cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0,
                 "cost_micros": 0, "cost": "0"}])
     );
     gateway.stop().await;

@@ -78,15 +78,18 @@ struct Upstreams {
 
 async fn upstreams() -> Upstreams {
     let fast = FakeUpstream::start().await;
-    // 400 + 600 tokens: SPEC §6's worked example, 700000 micros for a starter user.
-    fast.set_default(
-        Reply::sse(&openai::text_chunks(
-            "up-model",
-            &["Hello from ", "the fake upstream", "! ✓"],
-            Some((400, 600)),
-        ))
-        .chunked(Chunking::Bytes(7)),
+    // 400 + 600 tokens, 700000 micros for a starter user at $0.002/1K; 300 of the prompt
+    // tokens come from the prompt cache (at the input price: the model sets no cache price)
+    // and 200 of the output tokens are reasoning, for the hub to show.
+    let mut chunks = openai::text_chunks(
+        "up-model",
+        &["Hello from ", "the fake upstream", "! ✓"],
+        Some((400, 600)),
     );
+    if let Some(last) = chunks.last_mut() {
+        last["usage"] = openai::usage_with_details(400, 300, 600, 200);
+    }
+    fast.set_default(Reply::sse(&chunks).chunked(Chunking::Bytes(7)));
     let slow = FakeUpstream::start().await;
     let ticks = vec!["tick "; 2000];
     slow.set_default(

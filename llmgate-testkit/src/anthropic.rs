@@ -126,6 +126,22 @@ pub fn usage(input_tokens: u64, output_tokens: u64) -> Value {
     json!({"input_tokens": input_tokens, "output_tokens": output_tokens})
 }
 
+/// Usage with prompt-cache fields: `input_tokens` counts only the uncached prompt tokens,
+/// cache reads and writes are reported beside it.
+pub fn cache_usage(
+    input_tokens: u64,
+    cache_read: u64,
+    cache_write: u64,
+    output_tokens: u64,
+) -> Value {
+    json!({
+        "input_tokens": input_tokens,
+        "cache_read_input_tokens": cache_read,
+        "cache_creation_input_tokens": cache_write,
+        "output_tokens": output_tokens
+    })
+}
+
 /// The stream body for `events`: each as `event: TYPE` then `data: JSON` and a blank line. No
 /// `[DONE]`: Anthropic ends with `message_stop`.
 pub fn sse_body(events: &[Value]) -> String {

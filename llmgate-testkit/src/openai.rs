@@ -115,6 +115,21 @@ pub fn usage(prompt_tokens: u64, completion_tokens: u64) -> Value {
     })
 }
 
+/// A usage object with `cached` of the prompt tokens read from the prompt cache and
+/// `reasoning` of the completion tokens spent reasoning, as OpenAI reports them (both are
+/// inside the totals).
+pub fn usage_with_details(prompt: u64, cached: u64, completion: u64, reasoning: u64) -> Value {
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
+                                      "accepted_prediction_tokens": 0,
+                                      "rejected_prediction_tokens": 0}
+    })
+}
+
 fn chunk(model: &str, delta: Value, finish_reason: Option<&str>) -> Value {
     json!({
         "id": ID,

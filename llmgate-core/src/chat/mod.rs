@@ -11,8 +11,8 @@ pub use request::{
     StreamOptions, Tool, ToolChoice, ToolChoiceMode,
 };
 pub use response::{
-    ChatChunk, ChatResponse, Choice, ChunkChoice, Delta, FinishReason, FunctionCallDelta,
-    PromptTokensDetails, ToolCallDelta, Usage, WireJson,
+    ChatChunk, ChatResponse, Choice, ChunkChoice, CompletionTokensDetails, Delta, FinishReason,
+    FunctionCallDelta, PromptTokensDetails, TokenClasses, ToolCallDelta, Usage, WireJson,
 };
 
 #[cfg(test)]

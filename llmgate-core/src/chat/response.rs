@@ -25,7 +25,7 @@ pub struct Usage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completion_tokens_details: Option<Value>,
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
     /// True when the gateway counted the tokens itself because the upstream sent none.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub estimated: bool,
@@ -40,15 +40,94 @@ impl Usage {
             ..Self::default()
         }
     }
+
+    /// The tokens by how they are priced. A count an upstream reports inconsistently (more
+    /// cached tokens than prompt tokens, more reasoning than output) is capped at its whole, so
+    /// the classes always add up to `prompt_tokens` and `completion_tokens`.
+    pub fn classes(&self) -> TokenClasses {
+        let details = self.prompt_tokens_details.as_ref();
+        let cache_read = details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+            .min(self.prompt_tokens);
+        let cache_write = details
+            .and_then(|d| d.cache_creation_tokens)
+            .unwrap_or(0)
+            .min(self.prompt_tokens - cache_read);
+        let reasoning = self
+            .completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0)
+            .min(self.completion_tokens);
+        TokenClasses {
+            uncached_prompt: self.prompt_tokens - cache_read - cache_write,
+            cache_read,
+            cache_write,
+            output: self.completion_tokens,
+            reasoning,
+        }
+    }
+
+    /// Make sure the details carry the cached and reasoning counts, zero when none: clients
+    /// read them without checking whether the upstream reported them.
+    pub fn with_class_details(mut self) -> Self {
+        let classes = self.classes();
+        let prompt = self
+            .prompt_tokens_details
+            .get_or_insert_with(Default::default);
+        prompt.cached_tokens = Some(classes.cache_read);
+        if classes.cache_write > 0 {
+            prompt.cache_creation_tokens = Some(classes.cache_write);
+        }
+        let completion = self
+            .completion_tokens_details
+            .get_or_insert_with(Default::default);
+        completion.reasoning_tokens = Some(classes.reasoning);
+        self
+    }
 }
 
-/// Prompt tokens served from (or written to) a prompt cache; part of `prompt_tokens`.
+/// One request's tokens by how they are priced: every prompt token is in exactly one of the
+/// three prompt classes; reasoning tokens are output tokens, also counted apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenClasses {
+    /// Prompt tokens read neither from nor into a prompt cache.
+    pub uncached_prompt: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    /// Every generated token, reasoning included.
+    pub output: u64,
+    /// The part of `output` the model spent thinking.
+    pub reasoning: u64,
+}
+
+impl TokenClasses {
+    /// All prompt tokens, whatever their class.
+    pub fn prompt(&self) -> u64 {
+        self.uncached_prompt
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_write)
+    }
+}
+
+/// Prompt tokens read from (`cached_tokens`) or written to (`cache_creation_tokens`) a prompt
+/// cache; both are part of `prompt_tokens`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PromptTokensDetails {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_creation_tokens: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Output tokens spent on reasoning; part of `completion_tokens`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompletionTokensDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -15,7 +15,7 @@ use crate::chat::{ChatChunk, ChatResponse, Usage};
 use crate::credits::{CreditStore, Hold, LedgerWrite, UsageRecord};
 use crate::error::Result;
 use crate::metrics::DeploymentMeters;
-use crate::pricing::PriceTerms;
+use crate::pricing::{CostBreakdown, PriceTerms};
 use crate::provider::ChunkStream;
 use crate::tokens;
 
@@ -138,12 +138,14 @@ struct SettleGuard {
 }
 
 impl SettleGuard {
-    /// Settle now; returns the usage billed and the charge. The write runs on a task of its
-    /// own, so a client going away (or a connection cut at shutdown) cannot cut it in half.
-    async fn settle(&mut self) -> Option<(Usage, i64)> {
+    /// Settle now; returns the usage billed and its cost (whose `cost_micros` is the charge).
+    /// The write runs on a task of its own, so a client going away (or a connection cut at
+    /// shutdown) cannot cut it in half.
+    async fn settle(&mut self) -> Option<(Usage, CostBreakdown)> {
         let settler = self.settler.take()?;
         let usage = self.meter.billable_usage(settler.prompt_estimate);
-        let charged = if settler.writer.is_some() {
+        let (_, mut cost) = billed_record(&settler, &usage);
+        cost.cost_micros = if settler.writer.is_some() {
             // Queuing cannot be cut in half by the client going away.
             settle_stream(settler, usage.clone()).await
         } else {
@@ -151,13 +153,14 @@ impl SettleGuard {
                 .await
                 .unwrap_or(0)
         };
-        Some((usage, charged))
+        Some((usage, cost))
     }
 }
 
 /// Write a stream's charge (or usage) and count what it billed; returns the charge.
 async fn settle_stream(settler: Settler, usage: Usage) -> i64 {
-    let (record, cost) = billed_record(&settler, &usage);
+    let (record, breakdown) = billed_record(&settler, &usage);
+    let cost = breakdown.cost_micros;
     if let Some(writer) = &settler.writer {
         settler
             .meters
@@ -187,23 +190,20 @@ async fn settle_stream(settler: Settler, usage: Usage) -> i64 {
     charged
 }
 
-fn billed_record(settler: &Settler, usage: &Usage) -> (UsageRecord, i64) {
-    let cost = settler
+/// The usage record to write and the cost of each class; the charge is capped at the hold.
+fn billed_record(settler: &Settler, usage: &Usage) -> (UsageRecord, CostBreakdown) {
+    let classes = usage.classes();
+    let mut cost = settler
         .terms
         .as_ref()
-        .and_then(|t| {
-            t.charge_micros(usage.prompt_tokens, usage.completion_tokens)
-                .ok()
-        })
-        .unwrap_or(0);
-    let cost = settler
-        .hold
-        .as_ref()
-        .map_or(cost, |h| cost.min(h.amount_micros));
+        .and_then(|t| t.breakdown(&classes).ok())
+        .unwrap_or_else(|| CostBreakdown::free(&classes));
+    if let Some(hold) = &settler.hold {
+        cost.cost_micros = cost.cost_micros.min(hold.amount_micros);
+    }
     let mut record = settler.record.clone();
-    record.prompt_tokens = usage.prompt_tokens;
-    record.completion_tokens = usage.completion_tokens;
-    record.cost_micros = cost;
+    record.set_tokens(usage);
+    record.cost_micros = cost.cost_micros;
     (record, cost)
 }
 
@@ -239,8 +239,9 @@ struct State {
 }
 
 /// A metered stream of completion chunks. The last chunk of a good stream has no choices and
-/// carries the usage and `"llmgate": {"cost_micros": N}`. A mid-stream failure ends it with an
-/// `Err` item. Dropping it early settles what was produced in the background.
+/// carries the usage and `"llmgate": {"cost_micros": N, "cost_breakdown": {…}}`. A mid-stream
+/// failure ends it with an `Err` item. Dropping it early settles what was produced in the
+/// background.
 pub struct CompletionStream {
     route: RouteInfo,
     inner: ChunkStream,
@@ -295,9 +296,11 @@ impl CompletionStream {
                         let meter = &state.guard.meter;
                         let mut last =
                             ChatChunk::empty(meter.id.clone(), meter.model.clone(), meter.created);
-                        last.usage = Some(usage);
-                        last.extra
-                            .insert("llmgate".to_owned(), json!({ "cost_micros": cost }));
+                        last.usage = Some(usage.with_class_details());
+                        last.extra.insert(
+                            "llmgate".to_owned(),
+                            json!({ "cost_micros": cost.cost_micros, "cost_breakdown": cost }),
+                        );
                         return Some((Ok(last), state));
                     }
                     Some(Err(error)) => {

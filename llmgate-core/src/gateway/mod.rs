@@ -32,6 +32,7 @@ use crate::limits::{Admission, Quota, RateLimiter};
 use crate::memory::unix_now;
 use crate::metrics::GatewayMetrics;
 use crate::power::{PowerLevel, PowerLevelPolicy};
+use crate::pricing::CostBreakdown;
 use crate::provider::{Provider, ProviderCall};
 use crate::routing::{CandidateState, RoutingPolicy};
 use crate::secret::Secret;
@@ -72,6 +73,8 @@ pub struct Completion {
     pub route: RouteInfo,
     /// Micro-credits charged (0 for free models, BYOK and uncharged callers).
     pub cost_micros: i64,
+    /// The cost of each token class; its `cost_micros` is the charge above.
+    pub cost_breakdown: CostBreakdown,
 }
 
 /// The gateway. Cheap to clone; share one per process.
@@ -281,8 +284,14 @@ impl Gateway {
         };
         ticket.spent_tokens(usage.prompt_tokens + usage.completion_tokens);
         drop(ticket);
-        let cost = attempt.cost_of(&usage)?;
-        let record = self.usage_record(caller, &prepared, attempt, &usage, cost);
+        let mut cost_breakdown = attempt.cost_of(&usage)?;
+        let record = self.usage_record(
+            caller,
+            &prepared,
+            attempt,
+            &usage,
+            cost_breakdown.cost_micros,
+        );
         let (hold, owed) = prepared.hold.disarm();
         let cost_micros = self.finish(hold, record, owed).await?;
         let meters = self
@@ -293,12 +302,14 @@ impl Gateway {
         if index > 0 {
             meters.fallbacks.increment(1);
         }
-        response.usage = Some(usage);
+        response.usage = Some(usage.with_class_details());
+        cost_breakdown.cost_micros = cost_micros;
         let route = self.route_info(&prepared, attempt, calls, upstream);
         Ok(Completion {
             response,
             route,
             cost_micros,
+            cost_breakdown,
         })
     }
 
@@ -661,17 +672,22 @@ impl Gateway {
         usage: &crate::chat::Usage,
         cost: i64,
     ) -> UsageRecord {
-        UsageRecord {
+        let mut record = UsageRecord {
             user_id: caller.user_id.to_string(),
             request_id: prepared.request_id.to_string(),
             model: attempt.deployment.name.clone(),
             provider: attempt.deployment.provider.clone(),
             key_source: attempt.key_source,
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
             cost_micros: cost,
             at: unix_now(),
-        }
+        };
+        record.set_tokens(usage);
+        record
     }
 
     fn route_info(

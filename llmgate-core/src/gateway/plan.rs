@@ -10,7 +10,7 @@ use crate::chat::{ChatRequest, Usage};
 use crate::credits::KeySource;
 use crate::error::{Error, Result};
 use crate::power::PowerLevelPolicy;
-use crate::pricing::PriceTerms;
+use crate::pricing::{CostBreakdown, PriceTerms};
 use crate::provider::Provider;
 use crate::routing::RouteFacts;
 use crate::secret::Secret;
@@ -37,13 +37,17 @@ impl Attempt {
         request.set_max_tokens(self.max_tokens);
     }
 
-    /// The charge for the usage reported, never more than this attempt's maximum.
-    pub fn cost_of(&self, usage: &Usage) -> Result<i64> {
+    /// The cost of the usage reported, class by class; the charge is never more than this
+    /// attempt's maximum.
+    pub fn cost_of(&self, usage: &Usage) -> Result<CostBreakdown> {
+        let classes = usage.classes();
         match &self.terms {
-            Some(terms) => Ok(terms
-                .charge_micros(usage.prompt_tokens, usage.completion_tokens)?
-                .min(self.max_charge)),
-            None => Ok(0),
+            Some(terms) => {
+                let mut cost = terms.breakdown(&classes)?;
+                cost.cost_micros = cost.cost_micros.min(self.max_charge);
+                Ok(cost)
+            }
+            None => Ok(CostBreakdown::free(&classes)),
         }
     }
 
@@ -238,7 +242,9 @@ impl Gateway {
         );
         let choices = u64::from(request.n.unwrap_or(1));
         let max_charge = match &terms {
-            Some(terms) => terms.charge_micros(prompt_bound, u64::from(max_tokens) * choices)?,
+            Some(terms) => {
+                terms.max_charge_micros(prompt_bound, u64::from(max_tokens) * choices)?
+            }
             None => 0,
         };
         Ok(Ok(Attempt {

@@ -844,6 +844,9 @@ mod tests {
             key_source: KeySource::Platform,
             prompt_tokens: 1,
             completion_tokens: 1,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
             cost_micros: 7,
             at: 1_700_000_000,
         }

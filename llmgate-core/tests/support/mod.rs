@@ -248,7 +248,7 @@ pub fn hold_of_one_request() -> i64 {
         credits_per_usd: dec("1000"),
     };
     terms
-        .charge_micros(tokens::prompt_upper_bound(&request("m")), 1000)
+        .max_charge_micros(tokens::prompt_upper_bound(&request("m")), 1000)
         .unwrap()
 }
 

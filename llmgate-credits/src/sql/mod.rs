@@ -126,6 +126,9 @@ pub(crate) struct UsageSum {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cost_micros: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
 }
 
 /// Usage of a batch by (user, model, provider, day), so that a batch writes each row once.
@@ -151,6 +154,15 @@ impl UsageTotals {
             .completion_tokens
             .saturating_add(tokens_to_sql(usage.completion_tokens));
         sum.cost_micros = sum.cost_micros.saturating_add(cost_micros);
+        sum.cache_read_tokens = sum
+            .cache_read_tokens
+            .saturating_add(tokens_to_sql(usage.cache_read_tokens));
+        sum.cache_write_tokens = sum
+            .cache_write_tokens
+            .saturating_add(tokens_to_sql(usage.cache_write_tokens));
+        sum.reasoning_tokens = sum
+            .reasoning_tokens
+            .saturating_add(tokens_to_sql(usage.reasoning_tokens));
     }
 }
 
@@ -390,6 +402,9 @@ macro_rules! sql_credit_store {
                     .bind(entry.request_id)
                     .bind(entry.reason.as_str())
                     .bind(entry.at)
+                    .bind(usage.map(|u| $crate::sql::tokens_to_sql(u.cache_read_tokens)))
+                    .bind(usage.map(|u| $crate::sql::tokens_to_sql(u.cache_write_tokens)))
+                    .bind(usage.map(|u| $crate::sql::tokens_to_sql(u.reasoning_tokens)))
                     .execute(&mut **tx)
                     .await
                     .map_err($crate::error::database_error("append to the ledger"))?;
@@ -562,6 +577,9 @@ macro_rules! sql_credit_store {
                         .bind(usage.key_source.as_str())
                         .bind(usage.request_id.as_str())
                         .bind(llmgate_core::memory::unix_now())
+                        .bind($crate::sql::tokens_to_sql(usage.cache_read_tokens))
+                        .bind($crate::sql::tokens_to_sql(usage.cache_write_tokens))
+                        .bind($crate::sql::tokens_to_sql(usage.reasoning_tokens))
                         .fetch_optional(&mut **tx)
                         .await
                         .map_err(failed());
@@ -627,6 +645,9 @@ macro_rules! sql_credit_store {
                     .bind($crate::sql::tokens_to_sql(usage.prompt_tokens))
                     .bind($crate::sql::tokens_to_sql(usage.completion_tokens))
                     .bind(cost_micros)
+                    .bind($crate::sql::tokens_to_sql(usage.cache_read_tokens))
+                    .bind($crate::sql::tokens_to_sql(usage.cache_write_tokens))
+                    .bind($crate::sql::tokens_to_sql(usage.reasoning_tokens))
                     .execute(executor)
                     .await
                     .map(drop)
@@ -695,6 +716,9 @@ macro_rules! sql_credit_store {
                         .bind(sum.prompt_tokens)
                         .bind(sum.completion_tokens)
                         .bind(sum.cost_micros)
+                        .bind(sum.cache_read_tokens)
+                        .bind(sum.cache_write_tokens)
+                        .bind(sum.reasoning_tokens)
                         .execute(&mut *tx)
                         .await
                         .map_err(failed())?;
@@ -778,6 +802,15 @@ macro_rules! sql_credit_store {
                         .map($crate::sql::tokens_from_sql),
                     completion_tokens: row
                         .try_get::<Option<i64>, _>("completion_tokens")?
+                        .map($crate::sql::tokens_from_sql),
+                    cache_read_tokens: row
+                        .try_get::<Option<i64>, _>("cache_read_tokens")?
+                        .map($crate::sql::tokens_from_sql),
+                    cache_write_tokens: row
+                        .try_get::<Option<i64>, _>("cache_write_tokens")?
+                        .map($crate::sql::tokens_from_sql),
+                    reasoning_tokens: row
+                        .try_get::<Option<i64>, _>("reasoning_tokens")?
                         .map($crate::sql::tokens_from_sql),
                     key_source: row
                         .try_get::<Option<&str>, _>("key_source")?
@@ -963,6 +996,15 @@ macro_rules! sql_credit_store {
                                 row.try_get("completion_tokens")?,
                             ),
                             cost_micros: row.try_get("cost_micros")?,
+                            cache_read_tokens: $crate::sql::tokens_from_sql(
+                                row.try_get("cache_read_tokens")?,
+                            ),
+                            cache_write_tokens: $crate::sql::tokens_from_sql(
+                                row.try_get("cache_write_tokens")?,
+                            ),
+                            reasoning_tokens: $crate::sql::tokens_from_sql(
+                                row.try_get("reasoning_tokens")?,
+                            ),
                         })
                     })
                     .collect::<Result<Vec<_>, sqlx::Error>>()

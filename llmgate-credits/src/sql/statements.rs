@@ -66,8 +66,9 @@ AND NOT EXISTS (SELECT 1 FROM credit_holds WHERE credit_holds.replica_id = ledge
 /// A ledger entry without an idempotency key (hold, charge, release).
 pub(crate) const INSERT_ENTRY: &str = "\
 INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, provider, \
-prompt_tokens, completion_tokens, key_source, request_id, reason, created_at) \
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+prompt_tokens, completion_tokens, key_source, request_id, reason, created_at, cache_read_tokens, \
+cache_write_tokens, reasoning_tokens) \
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 /// A credit's ledger entry: returns no row when its idempotency key was used before.
 pub(crate) const INSERT_CREDIT_ENTRY: &str = "\
@@ -82,7 +83,8 @@ pub(crate) const CREDIT_KEY_USED: &str = "SELECT id FROM credit_ledger WHERE ide
 
 pub(crate) const SELECT_TRANSACTIONS: &str = "\
 SELECT id, user_id, kind, amount_micros, balance_after_micros, model, provider, prompt_tokens, \
-completion_tokens, key_source, request_id, idempotency_key, reason, created_at \
+completion_tokens, key_source, request_id, idempotency_key, reason, created_at, \
+cache_read_tokens, cache_write_tokens, reasoning_tokens \
 FROM credit_ledger \
 WHERE user_id = $1 AND ($2 IS NULL OR id < $2) \
 ORDER BY id DESC \
@@ -91,24 +93,30 @@ LIMIT $3";
 /// Count one request into its day's rollup.
 pub(crate) const ADD_USAGE: &str = "\
 INSERT INTO usage_daily (user_id, model, provider, day, requests, prompt_tokens, \
-completion_tokens, cost_micros) \
-VALUES ($1, $2, $3, $4, 1, $5, $6, $7) \
+completion_tokens, cost_micros, cache_read_tokens, cache_write_tokens, reasoning_tokens) \
+VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10) \
 ON CONFLICT (user_id, model, provider, day) DO UPDATE SET \
 requests = usage_daily.requests + 1, \
 prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
 completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
-cost_micros = usage_daily.cost_micros + excluded.cost_micros";
+cost_micros = usage_daily.cost_micros + excluded.cost_micros, \
+cache_read_tokens = usage_daily.cache_read_tokens + excluded.cache_read_tokens, \
+cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
+reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens";
 
 /// `ADD_USAGE` for several requests of one user, model, provider and day at once (`$5`).
 pub(crate) const ADD_USAGE_MANY: &str = "\
 INSERT INTO usage_daily (user_id, model, provider, day, requests, prompt_tokens, \
-completion_tokens, cost_micros) \
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+completion_tokens, cost_micros, cache_read_tokens, cache_write_tokens, reasoning_tokens) \
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
 ON CONFLICT (user_id, model, provider, day) DO UPDATE SET \
 requests = usage_daily.requests + excluded.requests, \
 prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
 completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
-cost_micros = usage_daily.cost_micros + excluded.cost_micros";
+cost_micros = usage_daily.cost_micros + excluded.cost_micros, \
+cache_read_tokens = usage_daily.cache_read_tokens + excluded.cache_read_tokens, \
+cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
+reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens";
 
 /// Usage queries, one per grouping (the group column cannot be a bind parameter). `$1` is the
 /// user (NULL: everyone), `$2`/`$3` the inclusive day range (NULL: open).
@@ -120,7 +128,10 @@ macro_rules! usage_by {
             " AS group_key, CAST(SUM(requests) AS BIGINT) AS requests, ",
             "CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens, ",
             "CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens, ",
-            "CAST(SUM(cost_micros) AS BIGINT) AS cost_micros ",
+            "CAST(SUM(cost_micros) AS BIGINT) AS cost_micros, ",
+            "CAST(SUM(cache_read_tokens) AS BIGINT) AS cache_read_tokens, ",
+            "CAST(SUM(cache_write_tokens) AS BIGINT) AS cache_write_tokens, ",
+            "CAST(SUM(reasoning_tokens) AS BIGINT) AS reasoning_tokens ",
             "FROM usage_daily ",
             "WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR day >= $2) ",
             "AND ($3 IS NULL OR day <= $3) ",
@@ -206,7 +217,8 @@ FROM charged WHERE credit_balances.user_id = charged.user_id \
 RETURNING credit_balances.balance_micros), \
 entry AS ( \
 INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, provider, \
-prompt_tokens, completion_tokens, key_source, request_id, reason, created_at) \
+prompt_tokens, completion_tokens, key_source, request_id, reason, created_at, cache_read_tokens, \
+cache_write_tokens, reasoning_tokens) \
 SELECT charged.user_id, \
 CASE part.n WHEN 1 THEN 'release' ELSE 'charge' END, \
 CASE part.n WHEN 1 THEN charged.held ELSE -charged.charge END, \
@@ -214,7 +226,9 @@ CASE part.n WHEN 1 THEN balance.balance_micros + charged.charge ELSE balance.bal
 CASE part.n WHEN 2 THEN $3 END, CASE part.n WHEN 2 THEN $4 END, \
 CASE part.n WHEN 2 THEN $5 END, CASE part.n WHEN 2 THEN $6 END, \
 CASE part.n WHEN 2 THEN $7 END, $8, \
-CASE part.n WHEN 1 THEN 'hold ' || $1 ELSE 'hold ' || $1 || ' of ' || charged.held END, $9 \
+CASE part.n WHEN 1 THEN 'hold ' || $1 ELSE 'hold ' || $1 || ' of ' || charged.held END, $9, \
+CASE part.n WHEN 2 THEN $10 END, CASE part.n WHEN 2 THEN $11 END, \
+CASE part.n WHEN 2 THEN $12 END \
 FROM charged, balance, (VALUES (1), (2)) AS part (n) \
 ORDER BY part.n) \
 SELECT balance.balance_micros, charged.charge FROM balance, charged";

@@ -190,6 +190,9 @@ pub fn usage_record(
         key_source: llmgate_core::KeySource::Platform,
         prompt_tokens: 10,
         completion_tokens: 20,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
         cost_micros,
         at,
     }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::wire::{
     Block, ErrorBody, ErrorObject, ImageSource, MessagesRequest, MessagesResponse, Metadata,
-    ResponseBlock, ToolChoice, ToolChoiceKind, ToolResultContent, ToolSpec, Turn, TurnRole,
+    ResponseBlock, System, ToolChoice, ToolChoiceKind, ToolResultContent, ToolSpec, Turn, TurnRole,
     WireUsage,
 };
 
@@ -38,6 +38,7 @@ pub(crate) fn to_wire(request: &ChatRequest, stream: bool) -> Result<MessagesReq
     }
 
     let mut system = Vec::new();
+    let mut system_blocks = Vec::new();
     let mut turns: Vec<Turn> = Vec::new();
     for (i, message) in request.messages.iter().enumerate() {
         match message.role {
@@ -46,6 +47,7 @@ pub(crate) fn to_wire(request: &ChatRequest, stream: bool) -> Result<MessagesReq
                 if !text.is_empty() {
                     system.push(text);
                 }
+                system_blocks.extend(text_blocks(message, &format!("messages[{i}].content"))?);
             }
             Role::User => push_turn(&mut turns, TurnRole::User, user_blocks(message, i)?),
             Role::Assistant => {
@@ -64,7 +66,7 @@ pub(crate) fn to_wire(request: &ChatRequest, stream: bool) -> Result<MessagesReq
         model: request.model.clone(),
         max_tokens: request.requested_max_tokens().unwrap_or(DEFAULT_MAX_TOKENS),
         messages: turns,
-        system: (!system.is_empty()).then(|| system.join("\n\n")),
+        system: system_prompt(system, system_blocks),
         temperature: request.temperature,
         top_p: request.top_p,
         top_k: request.extra.get("top_k").and_then(Value::as_u64),
@@ -78,6 +80,51 @@ pub(crate) fn to_wire(request: &ChatRequest, stream: bool) -> Result<MessagesReq
             None
         },
     })
+}
+
+/// A system or developer message as text blocks (images are not allowed there).
+fn text_blocks(message: &Message, param: &str) -> Result<Vec<Block>> {
+    let blocks = match &message.content {
+        None => Vec::new(),
+        Some(content) => with_message_cache_control(message, content_blocks(content, param)?),
+    };
+    if blocks.iter().any(|b| matches!(b, Block::Image { .. })) {
+        return Err(
+            Error::invalid_request("A system message to an Anthropic model must be text.")
+                .with_param(param),
+        );
+    }
+    Ok(blocks)
+}
+
+/// The system prompt: the messages' texts joined, unless a block sets a cache breakpoint,
+/// which only the block form can carry.
+fn system_prompt(texts: Vec<String>, blocks: Vec<Block>) -> Option<System> {
+    let cached = blocks.iter().any(|b| {
+        matches!(
+            b,
+            Block::Text {
+                cache_control: Some(_),
+                ..
+            }
+        )
+    });
+    if cached {
+        return Some(System::Blocks(blocks));
+    }
+    (!texts.is_empty()).then(|| System::Text(texts.join("\n\n")))
+}
+
+/// A `cache_control` on the message itself marks its last block, as Anthropic marks a prefix.
+fn with_message_cache_control(message: &Message, mut blocks: Vec<Block>) -> Vec<Block> {
+    if let Some(marker) = message.extra.get("cache_control")
+        && let Some(Block::Text { cache_control, .. } | Block::Image { cache_control, .. }) =
+            blocks.last_mut()
+        && cache_control.is_none()
+    {
+        *cache_control = Some(marker.clone());
+    }
+    blocks
 }
 
 /// Append blocks as a turn, merging into the previous turn when it has the same role (the API
@@ -98,23 +145,40 @@ fn push_turn(turns: &mut Vec<Turn>, role: TurnRole, blocks: Vec<Block>) {
 fn user_blocks(message: &Message, i: usize) -> Result<Vec<Block>> {
     match &message.content {
         None => Ok(Vec::new()),
-        Some(content) => content_blocks(content, &format!("messages[{i}].content")),
+        Some(content) => Ok(with_message_cache_control(
+            message,
+            content_blocks(content, &format!("messages[{i}].content"))?,
+        )),
     }
 }
 
-/// Text and images; the API rejects empty text blocks, so those are dropped.
+/// Text and images, each with its cache breakpoint; the API rejects empty text blocks, so those
+/// are dropped.
 fn content_blocks(content: &Content, param: &str) -> Result<Vec<Block>> {
     match content {
         Content::Text(text) if text.is_empty() => Ok(Vec::new()),
-        Content::Text(text) => Ok(vec![Block::Text { text: text.clone() }]),
+        Content::Text(text) => Ok(vec![Block::Text {
+            text: text.clone(),
+            cache_control: None,
+        }]),
         Content::Parts(parts) => {
             let mut blocks = Vec::with_capacity(parts.len());
             for part in parts {
                 match part {
-                    ContentPart::Text { text } if text.is_empty() => {}
-                    ContentPart::Text { text } => blocks.push(Block::Text { text: text.clone() }),
-                    ContentPart::ImageUrl { image_url } => blocks.push(Block::Image {
+                    ContentPart::Text { text, .. } if text.is_empty() => {}
+                    ContentPart::Text {
+                        text,
+                        cache_control,
+                    } => blocks.push(Block::Text {
+                        text: text.clone(),
+                        cache_control: cache_control.clone(),
+                    }),
+                    ContentPart::ImageUrl {
+                        image_url,
+                        cache_control,
+                    } => blocks.push(Block::Image {
                         source: image_source(&image_url.url, param)?,
+                        cache_control: cache_control.clone(),
                     }),
                     ContentPart::InputAudio { .. } | ContentPart::File { .. } => {
                         return Err(Error::invalid_request(
@@ -220,6 +284,7 @@ fn tools(request: &ChatRequest) -> Vec<ToolSpec> {
                 .parameters
                 .clone()
                 .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+            cache_control: tool.cache_control.clone(),
         })
         .collect()
 }
@@ -507,6 +572,52 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(bad.status(), 400);
+    }
+
+    #[test]
+    fn cache_breakpoints_on_parts_messages_and_tools_reach_anthropic() {
+        let ephemeral = json!({"type": "ephemeral"});
+        let body = wire(json!({
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": [
+                    {"type": "text", "text": "long rules", "cache_control": {"type": "ephemeral"}},
+                    {"type": "text", "text": "today"}
+                ]},
+                {"role": "user", "content": "the document", "cache_control": {"type": "ephemeral"}},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": [{"type": "text", "text": "q"}]}
+            ],
+            "tools": [{"type": "function", "function": {"name": "f"},
+                       "cache_control": {"type": "ephemeral"}}]
+        }));
+        assert_eq!(
+            body["system"],
+            json!([
+                {"type": "text", "text": "long rules", "cache_control": ephemeral},
+                {"type": "text", "text": "today"}
+            ])
+        );
+        assert_eq!(
+            body["messages"][0]["content"],
+            json!([{"type": "text", "text": "the document", "cache_control": ephemeral}])
+        );
+        assert_eq!(
+            body["messages"][2]["content"],
+            json!([{"type": "text", "text": "q"}])
+        );
+        assert_eq!(body["tools"][0]["cache_control"], ephemeral);
+        // No breakpoint anywhere: the system prompt stays plain text.
+        let plain = wire(json!({"model": "m", "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "a"}]},
+            {"role": "user", "content": "q"}
+        ]}));
+        assert_eq!(plain["system"], "a");
+        assert!(
+            plain["messages"][0]["content"][0]
+                .get("cache_control")
+                .is_none()
+        );
     }
 
     #[test]

@@ -72,8 +72,8 @@ fn message_to_wire(
         Some(Content::Parts(parts)) => {
             for part in parts {
                 match part {
-                    ContentPart::Text { text } => texts.push(text.as_str()),
-                    ContentPart::ImageUrl { image_url } => {
+                    ContentPart::Text { text, .. } => texts.push(text.as_str()),
+                    ContentPart::ImageUrl { image_url, .. } => {
                         images.push(inline_image(&image_url.url, &param)?);
                     }
                     ContentPart::InputAudio { .. } | ContentPart::File { .. } => {

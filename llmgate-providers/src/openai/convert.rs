@@ -4,8 +4,8 @@ use std::borrow::Cow;
 
 use llmgate_core::chat::{FunctionCallDelta, ToolCallDelta};
 use llmgate_core::{
-    ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Delta, Error, ErrorKind, Result, Secret,
-    WireJson,
+    ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Content, ContentPart, Delta, Error,
+    ErrorKind, Result, Secret, WireJson,
 };
 use serde_json::{Map, Value, json};
 
@@ -21,7 +21,8 @@ pub(crate) fn request_body(request: &ChatRequest, quirks: Quirks) -> Result<Vec<
 }
 
 /// The request as this upstream wants it. OpenAI's reasoning models refuse `max_tokens` (the
-/// cap goes as `max_completion_tokens`) and any sampling setting but the default.
+/// cap goes as `max_completion_tokens`) and any sampling setting but the default; OpenAI has no
+/// `cache_control`.
 fn with_quirks(request: &ChatRequest, quirks: Quirks) -> Cow<'_, ChatRequest> {
     let reasoning = is_openai_reasoning_model(&request.model);
     let move_cap = reasoning
@@ -30,10 +31,14 @@ fn with_quirks(request: &ChatRequest, quirks: Quirks) -> Cow<'_, ChatRequest> {
     let drop_sampling = reasoning
         && quirks.reasoning_models_reject_sampling
         && (request.temperature.is_some() || request.top_p.is_some());
-    if !move_cap && !drop_sampling {
+    let drop_cache_control = quirks.rejects_cache_control && has_cache_control(request);
+    if !move_cap && !drop_sampling && !drop_cache_control {
         return Cow::Borrowed(request);
     }
     let mut request = request.clone();
+    if drop_cache_control {
+        strip_cache_control(&mut request);
+    }
     if move_cap {
         request.max_completion_tokens = request.requested_max_tokens();
         request.max_tokens = None;
@@ -43,6 +48,41 @@ fn with_quirks(request: &ChatRequest, quirks: Quirks) -> Cow<'_, ChatRequest> {
         request.top_p = None;
     }
     Cow::Owned(request)
+}
+
+fn has_cache_control(request: &ChatRequest) -> bool {
+    let in_parts = request.messages.iter().any(|message| {
+        message.extra.contains_key("cache_control")
+            || matches!(&message.content, Some(Content::Parts(parts)) if parts.iter().any(|part| matches!(
+                part,
+                ContentPart::Text { cache_control: Some(_), .. }
+                    | ContentPart::ImageUrl { cache_control: Some(_), .. }
+            )))
+    });
+    in_parts
+        || request
+            .tools
+            .iter()
+            .flatten()
+            .any(|tool| tool.cache_control.is_some())
+}
+
+fn strip_cache_control(request: &mut ChatRequest) {
+    for message in &mut request.messages {
+        message.extra.remove("cache_control");
+        if let Some(Content::Parts(parts)) = &mut message.content {
+            for part in parts {
+                if let ContentPart::Text { cache_control, .. }
+                | ContentPart::ImageUrl { cache_control, .. } = part
+                {
+                    *cache_control = None;
+                }
+            }
+        }
+    }
+    for tool in request.tools.iter_mut().flatten() {
+        tool.cache_control = None;
+    }
 }
 
 /// A whole completion from a 2xx body.
@@ -309,6 +349,41 @@ mod tests {
     }
 
     #[test]
+    fn cached_and_reasoning_counts_are_read_whole_and_streamed() {
+        let usage = json!({"prompt_tokens": 3000, "completion_tokens": 500, "total_tokens": 3500,
+                           "prompt_tokens_details": {"cached_tokens": 2000, "audio_tokens": 0},
+                           "completion_tokens_details": {"reasoning_tokens": 300, "audio_tokens": 0}});
+        let body = json!({
+            "id": "x", "object": "chat.completion", "created": 5, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hey"}, "finish_reason": "stop"}],
+            "usage": usage
+        });
+        let whole = response_from_wire("p", body.to_string().as_bytes(), None)
+            .unwrap()
+            .usage
+            .unwrap();
+        let chunk = json!({"id": "c", "model": "m", "choices": [], "usage": usage}).to_string();
+        let streamed = chunk_from_wire("p", &chunk, None).unwrap().usage.unwrap();
+        for usage in [whole, streamed] {
+            let classes = usage.classes();
+            assert_eq!(
+                (
+                    classes.uncached_prompt,
+                    classes.cache_read,
+                    classes.output,
+                    classes.reasoning
+                ),
+                (1000, 2000, 500, 300)
+            );
+            // Fields the gateway does not know are kept for the client.
+            assert_eq!(
+                usage.completion_tokens_details.unwrap().extra["audio_tokens"],
+                0
+            );
+        }
+    }
+
+    #[test]
     fn lenient_response_is_repaired() {
         let body = json!({
             "choices": [{"message": {"content": "hey"}, "finish_reason": "eos"}],
@@ -483,6 +558,44 @@ mod tests {
 
     fn openai_quirks() -> Quirks {
         crate::preset("openai").unwrap().quirks
+    }
+
+    #[test]
+    fn cache_breakpoints_are_left_out_for_openai_and_kept_for_other_servers() {
+        let marked = json!({
+            "messages": [
+                {"role": "system", "content": "rules", "cache_control": {"type": "ephemeral"}},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "doc", "cache_control": {"type": "ephemeral"}}
+                ]}
+            ],
+            "tools": [{"type": "function", "function": {"name": "f"},
+                       "cache_control": {"type": "ephemeral"}}]
+        });
+        let to_openai = outbound("gpt-4.1", openai_quirks(), marked.clone());
+        assert_eq!(
+            to_openai["messages"],
+            json!([{"role": "system", "content": "rules"},
+                   {"role": "user", "content": [{"type": "text", "text": "doc"}]}])
+        );
+        assert!(to_openai["tools"][0].get("cache_control").is_none());
+        let to_proxy = outbound(
+            "claude",
+            crate::preset("openrouter").unwrap().quirks,
+            marked,
+        );
+        assert_eq!(
+            to_proxy["messages"][1]["content"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+        assert_eq!(
+            to_proxy["messages"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+        assert_eq!(
+            to_proxy["tools"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
     }
 
     #[test]

@@ -17,6 +17,8 @@ const POWER_LEVEL_HEADER: &str = "x-llmgate-power-level";
 /// The header that asks for the least privacy a deployment must offer (`high`: local only).
 /// It lives on the caller, never in the body, so it is never forwarded upstream.
 const PRIVACY_HEADER: &str = "x-llmgate-privacy";
+/// What each token class cost (a whole answer; a stream's last chunk carries the same).
+const COST_BREAKDOWN_HEADER: &str = "x-llmgate-cost-breakdown";
 
 pub(crate) async fn completions(
     state: &AppState,
@@ -76,6 +78,7 @@ async fn answer(
             response: answer,
             route,
             cost_micros,
+            cost_breakdown,
         } = state.gateway.chat(&caller, chat).await?;
         tracing::Span::current().record("cost_micros", cost_micros);
         let mut response = json(StatusCode::OK, &answer);
@@ -85,6 +88,10 @@ async fn answer(
             "x-llmgate-cost-micros",
             &cost_micros.to_string(),
         );
+        // Compact JSON of plain ASCII (keys, integers, decimal strings): a valid header value.
+        if let Ok(breakdown) = serde_json::to_string(&cost_breakdown) {
+            set_header(&mut response, COST_BREAKDOWN_HEADER, &breakdown);
+        }
         Ok((response, route))
     }
 }

@@ -166,6 +166,11 @@ struct TransactionView {
     provider: Option<String>,
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
+    /// Parts of `prompt_tokens` read from and written to a prompt cache.
+    cache_read_tokens: Option<u64>,
+    cache_write_tokens: Option<u64>,
+    /// The part of `completion_tokens` spent reasoning.
+    reasoning_tokens: Option<u64>,
     key_source: Option<KeySource>,
     request_id: Option<String>,
     reason: Option<String>,
@@ -187,6 +192,9 @@ impl From<Transaction> for TransactionView {
             provider: t.provider,
             prompt_tokens: t.prompt_tokens,
             completion_tokens: t.completion_tokens,
+            cache_read_tokens: t.cache_read_tokens,
+            cache_write_tokens: t.cache_write_tokens,
+            reasoning_tokens: t.reasoning_tokens,
             key_source: t.key_source,
             request_id: t.request_id,
             reason: t.reason,

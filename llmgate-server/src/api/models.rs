@@ -46,6 +46,8 @@ fn entry(deployment: &Deployment, created: u64) -> Value {
         "provider": deployment.provider,
         "input_cost_per_1k": price(deployment.price.map(|p| p.input_per_1k)),
         "output_cost_per_1k": price(deployment.price.map(|p| p.output_per_1k)),
+        "cache_read_cost_per_1k": price(deployment.price.map(|p| p.cache_read_per_1k)),
+        "cache_write_cost_per_1k": price(deployment.price.map(|p| p.cache_write_per_1k)),
         "free": deployment.is_free(),
         "quality": deployment.quality,
         "context_window": deployment.context_window,

@@ -17,8 +17,13 @@ use crate::state::AppState;
 struct UsageView {
     key: String,
     requests: u64,
+    /// Every prompt token; `cache_read_tokens` and `cache_write_tokens` are parts of it.
     prompt_tokens: u64,
+    /// Every output token; `reasoning_tokens` is part of it.
     completion_tokens: u64,
+    cache_read_tokens: u64,
+    cache_write_tokens: u64,
+    reasoning_tokens: u64,
     cost_micros: i64,
     cost: String,
 }
@@ -40,6 +45,9 @@ impl From<UsageRow> for UsageView {
             requests: row.requests,
             prompt_tokens: row.prompt_tokens,
             completion_tokens: row.completion_tokens,
+            cache_read_tokens: row.cache_read_tokens,
+            cache_write_tokens: row.cache_write_tokens,
+            reasoning_tokens: row.reasoning_tokens,
             cost_micros: row.cost_micros,
             cost: credits_text(row.cost_micros),
         }

@@ -173,6 +173,12 @@ pub struct ModelConfig {
     pub output_cost_per_1k: Option<DecimalText>,
     /// Sets both prices.
     pub cost_per_1k: Option<DecimalText>,
+    /// USD per 1K prompt tokens read from the provider's prompt cache; the input price when
+    /// not given.
+    pub cache_read_cost_per_1k: Option<DecimalText>,
+    /// USD per 1K prompt tokens written to the provider's prompt cache; the input price when
+    /// not given.
+    pub cache_write_cost_per_1k: Option<DecimalText>,
     /// Free to use (both prices zero) even when no price is given.
     #[serde(default)]
     pub free: bool,
@@ -211,6 +217,8 @@ impl ModelConfig {
             input_cost_per_1k: None,
             output_cost_per_1k: None,
             cost_per_1k: None,
+            cache_read_cost_per_1k: None,
+            cache_write_cost_per_1k: None,
             free: false,
             quality: None,
             context_window: None,

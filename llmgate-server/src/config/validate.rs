@@ -403,6 +403,8 @@ fn prices(model: &super::ModelConfig, path: &str, report: &mut Report) {
         ("input_cost_per_1k", &model.input_cost_per_1k),
         ("output_cost_per_1k", &model.output_cost_per_1k),
         ("cost_per_1k", &model.cost_per_1k),
+        ("cache_read_cost_per_1k", &model.cache_read_cost_per_1k),
+        ("cache_write_cost_per_1k", &model.cache_write_cost_per_1k),
     ];
     let mut nonzero = false;
     for (field, value) in fields {
@@ -421,6 +423,19 @@ fn prices(model: &super::ModelConfig, path: &str, report: &mut Report) {
             format!("{path}.input_cost_per_1k"),
             "is required when output_cost_per_1k is given",
         ),
+        (None, None) => {
+            for (field, value) in [
+                ("cache_read_cost_per_1k", &model.cache_read_cost_per_1k),
+                ("cache_write_cost_per_1k", &model.cache_write_cost_per_1k),
+            ] {
+                if value.is_some() {
+                    report.push(
+                        format!("{path}.{field}"),
+                        "needs the model's input and output prices too",
+                    );
+                }
+            }
+        }
         _ => {}
     }
     if model.free && nonzero {

@@ -15,6 +15,21 @@ const METRICS = {
     value: (row) => Number(row.prompt_tokens ?? 0) + Number(row.completion_tokens ?? 0),
     display: (row) => tokens(Number(row.prompt_tokens ?? 0) + Number(row.completion_tokens ?? 0)),
   },
+  cached: {
+    label: 'cached tokens',
+    value: (row) => Number(row.cache_read_tokens ?? 0),
+    display: (row) => tokens(row.cache_read_tokens ?? 0),
+  },
+  cache_writes: {
+    label: 'cache writes',
+    value: (row) => Number(row.cache_write_tokens ?? 0),
+    display: (row) => tokens(row.cache_write_tokens ?? 0),
+  },
+  reasoning: {
+    label: 'reasoning tokens',
+    value: (row) => Number(row.reasoning_tokens ?? 0),
+    display: (row) => tokens(row.reasoning_tokens ?? 0),
+  },
 };
 const QUIET_KINDS = new Set(['hold', 'release']);
 
@@ -114,6 +129,9 @@ export function createAnalytics(ctx) {
     if (row.model) parts.push(row.model);
     if (row.provider && row.provider !== row.model) parts.push(`via ${row.provider}`);
     if (row.prompt_tokens !== undefined && row.prompt_tokens !== null) parts.push(`${count(row.prompt_tokens)} + ${count(row.completion_tokens)} tokens`);
+    if (Number(row.cache_read_tokens) > 0) parts.push(`${count(row.cache_read_tokens)} cached`);
+    if (Number(row.cache_write_tokens) > 0) parts.push(`${count(row.cache_write_tokens)} written to cache`);
+    if (Number(row.reasoning_tokens) > 0) parts.push(`${count(row.reasoning_tokens)} reasoning`);
     if (row.key_source === 'byok') parts.push('your key');
     // A charge's reason is bookkeeping (which hold it settled); credits carry a human one.
     if (row.reason && !['charge', 'hold', 'release'].includes(row.kind)) parts.push(row.reason);

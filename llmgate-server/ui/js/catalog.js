@@ -33,6 +33,8 @@ function row(model) {
     cell('Provider', model.provider ?? '—'),
     cell('Input / 1K', h('span', { class: 'num', text: pricePer1k(model.input_cost_per_1k) })),
     cell('Output / 1K', h('span', { class: 'num', text: pricePer1k(model.output_cost_per_1k) })),
+    cell('Cache read / 1K', h('span', { class: 'num cache-read', text: pricePer1k(model.cache_read_cost_per_1k) })),
+    cell('Cache write / 1K', h('span', { class: 'num cache-write', text: pricePer1k(model.cache_write_cost_per_1k) })),
     cell('Quality', h('span', { class: 'num', text: percent(model.quality) })),
     cell('Context', h('span', { class: 'num', text: model.context_window ? count(model.context_window) : '—' })),
     cell('Latency', model.latency ?? '—'),
@@ -62,7 +64,7 @@ export function createCatalog(ctx) {
     fill(body, h('div', { class: 'table-wrap' },
       h('table', { class: 'data catalog' },
         h('caption', { class: 'sr-only', text: 'Models' }),
-        h('thead', {}, h('tr', {}, ['Model', 'Provider', 'Input / 1K', 'Output / 1K', 'Quality', 'Context', 'Latency', 'Privacy', 'Tags']
+        h('thead', {}, h('tr', {}, ['Model', 'Provider', 'Input / 1K', 'Output / 1K', 'Cache read / 1K', 'Cache write / 1K', 'Quality', 'Context', 'Latency', 'Privacy', 'Tags']
           .map((name) => h('th', { scope: 'col', text: name })))),
         h('tbody', {}, shown.map(row)))));
   }

@@ -1,7 +1,9 @@
 // Testing Lab: send one prompt to a model (or `auto`) at a power level and watch the answer
 // stream in; optionally to two models side by side. Each answer shows who served it
-// (provider, model, attempts, key source, from the response headers) and what it cost (the
-// final usage chunk's `llmgate.cost_micros`). Stop aborts the requests.
+// (provider, model, attempts, key source, from the response headers), its tokens (with the
+// prompt tokens read from or written to the provider's cache and the output tokens spent
+// reasoning) and what it cost (the final usage chunk's `llmgate.cost_micros`, and per token
+// class its `llmgate.cost_breakdown`). Stop aborts the requests.
 
 import { h, fill, field, select } from './dom.js';
 import { sseData } from './sse.js';
@@ -15,7 +17,7 @@ function answerCard(requested) {
   const status = h('p', { class: 'answer-status', role: 'status' }, 'Waiting for the first token…');
   const facts = {};
   const list = h('dl', { class: 'facts' });
-  for (const [key, label] of [['provider', 'Provider'], ['model', 'Model'], ['attempts', 'Attempts'], ['source', 'Key'], ['tokens', 'Tokens'], ['cost', 'Cost']]) {
+  for (const [key, label] of [['provider', 'Provider'], ['model', 'Model'], ['attempts', 'Attempts'], ['source', 'Key'], ['tokens', 'Tokens'], ['cached', 'Cached'], ['reasoning', 'Reasoning'], ['cost', 'Cost']]) {
     facts[key] = h('dd', { class: `fact-${key}`, text: '…' });
     list.append(h('div', {}, h('dt', { text: label }), facts[key]));
   }
@@ -44,10 +46,15 @@ function answerCard(requested) {
     },
     usage(usage) {
       facts.tokens.textContent = `${count(usage.prompt_tokens)} in · ${count(usage.completion_tokens)} out`;
+      const read = Number(usage.prompt_tokens_details?.cached_tokens ?? 0);
+      const written = Number(usage.prompt_tokens_details?.cache_creation_tokens ?? 0);
+      facts.cached.textContent = written > 0 ? `${count(read)} read · ${count(written)} written` : `${count(read)} read`;
+      facts.reasoning.textContent = count(usage.completion_tokens_details?.reasoning_tokens ?? 0);
     },
-    cost(micros) {
+    cost(micros, breakdown) {
       facts.cost.textContent = credits(micros);
       element.dataset.costMicros = String(micros);
+      if (breakdown) facts.cost.title = costByClass(breakdown);
     },
     done(reason) {
       finish('done', reason && reason !== 'stop' ? `Finished (${reason}).` : 'Finished.');
@@ -60,6 +67,16 @@ function answerCard(requested) {
       finish('stopped', 'Stopped.');
     },
   };
+}
+
+/** What each token class cost, one line per class that had tokens. */
+function costByClass(breakdown) {
+  const lines = [];
+  for (const [key, label] of [['uncached_prompt', 'prompt'], ['cache_read', 'cache reads'], ['cache_write', 'cache writes'], ['output', 'output']]) {
+    const part = breakdown[key];
+    if (part && Number(part.tokens) > 0) lines.push(`${label}: ${count(part.tokens)} tokens, ${credits(part.micros)}`);
+  }
+  return lines.join('\n');
 }
 
 /** Stream one chat into `card`; never throws. */
@@ -95,7 +112,7 @@ async function stream(api, card, body, signal) {
       if (typeof choice?.delta?.content === 'string') card.append(choice.delta.content);
       if (choice?.finish_reason) reason = choice.finish_reason;
       if (chunk.usage) card.usage(chunk.usage);
-      if (chunk.llmgate && chunk.llmgate.cost_micros !== undefined) card.cost(chunk.llmgate.cost_micros);
+      if (chunk.llmgate && chunk.llmgate.cost_micros !== undefined) card.cost(chunk.llmgate.cost_micros, chunk.llmgate.cost_breakdown);
     }
   } catch (error) {
     if (!signal.aborted) {
