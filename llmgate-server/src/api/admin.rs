@@ -308,7 +308,7 @@ pub(crate) async fn read_body<T: serde::de::DeserializeOwned>(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<T> {
-    let body = read_limited(request, state.config.server.max_body_bytes).await?;
+    let body = read_limited(request, &state.config.server).await?;
     parse_body(&body)
 }
 

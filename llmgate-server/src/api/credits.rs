@@ -86,7 +86,7 @@ pub(crate) async fn add(state: &AppState, request: Request<Incoming>) -> Result<
         .auth
         .require(request.headers(), Permission::Configure)
         .await?;
-    let body = read_limited(request, state.config.server.max_body_bytes).await?;
+    let body = read_limited(request, &state.config.server).await?;
     let add: AddCredits = parse_json(&body)?;
     if add.user_id.is_none() && principal.caller.billing == llmgate_core::Billing::Uncharged {
         // The master key's own account is never charged; crediting it helps nobody.
