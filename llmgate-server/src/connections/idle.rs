@@ -114,18 +114,19 @@ impl Drop for InFlight {
 mod tests {
     use super::*;
 
-    const HEADER: Duration = Duration::from_secs(10);
-    const IDLE: Duration = Duration::from_secs(60);
+    const HEADER: Duration = Duration::from_millis(100);
+    const IDLE: Duration = Duration::from_millis(250);
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_silent_connection_gets_the_header_timeout() {
         let activity = Activity::new();
         let opened = Instant::now();
         activity.idle_too_long(HEADER, IDLE).await;
-        assert_eq!(opened.elapsed(), HEADER);
+        let took = opened.elapsed();
+        assert!(took >= HEADER && took < IDLE, "{took:?}");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_request_in_flight_holds_the_connection_open_and_idleness_counts_from_its_end() {
         let activity = Activity::new();
         let request = activity.begin();
@@ -133,11 +134,12 @@ mod tests {
             let activity = activity.clone();
             async move { activity.idle_too_long(HEADER, IDLE).await }
         });
-        tokio::time::sleep(Duration::from_secs(600)).await;
+        tokio::time::sleep(IDLE * 2).await;
         assert!(!watch.is_finished());
         let ended = Instant::now();
         drop(request);
         watch.await.unwrap();
-        assert_eq!(ended.elapsed(), IDLE);
+        let took = ended.elapsed();
+        assert!(took >= IDLE && took < IDLE * 2, "{took:?}");
     }
 }
