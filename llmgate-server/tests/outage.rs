@@ -159,3 +159,59 @@ routing:
     proxy.restore();
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_redis_outage_leaves_every_request_served_and_only_readiness_fails() {
+    let db = TestPostgres::create()
+        .await
+        .expect("this test needs PostgreSQL at 127.0.0.1:5432");
+    let redis = CuttableProxy::start("127.0.0.1:6379").await;
+    let up = FakeUpstream::start().await;
+    up.set_default(Reply::json(200, openai::completion("up-model", "hi", 3, 2)));
+    let config = yaml_config(
+        &format!(
+            r#"
+storage:
+  database_url: "{database}"
+  redis_url: "redis://{redis}"
+  redis_prefix: "{prefix}:"
+tiers:
+  starter: {{ markup: 0.0, byok: false, monthly_credits: 1000, default_power_level: balanced, rpm: 100 }}
+providers:
+  - {{ name: demo, kind: demo }}
+  - {{ name: up, kind: openai, api_base: "{up}/v1", api_key: sk-platform-up-0000 }}
+models:
+  - {{ name: outage-free, provider: demo, upstream_model: echo, free: true }}
+  - {{ name: outage-paid, provider: up, upstream_model: up-model, cost_per_1k: 0.002, rpm: 100 }}
+routing:
+  num_retries: 0
+"#,
+            database = db.url,
+            redis = redis.addr,
+            prefix = unique("outage"),
+            up = up.url()
+        ),
+        &empty_env(),
+    );
+    let server = start(config).await;
+    let key = create_user(&server.url(), &unique("dan"), "starter").await;
+    assert_eq!(
+        chat_as(&server, &key, ask("outage-paid")).await.status(),
+        200
+    );
+
+    redis.cut();
+    for model in ["outage-free", "outage-paid"] {
+        let response = chat_as(&server, &key, ask(model)).await;
+        let status = response.status();
+        assert_eq!(status, 200, "{model}: {}", response.text().await.unwrap());
+    }
+    let ready = get(&server, "/health/ready").await;
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["failed"], json!(["redis"]), "{body}");
+    assert_eq!(body["checks"]["database"], "ok", "{body}");
+
+    redis.restore();
+    server.shutdown().await.unwrap();
+}
