@@ -195,6 +195,12 @@ routing:
     );
     let server = start(config).await;
     let key = create_user(&server.url(), &unique("dan"), "starter").await;
+    let ready = get(&server, "/health/ready").await;
+    assert_eq!(
+        ready.status(),
+        200,
+        "this test needs Redis at 127.0.0.1:6379"
+    );
     assert_eq!(
         chat_as(&server, &key, ask("outage-paid")).await.status(),
         200
