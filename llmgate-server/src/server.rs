@@ -113,7 +113,8 @@ impl Server {
             tracing::warn!(
                 configured = settings.max_connections,
                 limit,
-                "server.max_connections is more than the open-file limit allows; raise                  `ulimit -n` to use it"
+                "server.max_connections is more than the open-file limit allows; raise \
+                 `ulimit -n` to use it"
             );
         }
         let slots = ConnectionSlots::new(limit);
