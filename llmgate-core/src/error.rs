@@ -19,6 +19,8 @@ pub enum ErrorKind {
     NotFound,
     /// The resource already exists (409), e.g. a user id taken.
     Conflict,
+    /// The client did not send its request in time (408).
+    RequestTimeout,
     /// Body over the limit (413).
     RequestTooLarge,
     /// The gateway's own rate limit (429).
@@ -45,6 +47,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::RequestTooLarge => 413,
             ErrorKind::RateLimited => 429,
             ErrorKind::Upstream => 502,
@@ -58,7 +61,9 @@ impl ErrorKind {
     pub fn type_name(self) -> &'static str {
         match self {
             // OpenAI has no conflict type; clients know this one, `code` says more.
-            ErrorKind::InvalidRequest | ErrorKind::Conflict => "invalid_request_error",
+            ErrorKind::InvalidRequest | ErrorKind::Conflict | ErrorKind::RequestTimeout => {
+                "invalid_request_error"
+            }
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::InsufficientCredits => "insufficient_credits",
             ErrorKind::PermissionDenied => "permission_denied",

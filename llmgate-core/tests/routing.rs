@@ -204,7 +204,7 @@ async fn retry_after_is_waited_for_before_the_retry() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_retry_after_beyond_the_backoff_cap_is_passed_on_without_waiting() {
+async fn a_retry_after_beyond_the_wait_bound_is_passed_on_as_429_without_waiting() {
     let calls = Calls::default();
     let provider = Scripted::new(
         "a",
@@ -224,7 +224,8 @@ async fn a_retry_after_beyond_the_backoff_cap_is_passed_on_without_waiting() {
         .await
         .unwrap_err();
     assert_eq!(started.elapsed(), Duration::ZERO);
-    assert_eq!(error.status(), 503);
+    assert_eq!(error.status(), 429);
+    assert_eq!(error.code(), Some("upstream_rate_limited"));
     assert_eq!(error.retry_after(), Some(Duration::from_secs(60)));
     assert_eq!(order(&calls), ["a"]);
 }

@@ -33,6 +33,24 @@ pub struct SqliteCreditStore {
     replica: crate::sql::Replica,
 }
 
+/// Create a missing database file readable and writable by its owner only (0600): it holds the
+/// ledger, users and sealed keys. SQLite creates the WAL and shared-memory files with the
+/// database file's mode, so they are private too. An existing file keeps its mode; a file that
+/// cannot be created here is left for SQLite to report.
+fn create_private(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 impl SqliteCreditStore {
     /// Open (creating it if missing) the database at `url` — `sqlite://llmgate.db`,
     /// `sqlite:///abs/path.db` or `sqlite::memory:` — and run the migrations.
@@ -47,6 +65,9 @@ impl SqliteCreditStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            create_private(options.get_filename());
+        }
         let pool = if in_memory {
             // An in-memory database lives as long as its connections: keep exactly one open.
             SqlitePoolOptions::new()

@@ -182,14 +182,30 @@ impl Connection {
 
     /// A non-2xx answer as a core error: kind from the status, the upstream's own message as
     /// detail, and its retry hint. A body that stalls for `timeout` only costs the detail.
+    ///
+    /// Only a message the upstream put in its error JSON reaches the client. Anything else (an
+    /// HTML error page from a proxy, a stack trace) may show the upstream's internals, so the
+    /// client gets the status alone and the operator finds the body in the log.
     async fn error_from_response(&self, key: Option<&Secret>, response: Response) -> Error {
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers(), SystemTime::now());
         let mut body = Vec::new();
         let _ = tokio::time::timeout(self.timeout, read_capped(response, &mut body)).await;
-        let text = (self.error_detail)(&body)
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        let error = Error::from_upstream_status(&self.name, status, &safe_detail(&text, key));
+        let detail = match (self.error_detail)(&body) {
+            Some(message) => safe_detail(&message, key),
+            None => {
+                if !body.is_empty() {
+                    tracing::warn!(
+                        provider = %self.name,
+                        status,
+                        body = %safe_detail(&String::from_utf8_lossy(&body), key),
+                        "upstream error answer without an error message; not shown to the client"
+                    );
+                }
+                String::new()
+            }
+        };
+        let error = Error::from_upstream_status(&self.name, status, &detail);
         match retry_after {
             Some(after) => error.with_retry_after(after),
             None => error,

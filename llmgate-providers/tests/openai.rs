@@ -397,17 +397,21 @@ async fn the_key_never_appears_in_error_messages() {
     let items = collect(stream).await;
     let event_error = ends_with_error(&items).clone();
 
-    for error in [status_error, plain_error, event_error] {
+    for error in [&status_error, &plain_error, &event_error] {
         let rendered = format!("{error} {error:?} {}", error.to_json());
         assert!(!rendered.contains(KEY), "{rendered}");
         assert!(!rendered.contains("0123456789abcdef"), "{rendered}");
+    }
+    for error in [status_error, event_error] {
         assert!(
             error
                 .message()
                 .contains("Incorrect API key provided: *****"),
-            "{rendered}"
+            "{error}"
         );
     }
+    // A body that is not an error JSON is never shown to the client, scrubbed or not.
+    assert_eq!(plain_error.message(), "Upstream fake answered HTTP 400.");
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod billing;
 pub mod cli;
 pub mod config;
+mod connections;
 mod ledger_verify;
 pub mod master_key;
 mod probe;

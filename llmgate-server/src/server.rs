@@ -1,7 +1,8 @@
-//! Accepting connections: hyper 1.x through hyper-util's auto (HTTP/1 + HTTP/2) builder, with a
-//! header-read timeout, `TCP_NODELAY`, and a graceful shutdown: stop accepting, let in-flight
-//! requests (streams included) finish up to `server.shutdown_grace_ms`, cut the rest, then wait
-//! until every hold of a cut request is settled or released before returning.
+//! Accepting connections: hyper 1.x through hyper-util's auto (HTTP/1 + HTTP/2) builder, with
+//! `TCP_NODELAY`, a cap on open connections (503 beyond it), header and idle timeouts (see
+//! `connections`), and a graceful shutdown: stop accepting, let in-flight requests (streams
+//! included) finish up to `server.shutdown_grace_ms`, cut the rest, then wait until every hold
+//! of a cut request is settled or released before returning.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,8 +22,11 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::api;
 use crate::config::{Config, ConfigError};
+use crate::connections::{
+    Activity, ConnectionSlots, effective_limit, hold_until_sent, open_files_limit,
+};
 use crate::state::AppState;
-use crate::telemetry::{bind_metrics_listener, serve_metrics};
+use crate::telemetry::{CONNECTIONS_REFUSED, bind_metrics_listener, serve_metrics};
 
 /// After the drain, how long to wait for the ledger writes of the requests that were cut. They
 /// are single database transactions; a database that takes longer is unwell, and the holds it
@@ -102,11 +106,26 @@ impl Server {
         let metrics = metrics_listener.map(|l| tokio::spawn(serve_metrics(l, state.clone())));
         let settings = &state.config.server;
         let grace = Duration::from_millis(settings.shutdown_grace_ms);
+        let header_timeout = Duration::from_millis(settings.header_read_timeout_ms);
+        let idle_timeout = Duration::from_millis(settings.idle_timeout_ms);
+        let limit = effective_limit(settings.max_connections, open_files_limit());
+        if limit < settings.max_connections {
+            tracing::warn!(
+                configured = settings.max_connections,
+                limit,
+                "server.max_connections is more than the open-file limit allows; raise \
+                 `ulimit -n` to use it"
+            );
+        }
+        let slots = ConnectionSlots::new(limit);
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        // hyper's own header timer is off: the idle watch below covers every wait for a
+        // request head, the first (`header_read_timeout_ms`) and the later ones
+        // (`idle_timeout_ms`), on HTTP/1 and HTTP/2 alike.
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_millis(settings.header_read_timeout_ms));
+            .header_read_timeout(None);
         builder.http2().timer(TokioTimer::new());
         let graceful = GracefulShutdown::new();
         // Every connection's task, so that the ones still open after the grace period can be
@@ -126,21 +145,41 @@ impl Server {
                             continue;
                         }
                     };
+                    let Some(slot) = slots.try_open() else {
+                        // Counted, not logged one by one: a flood would flood the log too.
+                        tracing::debug!(%peer, limit, "at the connection limit; refusing a connection");
+                        metrics::counter!(CONNECTIONS_REFUSED).increment(1);
+                        slots.shed(stream);
+                        continue;
+                    };
                     if let Err(error) = stream.set_nodelay(true) {
-                        tracing::debug!(%error, "setting TCP_NODELAY failed");
+                        tracing::debug!(%peer, %error, "setting TCP_NODELAY failed");
                     }
-                    let state = state.clone();
-                    let service = service_fn(move |request| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(api::handle(state, request).await) }
+                    let activity = Activity::new();
+                    let service = service_fn({
+                        let (state, activity) = (state.clone(), activity.clone());
+                        move |request| {
+                            let state = state.clone();
+                            let in_flight = activity.begin();
+                            async move {
+                                let response = api::handle(state, request).await;
+                                Ok::<_, Infallible>(hold_until_sent(response, in_flight))
+                            }
+                        }
                     });
                     let connection = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
                     let connection = graceful.watch(connection);
                     connections.spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::debug!(%peer, %error, "connection ended with an error");
+                        let _slot = slot;
+                        tokio::select! {
+                            result = connection => if let Err(error) = result {
+                                tracing::debug!(%peer, %error, "connection ended with an error");
+                            },
+                            () = activity.idle_too_long(header_timeout, idle_timeout) => {
+                                tracing::debug!(%peer, "closing a connection without requests");
+                            }
                         }
                     });
                 }

@@ -118,6 +118,7 @@ fn gateway_builder(config: &Config) -> Result<GatewayBuilder, ConfigError> {
             Duration::from_millis(config.routing.backoff_base_ms),
             Duration::from_millis(config.routing.backoff_max_ms),
         )
+        .max_retry_wait(Duration::from_millis(config.routing.max_retry_wait_ms))
         .default_fallbacks(config.routing.default_fallbacks.clone())
         .cooldown_after_failures(config.routing.cooldown_after_failures)
         .cooldown(Duration::from_millis(config.routing.cooldown_ms));

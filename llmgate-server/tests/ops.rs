@@ -7,18 +7,14 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use llmgate_server::RunningServer;
 use llmgate_testkit::db::TestPostgres;
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, openai};
 use serde_json::{Value, json};
+use support::proxy::CuttableProxy;
 use support::*;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 /// The Prometheus text as `series → value`, a series being `name{labels}` as rendered.
 struct Scrape(HashMap<String, f64>);
@@ -345,57 +341,6 @@ async fn metrics_listen_serves_metrics_apart_from_the_api() {
         .unwrap();
     assert_eq!(elsewhere.status(), 404);
     server.shutdown().await.unwrap();
-}
-
-/// A TCP forwarder to `target` that the test can cut (every open connection is dropped and
-/// new ones are closed at once) and restore.
-struct CuttableProxy {
-    addr: SocketAddr,
-    up: Arc<AtomicBool>,
-    cut: watch::Sender<u64>,
-}
-
-impl CuttableProxy {
-    async fn start(target: &'static str) -> CuttableProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let (cut, _) = watch::channel(0u64);
-        let proxy = CuttableProxy {
-            addr,
-            up: up.clone(),
-            cut: cut.clone(),
-        };
-        tokio::spawn(async move {
-            loop {
-                let (mut inbound, _) = listener.accept().await.unwrap();
-                if !up.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let mut cuts = cut.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cuts.changed() => {}
-                    }
-                });
-            }
-        });
-        proxy
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.cut.send_modify(|generation| *generation += 1);
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
 }
 
 async fn readiness(server: &RunningServer) -> (u16, Value) {

@@ -495,6 +495,80 @@ routing:
     gate.stop().await;
 }
 
+#[tokio::test]
+async fn a_retry_after_longer_than_the_bound_is_answered_with_429_at_once_not_slept_through() {
+    let upstream = FakeUpstream::start().await;
+    upstream.set_default(
+        Reply::json(429, openai::error("slow down", "rate_limit_error", None))
+            .header("retry-after", "7"),
+    );
+    // Two retry rounds and a long backoff cap: before the bound, the client was held 14 s.
+    let gate = Gate::start(&format!(
+        r#"
+tiers:
+  paid: {{ markup: 0.0, default_power_level: balanced }}
+providers:
+  - {{ name: busy, kind: openai, api_base: "{busy}/v1", api_key: sk-busy-0000 }}
+models:
+  - {{ name: lonely, provider: busy, upstream_model: busy-model, cost_per_1k: 0.001 }}
+routing:
+  num_retries: 2
+  backoff_max_ms: 8000
+  max_retry_wait_ms: 2000
+"#,
+        busy = upstream.url(),
+    ))
+    .await;
+    let (user, key) = gate.user("paid").await;
+    gate.fund(&user, 100).await;
+
+    let started = std::time::Instant::now();
+    let response = gate.chat(&key, ask("lonely"), &[]).await;
+    let took = started.elapsed();
+    assert_eq!(header(&response, "retry-after"), "7");
+    let error = assert_error(response, 429, "rate_limit_exceeded").await;
+    assert_eq!(error["code"], "upstream_rate_limited", "{error}");
+    assert!(took < Duration::from_secs(2), "held for {took:?}");
+    assert_eq!(upstream.request_count(), 1);
+    assert_eq!(gate.balance(&key).await, 100_000_000, "nothing charged");
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_after_within_the_bound_is_waited_for_and_retried() {
+    let upstream = FakeUpstream::start().await;
+    upstream.push(
+        Reply::json(429, openai::error("slow down", "rate_limit_error", None))
+            .header("retry-after", "1"),
+    );
+    upstream.set_default(answer("busy-model"));
+    let gate = Gate::start(&format!(
+        r#"
+tiers:
+  paid: {{ markup: 0.0, default_power_level: balanced }}
+providers:
+  - {{ name: busy, kind: openai, api_base: "{busy}/v1", api_key: sk-busy-0000 }}
+models:
+  - {{ name: lonely, provider: busy, upstream_model: busy-model, cost_per_1k: 0.001 }}
+routing:
+  num_retries: 1
+  max_retry_wait_ms: 2000
+"#,
+        busy = upstream.url(),
+    ))
+    .await;
+    let (user, key) = gate.user("paid").await;
+    gate.fund(&user, 100).await;
+
+    let started = std::time::Instant::now();
+    let response = gate.chat(&key, ask("lonely"), &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-llmgate-attempts"), "2");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(upstream.request_count(), 2);
+    gate.stop().await;
+}
+
 fn redis_url() -> String {
     std::env::var("LLMGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }

@@ -139,6 +139,42 @@ async fn upstream_500_becomes_502_upstream_error() {
 }
 
 #[tokio::test]
+async fn an_upstream_error_page_is_not_passed_to_the_client_but_its_json_message_is() {
+    let upstream = FakeUpstream::start().await;
+    let page = "<html><body><h1>502 Bad Gateway</h1>\
+                <pre>/srv/inference/worker.py line 88: pool exhausted</pre></body></html>";
+    upstream.set_default(
+        Reply::status(502)
+            .header("content-type", "text/html")
+            .body(page),
+    );
+    let server = server_with(
+        &upstream,
+        "routing: { num_retries: 0, cooldown_after_failures: 0 }\n",
+    )
+    .await;
+
+    for stream in [false, true] {
+        let error = assert_error(chat(&server, ask(stream)).await, 502, "upstream_error").await;
+        let message = error["message"].as_str().unwrap();
+        assert_eq!(message, "Upstream fake answered HTTP 502.", "{error}");
+        assert_eq!(error["code"], "upstream_failed");
+    }
+
+    // An error the upstream explains in JSON keeps its explanation, on one short line.
+    upstream.set_default(Reply::json(
+        503,
+        openai::error("model is loading,\n  try again", "server_error", None),
+    ));
+    let error = assert_error(chat(&server, ask(false)).await, 503, "upstream_error").await;
+    assert_eq!(
+        error["message"],
+        "Upstream fake answered HTTP 503: model is loading, try again"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn stream_cut_midway_ends_with_an_error_event_and_no_done() {
     let upstream = FakeUpstream::start().await;
     let chunks = openai::text_chunks("up-model", &["Hel", "lo", " there"], Some((9, 4)));

@@ -414,3 +414,79 @@ async fn with_redis_configured_balances_are_cached_there() {
     assert_eq!(exists.as_deref(), Some(":1"));
     gate.stop().await;
 }
+
+#[tokio::test]
+async fn responses_with_a_key_are_not_stored_and_the_sqlite_files_are_private() {
+    let db = sqlite_file();
+    let file = db.file.clone().unwrap();
+    let gate = Gate::start(db).await;
+    let (status, headers, created) = gate
+        .call_full(
+            Some(support::MASTER_KEY),
+            "POST",
+            "/api/v1/admin/users",
+            Some(json!({"user_id": "kim", "tier": "starter"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let (status, headers, issued) = gate
+        .call_full(
+            Some(support::MASTER_KEY),
+            "POST",
+            "/api/v1/admin/users/kim/keys",
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    assert!(issued["api_key"].is_string());
+    assert_eq!(headers["cache-control"], "no-store");
+    // A response without a key carries no such header.
+    let (status, headers, _) = gate
+        .call_full(
+            Some(support::MASTER_KEY),
+            "GET",
+            "/api/v1/admin/users/kim",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(headers.get("cache-control").is_none());
+
+    // The database, its WAL and shared memory: owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let path = format!("{}{suffix}", file.display());
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{path} has mode {mode:o}");
+        }
+    }
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_credit_amount_gets_one_readable_message() {
+    let gate = Gate::start(sqlite_file()).await;
+    gate.create_user("lee", "starter", "user").await;
+    for (amount, message) in [
+        (
+            json!("1.2345678"),
+            "`amount` has more than 6 decimals; the smallest amount is 0.000001 credits.",
+        ),
+        (json!("99999999999999999999"), "`amount` is too large."),
+    ] {
+        let (status, body) = gate
+            .admin(
+                "POST",
+                "/api/v1/llm/credits/add",
+                Some(json!({"user_id": "lee", "amount": amount, "reason": "test"})),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["message"], message, "{body}");
+        assert_eq!(body["error"]["param"], "amount");
+    }
+    gate.stop().await;
+}

@@ -177,13 +177,22 @@ impl GatewayBuilder {
     }
 
     /// The backoff before retry round `n`: a random point in the upper half of
-    /// `base × 2^(n-1)`, capped at `max`. A Retry-After longer than `max` is not waited for:
-    /// the deployment is skipped until then (default 250 ms and 8 s).
+    /// `base × 2^(n-1)`, capped at `max` (default 250 ms and 8 s).
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
         self.backoff = Backoff {
             base,
             max: max.max(base),
+            max_wait: self.backoff.max_wait,
         };
+        self
+    }
+
+    /// The longest one wait before a retry round may be, Retry-After included
+    /// (`routing.max_retry_wait_ms`; default 2 s). A deployment whose Retry-After is longer
+    /// cools down until then and the next candidate is called at once; when none is left,
+    /// the request ends with the upstream's error and its Retry-After instead of a sleep.
+    pub fn max_retry_wait(mut self, wait: Duration) -> Self {
+        self.backoff.max_wait = wait;
         self
     }
 

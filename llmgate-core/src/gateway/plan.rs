@@ -8,7 +8,7 @@ use crate::caller::{Billing, Caller};
 use crate::catalog::Deployment;
 use crate::chat::{ChatRequest, Usage};
 use crate::credits::KeySource;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::power::PowerLevelPolicy;
 use crate::pricing::{CostBreakdown, PriceTerms};
 use crate::provider::Provider;
@@ -194,9 +194,21 @@ impl Gateway {
             ))));
         };
 
-        let byok = self
-            .byok_key(caller, &deployment.provider, byok_keys)
-            .await?;
+        let byok = match self.byok_key(caller, &deployment.provider, byok_keys).await {
+            Ok(byok) => byok,
+            // The vault's database is down and it has no answer to fall back on. A free model
+            // costs the caller nothing on either key, so the platform key serves it; a priced
+            // one cannot tell "their own key, uncharged" from "ours, charged" and waits.
+            Err(error) if error.kind() == ErrorKind::Unavailable && deployment.is_free() => {
+                tracing::warn!(
+                    provider = %deployment.provider,
+                    model = %deployment.name,
+                    "the BYOK key could not be looked up; serving the free model on the platform key"
+                );
+                None
+            }
+            Err(error) => return Err(error),
+        };
         let (key, key_source) = match byok {
             Some(key) => (Some(key), KeySource::Byok),
             None => {

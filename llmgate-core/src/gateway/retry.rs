@@ -5,8 +5,10 @@
 //! cooling down, not at its rpm/tpm limit); a retryable failure moves straight on to the next.
 //! When a round ends without an answer and `num_retries` allows, the next round starts after a
 //! jittered exponential backoff — or, when every attempt is unavailable for longer, as soon as
-//! the first comes back, as long as that is within the backoff's maximum. A non-retryable
-//! failure ends the request at once. No request makes more than `max_attempts` calls.
+//! the first comes back, as long as that is within `max_wait` (`routing.max_retry_wait_ms`).
+//! A longer pause is never slept through: the request ends with the upstream's error and its
+//! Retry-After. A non-retryable failure ends the request at once. No request makes more than
+//! `max_attempts` calls.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -17,7 +19,6 @@ use futures::Stream;
 use super::Gateway;
 use super::plan::Attempt;
 use crate::chat::{ChatChunk, ChatRequest};
-use crate::clock::nanos;
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::Ticket;
 use crate::limits::Admission;
@@ -48,6 +49,7 @@ impl Gateway {
         let mut calls = 0u32;
         let mut upstream = Duration::ZERO;
         let mut last_error: Option<Error> = None;
+        let mut waited_too_long = false;
         let ready_in = |now: u64| {
             attempts
                 .iter()
@@ -60,15 +62,12 @@ impl Gateway {
                 if calls >= inner.max_attempts {
                     break;
                 }
-                let ready_in = ready_in(states.now());
-                let mut wait = inner.backoff.delay(round, seed);
-                if ready_in > nanos(wait) {
-                    if ready_in > nanos(inner.backoff.max) {
-                        // The upstreams asked for a longer pause than the gateway waits.
-                        break;
-                    }
-                    wait = Duration::from_nanos(ready_in);
-                }
+                let ready_in = Duration::from_nanos(ready_in(states.now()));
+                let Some(wait) = inner.backoff.wait(round, seed, ready_in) else {
+                    // The upstreams asked for a longer pause than a client is held for.
+                    waited_too_long = true;
+                    break;
+                };
                 tracing::debug!(round, ?wait, "retrying after a backoff");
                 inner.metrics.retries.increment(1);
                 let waited = Instant::now();
@@ -120,7 +119,7 @@ impl Gateway {
                 }
             }
         }
-        Err(gave_up(last_error, ready_in(states.now())))
+        Err(gave_up(last_error, ready_in(states.now()), waited_too_long))
     }
 
     /// Claim a deployment for one call: its health (cooldown, half-open probe, tpm) and then
@@ -143,9 +142,19 @@ impl Gateway {
     }
 }
 
-/// The error a request ends with once its attempts are spent.
-fn gave_up(last_error: Option<Error>, ready_in: u64) -> Error {
+/// The error a request ends with once its attempts are spent. When it ended because an
+/// upstream rate limit asked for a longer pause than the gateway waits, the client gets that
+/// 429 and its Retry-After, so that it can wait itself.
+fn gave_up(last_error: Option<Error>, ready_in: u64, waited_too_long: bool) -> Error {
     let hint = (ready_in > 0).then(|| Duration::from_nanos(ready_in));
+    let last_error = last_error.map(|error| match error.retry_after() {
+        Some(after) if waited_too_long && error.upstream_status() == Some(429) => {
+            Error::new(ErrorKind::RateLimited, error.message())
+                .with_code("upstream_rate_limited")
+                .with_retry_after(after)
+        }
+        _ => error,
+    });
     match (last_error, hint) {
         (Some(error), Some(hint)) if error.retry_after().is_none() => error.with_retry_after(hint),
         (Some(error), _) => error,

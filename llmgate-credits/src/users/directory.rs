@@ -74,7 +74,13 @@ impl UserDirectory {
             Some(owner) => owner,
             None => {
                 let generation = self.keys.generation();
-                let Some(owner) = self.store.owner_of(key).await? else {
+                let read = match self.store.owner_of(key).await {
+                    Ok(read) => read,
+                    // The database is down: a key it knew a moment ago still authenticates,
+                    // so what needs no ledger (free models) keeps being served.
+                    Err(error) => return self.keys.get_stale(&digest).map(Some).ok_or(error),
+                };
+                let Some(owner) = read else {
                     return Ok(None);
                 };
                 self.keys.insert(generation, digest, owner.clone());

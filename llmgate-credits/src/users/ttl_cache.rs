@@ -3,11 +3,19 @@
 //! A reader that missed asks the database, then inserts what it read. If a write invalidated
 //! the cache meanwhile, that read may be stale: every removal bumps a generation, and an insert
 //! tagged with an older generation is dropped.
+//!
+//! An expired entry is kept (until capacity pushes it out) for [`TtlCache::get_stale`]: when
+//! the database cannot be reached, the last answer it gave is better than none, for up to
+//! [`STALE_IF_ERROR`] past its expiry. Invalidations still remove entries at once, so a stale
+//! answer is never one this process knows to be wrong.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+/// How long past its expiry an entry may still answer while the database is unreachable.
+pub(crate) const STALE_IF_ERROR: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug)]
 struct State<K, V> {
@@ -45,18 +53,27 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         self.lock().generation
     }
 
+    /// The entry while it is fresh.
     pub(crate) fn get(&self, key: &K) -> Option<V> {
+        self.get_within(key, Duration::ZERO)
+    }
+
+    /// The entry even if it expired up to [`STALE_IF_ERROR`] ago: for when the database that
+    /// would refresh it cannot be reached.
+    pub(crate) fn get_stale(&self, key: &K) -> Option<V> {
+        self.get_within(key, STALE_IF_ERROR)
+    }
+
+    fn get_within(&self, key: &K, past_expiry: Duration) -> Option<V> {
         if self.ttl.is_zero() {
             return None;
         }
-        let mut state = self.lock();
+        let state = self.lock();
         match state.entries.get(key) {
-            Some((value, expires)) if *expires > Instant::now() => Some(value.clone()),
-            Some(_) => {
-                state.entries.remove(key);
-                None
+            Some((value, expires)) if *expires + past_expiry > Instant::now() => {
+                Some(value.clone())
             }
-            None => None,
+            _ => None,
         }
     }
 
@@ -126,6 +143,10 @@ mod tests {
         expired.insert(0, 1, 1);
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(expired.get(&1), None);
+        // Still there for a database outage, until it is invalidated.
+        assert_eq!(expired.get_stale(&1), Some(1));
+        expired.remove(&1);
+        assert_eq!(expired.get_stale(&1), None);
 
         let off = TtlCache::new(Duration::ZERO, 4);
         off.insert(0, 1, 1);

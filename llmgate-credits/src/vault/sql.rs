@@ -184,12 +184,17 @@ impl KeyVault for SqlKeyVault {
             return Ok(answer);
         }
         let generation = self.cache.generation();
-        let row: Option<SealedRow> = on_pool!(&self.pool, |db| sqlx::query_as(SELECT_KEY)
+        let read: Result<Option<SealedRow>> = on_pool!(&self.pool, |db| sqlx::query_as(SELECT_KEY)
             .bind(user_id)
             .bind(provider)
             .fetch_optional(db)
             .await
-            .map_err(database_error("read a BYOK key"))?);
+            .map_err(database_error("read a BYOK key")));
+        let row = match read {
+            Ok(row) => row,
+            // The database is down: the last answer it gave (a key, or none) still holds.
+            Err(error) => return self.cache.get_stale(&cache_key).ok_or(error),
+        };
         let answer = match row {
             Some(row) => Some(self.keyring.open(user_id, provider, &sealed(row))?),
             None => None,

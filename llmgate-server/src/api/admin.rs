@@ -4,7 +4,7 @@
 //! `GET|POST /api/v1/admin/users/{id}/keys`, `DELETE /api/v1/admin/users/{id}/keys/{key_id}`.
 //! A new key is in the response that issued it and nowhere else, ever.
 
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use llmgate_core::{Error, ErrorKind, Result, micros_to_credits};
 use llmgate_credits::users::{ApiKeyInfo, IssuedKey, User, UserRole, UserUpdate, check_user_id};
@@ -97,7 +97,7 @@ pub(crate) async fn create_user(
     );
     let mut answer = user_json(state, &user).await?;
     add_issued_key(&mut answer, &key);
-    Ok(json_response(StatusCode::CREATED, &answer))
+    Ok(issued_key_response(&answer))
 }
 
 /// `GET /api/v1/admin/users/{id}`.
@@ -173,7 +173,7 @@ pub(crate) async fn issue_key(
     tracing::info!(user_id, key_id = %key.id, by = principal.user_id(), "issued an API key");
     let mut answer = json!({ "user_id": user_id });
     add_issued_key(&mut answer, &key);
-    Ok(json_response(StatusCode::CREATED, &answer))
+    Ok(issued_key_response(&answer))
 }
 
 /// `GET /api/v1/admin/users/{id}/keys`: the user's keys as hints, revoked ones included.
@@ -293,12 +293,22 @@ fn add_issued_key(answer: &mut Value, key: &IssuedKey) {
     answer["key_hint"] = Value::String(key.key.hint());
 }
 
+/// A response that carries a plaintext key: 201, and no cache (a proxy, the browser) may keep
+/// a copy of it.
+fn issued_key_response(answer: &Value) -> Response<Body> {
+    let mut response = json_response(StatusCode::CREATED, answer);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// The request's body (within the configured size) as JSON into `T`.
 pub(crate) async fn read_body<T: serde::de::DeserializeOwned>(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<T> {
-    let body = read_limited(request, state.config.server.max_body_bytes).await?;
+    let body = read_limited(request, &state.config.server).await?;
     parse_body(&body)
 }
 

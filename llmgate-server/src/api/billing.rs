@@ -64,7 +64,7 @@ pub(crate) async fn purchase(
         )
         .with_code("no_balance_to_buy_for"));
     }
-    let body = read_limited(request, state.config.server.max_body_bytes).await?;
+    let body = read_limited(request, &state.config.server).await?;
     let wanted: PurchaseRequest = parse_json(&body)?;
     let session = state
         .billing
@@ -96,7 +96,7 @@ pub(crate) async fn stripe_webhook(
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let payload = read_limited(request, state.config.server.max_body_bytes).await?;
+    let payload = read_limited(request, &state.config.server).await?;
     let outcome = state
         .billing
         .receive_webhook(signature.as_deref(), &payload, &**state.gateway.credits())

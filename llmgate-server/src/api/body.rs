@@ -1,10 +1,14 @@
-//! Reading a request body under the configured size limit.
+//! Reading a request body under the configured size and time limits.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use llmgate_core::{Error, ErrorKind};
+
+use crate::config::ServerConfig;
 
 fn too_large(limit: u64) -> Error {
     Error::new(
@@ -14,8 +18,31 @@ fn too_large(limit: u64) -> Error {
     .with_code("request_too_large")
 }
 
-/// The whole body, or 413 when it is (or announces to be) larger than `limit`.
-pub(crate) async fn read_limited(request: Request<Incoming>, limit: u64) -> Result<Bytes, Error> {
+fn too_slow(timeout: Duration) -> Error {
+    Error::new(
+        ErrorKind::RequestTimeout,
+        format!(
+            "The request body did not arrive within {} ms.",
+            timeout.as_millis()
+        ),
+    )
+    .with_code("request_timeout")
+}
+
+/// The whole body within `server.max_body_bytes` and `server.body_read_timeout_ms`: 413 when
+/// it is (or announces to be) larger, 408 when it comes too slowly (a client trickling a body
+/// would otherwise hold its connection and a task forever).
+pub(crate) async fn read_limited(
+    request: Request<Incoming>,
+    settings: &ServerConfig,
+) -> Result<Bytes, Error> {
+    let timeout = Duration::from_millis(settings.body_read_timeout_ms);
+    tokio::time::timeout(timeout, read_within(request, settings.max_body_bytes))
+        .await
+        .map_err(|_| too_slow(timeout))?
+}
+
+async fn read_within(request: Request<Incoming>, limit: u64) -> Result<Bytes, Error> {
     let announced = request
         .headers()
         .get(http::header::CONTENT_LENGTH)

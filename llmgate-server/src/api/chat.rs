@@ -56,7 +56,7 @@ async fn answer(
     principal.require(Permission::Execute)?;
     let power_level = power_level_header(request.headers())?;
     let privacy = privacy_header(request.headers())?;
-    let body = read_limited(request, state.config.server.max_body_bytes).await?;
+    let body = read_limited(request, &state.config.server).await?;
     let mut chat = parse(&body)?;
     watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
     if power_level.is_some() {

@@ -86,7 +86,7 @@ pub(crate) async fn add(state: &AppState, request: Request<Incoming>) -> Result<
         .auth
         .require(request.headers(), Permission::Configure)
         .await?;
-    let body = read_limited(request, state.config.server.max_body_bytes).await?;
+    let body = read_limited(request, &state.config.server).await?;
     let add: AddCredits = parse_json(&body)?;
     if add.user_id.is_none() && principal.caller.billing == llmgate_core::Billing::Uncharged {
         // The master key's own account is never charged; crediting it helps nobody.
@@ -307,21 +307,43 @@ fn parse_amount(raw: &RawValue) -> Result<i64> {
             "`amount` must be a number of credits, as a JSON number or a decimal string such as \"12.5\".",
         ));
     }
-    let value = if exponent_allowed && number.contains(['e', 'E']) {
+    let has_exponent = exponent_allowed && number.contains(['e', 'E']);
+    if !has_exponent && has_too_many_decimals(&number) {
+        return Err(too_precise());
+    }
+    let value = if has_exponent {
         Decimal::from_scientific(&number)
     } else {
         number.parse::<Decimal>()
     }
-    .map_err(|_| bad("`amount` is too large or has too many digits."))?;
+    .map_err(|_| bad("`amount` is too large."))?;
     if value <= Decimal::ZERO {
         return Err(bad("`amount` must be greater than 0."));
     }
-    credits_to_micros(value).map_err(|error| {
-        bad(&format!(
-            "`amount`: {} (at most 6 decimals).",
-            error.message()
-        ))
-    })
+    // One message per problem: precision first, then size.
+    if value.normalize().scale() > MAX_DECIMALS {
+        return Err(too_precise());
+    }
+    credits_to_micros(value).map_err(|_| bad("`amount` is too large."))
+}
+
+/// Credits have micro-credit precision.
+const MAX_DECIMALS: u32 = 6;
+
+fn too_precise() -> Error {
+    Error::invalid_request(
+        "`amount` has more than 6 decimals; the smallest amount is 0.000001 credits.",
+    )
+    .with_param("amount")
+}
+
+/// Whether the plain decimal `text` has more significant fraction digits than credits have
+/// (checked on the text, because parsing may round very long fractions).
+fn has_too_many_decimals(text: &str) -> bool {
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    mantissa
+        .split_once('.')
+        .is_some_and(|(_, fraction)| fraction.trim_end_matches('0').len() > MAX_DECIMALS as usize)
 }
 
 /// `-?DIGITS(.DIGITS)?` and, for JSON numbers, an exponent.
@@ -363,6 +385,29 @@ mod tests {
         // A float would turn this into 0.30000000000000004.
         assert_eq!(amount("0.3").unwrap(), 300_000);
         assert_eq!(amount("\"9223372036854.775807\"").unwrap(), i64::MAX);
+    }
+
+    #[test]
+    fn each_bad_amount_gets_the_one_message_that_fits() {
+        let message = |text: &str| amount(text).unwrap_err().message().to_owned();
+        for too_precise in [
+            "0.0000001",
+            "\"1.2345678\"",
+            "1.00000000000000000000000000000001",
+            "1e-7",
+        ] {
+            assert_eq!(
+                message(too_precise),
+                "`amount` has more than 6 decimals; the smallest amount is 0.000001 credits.",
+                "{too_precise}"
+            );
+        }
+        let forty_nines = format!("\"{}\"", "9".repeat(40));
+        for too_large in ["\"9223372036854.775808\"", "1e40", forty_nines.as_str()] {
+            assert_eq!(message(too_large), "`amount` is too large.", "{too_large}");
+        }
+        // Trailing zeros are not precision.
+        assert_eq!(amount("\"2.500000000\"").unwrap(), 2_500_000);
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub(crate) fn error_response(error: &Error) -> Response<Body> {
 /// The error's body under another status (405 has no kind of its own).
 pub(crate) fn error_with_status(error: &Error, status: StatusCode) -> Response<Body> {
     let mut response = json(status, &error.to_json());
+    if status == StatusCode::REQUEST_TIMEOUT {
+        // The rest of a slow body may still be on its way: the connection cannot be reused.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(after) = error.retry_after() {
         // Round up: `Retry-After: 0` would invite an immediate retry.
         let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);

@@ -15,8 +15,11 @@ pub struct RoutingConfig {
     /// The backoff before retry round `n` is a random point in the upper half of
     /// `min(backoff_base_ms × 2^(n-1), backoff_max_ms)`.
     pub backoff_base_ms: u64,
-    /// Also the longest upstream `Retry-After` the gateway waits for before giving up.
     pub backoff_max_ms: u64,
+    /// The longest one wait before a retry round, an upstream `Retry-After` included. A
+    /// deployment that asks for longer cools down until then and the next candidate is tried
+    /// at once; with none left, the client gets the upstream's error and its `Retry-After`.
+    pub max_retry_wait_ms: u64,
     /// Models tried after every named model's own fallbacks, in order.
     pub default_fallbacks: Vec<String>,
     /// Consecutive failures that put a deployment in cooldown (0: never).
@@ -32,6 +35,7 @@ impl Default for RoutingConfig {
             max_attempts: 10,
             backoff_base_ms: 250,
             backoff_max_ms: 8_000,
+            max_retry_wait_ms: 2_000,
             default_fallbacks: Vec::new(),
             cooldown_after_failures: 3,
             cooldown_ms: 30_000,
@@ -62,7 +66,7 @@ models:
     fn every_routing_knob_is_read_and_checked() {
         let yaml = format!(
             "{MODELS}routing:\n  strategy: priority\n  num_retries: 1\n  max_attempts: 4\n  \
-             backoff_base_ms: 10\n  backoff_max_ms: 20\n  default_fallbacks: [b]\n  \
+             backoff_base_ms: 10\n  backoff_max_ms: 20\n  max_retry_wait_ms: 30\n  default_fallbacks: [b]\n  \
              cooldown_after_failures: 2\n  cooldown_ms: 500\n"
         );
         assert!(problems(&yaml).is_empty(), "{:?}", problems(&yaml));
@@ -81,6 +85,7 @@ models:
             ),
             (Duration::from_millis(10), Duration::from_millis(20))
         );
+        assert_eq!(routing.max_retry_wait_ms, 30);
         assert_eq!(routing.default_fallbacks, ["b"]);
 
         let bad = format!(

@@ -16,8 +16,19 @@ pub struct ServerConfig {
     pub master_key: Option<Secret>,
     /// Requests with a larger body are refused with 413.
     pub max_body_bytes: u64,
-    /// How long a client may take to send its request headers.
+    /// How long a new connection may take to send its first request's headers (a connection
+    /// that sends nothing is closed after this too).
     pub header_read_timeout_ms: u64,
+    /// How long a connection may stay open with no request in flight (between keep-alive
+    /// requests, or an HTTP/2 connection with no stream); the next request's headers must
+    /// arrive within it.
+    pub idle_timeout_ms: u64,
+    /// How long a request body may take to arrive, from the start of reading it; slower
+    /// bodies get 408 and the connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// Open client connections at most; connections beyond it get a 503 and are closed. Also
+    /// capped by the process's open-file limit (see `connections::effective_limit`).
+    pub max_connections: usize,
     /// How long shutdown waits for in-flight requests (streams included) to finish.
     pub shutdown_grace_ms: u64,
     /// Serve `GET /metrics` on this `IP:PORT` only (e.g. a private interface) instead of on
@@ -32,6 +43,9 @@ impl Default for ServerConfig {
             master_key: None,
             max_body_bytes: 4 * 1024 * 1024,
             header_read_timeout_ms: 30_000,
+            idle_timeout_ms: 75_000,
+            body_read_timeout_ms: 60_000,
+            max_connections: 4_096,
             shutdown_grace_ms: 30_000,
             metrics_listen: None,
         }

@@ -80,6 +80,19 @@ fn server(config: &Config, report: &mut Report) {
     if server.max_body_bytes == 0 {
         report.push("server.max_body_bytes", "must be greater than 0");
     }
+    for (path, value) in [
+        (
+            "server.header_read_timeout_ms",
+            server.header_read_timeout_ms,
+        ),
+        ("server.idle_timeout_ms", server.idle_timeout_ms),
+        ("server.body_read_timeout_ms", server.body_read_timeout_ms),
+        ("server.max_connections", server.max_connections as u64),
+    ] {
+        if value == 0 {
+            report.push(path, "must be greater than 0");
+        }
+    }
     if let Some(metrics) = &server.metrics_listen {
         let same_as_api = |addr: &SocketAddr| {
             addr.port() != 0 && server.listen.parse::<SocketAddr>().ok() == Some(*addr)

@@ -14,7 +14,7 @@ mod store;
 
 pub use listener::bind_metrics_listener;
 pub(crate) use listener::serve_metrics;
-pub(crate) use prometheus::scrape;
+pub(crate) use prometheus::{CONNECTIONS_REFUSED, scrape};
 pub use prometheus::{install_recorder, render};
 pub use redis::{MeteredCooldowns, MeteredRateLimiter};
 pub(crate) use requests::ChatWatch;

@@ -30,6 +30,8 @@ const DEPLOYMENT_COOLING_DOWN: &str = "llmgate_deployment_cooling_down";
 const DEPLOYMENT_IN_FLIGHT: &str = "llmgate_deployment_in_flight";
 /// Requests whose ledger work is not written yet.
 const PENDING_SETTLEMENTS: &str = "llmgate_pending_settlements";
+/// Counter: connections refused at `server.max_connections`.
+pub(crate) const CONNECTIONS_REFUSED: &str = "llmgate_connections_refused_total";
 
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -82,6 +84,10 @@ fn describe() {
     metrics::describe_gauge!(
         DEPLOYMENT_IN_FLIGHT,
         "Upstream calls in flight per deployment."
+    );
+    metrics::describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Client connections refused with 503 at server.max_connections."
     );
     metrics::describe_gauge!(
         PENDING_SETTLEMENTS,

@@ -11,6 +11,7 @@
 
 pub mod databases;
 pub mod money;
+pub mod proxy;
 pub mod users;
 
 use llmgate_core::Secret;
