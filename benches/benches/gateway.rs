@@ -115,7 +115,7 @@ async fn gateway() -> (Gateway, Caller) {
         .credit(Credit {
             user_id: "bench-user".into(),
             kind: CreditKind::TopUp,
-            amount_micros: i64::MAX / 4,
+            amount_micros: llmgate_core::MAX_BALANCE_MICROS,
             idempotency_key: "bench".into(),
             reason: "bench".into(),
         })

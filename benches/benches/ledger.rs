@@ -67,7 +67,7 @@ fn hold_and_settle(c: &mut Criterion) {
                     .credit(Credit {
                         user_id: "u".into(),
                         kind: CreditKind::TopUp,
-                        amount_micros: i64::MAX / 4,
+                        amount_micros: llmgate_core::MAX_BALANCE_MICROS,
                         idempotency_key: "k".into(),
                         reason: "bench".into(),
                     })

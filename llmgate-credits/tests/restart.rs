@@ -78,7 +78,10 @@ async fn holds_survive_a_restart_and_are_reclaimed(fixture: Fixture) {
     assert_eq!(releases, 4);
 }
 
-/// Three stores on one database: `stopped` beat once, placed a hold and went silent (killed);
+/// Long enough that a loaded machine cannot pass it between a beat and the next statement.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Three stores on one database: `stopped` beat, placed a hold and went silent (killed);
 /// `live` beats; `quiet` never beat (a library user without the reclaimer). Once `stopped` is
 /// silent past the timeout, a reclaim on `live` gives back its hold, and only its.
 async fn holds_of_a_stopped_replica_come_back(stores: [Arc<dyn CreditStore>; 3]) {
@@ -107,12 +110,13 @@ async fn holds_of_a_stopped_replica_come_back(stores: [Arc<dyn CreditStore>; 3])
     let on_quiet = hold(quiet.clone(), "on-a-replica-that-never-beat", 3_000).await;
     assert_eq!(live.balance(&user).await.unwrap(), 4_000);
 
-    // Within the timeout nobody's holds are touched.
+    // Within the timeout nobody's holds are touched (`stopped` has just beaten).
+    stopped.reclaim_expired().await.unwrap();
     assert_eq!(live.reclaim_expired().await.unwrap(), 0);
     assert_eq!(live.balance(&user).await.unwrap(), 4_000);
 
-    // `stopped` stays silent past the timeout (1 s); `live` keeps beating.
-    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    // `stopped` stays silent past the timeout; `live` keeps beating.
+    tokio::time::sleep(TIMEOUT + std::time::Duration::from_millis(1_100)).await;
     assert_eq!(live.reclaim_expired().await.unwrap(), 1);
     assert_eq!(live.balance(&user).await.unwrap(), 5_000);
     assert_eq!(live.reclaim_expired().await.unwrap(), 0);
@@ -132,7 +136,7 @@ async fn postgres_reclaims_the_holds_of_a_stopped_replica_and_no_others() {
         return;
     };
     let url = fixture.reopen.clone().unwrap();
-    let timeout = std::time::Duration::from_secs(1);
+    let timeout = TIMEOUT;
     let replica = || async {
         let store = PostgresCreditStore::connect(&url).await.unwrap();
         Arc::new(store.with_replica_timeout(timeout)) as Arc<dyn CreditStore>
@@ -144,7 +148,7 @@ async fn postgres_reclaims_the_holds_of_a_stopped_replica_and_no_others() {
 async fn sqlite_reclaims_the_holds_of_a_stopped_handle_and_no_others() {
     let fixture = support::sqlite_fixture().await.unwrap();
     let url = fixture.reopen.clone().unwrap();
-    let timeout = std::time::Duration::from_secs(1);
+    let timeout = TIMEOUT;
     let replica = || async {
         let store = SqliteCreditStore::connect(&url).await.unwrap();
         Arc::new(store.with_replica_timeout(timeout)) as Arc<dyn CreditStore>
