@@ -49,6 +49,7 @@ pub(super) fn read(
         .into_iter()
         .filter_map(|table| Some((table.text("num_retries", notes)?, table.at("num_retries"))))
         .collect::<Vec<_>>();
+    overridden(&retries, notes);
     if let Some((value, path)) = retries.first() {
         match value.trim().parse::<u32>() {
             Ok(n) => settings.routing.push(Field::plain("num_retries", n, path)),
@@ -81,6 +82,7 @@ pub(super) fn read(
         .into_iter()
         .filter_map(|(key, table)| Some((table.text(key, notes)?, table.at(key))))
         .collect::<Vec<_>>();
+    overridden(&timeouts, notes);
     if let Some((value, path)) = timeouts.first() {
         match seconds_to_ms(value) {
             Ok(ms) => settings.default_timeout = Some((ms, path.clone())),
@@ -115,6 +117,15 @@ pub(super) fn read(
         }
     }
     settings
+}
+
+/// The same knob set in both sections: the first (router_settings') wins, the rest are named.
+fn overridden(found: &[(String, String)], notes: &mut Notes) {
+    if let Some(((_, winner), rest)) = found.split_first() {
+        for (_, path) in rest {
+            notes.warn(path, format!("not mapped: {winner} is set too, and wins"));
+        }
+    }
 }
 
 fn root_value<'a>(root: &Table<'a>, section: Section) -> Option<&'a Value> {

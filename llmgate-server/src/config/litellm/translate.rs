@@ -1,7 +1,8 @@
 //! The translation: a LiteLLM `config.yaml` in, llmgate's config (as fields to render) and the
 //! notices about what did not carry over out.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml_ng::Value;
 
@@ -44,8 +45,15 @@ pub(super) fn translate(text: &str) -> Translation {
     let env = environment(&mut root, &mut notes);
     // LiteLLM exports `environment_variables` before reading the rest, so a reference to one
     // of them is its value.
+    let used = RefCell::new(BTreeSet::new());
     let local = |text: String| match text.trim().strip_prefix("os.environ/") {
-        Some(name) => env.get(name.trim()).cloned().unwrap_or(text),
+        Some(name) => match env.get(name.trim()) {
+            Some(value) => {
+                used.borrow_mut().insert(name.trim().to_owned());
+                value.clone()
+            }
+            None => text,
+        },
         None => text,
     };
     let settings = settings::read(&mut root, &local, &mut notes);
@@ -72,6 +80,13 @@ pub(super) fn translate(text: &str) -> Translation {
             }
         }
         _ => notes.error("model_list", "must be a list of deployments"),
+    }
+    for name in env.keys().filter(|name| !used.borrow().contains(*name)) {
+        notes.warn(
+            format!("environment_variables.{name}"),
+            "not mapped: llmgate reads such a value only where this file refers to it as \
+             `os.environ/NAME`; set it in llmgate's environment if something else needs it",
+        );
     }
     for (path, key) in root.unread() {
         let value = root.peek(&key).unwrap_or(&Value::Null);
@@ -201,13 +216,16 @@ fn model_entry(
         let mut upstream = Field::text("upstream_model", &target.upstream, params.at("model"));
         if target.inferred {
             upstream = upstream.note(format!(
-                "`{model}` has no prefix: a {} model",
+                "`{model}` has no prefix: a well-known {} model",
                 target.preset
             ));
         }
         plan.fields.push(upstream);
+        // A list price says nothing about another endpoint serving a model of that name.
+        let vendor_endpoint = params.peek("api_base").is_none();
         price_fields(
             &target,
+            vendor_endpoint,
             prices,
             &mut params,
             &mut info,
@@ -326,6 +344,7 @@ fn price<'p>(
 
 fn price_fields(
     target: &Target,
+    vendor_endpoint: bool,
     prices: &EntryPrices,
     params: &mut Table<'_>,
     info: &mut Table<'_>,
@@ -399,13 +418,19 @@ fn price_fields(
             "give both input_cost_per_token and output_cost_per_token: llmgate does not mix a \
              written price with a looked-up one",
         ),
-        (None, None) => unpriced(target, params.at("model"), fields, notes),
+        (None, None) => unpriced(target, vendor_endpoint, params.at("model"), fields, notes),
     }
 }
 
 /// A deployment without prices: free when local, the list price when llmgate knows the model
 /// on its vendor's own endpoint, else unpriced (with a warning saying who may use it).
-fn unpriced(target: &Target, path: String, fields: &mut Vec<Field>, notes: &mut Notes) {
+fn unpriced(
+    target: &Target,
+    vendor_endpoint: bool,
+    path: String,
+    fields: &mut Vec<Field>,
+    notes: &mut Notes,
+) {
     let local = llmgate_providers::preset(target.preset).is_some_and(|p| p.local);
     if local {
         fields.push(
@@ -414,11 +439,11 @@ fn unpriced(target: &Target, path: String, fields: &mut Vec<Field>, notes: &mut 
         );
         return;
     }
-    let known = llmgate_providers::resolve_model(
+    let known = vendor_endpoint.then(|| llmgate_providers::resolve_model(
         &format!("{}/{}", target.preset, target.upstream),
         &[target.preset],
     )
-    .and_then(|deployment| deployment.price);
+    .and_then(|deployment| deployment.price)).flatten();
     match known {
         Some(price) => {
             fields.push(
@@ -492,7 +517,9 @@ fn limits(
 /// Give each model its fallbacks, checking that they name models of the file.
 fn attach_fallbacks(plans: &mut [ModelPlan], settings: &Settings, notes: &mut Notes) {
     let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
-    let mut per_model: BTreeMap<&str, (Vec<String>, String, bool)> = BTreeMap::new();
+    // Per model: its targets, where the first were written, and where context window
+    // fallbacks were (if any).
+    let mut per_model: BTreeMap<&str, (Vec<String>, String, Option<String>)> = BTreeMap::new();
     for fallback in &settings.fallbacks {
         if !names.contains(&fallback.model) {
             notes.warn(
@@ -506,7 +533,7 @@ fn attach_fallbacks(plans: &mut [ModelPlan], settings: &Settings, notes: &mut No
         }
         let slot = per_model
             .entry(fallback.model.as_str())
-            .or_insert_with(|| (Vec::new(), fallback.path.clone(), false));
+            .or_insert_with(|| (Vec::new(), fallback.path.clone(), None));
         for (i, target) in fallback.targets.iter().enumerate() {
             if !names.contains(target) {
                 notes.error(
@@ -517,7 +544,9 @@ fn attach_fallbacks(plans: &mut [ModelPlan], settings: &Settings, notes: &mut No
                 slot.0.push(target.clone());
             }
         }
-        slot.2 |= fallback.context_window;
+        if fallback.context_window && slot.2.is_none() {
+            slot.2 = Some(fallback.path.clone());
+        }
     }
     for (target, path) in &settings.default_fallbacks {
         if !names.contains(target) {
@@ -533,12 +562,12 @@ fn attach_fallbacks(plans: &mut [ModelPlan], settings: &Settings, notes: &mut No
             continue;
         }
         let mut field = Field::new("fallbacks", Scalar::List(targets.clone()), path);
-        if *context_window {
+        if let Some(context_path) = context_window {
             field = field.note("includes context_window_fallbacks");
             if !warned {
                 warned = true;
                 notes.warn(
-                    path,
+                    context_path,
                     "context_window_fallbacks become ordinary fallbacks: llmgate tries them when \
                      the prompt is longer than the model's context_window (from max_input_tokens) \
                      and on any failure it retries, but not on an upstream's 400 for a long prompt",
