@@ -72,12 +72,25 @@ impl Import {
             })
             .max_by_key(|(path, _)| path.len());
         match origin {
-            Some((path, from)) if !from.is_empty() => Problem::new(
+            Some((_, from)) if !from.is_empty() => Problem::new(
                 from.clone(),
-                format!("{} (as llmgate's {})", problem.message, problem.path),
+                format!(
+                    "{} (as llmgate's {})",
+                    without_position(&problem.message),
+                    problem.path
+                ),
             ),
             _ => problem,
         }
+    }
+}
+
+/// A reader's message without its ` at line L column C`, which points into the translated
+/// text, not the operator's file.
+fn without_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(at) if message[at + 9..].contains(" column ") => &message[..at],
+        _ => message,
     }
 }
 

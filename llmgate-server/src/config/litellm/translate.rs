@@ -439,11 +439,15 @@ fn unpriced(
         );
         return;
     }
-    let known = vendor_endpoint.then(|| llmgate_providers::resolve_model(
-        &format!("{}/{}", target.preset, target.upstream),
-        &[target.preset],
-    )
-    .and_then(|deployment| deployment.price)).flatten();
+    let known = vendor_endpoint
+        .then(|| {
+            llmgate_providers::resolve_model(
+                &format!("{}/{}", target.preset, target.upstream),
+                &[target.preset],
+            )
+            .and_then(|deployment| deployment.price)
+        })
+        .flatten();
     match known {
         Some(price) => {
             fields.push(
