@@ -581,3 +581,166 @@ fn attach_fallbacks(plans: &mut [ModelPlan], settings: &Settings, notes: &mut No
         plan.fields.push(field);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::import;
+
+    /// The import's YAML and its notices as `path: message` (errors marked `!`).
+    fn translated(yaml: &str) -> (String, Vec<String>) {
+        let import = import(yaml);
+        let notices = import
+            .notices
+            .iter()
+            .map(|n| {
+                format!(
+                    "{}{}: {}",
+                    if n.fatal { "!" } else { "" },
+                    n.path,
+                    n.message
+                )
+            })
+            .collect();
+        (import.yaml, notices)
+    }
+
+    const KEY: &str = "general_settings:\n  master_key: sk-0123456789abcdefgh\n";
+
+    #[test]
+    fn a_wildcard_makes_a_provider_and_no_model() {
+        let (yaml, notices) = translated(&format!(
+            "model_list:\n  - model_name: \"openai/*\"\n    litellm_params:\n      model: \"openai/*\"\n{KEY}"
+        ));
+        assert!(
+            yaml.contains("  - name: openai\n    kind: openai\n"),
+            "{yaml}"
+        );
+        assert!(!yaml.contains("models:"), "{yaml}");
+        assert!(
+            notices[0].starts_with("model_list[0].litellm_params.model: a wildcard"),
+            "{notices:?}"
+        );
+    }
+
+    #[test]
+    fn environment_variables_fill_the_references_to_them() {
+        let (yaml, notices) = translated(&format!(
+            "environment_variables:\n  GROQ_KEY: gsk-123\n  UNUSED: x\nmodel_list:\n  - model_name: m\n    \
+             litellm_params: {{ model: groq/llama3-8b-8192, api_key: os.environ/GROQ_KEY, \
+             input_cost_per_token: 1e-7, output_cost_per_token: 1e-7 }}\n{KEY}"
+        ));
+        assert!(yaml.contains("api_key: gsk-123\n"), "{yaml}");
+        assert_eq!(
+            notices,
+            [
+                "environment_variables.UNUSED: not mapped: llmgate reads such a value only where \
+              this file refers to it as `os.environ/NAME`; set it in llmgate's environment if \
+              something else needs it"
+            ]
+        );
+    }
+
+    #[test]
+    fn list_prices_go_only_to_the_vendors_own_endpoint() {
+        let (yaml, notices) = translated(&format!(
+            "model_list:\n  - model_name: a\n    litellm_params: {{ model: openai/gpt-4o }}\n  \
+             - model_name: b\n    litellm_params: {{ model: openai/gpt-4o, api_base: \"http://proxy.local/v1\" }}\n{KEY}"
+        ));
+        assert_eq!(
+            yaml.matches("input_cost_per_1k: 0.0025").count(),
+            1,
+            "{yaml}"
+        );
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(
+            notices[0].starts_with("model_list[1].litellm_params.model: no price"),
+            "{notices:?}"
+        );
+    }
+
+    #[test]
+    fn custom_prices_in_litellm_params_win_and_half_a_price_is_refused() {
+        let (yaml, notices) = translated(&format!(
+            "model_list:\n  - model_name: a\n    litellm_params: {{ model: groq/x, input_cost_per_token: 0.000001, \
+             output_cost_per_token: 0.000002 }}\n    model_info: {{ input_cost_per_token: 0.000009, \
+             output_cost_per_token: 0.000002 }}\n  - model_name: b\n    litellm_params: {{ model: groq/y }}\n    \
+             model_info: {{ input_cost_per_token: 0.000001 }}\n{KEY}"
+        ));
+        assert!(
+            yaml.contains("input_cost_per_1k: 0.001  # input_cost_per_token 0.000001 × 1000\n"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("output_cost_per_1k: 0.002  #"), "{yaml}");
+        assert_eq!(
+            notices[0],
+            "model_list[0].model_info.input_cost_per_token: not mapped: \
+             model_list[0].litellm_params.input_cost_per_token sets it too, and wins"
+        );
+        assert!(
+            notices[1].starts_with("!model_list[1].model_info.input_cost_per_token: give both"),
+            "{notices:?}"
+        );
+    }
+
+    #[test]
+    fn a_star_fallback_is_the_default_and_unknown_targets_are_refused() {
+        let (yaml, notices) = translated(&format!(
+            "model_list:\n  - {{ model_name: a, litellm_params: {{ model: ollama/a }} }}\n  \
+             - {{ model_name: b, litellm_params: {{ model: ollama/b }} }}\n\
+             router_settings:\n  fallbacks: [{{\"*\": [b]}}, {{a: [b, ghost]}}, {{nobody: [a]}}]\n{KEY}"
+        ));
+        assert!(yaml.contains("    fallbacks: [b]\n"), "{yaml}");
+        assert!(yaml.contains("  default_fallbacks: [b]\n"), "{yaml}");
+        assert_eq!(
+            notices,
+            [
+                "!router_settings.fallbacks[1].a[1]: no model_list entry is called `ghost`",
+                "router_settings.fallbacks[2].nobody: not mapped: no model_list entry is called `nobody`",
+            ]
+        );
+    }
+
+    #[test]
+    fn redis_settings_become_one_url_with_placeholders() {
+        let (yaml, _) = translated(&format!(
+            "model_list: []\nrouter_settings:\n  redis_host: os.environ/REDIS_HOST\n{KEY}"
+        ));
+        assert!(
+            yaml.contains("  redis_url: redis://${REDIS_HOST}:6379  #"),
+            "{yaml}"
+        );
+    }
+
+    #[test]
+    fn deployments_differing_in_key_or_timeout_get_their_own_provider() {
+        let (yaml, _) = translated(&format!(
+            "model_list:\n  - {{ model_name: m, litellm_params: {{ model: ollama/a }} }}\n  \
+             - {{ model_name: m, litellm_params: {{ model: ollama/a, timeout: 5 }} }}\n  \
+             - {{ model_name: n, litellm_params: {{ model: ollama/b }} }}\n{KEY}"
+        ));
+        assert!(
+            yaml.contains("  # from model_list[0], model_list[2]\n  - name: ollama\n"),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains("  - name: ollama-2\n    kind: ollama\n    preset: ollama\n    timeout_ms: 5000  # timeout 5 s\n"),
+            "{yaml}"
+        );
+        assert_eq!(
+            yaml.matches("    provider: ollama-2\n").count(),
+            1,
+            "{yaml}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_list_of_deployments_is_refused() {
+        let (_, notices) = translated("model_list: {a: 1}\n");
+        assert!(
+            notices.contains(&"!model_list: must be a list of deployments".to_owned()),
+            "{notices:?}"
+        );
+        let (_, notices) = translated("model_list: [\n");
+        assert!(notices[0].starts_with("!: not valid YAML"), "{notices:?}");
+    }
+}
