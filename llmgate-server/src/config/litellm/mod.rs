@@ -8,7 +8,9 @@
 //! they are and resolved only by that reader. Keys that do not carry over are [`Notice`]s:
 //! warnings, or errors when leaving them out would change what clients get.
 
+mod deployment;
 mod emit;
+mod fallbacks;
 mod prices;
 mod providers;
 mod reader;

@@ -8,6 +8,9 @@ use llmgate_core::Decimal;
 use serde::Deserialize;
 
 use super::super::values::DecimalText;
+use super::emit::Field;
+use super::providers::Target;
+use super::reader::{Notes, Table};
 
 /// The prices of one `model_list` entry, from `litellm_params` or `model_info`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -72,6 +75,159 @@ pub(super) fn per_1k(per_token: &DecimalText) -> Result<String, String> {
         .checked_mul(Decimal::from(1000))
         .ok_or_else(|| format!("`{per_token}` is too large"))?;
     Ok(scaled.normalize().to_string())
+}
+
+/// One price: `litellm_params`' (LiteLLM's custom pricing) wins over `model_info`'s.
+fn price<'p>(
+    field: fn(&Prices) -> &Option<DecimalText>,
+    key: &str,
+    prices: &'p EntryPrices,
+    params: &mut Table<'_>,
+    info: &mut Table<'_>,
+    notes: &mut Notes,
+) -> Option<(&'p DecimalText, String)> {
+    let in_params = params.get(key).and(field(&prices.litellm_params).as_ref());
+    let in_info = info.get(key).and(field(&prices.model_info).as_ref());
+    match (in_params, in_info) {
+        (Some(a), Some(b)) => {
+            if a != b {
+                notes.warn(
+                    info.at(key),
+                    format!("not mapped: {} sets it too, and wins", params.at(key)),
+                );
+            }
+            Some((a, params.at(key)))
+        }
+        (Some(a), None) => Some((a, params.at(key))),
+        (None, Some(b)) => Some((b, info.at(key))),
+        (None, None) => None,
+    }
+}
+
+pub(super) fn price_fields(
+    target: &Target,
+    vendor_endpoint: bool,
+    prices: &EntryPrices,
+    params: &mut Table<'_>,
+    info: &mut Table<'_>,
+    fields: &mut Vec<Field>,
+    notes: &mut Notes,
+) {
+    let input = price(
+        |p| &p.input_cost_per_token,
+        "input_cost_per_token",
+        prices,
+        params,
+        info,
+        notes,
+    );
+    let output = price(
+        |p| &p.output_cost_per_token,
+        "output_cost_per_token",
+        prices,
+        params,
+        info,
+        notes,
+    );
+    for key in [
+        "cache_read_input_token_cost",
+        "cache_creation_input_token_cost",
+    ] {
+        let read = |p: &Prices| -> bool {
+            match key {
+                "cache_read_input_token_cost" => p.cache_read_input_token_cost.is_some(),
+                _ => p.cache_creation_input_token_cost.is_some(),
+            }
+        };
+        let given = params.get(key).is_some() && read(&prices.litellm_params);
+        let given_info = info.get(key).is_some() && read(&prices.model_info);
+        if given || given_info {
+            let path = if given { params.at(key) } else { info.at(key) };
+            notes.warn(
+                path,
+                "not mapped: this llmgate has no cache price on models yet, so cached prompt \
+                 tokens are charged at the input price",
+            );
+        }
+    }
+    match (input, output) {
+        (Some((input, input_path)), Some((output, output_path))) => {
+            for (key, text, path, litellm_key) in [
+                (
+                    "input_cost_per_1k",
+                    input,
+                    input_path,
+                    "input_cost_per_token",
+                ),
+                (
+                    "output_cost_per_1k",
+                    output,
+                    output_path,
+                    "output_cost_per_token",
+                ),
+            ] {
+                match per_1k(text) {
+                    Ok(per_1k) => fields.push(
+                        Field::plain(key, per_1k, &path)
+                            .note(format!("{litellm_key} {} × 1000", text.as_str().trim())),
+                    ),
+                    Err(message) => notes.error(path, message),
+                }
+            }
+        }
+        (Some((_, path)), None) | (None, Some((_, path))) => notes.error(
+            path,
+            "give both input_cost_per_token and output_cost_per_token: llmgate does not mix a \
+             written price with a looked-up one",
+        ),
+        (None, None) => unpriced(target, vendor_endpoint, params.at("model"), fields, notes),
+    }
+}
+
+/// A deployment without prices: free when local, the list price when llmgate knows the model
+/// on its vendor's own endpoint, else unpriced (with a warning saying who may use it).
+fn unpriced(
+    target: &Target,
+    vendor_endpoint: bool,
+    path: String,
+    fields: &mut Vec<Field>,
+    notes: &mut Notes,
+) {
+    let local = llmgate_providers::preset(target.preset).is_some_and(|p| p.local);
+    if local {
+        fields.push(
+            Field::plain("free", true, &path)
+                .note("a local model, which LiteLLM counts at no cost"),
+        );
+        return;
+    }
+    let known = vendor_endpoint
+        .then(|| {
+            llmgate_providers::resolve_model(
+                &format!("{}/{}", target.preset, target.upstream),
+                &[target.preset],
+            )
+            .and_then(|deployment| deployment.price)
+        })
+        .flatten();
+    match known {
+        Some(price) => {
+            fields.push(
+                Field::plain("input_cost_per_1k", price.input_per_1k.normalize(), &path)
+                    .note("list price from llmgate's catalog (LiteLLM prices it from its own)"),
+            );
+            fields.push(
+                Field::plain("output_cost_per_1k", price.output_per_1k.normalize(), &path)
+                    .note("list price from llmgate's catalog"),
+            );
+        }
+        None => notes.warn(
+            path,
+            "no price: llmgate serves an unpriced model only to the master key and to callers \
+             with their own provider key; add input_cost_per_token and output_cost_per_token to \
+             model_info to charge credits for it",
+        ),
+    }
 }
 
 #[cfg(test)]

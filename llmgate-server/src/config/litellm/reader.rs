@@ -1,8 +1,9 @@
-//! Reading a LiteLLM YAML tree key by key. Every key a [`Table`] hands out counts as read; what
+//! Reading a LiteLLM YAML tree key by key (and its values: scalars, seconds). Every key a [`Table`] hands out counts as read; what
 //! is left when the translation is done is reported, so nothing in the file is dropped silently.
 
 use std::collections::HashSet;
 
+use llmgate_core::Decimal;
 use serde_yaml_ng::{Mapping, Value};
 
 /// One thing the translation has to say about a key of the LiteLLM file.
@@ -124,6 +125,20 @@ pub(super) fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
+/// Seconds (possibly fractional) as whole milliseconds, rounded up so a timeout never shrinks.
+pub(super) fn seconds_to_ms(text: &str) -> Result<u64, String> {
+    let seconds = text
+        .trim()
+        .parse::<Decimal>()
+        .or_else(|_| Decimal::from_scientific(text.trim()))
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if seconds <= Decimal::ZERO {
+        return Err(format!("must be greater than 0, got {seconds}"));
+    }
+    let ms = (seconds * Decimal::from(1000)).ceil();
+    u64::try_from(ms).map_err(|_| format!("`{text}` seconds is too long"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +152,14 @@ mod tests {
         assert_eq!(table.text("b", &mut notes), None);
         assert_eq!(notes.list[0].path, "root.b");
         assert_eq!(table.unread(), [("root.c".to_owned(), "c".to_owned())]);
+    }
+
+    #[test]
+    fn seconds_become_whole_milliseconds_rounded_up() {
+        assert_eq!(seconds_to_ms("600"), Ok(600_000));
+        assert_eq!(seconds_to_ms("0.5"), Ok(500));
+        assert_eq!(seconds_to_ms("0.0001"), Ok(1));
+        assert!(seconds_to_ms("0").is_err());
+        assert!(seconds_to_ms("soon").is_err());
     }
 }

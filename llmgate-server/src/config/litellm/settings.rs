@@ -1,23 +1,13 @@
-//! `litellm_settings`, `router_settings` and `general_settings`: retries, fallbacks, cooldowns,
-//! the routing strategy, timeouts, Redis, the database and the master key.
+//! `litellm_settings`, `router_settings` and `general_settings`: retries, cooldowns, the routing
+//! strategy, timeouts, Redis, the database and the master key (fallbacks are read by
+//! [`super::fallbacks`]).
 
-use llmgate_core::Decimal;
 use serde_yaml_ng::Value;
 
-use super::emit::{Field, Scalar};
-use super::reader::{Notes, Table, scalar_text};
+use super::emit::Field;
+use super::fallbacks::{self, Fallbacks};
+use super::reader::{Notes, Table, seconds_to_ms};
 use super::unmapped::{Section, report};
-
-/// Fallbacks of one model, as written.
-#[derive(Debug, Clone)]
-pub(super) struct Fallback {
-    pub(super) model: String,
-    pub(super) targets: Vec<String>,
-    /// Where they were written, for messages.
-    pub(super) path: String,
-    /// Tried for a too-long prompt in LiteLLM; on any failure in llmgate.
-    pub(super) context_window: bool,
-}
 
 /// Everything the settings sections say, ready to be placed.
 #[derive(Debug, Default)]
@@ -26,9 +16,7 @@ pub(super) struct Settings {
     pub(super) storage: Vec<Field>,
     pub(super) routing: Vec<Field>,
     /// In the order to try them: `router_settings`' first, then `litellm_settings`'.
-    pub(super) fallbacks: Vec<Fallback>,
-    /// `default_fallbacks` or a `"*"` entry, with its path.
-    pub(super) default_fallbacks: Vec<(String, String)>,
+    pub(super) fallbacks: Fallbacks,
     /// Milliseconds, with where it came from, for deployments that set no `timeout`.
     pub(super) default_timeout: Option<(u64, String)>,
 }
@@ -60,20 +48,24 @@ pub(super) fn read(
         for key in ["fallbacks", "context_window_fallbacks"] {
             if let Some(value) = table.get(key) {
                 let path = table.at(key);
-                fallbacks(
+                fallbacks::read(
                     value,
                     &path,
                     key == "context_window_fallbacks",
-                    &mut settings,
+                    &mut settings.fallbacks,
                     notes,
                 );
             }
         }
         if let Some(value) = table.get("default_fallbacks") {
             let path = table.at("default_fallbacks");
-            for (i, target) in texts(value, &path, notes).into_iter().enumerate() {
+            for (i, target) in fallbacks::texts(value, &path, notes)
+                .into_iter()
+                .enumerate()
+            {
                 settings
-                    .default_fallbacks
+                    .fallbacks
+                    .default
                     .push((target, format!("{path}[{i}]")));
             }
         }
@@ -262,117 +254,5 @@ fn general_knobs(
         settings.storage.push(Field::text("database_url", local(url), &path).note(
             "llmgate keeps its own tables there; LiteLLM's keys, users and spend are not carried over",
         ));
-    }
-}
-
-/// `fallbacks: [{model: [a, b]}, ...]` (or one mapping).
-fn fallbacks(
-    value: &Value,
-    path: &str,
-    context_window: bool,
-    settings: &mut Settings,
-    notes: &mut Notes,
-) {
-    let groups: Vec<(String, &Value)> = match value {
-        Value::Sequence(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| (format!("{path}[{i}]"), item))
-            .collect(),
-        other => vec![(path.to_owned(), other)],
-    };
-    for (group_path, group) in groups {
-        let Value::Mapping(map) = group else {
-            notes.error(
-                group_path,
-                "must map a model_name to the models it falls back to",
-            );
-            continue;
-        };
-        for (key, targets) in map {
-            let Some(model) = scalar_text(key) else {
-                notes.error(&group_path, "a fallback's key must be a model_name");
-                continue;
-            };
-            let entry_path = format!("{group_path}.{model}");
-            let targets = texts(targets, &entry_path, notes);
-            if model == "*" {
-                for (i, target) in targets.into_iter().enumerate() {
-                    settings
-                        .default_fallbacks
-                        .push((target, format!("{entry_path}[{i}]")));
-                }
-                continue;
-            }
-            settings.fallbacks.push(Fallback {
-                model,
-                targets,
-                path: entry_path,
-                context_window,
-            });
-        }
-    }
-}
-
-fn texts(value: &Value, path: &str, notes: &mut Notes) -> Vec<String> {
-    match value {
-        Value::Sequence(items) => items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| {
-                let text = scalar_text(item);
-                if text.is_none() {
-                    notes.error(format!("{path}[{i}]"), "must be a model_name");
-                }
-                text
-            })
-            .collect(),
-        other => match scalar_text(other) {
-            Some(text) => vec![text],
-            None => {
-                notes.error(path, "must be a list of model_names");
-                Vec::new()
-            }
-        },
-    }
-}
-
-/// Seconds (possibly fractional) as whole milliseconds, rounded up so a timeout never shrinks.
-pub(super) fn seconds_to_ms(text: &str) -> Result<u64, String> {
-    let seconds = text
-        .trim()
-        .parse::<Decimal>()
-        .or_else(|_| Decimal::from_scientific(text.trim()))
-        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    if seconds <= Decimal::ZERO {
-        return Err(format!("must be greater than 0, got {seconds}"));
-    }
-    let ms = (seconds * Decimal::from(1000)).ceil();
-    u64::try_from(ms).map_err(|_| format!("`{text}` seconds is too long"))
-}
-
-/// The fields `routing:` gets for default fallbacks.
-pub(super) fn default_fallbacks_field(list: &[(String, String)]) -> Option<Field> {
-    let (_, first) = list.first()?;
-    let mut names: Vec<String> = Vec::new();
-    for (name, _) in list {
-        if !names.contains(name) {
-            names.push(name.clone());
-        }
-    }
-    Some(Field::new("default_fallbacks", Scalar::List(names), first))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seconds_become_whole_milliseconds_rounded_up() {
-        assert_eq!(seconds_to_ms("600"), Ok(600_000));
-        assert_eq!(seconds_to_ms("0.5"), Ok(500));
-        assert_eq!(seconds_to_ms("0.0001"), Ok(1));
-        assert!(seconds_to_ms("0").is_err());
-        assert!(seconds_to_ms("soon").is_err());
     }
 }

@@ -6,26 +6,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml_ng::Value;
 
-use super::emit::{Field, Item, Output, Scalar};
-use super::prices::{self, EntryPrices, Prices};
-use super::providers::{ProviderKey, ProviderPlan, Providers, Target, target};
+use super::deployment::{Context, ModelPlan, model_entry};
+use super::emit::{Field, Item, Output};
+use super::providers::Providers;
 use super::reader::{Notes, Table, scalar_text};
-use super::settings::{self, Settings, seconds_to_ms};
 use super::unmapped::{Section, report};
-use crate::config::values::DecimalText;
+use super::{fallbacks, prices, settings};
 
 /// What a translation produced.
 pub(super) struct Translation {
     pub(super) output: Output,
     pub(super) notes: Notes,
-}
-
-/// One `model_list` entry on its way to a `models:` entry.
-struct ModelPlan {
-    name: String,
-    provider: usize,
-    fields: Vec<Field>,
-    origin: String,
 }
 
 pub(super) fn translate(text: &str) -> Translation {
@@ -69,7 +60,7 @@ pub(super) fn translate(text: &str) -> Translation {
             for (i, entry) in entries.iter().enumerate() {
                 let prices = prices.get(i).cloned().unwrap_or_default();
                 let context = Context {
-                    settings: &settings,
+                    default_timeout: settings.default_timeout.as_ref(),
                     local: &local,
                 };
                 if let Some(plan) =
@@ -93,7 +84,11 @@ pub(super) fn translate(text: &str) -> Translation {
         report(Section::Root, &path, &key, value, &mut notes);
     }
 
-    attach_fallbacks(&mut plans, &settings, &mut notes);
+    let names: Vec<String> = plans.iter().map(|p: &ModelPlan| p.name.clone()).collect();
+    let fallbacks = fallbacks::fields(&names, &settings.fallbacks, &mut notes);
+    for plan in &mut plans {
+        plan.fields.extend(fallbacks.get(&plan.name).cloned());
+    }
     let names = providers.names();
     output.providers = providers.items();
     output.models = plans
@@ -113,9 +108,9 @@ pub(super) fn translate(text: &str) -> Translation {
     output.server = settings.server.clone();
     output.storage = settings.storage.clone();
     output.routing = settings.routing.clone();
-    output.routing.extend(settings::default_fallbacks_field(
-        &settings.default_fallbacks,
-    ));
+    output
+        .routing
+        .extend(fallbacks::default_field(&settings.fallbacks.default));
     Translation { output, notes }
 }
 
@@ -138,448 +133,6 @@ fn environment(root: &mut Table<'_>, notes: &mut Notes) -> BTreeMap<String, Stri
         }
     }
     env
-}
-
-/// What every entry needs to see.
-struct Context<'a> {
-    settings: &'a Settings,
-    local: &'a dyn Fn(String) -> String,
-}
-
-fn model_entry(
-    i: usize,
-    value: &Value,
-    prices: &EntryPrices,
-    context: &Context<'_>,
-    providers: &mut Providers,
-    notes: &mut Notes,
-) -> Option<ModelPlan> {
-    let origin = format!("model_list[{i}]");
-    let mut entry = Table::new(&origin, Some(value), notes);
-    let mut params = Table::new(
-        entry.at("litellm_params"),
-        entry.get("litellm_params"),
-        notes,
-    );
-    let mut info = Table::new(entry.at("model_info"), entry.get("model_info"), notes);
-    let Some(name) = entry.text("model_name", notes) else {
-        notes.error(entry.at("model_name"), "is required");
-        return None;
-    };
-    let Some(model) = params.text("model", notes) else {
-        notes.error(params.at("model"), "is required");
-        return None;
-    };
-    let target = match target(&model) {
-        Ok(target) => target,
-        Err(message) => {
-            notes.error(
-                params.at("model"),
-                format!("{message}; clients calling `{name}` would get 404. Remove the entry to migrate without it"),
-            );
-            return None;
-        }
-    };
-    if let Some(mode) = info.text("mode", notes)
-        && mode.trim() != "chat"
-    {
-        notes.error(
-            info.at("mode"),
-            format!(
-                "`{mode}` models are not served by llmgate (it serves chat completions); clients \
-                 calling `{name}` would get 404. Remove the entry to migrate without it"
-            ),
-        );
-        return None;
-    }
-
-    let provider =
-        providers.provider_for(provider_plan(&target, &mut params, &origin, context, notes));
-    let mut plan = ModelPlan {
-        name: name.clone(),
-        provider,
-        fields: vec![Field::text("name", &name, entry.at("model_name"))],
-        origin: origin.clone(),
-    };
-    let wildcard = target.upstream.contains('*');
-    if wildcard {
-        notes.warn(
-            params.at("model"),
-            format!(
-                "a wildcard: llmgate needs no entry for it, and serves `{}/MODEL` on this provider \
-                 as clients name it (unpriced, so for the master key and BYOK callers, unless \
-                 llmgate knows the model's list price)",
-                target.preset
-            ),
-        );
-    } else {
-        let mut upstream = Field::text("upstream_model", &target.upstream, params.at("model"));
-        if target.inferred {
-            upstream = upstream.note(format!(
-                "`{model}` has no prefix: a well-known {} model",
-                target.preset
-            ));
-        }
-        plan.fields.push(upstream);
-        // A list price says nothing about another endpoint serving a model of that name.
-        let vendor_endpoint = params.peek("api_base").is_none();
-        price_fields(
-            &target,
-            vendor_endpoint,
-            prices,
-            &mut params,
-            &mut info,
-            &mut plan.fields,
-            notes,
-        );
-        limits(&mut entry, &mut params, &mut info, &mut plan.fields, notes);
-    }
-    for (table, section) in [
-        (&entry, Section::Entry),
-        (&params, Section::LitellmParams),
-        (&info, Section::ModelInfo),
-    ] {
-        for (path, key) in table.unread() {
-            let value = table.peek(&key).unwrap_or(&Value::Null);
-            report(section, &path, &key, value, notes);
-        }
-    }
-    (!wildcard).then_some(plan)
-}
-
-/// The provider settings of one deployment.
-fn provider_plan(
-    target: &Target,
-    params: &mut Table<'_>,
-    origin: &str,
-    context: &Context<'_>,
-    notes: &mut Notes,
-) -> ProviderPlan {
-    let local = context.local;
-    let api_base = params.text("api_base", notes).map(local);
-    let (api_key, key_note) = match params.text("api_key", notes) {
-        Some(key) => (Some(local(key)), None),
-        None => match target.key_env {
-            Some(var) => (
-                Some(local(format!("os.environ/{var}"))),
-                Some("no api_key: the variable LiteLLM reads for this provider".to_owned()),
-            ),
-            None => (None, None),
-        },
-    };
-    let (timeout_ms, timeout_note) = match params.text("timeout", notes) {
-        Some(value) => match seconds_to_ms(&value) {
-            Ok(ms) => (Some(ms), Some(format!("timeout {value} s"))),
-            Err(message) => {
-                notes.error(params.at("timeout"), message);
-                (None, None)
-            }
-        },
-        None => match &context.settings.default_timeout {
-            Some((ms, path)) => (Some(*ms), Some(format!("from {path}"))),
-            None => (None, None),
-        },
-    };
-    let mut headers = BTreeMap::new();
-    for key in ["extra_headers", "headers"] {
-        match params.get(key) {
-            Some(Value::Mapping(map)) => {
-                for (name, value) in map {
-                    match (scalar_text(name), scalar_text(value)) {
-                        (Some(name), Some(value)) => {
-                            headers.insert(name, local(value));
-                        }
-                        _ => notes.error(params.at(key), "must map header names to values"),
-                    }
-                }
-            }
-            Some(_) => notes.error(params.at(key), "must map header names to values"),
-            None => {}
-        }
-    }
-    if let Some(organization) = params.text("organization", notes) {
-        headers.insert("OpenAI-Organization".to_owned(), local(organization));
-    }
-    ProviderPlan {
-        key: ProviderKey {
-            preset: target.preset,
-            api_base,
-            api_key,
-            timeout_ms,
-            headers,
-        },
-        origin: origin.to_owned(),
-        users: vec![origin.to_owned()],
-        key_note,
-        timeout_note,
-    }
-}
-
-/// One price: `litellm_params`' (LiteLLM's custom pricing) wins over `model_info`'s.
-fn price<'p>(
-    field: fn(&Prices) -> &Option<DecimalText>,
-    key: &str,
-    prices: &'p EntryPrices,
-    params: &mut Table<'_>,
-    info: &mut Table<'_>,
-    notes: &mut Notes,
-) -> Option<(&'p DecimalText, String)> {
-    let in_params = params.get(key).and(field(&prices.litellm_params).as_ref());
-    let in_info = info.get(key).and(field(&prices.model_info).as_ref());
-    match (in_params, in_info) {
-        (Some(a), Some(b)) => {
-            if a != b {
-                notes.warn(
-                    info.at(key),
-                    format!("not mapped: {} sets it too, and wins", params.at(key)),
-                );
-            }
-            Some((a, params.at(key)))
-        }
-        (Some(a), None) => Some((a, params.at(key))),
-        (None, Some(b)) => Some((b, info.at(key))),
-        (None, None) => None,
-    }
-}
-
-fn price_fields(
-    target: &Target,
-    vendor_endpoint: bool,
-    prices: &EntryPrices,
-    params: &mut Table<'_>,
-    info: &mut Table<'_>,
-    fields: &mut Vec<Field>,
-    notes: &mut Notes,
-) {
-    let input = price(
-        |p| &p.input_cost_per_token,
-        "input_cost_per_token",
-        prices,
-        params,
-        info,
-        notes,
-    );
-    let output = price(
-        |p| &p.output_cost_per_token,
-        "output_cost_per_token",
-        prices,
-        params,
-        info,
-        notes,
-    );
-    for key in [
-        "cache_read_input_token_cost",
-        "cache_creation_input_token_cost",
-    ] {
-        let read = |p: &Prices| -> bool {
-            match key {
-                "cache_read_input_token_cost" => p.cache_read_input_token_cost.is_some(),
-                _ => p.cache_creation_input_token_cost.is_some(),
-            }
-        };
-        let given = params.get(key).is_some() && read(&prices.litellm_params);
-        let given_info = info.get(key).is_some() && read(&prices.model_info);
-        if given || given_info {
-            let path = if given { params.at(key) } else { info.at(key) };
-            notes.warn(
-                path,
-                "not mapped: this llmgate has no cache price on models yet, so cached prompt \
-                 tokens are charged at the input price",
-            );
-        }
-    }
-    match (input, output) {
-        (Some((input, input_path)), Some((output, output_path))) => {
-            for (key, text, path, litellm_key) in [
-                (
-                    "input_cost_per_1k",
-                    input,
-                    input_path,
-                    "input_cost_per_token",
-                ),
-                (
-                    "output_cost_per_1k",
-                    output,
-                    output_path,
-                    "output_cost_per_token",
-                ),
-            ] {
-                match prices::per_1k(text) {
-                    Ok(per_1k) => fields.push(
-                        Field::plain(key, per_1k, &path)
-                            .note(format!("{litellm_key} {} × 1000", text.as_str().trim())),
-                    ),
-                    Err(message) => notes.error(path, message),
-                }
-            }
-        }
-        (Some((_, path)), None) | (None, Some((_, path))) => notes.error(
-            path,
-            "give both input_cost_per_token and output_cost_per_token: llmgate does not mix a \
-             written price with a looked-up one",
-        ),
-        (None, None) => unpriced(target, vendor_endpoint, params.at("model"), fields, notes),
-    }
-}
-
-/// A deployment without prices: free when local, the list price when llmgate knows the model
-/// on its vendor's own endpoint, else unpriced (with a warning saying who may use it).
-fn unpriced(
-    target: &Target,
-    vendor_endpoint: bool,
-    path: String,
-    fields: &mut Vec<Field>,
-    notes: &mut Notes,
-) {
-    let local = llmgate_providers::preset(target.preset).is_some_and(|p| p.local);
-    if local {
-        fields.push(
-            Field::plain("free", true, &path)
-                .note("a local model, which LiteLLM counts at no cost"),
-        );
-        return;
-    }
-    let known = vendor_endpoint
-        .then(|| {
-            llmgate_providers::resolve_model(
-                &format!("{}/{}", target.preset, target.upstream),
-                &[target.preset],
-            )
-            .and_then(|deployment| deployment.price)
-        })
-        .flatten();
-    match known {
-        Some(price) => {
-            fields.push(
-                Field::plain("input_cost_per_1k", price.input_per_1k.normalize(), &path)
-                    .note("list price from llmgate's catalog (LiteLLM prices it from its own)"),
-            );
-            fields.push(
-                Field::plain("output_cost_per_1k", price.output_per_1k.normalize(), &path)
-                    .note("list price from llmgate's catalog"),
-            );
-        }
-        None => notes.warn(
-            path,
-            "no price: llmgate serves an unpriced model only to the master key and to callers \
-             with their own provider key; add input_cost_per_token and output_cost_per_token to \
-             model_info to charge credits for it",
-        ),
-    }
-}
-
-/// rpm, tpm, weight and the context window.
-fn limits(
-    entry: &mut Table<'_>,
-    params: &mut Table<'_>,
-    info: &mut Table<'_>,
-    fields: &mut Vec<Field>,
-    notes: &mut Notes,
-) {
-    for key in ["rpm", "tpm"] {
-        // LiteLLM reads them in litellm_params, and beside it on the entry.
-        let found = match params.text(key, notes) {
-            Some(value) => Some((value, params.at(key))),
-            None => entry.text(key, notes).map(|value| (value, entry.at(key))),
-        };
-        if let Some((value, path)) = found {
-            match value.trim().parse::<u64>() {
-                Ok(n) if n > 0 && (key == "tpm" || u32::try_from(n).is_ok()) => {
-                    fields.push(Field::plain(
-                        if key == "rpm" { "rpm" } else { "tpm" },
-                        n,
-                        &path,
-                    ));
-                }
-                _ => notes.error(path, format!("`{value}` is not a whole number above 0")),
-            }
-        }
-    }
-    if let Some(value) = params.text("weight", notes) {
-        match value.trim().parse::<u32>() {
-            Ok(n) => fields.push(Field::plain("weight", n, params.at("weight"))),
-            Err(_) => notes.warn(
-                params.at("weight"),
-                format!("not mapped: llmgate's weights are whole numbers, `{value}` is not"),
-            ),
-        }
-    }
-    if let Some(value) = info.text("max_input_tokens", notes) {
-        match value.trim().parse::<u32>() {
-            Ok(n) if n > 0 => fields.push(
-                Field::plain("context_window", n, info.at("max_input_tokens"))
-                    .note("max_input_tokens: longer prompts go to the fallbacks"),
-            ),
-            _ => notes.warn(
-                info.at("max_input_tokens"),
-                format!("not mapped: `{value}` is not a token count"),
-            ),
-        }
-    }
-}
-
-/// Give each model its fallbacks, checking that they name models of the file.
-fn attach_fallbacks(plans: &mut [ModelPlan], settings: &Settings, notes: &mut Notes) {
-    let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
-    // Per model: its targets, where the first were written, and where context window
-    // fallbacks were (if any).
-    let mut per_model: BTreeMap<&str, (Vec<String>, String, Option<String>)> = BTreeMap::new();
-    for fallback in &settings.fallbacks {
-        if !names.contains(&fallback.model) {
-            notes.warn(
-                &fallback.path,
-                format!(
-                    "not mapped: no model_list entry is called `{}`",
-                    fallback.model
-                ),
-            );
-            continue;
-        }
-        let slot = per_model
-            .entry(fallback.model.as_str())
-            .or_insert_with(|| (Vec::new(), fallback.path.clone(), None));
-        for (i, target) in fallback.targets.iter().enumerate() {
-            if !names.contains(target) {
-                notes.error(
-                    format!("{}[{i}]", fallback.path),
-                    format!("no model_list entry is called `{target}`"),
-                );
-            } else if *target != fallback.model && !slot.0.contains(target) {
-                slot.0.push(target.clone());
-            }
-        }
-        if fallback.context_window && slot.2.is_none() {
-            slot.2 = Some(fallback.path.clone());
-        }
-    }
-    for (target, path) in &settings.default_fallbacks {
-        if !names.contains(target) {
-            notes.error(path, format!("no model_list entry is called `{target}`"));
-        }
-    }
-    let mut warned = false;
-    for plan in plans.iter_mut() {
-        let Some((targets, path, context_window)) = per_model.get(plan.name.as_str()) else {
-            continue;
-        };
-        if targets.is_empty() {
-            continue;
-        }
-        let mut field = Field::new("fallbacks", Scalar::List(targets.clone()), path);
-        if let Some(context_path) = context_window {
-            field = field.note("includes context_window_fallbacks");
-            if !warned {
-                warned = true;
-                notes.warn(
-                    context_path,
-                    "context_window_fallbacks become ordinary fallbacks: llmgate tries them when \
-                     the prompt is longer than the model's context_window (from max_input_tokens) \
-                     and on any failure it retries, but not on an upstream's 400 for a long prompt",
-                );
-            }
-        }
-        plan.fields.push(field);
-    }
 }
 
 #[cfg(test)]
