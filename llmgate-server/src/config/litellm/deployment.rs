@@ -1,11 +1,11 @@
 //! One `model_list` entry: its provider (endpoint, key, timeout, headers), its upstream model,
 //! prices and limits, as the `models:` entry it becomes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml_ng::Value;
 
-use super::emit::Field;
+use super::emit::{Field, Scalar};
 use super::prices::{EntryPrices, price_fields};
 use super::providers::{ProviderKey, ProviderPlan, Providers, Target, target};
 use super::reader::{Notes, Table, scalar_text, seconds_to_ms};
@@ -242,6 +242,47 @@ fn limits(
                 info.at("max_input_tokens"),
                 format!("not mapped: `{value}` is not a token count"),
             ),
+        }
+    }
+}
+
+/// LiteLLM's simple-shuffle picks by `weight`, else by `rpm`, else by `tpm`, when every
+/// deployment of a model has one; llmgate's weighted strategy reads `weight` only, so a model
+/// whose deployments all give an rpm (or a tpm) and none a weight gets those as weights.
+pub(super) fn shuffle_weights(plans: &mut [ModelPlan]) {
+    let value = |plan: &ModelPlan, key: &str| -> Option<String> {
+        plan.fields
+            .iter()
+            .find(|f| f.key == key)
+            .map(|f| match &f.value {
+                Scalar::Plain(text) | Scalar::Text(text) => text.clone(),
+                Scalar::List(_) => String::new(),
+            })
+    };
+    let names: BTreeSet<String> = plans.iter().map(|p| p.name.clone()).collect();
+    for name in names {
+        let group: Vec<usize> = (0..plans.len())
+            .filter(|&i| plans[i].name == name)
+            .collect();
+        if group.len() < 2 || group.iter().any(|&i| value(&plans[i], "weight").is_some()) {
+            continue;
+        }
+        for key in ["rpm", "tpm"] {
+            let weights: Option<Vec<u32>> = group
+                .iter()
+                .map(|&i| value(&plans[i], key).and_then(|v| v.parse::<u32>().ok()))
+                .collect();
+            if let Some(weights) = weights {
+                for (&i, weight) in group.iter().zip(weights) {
+                    let origin = format!("{}.litellm_params.{key}", plans[i].origin);
+                    plans[i]
+                        .fields
+                        .push(Field::plain("weight", weight, origin).note(format!(
+                            "simple-shuffle weighs by {key} when no weight is set"
+                        )));
+                }
+                break;
+            }
         }
     }
 }

@@ -17,6 +17,8 @@ pub(super) struct Settings {
     pub(super) routing: Vec<Field>,
     /// In the order to try them: `router_settings`' first, then `litellm_settings`'.
     pub(super) fallbacks: Fallbacks,
+    /// Whether the strategy is LiteLLM's simple-shuffle (llmgate's weighted).
+    pub(super) shuffle: bool,
     /// Milliseconds, with where it came from, for deployments that set no `timeout`.
     pub(super) default_timeout: Option<(u64, String)>,
 }
@@ -159,6 +161,7 @@ fn router_knobs(router: &mut Table<'_>, settings: &mut Settings, notes: &mut Not
             ("weighted", "LiteLLM's default routing, simple-shuffle")
         }
     };
+    settings.shuffle = name == "weighted";
     settings
         .routing
         .insert(0, Field::text("strategy", name, &path).note(note));

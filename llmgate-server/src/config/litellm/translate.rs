@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml_ng::Value;
 
-use super::deployment::{Context, ModelPlan, model_entry};
+use super::deployment::{Context, ModelPlan, model_entry, shuffle_weights};
 use super::emit::{Field, Item, Output};
 use super::providers::Providers;
 use super::reader::{Notes, Table, scalar_text};
@@ -84,6 +84,9 @@ pub(super) fn translate(text: &str) -> Translation {
         report(Section::Root, &path, &key, value, &mut notes);
     }
 
+    if settings.shuffle {
+        shuffle_weights(&mut plans);
+    }
     let names: Vec<String> = plans.iter().map(|p: &ModelPlan| p.name.clone()).collect();
     let fallbacks = fallbacks::fields(&names, &settings.fallbacks, &mut notes);
     for plan in &mut plans {
@@ -284,6 +287,29 @@ mod tests {
             1,
             "{yaml}"
         );
+    }
+
+    #[test]
+    fn simple_shuffle_weighs_by_rpm_when_no_deployment_has_a_weight() {
+        let deployments = "model_list:\n  - { model_name: m, litellm_params: { model: ollama/a, rpm: 30 } }\n  \
+             - { model_name: m, litellm_params: { model: ollama/b, rpm: 10 } }\n  \
+             - { model_name: n, litellm_params: { model: ollama/c, rpm: 5 } }\n  \
+             - { model_name: n, litellm_params: { model: ollama/d } }\n";
+        let (yaml, _) = translated(&format!("{deployments}{KEY}"));
+        assert!(
+            yaml.contains("    weight: 30  # simple-shuffle weighs by rpm when no weight is set\n"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("    weight: 10  #"), "{yaml}");
+        assert_eq!(
+            yaml.matches("weight:").count(),
+            2,
+            "n has a deployment without rpm: {yaml}"
+        );
+        let (yaml, _) = translated(&format!(
+            "{deployments}router_settings:\n  routing_strategy: least-busy\n{KEY}"
+        ));
+        assert!(!yaml.contains("weight:"), "{yaml}");
     }
 
     #[test]
