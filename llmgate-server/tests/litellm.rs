@@ -131,6 +131,19 @@ fn check_accepts_every_config_of_the_corpus_and_lists_what_did_not_carry_over() 
             "missing {expected:?} in:\n{stderr}"
         );
     }
+    let prices = quickstart.with_file_name("prices.yaml");
+    let stderr = text(&run(&dir, &vars, &["check", "--config"], &prices).stderr);
+    for expected in [
+        "warning: model_list[0].model_info.cache_read_input_token_cost: not mapped: llmgate's \
+         models have no cache-read price",
+        "warning: model_list[0].model_info.cache_creation_input_token_cost: not mapped: llmgate's \
+         models have no cache-write price",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 

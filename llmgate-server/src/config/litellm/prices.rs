@@ -129,24 +129,29 @@ pub(super) fn price_fields(
         info,
         notes,
     );
-    for key in [
-        "cache_read_input_token_cost",
-        "cache_creation_input_token_cost",
-    ] {
-        let read = |p: &Prices| -> bool {
-            match key {
-                "cache_read_input_token_cost" => p.cache_read_input_token_cost.is_some(),
-                _ => p.cache_creation_input_token_cost.is_some(),
-            }
-        };
-        let given = params.get(key).is_some() && read(&prices.litellm_params);
-        let given_info = info.get(key).is_some() && read(&prices.model_info);
-        if given || given_info {
-            let path = if given { params.at(key) } else { info.at(key) };
+    type Read = fn(&Prices) -> &Option<DecimalText>;
+    let cache: [(Read, &str, &str); 2] = [
+        (
+            |p| &p.cache_read_input_token_cost,
+            "cache_read_input_token_cost",
+            "cache-read",
+        ),
+        (
+            |p| &p.cache_creation_input_token_cost,
+            "cache_creation_input_token_cost",
+            "cache-write",
+        ),
+    ];
+    for (field, key, class) in cache {
+        // Models have no cache prices in this version; once they do, these become
+        // `cache_*_cost_per_1k` fields written like the two prices below.
+        if let Some((_, path)) = price(field, key, prices, params, info, notes) {
             notes.warn(
                 path,
-                "not mapped: this llmgate has no cache price on models yet, so cached prompt \
-                 tokens are charged at the input price",
+                format!(
+                    "not mapped: llmgate's models have no {class} price in this version, so \
+                     {class} tokens are charged at the input price"
+                ),
             );
         }
     }
