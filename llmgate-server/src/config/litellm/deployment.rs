@@ -27,6 +27,8 @@ pub(super) struct Context<'a> {
     pub(super) local: &'a dyn Fn(String) -> String,
 }
 
+/// Translate `model_list[i]`: its provider joins `providers`, and the model comes back, or
+/// `None` when the entry makes none (refused with an error, or a wildcard).
 pub(super) fn model_entry(
     i: usize,
     value: &Value,
