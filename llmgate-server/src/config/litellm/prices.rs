@@ -6,11 +6,12 @@
 
 use llmgate_core::Decimal;
 use serde::Deserialize;
+use serde_yaml_ng::Value;
 
 use super::super::values::DecimalText;
 use super::emit::Field;
 use super::providers::Target;
-use super::reader::{Notes, Table};
+use super::reader::{Notes, Table, scalar_text};
 
 /// The prices of one `model_list` entry, from `litellm_params` or `model_info`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -78,16 +79,20 @@ pub(super) fn per_1k(per_token: &DecimalText) -> Result<String, String> {
 }
 
 /// One price: `litellm_params`' (LiteLLM's custom pricing) wins over `model_info`'s.
-fn price<'p>(
+fn price(
     field: fn(&Prices) -> &Option<DecimalText>,
     key: &str,
-    prices: &'p EntryPrices,
+    prices: &EntryPrices,
     params: &mut Table<'_>,
     info: &mut Table<'_>,
     notes: &mut Notes,
-) -> Option<(&'p DecimalText, String)> {
-    let in_params = params.get(key).and(field(&prices.litellm_params).as_ref());
-    let in_info = info.get(key).and(field(&prices.model_info).as_ref());
+) -> Option<(DecimalText, String)> {
+    let in_params = params
+        .get(key)
+        .and_then(|value| written(field(&prices.litellm_params), value));
+    let in_info = info
+        .get(key)
+        .and_then(|value| written(field(&prices.model_info), value));
     match (in_params, in_info) {
         (Some(a), Some(b)) => {
             if a != b {
@@ -102,6 +107,14 @@ fn price<'p>(
         (None, Some(b)) => Some((b, info.at(key))),
         (None, None) => None,
     }
+}
+
+/// A price's text as written; for a value the text pass cannot see (one brought in by a `<<`
+/// merge key, which only the tree applies), the tree's number, whose shortest round-trip form
+/// is exact for any price written with up to 15 significant digits.
+fn written(text: &Option<DecimalText>, value: &Value) -> Option<DecimalText> {
+    text.clone()
+        .or_else(|| scalar_text(value).map(DecimalText::new))
 }
 
 pub(super) fn price_fields(
@@ -171,7 +184,7 @@ pub(super) fn price_fields(
                     "output_cost_per_token",
                 ),
             ] {
-                match per_1k(text) {
+                match per_1k(&text) {
                     Ok(per_1k) => fields.push(
                         Field::plain(key, per_1k, &path)
                             .note(format!("{litellm_key} {} × 1000", text.as_str().trim())),

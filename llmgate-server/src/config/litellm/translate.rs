@@ -313,6 +313,28 @@ mod tests {
     }
 
     #[test]
+    fn anchors_and_merge_keys_are_followed() {
+        let (yaml, notices) = translated(&format!(
+            "x-groq: &groq\n  model: groq/llama3-8b-8192\n  api_key: os.environ/GROQ_KEY\n  \
+             input_cost_per_token: 1e-7\n  output_cost_per_token: 2e-7\n\
+             model_list:\n  - model_name: a\n    litellm_params: *groq\n  \
+             - model_name: b\n    litellm_params:\n      <<: *groq\n      rpm: 7\n{KEY}"
+        ));
+        assert_eq!(
+            yaml.matches("    upstream_model: llama3-8b-8192\n").count(),
+            2,
+            "{yaml}"
+        );
+        assert!(yaml.contains("    rpm: 7\n"), "{yaml}");
+        assert_eq!(
+            yaml.matches("input_cost_per_1k: 0.0001  #").count(),
+            2,
+            "{yaml}"
+        );
+        assert_eq!(notices, ["x-groq: not mapped: llmgate has no equivalent"]);
+    }
+
+    #[test]
     fn a_file_that_is_not_a_list_of_deployments_is_refused() {
         let (_, notices) = translated("model_list: {a: 1}\n");
         assert!(
