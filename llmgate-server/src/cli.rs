@@ -1,4 +1,4 @@
-//! The command line: `llmgate serve` and `llmgate check`.
+//! The command line: `llmgate serve`, `check`, `health`, `rotate-keys` and `import`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -52,6 +52,12 @@ pub enum Command {
         #[arg(long, value_name = "MS", default_value_t = 3000)]
         timeout_ms: u64,
     },
+    /// Print the llmgate config equivalent to another gateway's (stdout), and what did not
+    /// carry over (stderr).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Re-seal every stored BYOK key under `byok.encryption_key` (the keys in
     /// `byok.previous_keys` open the old ones) and report the counts. Safe while serving.
     RotateKeys {
@@ -79,6 +85,18 @@ pub enum LedgerCommand {
     },
 }
 
+/// Configs `llmgate import` translates.
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// A LiteLLM proxy `config.yaml`. Exit 1, printing no config, when a key that does not
+    /// carry over would change what clients get.
+    Litellm {
+        /// The LiteLLM config file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
 /// Parse the command line and run it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -93,6 +111,9 @@ pub fn main() -> ExitCode {
         Command::Ledger {
             command: LedgerCommand::Verify { config },
         } => crate::ledger_verify::main(config.as_deref(), &env),
+        Command::Import {
+            from: ImportFrom::Litellm { file },
+        } => import_litellm(&file),
         Command::Serve { config, listen } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -132,11 +153,13 @@ fn init_logging(json: bool) {
 
 /// `llmgate check --config FILE`.
 pub fn check(path: &std::path::Path, env: &Env) -> ExitCode {
-    let (problems, warnings) = match Config::load_file(path, env) {
-        Ok(config) => (
-            provider_problems(&config),
-            crate::storage::byok_warning(&config).into_iter().collect(),
-        ),
+    let (problems, warnings) = match Config::load_file_noting(path, env) {
+        Ok((config, mut warnings)) => {
+            warnings.extend(
+                crate::storage::byok_warning(&config).map(|w| crate::config::Problem::new("", w)),
+            );
+            (provider_problems(&config), warnings)
+        }
         Err(error) => (error.problems, Vec::new()),
     };
     for warning in &warnings {
@@ -152,6 +175,35 @@ pub fn check(path: &std::path::Path, env: &Env) -> ExitCode {
         }
         ExitCode::FAILURE
     }
+}
+
+/// `llmgate import litellm FILE`.
+pub fn import_litellm(path: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("error: cannot read {}: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let import = crate::config::litellm::import(&text);
+    for notice in &import.notices {
+        let level = if notice.fatal { "error" } else { "warning" };
+        if notice.path.is_empty() {
+            eprintln!("{level}: {}", notice.message);
+        } else {
+            eprintln!("{level}: {}: {}", notice.path, notice.message);
+        }
+    }
+    if import.has_errors() {
+        eprintln!(
+            "{} cannot be served as llmgate without changing what clients get; no config printed",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    print!("{}", import.yaml);
+    ExitCode::SUCCESS
 }
 
 async fn serve(config: Option<PathBuf>, listen: Option<String>, env: Env) -> ExitCode {

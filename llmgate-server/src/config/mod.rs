@@ -5,6 +5,7 @@
 mod billing;
 mod defaults;
 mod env;
+pub mod litellm;
 mod providers;
 mod routing;
 mod server;
@@ -158,14 +159,28 @@ impl Config {
         })
     }
 
-    /// Read, parse and validate a config file.
+    /// Read, parse and validate a config file; warnings (keys of a LiteLLM config that did
+    /// not carry over) are logged.
     pub fn load_file(path: &Path, env: &Env) -> Result<Self, ConfigError> {
+        let (config, warnings) = Self::load_file_noting(path, env)?;
+        for warning in &warnings {
+            tracing::warn!(config = %path.display(), "{warning}");
+        }
+        Ok(config)
+    }
+
+    /// Read, parse and validate a config file, llmgate's own or a LiteLLM `config.yaml`
+    /// (recognised by its `model_list`); the warnings come back beside the config.
+    pub fn load_file_noting(path: &Path, env: &Env) -> Result<(Self, Vec<Problem>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| {
             ConfigError::one("", format!("cannot read the file: {error}")).in_file(path)
         })?;
+        if litellm::is_litellm(&text) {
+            return litellm::load(&text, env).map_err(|e| e.in_file(path));
+        }
         let config = Self::from_yaml(&text, env).map_err(|e| e.in_file(path))?;
         config.check().map_err(|e| e.in_file(path))?;
-        Ok(config)
+        Ok((config, Vec::new()))
     }
 
     /// Load from wherever [`ConfigSource::locate`] points.
