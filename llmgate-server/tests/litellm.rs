@@ -135,7 +135,10 @@ fn check_accepts_every_config_of_the_corpus_and_lists_what_did_not_carry_over() 
     let prices = quickstart.with_file_name("prices.yaml");
     let stderr = text(&run(&dir, &vars, &["check", "--config"], &prices).stderr);
     assert!(!stderr.contains("cache_read_input_token_cost"), "{stderr}");
-    assert!(!stderr.contains("cache_creation_input_token_cost"), "{stderr}");
+    assert!(
+        !stderr.contains("cache_creation_input_token_cost"),
+        "{stderr}"
+    );
     let imported = text(&run(&dir, &vars, &["import", "litellm"], &prices).stdout);
     for expected in [
         "cache_read_cost_per_1k: 0.0003",
