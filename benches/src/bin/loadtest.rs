@@ -171,11 +171,12 @@ struct StreamsResult {
 fn main() -> ExitCode {
     let options = Options::parse();
     let binary = options.binary.clone().unwrap_or_else(default_binary);
-    if options.binary.is_none() && !options.no_build {
-        if let Err(error) = build_gateway() {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
+    if options.binary.is_none()
+        && !options.no_build
+        && let Err(error) = build_gateway()
+    {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
     }
     if !exists(&binary) {
         eprintln!(
