@@ -93,7 +93,7 @@ struct Options {
     gateway_log: String,
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
-    /// Scratch directory (default /var/tmp/llmgate-loadtest-<pid>, removed after).
+    /// Scratch directory (default /var/tmp/llmgate-loadtest-PID, removed after).
     #[arg(long)]
     workdir: Option<PathBuf>,
 }
