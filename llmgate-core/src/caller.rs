@@ -10,6 +10,7 @@ use crate::power::PowerLevel;
 /// What a subscription tier grants.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tier {
+    /// The tier's name, as configured and shown to users (e.g. `starter`).
     pub name: String,
     /// 0.4 means +40 % on every charge.
     pub markup: Decimal,
@@ -17,6 +18,7 @@ pub struct Tier {
     pub byok: bool,
     /// Credits granted once per calendar month.
     pub monthly_credits: Option<Decimal>,
+    /// The power level of requests that name none.
     pub default_power_level: PowerLevel,
     /// Requests per minute per user; `None` is unlimited.
     pub rpm: Option<u32>,
@@ -51,8 +53,11 @@ pub enum Billing {
 /// The caller of one request.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The account charged and recorded in usage.
     pub user_id: Arc<str>,
+    /// The caller's tier: markup, BYOK, default power level, rate limit.
     pub tier: Arc<Tier>,
+    /// Whether the request holds and charges credits.
     pub billing: Billing,
     /// Correlates logs, the ledger and the response; generated when absent.
     pub request_id: Option<Arc<str>>,
@@ -85,6 +90,7 @@ impl Caller {
         }
     }
 
+    /// Use this request id instead of a generated one (e.g. the client's `x-request-id`).
     pub fn with_request_id(mut self, request_id: impl Into<Arc<str>>) -> Self {
         self.request_id = Some(request_id.into());
         self

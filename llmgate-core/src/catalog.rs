@@ -11,9 +11,13 @@ use crate::pricing::ModelPrice;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LatencyClass {
+    /// Usually well under a second to the first token.
     Ultrafast,
+    /// Usually around a second.
     Fast,
+    /// A few seconds.
     Medium,
+    /// Longer: large or reasoning models.
     Slow,
 }
 
@@ -21,9 +25,12 @@ pub enum LatencyClass {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Privacy {
+    /// The data goes to a third party whose retention terms are unknown or loose (the default).
     #[default]
     Low,
+    /// The data goes to a third party with a no-retention or similar agreement.
     Medium,
+    /// The data stays on machines the operator runs.
     High,
 }
 
@@ -38,19 +45,29 @@ pub struct Deployment {
     pub upstream_model: String,
     /// USD per 1K tokens; `None` when unpriced (usable only with BYOK).
     pub price: Option<ModelPrice>,
+    /// A quality score from 0 to 1 set by the operator; `auto` picks only deployments at or above its power level's threshold.
     pub quality: Option<f64>,
+    /// The most tokens, prompt and output together, the model accepts; caps `max_tokens`.
     pub context_window: Option<u32>,
     /// The most output tokens the model can produce, when known.
     pub max_output_tokens: Option<u32>,
+    /// This deployment's own requests-per-minute limit; at it, the router skips it.
     pub rpm: Option<u32>,
+    /// This deployment's own tokens-per-minute limit; at it, the router skips it.
     pub tpm: Option<u64>,
+    /// Model names to try, in order, when every deployment of this one fails.
     pub fallbacks: Vec<String>,
+    /// Free-form labels shown in the catalog (e.g. `premium`, `vision`); power levels may prefer some.
     pub tags: Vec<String>,
+    /// How fast it usually answers, shown in the catalog.
     pub latency: Option<LatencyClass>,
+    /// Where the request's data goes, shown in the catalog.
     pub privacy: Privacy,
     /// Runs on the operator's machines (vLLM, Ollama).
     pub local: bool,
+    /// Share of traffic under the `weighted` strategy (0: only when nothing else is left); default 1.
     pub weight: u32,
+    /// Order under the `priority` strategy, lowest first; default 0.
     pub priority: u32,
 }
 
@@ -81,6 +98,7 @@ impl Deployment {
         }
     }
 
+    /// Set the price (a free model has a zero price; without one it is usable only with BYOK).
     pub fn with_price(mut self, price: ModelPrice) -> Self {
         self.price = Some(price);
         self
@@ -100,6 +118,7 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// A catalog of these deployments, in the given order.
     pub fn new(deployments: impl IntoIterator<Item = Deployment>) -> Self {
         let mut catalog = Self::default();
         for deployment in deployments {
@@ -108,6 +127,7 @@ impl Catalog {
         catalog
     }
 
+    /// Add a deployment after the existing ones.
     pub fn push(&mut self, deployment: Deployment) {
         let index = self.deployments.len();
         self.by_name
@@ -131,6 +151,7 @@ impl Catalog {
             .map(|&i| &self.deployments[i])
     }
 
+    /// Whether any deployment has this model name.
     pub fn contains(&self, name: &str) -> bool {
         self.by_name.contains_key(name)
     }

@@ -24,11 +24,14 @@ pub fn balance_limit_exceeded() -> Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeySource {
+    /// The gateway's own key for the provider (from configuration) paid; the caller is charged.
     Platform,
+    /// The caller's own key (bring your own key) paid; the gateway charges nothing.
     Byok,
 }
 
 impl KeySource {
+    /// The lowercase name stored in the ledger and shown in APIs: `"platform"` or `"byok"`.
     pub fn as_str(self) -> &'static str {
         match self {
             KeySource::Platform => "platform",
@@ -40,7 +43,9 @@ impl KeySource {
 /// A reservation of credits for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HoldRequest {
+    /// The account to reserve from.
     pub user_id: String,
+    /// The gateway's id of the request the hold is for.
     pub request_id: String,
     /// The most this request can cost.
     pub amount_micros: i64,
@@ -51,22 +56,30 @@ pub struct HoldRequest {
 /// A placed hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
+    /// The backend's id of the hold, unique within the store.
     pub id: String,
+    /// The account the hold was taken from.
     pub user_id: String,
+    /// Micro-credits reserved (what the request asked for in [`HoldRequest::amount_micros`]).
     pub amount_micros: i64,
 }
 
 /// One request's consumption, as recorded in usage and on its ledger entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
+    /// The account the request was made by.
     pub user_id: String,
+    /// The gateway's id of the request (also on its ledger entries).
     pub request_id: String,
     /// The configured model name that served the request.
     pub model: String,
+    /// The configured provider name that served the request.
     pub provider: String,
+    /// Whose key paid the upstream.
     pub key_source: KeySource,
     /// Every prompt token, cached or not.
     pub prompt_tokens: u64,
+    /// Every completion token, reasoning included.
     pub completion_tokens: u64,
     /// The part of `prompt_tokens` read from a prompt cache.
     #[serde(default)]
@@ -77,6 +90,7 @@ pub struct UsageRecord {
     /// The part of `completion_tokens` spent reasoning.
     #[serde(default)]
     pub reasoning_tokens: u64,
+    /// Micro-credits charged for the request (0 when uncharged).
     pub cost_micros: i64,
     /// Unix seconds.
     pub at: i64,
@@ -109,17 +123,25 @@ pub enum CreditKind {
 /// A credit to apply once per idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credit {
+    /// The account to credit.
     pub user_id: String,
+    /// Why the credits are added: grant, top-up or refund.
     pub kind: CreditKind,
+    /// Micro-credits to add; positive.
     pub amount_micros: i64,
     /// The same key applies once; a repeat is a no-op that reports `applied: false`.
     pub idempotency_key: String,
+    /// A human-readable note kept on the ledger entry (e.g. `"bought 5 credits"`).
     pub reason: String,
 }
 
+/// The result of [`CreditStore::credit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CreditOutcome {
+    /// `true` when this call added the credits; `false` when its idempotency key was used
+    /// before.
     pub applied: bool,
+    /// The account's spendable balance after the call, in micro-credits.
     pub balance_micros: i64,
 }
 
@@ -127,38 +149,59 @@ pub struct CreditOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransactionKind {
+    /// A tier's monthly credits.
     Grant,
+    /// Credits bought or added by an admin.
     TopUp,
+    /// Credits reserved for a request in flight (negative amount).
     Hold,
+    /// A settled request's charge (negative amount); it follows the release of the request's hold.
     Charge,
+    /// A hold given back in full (positive amount): at settle time before the charge, or when the
+    /// request failed or its hold expired.
     Release,
+    /// Money given back to the user.
     Refund,
 }
 
 /// One row of the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
+    /// The ledger's id of the entry, increasing over time; pages use it as the cursor.
     pub id: i64,
+    /// The account the entry belongs to.
     pub user_id: String,
+    /// What moved the balance.
     pub kind: TransactionKind,
     /// Signed change to the spendable balance (holds negative, releases positive).
     pub amount_micros: i64,
+    /// The spendable balance right after this entry, in micro-credits.
     pub balance_after_micros: i64,
+    /// The configured model name of the request (charges only).
     pub model: Option<String>,
+    /// The configured provider name of the request (charges only).
     pub provider: Option<String>,
+    /// Prompt tokens of the settled request (charges only).
     pub prompt_tokens: Option<u64>,
+    /// Completion tokens of the settled request (charges only).
     pub completion_tokens: Option<u64>,
     /// Parts of `prompt_tokens` read from and written to a prompt cache, and the part of
     /// `completion_tokens` spent reasoning (charges only).
     #[serde(default)]
     pub cache_read_tokens: Option<u64>,
+    /// See `cache_read_tokens`.
     #[serde(default)]
     pub cache_write_tokens: Option<u64>,
+    /// See `cache_read_tokens`.
     #[serde(default)]
     pub reasoning_tokens: Option<u64>,
+    /// Whose key paid the upstream (charges only).
     pub key_source: Option<KeySource>,
+    /// The gateway's id of the request (holds, charges and the releases of settles).
     pub request_id: Option<String>,
+    /// The idempotency key of a credit (grants, top-ups and refunds).
     pub idempotency_key: Option<String>,
+    /// The credit's note; on holds, charges and releases, which hold (`"hold h1"`).
     pub reason: Option<String>,
     /// Unix seconds.
     pub at: i64,
@@ -167,6 +210,7 @@ pub struct Transaction {
 /// A page of a newest-first listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
+    /// Most entries to return.
     pub limit: u32,
     /// Only entries with an id below this (the `id` of the last entry seen).
     pub before_id: Option<i64>,
@@ -176,33 +220,48 @@ pub struct Page {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UsageGroup {
+    /// One row per configured model name.
     Model,
+    /// One row per configured provider name.
     Provider,
+    /// One row per UTC day (`YYYY-MM-DD`).
     Day,
 }
 
+/// Which usage to sum, and how to group it, for [`CreditStore::usage`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageQuery {
     /// `None`: every user (admins only).
     pub user_id: Option<String>,
     /// Days as `YYYY-MM-DD`, inclusive.
     pub from_day: Option<String>,
+    /// Last day included (`YYYY-MM-DD`, UTC); `None`: up to today.
     pub to_day: Option<String>,
+    /// What each returned row stands for.
     pub group_by: UsageGroup,
 }
 
+/// Usage summed over one group (a model, a provider or a day).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRow {
+    /// The group: a model name, a provider name or a `YYYY-MM-DD` day.
     pub key: String,
+    /// Requests recorded in the group, charged or not.
     pub requests: u64,
+    /// Prompt tokens, cached ones included.
     pub prompt_tokens: u64,
+    /// Completion tokens, reasoning included.
     pub completion_tokens: u64,
+    /// The part of `prompt_tokens` read from a prompt cache.
     #[serde(default)]
     pub cache_read_tokens: u64,
+    /// The part of `prompt_tokens` written to a prompt cache.
     #[serde(default)]
     pub cache_write_tokens: u64,
+    /// The part of `completion_tokens` spent reasoning.
     #[serde(default)]
     pub reasoning_tokens: u64,
+    /// Micro-credits charged in the group.
     pub cost_micros: i64,
 }
 
@@ -212,7 +271,12 @@ pub enum LedgerWrite {
     /// [`CreditStore::hold`] this amount.
     Hold(HoldRequest),
     /// [`CreditStore::settle`] this hold with this usage.
-    Settle { hold: Hold, usage: UsageRecord },
+    Settle {
+        /// The hold to settle.
+        hold: Hold,
+        /// The request's consumption and its `cost_micros` charge.
+        usage: UsageRecord,
+    },
     /// [`CreditStore::record_usage`] for an uncharged request.
     Usage(UsageRecord),
     /// [`CreditStore::release`] this hold.
@@ -235,9 +299,86 @@ pub enum Written {
 
 /// Balances and the ledger.
 ///
-/// Every method is atomic in its backend; together they keep the invariants of SPEC §6: a
+/// Every method is atomic in its backend; together they keep the ledger's invariants: a
 /// balance never goes below zero, every settled charge is in the ledger exactly once, and
 /// `balance = grants + top-ups + refunds − charges`.
+///
+/// # Implementing it
+///
+/// A decorator over the in-memory store that refuses any single credit above 100 credits and
+/// forwards everything else, the batch included:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use async_trait::async_trait;
+/// use llmgate_core::*;
+///
+/// const MOST_AT_ONCE: i64 = 100 * MICROS_PER_CREDIT;
+///
+/// #[derive(Debug, Default)]
+/// struct CappedCredits {
+///     inner: MemoryCreditStore,
+/// }
+///
+/// #[async_trait]
+/// impl CreditStore for CappedCredits {
+///     async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
+///         if credit.amount_micros > MOST_AT_ONCE {
+///             return Err(Error::invalid_request("at most 100 credits at once"));
+///         }
+///         self.inner.credit(credit).await
+///     }
+///
+///     async fn hold(&self, request: HoldRequest) -> Result<Hold> {
+///         self.inner.hold(request).await
+///     }
+///     async fn settle(&self, hold: &Hold, usage: &UsageRecord) -> Result<i64> {
+///         self.inner.settle(hold, usage).await
+///     }
+///     async fn release(&self, hold: &Hold) -> Result<()> {
+///         self.inner.release(hold).await
+///     }
+///     async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
+///         self.inner.record_usage(usage).await
+///     }
+///     async fn balance(&self, user_id: &str) -> Result<i64> {
+///         self.inner.balance(user_id).await
+///     }
+///     async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
+///         self.inner.transactions(user_id, page).await
+///     }
+///     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
+///         self.inner.usage(query).await
+///     }
+///     async fn reclaim_expired(&self) -> Result<u64> {
+///         self.inner.reclaim_expired().await
+///     }
+///     // Forwarded whole, so the inner store can commit the batch together.
+///     async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
+///         self.inner.write_batch(writes).await
+///     }
+/// }
+///
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() -> Result<()> {
+///     let store = Arc::new(CappedCredits::default());
+///     let top_up = |amount_micros, key: &str| Credit {
+///         user_id: "ann".into(),
+///         kind: CreditKind::TopUp,
+///         amount_micros,
+///         idempotency_key: key.into(),
+///         reason: "top-up".into(),
+///     };
+///     assert!(store.credit(top_up(500 * MICROS_PER_CREDIT, "t1")).await.is_err());
+///     let outcome = store.credit(top_up(5 * MICROS_PER_CREDIT, "t2")).await?;
+///     assert_eq!(outcome.balance_micros, 5_000_000);
+///
+///     let gateway = Gateway::builder().credit_store(store).build();
+///     assert_eq!(gateway.credits().balance("ann").await?, 5_000_000);
+///     Ok(())
+/// }
+/// ```
 #[async_trait]
 pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
     /// Reserve `amount_micros` or fail with `insufficient_credits` without changing anything.

@@ -93,9 +93,11 @@ pub struct Error {
     upstream_status: Option<u16>,
 }
 
+/// The result of every fallible call in the core, with [`Error`] as its error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error of this kind with a message for the client; upstream kinds start out retryable.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         let retryable = matches!(
             kind,
@@ -112,18 +114,22 @@ impl Error {
         }
     }
 
+    /// The request is wrong (400); not retried.
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidRequest, message)
     }
 
+    /// No or bad credentials (401).
     pub fn authentication(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Authentication, message)
     }
 
+    /// The caller may not do this (403).
     pub fn permission_denied(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::PermissionDenied, message)
     }
 
+    /// The model is neither configured nor resolvable (404, code `model_not_found`, param `model`).
     pub fn model_not_found(model: &str) -> Self {
         Self::new(
             ErrorKind::NotFound,
@@ -133,6 +139,7 @@ impl Error {
         .with_code("model_not_found")
     }
 
+    /// The balance cannot cover the request's hold (402); both amounts in micro-credits.
     pub fn insufficient_credits(needed_micros: i64, balance_micros: i64) -> Self {
         Self::new(
             ErrorKind::InsufficientCredits,
@@ -144,14 +151,17 @@ impl Error {
         .with_code("insufficient_credits")
     }
 
+    /// The resource already exists (409).
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, message)
     }
 
+    /// A bug or an unexpected state (500); the message still must not leak internals.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
 
+    /// A backend the gateway needs (database, cache) is unreachable (503).
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, message)
     }
@@ -180,6 +190,7 @@ impl Error {
         error
     }
 
+    /// The upstream did not answer in time (504, retryable).
     pub fn upstream_timeout(provider: &str) -> Self {
         Self::new(
             ErrorKind::UpstreamTimeout,
@@ -188,6 +199,7 @@ impl Error {
         .with_code("upstream_timeout")
     }
 
+    /// The upstream could not be reached at all (502, retryable).
     pub fn upstream_connect(provider: &str) -> Self {
         Self::new(
             ErrorKind::Upstream,
@@ -205,51 +217,62 @@ impl Error {
         .with_code("upstream_stream_error")
     }
 
+    /// Name the request field at fault (OpenAI's `param`).
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
         self
     }
 
+    /// Set a machine-readable code (OpenAI's `code`), e.g. `model_not_found`.
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         self.code = Some(code.into());
         self
     }
 
+    /// Tell the client (and the router) to wait this long before trying again.
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self
     }
 
+    /// Override whether another attempt may succeed.
     pub fn with_retryable(mut self, retryable: bool) -> Self {
         self.retryable = retryable;
         self
     }
 
+    /// Replace the message shown to the client.
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
         self.message = message.into();
         self
     }
 
+    /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
+    /// The HTTP status to answer with.
     pub fn status(&self) -> u16 {
         self.kind.status()
     }
 
+    /// The message for the client.
     pub fn message(&self) -> &str {
         &self.message
     }
 
+    /// The request field at fault, if one is.
     pub fn param(&self) -> Option<&str> {
         self.param.as_deref()
     }
 
+    /// The machine-readable code, if set.
     pub fn code(&self) -> Option<&str> {
         self.code.as_deref()
     }
 
+    /// How long to wait before trying again, when known (e.g. from an upstream's `Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }

@@ -48,6 +48,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod backoff;
 mod caller;
 mod catalog;

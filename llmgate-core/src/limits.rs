@@ -20,11 +20,14 @@ use crate::error::Result;
 /// How much a key may take: `limit` units per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Quota {
+    /// How many units (requests or tokens) fit in one period.
     pub limit: u32,
+    /// The window the limit applies to.
     pub period: Duration,
 }
 
 impl Quota {
+    /// `limit` units per `period`.
     pub fn new(limit: u32, period: Duration) -> Self {
         Self { limit, period }
     }
@@ -46,9 +49,11 @@ impl Quota {
 /// The answer of a rate limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
+    /// Within the quota; the units were counted.
     Admitted,
     /// Over the quota; the same request would be admitted after `retry_after`.
     Limited {
+        /// How long to wait before the same request would be admitted.
         retry_after: Duration,
     },
 }
@@ -157,6 +162,7 @@ impl Default for InProcessRateLimiter {
 }
 
 impl InProcessRateLimiter {
+    /// An empty limiter on the system clock.
     pub fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),

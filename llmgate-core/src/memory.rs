@@ -62,6 +62,7 @@ pub struct MemoryCreditStore {
 }
 
 impl MemoryCreditStore {
+    /// An empty store: every balance 0.
     pub fn new() -> Self {
         Self::default()
     }
@@ -326,6 +327,7 @@ pub struct MemoryKeyVault {
 }
 
 impl MemoryKeyVault {
+    /// An empty vault.
     pub fn new() -> Self {
         Self::default()
     }

@@ -10,14 +10,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PowerLevel {
+    /// Cheapest: short answers, cheap and fast models preferred.
     Eco,
+    /// The default: good models at moderate cost.
     Balanced,
+    /// Best quality, whatever it costs.
     Precision,
 }
 
 impl PowerLevel {
+    /// Every level, cheapest first.
     pub const ALL: [PowerLevel; 3] = [PowerLevel::Eco, PowerLevel::Balanced, PowerLevel::Precision];
 
+    /// The lowercase name used in requests, headers and config.
     pub fn as_str(self) -> &'static str {
         match self {
             PowerLevel::Eco => "eco",
@@ -62,7 +67,7 @@ pub struct PowerLevelPolicy {
 }
 
 impl PowerLevelPolicy {
-    /// The seed's defaults (SPEC §4).
+    /// The built-in defaults of each level.
     pub fn default_for(level: PowerLevel) -> Self {
         let (multiplier, max_tokens, preferred, quality): (Decimal, u32, &[&str], f64) = match level
         {

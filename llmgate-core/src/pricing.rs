@@ -21,7 +21,9 @@ pub const MICROS_PER_CREDIT: i64 = 1_000_000;
 /// tokens and cost the output price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ModelPrice {
+    /// USD per 1,000 uncached prompt tokens.
     pub input_per_1k: Decimal,
+    /// USD per 1,000 output tokens, reasoning included.
     pub output_per_1k: Decimal,
     /// Prompt tokens read from the provider's prompt cache.
     pub cache_read_per_1k: Decimal,
@@ -41,12 +43,14 @@ impl ModelPrice {
         }
     }
 
+    /// Set the cache prices (USD per 1,000 tokens read from and written to the prompt cache).
     pub fn with_cache_prices(mut self, read_per_1k: Decimal, write_per_1k: Decimal) -> Self {
         self.cache_read_per_1k = read_per_1k;
         self.cache_write_per_1k = write_per_1k;
         self
     }
 
+    /// Whether every class costs nothing.
     pub fn is_free(&self) -> bool {
         self.input_per_1k.is_zero()
             && self.output_per_1k.is_zero()
@@ -66,11 +70,13 @@ impl ModelPrice {
 /// Everything besides the token counts that decides a charge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PriceTerms {
+    /// The model's USD prices per 1,000 tokens.
     pub price: ModelPrice,
     /// The tier's markup: 0.4 means +40 %.
     pub markup: Decimal,
     /// The power level's cost multiplier.
     pub multiplier: Decimal,
+    /// Credits one USD buys (the gateway's exchange rate).
     pub credits_per_usd: Decimal,
 }
 
@@ -78,9 +84,13 @@ pub struct PriceTerms {
 /// rounded up once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct CostBreakdown {
+    /// Prompt tokens outside any cache.
     pub uncached_prompt: ClassCost,
+    /// Prompt tokens read from the prompt cache.
     pub cache_read: ClassCost,
+    /// Prompt tokens written to the prompt cache.
     pub cache_write: ClassCost,
+    /// Output tokens, reasoning included.
     pub output: ClassCost,
     /// Part of `output`: reasoning tokens are billed as output tokens.
     pub reasoning_tokens: u64,
@@ -109,7 +119,9 @@ impl CostBreakdown {
 /// One class's tokens and their cost in micro-credits, exact (it may have decimals).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct ClassCost {
+    /// How many tokens of the class.
     pub tokens: u64,
+    /// Their cost in micro-credits, unrounded (serialized as a decimal string).
     #[serde(serialize_with = "exact_micros")]
     pub micros: Decimal,
 }

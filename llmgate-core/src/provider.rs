@@ -28,6 +28,89 @@ pub struct ProviderCall<'a> {
 ///
 /// Implementations translate the provider-neutral request to their wire format and back. They
 /// must never put the key in an error message or a log line.
+///
+/// # Implementing it
+///
+/// A provider that answers every request with a fixed text, whole or as a stream:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use async_trait::async_trait;
+/// use futures::StreamExt;
+/// use llmgate_core::*;
+///
+/// #[derive(Debug)]
+/// struct Canned {
+///     text: String,
+/// }
+///
+/// #[async_trait]
+/// impl Provider for Canned {
+///     fn name(&self) -> &str {
+///         "canned"
+///     }
+///
+///     fn requires_key(&self) -> bool {
+///         false
+///     }
+///
+///     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
+///         Ok(ChatResponse {
+///             id: "canned-1".into(),
+///             object: "chat.completion".into(),
+///             created: 0,
+///             model: call.request.model.clone(),
+///             choices: vec![Choice {
+///                 index: 0,
+///                 message: Message::assistant(self.text.clone()),
+///                 finish_reason: Some(FinishReason::Stop),
+///                 logprobs: None,
+///             }],
+///             usage: Some(Usage::new(tokens::estimate_prompt_tokens(call.request), 2)),
+///             system_fingerprint: None,
+///             extra: Default::default(),
+///         })
+///     }
+///
+///     async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream> {
+///         let model = call.request.model.as_str();
+///         let mut text = ChatChunk::empty("canned-1", model, 0);
+///         text.choices.push(ChunkChoice {
+///             index: 0,
+///             delta: Delta {
+///                 role: Some(Role::Assistant),
+///                 content: Some(self.text.clone()),
+///                 ..Delta::default()
+///             },
+///             finish_reason: Some(FinishReason::Stop),
+///             logprobs: None,
+///         });
+///         // The last chunk carries the usage the gateway charges by.
+///         let mut usage = ChatChunk::empty("canned-1", model, 0);
+///         usage.usage = Some(Usage::new(tokens::estimate_prompt_tokens(call.request), 2));
+///         Ok(futures::stream::iter([Ok(text), Ok(usage)]).boxed())
+///     }
+/// }
+///
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() -> Result<()> {
+///     let gateway = Gateway::builder()
+///         .provider(Arc::new(Canned { text: "hi there".into() }))
+///         .model(Deployment::new("canned", "canned", "canned-v1").with_price(ModelPrice::default()))
+///         .build();
+///     let request = ChatRequest::new("canned", vec![Message::user("hello")]);
+///     let mut stream = gateway.chat_stream(&Caller::admin(), request).await?;
+///     let mut text = String::new();
+///     while let Some(chunk) = stream.next().await {
+///         for choice in chunk?.choices {
+///             text.extend(choice.delta.content);
+///         }
+///     }
+///     assert_eq!(text, "hi there");
+///     Ok(())
+/// }
+/// ```
 #[async_trait]
 pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
     /// The configured name of this provider (`together`, `my-vllm`).

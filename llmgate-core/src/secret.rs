@@ -9,6 +9,7 @@ use std::sync::Arc;
 pub struct Secret(Arc<str>);
 
 impl Secret {
+    /// Wrap a credential.
     pub fn new(value: impl Into<Arc<str>>) -> Self {
         Self(value.into())
     }

@@ -55,11 +55,13 @@ impl Default for CacheSettings {
 }
 
 impl CacheSettings {
+    /// Use this key prefix (e.g. one per deployment sharing a Redis).
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
         self
     }
 
+    /// Keep cached balances this long (default 60 s).
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self

@@ -13,7 +13,9 @@ use crate::{PostgresCreditStore, SqliteCreditStore};
 /// The database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// A SQLite file (`sqlite:`): one machine.
     Sqlite,
+    /// A PostgreSQL database (`postgres://`): replicas may share it.
     Postgres,
 }
 
@@ -35,7 +37,9 @@ impl Backend {
 /// Either SQL ledger, chosen at run time, with the pool and health check still reachable.
 #[derive(Debug, Clone)]
 pub enum SqlCreditStore {
+    /// The SQLite ledger.
     Sqlite(SqliteCreditStore),
+    /// The PostgreSQL ledger.
     Postgres(PostgresCreditStore),
 }
 
@@ -48,6 +52,7 @@ impl SqlCreditStore {
         })
     }
 
+    /// Which database this store runs on.
     pub fn backend(&self) -> Backend {
         match self {
             SqlCreditStore::Sqlite(_) => Backend::Sqlite,

@@ -1,29 +1,5 @@
-//! Credit ledgers for llmgate: [`SqliteCreditStore`] (the embedded default),
-//! [`PostgresCreditStore`] (replicas sharing one database) and [`CachedCreditStore`] (a Redis
-//! balance cache in front of either). All implement [`llmgate_core::CreditStore`] with the
-//! semantics of the in-memory reference store; the SQL that keeps each invariant is in
-//! `docs/credits.md`.
-//!
-//! ```no_run
-//! use llmgate_core::{Credit, CreditKind};
-//!
-//! # async fn demo() -> llmgate_core::Result<()> {
-//! let store = llmgate_credits::connect_credit_store("sqlite://llmgate.db").await?;
-//! store
-//!     .credit(Credit {
-//!         user_id: "ann".into(),
-//!         kind: CreditKind::TopUp,
-//!         amount_micros: 5_000_000,
-//!         idempotency_key: "stripe:cs_test_123".into(),
-//!         reason: "bought 5 credits".into(),
-//!     })
-//!     .await?;
-//! llmgate_credits::grant_monthly(&*store, "ann", 1_000_000_000, llmgate_core::memory::unix_now())
-//!     .await?;
-//! assert!(store.balance("ann").await? >= 5_000_000);
-//! # Ok(())
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 mod cache;
 mod connect;

@@ -89,6 +89,7 @@ impl Default for RedisLimitSettings {
 }
 
 impl RedisLimitSettings {
+    /// Use this key prefix (e.g. one per deployment sharing a Redis).
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
         self

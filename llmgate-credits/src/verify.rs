@@ -14,6 +14,7 @@ use std::fmt;
 /// One account whose rows break an invariant, with the figures that disagree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountProblem {
+    /// The account's user id.
     pub user_id: String,
     /// The balance row (`credit_balances`).
     pub balance_micros: i64,
@@ -75,6 +76,7 @@ impl fmt::Display for AccountProblem {
 /// What [`verify`](crate::SqlCreditStore::verify_ledger) found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerReport {
+    /// How many accounts were checked.
     pub accounts_checked: i64,
     /// Every account that breaks an invariant; empty when the ledger is exact.
     pub problems: Vec<AccountProblem>,
@@ -83,6 +85,7 @@ pub struct LedgerReport {
 }
 
 impl LedgerReport {
+    /// Whether no account breaks an invariant.
     pub fn is_exact(&self) -> bool {
         self.problems.is_empty()
     }

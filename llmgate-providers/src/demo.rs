@@ -19,6 +19,7 @@ pub struct DemoProvider {
 }
 
 impl DemoProvider {
+    /// A demo provider under this configured name (usually `demo`).
     pub fn new(name: impl Into<String>) -> Self {
         Self { name: name.into() }
     }

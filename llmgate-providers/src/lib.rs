@@ -1,28 +1,5 @@
-//! Upstream adapters for llmgate.
-//!
-//! Each wire family has a module with pure translation (`convert`), a stream state machine
-//! (`stream`) and the `Provider` implementation. Vendors that speak OpenAI's protocol
-//! (Together, Groq, vLLM, ...) are presets of [`openai::OpenAiCompatible`], not modules.
-//!
-//! ```
-//! use llmgate_core::Gateway;
-//! use llmgate_providers::{ProviderSpec, WireFamily, build_provider, model_resolver, preset};
-//!
-//! // A well-known name needs no base URL: the preset supplies it.
-//! assert_eq!(preset("groq").unwrap().api_base, "https://api.groq.com/openai/v1");
-//! let spec = ProviderSpec::new;
-//! // Local presets (`ollama`, `vllm`) need no key.
-//! assert!(!spec("ollama", WireFamily::Ollama).requires_key());
-//! let gateway = Gateway::builder()
-//!     .provider(build_provider(&spec("groq", WireFamily::OpenAi))?)
-//!     .provider(build_provider(&spec("anthropic", WireFamily::Anthropic))?)
-//!     .provider(build_provider(&spec("ollama", WireFamily::Ollama))?)
-//!     // `groq/llama3-70b-8192`, `claude-3-5-haiku-latest`, `ollama/llama3.2` need no entry.
-//!     .model_resolver(model_resolver(["groq", "anthropic", "ollama"]))
-//!     .build();
-//! # drop(gateway);
-//! # Ok::<(), llmgate_providers::BuildError>(())
-//! ```
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 pub mod anthropic;
 mod chunks;

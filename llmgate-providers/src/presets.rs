@@ -46,9 +46,11 @@ pub struct Quirks {
 pub struct Preset {
     /// The name a config uses (`groq`).
     pub name: &'static str,
+    /// The wire family its API speaks.
     pub family: WireFamily,
     /// Base URL as the family's adapter expects it (OpenAI family: up to and including `/v1`).
     pub api_base: &'static str,
+    /// How the key is sent, and whether one is needed.
     pub auth: AuthStyle,
     /// Runs on the operator's machines; matches `local` in a power level's preferences.
     pub local: bool,
@@ -58,6 +60,7 @@ pub struct Preset {
     pub host_env: Option<&'static str>,
     /// Optional headers this provider understands, e.g. OpenRouter's attribution headers.
     pub optional_headers: &'static [&'static str],
+    /// How its API differs from OpenAI's.
     pub quirks: Quirks,
 }
 

@@ -15,10 +15,15 @@ use crate::presets::{Preset, preset};
 /// The wire family a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireFamily {
+    /// OpenAI's chat completions API, spoken by OpenAI and most vendors (`/v1/chat/completions`).
     OpenAi,
+    /// Anthropic's Messages API.
     Anthropic,
+    /// Ollama's native chat API (`/api/chat`, NDJSON streams).
     Ollama,
+    /// HuggingFace's OpenAI-compatible router; the OpenAI adapter with HuggingFace's base URL.
     HuggingFace,
+    /// The offline echo provider; needs no network and no key.
     Demo,
 }
 
@@ -29,12 +34,14 @@ pub enum WireFamily {
 pub struct ProviderSpec {
     /// The configured name (`together`, `my-vllm`).
     pub name: String,
+    /// Which adapter speaks to it.
     pub family: WireFamily,
     /// The well-known provider whose defaults apply (see [`crate::preset`]); `None` takes the
     /// preset called like the provider, if there is one.
     pub preset: Option<String>,
     /// Base URL; `None` takes the preset's, else the family's default.
     pub api_base: Option<String>,
+    /// For whole answers the limit on the whole exchange; for streams the limit until the response head, then on the silence between two reads. Default ten minutes.
     pub timeout: Duration,
     /// Extra headers sent on every request (e.g. OpenRouter's `HTTP-Referer`).
     pub headers: BTreeMap<String, String>,
@@ -116,8 +123,14 @@ impl ProviderSpec {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
+    /// The description cannot make a provider (a bad URL or header, a family without a default base URL).
     #[error("provider `{name}`: {reason}")]
-    Invalid { name: String, reason: String },
+    Invalid {
+        /// The configured provider name.
+        name: String,
+        /// What is wrong, for the operator.
+        reason: String,
+    },
 }
 
 /// Construct a provider from its description, every unset field taking the preset's or the

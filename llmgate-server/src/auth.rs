@@ -33,7 +33,7 @@ use llmgate_credits::users::UserRole;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// What a caller may do (SPEC §5). Role `admin` has all; role `user` has all but
+/// What a caller may do. Role `admin` has all; role `user` has all but
 /// [`Permission::Configure`], and its `manage_*` rights cover only its own keys and models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Permission {

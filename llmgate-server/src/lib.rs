@@ -1,22 +1,4 @@
-//! The llmgate reference server: the YAML config, the `llmgate` command line and the
-//! OpenAI-compatible HTTP API over a [`llmgate_core::Gateway`].
-//!
-//! Run a server in-process (what the integration tests do):
-//!
-//! ```no_run
-//! use llmgate_server::{Server, config::{Config, Env}};
-//! use llmgate_core::Secret;
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = Config::builtin(&Env::process());
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let server = Server::new(config, &Secret::new("lg-master-choose-a-long-one"), listener).await?;
-//! let running = server.spawn()?;
-//! println!("serving on {}", running.url());
-//! running.shutdown().await?;
-//! # Ok(())
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
 
 mod api;
 pub mod auth;

@@ -93,7 +93,7 @@ struct Options {
     gateway_log: String,
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
-    /// Scratch directory (default /var/tmp/llmgate-loadtest-<pid>, removed after).
+    /// Scratch directory (default /var/tmp/llmgate-loadtest-PID, removed after).
     #[arg(long)]
     workdir: Option<PathBuf>,
 }
@@ -171,11 +171,12 @@ struct StreamsResult {
 fn main() -> ExitCode {
     let options = Options::parse();
     let binary = options.binary.clone().unwrap_or_else(default_binary);
-    if options.binary.is_none() && !options.no_build {
-        if let Err(error) = build_gateway() {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
+    if options.binary.is_none()
+        && !options.no_build
+        && let Err(error) = build_gateway()
+    {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
     }
     if !exists(&binary) {
         eprintln!(

@@ -12,39 +12,56 @@ use crate::power::PowerLevel;
 /// upstreams unchanged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
+    /// The model to answer: a configured model name, `provider/model`, or `auto` (the gateway picks by power level). The gateway replaces it with the upstream's model id before calling a provider.
     pub model: String,
+    /// The conversation so far, oldest first.
     pub messages: Vec<Message>,
+    /// Sampling temperature (OpenAI's range 0 to 2); `None`: the upstream's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
+    /// Nucleus sampling: only tokens within this cumulative probability (0 to 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
+    /// How many answers to generate; `None` means one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
+    /// Sequences that end the output when generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Stop>,
+    /// The most output tokens to generate (the older spelling); the gateway may lower it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// The most output tokens to generate (the newer spelling, reasoning included); the gateway may lower it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u32>,
+    /// A seed for upstreams that sample reproducibly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
+    /// The client's own id for its end user, passed to the upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// `Some(true)`: answer as a stream of chunks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// Stream settings; the gateway sets `include_usage` so every stream can be metered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
+    /// Functions the model may call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<Tool>>,
+    /// Whether and which tool the model must call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may ask for several tool calls at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
+    /// Plain text, any JSON object, or JSON matching a schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<ResponseFormat>,
     /// llmgate extension; never forwarded upstream.
     #[serde(default, skip_serializing)]
     pub power_level: Option<PowerLevel>,
+    /// Any other fields, passed through unchanged to OpenAI-compatible upstreams.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -104,11 +121,14 @@ impl ChatRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Stop {
+    /// A single stop sequence.
     One(String),
+    /// Several stop sequences.
     Many(Vec<String>),
 }
 
 impl Stop {
+    /// The stop sequences as a list, whichever form was sent.
     pub fn to_vec(&self) -> Vec<String> {
         match self {
             Stop::One(s) => vec![s.clone()],
@@ -117,10 +137,13 @@ impl Stop {
     }
 }
 
+/// `stream_options`: what a stream carries besides the answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamOptions {
+    /// Send a final chunk with the stream's token usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_usage: Option<bool>,
+    /// Any other fields, passed through.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -128,22 +151,28 @@ pub struct StreamOptions {
 /// A tool the model may call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tool {
+    /// Always `"function"`.
     #[serde(rename = "type", default = "function_type")]
     pub kind: String,
+    /// The function's name, description and argument schema.
     pub function: FunctionDefinition,
     /// A prompt-cache breakpoint after this tool, for upstreams that take one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<Value>,
 }
 
+/// A function a model may call: its name, what it does and its arguments' schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionDefinition {
+    /// The name the model calls it by.
     pub name: String,
+    /// What the function does, for the model to decide when to call it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// JSON Schema of the arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
+    /// Make the model's arguments follow `parameters` exactly (OpenAI's structured outputs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
 }
@@ -152,27 +181,38 @@ pub struct FunctionDefinition {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ToolChoice {
+    /// `"auto"`, `"none"` or `"required"`.
     Mode(ToolChoiceMode),
+    /// One function the model must call.
     Named(NamedToolChoice),
 }
 
+/// How freely the model may call tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ToolChoiceMode {
+    /// The model decides whether to call a tool.
     Auto,
+    /// The model must not call a tool.
     None,
+    /// The model must call at least one tool.
     Required,
 }
 
+/// `tool_choice` naming the one function the model must call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NamedToolChoice {
+    /// Always `"function"`.
     #[serde(rename = "type", default = "function_type")]
     pub kind: String,
+    /// The function to call.
     pub function: NamedFunction,
 }
 
+/// The name of the function a [`NamedToolChoice`] forces.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NamedFunction {
+    /// The function's name, as in its [`FunctionDefinition`].
     pub name: String,
 }
 
@@ -180,7 +220,13 @@ pub struct NamedFunction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ResponseFormat {
+    /// Free text (the default).
     Text,
+    /// Any valid JSON object.
     JsonObject,
-    JsonSchema { json_schema: Value },
+    /// JSON valid under the given schema.
+    JsonSchema {
+        /// OpenAI's `json_schema` object: `name`, `schema` and optionally `strict`.
+        json_schema: Value,
+    },
 }

@@ -9,21 +9,31 @@ use super::message::{Message, Role};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
+    /// The model finished on its own or hit a stop sequence.
     Stop,
+    /// The output reached `max_tokens` (or the gateway's output cap).
     Length,
+    /// The model asked for one or more tool calls.
     ToolCalls,
+    /// The upstream withheld content by its moderation.
     ContentFilter,
+    /// The legacy single function call of older OpenAI models.
     FunctionCall,
 }
 
 /// Token counts of one request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
+    /// Every prompt token, cached or not.
     pub prompt_tokens: u64,
+    /// Every generated token, reasoning included.
     pub completion_tokens: u64,
+    /// `prompt_tokens + completion_tokens`, as the upstream reported it.
     pub total_tokens: u64,
+    /// The cached parts of `prompt_tokens`, when the upstream reports them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// The reasoning part of `completion_tokens`, when the upstream reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
     /// True when the gateway counted the tokens itself because the upstream sent none.
@@ -32,6 +42,7 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Usage of `prompt_tokens` in and `completion_tokens` out, with `total_tokens` their sum.
     pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
         Self {
             prompt_tokens,
@@ -94,7 +105,9 @@ impl Usage {
 pub struct TokenClasses {
     /// Prompt tokens read neither from nor into a prompt cache.
     pub uncached_prompt: u64,
+    /// Prompt tokens read from a prompt cache (usually priced lower).
     pub cache_read: u64,
+    /// Prompt tokens written into a prompt cache (Anthropic prices these higher).
     pub cache_write: u64,
     /// Every generated token, reasoning included.
     pub output: u64,
@@ -115,10 +128,13 @@ impl TokenClasses {
 /// cache; both are part of `prompt_tokens`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PromptTokensDetails {
+    /// Prompt tokens read from a prompt cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_tokens: Option<u64>,
+    /// Prompt tokens written to a prompt cache (Anthropic's `cache_creation_input_tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_creation_tokens: Option<u64>,
+    /// Any other fields the upstream sent, passed through.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -126,8 +142,10 @@ pub struct PromptTokensDetails {
 /// Output tokens spent on reasoning; part of `completion_tokens`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompletionTokensDetails {
+    /// Output tokens spent reasoning before the answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
+    /// Any other fields the upstream sent, passed through.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -135,27 +153,40 @@ pub struct CompletionTokensDetails {
 /// A whole (non-streamed) completion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatResponse {
+    /// The upstream's completion id (e.g. `chatcmpl-...`).
     pub id: String,
+    /// Always `"chat.completion"`.
     #[serde(default = "completion_object")]
     pub object: String,
+    /// When the completion was made, in Unix seconds (0 when the upstream did not say).
     #[serde(default)]
     pub created: u64,
+    /// The model id the upstream reports answering.
     pub model: String,
+    /// The answers; one unless the request asked for `n > 1`.
     pub choices: Vec<Choice>,
+    /// Token counts; `None` only when neither the upstream nor the gateway counted them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The upstream's backend configuration id, passed through (OpenAI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
+    /// Any other top-level fields, passed through (the gateway adds `llmgate` cost details here).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
+/// One answer of a whole completion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
+    /// Which answer this is, from 0 (matters when `n > 1`).
     pub index: u32,
+    /// The assistant's message: text, tool calls or a refusal.
     pub message: Message,
+    /// Why generation stopped; `None` when the upstream did not say.
     #[serde(default)]
     pub finish_reason: Option<FinishReason>,
+    /// Token log probabilities, passed through as the upstream sent them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<Value>,
 }
@@ -163,17 +194,25 @@ pub struct Choice {
 /// One event of a streamed completion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatChunk {
+    /// The upstream's completion id, the same on every chunk of one stream.
     pub id: String,
+    /// Always `"chat.completion.chunk"`.
     #[serde(default = "chunk_object")]
     pub object: String,
+    /// When the completion was started, in Unix seconds (0 when the upstream did not say).
     #[serde(default)]
     pub created: u64,
+    /// The model id the upstream reports answering.
     pub model: String,
+    /// What this chunk adds to each answer; empty on the final usage-only chunk.
     pub choices: Vec<ChunkChoice>,
+    /// Token counts of the whole stream; set only on the final usage chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The upstream's backend configuration id, passed through (OpenAI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
+    /// Any other top-level fields, passed through (the gateway adds `llmgate` cost details to the usage chunk).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
     /// The upstream's own JSON for this chunk, when it was OpenAI's format and nothing has
@@ -211,10 +250,12 @@ impl WireJson {
         Self(Some(json.into()))
     }
 
+    /// The upstream's JSON, if the chunk is still unchanged since it arrived.
     pub fn get(&self) -> Option<&bytes::Bytes> {
         self.0.as_ref()
     }
 
+    /// Forget the upstream's JSON, so the chunk is encoded from its fields; call after changing it.
     pub fn clear(&mut self) {
         self.0 = None;
     }
@@ -235,12 +276,17 @@ impl std::fmt::Debug for WireJson {
     }
 }
 
+/// What one chunk adds to one answer of a stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkChoice {
+    /// Which answer this adds to, from 0 (matters when `n > 1`).
     pub index: u32,
+    /// The text, role or tool-call fragment added.
     pub delta: Delta,
+    /// Set on the chunk that ends this answer.
     #[serde(default)]
     pub finish_reason: Option<FinishReason>,
+    /// Token log probabilities of this fragment, passed through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<Value>,
 }
@@ -248,12 +294,16 @@ pub struct ChunkChoice {
 /// What one chunk adds to a choice.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Delta {
+    /// The speaker; sent on the first chunk of an answer only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// The next piece of text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Fragments of tool calls, to be joined by their `index`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
+    /// The next piece of a refusal, when the model declines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
     /// Vendor additions such as `reasoning_content`, passed through.
@@ -264,19 +314,26 @@ pub struct Delta {
 /// A fragment of a tool call: the first carries id, type and name; later ones more arguments.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ToolCallDelta {
+    /// Which tool call of the message this fragment belongs to.
     pub index: u32,
+    /// The call's id; on its first fragment only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The call's type (`"function"`); on its first fragment only.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The function name and the next piece of its arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionCallDelta>,
 }
 
+/// A fragment of a function call within a [`ToolCallDelta`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FunctionCallDelta {
+    /// The function's name; on the first fragment only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The next piece of the JSON arguments, to be appended to the earlier ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
 }

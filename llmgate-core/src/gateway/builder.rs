@@ -70,6 +70,7 @@ impl Default for GatewayBuilder {
 }
 
 impl GatewayBuilder {
+    /// A builder with no providers or models, in-memory credits, no key vault, configuration-order routing, the default power levels and 1000 credits per USD.
     pub fn new() -> Self {
         Self {
             providers: HashMap::new(),
@@ -129,11 +130,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Where balances, holds and the ledger live (default: a fresh [`MemoryCreditStore`](crate::MemoryCreditStore)).
     pub fn credit_store(mut self, store: Arc<dyn CreditStore>) -> Self {
         self.credits = Some(store);
         self
     }
 
+    /// Where users' own provider keys live; without one, every call uses the platform key.
     pub fn key_vault(mut self, vault: Arc<dyn KeyVault>) -> Self {
         self.vault = Some(vault);
         self
@@ -150,11 +153,13 @@ impl GatewayBuilder {
         self.routing_policy(strategy.policy())
     }
 
+    /// Replace the settings of one power level (output cap, cost multiplier, `auto`'s choice).
     pub fn power_level(mut self, level: PowerLevel, policy: PowerLevelPolicy) -> Self {
         self.power_levels.insert(level, policy);
         self
     }
 
+    /// Credits one USD of upstream price buys (default 1000).
     pub fn credits_per_usd(mut self, credits: Decimal) -> Self {
         self.credits_per_usd = credits;
         self
@@ -270,6 +275,8 @@ impl GatewayBuilder {
         self
     }
 
+    /// The gateway, ready to serve. Nothing is checked here: a deployment whose provider was
+    /// never added fails when a request reaches it.
     pub fn build(self) -> Gateway {
         let routes = RouteTable::build(
             &self.catalog,

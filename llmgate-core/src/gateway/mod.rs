@@ -51,6 +51,7 @@ pub type ModelResolver = dyn Fn(&str) -> Option<Deployment> + Send + Sync;
 /// How the request was served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInfo {
+    /// The request's id: the caller's, or one the gateway generated; also on the ledger entries.
     pub request_id: Arc<str>,
     /// The configured provider that answered.
     pub provider: String,
@@ -58,7 +59,9 @@ pub struct RouteInfo {
     pub model: String,
     /// Upstream calls made (failover and retries), the successful one included.
     pub attempts: u32,
+    /// Whose key paid the upstream that answered.
     pub key_source: KeySource,
+    /// The power level the request ran at (asked for, or the tier's default).
     pub power_level: PowerLevel,
     /// Time spent waiting on upstreams until the answer (JSON) or its first chunk (stream):
     /// every call made, failed ones included, and the backoff between retry rounds. The
@@ -69,7 +72,9 @@ pub struct RouteInfo {
 /// A whole completion and what it cost.
 #[derive(Debug, Clone)]
 pub struct Completion {
+    /// The upstream's answer, with the gateway's `llmgate` cost details in `extra`.
     pub response: ChatResponse,
+    /// Which provider and model answered, after how many attempts.
     pub route: RouteInfo,
     /// Micro-credits charged (0 for free models, BYOK and uncharged callers).
     pub cost_micros: i64,
@@ -214,6 +219,7 @@ async fn release_hold(
 }
 
 impl Gateway {
+    /// Start configuring a gateway.
     pub fn builder() -> GatewayBuilder {
         GatewayBuilder::new()
     }

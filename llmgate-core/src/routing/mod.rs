@@ -25,7 +25,9 @@ pub use strategies::{ByPriority, Cheapest, Fastest, LeastBusy, Weighted};
 pub struct RouteFacts<'a> {
     /// The model the client asked for (`auto` included).
     pub model: &'a str,
+    /// The power level the request runs at.
     pub power_level: PowerLevel,
+    /// That level's settings (output cap, multiplier, `auto`'s choices).
     pub level: &'a PowerLevelPolicy,
     /// An estimate of the prompt's tokens.
     pub prompt_tokens: u64,
@@ -78,7 +80,9 @@ impl CandidateState {
 /// One deployment the router may pick, with its state.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
+    /// The deployment: its provider, prices, weight, priority.
     pub deployment: &'a Deployment,
+    /// Its live state: load, latency, cooldown, limits.
     pub state: CandidateState,
 }
 
@@ -88,6 +92,41 @@ pub struct Candidate<'a> {
 /// Rank unavailable candidates ([`CandidateState::is_available`] false) last. The gateway
 /// skips them anyway — they are not tried until their cooldown or limit passes — so a policy
 /// that ignores state is still safe. Indices left out are not tried.
+///
+/// # Implementing it
+///
+/// Local deployments first, then by their `priority`:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use llmgate_core::*;
+///
+/// #[derive(Debug)]
+/// struct LocalFirst;
+///
+/// impl RoutingPolicy for LocalFirst {
+///     fn rank(&self, _facts: &RouteFacts<'_>, candidates: &[Candidate<'_>]) -> Vec<usize> {
+///         // `rank_by_key` already puts candidates in cooldown or at their limit last.
+///         rank_by_key(candidates, |c| (!c.deployment.local, c.deployment.priority))
+///     }
+/// }
+///
+/// let cloud = Deployment::new("chat", "openai", "gpt-4o-mini");
+/// let mut own = Deployment::new("chat", "ollama", "llama3.2");
+/// own.local = true;
+/// let idle = CandidateState::default();
+/// let candidates = [
+///     Candidate { deployment: &cloud, state: idle },
+///     Candidate { deployment: &own, state: idle },
+/// ];
+/// let level = PowerLevelPolicy::default_for(PowerLevel::Balanced);
+/// let facts = RouteFacts::new("chat", PowerLevel::Balanced, &level);
+/// assert_eq!(LocalFirst.rank(&facts, &candidates), vec![1, 0]);
+///
+/// let gateway = Gateway::builder().routing_policy(Arc::new(LocalFirst)).build();
+/// # drop(gateway);
+/// ```
 pub trait RoutingPolicy: Send + Sync + fmt::Debug + 'static {
     /// Indices into `candidates`, best first.
     fn rank(&self, facts: &RouteFacts<'_>, candidates: &[Candidate<'_>]) -> Vec<usize>;
@@ -141,6 +180,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// Every strategy, in the order the config reference lists them.
     pub const ALL: [Strategy; 5] = [
         Strategy::Cost,
         Strategy::Latency,
@@ -149,6 +189,7 @@ impl Strategy {
         Strategy::Priority,
     ];
 
+    /// The name used in `routing.strategy` of the config.
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::Cost => "cost",

@@ -115,6 +115,7 @@ impl UserDirectory {
         Ok(updated)
     }
 
+    /// Issue another key to a user; `None` when there is no such user.
     pub async fn issue_key(&self, user_id: &str) -> Result<Option<IssuedKey>> {
         self.store.issue_key(user_id).await
     }

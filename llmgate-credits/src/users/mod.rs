@@ -36,6 +36,7 @@ pub enum UserRole {
 }
 
 impl UserRole {
+    /// The lowercase name stored and shown in APIs: `"admin"` or `"user"`.
     pub fn as_str(self) -> &'static str {
         match self {
             UserRole::Admin => "admin",
@@ -62,9 +63,11 @@ impl std::str::FromStr for UserRole {
 /// A user of the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
+    /// The user's id, chosen by the admin who created them; the ledger's account id.
     pub user_id: String,
     /// The name of a tier in the server's config.
     pub tier: String,
+    /// What the user may do beyond their own requests.
     pub role: UserRole,
     /// Unix seconds.
     pub created_at: i64,
@@ -73,33 +76,42 @@ pub struct User {
 /// What may be shown about an API key: never the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKeyInfo {
+    /// The key's id, for listing and revoking it.
     pub id: String,
+    /// The user the key belongs to.
     pub user_id: String,
     /// Masked, e.g. `lg-...x9Zq`.
     pub key_hint: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// When the key was revoked, in Unix seconds; `None` while it works.
     pub revoked_at: Option<i64>,
 }
 
 /// A key just issued. The only time the plaintext exists outside the client.
 #[derive(Debug, Clone)]
 pub struct IssuedKey {
+    /// The key's id, for listing and revoking it.
     pub id: String,
+    /// The key itself (`lg-...`); show it to the user once, it is stored only as a digest.
     pub key: Secret,
 }
 
 /// The user a presented key belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyOwner {
+    /// The key's owner.
     pub user: User,
+    /// The id of the key presented.
     pub key_id: String,
 }
 
 /// Changes to a user; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserUpdate {
+    /// The new tier's name.
     pub tier: Option<String>,
+    /// The new role.
     pub role: Option<UserRole>,
 }
 
@@ -109,6 +121,7 @@ pub trait UserStore: Send + Sync + fmt::Debug + 'static {
     /// Create a user with a first API key. `conflict` (409) when the id is taken.
     async fn create(&self, user_id: &str, tier: &str, role: UserRole) -> Result<(User, IssuedKey)>;
 
+    /// The user with this id, if there is one.
     async fn get(&self, user_id: &str) -> Result<Option<User>>;
 
     /// Users ordered by id, after `after` (the last id of the previous page).

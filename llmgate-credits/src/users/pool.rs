@@ -9,7 +9,9 @@ use crate::SqlCreditStore;
 /// A connection pool to the ledger's database, SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub enum SqlPool {
+    /// A SQLite database.
     Sqlite(SqlitePool),
+    /// A PostgreSQL database.
     Postgres(PgPool),
 }
 

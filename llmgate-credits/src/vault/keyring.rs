@@ -51,6 +51,7 @@ impl VaultKey {
         Ok(Self::from_bytes(&key))
     }
 
+    /// A key from its 32 raw bytes; its id is derived from them (8 hex digits), so the same key always gets the same id.
     pub fn from_bytes(key: &[u8; 32]) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(b"llmgate-byok-key-id\0");
@@ -69,6 +70,7 @@ impl VaultKey {
         self
     }
 
+    /// The id stored beside every value this key seals.
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -78,8 +80,11 @@ impl VaultKey {
 /// ends in the 16-byte GCM tag).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
+    /// The id of the key that sealed it.
     pub key_id: String,
+    /// The 12-byte AES-GCM nonce, fresh for every seal.
     pub nonce: Vec<u8>,
+    /// The encrypted key, ending in the 16-byte authentication tag.
     pub ciphertext: Vec<u8>,
 }
 
@@ -129,6 +134,7 @@ impl Keyring {
         &self.keys[0].id
     }
 
+    /// The ids of every loaded key, the newest first.
     pub fn key_ids(&self) -> Vec<&str> {
         self.keys.iter().map(VaultKey::id).collect()
     }

@@ -59,6 +59,7 @@ pub struct VaultSettings {
     /// Changes through this vault apply at once; through another replica within this bound.
     /// Zero turns the cache off.
     pub cache_ttl: Duration,
+    /// The most (user, provider) answers cached at once.
     pub cache_capacity: usize,
 }
 
@@ -94,6 +95,7 @@ pub struct SqlKeyVault {
 }
 
 impl SqlKeyVault {
+    /// A vault on this database (migrated by the ledger's connect) sealing with `keyring`.
     pub fn new(pool: SqlPool, keyring: Keyring, settings: VaultSettings) -> Self {
         Self {
             pool,
@@ -102,6 +104,7 @@ impl SqlKeyVault {
         }
     }
 
+    /// The keys this vault seals and opens with.
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
     }

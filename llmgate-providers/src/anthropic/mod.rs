@@ -70,6 +70,7 @@ pub struct Anthropic {
 }
 
 impl Anthropic {
+    /// A provider for this account; fails on a bad base URL or header. Makes no network call.
     pub fn new(config: AnthropicConfig) -> Result<Self, BuildError> {
         let mut connection = Connection::new(
             &config.name,

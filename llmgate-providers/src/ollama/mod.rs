@@ -68,11 +68,17 @@ impl OllamaConfig {
 pub struct LocalModel {
     /// The name to send as `model`, e.g. `llama3.2:latest`.
     pub name: String,
+    /// The model's size on disk, in bytes.
     pub size: Option<u64>,
+    /// When it was last pulled or changed, as Ollama reports it (RFC 3339).
     pub modified_at: Option<String>,
+    /// The content digest of the model (`sha256:...`).
     pub digest: Option<String>,
+    /// The model family, e.g. `llama`.
     pub family: Option<String>,
+    /// Its parameter count as Ollama writes it, e.g. `8.0B`.
     pub parameter_size: Option<String>,
+    /// Its quantization, e.g. `Q4_K_M`.
     pub quantization_level: Option<String>,
 }
 
@@ -85,6 +91,7 @@ pub struct Ollama {
 }
 
 impl Ollama {
+    /// A provider for this server; fails on a bad base URL or header. Makes no network call.
     pub fn new(config: OllamaConfig) -> Result<Self, BuildError> {
         let mut connection = Connection::new(
             &config.name,

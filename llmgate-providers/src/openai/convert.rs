@@ -92,10 +92,10 @@ pub(crate) fn response_from_wire(
     key: Option<&Secret>,
 ) -> Result<ChatResponse> {
     // Fast path: a well-formed answer parses straight into the core type.
-    if let Ok(response) = serde_json::from_slice::<ChatResponse>(body) {
-        if !response.extra.contains_key("error") {
-            return Ok(response);
-        }
+    if let Ok(response) = serde_json::from_slice::<ChatResponse>(body)
+        && !response.extra.contains_key("error")
+    {
+        return Ok(response);
     }
     let malformed = |what: &dyn std::fmt::Display| {
         Error::new(
@@ -128,12 +128,12 @@ pub(crate) fn chunk_from_wire(
     data: &str,
     key: Option<&Secret>,
 ) -> Result<ChatChunk> {
-    if let Ok(mut chunk) = serde_json::from_str::<ChatChunk>(data) {
-        if !chunk.extra.contains_key("error") {
-            // Same protocol both ways: the client gets these bytes, not a re-encoding.
-            chunk.wire = WireJson::new(bytes::Bytes::copy_from_slice(data.as_bytes()));
-            return Ok(chunk);
-        }
+    if let Ok(mut chunk) = serde_json::from_str::<ChatChunk>(data)
+        && !chunk.extra.contains_key("error")
+    {
+        // Same protocol both ways: the client gets these bytes, not a re-encoding.
+        chunk.wire = WireJson::new(bytes::Bytes::copy_from_slice(data.as_bytes()));
+        return Ok(chunk);
     }
     let malformed = |what: &dyn std::fmt::Display| {
         Error::upstream_stream(provider, format!("malformed event: {what}"))
@@ -272,12 +272,11 @@ fn repair(root: &mut Map<String, Value>, inner: &str) -> bool {
             if !choice.get(inner).is_some_and(Value::is_object) {
                 choice.insert(inner.to_owned(), json!({}));
             }
-            if inner == "message" {
-                if let Some(Value::Object(message)) = choice.get_mut("message") {
-                    if !message.get("role").is_some_and(Value::is_string) {
-                        message.insert("role".to_owned(), json!("assistant"));
-                    }
-                }
+            if inner == "message"
+                && let Some(Value::Object(message)) = choice.get_mut("message")
+                && !message.get("role").is_some_and(Value::is_string)
+            {
+                message.insert("role".to_owned(), json!("assistant"));
             }
             if let Some(Value::String(reason)) = choice.get("finish_reason") {
                 match finish_reason(reason) {

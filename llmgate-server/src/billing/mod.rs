@@ -1,4 +1,4 @@
-//! Billing (SPEC §9): credit packages sold through Stripe Checkout, the signed Stripe webhook
+//! Billing: credit packages sold through Stripe Checkout, the signed Stripe webhook
 //! that credits them once per session, and low-balance alerts.
 //!
 //! [`Billing`] is built once from `billing:` and the ledger's database; the HTTP handlers in

@@ -1,4 +1,4 @@
-//! The server's YAML configuration (SPEC §4): plain serde types with explicit defaults, unknown
+//! The server's YAML configuration: plain serde types with explicit defaults, unknown
 //! keys refused, `os.environ/NAME` and `${NAME}` resolved while reading, then [`Config::validate`]
 //! reporting every problem with its YAML path.
 
@@ -213,7 +213,7 @@ impl Config {
         }
     }
 
-    /// The built-in default (SPEC §3): the demo provider and model, plus a preset provider for
+    /// The built-in default: the demo provider and model, plus a preset provider for
     /// each well-known key or host found in `env`.
     pub fn builtin(env: &Env) -> Self {
         defaults::builtin(env)

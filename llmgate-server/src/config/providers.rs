@@ -52,7 +52,7 @@ impl ProviderKind {
     }
 }
 
-/// One upstream provider. Read from YAML through [`ProviderYaml`], which leaves `local` out
+/// One upstream provider. Read from YAML through a private mirror that leaves `local` out
 /// when the operator did; here it is settled (the preset's or the family's default).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(from = "ProviderYaml")]

@@ -49,7 +49,7 @@ impl TierConfig {
     }
 }
 
-/// The seed's tiers (SPEC §4).
+/// The built-in tiers.
 pub fn default_tiers() -> BTreeMap<String, TierConfig> {
     let mut free = TierConfig::seed("0.0", false, Some("1000"), PowerLevel::Eco);
     free.rpm = Some(20);
