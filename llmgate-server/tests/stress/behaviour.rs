@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use llmgate_testkit::{Chunking, FakeUpstream, Recorded, Reply, openai};
 use rand::Rng;
-use serde_json::Value;
 
 /// Prompt tokens every answer reports.
 pub const PROMPT_TOKENS: u64 = 20;
@@ -139,7 +138,7 @@ pub fn obey_orders(upstream: &FakeUpstream, slow: Duration) {
                 openai::error("no order", "invalid_request_error", None),
             );
         };
-        if body["model"] == Value::from("up-flaky") {
+        if body["model"] == "up-flaky" {
             return failure(stream, order.completion_tokens);
         }
         let answer = answer(stream, order.completion_tokens);
