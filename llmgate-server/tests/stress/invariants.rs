@@ -139,6 +139,10 @@ pub struct Findings {
     /// Served requests left uncharged because their hold expired first.
     pub served_after_expiry: usize,
     pub open_holds: usize,
+    /// Holds the reclaim after the run released.
+    pub reclaimed_at_the_end: u64,
+    /// Where the replicas' configs and logs were kept (after a violation).
+    pub kept: Option<std::path::PathBuf>,
 }
 
 /// Check every invariant against the database.

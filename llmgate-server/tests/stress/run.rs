@@ -3,6 +3,7 @@
 //! a reclaim, and the invariants.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,11 +13,11 @@ use llmgate_credits::{SqlCreditStore, monthly_grant_key};
 use llmgate_testkit::FakeUpstream;
 use tokio::time::Instant;
 
-use crate::support::databases::{Database, Db};
+use crate::support::databases::{Database, Db, unique};
 
 use super::behaviour::{Order, obey_orders};
 use super::config::Storage;
-use super::invariants::{Expected, Pool, check};
+use super::invariants::{Expected, Findings, Pool, check};
 use super::plan::Plan;
 use super::replicas::{Fleet, Process};
 use super::traffic::{self, Seen, Targets};
@@ -48,102 +49,12 @@ impl Variant {
     /// Run it; panics with every violation (and the seed) if an invariant is broken.
     pub async fn run(self) {
         let plan = Plan::from_env(self.name);
-        let Some(database) = Database::create(self.db).await else {
+        let Some(mut stage) = Stage::set_up(self).await else {
             return;
         };
-        let redis = if self.redis {
-            let Some(url) = redis_url().await else { return };
-            Some((url, format!("{}:", llmgate_testkit::db::unique("stress-"))))
-        } else {
-            None
-        };
-        let storage = Storage {
-            database_url: database.url.clone(),
-            redis,
-            hold_ttl_secs: self.hold_ttl_secs,
-        };
-        let upstream = FakeUpstream::start().await;
-        // A slow answer starts well after its hold expired and a reclaim ran.
-        obey_orders(&upstream, Duration::from_secs(self.hold_ttl_secs + 2));
-        let dir = std::env::temp_dir().join(llmgate_testkit::db::unique("llmgate-stress-"));
-        std::fs::create_dir_all(&dir).unwrap();
-
-        let fleet = if self.binary_with_kill {
-            Fleet::binaries(self.replicas, &storage, &upstream.url(), &dir).await
-        } else {
-            Fleet::in_process(self.replicas, &storage, &upstream.url()).await
-        };
-        let targets = Targets::new(fleet.urls());
-        let seen: traffic::Shared = Arc::new(Mutex::new(Seen::default()));
-        let tag = plan.tag();
-        let users = Arc::new(
-            traffic::create_users(&plan, &tag, &targets, EDGE_USERS, RICH_USERS, &seen).await,
-        );
-
-        let until = Instant::now() + plan.traffic;
-        let mut clients = Vec::new();
-        for index in 0..self.clients {
-            clients.push(tokio::spawn(traffic::chat_client(
-                plan.rng(index),
-                format!("c{index}-{tag}"),
-                users.clone(),
-                targets.clone(),
-                seen.clone(),
-                self.holds_expire(),
-                until,
-            )));
-        }
-        clients.push(tokio::spawn(traffic::top_up_client(
-            plan.rng(u64::MAX),
-            tag.clone(),
-            users.clone(),
-            targets.clone(),
-            seen.clone(),
-            until,
-        )));
-        let fleet = if self.binary_with_kill {
-            kill_and_restart_one(fleet, &plan, &storage, &upstream, &dir, &targets).await
-        } else {
-            fleet
-        };
-        for client in clients {
-            client.await.unwrap();
-        }
-        traffic::settle_unacknowledged_keys(&targets, &seen).await;
-        fleet.stop().await;
-
-        let expected = self.expected(&seen, &upstream);
-        let pool = Pool::connect(&database.url).await;
-        if self.holds_expire() {
-            // Every hold left open (a killed replica's) is past its expiry by then.
-            tokio::time::sleep(Duration::from_secs(self.hold_ttl_secs + 1)).await;
-        }
-        let reclaimed = SqlCreditStore::connect(&database.url)
-            .await
-            .unwrap()
-            .reclaim_expired()
-            .await
-            .unwrap();
-        let findings = check(&pool, &expected).await;
-        pool.close().await;
-
-        let seen = traffic::lock(&seen);
-        let summary = format!(
-            "ledger stress [{}] seed {}: {} requests {:?}, {} top-up keys ({} sends), {} accounts, \
-             {} charges, {} served after their hold expired, {} holds reclaimed at the end, \
-             {} accounts with open holds",
-            self.name,
-            plan.seed,
-            seen.requests.len(),
-            seen.tally(),
-            seen.keys.len(),
-            seen.keys.values().map(|k| k.sends).sum::<u32>(),
-            findings.accounts,
-            findings.charges,
-            findings.served_after_expiry,
-            reclaimed,
-            findings.open_holds,
-        );
+        let seen = stage.drive(&plan).await;
+        let findings = stage.stop_and_check(&seen).await;
+        let summary = summary(&plan, &traffic::lock(&seen), &findings);
         eprintln!("{summary}");
         if !findings.violations.is_empty() {
             let list: Vec<String> = findings
@@ -161,68 +72,196 @@ impl Variant {
                 list.join("\n")
             );
         }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    fn expected(&self, seen: &traffic::Shared, upstream: &FakeUpstream) -> Expected {
-        let seen = traffic::lock(seen);
-        let now = unix_now();
-        let mut keys: Vec<(String, String)> = seen
-            .keys
-            .iter()
-            .map(|(key, usage)| (key.clone(), usage.user_id.clone()))
-            .collect();
-        keys.extend(
-            seen.grants
-                .keys()
-                .map(|user| (monthly_grant_key(user, now), user.clone())),
-        );
-        Expected {
-            served: seen.served(),
-            refused: seen.refused(),
-            upstream_saw: upstream
-                .requests()
-                .iter()
-                .filter_map(Order::of)
-                .map(|order| order.marker)
-                .collect::<HashSet<_>>(),
-            credits_in: seen.credits_in(),
-            keys,
-            applied_twice: seen
-                .keys
-                .iter()
-                .filter(|(_, k)| k.applied_answers > 1)
-                .map(|(key, _)| key.clone())
-                .collect(),
-            hold_ttl_secs: i64::try_from(self.hold_ttl_secs).unwrap(),
-        }
     }
 }
 
-/// Midway through the traffic, SIGKILL the last replica, and start it again (on a new port)
-/// a moment later.
-async fn kill_and_restart_one(
+/// Everything a run stands on: the database, the fake upstream and the replicas.
+struct Stage {
+    variant: Variant,
+    database: Database,
+    storage: Storage,
+    upstream: FakeUpstream,
     fleet: Fleet,
-    plan: &Plan,
-    storage: &Storage,
-    upstream: &FakeUpstream,
-    dir: &std::path::Path,
-    targets: &Targets,
-) -> Fleet {
-    let Fleet::Binaries(mut processes) = fleet else {
-        return fleet;
-    };
-    tokio::time::sleep(plan.traffic / 2).await;
-    let index = processes.len() - 1;
-    let victim = &mut processes[index];
-    targets.remove(&victim.url());
-    victim.kill();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let restarted = Process::start(storage, &upstream.url(), dir, index, 1);
-    restarted.wait_ready().await;
-    targets.add(restarted.url());
-    processes[index] = restarted;
-    Fleet::Binaries(processes)
+    targets: Targets,
+    /// Configs and logs of the binaries; removed after a clean run.
+    dir: PathBuf,
+}
+
+impl Stage {
+    /// `None` (after saying why) when a service the variant needs is unavailable.
+    async fn set_up(variant: Variant) -> Option<Stage> {
+        let database = Database::create(variant.db).await?;
+        let redis = match variant.redis {
+            true => Some((redis_url().await?, format!("{}:", unique("stress-")))),
+            false => None,
+        };
+        let storage = Storage {
+            database_url: database.url.clone(),
+            redis,
+            hold_ttl_secs: variant.hold_ttl_secs,
+        };
+        let upstream = FakeUpstream::start().await;
+        // A slow answer starts well after its hold expired and a reclaim ran.
+        obey_orders(&upstream, Duration::from_secs(variant.hold_ttl_secs + 2));
+        let dir = std::env::temp_dir().join(unique("llmgate-stress-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fleet = match variant.binary_with_kill {
+            true => Fleet::binaries(variant.replicas, &storage, &upstream.url(), &dir).await,
+            false => Fleet::in_process(variant.replicas, &storage, &upstream.url()).await,
+        };
+        let targets = Targets::new(fleet.urls());
+        Some(Stage {
+            variant,
+            database,
+            storage,
+            upstream,
+            fleet,
+            targets,
+            dir,
+        })
+    }
+
+    /// The users, then the traffic for the plan's duration (killing and restarting a replica
+    /// midway where the variant says so), until every client is done and every top-up key
+    /// is known to be applied.
+    async fn drive(&mut self, plan: &Plan) -> traffic::Shared {
+        let seen: traffic::Shared = Arc::new(Mutex::new(Seen::default()));
+        let tag = plan.tag();
+        let users = traffic::create_users(plan, &tag, &self.targets, EDGE_USERS, RICH_USERS, &seen);
+        let users = Arc::new(users.await);
+        let until = Instant::now() + plan.traffic;
+        let mut clients = Vec::new();
+        for index in 0..self.variant.clients {
+            clients.push(tokio::spawn(traffic::chat_client(
+                plan.rng(index),
+                format!("c{index}-{tag}"),
+                users.clone(),
+                self.targets.clone(),
+                seen.clone(),
+                self.variant.holds_expire(),
+                until,
+            )));
+        }
+        clients.push(tokio::spawn(traffic::top_up_client(
+            plan.rng(u64::MAX),
+            tag,
+            users,
+            self.targets.clone(),
+            seen.clone(),
+            until,
+        )));
+        if self.variant.binary_with_kill {
+            tokio::time::sleep(plan.traffic / 2).await;
+            self.kill_and_restart_one().await;
+        }
+        for client in clients {
+            client.await.unwrap();
+        }
+        traffic::settle_unacknowledged_keys(&self.targets, &seen).await;
+        seen
+    }
+
+    /// SIGKILL the last replica, and start it again (on a new port) a moment later.
+    async fn kill_and_restart_one(&mut self) {
+        let Fleet::Binaries(processes) = &mut self.fleet else {
+            return;
+        };
+        let index = processes.len() - 1;
+        let victim = &mut processes[index];
+        self.targets.remove(&victim.url());
+        victim.kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let restarted = Process::start(&self.storage, &self.upstream.url(), &self.dir, index, 1);
+        restarted.wait_ready().await;
+        self.targets.add(restarted.url());
+        processes[index] = restarted;
+    }
+
+    /// Stop the replicas gracefully, wait until any hold left open (a killed replica's) has
+    /// expired, reclaim, and check the invariants.
+    async fn stop_and_check(self, seen: &traffic::Shared) -> Findings {
+        self.fleet.stop().await;
+        let expected = expected(&self.variant, &traffic::lock(seen), &self.upstream);
+        if self.variant.holds_expire() {
+            tokio::time::sleep(Duration::from_secs(self.variant.hold_ttl_secs + 1)).await;
+        }
+        let mut findings = {
+            let store = SqlCreditStore::connect(&self.database.url).await.unwrap();
+            let reclaimed = store.reclaim_expired().await.unwrap();
+            let pool = Pool::connect(&self.database.url).await;
+            let mut findings = check(&pool, &expected).await;
+            pool.close().await;
+            findings.reclaimed_at_the_end = reclaimed;
+            findings
+        };
+        if findings.violations.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            findings.kept = Some(self.dir.clone());
+        }
+        findings
+    }
+}
+
+/// What the database must show, from what the clients and the upstream saw.
+fn expected(variant: &Variant, seen: &Seen, upstream: &FakeUpstream) -> Expected {
+    let now = unix_now();
+    let mut keys: Vec<(String, String)> = seen
+        .keys
+        .iter()
+        .map(|(key, usage)| (key.clone(), usage.user_id.clone()))
+        .collect();
+    keys.extend(
+        seen.grants
+            .keys()
+            .map(|user| (monthly_grant_key(user, now), user.clone())),
+    );
+    Expected {
+        served: seen.served(),
+        refused: seen.refused(),
+        upstream_saw: upstream
+            .requests()
+            .iter()
+            .filter_map(Order::of)
+            .map(|order| order.marker)
+            .collect::<HashSet<_>>(),
+        credits_in: seen.credits_in(),
+        keys,
+        applied_twice: seen
+            .keys
+            .iter()
+            .filter(|(_, k)| k.applied_answers > 1)
+            .map(|(key, _)| key.clone())
+            .collect(),
+        hold_ttl_secs: i64::try_from(variant.hold_ttl_secs).unwrap(),
+    }
+}
+
+/// One line on what a run did, printed after every run.
+fn summary(plan: &Plan, seen: &Seen, findings: &Findings) -> String {
+    let mut line = format!(
+        "ledger stress [{}] seed {}: {} requests {:?}, {} top-up keys ({} sends), {} accounts, \
+         {} charges, {} served after their hold expired, {} holds reclaimed at the end, \
+         {} accounts with open holds",
+        plan.variant,
+        plan.seed,
+        seen.requests.len(),
+        seen.tally(),
+        seen.keys.len(),
+        seen.keys.values().map(|k| k.sends).sum::<u32>(),
+        findings.accounts,
+        findings.charges,
+        findings.served_after_expiry,
+        findings.reclaimed_at_the_end,
+        findings.open_holds,
+    );
+    if let Some(dir) = &findings.kept {
+        line.push_str(&format!(
+            "; replica configs and logs kept in {}",
+            dir.display()
+        ));
+    }
+    line
 }
 
 /// The test Redis, when it answers; `None` (after saying why) when it does not, except with
