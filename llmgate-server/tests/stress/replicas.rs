@@ -33,6 +33,9 @@ impl Fleet {
         upstream_url: &str,
         dir: &std::path::Path,
     ) -> Fleet {
+        // Every start, the restart included, runs this copy: a build while a long run goes on
+        // (the target directory may be shared) cannot swap the binary under it.
+        std::fs::copy(env!("CARGO_BIN_EXE_llmgate"), binary(dir)).unwrap();
         let mut processes = Vec::with_capacity(count);
         for index in 0..count {
             processes.push(Process::start(storage, upstream_url, dir, index, 0));
@@ -78,7 +81,8 @@ pub struct Process {
 }
 
 impl Process {
-    /// Start replica `index` (its `generation`-th start) with a config of its own.
+    /// Start replica `index` (its `generation`-th start) with a config of its own, from the
+    /// binary [`Fleet::binaries`] copied into `dir`.
     pub fn start(
         storage: &Storage,
         upstream_url: &str,
@@ -90,7 +94,7 @@ impl Process {
         let config = dir.join(format!("replica-{index}-{generation}.yaml"));
         std::fs::write(&config, yaml(storage, upstream_url, Some(port))).unwrap();
         let log = dir.join(format!("replica-{index}-{generation}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_llmgate"));
+        let mut command = Command::new(binary(dir));
         command
             .args(["serve", "--config"])
             .arg(&config)
@@ -172,6 +176,11 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The run's copy of the `llmgate` binary.
+fn binary(dir: &std::path::Path) -> PathBuf {
+    dir.join("llmgate")
 }
 
 fn free_port() -> u16 {
