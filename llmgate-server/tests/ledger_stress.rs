@@ -9,7 +9,8 @@
 //! or two seconds) answers slower than their hold.
 //!
 //! Each variant runs a few seconds; `LLMGATE_STRESS_SECS=N` runs each for N seconds, and
-//! `LLMGATE_STRESS_SEED=S` replays a seed (printed at the start and on any failure).
+//! `LLMGATE_STRESS_SEED=S` replays a seed (printed at the start and on any failure);
+//! `LLMGATE_STRESS_DEBUG=1` prints the body of every answer that is neither 200 nor 402.
 
 mod stress;
 mod support;
