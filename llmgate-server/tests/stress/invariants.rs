@@ -12,7 +12,7 @@
 //! 6. Each idempotency key (top-ups, monthly grants) was applied exactly once, and each
 //!    account was credited exactly what its keys add up to.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use llmgate_core::memory::unix_now;
@@ -271,12 +271,22 @@ async fn no_expired_hold_survives(pool: &Pool, found: &mut Findings) {
 }
 
 async fn keys_applied_once(pool: &Pool, expected: &Expected, found: &mut Findings) {
-    let entries = pool.texts(KEYED_ENTRIES).await;
+    // The server may namespace a key (`admin:KEY`): count each stored key under every ending
+    // that starts after a `:`, so a key as sent is found in one lookup.
+    let mut entries: HashMap<(String, String), usize> = HashMap::new();
+    for (stored, account) in pool.texts(KEYED_ENTRIES).await {
+        let endings = std::iter::once(0).chain(stored.match_indices(':').map(|(i, _)| i + 1));
+        for start in endings {
+            *entries
+                .entry((account.clone(), stored[start..].to_owned()))
+                .or_default() += 1;
+        }
+    }
     for (key, account) in &expected.keys {
         let rows = entries
-            .iter()
-            .filter(|(stored, user)| user == account && stored.ends_with(key.as_str()))
-            .count();
+            .get(&(account.clone(), key.clone()))
+            .copied()
+            .unwrap_or(0);
         if rows != 1 {
             found.violations.push(Violation {
                 invariant: "6 each idempotency key applied once",

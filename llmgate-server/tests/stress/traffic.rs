@@ -93,6 +93,8 @@ pub struct Seen {
     pub requests: Vec<(String, Outcome)>,
     /// Top-up keys (as sent, without the server's namespace) and their use.
     pub keys: BTreeMap<String, KeyUse>,
+    /// The same keys in the order they were made, to pick one to repeat.
+    pub made_keys: Vec<String>,
     /// Each user's monthly grant, which replicas were asked to apply concurrently.
     pub grants: BTreeMap<String, i64>,
 }
@@ -319,14 +321,9 @@ pub async fn top_up_client(
     let mut n = 0u64;
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(rng.random_range(10..60))).await;
-        let reuse = {
-            let seen = lock(&seen);
-            let used: Vec<&String> = seen.keys.keys().collect();
-            if rng.random_bool(0.3) {
-                used.choose(&mut rng).map(|k| (*k).clone())
-            } else {
-                None
-            }
+        let reuse = match rng.random_bool(0.3) {
+            true => lock(&seen).made_keys.choose(&mut rng).cloned(),
+            false => None,
         };
         let key = match reuse {
             Some(key) => key,
@@ -339,9 +336,10 @@ pub async fn top_up_client(
                 } else {
                     1
                 };
-                // Same length for every key, so none is the end of another.
                 let key = format!("topup-{tag}-{n:07}");
-                lock(&seen).keys.insert(
+                let mut seen = lock(&seen);
+                seen.made_keys.push(key.clone());
+                seen.keys.insert(
                     key.clone(),
                     KeyUse {
                         user_id: user.id.clone(),
