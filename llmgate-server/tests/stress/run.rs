@@ -197,6 +197,8 @@ impl Stage {
         if findings.violations.is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
+            // Keep the configs and logs, not the copy of the binary.
+            let _ = std::fs::remove_file(self.dir.join("llmgate"));
             findings.kept = Some(self.dir.clone());
         }
         findings
