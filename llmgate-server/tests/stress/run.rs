@@ -17,7 +17,7 @@ use crate::support::databases::{Database, Db, unique};
 
 use super::behaviour::{Order, obey_orders};
 use super::config::Storage;
-use super::invariants::{Expected, Findings, Pool, check};
+use super::invariants::{Expected, Findings, Pool, Violation, check};
 use super::plan::Plan;
 use super::replicas::{Fleet, Process};
 use super::traffic::{self, Seen, Targets};
@@ -85,6 +85,8 @@ struct Stage {
     targets: Targets,
     /// Configs and logs of the binaries; removed after a clean run.
     dir: PathBuf,
+    /// Invariants found broken during the run (checked again at the end with the others).
+    early_violations: Vec<Violation>,
 }
 
 impl Stage {
@@ -118,6 +120,7 @@ impl Stage {
             fleet,
             targets,
             dir,
+            early_violations: Vec::new(),
         })
     }
 
@@ -161,7 +164,8 @@ impl Stage {
         seen
     }
 
-    /// SIGKILL the last replica, and start it again (on a new port) a moment later.
+    /// SIGKILL the last replica, check that its holds come back while the other replica
+    /// lives, and start it again (on a new port).
     async fn kill_and_restart_one(&mut self) {
         let Fleet::Binaries(processes) = &mut self.fleet else {
             return;
@@ -170,11 +174,35 @@ impl Stage {
         let victim = &mut processes[index];
         self.targets.remove(&victim.url());
         victim.kill();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.holds_of_the_dead_come_back().await;
         let restarted = Process::start(&self.storage, &self.upstream.url(), &self.dir, index, 1);
         restarted.wait_ready().await;
         self.targets.add(restarted.url());
-        processes[index] = restarted;
+        if let Fleet::Binaries(processes) = &mut self.fleet {
+            processes[index] = restarted;
+        }
+    }
+
+    /// Once a replica is silent past the timeout (and a reclaim tick of the others has run),
+    /// no hold it placed is open any more, though its holds live an hour.
+    async fn holds_of_the_dead_come_back(&mut self) {
+        const HOLDS_OF_SILENT_REPLICAS: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM credit_holds \
+            JOIN ledger_replicas ON ledger_replicas.replica_id = credit_holds.replica_id \
+            WHERE ledger_replicas.heartbeat_at <= $1";
+        let timeout = super::config::REPLICA_TIMEOUT_SECS;
+        tokio::time::sleep(Duration::from_secs(timeout + 3)).await;
+        let pool = Pool::connect(&self.database.url).await;
+        let silent_since = unix_now() - i64::try_from(timeout + 2).unwrap();
+        let left = pool.count(HOLDS_OF_SILENT_REPLICAS, silent_since).await;
+        pool.close().await;
+        if left > 0 {
+            self.early_violations.push(Violation {
+                invariant: "holds of a killed replica come back once it is silent past the timeout",
+                subject: format!("replicas silent since {silent_since}"),
+                expected: "0 open holds".to_owned(),
+                actual: format!("{left} open holds"),
+            });
+        }
     }
 
     /// Stop the replicas gracefully, wait until any hold left open (a killed replica's) has
@@ -185,6 +213,7 @@ impl Stage {
         if self.variant.holds_expire() {
             tokio::time::sleep(Duration::from_secs(self.variant.hold_ttl_secs + 1)).await;
         }
+        let early_violations = self.early_violations;
         let mut findings = {
             let store = SqlCreditStore::connect(&self.database.url).await.unwrap();
             let reclaimed = store.reclaim_expired().await.unwrap();
@@ -192,6 +221,7 @@ impl Stage {
             let mut findings = check(&pool, &expected).await;
             pool.close().await;
             findings.reclaimed_at_the_end = reclaimed;
+            findings.violations.extend(early_violations);
             findings
         };
         if findings.violations.is_empty() {
@@ -236,6 +266,7 @@ fn expected(variant: &Variant, seen: &Seen, upstream: &FakeUpstream) -> Expected
             .map(|(key, _)| key.clone())
             .collect(),
         hold_ttl_secs: i64::try_from(variant.hold_ttl_secs).unwrap(),
+        replica_killed: variant.binary_with_kill,
     }
 }
 
