@@ -2,7 +2,7 @@
 //! The credits endpoints through a running server, on SQLite and on PostgreSQL: the spec's
 //! worked example charged exactly, streams charged from their usage chunk, 402 before any
 //! upstream call, free models in usage, the ledger's pagination, usage grouping and date
-//! filters, and amounts refused.
+//! filters, amounts refused, and a hold that outlives `storage.hold_ttl_secs` reclaimed.
 
 mod support;
 
@@ -458,5 +458,37 @@ async fn users_see_only_their_own_credits(db: Db) {
     assert_eq!(status, 404);
     let (status, _) = gateway.get("/api/v1/llm/credits", "lg-not-a-key").await;
     assert_eq!(status, 401);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_hold_outliving_storage_hold_ttl_secs_is_reclaimed_and_the_request_goes_uncharged() {
+    let Some(database) = Database::create(Db::Postgres).await else {
+        return;
+    };
+    let fakes = Fakes::start().await;
+    let mut config = config(&database, &fakes, Options::default());
+    config.storage.hold_ttl_secs = 1;
+    config.storage.reclaim_every_secs = 1;
+    let gateway = Gateway::start(config).await;
+    let key = gateway.user("ann", "starter").await;
+    gateway.add_credits("ann", json!(10)).await;
+    // The answer comes after the hold expired and a reclaim gave it back.
+    fakes.upstream.push(
+        Reply::json(200, openai::completion("up-cheap", "late", 400, 600))
+            .first_byte_delay(std::time::Duration::from_secs(3)),
+    );
+
+    let response = gateway.chat(&key, ask("cheap", false)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(gateway.balance(&key).await, 10_000_000);
+    let (_, page) = gateway.get("/api/v1/llm/credits/transactions", &key).await;
+    let kinds: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["release", "hold", "top_up"]);
     gateway.stop().await;
 }
