@@ -7,6 +7,10 @@ pub const EDGE_GRANT_CREDITS: u64 = 3_000;
 /// Monthly grant of the users who are never short.
 pub const RICH_GRANT_CREDITS: u64 = 10_000_000;
 
+/// A replica silent this long is taken for stopped and its holds are reclaimed by the others
+/// (three reclaim ticks, the least the config allows).
+pub const REPLICA_TIMEOUT_SECS: u64 = 3;
+
 /// Where and how a replica stores its state.
 #[derive(Debug, Clone)]
 pub struct Storage {
@@ -33,6 +37,7 @@ storage:
   database_url: "{database}"
   hold_ttl_secs: {ttl}
   reclaim_every_secs: 1
+  replica_timeout_secs: {REPLICA_TIMEOUT_SECS}
 {redis}billing:
   credits_per_usd: 1000
 tiers:
