@@ -82,6 +82,14 @@ impl SqlCreditStore {
         }
     }
 
+    /// Say this replica is alive; see `beat` on the stores.
+    pub async fn beat(&self) -> Result<()> {
+        match self {
+            SqlCreditStore::Sqlite(store) => store.beat().await,
+            SqlCreditStore::Postgres(store) => store.beat().await,
+        }
+    }
+
     /// Check the ledger's invariants; reads only.
     pub async fn verify_ledger(&self) -> Result<crate::LedgerReport> {
         match self {

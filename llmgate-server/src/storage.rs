@@ -33,11 +33,13 @@ pub struct Storage {
     /// Users' own provider keys; `None` when `byok.encryption_key` is not set.
     pub vault: Option<Arc<SqlKeyVault>>,
     reclaimer: JoinHandle<()>,
+    heartbeat: JoinHandle<()>,
 }
 
 impl Drop for Storage {
     fn drop(&mut self) {
         self.reclaimer.abort();
+        self.heartbeat.abort();
     }
 }
 
@@ -106,6 +108,10 @@ impl Storage {
             credits.clone(),
             Duration::from_secs(config.storage.reclaim_every_secs),
         );
+        let heartbeat = spawn_heartbeat(
+            ledger.clone(),
+            Duration::from_secs(config.storage.reclaim_every_secs),
+        );
         Ok(Self {
             credits,
             ledger,
@@ -113,6 +119,7 @@ impl Storage {
             users: Arc::new(users),
             vault,
             reclaimer,
+            heartbeat,
         })
     }
 
@@ -128,6 +135,21 @@ impl Storage {
             None => None,
         }
     }
+}
+
+/// This replica's beat, on a task of its own (a reclaim beats too, but one with many holds to
+/// give back must not delay the beat past `storage.replica_timeout_secs`).
+fn spawn_heartbeat(ledger: SqlCreditStore, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = ledger.beat().await {
+                tracing::warn!(%error, "the replica's heartbeat could not be written");
+            }
+        }
+    })
 }
 
 fn problem(path: &str, message: &str) -> ConfigError {

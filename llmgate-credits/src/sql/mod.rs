@@ -306,6 +306,21 @@ macro_rules! sql_credit_store {
                 Ok(released)
             }
 
+            /// Say this replica is alive (see [`DEFAULT_REPLICA_TIMEOUT`](crate::DEFAULT_REPLICA_TIMEOUT)).
+            /// Every reclaim beats; a server also beats from a task of its own, so that a
+            /// reclaim with many holds to give back cannot delay the beat past the timeout
+            /// (its peers would take it for stopped and reclaim the holds of requests it is
+            /// still serving, which then go uncharged).
+            pub async fn beat(&self) -> llmgate_core::Result<()> {
+                sqlx::query::<$db>($crate::sql::statements::BEAT)
+                    .bind(self.replica.id.as_ref())
+                    .bind(llmgate_core::memory::unix_now())
+                    .execute(self.write_pool())
+                    .await
+                    .map(drop)
+                    .map_err($crate::error::database_error("beat"))
+            }
+
             /// Give back holds nobody will settle; returns how many were open. One
             /// transaction per hold: a hold settled meanwhile is skipped, and two replicas
             /// reclaiming at once never lock balances in conflicting orders. A hold the
@@ -1017,14 +1032,9 @@ macro_rules! sql_credit_store {
             async fn reclaim_expired(&self) -> llmgate_core::Result<u64> {
                 use $crate::sql::statements as sql;
                 let failed = || $crate::error::database_error("reclaim");
-                let now = llmgate_core::memory::unix_now();
                 // This replica is alive; the holds of those silent too long come back.
-                sqlx::query::<$db>(sql::BEAT)
-                    .bind(self.replica.id.as_ref())
-                    .bind(now)
-                    .execute(self.write_pool())
-                    .await
-                    .map_err(failed())?;
+                self.beat().await?;
+                let now = llmgate_core::memory::unix_now();
                 let stopped_before = now.saturating_sub(self.replica.dead_after_secs);
                 let mut abandoned: Vec<i64> =
                     sqlx::query_scalar::<$db, i64>(sql::SELECT_EXPIRED_HOLDS)
