@@ -8,9 +8,9 @@ pub(crate) mod statements;
 
 use llmgate_core::{Error, KeySource, Result, TransactionKind, UsageRecord};
 
-/// How long a replica may go without a beat before the others reclaim its holds. Beats come
-/// with every reclaim (the server runs one every 10 s), so a replica that is merely slow is
-/// never taken for stopped.
+/// How long a replica may go without a beat before the others reclaim its holds. The server
+/// beats every 10 s from a task of its own (and with every reclaim), so a replica that is
+/// merely slow is never taken for stopped.
 pub const DEFAULT_REPLICA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(50);
 
 /// Which replica a store is (holds carry it), and when another replica counts as stopped.

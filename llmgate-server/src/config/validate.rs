@@ -140,7 +140,7 @@ fn server(config: &Config, report: &mut Report) {
             report.push(path, "must be at least 1");
         }
     }
-    // A replica beats with every reclaim: its peers must not take a beat or two missed for a
+    // A replica beats every reclaim tick: its peers must not take a beat or two missed for a
     // stop.
     if storage.replica_timeout_secs < storage.reclaim_every_secs.saturating_mul(3) {
         report.push(
