@@ -5,6 +5,7 @@ mod admin;
 mod billing;
 mod body;
 mod chat;
+mod context;
 mod credits;
 mod health;
 mod models;

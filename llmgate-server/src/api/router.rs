@@ -25,6 +25,7 @@ pub(crate) enum Endpoint {
     /// Prometheus metrics (no auth: bind it privately, or move it to `server.metrics_listen`).
     Metrics,
     /// The admin API (`api/admin.rs`).
+    AdminListTiers,
     AdminListUsers,
     AdminCreateUser,
     AdminGetUser(String),
@@ -93,6 +94,9 @@ fn with_path_parameters(method: &Method, path: &str) -> Option<Result<Endpoint, 
             &Method::GET => Endpoint::AdminListUsers,
             _ => Endpoint::AdminCreateUser,
         }));
+    }
+    if path == "/api/v1/admin/tiers" {
+        return Some(only(method, &[Method::GET], Endpoint::AdminListTiers));
     }
     if path == "/api/v1/llm/providers" {
         return Some(only(method, &[Method::GET], Endpoint::ListProviders));
