@@ -8,6 +8,7 @@ pub mod config;
 mod connections;
 mod ledger_verify;
 pub mod master_key;
+mod offline;
 mod probe;
 mod replicas;
 pub mod rotate_keys;

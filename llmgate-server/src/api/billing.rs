@@ -23,7 +23,12 @@ pub(crate) fn packages(state: &AppState) -> Response<Body> {
     json(
         StatusCode::OK,
         &Packages {
-            data: state.billing.packages().iter().map(|p| p.view()).collect(),
+            data: state
+                .billing
+                .packages()
+                .iter()
+                .map(PackageView::from)
+                .collect(),
             purchases_enabled: state.billing.purchases_enabled(),
         },
     )

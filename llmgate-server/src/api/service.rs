@@ -146,7 +146,7 @@ async fn open(
             request.method(),
             request.uri().path(),
         )),
-        Endpoint::Metrics => Ok(crate::telemetry::scrape(state)),
+        Endpoint::Metrics => Ok(crate::telemetry::scrape(&state.gateway)),
         Endpoint::Ui => Ok(crate::ui::serve(
             request.method(),
             request.uri().path(),

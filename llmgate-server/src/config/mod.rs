@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use billing::{BillingConfig, LowCreditAlertConfig, PackageConfig, StripeConfig};
+pub use billing::{
+    BillingConfig, LowCreditAlertConfig, Package, PackageConfig, StripeConfig, package_micros,
+    price_cents,
+};
 pub use env::Env;
 pub use providers::{ModelConfig, ProviderConfig, ProviderKind};
 pub use routing::RoutingConfig;

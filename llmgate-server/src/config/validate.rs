@@ -187,16 +187,11 @@ fn billing(config: &Config, report: &mut Report) {
                 format!("duplicate package \"{}\"", package.id),
             );
         }
-        // Credits must fit micro-credits and prices whole cents (what Stripe charges).
-        if let Some(credits) = report.decimal(&format!("{path}.credits"), &package.credits, true)
-            && let Err(message) = crate::billing::package_micros(credits)
-        {
-            report.push(format!("{path}.credits"), message);
-        }
-        if let Some(price) = report.decimal(&format!("{path}.price_usd"), &package.price_usd, true)
-            && let Err(message) = crate::billing::price_cents(price)
-        {
-            report.push(format!("{path}.price_usd"), message);
+    }
+    // Credits must fit micro-credits and prices whole cents (what Stripe charges).
+    if let Err(problems) = billing.typed_packages() {
+        for (path, message) in problems {
+            report.push(path, message);
         }
     }
     if let Some(stripe) = &billing.stripe {
@@ -218,7 +213,7 @@ fn billing(config: &Config, report: &mut Report) {
             &alert.threshold_credits,
             false,
         ) && !threshold.is_zero()
-            && let Err(message) = crate::billing::package_micros(threshold)
+            && let Err(message) = super::billing::package_micros(threshold)
         {
             report.push("billing.low_credit_alert.threshold_credits", message);
         }

@@ -61,7 +61,7 @@ pub(crate) async fn serve_metrics(listener: TcpListener, state: AppState) {
 
 fn answer<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
     if request.method() == Method::GET && request.uri().path() == "/metrics" {
-        return super::scrape(state);
+        return super::scrape(&state.gateway);
     }
     let mut response = Response::new(Full::new(Bytes::from_static(b"not found\n")).boxed_unsync());
     *response.status_mut() = StatusCode::NOT_FOUND;
