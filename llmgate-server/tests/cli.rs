@@ -90,6 +90,50 @@ tiers:
 }
 
 #[test]
+fn check_lists_structural_and_other_problems_together() {
+    let dir = temp_dir("check-all");
+    let file = dir.join("many.yaml");
+    std::fs::write(
+        &file,
+        r#"
+server: { listen: "nowhere", master_kee: x }
+providers:
+  - { name: a, kind: openai, api_base: "https://a.example/v1", timeout_ms: soon }
+  - { name: a, kind: anthropic, colour: red }
+models:
+  - { name: m, provider: ghost, cost_per_1k: 0 }
+  - { provider: a, cost_per_1k: 0 }
+  - { name: n, provider: a, cost_per_1k: 0, fallbacks: [missing] }
+tiers:
+  gold: { markup: 0.2, default_power_level: ludicrous, rpm: many }
+"#,
+    )
+    .unwrap();
+    let output = check(&dir, &file);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        // Structural: unknown keys, wrong types, a missing field.
+        "server.master_kee: unknown field `master_kee`",
+        "providers[0].timeout_ms: invalid",
+        "providers[1].colour: unknown field `colour`",
+        "models[1]: missing field `name`",
+        "tiers.gold.rpm: invalid",
+        // And what validation finds in the rest, at the file's own paths.
+        "server.listen:",
+        "providers[1].name: duplicate provider \"a\"",
+        "models[0].provider: unknown provider \"ghost\"",
+        "models[2].fallbacks[0]: unknown model \"missing\"",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn check_names_the_path_of_an_unknown_key_and_a_missing_variable() {
     let dir = temp_dir("check-keys");
     let file = dir.join("typo.yaml");

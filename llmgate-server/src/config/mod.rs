@@ -9,6 +9,7 @@ pub mod litellm;
 mod providers;
 mod routing;
 mod server;
+mod structure;
 mod tiers;
 mod validate;
 mod values;
@@ -181,9 +182,26 @@ impl Config {
         if litellm::is_litellm(&text) {
             return litellm::load(&text, env).map_err(|e| e.in_file(path));
         }
-        let config = Self::from_yaml(&text, env).map_err(|e| e.in_file(path))?;
-        config.check().map_err(|e| e.in_file(path))?;
-        Ok((config, Vec::new()))
+        match Self::from_yaml(&text, env) {
+            Ok(config) => {
+                config.check().map_err(|e| e.in_file(path))?;
+                Ok((config, Vec::new()))
+            }
+            // serde stops at the first structural problem; list them all, and what the rest
+            // of the file has wrong besides.
+            Err(first) => {
+                let problems = structure::every_problem(&text, env);
+                let error = if problems.is_empty() {
+                    first
+                } else {
+                    ConfigError {
+                        source_name: None,
+                        problems,
+                    }
+                };
+                Err(error.in_file(path))
+            }
+        }
     }
 
     /// Load from wherever [`ConfigSource::locate`] points.
