@@ -148,6 +148,15 @@ mod tests {
         dir
     }
 
+    fn assert_private(file: &Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        }
+    }
+
     #[test]
     fn generated_once_then_read_back() {
         let dir = temp_dir("once");
@@ -158,15 +167,7 @@ mod tests {
         let second = MasterKey::from_dir(&dir).unwrap();
         assert!(matches!(second.origin, KeyOrigin::File(_)));
         assert_eq!(first.key, second.key);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(KEY_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert_private(&dir.join(KEY_FILE));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -184,15 +185,7 @@ mod tests {
             (second, origin),
             (first, KeyOrigin::File(dir.join(BYOK_KEY_FILE)))
         );
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(BYOK_KEY_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert_private(&dir.join(BYOK_KEY_FILE));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

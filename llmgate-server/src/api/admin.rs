@@ -103,13 +103,7 @@ pub(crate) async fn create_user(
         .users
         .create(&new.user_id, &new.tier, role)
         .await?;
-    tracing::info!(
-        user_id = %user.user_id,
-        tier = %user.tier,
-        role = user.role.as_str(),
-        by = principal.user_id(),
-        "created a user"
-    );
+    log_change(&user, principal, "created a user");
     let mut answer = user_json(state, &user).await?;
     add_issued_key(&mut answer, &key);
     Ok(issued_key_response(&answer))
@@ -157,13 +151,7 @@ pub(crate) async fn update_user(
     let Some(user) = state.storage.users.update(user_id, &update).await? else {
         return Err(no_such_user(user_id));
     };
-    tracing::info!(
-        user_id = %user.user_id,
-        tier = %user.tier,
-        role = user.role.as_str(),
-        by = principal.user_id(),
-        "changed a user"
-    );
+    log_change(&user, principal, "changed a user");
     Ok(json_response(
         StatusCode::OK,
         &user_json(state, &user).await?,
@@ -221,6 +209,17 @@ pub(crate) async fn revoke_key(
         StatusCode::OK,
         &json!({ "id": key_id, "user_id": user_id, "revoked": true }),
     ))
+}
+
+/// The log line of a user made or changed, with who did it.
+fn log_change(user: &User, by: &Principal, what: &'static str) {
+    tracing::info!(
+        user_id = %user.user_id,
+        tier = %user.tier,
+        role = user.role.as_str(),
+        by = by.user_id(),
+        "{what}"
+    );
 }
 
 async fn existing_user(state: &AppState, user_id: &str) -> Result<User> {

@@ -8,17 +8,12 @@ use std::collections::HashMap;
 
 use serde_yaml_ng::Value;
 
-use super::{Config, Env, Problem, without_yaml_path};
+use super::env::Env;
+use super::model::Problem;
+use super::read::{Step, read, render};
 
 /// Enough for any real config; a bound on the work for a pathological one.
 const MAX_ROUNDS: usize = 200;
-
-/// One step of a path into the YAML value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
 
 /// Every problem in `text`: the structural ones, then those [`Config::validate`] finds in the
 /// parts that could be read. Empty when the config is valid.
@@ -29,7 +24,7 @@ pub(super) fn every_problem(text: &str, env: &Env) -> Vec<Problem> {
     };
     let Ok(mut value) = serde_yaml_ng::from_str::<Value>(text) else {
         // Not YAML at all: the reader's one message is all there is.
-        return vec![Problem::new(yaml_path_of(&first.0), first.1)];
+        return vec![Problem::new(render(&first.0), first.1)];
     };
     let mut problems = Vec::new();
     let mut origins = Origins::default();
@@ -76,52 +71,6 @@ pub(super) fn every_problem(text: &str, env: &Env) -> Vec<Problem> {
     problems
 }
 
-/// The config in `text`, or the first failure's path and message.
-fn read(text: &str, env: &Env) -> Result<Config, (Vec<Step>, String)> {
-    Config::from_yaml(text, env).map_err(|_| {
-        // `from_yaml` flattens the path to text; read again for its steps.
-        let yaml = serde_yaml_ng::Deserializer::from_str(text);
-        match serde_path_to_error::deserialize::<_, Config>(super::env::Resolving::new(yaml, env)) {
-            Ok(_) => (Vec::new(), "the config could not be read".to_owned()),
-            Err(error) => (
-                steps(error.path()),
-                without_yaml_path(&error.inner().to_string()),
-            ),
-        }
-    })
-}
-
-fn steps(path: &serde_path_to_error::Path) -> Vec<Step> {
-    path.iter()
-        .map(|segment| match segment {
-            serde_path_to_error::Segment::Seq { index } => Step::Index(*index),
-            serde_path_to_error::Segment::Map { key } => Step::Key(key.clone()),
-            serde_path_to_error::Segment::Enum { variant } => Step::Key(variant.clone()),
-            serde_path_to_error::Segment::Unknown => Step::Key("?".to_owned()),
-        })
-        .collect()
-}
-
-fn yaml_path_of(path: &[Step]) -> String {
-    render(path.iter().cloned())
-}
-
-fn render(steps: impl Iterator<Item = Step>) -> String {
-    let mut out = String::new();
-    for step in steps {
-        match step {
-            Step::Index(index) => out.push_str(&format!("[{index}]")),
-            Step::Key(key) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(&key);
-            }
-        }
-    }
-    out
-}
-
 /// Which of a list's original entries are left, by the list's path in the file: the paths of
 /// what is read after an entry was taken out are turned back into the file's.
 #[derive(Debug, Default)]
@@ -132,7 +81,7 @@ struct Origins {
 impl Origins {
     /// `path` (in the value as it is now) in the file's terms.
     fn render(&self, path: &[Step]) -> String {
-        render(self.original(path).into_iter())
+        render(&self.original(path))
     }
 
     /// A path that [`Config::validate`] wrote (`models[1].fallbacks[0]`), in the file's terms.
@@ -146,7 +95,7 @@ impl Origins {
             let step = match step {
                 Step::Index(index) => Step::Index(
                     self.left
-                        .get(&yaml_path_of(&out))
+                        .get(&render(&out))
                         .and_then(|left| left.get(*index))
                         .copied()
                         .unwrap_or(*index),
@@ -163,7 +112,7 @@ impl Origins {
         let Some((last, parent_path)) = path.split_last() else {
             return false;
         };
-        let list_path = yaml_path_of(&self.original(parent_path));
+        let list_path = render(&self.original(parent_path));
         let mut node = value;
         for step in parent_path {
             let next = match (step, node) {

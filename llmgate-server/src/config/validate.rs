@@ -7,8 +7,29 @@ use base64::Engine;
 use llmgate_core::{Decimal, PowerLevel};
 use llmgate_providers::{preset, presets};
 
+use super::model::{Config, ConfigError, Problem};
+use super::providers::{ModelConfig, ProviderConfig, ProviderKind};
 use super::values::DecimalText;
-use super::{Config, Problem, ProviderConfig, ProviderKind};
+
+impl Config {
+    /// Every problem of this config, each with its YAML path; empty when it is valid.
+    pub fn validate(&self) -> Vec<Problem> {
+        problems(self)
+    }
+
+    /// [`Config::validate`] as a `Result`.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let problems = self.validate();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                source_name: None,
+                problems,
+            })
+        }
+    }
+}
 
 /// Collects problems as the checks walk the config.
 #[derive(Default)]
@@ -398,7 +419,7 @@ fn routing(config: &Config, report: &mut Report) {
     }
 }
 
-fn prices(model: &super::ModelConfig, path: &str, report: &mut Report) {
+fn prices(model: &ModelConfig, path: &str, report: &mut Report) {
     if model.cost_per_1k.is_some()
         && (model.input_cost_per_1k.is_some() || model.output_cost_per_1k.is_some())
     {
