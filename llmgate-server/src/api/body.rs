@@ -1,4 +1,6 @@
 //! Reading a request body under the configured size and time limits.
+//!
+//! Contract: docs/http-api.md#limits
 
 use std::time::Duration;
 

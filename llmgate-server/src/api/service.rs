@@ -1,5 +1,7 @@
 //! One request in, one response out: request id, routing, dispatch, error rendering, logging.
 //! Nothing a request does can take the process down: a panic becomes a 500.
+//!
+//! Contract: docs/http-api.md#common-rules
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
