@@ -10,6 +10,7 @@ pub mod openai;
 mod presets;
 mod resolve;
 mod spec;
+pub mod tokenizer;
 
 pub use anthropic::{Anthropic, AnthropicConfig};
 pub use demo::DemoProvider;

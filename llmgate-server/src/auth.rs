@@ -20,6 +20,8 @@
 //!     principal.target_user(asked_for) // own data, unless an admin names another user
 //! }
 //! ```
+//!
+//! Contract: docs/http-api.md#authentication
 
 use std::fmt;
 use std::sync::Arc;

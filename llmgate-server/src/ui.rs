@@ -4,6 +4,8 @@
 //! page works offline and every byte it runs is in this repository. Every answer carries a
 //! strict Content-Security-Policy (no inline script or style, no other origin) and is
 //! revalidated with an ETag, so an upgraded binary never serves a stale mix of modules.
+//!
+//! Contract: docs/http-api.md#the-llm-hub
 
 use std::sync::LazyLock;
 

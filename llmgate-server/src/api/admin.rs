@@ -4,6 +4,8 @@
 //! `GET /api/v1/admin/tiers`, `GET|POST /api/v1/admin/users`, `GET|PATCH /api/v1/admin/users/{id}`,
 //! `GET|POST /api/v1/admin/users/{id}/keys`, `DELETE /api/v1/admin/users/{id}/keys/{key_id}`.
 //! A new key is in the response that issued it and nowhere else, ever.
+//!
+//! Contract: docs/http-api.md#admin
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;

@@ -1,5 +1,7 @@
 //! `GET /api/v1/llm/credits/packages`, `POST /api/v1/llm/credits/purchase` and the Stripe
 //! webhook `POST /api/v1/billing/stripe/webhook` (no API key: Stripe signs it).
+//!
+//! Contract: docs/http-api.md#billing
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;

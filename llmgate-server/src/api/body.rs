@@ -1,6 +1,8 @@
 //! Reading a request body under the configured size and time limits, and decoding it as JSON:
 //! every endpoint that takes a body comes through here, so all of them refuse the same things
 //! (too large, too slow, malformed, trailing bytes after the value) with the same error shape.
+//!
+//! Contract: docs/http-api.md#limits
 
 use std::time::Duration;
 

@@ -1,4 +1,6 @@
 //! `POST /v1/chat/completions`: OpenAI chat completions, whole or streamed.
+//!
+//! Contract: docs/http-api.md#post-v1chatcompletions
 
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;

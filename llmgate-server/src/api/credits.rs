@@ -1,6 +1,8 @@
 //! `GET /api/v1/llm/credits`, `POST /api/v1/llm/credits/add` and
 //! `GET /api/v1/llm/credits/transactions`: balances and the ledger, in micro-credits and as
 //! decimal strings of credits (never floats).
+//!
+//! Contract: docs/http-api.md#credits-and-usage
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;

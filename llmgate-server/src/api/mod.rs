@@ -1,5 +1,7 @@
 //! The HTTP API: a hand-written router, one small module per group of endpoints, and the
 //! helpers they share (body reading, JSON and error responses, SSE).
+//!
+//! Contract: docs/http-api.md
 
 mod admin;
 mod billing;
@@ -12,6 +14,8 @@ mod models;
 mod params;
 mod provider_keys;
 mod response;
+#[cfg(test)]
+mod route_table;
 mod router;
 mod service;
 mod sse;

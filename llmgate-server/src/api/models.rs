@@ -1,4 +1,6 @@
 //! `GET /v1/models`: OpenAI's model list, each entry with llmgate's catalog facts.
+//!
+//! Contract: docs/http-api.md#get-v1models
 
 use std::collections::HashSet;
 

@@ -1,6 +1,8 @@
 //! BYOK through the API: `GET /api/v1/llm/providers` (the caller's view of every provider),
 //! `PUT /api/v1/llm/providers/{name}/key {"api_key"}` and `DELETE …/key`. Keys go into the
 //! vault sealed and come back out only as a masked `key_hint`.
+//!
+//! Contract: docs/http-api.md#bring-your-own-key
 
 use std::collections::HashMap;
 

@@ -1,4 +1,6 @@
 //! Building responses: JSON bodies, OpenAI-shaped errors and the body type every handler uses.
+//!
+//! Contract: docs/http-api.md#errors
 
 use std::convert::Infallible;
 

@@ -4,6 +4,8 @@
 //! Authentication happens here and only here: [`needs`] says what each endpoint asks of its
 //! caller, dispatch checks it once (401 without a known key, 403 without the permission) and
 //! hands the authenticated [`Principal`] to the handler.
+//!
+//! Contract: docs/http-api.md#common-rules
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

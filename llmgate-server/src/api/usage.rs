@@ -1,6 +1,8 @@
 //! `GET /api/v1/llm/usage?from=&to=&group_by=model|provider|day[&user_id=]`: requests, tokens
 //! and cost summed per group from the daily rollup. Users see their own usage; admins name a
 //! user or, leaving `user_id` out, see everyone's.
+//!
+//! Contract: docs/http-api.md#get-apiv1llmusage
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
