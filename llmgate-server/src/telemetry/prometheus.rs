@@ -11,7 +11,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use llmgate_core::Gateway;
 
-use crate::api::Body;
+use crate::response_body::Body;
 
 /// Histogram buckets in seconds: from 100 µs (the gateway's own overhead) to 5 minutes (long
 /// completions).
