@@ -182,3 +182,25 @@ fn purchases_disabled() -> Error {
     )
     .with_code("purchases_not_enabled")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DecimalText;
+
+    #[test]
+    fn billing_takes_every_package_or_refuses_the_config() {
+        let purchases: Arc<dyn PurchaseStore> = Arc::new(MemoryBillingStore::default());
+        let mut config = BillingConfig::default();
+        let billing = Billing::new(&config, purchases.clone()).unwrap();
+        assert_eq!(billing.packages().len(), 3);
+        // A bad package is never dropped quietly (the package list would silently shrink).
+        config.packages[1].price_usd = DecimalText::new("4.505");
+        let refused = Billing::new(&config, purchases).unwrap_err();
+        assert!(
+            refused.message().contains("billing.packages[1].price_usd"),
+            "{}",
+            refused.message()
+        );
+    }
+}
