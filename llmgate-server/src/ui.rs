@@ -11,11 +11,10 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 use llmgate_core::{Error, ErrorKind};
 use sha2::{Digest, Sha256};
 
-use crate::Body;
+use crate::response_body::{Body, full as body};
 
 /// Where the UI lives.
 pub(crate) const PREFIX: &str = "/ui";
@@ -96,10 +95,6 @@ pub(crate) fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Respons
     };
     secure(response.headers_mut());
     response
-}
-
-fn body(bytes: Bytes) -> Body {
-    Full::new(bytes).boxed_unsync()
 }
 
 /// OpenAI's error shape, like every other miss of this server.

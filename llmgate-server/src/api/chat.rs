@@ -6,11 +6,11 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use llmgate_core::{ChatRequest, Completion, Error, PowerLevel, Privacy, RouteInfo};
 
-use super::body::read_limited;
+use super::body::read_json;
+use super::context::RequestContext;
 use super::response::{Body, json, set_header};
-use super::service::RequestContext;
 use super::sse;
-use crate::auth::Permission;
+use crate::auth::Principal;
 use crate::state::AppState;
 use crate::telemetry::ChatWatch;
 
@@ -25,10 +25,11 @@ const COST_BREAKDOWN_HEADER: &str = "x-llmgate-cost-breakdown";
 pub(crate) async fn completions(
     state: &AppState,
     context: &RequestContext,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let mut watch = ChatWatch::start();
-    match answer(state, context, request, &mut watch).await {
+    match answer(state, context, principal, request, &mut watch).await {
         Ok((response, route)) => {
             let span = tracing::Span::current();
             span.record("model", route.model.as_str());
@@ -51,20 +52,21 @@ pub(crate) async fn completions(
 async fn answer(
     state: &AppState,
     context: &RequestContext,
+    principal: &Principal,
     request: Request<Incoming>,
     watch: &mut ChatWatch,
 ) -> Result<(Response<Body>, RouteInfo), Error> {
-    let principal = state.auth.authenticate(request.headers()).await?;
-    principal.require(Permission::Execute)?;
     let power_level = power_level_header(request.headers())?;
     let privacy = privacy_header(request.headers())?;
-    let body = read_limited(request, &state.config.server).await?;
-    let mut chat = parse(&body)?;
+    let mut chat: ChatRequest = read_json(request, &state.config.server).await?;
     watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
     if power_level.is_some() {
         chat.power_level = power_level;
     }
-    let mut caller = principal.caller.with_request_id(context.request_id.clone());
+    let mut caller = principal
+        .caller
+        .clone()
+        .with_request_id(context.request_id.clone());
     if let Some(privacy) = privacy {
         caller = caller.with_privacy(privacy);
     }
@@ -134,41 +136,6 @@ fn privacy_header(headers: &HeaderMap) -> Result<Option<Privacy>, Error> {
     }
 }
 
-/// The JSON body as a chat request; serde's message and the failing field on error.
-fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
-    // The common case, a good body, skips the path tracking, which only names a bad field.
-    if let Ok(request) = serde_json::from_slice::<ChatRequest>(body) {
-        return Ok(request);
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed: Result<ChatRequest, _> = serde_path_to_error::deserialize(&mut deserializer);
-    let request = parsed.map_err(|error| {
-        let message = error.inner().to_string();
-        let path = error.path().to_string();
-        let param = if path == "." {
-            missing_field(&message)
-        } else {
-            Some(path)
-        };
-        let mut error = Error::invalid_request(format!("Invalid request body: {message}"));
-        if let Some(param) = param {
-            error = error.with_param(param);
-        }
-        error
-    })?;
-    deserializer
-        .end()
-        .map_err(|error| Error::invalid_request(format!("Invalid request body: {error}")))?;
-    Ok(request)
-}
-
-/// `missing field `messages` at line 1 ...` names the field serde could not find.
-fn missing_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("missing field `")?;
-    let end = rest.find('`')?;
-    Some(rest[..end].to_owned())
-}
-
 fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
     set_header(response, "x-llmgate-provider", &route.provider);
     set_header(response, "x-llmgate-model", &route.model);
@@ -184,6 +151,10 @@ fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
+        super::super::body::decode_json(body)
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs

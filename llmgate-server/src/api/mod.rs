@@ -7,6 +7,7 @@ mod admin;
 mod billing;
 mod body;
 mod chat;
+mod context;
 mod credits;
 mod health;
 mod models;
@@ -20,7 +21,6 @@ mod service;
 mod sse;
 mod usage;
 
-pub use response::Body;
 pub use service::handle;
 #[cfg(feature = "bench-internals")]
 pub(crate) use sse::body as sse_body;

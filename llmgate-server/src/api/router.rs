@@ -28,6 +28,7 @@ pub(crate) enum Endpoint {
     /// Prometheus metrics (no auth: bind it privately, or move it to `server.metrics_listen`).
     Metrics,
     /// The admin API (`api/admin.rs`).
+    AdminListTiers,
     AdminListUsers,
     AdminCreateUser,
     AdminGetUser(String),
@@ -70,6 +71,7 @@ pub(crate) const ROUTES: &[Route] = &[
     ("GET", "/api/v1/llm/providers"),
     ("PUT", "/api/v1/llm/providers/{name}/key"),
     ("DELETE", "/api/v1/llm/providers/{name}/key"),
+    ("GET", "/api/v1/admin/tiers"),
     ("GET", "/api/v1/admin/users"),
     ("POST", "/api/v1/admin/users"),
     ("GET", "/api/v1/admin/users/{id}"),
@@ -149,6 +151,9 @@ fn with_path_parameters(method: &Method, path: &str) -> Option<Result<Endpoint, 
             &Method::GET => Endpoint::AdminListUsers,
             _ => Endpoint::AdminCreateUser,
         }));
+    }
+    if path == "/api/v1/admin/tiers" {
+        return Some(only(method, &[Method::GET], Endpoint::AdminListTiers));
     }
     if path == "/api/v1/llm/providers" {
         return Some(only(method, &[Method::GET], Endpoint::ListProviders));

@@ -17,9 +17,9 @@ use llmgate_core::{
 };
 use serde::Serialize;
 
-use super::packages::package_micros;
 use super::store::AlertLatch;
 use crate::config::LowCreditAlertConfig;
+use crate::config::package_micros;
 
 /// How a failed delivery is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
