@@ -223,48 +223,35 @@ impl CachedCreditStore {
     async fn invalidate(&self, user_id: &str) {
         let generation = self.generation_key(user_id);
         let value = self.value_key(user_id);
-        let mut redis = self.redis.clone();
-        let done = self
-            .run("invalidate", async move {
-                redis::pipe()
-                    .atomic()
-                    .cmd("INCR")
-                    .arg(&generation)
-                    .ignore()
-                    .cmd("EXPIRE")
-                    .arg(&generation)
-                    .arg(COUNTER_TTL_SECS)
-                    .ignore()
-                    .cmd("DEL")
-                    .arg(&value)
-                    .ignore()
-                    .query_async::<()>(&mut redis)
-                    .await
-            })
-            .await;
-        if done.is_none() {
-            self.health.lost_invalidation.store(true, Ordering::SeqCst);
-        }
+        self.bump("invalidate", generation, Some(value)).await;
     }
 
     /// After a write that may touch any user (a reclaim), or to make up for a lost
     /// invalidation: bump the epoch. Returns whether that reached Redis.
     async fn invalidate_all(&self) -> bool {
-        let epoch = self.epoch_key();
+        self.bump("invalidate all", self.epoch_key(), None).await
+    }
+
+    /// Bump a tag counter (keeping it alive [`COUNTER_TTL_SECS`]) and drop `entry` with it, as
+    /// one atomic step. Returns whether that reached Redis; when not, the invalidation is
+    /// lost and made up for before the cache is read again.
+    async fn bump(&self, what: &'static str, counter: String, entry: Option<String>) -> bool {
         let mut redis = self.redis.clone();
         let done = self
-            .run("invalidate all", async move {
-                redis::pipe()
-                    .atomic()
+            .run(what, async move {
+                let mut pipe = redis::pipe();
+                pipe.atomic()
                     .cmd("INCR")
-                    .arg(&epoch)
+                    .arg(&counter)
                     .ignore()
                     .cmd("EXPIRE")
-                    .arg(&epoch)
+                    .arg(&counter)
                     .arg(COUNTER_TTL_SECS)
-                    .ignore()
-                    .query_async::<()>(&mut redis)
-                    .await
+                    .ignore();
+                if let Some(entry) = &entry {
+                    pipe.cmd("DEL").arg(entry).ignore();
+                }
+                pipe.query_async::<()>(&mut redis).await
             })
             .await;
         if done.is_none() {

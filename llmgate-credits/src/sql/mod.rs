@@ -60,6 +60,30 @@ pub(crate) struct Entry<'a> {
     pub at: i64,
 }
 
+impl<'a> Entry<'a> {
+    /// The release of hold `hold` giving `held` back to `user_id`, for the request
+    /// `request_id` when a settle closes it.
+    pub fn release(
+        user_id: &'a str,
+        held: i64,
+        balance_after_micros: i64,
+        request_id: Option<&'a str>,
+        hold: impl std::fmt::Display,
+        at: i64,
+    ) -> Self {
+        Self {
+            user_id,
+            kind: TransactionKind::Release,
+            amount_micros: held,
+            balance_after_micros,
+            usage: None,
+            request_id,
+            reason: format!("hold {hold}"),
+            at,
+        }
+    }
+}
+
 pub(crate) fn kind_name(kind: TransactionKind) -> &'static str {
     match kind {
         TransactionKind::Grant => "grant",
@@ -153,23 +177,15 @@ impl UsageTotals {
             llmgate_core::memory::day_of(usage.at),
         );
         let sum = self.rows.entry(key).or_default();
+        let add =
+            |total: &mut i64, tokens: u64| *total = total.saturating_add(tokens_to_sql(tokens));
         sum.requests += 1;
-        sum.prompt_tokens = sum
-            .prompt_tokens
-            .saturating_add(tokens_to_sql(usage.prompt_tokens));
-        sum.completion_tokens = sum
-            .completion_tokens
-            .saturating_add(tokens_to_sql(usage.completion_tokens));
+        add(&mut sum.prompt_tokens, usage.prompt_tokens);
+        add(&mut sum.completion_tokens, usage.completion_tokens);
         sum.cost_micros = sum.cost_micros.saturating_add(cost_micros);
-        sum.cache_read_tokens = sum
-            .cache_read_tokens
-            .saturating_add(tokens_to_sql(usage.cache_read_tokens));
-        sum.cache_write_tokens = sum
-            .cache_write_tokens
-            .saturating_add(tokens_to_sql(usage.cache_write_tokens));
-        sum.reasoning_tokens = sum
-            .reasoning_tokens
-            .saturating_add(tokens_to_sql(usage.reasoning_tokens));
+        add(&mut sum.cache_read_tokens, usage.cache_read_tokens);
+        add(&mut sum.cache_write_tokens, usage.cache_write_tokens);
+        add(&mut sum.reasoning_tokens, usage.reasoning_tokens);
     }
 }
 

@@ -11,31 +11,29 @@ macro_rules! sql_ledger_steps {
                 tx: &mut sqlx::Transaction<'static, $db>,
                 hold_id: i64,
             ) -> llmgate_core::Result<bool> {
-                let taken: Option<(String, i64)> =
-                    sqlx::query_as::<$db, (String, i64)>($crate::sql::statements::TAKE_HOLD)
-                        .bind(hold_id)
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err($crate::error::database_error("release"))?;
-                let Some((user_id, held)) = taken else {
+                let Some((user_id, held)) = Self::take_hold(tx, hold_id, "release").await? else {
                     return Ok(false);
                 };
                 let balance = Self::give_back(tx, &user_id, held).await?;
-                Self::append(
-                    tx,
-                    &$crate::sql::Entry {
-                        user_id: &user_id,
-                        kind: llmgate_core::TransactionKind::Release,
-                        amount_micros: held,
-                        balance_after_micros: balance,
-                        usage: None,
-                        request_id: None,
-                        reason: format!("hold {hold_id}"),
-                        at: llmgate_core::memory::unix_now(),
-                    },
-                )
-                .await?;
+                let now = llmgate_core::memory::unix_now();
+                let entry =
+                    $crate::sql::Entry::release(&user_id, held, balance, None, hold_id, now);
+                Self::append(tx, &entry).await?;
                 Ok(true)
+            }
+
+            /// Close a hold inside `tx`: its owner and amount, or `None` when it was settled
+            /// or released before (or names no hold).
+            async fn take_hold(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                hold_id: i64,
+                what: &'static str,
+            ) -> llmgate_core::Result<Option<(String, i64)>> {
+                sqlx::query_as::<$db, (String, i64)>($crate::sql::statements::TAKE_HOLD)
+                    .bind(hold_id)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err($crate::error::database_error(what))
             }
 
             /// Credit part of a hold back to its owner; returns the new balance.
@@ -232,7 +230,6 @@ macro_rules! sql_ledger_steps {
                 hold: &llmgate_core::Hold,
                 usage: &llmgate_core::UsageRecord,
             ) -> llmgate_core::Result<Option<(i64, i64)>> {
-                use $crate::sql::statements as sql;
                 let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) else {
                     return Ok(None);
                 };
@@ -255,33 +252,23 @@ macro_rules! sql_ledger_steps {
                         .await
                         .map_err(failed());
                 }
-                let taken: Option<(String, i64)> =
-                    sqlx::query_as::<$db, (String, i64)>(sql::TAKE_HOLD)
-                        .bind(hold_id)
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err(failed())?;
-                let Some((user_id, held)) = taken else {
+                let Some((user_id, held)) = Self::take_hold(tx, hold_id, "settle").await? else {
                     return Ok(None);
                 };
                 let charge = usage.cost_micros.clamp(0, held);
                 let balance = Self::give_back(tx, &user_id, held - charge).await?;
                 let now = llmgate_core::memory::unix_now();
                 // The hold's release, then the charge: the entries add up to the balance.
-                Self::append(
-                    tx,
-                    &$crate::sql::Entry {
-                        user_id: &user_id,
-                        kind: llmgate_core::TransactionKind::Release,
-                        amount_micros: held,
-                        balance_after_micros: balance + charge,
-                        usage: None,
-                        request_id: Some(&usage.request_id),
-                        reason: format!("hold {}", hold.id),
-                        at: now,
-                    },
-                )
-                .await?;
+                let request_id = Some(usage.request_id.as_str());
+                let release = $crate::sql::Entry::release(
+                    &user_id,
+                    held,
+                    balance + charge,
+                    request_id,
+                    &hold.id,
+                    now,
+                );
+                Self::append(tx, &release).await?;
                 Self::append(
                     tx,
                     &$crate::sql::Entry {
