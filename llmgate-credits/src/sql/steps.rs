@@ -94,21 +94,36 @@ macro_rules! sql_ledger_steps {
                     return Ok(None);
                 };
                 let now = llmgate_core::memory::unix_now();
-                let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
-                let placed: Option<(i64, i64)> = sqlx::query_as::<$db, (i64, i64)>(statement)
-                    .bind(&request.user_id)
-                    .bind(request.amount_micros)
-                    .bind(&request.request_id)
-                    .bind(now)
-                    .bind(now.saturating_add(ttl))
-                    .bind(replica)
-                    .fetch_optional(executor)
-                    .await?;
+                let arguments = Self::hold_arguments(request, replica, now)?;
+                let placed: Option<(i64, i64)> =
+                    sqlx::query_as_with::<$db, (i64, i64), _>(statement, arguments)
+                        .fetch_optional(executor)
+                        .await?;
                 Ok(placed.map(|(hold_id, _balance)| llmgate_core::Hold {
                     id: hold_id.to_string(),
                     user_id: request.user_id.clone(),
                     amount_micros: request.amount_micros,
                 }))
+            }
+
+            /// A hold's parameters in the order both hold statements take them: user, amount,
+            /// request, placed at (`now`), expires at, replica.
+            fn hold_arguments(
+                request: &llmgate_core::HoldRequest,
+                replica: &str,
+                now: i64,
+            ) -> Result<<$db as sqlx::Database>::Arguments, sqlx::Error> {
+                use sqlx::Arguments as _;
+                let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
+                let mut arguments = <$db as sqlx::Database>::Arguments::default();
+                let encode = sqlx::Error::Encode;
+                arguments.add(request.user_id.as_str()).map_err(encode)?;
+                arguments.add(request.amount_micros).map_err(encode)?;
+                arguments.add(request.request_id.as_str()).map_err(encode)?;
+                arguments.add(now).map_err(encode)?;
+                arguments.add(now.saturating_add(ttl)).map_err(encode)?;
+                arguments.add(replica).map_err(encode)?;
+                Ok(arguments)
             }
 
             /// Take a hold's amount off its balance inside `tx`; the balance after, or a refusal
@@ -186,21 +201,16 @@ macro_rules! sql_ledger_steps {
                     return Ok(Ok(hold));
                 }
                 let now = llmgate_core::memory::unix_now();
-                let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
                 let balance_after = match Self::take_for_hold(tx, request).await? {
                     Ok(balance) => balance,
                     Err(refusal) => return Ok(Err(refusal)),
                 };
-                let hold_id: i64 = sqlx::query_scalar::<$db, i64>(sql::INSERT_HOLD)
-                    .bind(&request.user_id)
-                    .bind(request.amount_micros)
-                    .bind(&request.request_id)
-                    .bind(now)
-                    .bind(now.saturating_add(ttl))
-                    .bind(replica)
-                    .fetch_one(&mut **tx)
-                    .await
-                    .map_err(failed())?;
+                let arguments = Self::hold_arguments(request, replica, now).map_err(failed())?;
+                let hold_id: i64 =
+                    sqlx::query_scalar_with::<$db, i64, _>(sql::INSERT_HOLD, arguments)
+                        .fetch_one(&mut **tx)
+                        .await
+                        .map_err(failed())?;
                 let id = hold_id.to_string();
                 Self::append(
                     tx,
@@ -300,6 +310,7 @@ macro_rules! sql_ledger_steps {
                     .bind(&usage.model)
                     .bind(&usage.provider)
                     .bind(llmgate_core::memory::day_of(usage.at))
+                    .bind(1_i64)
                     .bind($crate::sql::tokens_to_sql(usage.prompt_tokens))
                     .bind($crate::sql::tokens_to_sql(usage.completion_tokens))
                     .bind(cost_micros)

@@ -117,7 +117,7 @@ macro_rules! sql_ledger_writes {
                     });
                 }
                 for (key, sum) in totals.rows {
-                    sqlx::query::<$db>($crate::sql::statements::ADD_USAGE_MANY)
+                    sqlx::query::<$db>($crate::sql::statements::ADD_USAGE)
                         .bind(key.0)
                         .bind(key.1)
                         .bind(key.2)

@@ -38,9 +38,10 @@
 //! - **What a flush waits for.** [`Progress::flushed`] waits until every write queued before
 //!   the call is finished: written, or failed for good. A write being retried keeps every later
 //!   number unfinished. The wait is capped at two seconds (a store that keeps failing must not
-//!   stall reads); reads and credits through the flushed view, a hold refused while writes are
-//!   queued, and a shutdown ([`Gateway::settled`](super::Gateway::settled), through the owed
-//!   work) use it.
+//!   stall reads). Reads and credits through the flushed view, a hold refused while writes are
+//!   queued, and the load of a balance kept in memory use it. A shutdown
+//!   ([`Gateway::settled`](super::Gateway::settled)) does not: it cuts the linger short and
+//!   waits, without a cap, for the owed work each queued write carries.
 //! - **A store error.** A settle or release that failed with an error worth another try (the
 //!   database unreachable or busy, no result, a panicking store) is retried with a doubling
 //!   wait from 50 ms to 5 s, up to about ten minutes; then its hold stays open until it is
