@@ -7,11 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-mod forwarding;
+pub(crate) mod forwarding;
 #[cfg(test)]
 mod tests;
-
-pub use forwarding::ForwardingCreditStore;
 
 /// The most an account may hold, open holds included: ten billion credits (10^16
 /// micro-credits). Far below the 64-bit limit (about 9.2 × 10^18), so no sum the ledger forms
@@ -312,7 +310,7 @@ pub enum Written {
 /// # Implementing it
 ///
 /// A backend implements every method. A store that wraps another one (a cache, metrics, a
-/// test fake) implements [`ForwardingCreditStore`] instead and writes only what it changes.
+/// test fake) implements [`ForwardingCreditStore`](crate::ForwardingCreditStore) instead and writes only what it changes.
 #[async_trait]
 pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
     /// Reserve `amount_micros` or fail with `insufficient_credits` without changing anything.
@@ -356,7 +354,7 @@ pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
 /// Apply `writes` one by one through `store`'s own [`hold`](CreditStore::hold),
 /// [`settle`](CreditStore::settle), [`release`](CreditStore::release) and
 /// [`record_usage`](CreditStore::record_usage): the default [`CreditStore::write_batch`], and
-/// what a [`ForwardingCreditStore`] that changes those methods hands its batches to.
+/// what a [`ForwardingCreditStore`](crate::ForwardingCreditStore) that changes those methods hands its batches to.
 pub async fn write_one_by_one<S>(store: &S, writes: &[LedgerWrite]) -> Vec<Result<Written>>
 where
     S: CreditStore + ?Sized,

@@ -2,6 +2,7 @@
 
 use std::sync::Mutex;
 
+use super::forwarding::ForwardingCreditStore;
 use super::*;
 use crate::memory::MemoryCreditStore;
 

@@ -5,8 +5,9 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::oneshot;
 
+use super::LedgerWriter;
 use super::queue::enqueue;
-use super::{LedgerWriter, Queued};
+use super::queued::Queued;
 use crate::credits::{CreditStore, Hold, HoldRequest, LedgerWrite, Written};
 use crate::error::{Error, ErrorKind, Result};
 use crate::gateway::reserve::Account;

@@ -1,10 +1,10 @@
 //! The ledger writer: write-behind for the work that follows an answer, group commit for all.
 //!
 //! Settles, releases and usage records go on one bounded queue; one background task takes
-//! whatever is queued (up to [`MAX_BATCH`]) and hands it to [`CreditStore::write_batch`] — one
-//! transaction and one commit for the lot where the backend supports it (group commit). The
-//! answer does not wait for its settle or usage record, and a busy gateway commits many
-//! requests at once.
+//! whatever is queued (up to [`MAX_BATCH`](queued::MAX_BATCH)) and hands it to
+//! [`CreditStore::write_batch`] — one transaction and one commit for the lot where the backend
+//! supports it (group commit). The answer does not wait for its settle or usage record, and a
+//! busy gateway commits many requests at once.
 //!
 //! A request still waits for its hold, which is what keeps a balance from going below zero:
 //! the hold is written at once, beside the queue (not behind settles that linger for company);
@@ -13,7 +13,7 @@
 //! hold is a subtraction there and its write joins the queue instead. Credits (top-ups,
 //! grants) do not use the queue.
 //!
-//! One job per file:
+//! One job per file ([`queued`] holds the queued write itself):
 //! - [`queue`]: putting a write on the queue (and writing it directly when there is no
 //!   writer task), with the give-back of balances kept in memory;
 //! - [`holds`]: placing holds, awaited beside the queue or reserved in memory;
@@ -66,6 +66,7 @@
 mod holds;
 mod progress;
 mod queue;
+mod queued;
 mod task;
 #[cfg(test)]
 mod tests;
@@ -73,51 +74,13 @@ mod tests;
 use std::sync::{Arc, OnceLock};
 
 use metrics::Counter;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 
-use super::owed::Owed;
 use super::reserve::Reservations;
-use crate::credits::{CreditStore, HoldRequest, LedgerWrite};
+use crate::credits::CreditStore;
 use progress::{Flushed, Progress};
+use queued::Queued;
 use task::WriterTask;
-
-/// The most writes committed together.
-pub(super) const MAX_BATCH: usize = 512;
-
-/// One queued write, with the work it settles and its place in the queue.
-struct Queued {
-    /// Its number in the queue, from 1 (set as it is sent).
-    seq: u64,
-    write: LedgerWrite,
-    owed: Option<Owed>,
-    /// How often it failed and was tried again.
-    tries: u32,
-    /// A hold reserved in memory: the number of its provisional id.
-    provisional: Option<u64>,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl Queued {
-    /// A write to queue in the room `slot` holds.
-    fn new(write: LedgerWrite, owed: Option<Owed>, slot: OwnedSemaphorePermit) -> Self {
-        Self {
-            seq: 0,
-            write,
-            owed,
-            tries: 0,
-            provisional: None,
-            _slot: slot,
-        }
-    }
-
-    /// The write of a hold reserved in memory under provisional number `number`.
-    fn reserved_hold(request: HoldRequest, number: u64, slot: OwnedSemaphorePermit) -> Self {
-        Self {
-            provisional: Some(number),
-            ..Self::new(LedgerWrite::Hold(request), None, slot)
-        }
-    }
-}
 
 /// The queue and its writer task (started on first use, on the runtime of that use).
 pub(super) struct LedgerWriter {

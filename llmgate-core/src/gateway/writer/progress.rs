@@ -8,10 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{Notify, watch};
 
-use crate::credits::{
-    Credit, CreditOutcome, CreditStore, ForwardingCreditStore, Page, Transaction, UsageQuery,
-    UsageRow,
-};
+use crate::credits::forwarding::ForwardingCreditStore;
+use crate::credits::{Credit, CreditOutcome, CreditStore, Page, Transaction, UsageQuery, UsageRow};
 use crate::error::Result;
 
 /// The longest a read waits for queued writes. Longer means the database is failing (a settle

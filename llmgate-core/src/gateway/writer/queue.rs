@@ -6,9 +6,10 @@ use std::sync::atomic::Ordering;
 use metrics::Counter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::LedgerWriter;
 use super::progress::Progress;
+use super::queued::Queued;
 use super::task::report;
-use super::{LedgerWriter, Queued};
 use crate::credits::{CreditStore, LedgerWrite};
 use crate::gateway::owed::{Owed, detached};
 use crate::gateway::reserve::{Reservations, provisional_number};

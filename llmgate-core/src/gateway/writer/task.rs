@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::progress::Progress;
-use super::{MAX_BATCH, Queued};
+use super::queued::{MAX_BATCH, Queued};
 use crate::credits::{CreditStore, Hold, LedgerWrite, Written};
 use crate::error::{Error, ErrorKind, Result};
 use crate::gateway::reserve::provisional_number;

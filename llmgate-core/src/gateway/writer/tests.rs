@@ -9,9 +9,10 @@ use metrics::Counter;
 
 use super::LedgerWriter;
 use super::task::{LINGER, USAGE_LINGER};
+use crate::credits::forwarding::ForwardingCreditStore;
 use crate::credits::{
-    Credit, CreditKind, CreditStore, ForwardingCreditStore, HoldRequest, KeySource, LedgerWrite,
-    Page, TransactionKind, UsageQuery, UsageRecord, Written, write_one_by_one,
+    Credit, CreditKind, CreditStore, HoldRequest, KeySource, LedgerWrite, Page, TransactionKind,
+    UsageQuery, UsageRecord, Written, write_one_by_one,
 };
 use crate::error::{Error, Result};
 use crate::memory::MemoryCreditStore;
