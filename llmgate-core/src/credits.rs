@@ -345,7 +345,8 @@ pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
     /// [`settle`](Self::settle) or [`record_usage`](Self::record_usage) would, in order; one
     /// result per write. A refused hold (`insufficient_credits`) fails only itself. Backends
     /// that can should commit the batch together (one transaction: group commit); the
-    /// default writes them one by one. Decorators should forward the batch whole.
+    /// default writes them one by one ([`write_one_by_one`]). A wrapper forwards the batch whole
+    /// (see [`ForwardingCreditStore`](crate::ForwardingCreditStore)).
     async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         write_one_by_one(self, writes).await
     }
