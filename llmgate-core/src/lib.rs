@@ -77,10 +77,11 @@ pub use chat::{
     ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content, ContentPart, Delta,
     FinishReason, Message, Role, TokenClasses, Usage, WireJson,
 };
+pub use credits::forwarding::ForwardingCreditStore;
 pub use credits::{
     Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, KeySource, LedgerWrite,
     MAX_BALANCE_MICROS, Page, Transaction, TransactionKind, UsageGroup, UsageQuery, UsageRecord,
-    UsageRow, Written, balance_limit_exceeded,
+    UsageRow, Written, balance_limit_exceeded, write_one_by_one,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use gateway::{
