@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::Gateway;
+use super::inner::Gateway;
 use crate::caller::Caller;
 use crate::chat::ChatRequest;
 use crate::error::{Error, ErrorKind, Result};

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
+use super::inner::{Gateway, Inner};
+use super::route::ModelResolver;
 use super::route::RouteTable;
 use super::writer::LedgerWriter;
-use super::{Gateway, Inner, ModelResolver};
 use crate::backoff::Backoff;
 use crate::catalog::{Catalog, Deployment};
 use crate::credits::CreditStore;

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use super::inner::Gateway;
 use super::owed::{Owed, detached};
 use super::plan::Attempt;
+use super::settle::{release_hold, settle_or_record};
 use super::writer::LedgerWriter;
-use super::{Gateway, Prepared, meter};
 use crate::caller::{Billing, Caller};
 use crate::credits::{CreditStore, Hold, HoldRequest, LedgerWrite, UsageRecord};
 use crate::error::{Error, ErrorKind, Result};
@@ -54,26 +55,6 @@ impl Drop for HoldGuard {
         let credits = self.credits.clone();
         let writer = self.writer.clone();
         runtime.spawn(release_hold(credits, writer, hold, owed));
-    }
-}
-
-/// Give a hold back in full: through the ledger queue when there is one (a hold reserved in
-/// memory has no id the database knows until the queue has written it), else at once.
-pub(super) async fn release_hold(
-    credits: Arc<dyn CreditStore>,
-    writer: Option<Arc<LedgerWriter>>,
-    hold: Hold,
-    owed: Option<Owed>,
-) {
-    match writer {
-        Some(writer) => writer.write(LedgerWrite::Release(hold), owed).await,
-        None => {
-            if let Err(error) = credits.release(&hold).await {
-                // The hold expires and is reclaimed; the balance is whole again then.
-                tracing::warn!(%error, hold = %hold.id, "releasing a hold failed");
-            }
-            drop(owed);
-        }
     }
 }
 
@@ -161,7 +142,7 @@ impl Gateway {
         let credits = self.inner.ledger.clone();
         let held = hold.is_some();
         let written = detached(async move {
-            let outcome = meter::settle_or_record(&credits, hold.as_ref(), &record).await;
+            let outcome = settle_or_record(&credits, hold.as_ref(), &record).await;
             if let (Err(error), None) = (&outcome, &hold) {
                 tracing::warn!(%error, request_id = %record.request_id, "recording usage failed; the request was served");
             }
@@ -183,14 +164,14 @@ impl Gateway {
     pub(super) fn usage_record(
         &self,
         caller: &Caller,
-        prepared: &Prepared,
+        request_id: &str,
         attempt: &Attempt,
         usage: &crate::chat::Usage,
         cost: i64,
     ) -> UsageRecord {
         let mut record = UsageRecord {
             user_id: caller.user_id.to_string(),
-            request_id: prepared.request_id.to_string(),
+            request_id: request_id.to_string(),
             model: attempt.deployment.name.clone(),
             provider: attempt.deployment.provider.clone(),
             key_source: attempt.key_source,

@@ -8,8 +8,9 @@ use std::task::{Context, Poll};
 use futures::{Stream, StreamExt};
 use serde_json::json;
 
-use super::RouteInfo;
+use super::answer::RouteInfo;
 use super::owed::{Owed, detached};
+use super::settle::settle_or_record;
 use super::writer::LedgerWriter;
 use crate::chat::{ChatChunk, ChatResponse, Usage};
 use crate::credits::{CreditStore, Hold, LedgerWrite, UsageRecord};
@@ -18,25 +19,6 @@ use crate::metrics::DeploymentMeters;
 use crate::pricing::{CostBreakdown, PriceTerms};
 use crate::provider::ChunkStream;
 use crate::tokens;
-
-/// Settle the hold to the record's cost, or just record usage when nothing was held.
-/// Returns the micro-credits charged.
-pub(super) async fn settle_or_record(
-    credits: &Arc<dyn CreditStore>,
-    hold: Option<&Hold>,
-    record: &UsageRecord,
-) -> Result<i64> {
-    match hold {
-        Some(hold) => {
-            credits.settle(hold, record).await?;
-            Ok(record.cost_micros.min(hold.amount_micros))
-        }
-        None => {
-            credits.record_usage(record).await?;
-            Ok(record.cost_micros)
-        }
-    }
-}
 
 /// Usage for a whole response whose upstream reported none.
 pub(super) fn estimate_response_usage(response: &ChatResponse, prompt_estimate: u64) -> Usage {
@@ -221,7 +203,7 @@ impl Drop for SettleGuard {
             if meter.produced_bytes == 0 && meter.usage.is_none() {
                 // Nothing reached the client: give the whole hold back.
                 if let Some(hold) = settler.hold {
-                    super::ledger::release_hold(
+                    super::settle::release_hold(
                         settler.credits,
                         settler.writer,
                         hold,

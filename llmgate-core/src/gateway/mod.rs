@@ -2,7 +2,9 @@
 //! key, call, fall back, settle, record.
 
 mod admit;
+mod answer;
 mod builder;
+mod inner;
 mod ledger;
 mod meter;
 mod owed;
@@ -10,136 +12,36 @@ mod plan;
 mod reserve;
 mod retry;
 mod route;
+mod settle;
 mod writer;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rust_decimal::Decimal;
 
+pub use answer::{Completion, RouteInfo};
 pub use builder::GatewayBuilder;
+pub use inner::Gateway;
 pub use meter::CompletionStream;
+pub use route::ModelResolver;
 
-use crate::backoff::Backoff;
 use crate::caller::Caller;
 use crate::catalog::{Catalog, Deployment};
-use crate::chat::{ChatRequest, ChatResponse, StreamOptions};
-use crate::credits::{CreditStore, KeySource};
+use crate::chat::{ChatRequest, StreamOptions};
+use crate::credits::CreditStore;
 use crate::error::{Error, Result};
-use crate::health::DeploymentStates;
-use crate::limits::RateLimiter;
 use crate::memory::unix_now;
-use crate::metrics::GatewayMetrics;
 use crate::power::{PowerLevel, PowerLevelPolicy};
-use crate::pricing::CostBreakdown;
 use crate::provider::{Provider, ProviderCall};
-use crate::routing::{CandidateState, RoutingPolicy};
-use crate::secret::Secret;
+use crate::routing::CandidateState;
 use crate::tokens;
 use crate::vault::KeyVault;
 use admit::validate;
 use ledger::HoldGuard;
-use owed::Settlements;
 use plan::{Ask, Attempt};
 use retry::{Tracked, Tried};
-use route::RouteTable;
-use writer::LedgerWriter;
-
-/// Resolves a model name the catalog does not list (e.g. `groq/llama3-70b-8192` or a
-/// well-known bare name) to an ad-hoc deployment.
-pub type ModelResolver = dyn Fn(&str) -> Option<Deployment> + Send + Sync;
-
-/// How the request was served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteInfo {
-    /// The request's id: the caller's, or one the gateway generated; also on the ledger entries.
-    pub request_id: Arc<str>,
-    /// The configured provider that answered.
-    pub provider: String,
-    /// The configured model name that answered (differs from the request after a fallback).
-    pub model: String,
-    /// Upstream calls made (failover and retries), the successful one included.
-    pub attempts: u32,
-    /// Whose key paid the upstream that answered.
-    pub key_source: KeySource,
-    /// The power level the request ran at (asked for, or the tier's default).
-    pub power_level: PowerLevel,
-    /// Time spent waiting on upstreams until the answer (JSON) or its first chunk (stream):
-    /// every call made, failed ones included, and the backoff between retry rounds. The
-    /// rest of a request's time is the gateway's own overhead.
-    pub upstream_time: Duration,
-}
-
-/// A whole completion and what it cost.
-#[derive(Debug, Clone)]
-pub struct Completion {
-    /// The upstream's answer, with the gateway's `llmgate` cost details in `extra`.
-    pub response: ChatResponse,
-    /// Which provider and model answered, after how many attempts.
-    pub route: RouteInfo,
-    /// Micro-credits charged (0 for free models, BYOK and uncharged callers).
-    pub cost_micros: i64,
-    /// The cost of each token class; its `cost_micros` is the charge above.
-    pub cost_breakdown: CostBreakdown,
-}
-
-/// The gateway. Cheap to clone; share one per process.
-#[derive(Debug, Clone)]
-pub struct Gateway {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    providers: HashMap<String, Arc<dyn Provider>>,
-    platform_keys: HashMap<String, Secret>,
-    catalog: Catalog,
-    resolver: Option<Box<ModelResolver>>,
-    /// The store the pipeline writes to.
-    ledger: Arc<dyn CreditStore>,
-    /// What [`Gateway::credits`] hands out: `ledger`, or with write-behind a view whose reads
-    /// wait for the queued writes.
-    credits: Arc<dyn CreditStore>,
-    /// Write-behind for settles and usage records, when enabled.
-    writer: Option<Arc<LedgerWriter>>,
-    vault: Option<Arc<dyn KeyVault>>,
-    policy: Arc<dyn RoutingPolicy>,
-    power_levels: HashMap<PowerLevel, PowerLevelPolicy>,
-    credits_per_usd: Decimal,
-    /// Upstream calls per request, across failover and retries.
-    max_attempts: u32,
-    /// Extra rounds over the planned attempts after a round without an answer.
-    num_retries: u32,
-    backoff: Backoff,
-    hold_ttl: Duration,
-    default_max_tokens: u32,
-    next_request: AtomicU64,
-    /// Seeds weighted routing and backoff jitter, one number per request.
-    next_route: AtomicU64,
-    routes: RouteTable,
-    states: Arc<DeploymentStates>,
-    limiter: Arc<dyn RateLimiter>,
-    /// When the last fail-open warning was logged (on the states' clock).
-    fail_open_warned: AtomicU64,
-    metrics: GatewayMetrics,
-    /// Ledger work still owed by requests (for a clean shutdown).
-    settlements: Arc<Settlements>,
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway")
-            .field("providers", &self.providers.keys().collect::<Vec<_>>())
-            .field("models", &self.catalog.deployments().len())
-            .field("policy", &self.policy)
-            .field("max_attempts", &self.max_attempts)
-            .field("num_retries", &self.num_retries)
-            .field("limiter", &self.limiter)
-            .finish_non_exhaustive()
-    }
-}
 
 /// A request ready to try: validated, with its candidates planned and its hold placed.
 struct Prepared {
@@ -215,7 +117,7 @@ impl Gateway {
         let mut cost_breakdown = attempt.cost_of(&usage)?;
         let record = self.usage_record(
             caller,
-            &prepared,
+            &prepared.request_id,
             attempt,
             &usage,
             cost_breakdown.cost_micros,
@@ -285,7 +187,13 @@ impl Gateway {
             meters.fallbacks.increment(1);
         }
         let route = self.route_info(&prepared, attempt, calls, upstream);
-        let record = self.usage_record(caller, &prepared, attempt, &Default::default(), 0);
+        let record = self.usage_record(
+            caller,
+            &prepared.request_id,
+            attempt,
+            &Default::default(),
+            0,
+        );
         let (hold, owed) = prepared.hold.disarm();
         let settler = meter::Settler {
             credits: self.inner.ledger.clone(),

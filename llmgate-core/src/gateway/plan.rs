@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
+use super::inner::Gateway;
 use super::route::{Route, Routed};
-use super::{Gateway, PowerLevel};
 use crate::caller::{Billing, Caller};
 use crate::catalog::Deployment;
 use crate::chat::{ChatRequest, Usage};
 use crate::credits::KeySource;
 use crate::error::{Error, ErrorKind, Result};
+use crate::power::PowerLevel;
 use crate::power::PowerLevelPolicy;
 use crate::pricing::{CostBreakdown, PriceTerms};
 use crate::provider::Provider;
@@ -104,7 +105,7 @@ impl Gateway {
     pub(super) async fn plan(&self, ask: &Ask<'_>) -> Result<Vec<Attempt>> {
         let inner = &self.inner;
         let mut route = Route::start(
-            inner,
+            inner.route_sources(),
             ask.facts(inner.default_max_tokens),
             ask.caller.required_privacy(),
         )?;
@@ -146,7 +147,7 @@ impl Gateway {
     pub(super) fn route_only(&self, ask: &Ask<'_>) -> Result<Vec<Arc<Deployment>>> {
         let inner = &self.inner;
         let mut route = Route::start(
-            inner,
+            inner.route_sources(),
             ask.facts(inner.default_max_tokens),
             ask.caller.required_privacy(),
         )?;
