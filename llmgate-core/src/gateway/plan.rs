@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
+use super::Gateway;
 use super::route::{Route, Routed};
-use super::{Gateway, PowerLevel};
 use crate::caller::{Billing, Caller};
 use crate::catalog::Deployment;
 use crate::chat::{ChatRequest, Usage};
 use crate::credits::KeySource;
 use crate::error::{Error, ErrorKind, Result};
-use crate::power::PowerLevelPolicy;
+use crate::power::{PowerLevel, PowerLevelPolicy};
 use crate::pricing::{CostBreakdown, PriceTerms};
 use crate::provider::Provider;
 use crate::routing::RouteFacts;
@@ -57,9 +57,9 @@ impl Attempt {
         let auth_refused = matches!(error.upstream_status(), Some(401 | 403));
         if self.key_source == KeySource::Byok && auth_refused {
             return Error::invalid_request(format!(
-                "Your own {} API key was rejected by the provider. Update it under \
-                 /api/v1/llm/providers/{}/key.",
-                self.deployment.provider, self.deployment.provider
+                "Your own {provider} API key was rejected by the provider. Replace the key you \
+                 stored for `{provider}`.",
+                provider = self.deployment.provider
             ))
             .with_code("byok_key_rejected")
             .with_retryable(false);
