@@ -19,13 +19,7 @@
 //!     fn name(&self) -> &str { "hello" }
 //!     fn requires_key(&self) -> bool { false }
 //!     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
-//!         Ok(ChatResponse {
-//!             id: "1".into(), object: "chat.completion".into(), created: 0,
-//!             model: call.request.model.clone(),
-//!             choices: vec![Choice { index: 0, message: Message::assistant("hi"),
-//!                                    finish_reason: Some(FinishReason::Stop), logprobs: None }],
-//!             usage: Some(Usage::new(3, 1)), system_fingerprint: None, extra: Default::default(),
-//!         })
+//!         Ok(ChatResponse::assistant(&call.request.model, "hi").with_usage(Usage::new(3, 1)))
 //!     }
 //!     async fn chat_stream(&self, _call: ProviderCall<'_>) -> Result<ChunkStream> {
 //!         Err(Error::invalid_request("no streams here"))

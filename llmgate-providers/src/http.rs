@@ -13,7 +13,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 
-use crate::spec::BuildError;
+use crate::error::BuildError;
 
 /// Longest upstream detail copied into an error message, in characters.
 const MAX_DETAIL_CHARS: usize = 300;

@@ -5,6 +5,7 @@ mod message;
 mod request;
 mod response;
 
+pub use crate::pricing::TokenClasses;
 pub use message::{Content, ContentPart, FunctionCall, ImageUrl, Message, Role, ToolCall};
 pub use request::{
     ChatRequest, FunctionDefinition, NamedFunction, NamedToolChoice, ResponseFormat, Stop,
@@ -12,7 +13,7 @@ pub use request::{
 };
 pub use response::{
     ChatChunk, ChatResponse, Choice, ChunkChoice, CompletionTokensDetails, Delta, FinishReason,
-    FunctionCallDelta, PromptTokensDetails, TokenClasses, ToolCallDelta, Usage, WireJson,
+    FunctionCallDelta, PromptTokensDetails, ToolCallDelta, Usage, WireJson,
 };
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
-use serde_json::json;
 
 use super::answer::RouteInfo;
 use super::owed::{Owed, detached};
@@ -227,7 +226,8 @@ struct State {
 }
 
 /// A metered stream of completion chunks. The last chunk of a good stream has no choices and
-/// carries the usage and `"llmgate": {"cost_micros": N, "cost_breakdown": {…}}`. A mid-stream
+/// carries the usage and the cost: typed through [`ChatChunk::cost`], and as JSON in
+/// `"llmgate": {"cost_micros": N, "cost_breakdown": {…}}`. A mid-stream
 /// failure ends it with an `Err` item. Dropping it early settles what was produced in the
 /// background.
 pub struct CompletionStream {
@@ -283,12 +283,9 @@ impl CompletionStream {
                         let (usage, cost) = state.guard.settle().await?;
                         let meter = &state.guard.meter;
                         let mut last =
-                            ChatChunk::empty(meter.id.clone(), meter.model.clone(), meter.created);
-                        last.usage = Some(usage.with_class_details());
-                        last.extra.insert(
-                            "llmgate".to_owned(),
-                            json!({ "cost_micros": cost.cost_micros, "cost_breakdown": cost }),
-                        );
+                            ChatChunk::empty(meter.id.clone(), meter.model.clone(), meter.created)
+                                .with_usage(usage.with_class_details());
+                        last.set_cost(cost);
                         return Some((Ok(last), state));
                     }
                     Some(Err(error)) => {

@@ -1,4 +1,6 @@
-//! The `RoutingPolicy` trait and what it sees: the request's facts and each candidate's state.
+//! The policy side of routing: what a policy is told (the request's facts, each candidate's
+//! state), the `RoutingPolicy` trait it implements, and the ranking helper every built-in
+//! strategy is made of. A leaf: the strategies and the gateway build on it.
 
 use std::fmt;
 use std::sync::Arc;

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmgate_core::chat::ChunkChoice;
 use llmgate_core::*;
 use tokio::time::Instant;
 
@@ -106,17 +105,8 @@ impl Scripted {
 
 /// A stream chunk adding `content` to choice 0, or ending it with `finish`.
 pub fn text_chunk(content: Option<&str>, finish: Option<FinishReason>) -> ChatChunk {
-    let mut chunk = ChatChunk::empty("c1", "up", 1);
-    chunk.choices.push(ChunkChoice {
-        index: 0,
-        delta: Delta {
-            content: content.map(str::to_owned),
-            ..Delta::default()
-        },
-        finish_reason: finish,
-        logprobs: None,
-    });
-    chunk
+    let delta = content.map(Delta::text).unwrap_or_default();
+    ChatChunk::empty("c1", "up", 1).with_delta(delta, finish)
 }
 
 #[async_trait]
@@ -131,27 +121,15 @@ impl Provider for Scripted {
 
     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
         self.step(&call).await?;
-        Ok(ChatResponse {
-            id: "r1".into(),
-            object: "chat.completion".into(),
-            created: 1,
-            model: call.request.model.clone(),
-            choices: vec![Choice {
-                index: 0,
-                message: Message::assistant("ok"),
-                finish_reason: Some(FinishReason::Stop),
-                logprobs: None,
-            }],
-            usage: Some(Usage::new(400, 600)),
-            system_fingerprint: None,
-            extra: Default::default(),
-        })
+        Ok(ChatResponse::assistant(&call.request.model, "ok")
+            .with_id("r1")
+            .with_created(1)
+            .with_usage(Usage::new(400, 600)))
     }
 
     async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream> {
         self.step(&call).await?;
-        let mut last = ChatChunk::empty("c1", "up", 1);
-        last.usage = Some(Usage::new(400, 600));
+        let last = ChatChunk::empty("c1", "up", 1).with_usage(Usage::new(400, 600));
         let items = vec![
             Ok(text_chunk(Some("ok"), None)),
             Ok(text_chunk(None, Some(FinishReason::Stop))),

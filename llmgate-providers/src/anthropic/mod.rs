@@ -26,13 +26,13 @@ use llmgate_core::{ChatResponse, ChunkStream, Provider, ProviderCall, Result};
 use reqwest::header::HeaderValue;
 
 use crate::chunks;
+use crate::error::BuildError;
 use crate::http::{self, Connection};
-use crate::spec::BuildError;
 use stream::EventDecoder;
 use wire::{MessagesRequest, MessagesResponse};
 
 /// Where Anthropic's API lives.
-pub const DEFAULT_API_BASE: &str = "https://api.anthropic.com";
+pub const DEFAULT_API_BASE: &str = crate::family::ANTHROPIC_API_BASE;
 /// The API version this adapter speaks.
 pub const API_VERSION: &str = "2023-06-01";
 

@@ -13,7 +13,7 @@ use sse_stream::Sse;
 
 use super::convert::{self, arguments_text};
 use super::wire::{BlockDelta, ResponseBlock, StreamEvent, WireUsage};
-use crate::chunks::{ChunkDecoder, choice_chunk};
+use crate::chunks::ChunkDecoder;
 
 /// A tool_use block being streamed.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +51,7 @@ impl EventDecoder {
     }
 
     fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>) -> ChatChunk {
-        choice_chunk(&self.id, &self.model, self.created, delta, finish_reason)
+        ChatChunk::empty(&self.id, &self.model, self.created).with_delta(delta, finish_reason)
     }
 
     fn malformed(&self, what: impl std::fmt::Display) -> Error {

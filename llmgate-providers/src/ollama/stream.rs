@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::convert;
 use super::wire::ChatLine;
-use crate::chunks::{ChunkDecoder, choice_chunk};
+use crate::chunks::ChunkDecoder;
 use crate::http;
 
 /// Collects bytes and hands out complete lines. Each byte is scanned once, however the input
@@ -127,7 +127,7 @@ impl LineDecoder {
     }
 
     fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>) -> ChatChunk {
-        choice_chunk(&self.id, &self.model, self.created, delta, finish_reason)
+        ChatChunk::empty(&self.id, &self.model, self.created).with_delta(delta, finish_reason)
     }
 
     fn on_line(&mut self, line: ChatLine) -> Result<Vec<ChatChunk>> {

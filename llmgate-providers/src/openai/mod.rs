@@ -12,9 +12,9 @@ use llmgate_core::{ChatResponse, ChunkStream, Provider, ProviderCall, Result};
 use reqwest::header::{self, HeaderValue};
 
 use crate::chunks;
+use crate::error::BuildError;
 use crate::http::{self, Connection};
 use crate::presets::Quirks;
-use crate::spec::BuildError;
 use stream::EventDecoder;
 
 /// Configuration of one OpenAI-compatible upstream.
