@@ -312,7 +312,13 @@ pub enum Written {
 /// use std::sync::Arc;
 ///
 /// use async_trait::async_trait;
-/// use llmgate_core::*;
+/// use llmgate_core::credits::{
+///     Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Transaction,
+///     UsageQuery, UsageRecord, UsageRow, Written,
+/// };
+/// use llmgate_core::memory::MemoryCreditStore;
+/// use llmgate_core::pricing::MICROS_PER_CREDIT;
+/// use llmgate_core::{Error, Gateway, Result};
 ///
 /// const MOST_AT_ONCE: i64 = 100 * MICROS_PER_CREDIT;
 ///

@@ -11,6 +11,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use llmgate_core::*;
+use llmgate_core::{
+    catalog::Deployment,
+    credits::{
+        Credit, CreditOutcome, CreditStore, Hold, HoldRequest, Page, Transaction, UsageQuery,
+        UsageRecord, UsageRow,
+    },
+    keys::Secret,
+    memory::MemoryCreditStore,
+    pricing::ModelPrice,
+};
 use support::*;
 
 /// The in-memory ledger behind a slow or broken connection.

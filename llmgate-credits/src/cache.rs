@@ -18,8 +18,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, LedgerWrite, Page, Result,
-    Transaction, UsageQuery, UsageRecord, UsageRow, Written,
+    Error, Result,
+    credits::{
+        Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Transaction,
+        UsageQuery, UsageRecord, UsageRow, Written,
+    },
 };
 use redis::RedisResult;
 use redis::aio::ConnectionManager;

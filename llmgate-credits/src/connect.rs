@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, LedgerWrite, Page, Result,
-    Transaction, UsageQuery, UsageRecord, UsageRow, Written,
+    Error, Result,
+    credits::{
+        Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Transaction,
+        UsageQuery, UsageRecord, UsageRow, Written,
+    },
 };
 
 use crate::{PostgresCreditStore, SqliteCreditStore};

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::health::SharedCooldowns;
 pub use policy::{Candidate, CandidateState, InOrder, RouteFacts, RoutingPolicy, rank_by_key};
 pub use strategies::{ByPriority, Cheapest, Fastest, LeastBusy, Weighted};
 

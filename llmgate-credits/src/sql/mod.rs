@@ -6,7 +6,10 @@
 
 pub(crate) mod statements;
 
-use llmgate_core::{Error, KeySource, Result, TransactionKind, UsageRecord};
+use llmgate_core::{
+    Error, Result,
+    credits::{KeySource, TransactionKind, UsageRecord},
+};
 
 /// How long a replica may go without a beat before the others reclaim its holds. The server
 /// beats every 10 s from a task of its own (and with every reclaim), so a replica that is
@@ -369,7 +372,7 @@ macro_rules! sql_credit_store {
                     tx,
                     &$crate::sql::Entry {
                         user_id: &user_id,
-                        kind: llmgate_core::TransactionKind::Release,
+                        kind: llmgate_core::credits::TransactionKind::Release,
                         amount_micros: held,
                         balance_after_micros: balance,
                         usage: None,
@@ -430,9 +433,9 @@ macro_rules! sql_credit_store {
             /// no such statement, or the balance does not cover it (the general path decides).
             async fn one_statement_hold<'e, E>(
                 executor: E,
-                request: &llmgate_core::HoldRequest,
+                request: &llmgate_core::credits::HoldRequest,
                 replica: &str,
-            ) -> Result<Option<llmgate_core::Hold>, sqlx::Error>
+            ) -> Result<Option<llmgate_core::credits::Hold>, sqlx::Error>
             where
                 E: sqlx::Executor<'e, Database = $db>,
             {
@@ -450,7 +453,7 @@ macro_rules! sql_credit_store {
                     .bind(replica)
                     .fetch_optional(executor)
                     .await?;
-                Ok(placed.map(|(hold_id, _balance)| llmgate_core::Hold {
+                Ok(placed.map(|(hold_id, _balance)| llmgate_core::credits::Hold {
                     id: hold_id.to_string(),
                     user_id: request.user_id.clone(),
                     amount_micros: request.amount_micros,
@@ -468,7 +471,7 @@ macro_rules! sql_credit_store {
             /// paid for a request it never covered.)
             async fn take_for_hold(
                 tx: &mut sqlx::Transaction<'static, $db>,
-                request: &llmgate_core::HoldRequest,
+                request: &llmgate_core::credits::HoldRequest,
             ) -> llmgate_core::Result<llmgate_core::Result<i64>> {
                 use $crate::sql::statements as sql;
                 const TRIES: usize = 4;
@@ -517,9 +520,9 @@ macro_rules! sql_credit_store {
             /// refusal (`insufficient_credits`), which changed nothing.
             async fn hold_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
-                request: &llmgate_core::HoldRequest,
+                request: &llmgate_core::credits::HoldRequest,
                 replica: &str,
-            ) -> llmgate_core::Result<llmgate_core::Result<llmgate_core::Hold>> {
+            ) -> llmgate_core::Result<llmgate_core::Result<llmgate_core::credits::Hold>> {
                 use $crate::sql::statements as sql;
                 if request.amount_micros < 0 {
                     return Ok(Err(llmgate_core::Error::internal("negative hold")));
@@ -552,7 +555,7 @@ macro_rules! sql_credit_store {
                     tx,
                     &$crate::sql::Entry {
                         user_id: &request.user_id,
-                        kind: llmgate_core::TransactionKind::Hold,
+                        kind: llmgate_core::credits::TransactionKind::Hold,
                         amount_micros: -request.amount_micros,
                         balance_after_micros: balance_after,
                         usage: None,
@@ -562,7 +565,7 @@ macro_rules! sql_credit_store {
                     },
                 )
                 .await?;
-                Ok(Ok(llmgate_core::Hold {
+                Ok(Ok(llmgate_core::credits::Hold {
                     id,
                     user_id: request.user_id.clone(),
                     amount_micros: request.amount_micros,
@@ -573,8 +576,8 @@ macro_rules! sql_credit_store {
             /// released before (or names no hold). Returns the balance after and the charge.
             async fn settle_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
-                hold: &llmgate_core::Hold,
-                usage: &llmgate_core::UsageRecord,
+                hold: &llmgate_core::credits::Hold,
+                usage: &llmgate_core::credits::UsageRecord,
             ) -> llmgate_core::Result<Option<(i64, i64)>> {
                 use $crate::sql::statements as sql;
                 let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) else {
@@ -616,7 +619,7 @@ macro_rules! sql_credit_store {
                     tx,
                     &$crate::sql::Entry {
                         user_id: &user_id,
-                        kind: llmgate_core::TransactionKind::Release,
+                        kind: llmgate_core::credits::TransactionKind::Release,
                         amount_micros: held,
                         balance_after_micros: balance + charge,
                         usage: None,
@@ -630,7 +633,7 @@ macro_rules! sql_credit_store {
                     tx,
                     &$crate::sql::Entry {
                         user_id: &user_id,
-                        kind: llmgate_core::TransactionKind::Charge,
+                        kind: llmgate_core::credits::TransactionKind::Charge,
                         amount_micros: -charge,
                         balance_after_micros: balance,
                         usage: Some(usage),
@@ -646,7 +649,7 @@ macro_rules! sql_credit_store {
             /// Add one request to the usage totals.
             async fn add_usage_in<'e, E>(
                 executor: E,
-                usage: &llmgate_core::UsageRecord,
+                usage: &llmgate_core::credits::UsageRecord,
                 cost_micros: i64,
             ) -> Result<(), sqlx::Error>
             where
@@ -672,9 +675,9 @@ macro_rules! sql_credit_store {
             /// usage upsert per user, model, provider and day. A refused hold fails alone.
             async fn write_all(
                 &self,
-                writes: &[llmgate_core::LedgerWrite],
-            ) -> llmgate_core::Result<Vec<llmgate_core::Result<llmgate_core::Written>>> {
-                use llmgate_core::{LedgerWrite, Written};
+                writes: &[llmgate_core::credits::LedgerWrite],
+            ) -> llmgate_core::Result<Vec<llmgate_core::Result<llmgate_core::credits::Written>>> {
+                use llmgate_core::{credits::{LedgerWrite, Written}};
                 let failed = || $crate::error::database_error("write a batch");
                 // A hold alone, as one statement, is its own transaction: no BEGIN and COMMIT
                 // round trips for the commonest batch of a lightly loaded gateway.
@@ -745,12 +748,12 @@ macro_rules! sql_credit_store {
             /// A credit in one durable transaction (see `begin_credit`).
             async fn credit_once(
                 &self,
-                credit: &llmgate_core::Credit,
-                kind: llmgate_core::TransactionKind,
-            ) -> llmgate_core::Result<llmgate_core::CreditOutcome> {
+                credit: &llmgate_core::credits::Credit,
+                kind: llmgate_core::credits::TransactionKind,
+            ) -> llmgate_core::Result<llmgate_core::credits::CreditOutcome> {
                 use $crate::sql::statements as sql;
                 let failed = || $crate::error::database_error("credit");
-                let not_applied = |balance_micros| llmgate_core::CreditOutcome {
+                let not_applied = |balance_micros| llmgate_core::credits::CreditOutcome {
                     applied: false,
                     balance_micros,
                 };
@@ -768,12 +771,12 @@ macro_rules! sql_credit_store {
                 let balance = sqlx::query_scalar::<$db, i64>(sql::ADD_TO_BALANCE)
                     .bind(&credit.user_id)
                     .bind(credit.amount_micros)
-                    .bind(llmgate_core::MAX_BALANCE_MICROS)
+                    .bind(llmgate_core::credits::MAX_BALANCE_MICROS)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(failed())?;
                 let Some(balance) = balance else {
-                    return Err(llmgate_core::balance_limit_exceeded());
+                    return Err(llmgate_core::credits::balance_limit_exceeded());
                 };
                 // Another replica may have applied the same key since the check above: then
                 // this insert does nothing and the whole transaction is rolled back.
@@ -793,7 +796,7 @@ macro_rules! sql_credit_store {
                     return Ok(not_applied(self.read_balance(&credit.user_id).await?));
                 }
                 tx.commit().await.map_err(failed())?;
-                Ok(llmgate_core::CreditOutcome {
+                Ok(llmgate_core::credits::CreditOutcome {
                     applied: true,
                     balance_micros: balance,
                 })
@@ -801,9 +804,9 @@ macro_rules! sql_credit_store {
 
             fn transaction_from_row(
                 row: &<$db as sqlx::Database>::Row,
-            ) -> Result<llmgate_core::Transaction, sqlx::Error> {
+            ) -> Result<llmgate_core::credits::Transaction, sqlx::Error> {
                 use sqlx::Row as _;
-                Ok(llmgate_core::Transaction {
+                Ok(llmgate_core::credits::Transaction {
                     id: row.try_get("id")?,
                     user_id: row.try_get("user_id")?,
                     kind: $crate::sql::parse_kind(row.try_get::<&str, _>("kind")?)
@@ -841,11 +844,11 @@ macro_rules! sql_credit_store {
         }
 
         #[async_trait::async_trait]
-        impl llmgate_core::CreditStore for $store {
+        impl llmgate_core::credits::CreditStore for $store {
             async fn hold(
                 &self,
-                request: llmgate_core::HoldRequest,
-            ) -> llmgate_core::Result<llmgate_core::Hold> {
+                request: llmgate_core::credits::HoldRequest,
+            ) -> llmgate_core::Result<llmgate_core::credits::Hold> {
                 if request.amount_micros < 0 {
                     return Err(llmgate_core::Error::internal("negative hold"));
                 }
@@ -859,8 +862,8 @@ macro_rules! sql_credit_store {
 
             async fn settle(
                 &self,
-                hold: &llmgate_core::Hold,
-                usage: &llmgate_core::UsageRecord,
+                hold: &llmgate_core::credits::Hold,
+                usage: &llmgate_core::credits::UsageRecord,
             ) -> llmgate_core::Result<i64> {
                 if $crate::sql::parse_hold_id(&hold.id).is_none() {
                     return self.read_balance(&hold.user_id).await;
@@ -879,7 +882,7 @@ macro_rules! sql_credit_store {
                 Ok(balance)
             }
 
-            async fn release(&self, hold: &llmgate_core::Hold) -> llmgate_core::Result<()> {
+            async fn release(&self, hold: &llmgate_core::credits::Hold) -> llmgate_core::Result<()> {
                 if let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) {
                     self.release_hold_id(hold_id).await?;
                 }
@@ -888,7 +891,7 @@ macro_rules! sql_credit_store {
 
             async fn record_usage(
                 &self,
-                usage: &llmgate_core::UsageRecord,
+                usage: &llmgate_core::credits::UsageRecord,
             ) -> llmgate_core::Result<()> {
                 if usage.cost_micros < 0 {
                     return Err(llmgate_core::Error::internal("negative usage cost"));
@@ -900,8 +903,8 @@ macro_rules! sql_credit_store {
 
             async fn write_batch(
                 &self,
-                writes: &[llmgate_core::LedgerWrite],
-            ) -> Vec<llmgate_core::Result<llmgate_core::Written>> {
+                writes: &[llmgate_core::credits::LedgerWrite],
+            ) -> Vec<llmgate_core::Result<llmgate_core::credits::Written>> {
                 match self.write_all(writes).await {
                     Ok(results) => results,
                     Err(error) => {
@@ -911,22 +914,22 @@ macro_rules! sql_credit_store {
                         let mut results = Vec::with_capacity(writes.len());
                         for write in writes {
                             results.push(match write {
-                                llmgate_core::LedgerWrite::Hold(request) => self
+                                llmgate_core::credits::LedgerWrite::Hold(request) => self
                                     .hold(request.clone())
                                     .await
-                                    .map(llmgate_core::Written::Held),
-                                llmgate_core::LedgerWrite::Settle { hold, usage } => self
+                                    .map(llmgate_core::credits::Written::Held),
+                                llmgate_core::credits::LedgerWrite::Settle { hold, usage } => self
                                     .settle(hold, usage)
                                     .await
-                                    .map(|b| llmgate_core::Written::Settled(Some(b))),
-                                llmgate_core::LedgerWrite::Usage(usage) => self
+                                    .map(|b| llmgate_core::credits::Written::Settled(Some(b))),
+                                llmgate_core::credits::LedgerWrite::Usage(usage) => self
                                     .record_usage(usage)
                                     .await
-                                    .map(|()| llmgate_core::Written::Recorded),
-                                llmgate_core::LedgerWrite::Release(hold) => self
+                                    .map(|()| llmgate_core::credits::Written::Recorded),
+                                llmgate_core::credits::LedgerWrite::Release(hold) => self
                                     .release(hold)
                                     .await
-                                    .map(|()| llmgate_core::Written::Released),
+                                    .map(|()| llmgate_core::credits::Written::Released),
                             });
                         }
                         results
@@ -936,17 +939,17 @@ macro_rules! sql_credit_store {
 
             async fn credit(
                 &self,
-                credit: llmgate_core::Credit,
-            ) -> llmgate_core::Result<llmgate_core::CreditOutcome> {
+                credit: llmgate_core::credits::Credit,
+            ) -> llmgate_core::Result<llmgate_core::credits::CreditOutcome> {
                 if credit.amount_micros <= 0 {
                     return Err(llmgate_core::Error::invalid_request(
                         "a credit must be positive",
                     ));
                 }
                 let kind = match credit.kind {
-                    llmgate_core::CreditKind::Grant => llmgate_core::TransactionKind::Grant,
-                    llmgate_core::CreditKind::TopUp => llmgate_core::TransactionKind::TopUp,
-                    llmgate_core::CreditKind::Refund => llmgate_core::TransactionKind::Refund,
+                    llmgate_core::credits::CreditKind::Grant => llmgate_core::credits::TransactionKind::Grant,
+                    llmgate_core::credits::CreditKind::TopUp => llmgate_core::credits::TransactionKind::TopUp,
+                    llmgate_core::credits::CreditKind::Refund => llmgate_core::credits::TransactionKind::Refund,
                 };
                 let outcome = self.credit_once(&credit, kind).await;
                 self.credit_done().await;
@@ -960,8 +963,8 @@ macro_rules! sql_credit_store {
             async fn transactions(
                 &self,
                 user_id: &str,
-                page: llmgate_core::Page,
-            ) -> llmgate_core::Result<Vec<llmgate_core::Transaction>> {
+                page: llmgate_core::credits::Page,
+            ) -> llmgate_core::Result<Vec<llmgate_core::credits::Transaction>> {
                 let failed = || $crate::error::database_error("transactions");
                 if page.limit == 0 {
                     return Ok(Vec::new());
@@ -981,15 +984,15 @@ macro_rules! sql_credit_store {
 
             async fn usage(
                 &self,
-                query: &llmgate_core::UsageQuery,
-            ) -> llmgate_core::Result<Vec<llmgate_core::UsageRow>> {
+                query: &llmgate_core::credits::UsageQuery,
+            ) -> llmgate_core::Result<Vec<llmgate_core::credits::UsageRow>> {
                 use sqlx::Row as _;
                 use $crate::sql::statements as sql;
                 let failed = || $crate::error::database_error("usage");
                 let statement = match query.group_by {
-                    llmgate_core::UsageGroup::Model => sql::USAGE_BY_MODEL,
-                    llmgate_core::UsageGroup::Provider => sql::USAGE_BY_PROVIDER,
-                    llmgate_core::UsageGroup::Day => sql::USAGE_BY_DAY,
+                    llmgate_core::credits::UsageGroup::Model => sql::USAGE_BY_MODEL,
+                    llmgate_core::credits::UsageGroup::Provider => sql::USAGE_BY_PROVIDER,
+                    llmgate_core::credits::UsageGroup::Day => sql::USAGE_BY_DAY,
                 };
                 let rows = sqlx::query::<$db>(statement)
                     .bind(query.user_id.as_deref())
@@ -1001,7 +1004,7 @@ macro_rules! sql_credit_store {
                 let mut usage = rows
                     .iter()
                     .map(|row| {
-                        Ok(llmgate_core::UsageRow {
+                        Ok(llmgate_core::credits::UsageRow {
                             key: row.try_get("group_key")?,
                             requests: $crate::sql::tokens_from_sql(row.try_get("requests")?),
                             prompt_tokens: $crate::sql::tokens_from_sql(

@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use llmgate_core::{Error, Result, Secret};
+use llmgate_core::{Error, Result, keys::Secret};
 use serde::Serialize;
 
 pub use api_key::{API_KEY_PREFIX, key_digest};

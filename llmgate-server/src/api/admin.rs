@@ -6,7 +6,7 @@
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use llmgate_core::{Error, ErrorKind, Result, micros_to_credits};
+use llmgate_core::{Error, ErrorKind, Result, pricing::micros_to_credits};
 use llmgate_credits::users::{ApiKeyInfo, IssuedKey, User, UserRole, UserUpdate, check_user_id};
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -2,7 +2,13 @@
 
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::{ChatRequest, Completion, Error, PowerLevel, Privacy, RouteInfo};
+use llmgate_core::{
+    Error,
+    catalog::Privacy,
+    chat::ChatRequest,
+    gateway::{Completion, RouteInfo},
+    power::PowerLevel,
+};
 
 use super::body::read_limited;
 use super::response::{Body, json, set_header};

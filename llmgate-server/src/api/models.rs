@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::{Decimal, Deployment, Error};
+use llmgate_core::{Error, catalog::Deployment, pricing::Decimal};
 use serde_json::{Value, json};
 
 use super::response::{Body, json as json_response};

@@ -12,8 +12,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use llmgate_core::memory::{day_of, unix_now};
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Decimal, Error, Hold, HoldRequest, LedgerWrite, Page,
-    Result, Transaction, UsageQuery, UsageRecord, UsageRow, Written, micros_to_credits,
+    Error, Result,
+    credits::{
+        Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Transaction,
+        UsageQuery, UsageRecord, UsageRow, Written,
+    },
+    pricing::{Decimal, micros_to_credits},
 };
 use serde::Serialize;
 
@@ -299,7 +303,10 @@ mod tests {
     use super::*;
     use crate::billing::store::MemoryBillingStore;
     use crate::config::DecimalText;
-    use llmgate_core::{CreditKind, KeySource, MemoryCreditStore};
+    use llmgate_core::{
+        credits::{CreditKind, KeySource},
+        memory::MemoryCreditStore,
+    };
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

@@ -1,6 +1,6 @@
 //! Credit packages on sale, with their prices turned into exact integer cents.
 
-use llmgate_core::{Decimal, credits_to_micros};
+use llmgate_core::pricing::{Decimal, credits_to_micros};
 use serde::Serialize;
 
 use crate::config::BillingConfig;

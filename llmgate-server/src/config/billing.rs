@@ -1,6 +1,6 @@
 //! `billing:` — credits, packages, Stripe and the low-balance alert.
 
-use llmgate_core::Secret;
+use llmgate_core::keys::Secret;
 use serde::Deserialize;
 
 use super::values::{DecimalText, secret};

@@ -7,8 +7,11 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Result, Transaction,
-    UsageQuery, UsageRecord, UsageRow, Written,
+    Result,
+    credits::{
+        Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Transaction,
+        UsageQuery, UsageRecord, UsageRow, Written,
+    },
 };
 use metrics::{Counter, Histogram, Unit};
 
@@ -205,7 +208,7 @@ impl CreditStore for MeteredCreditStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llmgate_core::{CreditKind, MemoryCreditStore};
+    use llmgate_core::{credits::CreditKind, memory::MemoryCreditStore};
 
     #[tokio::test]
     async fn calls_pass_through_unchanged() {
