@@ -677,7 +677,7 @@ macro_rules! sql_credit_store {
                 &self,
                 writes: &[llmgate_core::credits::LedgerWrite],
             ) -> llmgate_core::Result<Vec<llmgate_core::Result<llmgate_core::credits::Written>>> {
-                use llmgate_core::{credits::{LedgerWrite, Written}};
+                use llmgate_core::credits::{LedgerWrite, Written};
                 let failed = || $crate::error::database_error("write a batch");
                 // A hold alone, as one statement, is its own transaction: no BEGIN and COMMIT
                 // round trips for the commonest batch of a lightly loaded gateway.
