@@ -9,8 +9,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use llmgate_core::{
-    Caller, ChatChunk, ChatRequest, ChatResponse, ChunkStream, Deployment, Error, FinishReason,
-    Gateway, Message, ModelPrice, Provider, ProviderCall, Result, Role, Usage,
+    Caller, Error, Gateway, Provider, Result,
+    catalog::Deployment,
+    chat::{ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, Role, Usage},
+    pricing::ModelPrice,
+    provider::{ChunkStream, ProviderCall},
 };
 
 /// Shouts the last user message back. A real adapter would translate `call.request` to its

@@ -8,7 +8,12 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use llmgate_core::{
-    Caller, ChatRequest, Credit, CreditKind, Deployment, Gateway, Message, ModelPrice, Tier,
+    Caller, Gateway,
+    caller::Tier,
+    catalog::Deployment,
+    chat::{ChatRequest, Message},
+    credits::{Credit, CreditKind},
+    pricing::ModelPrice,
 };
 use llmgate_providers::DemoProvider;
 

@@ -14,9 +14,14 @@ use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::StreamExt;
 use llmgate_core::{
-    Caller, ChatChunk, ChatRequest, ChatResponse, ChunkStream, Credit, CreditKind, Decimal,
-    Deployment, FinishReason, Gateway, MemoryCreditStore, Message, ModelPrice, Provider,
-    ProviderCall, Result, Tier, Usage,
+    Caller, Gateway, Provider, Result,
+    caller::Tier,
+    catalog::Deployment,
+    chat::{ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, Usage},
+    credits::{Credit, CreditKind},
+    memory::MemoryCreditStore,
+    pricing::{Decimal, ModelPrice},
+    provider::{ChunkStream, ProviderCall},
 };
 
 const CHUNKS: usize = 100;
@@ -81,7 +86,7 @@ async fn gateway() -> (Gateway, Caller) {
         .credit(Credit {
             user_id: "bench-user".into(),
             kind: CreditKind::TopUp,
-            amount_micros: llmgate_core::MAX_BALANCE_MICROS,
+            amount_micros: llmgate_core::credits::MAX_BALANCE_MICROS,
             idempotency_key: "bench".into(),
             reason: "bench".into(),
         })

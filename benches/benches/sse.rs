@@ -14,8 +14,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use llmgate_core::{
-    Caller, ChatChunk, ChatRequest, ChatResponse, ChunkStream, Deployment, Error, Gateway, Message,
-    ModelPrice, Provider, ProviderCall, Result,
+    Caller, Error, Gateway, Provider, Result,
+    catalog::Deployment,
+    chat::{ChatChunk, ChatRequest, ChatResponse, Message},
+    pricing::ModelPrice,
+    provider::{ChunkStream, ProviderCall},
 };
 use llmgate_providers::openai::decode_sse_for_bench;
 use llmgate_server::sse_body_for_bench;

@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use llmgate_core::ChatRequest;
+use llmgate_core::chat::ChatRequest;
 use llmgate_providers::anthropic::{request_json_for_bench, response_from_json_for_bench};
 
 const REQUEST: &str = r#"{

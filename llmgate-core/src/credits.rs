@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub(crate) mod forwarding;
+pub mod forwarding;
 #[cfg(test)]
 mod tests;
 
@@ -310,7 +310,7 @@ pub enum Written {
 /// # Implementing it
 ///
 /// A backend implements every method. A store that wraps another one (a cache, metrics, a
-/// test fake) implements [`ForwardingCreditStore`](crate::ForwardingCreditStore) instead and writes only what it changes.
+/// test fake) implements [`ForwardingCreditStore`](forwarding::ForwardingCreditStore) instead and writes only what it changes.
 #[async_trait]
 pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
     /// Reserve `amount_micros` or fail with `insufficient_credits` without changing anything.
@@ -346,7 +346,7 @@ pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
     /// result per write. A refused hold (`insufficient_credits`) fails only itself. Backends
     /// that can should commit the batch together (one transaction: group commit); the
     /// default writes them one by one ([`write_one_by_one`]). A wrapper forwards the batch whole
-    /// (see [`ForwardingCreditStore`](crate::ForwardingCreditStore)).
+    /// (see [`ForwardingCreditStore`](forwarding::ForwardingCreditStore)).
     async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         write_one_by_one(self, writes).await
     }
@@ -355,7 +355,7 @@ pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
 /// Apply `writes` one by one through `store`'s own [`hold`](CreditStore::hold),
 /// [`settle`](CreditStore::settle), [`release`](CreditStore::release) and
 /// [`record_usage`](CreditStore::record_usage): the default [`CreditStore::write_batch`], and
-/// what a [`ForwardingCreditStore`](crate::ForwardingCreditStore) that changes those methods hands its batches to.
+/// what a [`ForwardingCreditStore`](forwarding::ForwardingCreditStore) that changes those methods hands its batches to.
 pub async fn write_one_by_one<S>(store: &S, writes: &[LedgerWrite]) -> Vec<Result<Written>>
 where
     S: CreditStore + ?Sized,

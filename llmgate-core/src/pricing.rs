@@ -8,7 +8,8 @@
 //!
 //! Nothing is rounded until the very end, and then once, upwards.
 
-use rust_decimal::{Decimal, RoundingStrategy};
+pub use rust_decimal::Decimal;
+use rust_decimal::RoundingStrategy;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

@@ -38,7 +38,11 @@ pub struct ProviderCall<'a> {
 ///
 /// use async_trait::async_trait;
 /// use futures::StreamExt;
-/// use llmgate_core::*;
+/// use llmgate_core::catalog::Deployment;
+/// use llmgate_core::chat::{ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, Usage};
+/// use llmgate_core::pricing::ModelPrice;
+/// use llmgate_core::provider::{ChunkStream, ProviderCall};
+/// use llmgate_core::{Caller, Gateway, Provider, Result, tokens};
 ///
 /// #[derive(Debug)]
 /// struct Canned {

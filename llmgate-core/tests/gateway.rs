@@ -10,6 +10,16 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::StreamExt;
 use llmgate_core::*;
+use llmgate_core::{
+    caller::Tier,
+    catalog::Deployment,
+    chat::{ChatChunk, ChatResponse, FinishReason, Usage},
+    credits::{KeySource, Page, TransactionKind, UsageGroup, UsageQuery},
+    keys::{KeyVault, Secret},
+    memory::MemoryKeyVault,
+    pricing::ModelPrice,
+    provider::{ChunkStream, ProviderCall},
+};
 use support::{dec, fund, ledger_counts, request, text_chunk};
 
 /// What a scripted provider does on one call.

@@ -11,6 +11,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use llmgate_core::*;
+use llmgate_core::{
+    caller::Tier,
+    catalog::{Deployment, Privacy},
+    chat::{ChatRequest, Message},
+    gateway::Completion,
+    limits::{Admission, Quota, RateLimiter},
+    power::{PowerLevel, PowerLevelPolicy},
+    pricing::ModelPrice,
+    routing::{Candidate, CandidateState, RouteFacts, SharedCooldowns, Strategy},
+};
 use support::*;
 use tokio::time::Instant;
 

@@ -10,7 +10,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use llmgate_core::credits::forwarding::ForwardingCreditStore;
 use llmgate_core::*;
+use llmgate_core::{
+    catalog::Deployment,
+    credits::{
+        CreditStore, Hold, HoldRequest, LedgerWrite, UsageRecord, Written, write_one_by_one,
+    },
+    keys::Secret,
+    memory::MemoryCreditStore,
+    pricing::ModelPrice,
+};
 use support::*;
 
 /// The in-memory ledger behind a slow or broken connection.

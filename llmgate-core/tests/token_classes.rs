@@ -10,6 +10,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use llmgate_core::*;
+use llmgate_core::{
+    catalog::Deployment,
+    chat::{ChatChunk, ChatResponse, FinishReason, Usage},
+    credits::{Page, Transaction, TransactionKind, UsageGroup, UsageQuery, UsageRow},
+    pricing::{ModelPrice, PriceTerms},
+    provider::{ChunkStream, ProviderCall},
+};
 use support::{dec, fund, request, text_chunk, tier};
 
 /// Answers "ok" reporting a fixed usage, whole or as a stream ending in a usage-only chunk.

@@ -19,8 +19,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, LedgerWrite, Result, UsageRecord,
-    Written,
+    Error, Result,
+    credits::{
+        Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, UsageRecord, Written,
+    },
 };
 use redis::RedisResult;
 use redis::aio::ConnectionManager;
@@ -311,7 +313,7 @@ impl CachedCreditStore {
 }
 
 #[async_trait]
-impl llmgate_core::ForwardingCreditStore for CachedCreditStore {
+impl llmgate_core::credits::forwarding::ForwardingCreditStore for CachedCreditStore {
     fn inner(&self) -> &dyn CreditStore {
         &*self.inner
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use llmgate_core::{CreditStore, Error, Result};
+use llmgate_core::{Error, Result, credits::CreditStore};
 
 use crate::{PostgresCreditStore, SqliteCreditStore};
 
@@ -112,7 +112,7 @@ impl SqlCreditStore {
 }
 
 /// Every call goes to the backend the URL named.
-impl llmgate_core::ForwardingCreditStore for SqlCreditStore {
+impl llmgate_core::credits::forwarding::ForwardingCreditStore for SqlCreditStore {
     fn inner(&self) -> &dyn CreditStore {
         match self {
             SqlCreditStore::Sqlite(store) => store,

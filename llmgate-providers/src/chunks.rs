@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 
 use futures::{FutureExt, Stream, StreamExt};
-use llmgate_core::{ChatChunk, ChunkStream, Error, Result};
+use llmgate_core::{Error, Result, chat::ChatChunk, provider::ChunkStream};
 
 /// A wire family's stream state machine: events in, OpenAI-style chunks out.
 pub(crate) trait ChunkDecoder: Send + 'static {

@@ -3,8 +3,10 @@
 
 use async_trait::async_trait;
 use llmgate_core::{
-    ChatChunk, ChatRequest, ChatResponse, ChunkStream, FinishReason, Message, Provider,
-    ProviderCall, Result, Role, Usage, tokens,
+    Provider, Result,
+    chat::{ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, Role, Usage},
+    provider::{ChunkStream, ProviderCall},
+    tokens,
 };
 
 use crate::chunks::replay;

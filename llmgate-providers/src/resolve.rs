@@ -14,7 +14,10 @@
 //! assert!(resolve_model("claude-3-5-haiku-latest", &["openai"]).is_none());
 //! ```
 
-use llmgate_core::{Decimal, Deployment, ModelPrice, Privacy};
+use llmgate_core::{
+    catalog::{Deployment, Privacy},
+    pricing::{Decimal, ModelPrice},
+};
 
 use crate::presets::preset;
 

@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use http::HeaderMap;
 use std::collections::HashMap;
 
-use llmgate_core::{Caller, Error, Result, Secret, Tier};
+use llmgate_core::{Caller, Error, Result, caller::Tier, keys::Secret};
 use llmgate_credits::UserDirectory;
 use llmgate_credits::users::UserRole;
 use sha2::{Digest, Sha256};
@@ -297,7 +297,10 @@ mod tests {
         ] {
             let principal = auth.authenticate(&h).await.unwrap();
             assert_eq!(principal.role, Role::Admin);
-            assert_eq!(principal.caller.billing, llmgate_core::Billing::Uncharged);
+            assert_eq!(
+                principal.caller.billing,
+                llmgate_core::caller::Billing::Uncharged
+            );
         }
     }
 

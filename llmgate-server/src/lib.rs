@@ -26,7 +26,7 @@ pub use response_body::Body;
 /// benches in `benches/` only; not part of the API.
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
-pub fn sse_body_for_bench(stream: llmgate_core::CompletionStream) -> Body {
+pub fn sse_body_for_bench(stream: llmgate_core::gateway::CompletionStream) -> Body {
     api::sse_body(stream)
 }
 pub use server::{RunningServer, Server, shutdown_signal};

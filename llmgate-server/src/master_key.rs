@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use llmgate_core::Secret;
+use llmgate_core::keys::Secret;
 use rand::RngCore;
 
 use crate::config::{Config, Env};

@@ -5,7 +5,6 @@ mod message;
 mod request;
 mod response;
 
-pub use crate::pricing::TokenClasses;
 pub use message::{Content, ContentPart, FunctionCall, ImageUrl, Message, Role, ToolCall};
 pub use request::{
     ChatRequest, FunctionDefinition, NamedFunction, NamedToolChoice, ResponseFormat, Stop,
@@ -63,7 +62,7 @@ mod tests {
             "model": "auto", "messages": [{"role": "user", "content": "hi"}], "power_level": "eco"
         }))
         .unwrap();
-        assert_eq!(request.power_level, Some(crate::PowerLevel::Eco));
+        assert_eq!(request.power_level, Some(crate::power::PowerLevel::Eco));
         let out = serde_json::to_value(&request).unwrap();
         assert!(out.get("power_level").is_none());
     }

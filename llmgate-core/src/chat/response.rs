@@ -182,7 +182,7 @@ impl ChatResponse {
     /// usage until the `with_*` methods say otherwise.
     ///
     /// ```
-    /// use llmgate_core::{ChatResponse, Usage};
+    /// use llmgate_core::chat::{ChatResponse, Usage};
     ///
     /// let response = ChatResponse::assistant("gpt-4o-mini", "hi").with_usage(Usage::new(3, 1));
     /// assert_eq!(response.choices[0].message.text_content(), "hi");
@@ -305,7 +305,7 @@ impl ChatChunk {
     /// A chunk adding `text` to the answer.
     ///
     /// ```
-    /// use llmgate_core::{ChatChunk, FinishReason, Usage};
+    /// use llmgate_core::chat::{ChatChunk, FinishReason, Usage};
     ///
     /// let stream = [
     ///     ChatChunk::start("chatcmpl-1", "m", 0),

@@ -26,7 +26,7 @@ use crate::error::Result;
 ///
 /// The methods share their names with [`CreditStore`]'s, so where both traits are in scope a
 /// call on the wrapper's own type is ambiguous. Name the trait by its path where it is
-/// implemented (`impl llmgate_core::ForwardingCreditStore for Cache`) rather than importing
+/// implemented (`impl llmgate_core::credits::forwarding::ForwardingCreditStore for Cache`) rather than importing
 /// it, or call the wrapper through `Arc<dyn CreditStore>`.
 ///
 /// A wrapper over the in-memory store that refuses any single credit above 100 credits:
@@ -35,7 +35,11 @@ use crate::error::Result;
 /// use std::sync::Arc;
 ///
 /// use async_trait::async_trait;
-/// use llmgate_core::*;
+/// use llmgate_core::credits::forwarding::ForwardingCreditStore;
+/// use llmgate_core::credits::{Credit, CreditKind, CreditOutcome, CreditStore};
+/// use llmgate_core::memory::MemoryCreditStore;
+/// use llmgate_core::pricing::MICROS_PER_CREDIT;
+/// use llmgate_core::{Error, Gateway, Result};
 ///
 /// const MOST_AT_ONCE: i64 = 100 * MICROS_PER_CREDIT;
 ///

@@ -131,7 +131,7 @@ impl GatewayBuilder {
         self
     }
 
-    /// Where balances, holds and the ledger live (default: a fresh [`MemoryCreditStore`](crate::MemoryCreditStore)).
+    /// Where balances, holds and the ledger live (default: a fresh [`MemoryCreditStore`](crate::memory::MemoryCreditStore)).
     pub fn credit_store(mut self, store: Arc<dyn CreditStore>) -> Self {
         self.credits = Some(store);
         self

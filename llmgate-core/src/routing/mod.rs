@@ -11,6 +11,7 @@ mod policy;
 mod strategies;
 mod strategy;
 
+pub use crate::health::SharedCooldowns;
 pub use policy::{Candidate, CandidateState, InOrder, RouteFacts, RoutingPolicy, rank_by_key};
 pub use strategies::{ByPriority, Cheapest, Fastest, LeastBusy, Weighted};
 pub use strategy::Strategy;

@@ -88,7 +88,10 @@ pub struct Candidate<'a> {
 /// ```
 /// use std::sync::Arc;
 ///
-/// use llmgate_core::*;
+/// use llmgate_core::Gateway;
+/// use llmgate_core::catalog::Deployment;
+/// use llmgate_core::power::{PowerLevel, PowerLevelPolicy};
+/// use llmgate_core::routing::{Candidate, CandidateState, RouteFacts, RoutingPolicy, rank_by_key};
 ///
 /// #[derive(Debug)]
 /// struct LocalFirst;

@@ -8,7 +8,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use llmgate_core::credits::forwarding::ForwardingCreditStore;
 use llmgate_core::*;
+use llmgate_core::{
+    caller::Tier,
+    catalog::Deployment,
+    chat::{ChatChunk, ChatRequest, ChatResponse, Delta, FinishReason, Message, Usage},
+    credits::{
+        Credit, CreditKind, CreditStore, Hold, HoldRequest, LedgerWrite, Page, TransactionKind,
+        UsageRecord, Written, write_one_by_one,
+    },
+    memory::MemoryCreditStore,
+    pricing::{Decimal, ModelPrice, PriceTerms},
+    provider::{ChunkStream, ProviderCall},
+};
 use tokio::time::Instant;
 
 /// What a scripted provider does on one call.
@@ -196,7 +209,7 @@ pub async fn ledger_counts(gateway: &Gateway, user: &str) -> (usize, usize, usiz
     let count = |kind: TransactionKind| ledger.iter().filter(|t| t.kind == kind).count();
     // A settle writes its hold's release before its charge (reason "hold {id} of {held}"):
     // only releases without a charge gave a hold back whole.
-    let hold_of = |t: &llmgate_core::Transaction| {
+    let hold_of = |t: &llmgate_core::credits::Transaction| {
         let reason = t.reason.as_deref().unwrap_or_default();
         reason.split(" of ").next().unwrap_or(reason).to_owned()
     };

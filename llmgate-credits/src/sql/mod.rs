@@ -13,7 +13,10 @@ pub(crate) mod statements;
 pub(crate) mod steps;
 pub(crate) mod writes;
 
-use llmgate_core::{Error, KeySource, Result, TransactionKind, UsageRecord};
+use llmgate_core::{
+    Error, Result,
+    credits::{KeySource, TransactionKind, UsageRecord},
+};
 
 /// How long a replica may go without a beat before the others reclaim its holds. The server
 /// beats every 10 s from a task of its own (and with every reclaim), so a replica that is
@@ -310,11 +313,11 @@ macro_rules! sql_credit_store {
         $crate::sql::reads::sql_ledger_reads!($store, $db);
 
         #[async_trait::async_trait]
-        impl llmgate_core::CreditStore for $store {
+        impl llmgate_core::credits::CreditStore for $store {
             async fn hold(
                 &self,
-                request: llmgate_core::HoldRequest,
-            ) -> llmgate_core::Result<llmgate_core::Hold> {
+                request: llmgate_core::credits::HoldRequest,
+            ) -> llmgate_core::Result<llmgate_core::credits::Hold> {
                 if request.amount_micros < 0 {
                     return Err(llmgate_core::Error::internal("negative hold"));
                 }
@@ -328,8 +331,8 @@ macro_rules! sql_credit_store {
 
             async fn settle(
                 &self,
-                hold: &llmgate_core::Hold,
-                usage: &llmgate_core::UsageRecord,
+                hold: &llmgate_core::credits::Hold,
+                usage: &llmgate_core::credits::UsageRecord,
             ) -> llmgate_core::Result<i64> {
                 if $crate::sql::parse_hold_id(&hold.id).is_none() {
                     return self.read_balance(&hold.user_id).await;
@@ -348,7 +351,7 @@ macro_rules! sql_credit_store {
                 Ok(balance)
             }
 
-            async fn release(&self, hold: &llmgate_core::Hold) -> llmgate_core::Result<()> {
+            async fn release(&self, hold: &llmgate_core::credits::Hold) -> llmgate_core::Result<()> {
                 if let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) {
                     self.release_hold_id(hold_id).await?;
                 }
@@ -357,7 +360,7 @@ macro_rules! sql_credit_store {
 
             async fn record_usage(
                 &self,
-                usage: &llmgate_core::UsageRecord,
+                usage: &llmgate_core::credits::UsageRecord,
             ) -> llmgate_core::Result<()> {
                 if usage.cost_micros < 0 {
                     return Err(llmgate_core::Error::internal("negative usage cost"));
@@ -369,32 +372,32 @@ macro_rules! sql_credit_store {
 
             async fn write_batch(
                 &self,
-                writes: &[llmgate_core::LedgerWrite],
-            ) -> Vec<llmgate_core::Result<llmgate_core::Written>> {
+                writes: &[llmgate_core::credits::LedgerWrite],
+            ) -> Vec<llmgate_core::Result<llmgate_core::credits::Written>> {
                 match self.write_all(writes).await {
                     Ok(results) => results,
                     Err(error) => {
                         // Nothing of the batch was committed. Write them one by one, so that
                         // one bad write cannot sink the others.
                         tracing::debug!(%error, writes = writes.len(), "a batch failed; writing it one by one");
-                        llmgate_core::write_one_by_one(self, writes).await
+                        llmgate_core::credits::write_one_by_one(self, writes).await
                     }
                 }
             }
 
             async fn credit(
                 &self,
-                credit: llmgate_core::Credit,
-            ) -> llmgate_core::Result<llmgate_core::CreditOutcome> {
+                credit: llmgate_core::credits::Credit,
+            ) -> llmgate_core::Result<llmgate_core::credits::CreditOutcome> {
                 if credit.amount_micros <= 0 {
                     return Err(llmgate_core::Error::invalid_request(
                         "a credit must be positive",
                     ));
                 }
                 let kind = match credit.kind {
-                    llmgate_core::CreditKind::Grant => llmgate_core::TransactionKind::Grant,
-                    llmgate_core::CreditKind::TopUp => llmgate_core::TransactionKind::TopUp,
-                    llmgate_core::CreditKind::Refund => llmgate_core::TransactionKind::Refund,
+                    llmgate_core::credits::CreditKind::Grant => llmgate_core::credits::TransactionKind::Grant,
+                    llmgate_core::credits::CreditKind::TopUp => llmgate_core::credits::TransactionKind::TopUp,
+                    llmgate_core::credits::CreditKind::Refund => llmgate_core::credits::TransactionKind::Refund,
                 };
                 let outcome = self.credit_once(&credit, kind).await;
                 self.credit_done().await;
@@ -408,15 +411,15 @@ macro_rules! sql_credit_store {
             async fn transactions(
                 &self,
                 user_id: &str,
-                page: llmgate_core::Page,
-            ) -> llmgate_core::Result<Vec<llmgate_core::Transaction>> {
+                page: llmgate_core::credits::Page,
+            ) -> llmgate_core::Result<Vec<llmgate_core::credits::Transaction>> {
                 self.read_transactions(user_id, page).await
             }
 
             async fn usage(
                 &self,
-                query: &llmgate_core::UsageQuery,
-            ) -> llmgate_core::Result<Vec<llmgate_core::UsageRow>> {
+                query: &llmgate_core::credits::UsageQuery,
+            ) -> llmgate_core::Result<Vec<llmgate_core::credits::UsageRow>> {
                 self.read_usage(query).await
             }
 

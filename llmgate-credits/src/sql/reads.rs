@@ -19,8 +19,8 @@ macro_rules! sql_ledger_reads {
             async fn read_transactions(
                 &self,
                 user_id: &str,
-                page: llmgate_core::Page,
-            ) -> llmgate_core::Result<Vec<llmgate_core::Transaction>> {
+                page: llmgate_core::credits::Page,
+            ) -> llmgate_core::Result<Vec<llmgate_core::credits::Transaction>> {
                 let failed = || $crate::error::database_error("transactions");
                 if page.limit == 0 {
                     return Ok(Vec::new());
@@ -41,15 +41,15 @@ macro_rules! sql_ledger_reads {
             /// Usage summed by model, provider or day, in byte order of the group key.
             async fn read_usage(
                 &self,
-                query: &llmgate_core::UsageQuery,
-            ) -> llmgate_core::Result<Vec<llmgate_core::UsageRow>> {
+                query: &llmgate_core::credits::UsageQuery,
+            ) -> llmgate_core::Result<Vec<llmgate_core::credits::UsageRow>> {
                 use sqlx::Row as _;
                 use $crate::sql::statements as sql;
                 let failed = || $crate::error::database_error("usage");
                 let statement = match query.group_by {
-                    llmgate_core::UsageGroup::Model => sql::USAGE_BY_MODEL,
-                    llmgate_core::UsageGroup::Provider => sql::USAGE_BY_PROVIDER,
-                    llmgate_core::UsageGroup::Day => sql::USAGE_BY_DAY,
+                    llmgate_core::credits::UsageGroup::Model => sql::USAGE_BY_MODEL,
+                    llmgate_core::credits::UsageGroup::Provider => sql::USAGE_BY_PROVIDER,
+                    llmgate_core::credits::UsageGroup::Day => sql::USAGE_BY_DAY,
                 };
                 let rows = sqlx::query::<$db>(statement)
                     .bind(query.user_id.as_deref())
@@ -61,7 +61,7 @@ macro_rules! sql_ledger_reads {
                 let mut usage = rows
                     .iter()
                     .map(|row| {
-                        Ok(llmgate_core::UsageRow {
+                        Ok(llmgate_core::credits::UsageRow {
                             key: row.try_get("group_key")?,
                             requests: $crate::sql::tokens_from_sql(row.try_get("requests")?),
                             prompt_tokens: $crate::sql::tokens_from_sql(
@@ -91,9 +91,9 @@ macro_rules! sql_ledger_reads {
 
             fn transaction_from_row(
                 row: &<$db as sqlx::Database>::Row,
-            ) -> Result<llmgate_core::Transaction, sqlx::Error> {
+            ) -> Result<llmgate_core::credits::Transaction, sqlx::Error> {
                 use sqlx::Row as _;
-                Ok(llmgate_core::Transaction {
+                Ok(llmgate_core::credits::Transaction {
                     id: row.try_get("id")?,
                     user_id: row.try_get("user_id")?,
                     kind: $crate::sql::parse_kind(row.try_get::<&str, _>("kind")?)

@@ -84,9 +84,9 @@ macro_rules! sql_ledger_steps {
             /// no such statement, or the balance does not cover it (the general path decides).
             async fn one_statement_hold<'e, E>(
                 executor: E,
-                request: &llmgate_core::HoldRequest,
+                request: &llmgate_core::credits::HoldRequest,
                 replica: &str,
-            ) -> Result<Option<llmgate_core::Hold>, sqlx::Error>
+            ) -> Result<Option<llmgate_core::credits::Hold>, sqlx::Error>
             where
                 E: sqlx::Executor<'e, Database = $db>,
             {
@@ -99,17 +99,19 @@ macro_rules! sql_ledger_steps {
                     sqlx::query_as_with::<$db, (i64, i64), _>(statement, arguments)
                         .fetch_optional(executor)
                         .await?;
-                Ok(placed.map(|(hold_id, _balance)| llmgate_core::Hold {
-                    id: hold_id.to_string(),
-                    user_id: request.user_id.clone(),
-                    amount_micros: request.amount_micros,
-                }))
+                Ok(
+                    placed.map(|(hold_id, _balance)| llmgate_core::credits::Hold {
+                        id: hold_id.to_string(),
+                        user_id: request.user_id.clone(),
+                        amount_micros: request.amount_micros,
+                    }),
+                )
             }
 
             /// A hold's parameters in the order both hold statements take them: user, amount,
             /// request, placed at (`now`), expires at, replica.
             fn hold_arguments(
-                request: &llmgate_core::HoldRequest,
+                request: &llmgate_core::credits::HoldRequest,
                 replica: &str,
                 now: i64,
             ) -> Result<<$db as sqlx::Database>::Arguments, sqlx::Error> {
@@ -137,7 +139,7 @@ macro_rules! sql_ledger_steps {
             /// paid for a request it never covered.)
             async fn take_for_hold(
                 tx: &mut sqlx::Transaction<'static, $db>,
-                request: &llmgate_core::HoldRequest,
+                request: &llmgate_core::credits::HoldRequest,
             ) -> llmgate_core::Result<llmgate_core::Result<i64>> {
                 use $crate::sql::statements as sql;
                 const TRIES: usize = 4;
@@ -186,9 +188,9 @@ macro_rules! sql_ledger_steps {
             /// refusal (`insufficient_credits`), which changed nothing.
             async fn hold_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
-                request: &llmgate_core::HoldRequest,
+                request: &llmgate_core::credits::HoldRequest,
                 replica: &str,
-            ) -> llmgate_core::Result<llmgate_core::Result<llmgate_core::Hold>> {
+            ) -> llmgate_core::Result<llmgate_core::Result<llmgate_core::credits::Hold>> {
                 use $crate::sql::statements as sql;
                 if request.amount_micros < 0 {
                     return Ok(Err(llmgate_core::Error::internal("negative hold")));
@@ -216,7 +218,7 @@ macro_rules! sql_ledger_steps {
                     tx,
                     &$crate::sql::Entry {
                         user_id: &request.user_id,
-                        kind: llmgate_core::TransactionKind::Hold,
+                        kind: llmgate_core::credits::TransactionKind::Hold,
                         amount_micros: -request.amount_micros,
                         balance_after_micros: balance_after,
                         usage: None,
@@ -226,7 +228,7 @@ macro_rules! sql_ledger_steps {
                     },
                 )
                 .await?;
-                Ok(Ok(llmgate_core::Hold {
+                Ok(Ok(llmgate_core::credits::Hold {
                     id,
                     user_id: request.user_id.clone(),
                     amount_micros: request.amount_micros,
@@ -237,8 +239,8 @@ macro_rules! sql_ledger_steps {
             /// released before (or names no hold). Returns the balance after and the charge.
             async fn settle_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
-                hold: &llmgate_core::Hold,
-                usage: &llmgate_core::UsageRecord,
+                hold: &llmgate_core::credits::Hold,
+                usage: &llmgate_core::credits::UsageRecord,
             ) -> llmgate_core::Result<Option<(i64, i64)>> {
                 let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) else {
                     return Ok(None);
@@ -283,7 +285,7 @@ macro_rules! sql_ledger_steps {
                     tx,
                     &$crate::sql::Entry {
                         user_id: &user_id,
-                        kind: llmgate_core::TransactionKind::Charge,
+                        kind: llmgate_core::credits::TransactionKind::Charge,
                         amount_micros: -charge,
                         balance_after_micros: balance,
                         usage: Some(usage),
@@ -299,7 +301,7 @@ macro_rules! sql_ledger_steps {
             /// Add one request to the usage totals.
             async fn add_usage_in<'e, E>(
                 executor: E,
-                usage: &llmgate_core::UsageRecord,
+                usage: &llmgate_core::credits::UsageRecord,
                 cost_micros: i64,
             ) -> Result<(), sqlx::Error>
             where

@@ -67,9 +67,9 @@ macro_rules! sql_ledger_writes {
             /// usage upsert per user, model, provider and day. A refused hold fails alone.
             async fn write_all(
                 &self,
-                writes: &[llmgate_core::LedgerWrite],
-            ) -> llmgate_core::Result<Vec<llmgate_core::Result<llmgate_core::Written>>> {
-                use llmgate_core::{LedgerWrite, Written};
+                writes: &[llmgate_core::credits::LedgerWrite],
+            ) -> llmgate_core::Result<Vec<llmgate_core::Result<llmgate_core::credits::Written>>> {
+                use llmgate_core::{credits::{LedgerWrite, Written}};
                 let failed = || $crate::error::database_error("write a batch");
                 // A hold alone, as one statement, is its own transaction: no BEGIN and COMMIT
                 // round trips for the commonest batch of a lightly loaded gateway.
@@ -140,12 +140,12 @@ macro_rules! sql_ledger_writes {
             /// A credit in one durable transaction (see `begin_credit`).
             async fn credit_once(
                 &self,
-                credit: &llmgate_core::Credit,
-                kind: llmgate_core::TransactionKind,
-            ) -> llmgate_core::Result<llmgate_core::CreditOutcome> {
+                credit: &llmgate_core::credits::Credit,
+                kind: llmgate_core::credits::TransactionKind,
+            ) -> llmgate_core::Result<llmgate_core::credits::CreditOutcome> {
                 use $crate::sql::statements as sql;
                 let failed = || $crate::error::database_error("credit");
-                let not_applied = |balance_micros| llmgate_core::CreditOutcome {
+                let not_applied = |balance_micros| llmgate_core::credits::CreditOutcome {
                     applied: false,
                     balance_micros,
                 };
@@ -163,12 +163,12 @@ macro_rules! sql_ledger_writes {
                 let balance = sqlx::query_scalar::<$db, i64>(sql::ADD_TO_BALANCE)
                     .bind(&credit.user_id)
                     .bind(credit.amount_micros)
-                    .bind(llmgate_core::MAX_BALANCE_MICROS)
+                    .bind(llmgate_core::credits::MAX_BALANCE_MICROS)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(failed())?;
                 let Some(balance) = balance else {
-                    return Err(llmgate_core::balance_limit_exceeded());
+                    return Err(llmgate_core::credits::balance_limit_exceeded());
                 };
                 // Another replica may have applied the same key since the check above: then
                 // this insert does nothing and the whole transaction is rolled back.
@@ -188,7 +188,7 @@ macro_rules! sql_ledger_writes {
                     return Ok(not_applied(self.read_balance(&credit.user_id).await?));
                 }
                 tx.commit().await.map_err(failed())?;
-                Ok(llmgate_core::CreditOutcome {
+                Ok(llmgate_core::credits::CreditOutcome {
                     applied: true,
                     balance_micros: balance,
                 })

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use llmgate_core::memory::unix_now;
-use llmgate_core::{CreditStore, Result};
+use llmgate_core::{Result, credits::CreditStore};
 
 use super::api_key::key_digest;
 use super::ttl_cache::TtlCache;

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use llmgate_core::{Error, Result, Secret};
+use llmgate_core::{Error, Result, keys::Secret};
 use serde::Serialize;
 
 /// What a user may do beyond their own requests.

@@ -4,7 +4,8 @@ use llmgate_core::chat::{
     ContentPart, FunctionCall, PromptTokensDetails, ResponseFormat, ToolCall, ToolChoiceMode,
 };
 use llmgate_core::{
-    ChatRequest, ChatResponse, Choice, Content, Error, FinishReason, Message, Result, Role, Usage,
+    Error, Result,
+    chat::{ChatRequest, ChatResponse, Choice, Content, FinishReason, Message, Role, Usage},
 };
 use serde_json::{Map, Value};
 

@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use llmgate_core::{Deployment, Gateway, Secret};
+//! use llmgate_core::{Gateway, catalog::Deployment, keys::Secret};
 //! use llmgate_providers::anthropic::{Anthropic, AnthropicConfig};
 //!
 //! let claude = Anthropic::new(AnthropicConfig::new("anthropic")).unwrap();
@@ -22,7 +22,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmgate_core::{ChatResponse, ChunkStream, Provider, ProviderCall, Result};
+use llmgate_core::{
+    Provider, Result,
+    chat::ChatResponse,
+    provider::{ChunkStream, ProviderCall},
+};
 use reqwest::header::HeaderValue;
 
 use crate::chunks;
@@ -156,7 +160,7 @@ impl Provider for Anthropic {
 /// `benches/` only; not part of the API.
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
-pub fn request_json_for_bench(request: &llmgate_core::ChatRequest) -> Result<Vec<u8>> {
+pub fn request_json_for_bench(request: &llmgate_core::chat::ChatRequest) -> Result<Vec<u8>> {
     serde_json::to_vec(&convert::to_wire(request, false)?)
         .map_err(|error| llmgate_core::Error::internal(error.to_string()))
 }

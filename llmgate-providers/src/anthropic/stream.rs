@@ -7,7 +7,10 @@
 use std::collections::HashMap;
 
 use llmgate_core::chat::{FunctionCallDelta, ToolCallDelta};
-use llmgate_core::{ChatChunk, Delta, Error, FinishReason, Result, Role};
+use llmgate_core::{
+    Error, Result,
+    chat::{ChatChunk, Delta, FinishReason, Role},
+};
 use serde_json::Value;
 use sse_stream::Sse;
 

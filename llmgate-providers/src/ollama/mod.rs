@@ -24,7 +24,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmgate_core::{ChatResponse, ChunkStream, Error, Provider, ProviderCall, Result, Secret};
+use llmgate_core::{
+    Error, Provider, Result,
+    chat::ChatResponse,
+    keys::Secret,
+    provider::{ChunkStream, ProviderCall},
+};
 
 use crate::chunks;
 use crate::error::BuildError;

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use llmgate_core::chat::{FunctionCallDelta, ToolCallDelta};
-use llmgate_core::{ChatChunk, Delta, Error, FinishReason, Result, Role};
+use llmgate_core::{
+    Error, Result,
+    chat::{ChatChunk, Delta, FinishReason, Role},
+};
 use serde_json::Value;
 
 use super::convert;

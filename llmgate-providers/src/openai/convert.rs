@@ -4,8 +4,11 @@ use std::borrow::Cow;
 
 use llmgate_core::chat::{FunctionCallDelta, ToolCallDelta};
 use llmgate_core::{
-    ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Content, ContentPart, Delta, Error,
-    ErrorKind, Result, Secret, WireJson,
+    Error, ErrorKind, Result,
+    chat::{
+        ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Content, ContentPart, Delta, WireJson,
+    },
+    keys::Secret,
 };
 use serde_json::{Map, Value, json};
 
@@ -204,7 +207,7 @@ pub(crate) fn response_to_chunks(response: ChatResponse) -> Vec<ChatChunk> {
                 content: message
                     .content
                     .as_ref()
-                    .map(llmgate_core::Content::joined_text),
+                    .map(llmgate_core::chat::Content::joined_text),
                 tool_calls,
                 refusal: message.refusal,
                 extra: message.extra,

@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmgate_core::{ChatResponse, ChunkStream, Provider, ProviderCall, Result};
+use llmgate_core::{
+    Provider, Result,
+    chat::ChatResponse,
+    provider::{ChunkStream, ProviderCall},
+};
 use reqwest::header::{self, HeaderValue};
 
 use crate::chunks;

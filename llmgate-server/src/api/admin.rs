@@ -9,7 +9,7 @@
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use llmgate_core::{Error, ErrorKind, Result, micros_to_credits};
+use llmgate_core::{Error, ErrorKind, Result, pricing::micros_to_credits};
 use llmgate_credits::users::{ApiKeyInfo, IssuedKey, User, UserRole, UserUpdate, check_user_id};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -27,7 +27,7 @@ const MAX_PAGE: i64 = 500;
 /// `GET /api/v1/admin/tiers`: every configured tier with its settings, by name. Amounts are
 /// decimal strings (never floats), `monthly_credits` and `rpm` are `null` when unset.
 pub(crate) fn list_tiers(state: &AppState) -> Response<Body> {
-    let mut tiers: Vec<&llmgate_core::Tier> = state.tiers.values().map(|t| &**t).collect();
+    let mut tiers: Vec<&llmgate_core::caller::Tier> = state.tiers.values().map(|t| &**t).collect();
     tiers.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     let data: Vec<Value> = tiers
         .into_iter()

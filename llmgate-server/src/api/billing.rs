@@ -54,7 +54,7 @@ pub(crate) async fn purchase(
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    if principal.caller.billing == llmgate_core::Billing::Uncharged {
+    if principal.caller.billing == llmgate_core::caller::Billing::Uncharged {
         return Err(Error::invalid_request(
             "The master key is never charged and has no balance to buy credits for; buy with a user's key.",
         )

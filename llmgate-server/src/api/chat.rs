@@ -4,7 +4,13 @@
 
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::{ChatRequest, Completion, Error, PowerLevel, Privacy, RouteInfo};
+use llmgate_core::{
+    Error,
+    catalog::Privacy,
+    chat::ChatRequest,
+    gateway::{Completion, RouteInfo},
+    power::PowerLevel,
+};
 
 use super::body::read_json;
 use super::context::RequestContext;

@@ -7,8 +7,9 @@
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use llmgate_core::{
-    Credit, CreditKind, Decimal, Error, ErrorKind, KeySource, Page, Result, Transaction,
-    TransactionKind, credits_to_micros, micros_to_credits,
+    Error, ErrorKind, Result,
+    credits::{Credit, CreditKind, KeySource, Page, Transaction, TransactionKind},
+    pricing::{Decimal, credits_to_micros, micros_to_credits},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -86,7 +87,8 @@ pub(crate) async fn add(
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
     let add: AddCredits = read_json(request, &state.config.server).await?;
-    if add.user_id.is_none() && principal.caller.billing == llmgate_core::Billing::Uncharged {
+    if add.user_id.is_none() && principal.caller.billing == llmgate_core::caller::Billing::Uncharged
+    {
         // The master key's own account is never charged; crediting it helps nobody.
         return Err(
             Error::invalid_request("Name the user to credit: `user_id` is required.")

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use http::{Response, StatusCode};
-use llmgate_core::{Decimal, Deployment};
+use llmgate_core::{catalog::Deployment, pricing::Decimal};
 use serde_json::{Value, json};
 
 use super::response::{Body, json as json_response};

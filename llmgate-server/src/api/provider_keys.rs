@@ -8,7 +8,11 @@ use std::collections::HashMap;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::{Billing, Error, ErrorKind, KeyVault, Result, Secret, StoredKey};
+use llmgate_core::{
+    Error, ErrorKind, Result,
+    caller::Billing,
+    keys::{KeyVault, Secret, StoredKey},
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

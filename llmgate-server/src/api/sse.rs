@@ -12,7 +12,7 @@ use futures::StreamExt;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use llmgate_core::{ChatChunk, CompletionStream, Error};
+use llmgate_core::{Error, chat::ChatChunk, gateway::CompletionStream};
 use serde::Serialize;
 
 use super::response::Body;
@@ -113,7 +113,7 @@ pub(crate) fn response(stream: CompletionStream) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llmgate_core::WireJson;
+    use llmgate_core::chat::WireJson;
 
     #[test]
     fn an_unchanged_upstream_chunk_goes_out_as_it_came() {

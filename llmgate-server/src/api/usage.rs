@@ -6,7 +6,10 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::{Error, Result, UsageGroup, UsageQuery, UsageRow};
+use llmgate_core::{
+    Error, Result,
+    credits::{UsageGroup, UsageQuery, UsageRow},
+};
 use serde::Serialize;
 
 use super::credits::credits_text;

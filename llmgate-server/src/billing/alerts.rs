@@ -12,8 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use llmgate_core::memory::{day_of, unix_now};
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Decimal, Error, Hold, LedgerWrite, Result, UsageRecord,
-    Written, micros_to_credits,
+    Error, Result,
+    credits::{Credit, CreditOutcome, CreditStore, Hold, LedgerWrite, UsageRecord, Written},
+    pricing::{Decimal, micros_to_credits},
 };
 use serde::Serialize;
 
@@ -235,7 +236,7 @@ impl AlertingCreditStore {
 }
 
 #[async_trait]
-impl llmgate_core::ForwardingCreditStore for AlertingCreditStore {
+impl llmgate_core::credits::forwarding::ForwardingCreditStore for AlertingCreditStore {
     fn inner(&self) -> &dyn CreditStore {
         &*self.inner
     }
@@ -276,7 +277,10 @@ mod tests {
     use super::*;
     use crate::billing::store::MemoryBillingStore;
     use crate::config::DecimalText;
-    use llmgate_core::{CreditKind, HoldRequest, KeySource, MemoryCreditStore};
+    use llmgate_core::{
+        credits::{CreditKind, HoldRequest, KeySource},
+        memory::MemoryCreditStore,
+    };
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

@@ -15,7 +15,7 @@ mod webhook;
 use std::sync::Arc;
 
 use llmgate_core::memory::unix_now;
-use llmgate_core::{CreditStore, Error, ErrorKind, Result, Secret};
+use llmgate_core::{Error, ErrorKind, Result, credits::CreditStore, keys::Secret};
 use llmgate_credits::SqlCreditStore;
 
 pub use alerts::{AlertingCreditStore, LowBalanceAlert, LowBalanceAlerts, RetryPolicy};

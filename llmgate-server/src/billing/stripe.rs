@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use http::HeaderValue;
-use llmgate_core::{Error, ErrorKind, Result, Secret};
+use llmgate_core::{Error, ErrorKind, Result, keys::Secret};
 use serde::Deserialize;
 
 use crate::config::Package;

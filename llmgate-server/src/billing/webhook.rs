@@ -2,7 +2,11 @@
 
 use std::collections::HashMap;
 
-use llmgate_core::{Credit, CreditKind, CreditStore, Error, Result, memory::unix_now};
+use llmgate_core::{
+    Error, Result,
+    credits::{Credit, CreditKind, CreditStore},
+    memory::unix_now,
+};
 use serde::Deserialize;
 
 use super::store::{Purchase, PurchaseStatus, PurchaseStore};
@@ -181,7 +185,7 @@ mod tests {
     use super::*;
     use crate::billing::store::MemoryBillingStore;
     use crate::config::BillingConfig;
-    use llmgate_core::MemoryCreditStore;
+    use llmgate_core::memory::MemoryCreditStore;
     use serde_json::json;
 
     fn event(kind: &str, session: serde_json::Value) -> Vec<u8> {

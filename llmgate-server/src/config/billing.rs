@@ -1,6 +1,9 @@
 //! `billing:` — credits, packages, Stripe and the low-balance alert.
 
-use llmgate_core::{Decimal, Secret, credits_to_micros};
+use llmgate_core::{
+    keys::Secret,
+    pricing::{Decimal, credits_to_micros},
+};
 use serde::Deserialize;
 
 use super::values::{DecimalText, secret};

@@ -1,7 +1,10 @@
 //! The built-in default config: works offline with `demo/echo`, and enables a provider preset
 //! for each well-known key or local host found in the environment.
 
-use llmgate_core::{LatencyClass, Privacy, Secret};
+use llmgate_core::{
+    catalog::{LatencyClass, Privacy},
+    keys::Secret,
+};
 use llmgate_providers::{Preset, presets};
 
 use super::billing::BillingConfig;

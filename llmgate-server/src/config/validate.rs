@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use base64::Engine;
-use llmgate_core::{Decimal, PowerLevel};
+use llmgate_core::{power::PowerLevel, pricing::Decimal};
 use llmgate_providers::{preset, presets};
 
 use super::model::{Config, ConfigError, Problem};

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
-use llmgate_core::{Catalog, Error, RouteInfo};
+use llmgate_core::{Error, catalog::Catalog, gateway::RouteInfo};
 use metrics::{Counter, Histogram, Unit};
 
 use crate::response_body::Body;

@@ -14,7 +14,7 @@ pub mod money;
 pub mod proxy;
 pub mod users;
 
-use llmgate_core::Secret;
+use llmgate_core::keys::Secret;
 use llmgate_server::config::{Config, Env, StorageConfig};
 use llmgate_server::{RunningServer, Server};
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! Unit tests of the pure translation (`super`).
 
 use super::*;
-use llmgate_core::{FinishReason, Message, Role};
+use llmgate_core::chat::{FinishReason, Message, Role};
 
 fn key() -> Secret {
     Secret::new("sk-test-SECRET-0123456789")
