@@ -43,11 +43,8 @@ pub fn text_events(
     input_tokens: u64,
     output_tokens: u64,
 ) -> Vec<Value> {
-    let mut events = vec![
-        message_start(model, input_tokens),
-        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        json!({"type": "ping"}),
-    ];
+    let mut events = opening(model, input_tokens);
+    events.push(json!({"type": "ping"}));
     events.extend(block_end(0, "text_delta", "text", pieces));
     events.extend(finish("end_turn", output_tokens));
     events
@@ -64,24 +61,25 @@ pub fn tool_use_events(
     input_tokens: u64,
     output_tokens: u64,
 ) -> Vec<Value> {
-    let mut events = vec![
-        message_start(model, input_tokens),
-        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Checking."}}),
-        json!({"type": "content_block_stop", "index": 0}),
-        json!({"type": "content_block_start", "index": 1,
-               "content_block": {"type": "tool_use", "id": call_id, "name": name, "input": {}}}),
-        json!({"type": "content_block_delta", "index": 1,
-               "delta": {"type": "input_json_delta", "partial_json": ""}}),
-    ];
-    events.extend(block_end(
-        1,
-        "input_json_delta",
-        "partial_json",
-        input_pieces,
-    ));
+    let mut events = opening(model, input_tokens);
+    events.extend(block_end(0, "text_delta", "text", &["Checking."]));
+    events.push(json!({"type": "content_block_start", "index": 1,
+               "content_block": {"type": "tool_use", "id": call_id, "name": name, "input": {}}}));
+    // The API opens the input with an empty piece.
+    let pieces: Vec<&str> = std::iter::once("")
+        .chain(input_pieces.iter().copied())
+        .collect();
+    events.extend(block_end(1, "input_json_delta", "partial_json", &pieces));
     events.extend(finish("tool_use", output_tokens));
     events
+}
+
+/// `message_start` and the start of text block 0.
+fn opening(model: &str, input_tokens: u64) -> Vec<Value> {
+    vec![
+        message_start(model, input_tokens),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ]
 }
 
 /// The rest of content block `index`: one `content_block_delta` per piece (a `delta_type`

@@ -1,10 +1,7 @@
 //! The built-in default config: works offline with `demo/echo`, and enables a provider preset
 //! for each well-known key or local host found in the environment.
 
-use llmgate_core::{
-    catalog::{LatencyClass, Privacy},
-    keys::Secret,
-};
+use llmgate_core::keys::Secret;
 use llmgate_providers::{Preset, presets};
 
 use super::billing::BillingConfig;
@@ -14,7 +11,6 @@ use super::providers::{ModelConfig, ProviderConfig, ProviderKind};
 use super::routing::RoutingConfig;
 use super::server::{ByokConfig, ServerConfig, StorageConfig};
 use super::tiers::{PowerLevelsConfig, default_tiers};
-use super::values::DecimalText;
 
 impl Config {
     /// The built-in default: the demo provider and model, plus a preset provider for
@@ -35,7 +31,7 @@ pub(super) fn builtin(env: &Env) -> Config {
         tiers: default_tiers(),
         power_levels: PowerLevelsConfig::default(),
         providers,
-        models: vec![demo_echo()],
+        models: demo_echo(),
         routing: RoutingConfig::default(),
     }
 }
@@ -56,19 +52,28 @@ fn from_env(preset: &Preset, env: &Env) -> Option<ProviderConfig> {
     Some(provider)
 }
 
-/// `demo/echo`: free, answers locally.
-fn demo_echo() -> ModelConfig {
-    let mut model = ModelConfig::new("demo/echo", "demo", "echo");
-    model.cost_per_1k = Some(DecimalText::new("0"));
-    model.quality = Some(0.5);
-    model.tags = vec!["demo".to_owned()];
-    model.latency = Some(LatencyClass::Ultrafast);
-    model.privacy = Some(Privacy::High);
-    model
+/// `demo/echo`: free, answers locally. Written as an operator would write it, so that every
+/// field left out takes the default the config file gives it.
+const DEMO_ECHO: &str = "
+name: demo/echo
+provider: demo
+upstream_model: echo
+cost_per_1k: '0'
+quality: 0.5
+tags: [demo]
+latency: ultrafast
+privacy: high
+";
+
+fn demo_echo() -> Vec<ModelConfig> {
+    // The text above is fixed and tested (`builtin_has_demo_and_presets_for_present_keys_only`).
+    serde_yaml_ng::from_str(DEMO_ECHO).into_iter().collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use llmgate_core::catalog::{LatencyClass, Privacy};
+
     use super::*;
 
     #[test]
@@ -81,7 +86,15 @@ mod tests {
         let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["demo", "groq", "ollama"]);
         assert!(config.providers[0].local, "the demo answers locally");
-        assert_eq!(config.models[0].name, "demo/echo");
+        let demo = &config.models[0];
+        assert_eq!(demo.name, "demo/echo");
+        assert_eq!(demo.upstream_model.as_deref(), Some("echo"));
+        assert_eq!(demo.cost_per_1k.as_ref().map(|p| p.as_str()), Some("0"));
+        assert_eq!(demo.quality, Some(0.5));
+        assert_eq!(demo.tags, ["demo"]);
+        assert_eq!(demo.latency, Some(LatencyClass::Ultrafast));
+        assert_eq!(demo.privacy, Some(Privacy::High));
+        assert_eq!(demo.weight, 1, "left out, the weight is the file's default");
         assert!(config.validate().is_empty(), "{:?}", config.validate());
     }
 

@@ -208,35 +208,6 @@ fn one() -> u32 {
 }
 
 impl ModelConfig {
-    pub fn new(
-        name: impl Into<String>,
-        provider: impl Into<String>,
-        upstream_model: impl Into<String>,
-    ) -> Self {
-        Self {
-            name: name.into(),
-            provider: provider.into(),
-            upstream_model: Some(upstream_model.into()),
-            input_cost_per_1k: None,
-            output_cost_per_1k: None,
-            cost_per_1k: None,
-            cache_read_cost_per_1k: None,
-            cache_write_cost_per_1k: None,
-            free: false,
-            quality: None,
-            context_window: None,
-            max_output_tokens: None,
-            rpm: None,
-            tpm: None,
-            fallbacks: Vec::new(),
-            tags: Vec::new(),
-            latency: None,
-            privacy: None,
-            weight: 1,
-            priority: 0,
-        }
-    }
-
     /// The input and output prices, `cost_per_1k` filling whichever is not given.
     pub fn prices(&self) -> (Option<&DecimalText>, Option<&DecimalText>) {
         let both = self.cost_per_1k.as_ref();
