@@ -56,6 +56,7 @@ mod catalog;
 pub mod chat;
 mod clock;
 mod credits;
+mod embeddings;
 mod error;
 mod gateway;
 mod health;
@@ -72,7 +73,7 @@ pub mod tokens;
 mod vault;
 
 pub use caller::{Billing, Caller, Tier};
-pub use catalog::{Catalog, Deployment, LatencyClass, Privacy};
+pub use catalog::{Catalog, Deployment, LatencyClass, ModelMode, Privacy};
 pub use chat::{
     ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content, ContentPart, Delta,
     FinishReason, Message, Role, TokenClasses, Usage, WireJson,
@@ -82,9 +83,13 @@ pub use credits::{
     MAX_BALANCE_MICROS, Page, Transaction, TransactionKind, UsageGroup, UsageQuery, UsageRecord,
     UsageRow, Written, balance_limit_exceeded,
 };
+pub use embeddings::{
+    Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, EncodingFormat,
+    Vector,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use gateway::{
-    Completion, CompletionStream, Gateway, GatewayBuilder, ModelResolver, RouteInfo,
+    Completion, CompletionStream, Embedded, Gateway, GatewayBuilder, ModelResolver, RouteInfo,
 };
 pub use health::SharedCooldowns;
 pub use limits::{Admission, InProcessRateLimiter, Quota, RateLimiter};
@@ -94,7 +99,7 @@ pub use pricing::{
     ClassCost, CostBreakdown, MICROS_PER_CREDIT, ModelPrice, PriceTerms, credits_to_micros,
     micros_to_credits,
 };
-pub use provider::{ChunkStream, Provider, ProviderCall};
+pub use provider::{ChunkStream, EmbedCall, Provider, ProviderCall};
 pub use routing::{
     Candidate, CandidateState, InOrder, RouteFacts, RoutingPolicy, Strategy, rank_by_key,
 };

@@ -4,6 +4,7 @@
 pub mod anthropic;
 mod chunks;
 pub mod demo;
+mod embedding;
 mod http;
 pub mod ollama;
 pub mod openai;
@@ -15,7 +16,7 @@ pub mod tokenizer;
 pub use anthropic::{Anthropic, AnthropicConfig};
 pub use demo::DemoProvider;
 pub use ollama::{Ollama, OllamaConfig};
-pub use openai::{OpenAiCompatible, OpenAiConfig};
+pub use openai::{EmbeddingsApi, OpenAiCompatible, OpenAiConfig};
 pub use presets::{AuthStyle, Preset, Quirks, is_openai_reasoning_model, preset, presets};
 pub use resolve::{model_resolver, resolve_model};
 pub use spec::{BuildError, ProviderSpec, WireFamily, build_provider};

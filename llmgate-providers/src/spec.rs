@@ -9,7 +9,7 @@ use llmgate_core::Provider;
 use crate::anthropic::{Anthropic, AnthropicConfig};
 use crate::demo::DemoProvider;
 use crate::ollama::{Ollama, OllamaConfig};
-use crate::openai::{OpenAiCompatible, OpenAiConfig};
+use crate::openai::{EmbeddingsApi, OpenAiCompatible, OpenAiConfig};
 use crate::presets::{Preset, preset};
 
 /// The wire family a provider speaks.
@@ -50,6 +50,9 @@ pub struct ProviderSpec {
     pub local: Option<bool>,
     /// Whether a call needs a key; `None` means: not for a local provider, else yes.
     pub requires_key: Option<bool>,
+    /// OpenAI-compatible and HuggingFace providers: which embeddings API the upstream speaks
+    /// (OpenAI's `/embeddings` by default, or Text Embeddings Inference's `/embed`).
+    pub embeddings_api: EmbeddingsApi,
 }
 
 impl ProviderSpec {
@@ -64,6 +67,7 @@ impl ProviderSpec {
             headers: BTreeMap::new(),
             local: None,
             requires_key: None,
+            embeddings_api: EmbeddingsApi::default(),
         }
     }
 
@@ -172,7 +176,8 @@ pub fn build_provider(spec: &ProviderSpec) -> Result<Arc<dyn Provider>, BuildErr
             Ok(Arc::new(
                 OpenAiCompatible::new(config)?
                     .with_requires_key(requires_key)
-                    .with_quirks(quirks),
+                    .with_quirks(quirks)
+                    .with_embeddings_api(spec.embeddings_api),
             ))
         }
         WireFamily::Anthropic => {

@@ -1,7 +1,9 @@
 //! The in-process request pipeline: resolve the model, rank deployments, hold credits, pick a
 //! key, call, fall back, settle, record.
 
+mod bill;
 mod builder;
+mod embed;
 mod meter;
 mod owed;
 mod plan;
@@ -19,6 +21,7 @@ use futures::StreamExt;
 use rust_decimal::Decimal;
 
 pub use builder::GatewayBuilder;
+pub use embed::Embedded;
 pub use meter::CompletionStream;
 
 use crate::backoff::Backoff;
@@ -36,10 +39,9 @@ use crate::pricing::CostBreakdown;
 use crate::provider::{Provider, ProviderCall};
 use crate::routing::{CandidateState, RoutingPolicy};
 use crate::secret::Secret;
-use crate::tokens;
 use crate::vault::KeyVault;
 use owed::{Owed, Settlements, detached};
-use plan::{Ask, Attempt};
+use plan::{Ask, Attempt, Sizing};
 use retry::{Tracked, Tried};
 use route::RouteTable;
 use writer::LedgerWriter;
@@ -253,7 +255,8 @@ impl Gateway {
 
     /// A whole completion. `request.stream` is ignored.
     pub async fn chat(&self, caller: &Caller, request: ChatRequest) -> Result<Completion> {
-        let mut prepared = self.prepare(caller, request, false).await?;
+        let sizing = Sizing::chat(&request);
+        let mut prepared = self.prepare(caller, request, false, sizing).await?;
         let tried = self
             .call_with_retries(
                 &prepared.attempts,
@@ -269,53 +272,18 @@ impl Gateway {
                 },
             )
             .await;
-        let Tried {
-            value: mut response,
-            index,
-            calls,
-            mut ticket,
-            upstream,
-        } = match tried {
-            Ok(tried) => tried,
-            Err(error) => {
-                prepared.hold.release().await;
-                return Err(error);
-            }
-        };
-        ticket.succeeded();
-        let attempt = &prepared.attempts[index];
+        let (mut response, call) = prepared.answered(tried).await?.take();
         let usage = match response.usage.take() {
             Some(usage) => usage,
             None => meter::estimate_response_usage(&response, prepared.prompt_estimate),
         };
-        ticket.spent_tokens(usage.prompt_tokens + usage.completion_tokens);
-        drop(ticket);
-        let mut cost_breakdown = attempt.cost_of(&usage)?;
-        let record = self.usage_record(
-            caller,
-            &prepared,
-            attempt,
-            &usage,
-            cost_breakdown.cost_micros,
-        );
-        let (hold, owed) = prepared.hold.disarm();
-        let cost_micros = self.finish(hold, record, owed).await?;
-        let meters = self
-            .inner
-            .metrics
-            .deployment(attempt.slot, &attempt.deployment.provider);
-        meters.billed(usage.prompt_tokens, usage.completion_tokens, cost_micros);
-        if index > 0 {
-            meters.fallbacks.increment(1);
-        }
+        let billed = self.bill(caller, &mut prepared, call, &usage).await?;
         response.usage = Some(usage.with_class_details());
-        cost_breakdown.cost_micros = cost_micros;
-        let route = self.route_info(&prepared, attempt, calls, upstream);
         Ok(Completion {
             response,
-            route,
-            cost_micros,
-            cost_breakdown,
+            route: billed.route,
+            cost_micros: billed.cost_micros,
+            cost_breakdown: billed.cost_breakdown,
         })
     }
 
@@ -326,7 +294,8 @@ impl Gateway {
         caller: &Caller,
         request: ChatRequest,
     ) -> Result<CompletionStream> {
-        let mut prepared = self.prepare(caller, request, true).await?;
+        let sizing = Sizing::chat(&request);
+        let mut prepared = self.prepare(caller, request, true, sizing).await?;
         let tried = self
             .call_with_retries(
                 &prepared.attempts,
@@ -356,13 +325,7 @@ impl Gateway {
             calls,
             mut ticket,
             upstream,
-        } = match tried {
-            Ok(tried) => tried,
-            Err(error) => {
-                prepared.hold.release().await;
-                return Err(error);
-            }
-        };
+        } = prepared.answered(tried).await?;
         ticket.first_token();
         let attempt = &prepared.attempts[index];
         let meters = self
@@ -411,8 +374,10 @@ impl Gateway {
             request,
             power_level,
             level: &level,
-            prompt_bound: 0,
-            prompt_estimate: tokens::estimate_prompt_tokens(request),
+            sizing: Sizing {
+                prompt_bound: 0,
+                ..Sizing::chat(request)
+            },
             seed: self.inner.next_route.fetch_add(1, Ordering::Relaxed),
         };
         self.route_only(&ask)
@@ -510,6 +475,7 @@ impl Gateway {
         caller: &Caller,
         mut request: ChatRequest,
         stream: bool,
+        sizing: Sizing,
     ) -> Result<Prepared> {
         let started = Instant::now();
         let mut owed = self.inner.settlements.begin();
@@ -534,7 +500,7 @@ impl Gateway {
             request.stream = None;
             request.stream_options = None;
         }
-        let prompt_estimate = tokens::estimate_prompt_tokens(&request);
+        let prompt_estimate = sizing.prompt_estimate;
         let seed = self.inner.next_route.fetch_add(1, Ordering::Relaxed);
         let mut attempts = self
             .plan(&Ask {
@@ -542,8 +508,7 @@ impl Gateway {
                 request: &request,
                 power_level,
                 level: &level,
-                prompt_bound: tokens::prompt_upper_bound(&request),
-                prompt_estimate,
+                sizing,
                 seed,
             })
             .await?;

@@ -17,6 +17,7 @@
 //! ```
 
 mod convert;
+mod embed;
 mod stream;
 mod wire;
 
@@ -24,7 +25,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmgate_core::{ChatResponse, ChunkStream, Error, Provider, ProviderCall, Result, Secret};
+use llmgate_core::{
+    ChatResponse, ChunkStream, EmbedCall, EmbeddingResponse, Error, Provider, ProviderCall, Result,
+    Secret,
+};
 
 use crate::chunks;
 use crate::http::{self, Connection};
@@ -199,5 +203,9 @@ impl Provider for Ollama {
         let decoder = LineDecoder::new(self.name(), &call.request.model, http::unix_now());
         let lines = stream::lines(self.name(), response, self.connection.timeout);
         Ok(chunks::chunk_stream(lines, decoder))
+    }
+
+    async fn embed(&self, call: EmbedCall<'_>) -> Result<EmbeddingResponse> {
+        self.embed_call(call).await
     }
 }

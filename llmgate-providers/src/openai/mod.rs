@@ -1,6 +1,7 @@
 //! The OpenAI chat completions wire family: OpenAI itself and every compatible vendor.
 
 mod convert;
+mod embed;
 mod stream;
 mod wire;
 
@@ -8,13 +9,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmgate_core::{ChatResponse, ChunkStream, Provider, ProviderCall, Result};
+use llmgate_core::{
+    ChatResponse, ChunkStream, EmbedCall, EmbeddingResponse, Provider, ProviderCall, Result,
+};
 use reqwest::header::{self, HeaderValue};
 
 use crate::chunks;
 use crate::http::{self, Connection};
 use crate::presets::Quirks;
 use crate::spec::BuildError;
+pub use embed::EmbeddingsApi;
 use stream::EventDecoder;
 
 /// Configuration of one OpenAI-compatible upstream.
@@ -36,6 +40,9 @@ pub struct OpenAiCompatible {
     connection: Connection,
     endpoint: reqwest::Url,
     quirks: Quirks,
+    /// The configured base URL, for the embeddings endpoint.
+    api_base: String,
+    embeddings_api: EmbeddingsApi,
 }
 
 impl OpenAiCompatible {
@@ -65,6 +72,8 @@ impl OpenAiCompatible {
             connection,
             endpoint,
             quirks: Quirks::default(),
+            api_base: config.api_base,
+            embeddings_api: EmbeddingsApi::default(),
         })
     }
 
@@ -78,6 +87,12 @@ impl OpenAiCompatible {
     /// Default: no quirks.
     pub fn with_quirks(mut self, quirks: Quirks) -> Self {
         self.quirks = quirks;
+        self
+    }
+
+    /// Which embeddings API the upstream speaks. Default: OpenAI's `/embeddings`.
+    pub fn with_embeddings_api(mut self, api: EmbeddingsApi) -> Self {
+        self.embeddings_api = api;
         self
     }
 
@@ -144,6 +159,10 @@ impl Provider for OpenAiCompatible {
             self.connection.sse_events(response),
             decoder,
         ))
+    }
+
+    async fn embed(&self, call: EmbedCall<'_>) -> Result<EmbeddingResponse> {
+        self.embed_call(call).await
     }
 }
 

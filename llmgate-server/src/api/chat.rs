@@ -2,7 +2,7 @@
 
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::{ChatRequest, Completion, Error, PowerLevel, Privacy, RouteInfo};
+use llmgate_core::{ChatRequest, Completion, CostBreakdown, Error, PowerLevel, Privacy, RouteInfo};
 
 use super::body::read_limited;
 use super::response::{Body, json, set_header};
@@ -57,7 +57,7 @@ async fn answer(
     let power_level = power_level_header(request.headers())?;
     let privacy = privacy_header(request.headers())?;
     let body = read_limited(request, &state.config.server).await?;
-    let mut chat = parse(&body)?;
+    let mut chat: ChatRequest = parse(&body)?;
     watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
     if power_level.is_some() {
         chat.power_level = power_level;
@@ -83,20 +83,12 @@ async fn answer(
         tracing::Span::current().record("cost_micros", cost_micros);
         let mut response = json(StatusCode::OK, &answer);
         route_headers(&mut response, &route);
-        set_header(
-            &mut response,
-            "x-llmgate-cost-micros",
-            &cost_micros.to_string(),
-        );
-        // Compact JSON of plain ASCII (keys, integers, decimal strings): a valid header value.
-        if let Ok(breakdown) = serde_json::to_string(&cost_breakdown) {
-            set_header(&mut response, COST_BREAKDOWN_HEADER, &breakdown);
-        }
+        cost_headers(&mut response, cost_micros, &cost_breakdown);
         Ok((response, route))
     }
 }
 
-fn power_level_header(headers: &HeaderMap) -> Result<Option<PowerLevel>, Error> {
+pub(super) fn power_level_header(headers: &HeaderMap) -> Result<Option<PowerLevel>, Error> {
     let Some(value) = headers.get(POWER_LEVEL_HEADER) else {
         return Ok(None);
     };
@@ -113,7 +105,7 @@ fn power_level_header(headers: &HeaderMap) -> Result<Option<PowerLevel>, Error> 
         .map_err(|message| bad(format!("The {POWER_LEVEL_HEADER} header: {message}.")))
 }
 
-fn privacy_header(headers: &HeaderMap) -> Result<Option<Privacy>, Error> {
+pub(super) fn privacy_header(headers: &HeaderMap) -> Result<Option<Privacy>, Error> {
     let Some(value) = headers.get(PRIVACY_HEADER) else {
         return Ok(None);
     };
@@ -132,14 +124,15 @@ fn privacy_header(headers: &HeaderMap) -> Result<Option<Privacy>, Error> {
     }
 }
 
-/// The JSON body as a chat request; serde's message and the failing field on error.
-fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
+/// The JSON body as a request (chat or embeddings); serde's message and the failing field on
+/// error.
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     // The common case, a good body, skips the path tracking, which only names a bad field.
-    if let Ok(request) = serde_json::from_slice::<ChatRequest>(body) {
+    if let Ok(request) = serde_json::from_slice::<T>(body) {
         return Ok(request);
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed: Result<ChatRequest, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     let request = parsed.map_err(|error| {
         let message = error.inner().to_string();
         let path = error.path().to_string();
@@ -167,7 +160,20 @@ fn missing_field(message: &str) -> Option<String> {
     Some(rest[..end].to_owned())
 }
 
-fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
+/// The charge of a whole answer and what each token class cost.
+pub(super) fn cost_headers(
+    response: &mut Response<Body>,
+    cost_micros: i64,
+    breakdown: &CostBreakdown,
+) {
+    set_header(response, "x-llmgate-cost-micros", &cost_micros.to_string());
+    // Compact JSON of plain ASCII (keys, integers, decimal strings): a valid header value.
+    if let Ok(breakdown) = serde_json::to_string(breakdown) {
+        set_header(response, COST_BREAKDOWN_HEADER, &breakdown);
+    }
+}
+
+pub(super) fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
     set_header(response, "x-llmgate-provider", &route.provider);
     set_header(response, "x-llmgate-model", &route.model);
     set_header(response, "x-llmgate-attempts", &route.attempts.to_string());
@@ -212,7 +218,7 @@ mod tests {
 
     #[test]
     fn wrong_types_name_the_field() {
-        let error = parse(br#"{"model": 5, "messages": []}"#).unwrap_err();
+        let error = parse::<ChatRequest>(br#"{"model": 5, "messages": []}"#).unwrap_err();
         assert_eq!(error.status(), 400);
         assert_eq!(error.param(), Some("model"));
         assert!(
@@ -224,14 +230,16 @@ mod tests {
 
     #[test]
     fn missing_fields_are_named() {
-        let error = parse(br#"{"model": "m"}"#).unwrap_err();
+        let error = parse::<ChatRequest>(br#"{"model": "m"}"#).unwrap_err();
         assert_eq!(error.param(), Some("messages"));
     }
 
     #[test]
     fn nested_errors_carry_their_path() {
-        let error = parse(br#"{"model": "m", "messages": [{"role": "wizard", "content": "x"}]}"#)
-            .unwrap_err();
+        let error = parse::<ChatRequest>(
+            br#"{"model": "m", "messages": [{"role": "wizard", "content": "x"}]}"#,
+        )
+        .unwrap_err();
         assert_eq!(
             error.param(),
             Some("messages[0].role"),
@@ -242,9 +250,9 @@ mod tests {
 
     #[test]
     fn malformed_json_and_trailing_garbage_are_refused() {
-        assert_eq!(parse(b"{nope").unwrap_err().status(), 400);
+        assert_eq!(parse::<ChatRequest>(b"{nope").unwrap_err().status(), 400);
         assert_eq!(
-            parse(br#"{"model":"m","messages":[{"role":"user","content":"x"}]} x"#)
+            parse::<ChatRequest>(br#"{"model":"m","messages":[{"role":"user","content":"x"}]} x"#)
                 .unwrap_err()
                 .status(),
             400

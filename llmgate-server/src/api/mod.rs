@@ -6,6 +6,7 @@ mod billing;
 mod body;
 mod chat;
 mod credits;
+mod embeddings;
 mod health;
 mod models;
 mod params;

@@ -343,6 +343,7 @@ fn models(config: &Config, report: &mut Report) {
             report.push(format!("{path}.upstream_model"), "must not be empty");
         }
         prices(model, &path, report);
+        embedding_mode(config, model, &path, report);
         if let Some(quality) = model.quality {
             report.unit_interval(&format!("{path}.quality"), quality);
         }
@@ -403,6 +404,31 @@ fn routing(config: &Config, report: &mut Report) {
     }
 }
 
+/// An embedding model needs a provider with embeddings; `max_inputs` is for embedding models.
+fn embedding_mode(config: &Config, model: &super::ModelConfig, path: &str, report: &mut Report) {
+    let kind = config
+        .providers
+        .iter()
+        .find(|p| p.name == model.provider)
+        .map(|p| p.kind);
+    if model.mode == llmgate_core::ModelMode::Embedding
+        && matches!(kind, Some(ProviderKind::Anthropic | ProviderKind::Demo))
+    {
+        report.push(
+            format!("{path}.mode"),
+            format!("provider \"{}\" has no embeddings endpoint", model.provider),
+        );
+    }
+    match model.max_inputs {
+        Some(0) => report.push(format!("{path}.max_inputs"), "must be greater than 0"),
+        Some(_) if model.mode != llmgate_core::ModelMode::Embedding => report.push(
+            format!("{path}.max_inputs"),
+            "applies to embedding models only (mode: embedding)",
+        ),
+        _ => {}
+    }
+}
+
 fn prices(model: &super::ModelConfig, path: &str, report: &mut Report) {
     if model.cost_per_1k.is_some()
         && (model.input_cost_per_1k.is_some() || model.output_cost_per_1k.is_some())
@@ -428,6 +454,8 @@ fn prices(model: &super::ModelConfig, path: &str, report: &mut Report) {
         }
     }
     match model.prices() {
+        // An embedding model has no output price: the input price alone prices it.
+        (Some(_), None) if model.mode == llmgate_core::ModelMode::Embedding => {}
         (Some(_), None) => report.push(
             format!("{path}.output_cost_per_1k"),
             "is required when input_cost_per_1k is given",
