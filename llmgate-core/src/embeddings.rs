@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::power::PowerLevel;
 use crate::tokens::estimate_text_tokens;
 
@@ -318,15 +318,13 @@ impl Vector {
     pub fn to_floats(&self) -> Result<Vec<f32>> {
         match self {
             Self::Float(raw) => serde_json::from_str(raw.get())
-                .map_err(|_| Error::internal("An upstream sent an embedding that is not numbers.")),
+                .map_err(|_| malformed("an embedding that is not numbers")),
             Self::Base64(text) => {
-                let bytes = STANDARD.decode(text).map_err(|_| {
-                    Error::internal("An upstream sent an embedding that is not base64.")
-                })?;
+                let bytes = STANDARD
+                    .decode(text)
+                    .map_err(|_| malformed("an embedding that is not base64"))?;
                 if bytes.len() % 4 != 0 {
-                    return Err(Error::internal(
-                        "An upstream sent a base64 embedding that is not whole f32 values.",
-                    ));
+                    return Err(malformed("a base64 embedding that is not whole f32 values"));
                 }
                 Ok(bytes
                     .chunks_exact(4)
@@ -354,6 +352,24 @@ impl Vector {
         };
         Ok(())
     }
+}
+
+/// An upstream's vector the gateway cannot read: an upstream error (the next deployment may
+/// answer better).
+fn malformed(what: &str) -> Error {
+    Error::new(ErrorKind::Upstream, format!("An upstream sent {what}."))
+        .with_code("upstream_malformed_response")
+}
+
+/// The answer must hold one vector per input.
+pub(crate) fn check_count(response: &EmbeddingResponse, inputs: usize) -> Result<()> {
+    if response.data.len() == inputs {
+        return Ok(());
+    }
+    Err(malformed(&format!(
+        "{} embeddings for {inputs} inputs",
+        response.data.len()
+    )))
 }
 
 impl Serialize for Vector {
@@ -439,6 +455,16 @@ mod tests {
         let mut response: EmbeddingResponse = serde_json::from_str(text).unwrap();
         response.encode_as(EncodingFormat::Float).unwrap();
         assert_eq!(serde_json::to_string(&response).unwrap(), text);
+    }
+
+    #[test]
+    fn a_vector_missing_or_unreadable_is_an_upstream_error() {
+        let one = EmbeddingResponse::new("m", [Vector::from_floats(&[1.0]).unwrap()]);
+        check_count(&one, 1).unwrap();
+        let error = check_count(&one, 2).unwrap_err();
+        assert_eq!((error.status(), error.is_retryable()), (502, true));
+        let error = Vector::Base64("AAA".to_owned()).to_floats().unwrap_err();
+        assert_eq!(error.code(), Some("upstream_malformed_response"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::{Gateway, RouteInfo};
 use crate::caller::Caller;
 use crate::catalog::ModelMode;
 use crate::chat::{ChatRequest, Message, Usage};
-use crate::embeddings::{EmbeddingRequest, EmbeddingResponse, EmbeddingUsage};
+use crate::embeddings::{EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, check_count};
 use crate::error::Result;
 use crate::pricing::CostBreakdown;
 use crate::provider::EmbedCall;
@@ -77,6 +77,7 @@ impl Gateway {
                         api_key: attempt.key.as_ref(),
                     };
                     let mut response = attempt.provider.embed(call).await?;
+                    check_count(&response, request.input.len())?;
                     response.encode_as(format)?;
                     Ok(response)
                 },
