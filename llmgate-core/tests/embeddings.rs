@@ -41,7 +41,9 @@ impl Provider for Embedder {
     }
 
     async fn embed(&self, call: EmbedCall<'_>) -> Result<EmbeddingResponse> {
-        self.calls.lock().unwrap().push(call.request.model.clone());
+        let key = call.api_key.map(|k| format!(" key={}", k.expose()));
+        let record = format!("{}{}", call.request.model, key.unwrap_or_default());
+        self.calls.lock().unwrap().push(record);
         if self.fail {
             return Err(Error::from_upstream_status(self.name, 500, "boom"));
         }
@@ -52,6 +54,39 @@ impl Provider for Embedder {
         response.usage = self.count.map(EmbeddingUsage::new);
         Ok(response)
     }
+}
+
+#[tokio::test]
+async fn a_byok_caller_uses_their_key_and_pays_nothing() {
+    let vault = Arc::new(MemoryKeyVault::new());
+    vault
+        .put("ann", "up", &Secret::new("sk-ann-own-1234"))
+        .await
+        .unwrap();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let gateway = Gateway::builder()
+        .provider(Arc::new(Embedder {
+            name: "up",
+            count: Some(40),
+            fail: false,
+            calls: calls.clone(),
+        }))
+        .key_vault(vault)
+        .model(embedding("e", "up"))
+        .build();
+    let mut byok_tier = Tier::new("starter");
+    byok_tier.byok = true;
+    let caller = Caller::user("ann", Arc::new(byok_tier));
+    let done = gateway
+        .embed(&caller, EmbeddingRequest::new("e", "hello"))
+        .await
+        .unwrap();
+    assert_eq!(done.route.key_source, KeySource::Byok);
+    assert_eq!(done.cost_micros, 0);
+    assert_eq!(
+        calls.lock().unwrap().as_slice(),
+        ["e@up key=sk-ann-own-1234"]
+    );
 }
 
 /// $0.0001 per 1K input tokens; starter (+40 %) on balanced (× 0.25): 35 µ per token.
