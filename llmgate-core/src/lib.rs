@@ -78,18 +78,20 @@ pub use chat::{
     ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content, ContentPart, Delta,
     FinishReason, Message, Role, TokenClasses, Usage, WireJson,
 };
+pub use credits::forwarding::ForwardingCreditStore;
 pub use credits::{
     Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, KeySource, LedgerWrite,
     MAX_BALANCE_MICROS, Page, Transaction, TransactionKind, UsageGroup, UsageQuery, UsageRecord,
-    UsageRow, Written, balance_limit_exceeded,
+    UsageRow, Written, balance_limit_exceeded, write_one_by_one,
 };
 pub use embeddings::{
     Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, EncodingFormat,
     Vector,
 };
 pub use error::{Error, ErrorKind, Result};
+pub use gateway::embed::Embedded;
 pub use gateway::{
-    Completion, CompletionStream, Embedded, Gateway, GatewayBuilder, ModelResolver, RouteInfo,
+    Completion, CompletionStream, Gateway, GatewayBuilder, ModelResolver, RouteInfo,
 };
 pub use health::SharedCooldowns;
 pub use limits::{Admission, InProcessRateLimiter, Quota, RateLimiter};

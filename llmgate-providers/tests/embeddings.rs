@@ -202,3 +202,25 @@ async fn anthropic_has_no_embeddings() {
     assert_eq!(error.status(), 400);
     assert_eq!(error.code(), Some("embeddings_unsupported"));
 }
+
+#[tokio::test]
+async fn an_ollama_in_band_error_is_an_upstream_error_without_the_key() {
+    let upstream = FakeUpstream::start().await;
+    upstream.push(Reply::json(
+        200,
+        json!({"error": "model \"x\" not found for sk-proxy-5678"}),
+    ));
+    let mut config = OllamaConfig::new("local");
+    config.api_base = upstream.url();
+    let provider = Ollama::new(config).unwrap();
+    let key = Secret::new("sk-proxy-5678");
+    let error = embed(&provider, &EmbeddingRequest::new("x", "a"), Some(&key))
+        .await
+        .unwrap_err();
+    assert_eq!(error.upstream_status(), Some(500));
+    assert!(
+        !error.message().contains("sk-proxy-5678"),
+        "{}",
+        error.message()
+    );
+}

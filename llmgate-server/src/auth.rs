@@ -5,7 +5,8 @@
 //! [`UserKeys`] backend ([`DirectoryKeys`] over the users table); without one, only the master
 //! key works.
 //!
-//! Every handler starts with one line:
+//! The server calls [`Auth::require`] once per request, in its dispatch, with the permission
+//! the endpoint needs; handlers get the [`Principal`] and only decide whose data is meant:
 //!
 //! ```
 //! use llmgate_server::auth::{Auth, Permission};
@@ -19,6 +20,8 @@
 //!     principal.target_user(asked_for) // own data, unless an admin names another user
 //! }
 //! ```
+//!
+//! Contract: docs/http-api.md#authentication
 
 use std::fmt;
 use std::sync::Arc;
@@ -187,7 +190,7 @@ impl Auth {
         digest(key).ct_eq(&self.master_digest).into()
     }
 
-    /// Authenticate, then check one permission: the first line of every protected handler.
+    /// Authenticate, then check one permission (401, then 403).
     pub async fn require(&self, headers: &HeaderMap, permission: Permission) -> Result<Principal> {
         let principal = self.authenticate(headers).await?;
         principal.require(permission)?;

@@ -8,8 +8,10 @@ pub mod config;
 mod connections;
 mod ledger_verify;
 pub mod master_key;
+mod offline;
 mod probe;
 mod replicas;
+mod response_body;
 pub mod rotate_keys;
 mod server;
 pub mod state;
@@ -17,7 +19,8 @@ pub mod storage;
 pub mod telemetry;
 mod ui;
 
-pub use api::{Body, handle};
+pub use api::handle;
+pub use response_body::Body;
 
 /// A completion stream as the SSE body `POST /v1/chat/completions` sends. For the criterion
 /// benches in `benches/` only; not part of the API.

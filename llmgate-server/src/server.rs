@@ -103,7 +103,8 @@ impl Server {
             listener,
             metrics_listener,
         } = self;
-        let metrics = metrics_listener.map(|l| tokio::spawn(serve_metrics(l, state.clone())));
+        let metrics =
+            metrics_listener.map(|l| tokio::spawn(serve_metrics(l, state.gateway.clone())));
         let settings = &state.config.server;
         let grace = Duration::from_millis(settings.shutdown_grace_ms);
         let header_timeout = Duration::from_millis(settings.header_read_timeout_ms);

@@ -17,19 +17,6 @@ pub(super) struct Billed {
     pub cost_breakdown: CostBreakdown,
 }
 
-impl Prepared {
-    /// The calls' outcome; when they all failed the hold is given back first.
-    pub(super) async fn answered<T>(&mut self, tried: Result<Tried<T>>) -> Result<Tried<T>> {
-        match tried {
-            Ok(tried) => Ok(tried),
-            Err(error) => {
-                self.hold.release().await;
-                Err(error)
-            }
-        }
-    }
-}
-
 impl<T> Tried<T> {
     /// The value, and the rest of the outcome for [`Gateway::bill`].
     pub(super) fn take(self) -> (T, Tried<()>) {

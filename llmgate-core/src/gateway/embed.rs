@@ -62,28 +62,20 @@ impl Gateway {
         stand_in.power_level = request.power_level;
         let mut prepared = self.prepare(caller, stand_in, false, sizing).await?;
 
-        let tried = self
-            .call_with_retries(
-                &prepared.attempts,
-                &mut prepared.request,
-                prepared.prompt_estimate,
-                prepared.seed,
-                // The closure owns the request (a borrowed one makes the future not `Send`)
-                // and points it at each attempt's upstream model in turn.
-                async move |attempt: &Attempt, _: &ChatRequest| {
-                    request.model.clone_from(&attempt.deployment.upstream_model);
-                    let call = EmbedCall {
-                        request: &request,
-                        api_key: attempt.key.as_ref(),
-                    };
-                    let mut response = attempt.provider.embed(call).await?;
-                    check_count(&response, request.input.len())?;
-                    response.encode_as(format)?;
-                    Ok(response)
-                },
-            )
-            .await;
-        let (mut response, call) = prepared.answered(tried).await?.take();
+        // The closure owns the request (a borrowed one makes the future not `Send`) and points
+        // it at each attempt's upstream model in turn.
+        let embed = async move |attempt: &Attempt, _: &ChatRequest| {
+            request.model.clone_from(&attempt.deployment.upstream_model);
+            let call = EmbedCall {
+                request: &request,
+                api_key: attempt.key.as_ref(),
+            };
+            let mut response = attempt.provider.embed(call).await?;
+            check_count(&response, request.input.len())?;
+            response.encode_as(format)?;
+            Ok(response)
+        };
+        let (mut response, call) = self.try_prepared(&mut prepared, embed).await?.take();
         let prompt_tokens = response
             .usage
             .map_or(prepared.prompt_estimate, |u| u.prompt_tokens);

@@ -221,7 +221,13 @@ impl Drop for SettleGuard {
             if meter.produced_bytes == 0 && meter.usage.is_none() {
                 // Nothing reached the client: give the whole hold back.
                 if let Some(hold) = settler.hold {
-                    super::release_hold(settler.credits, settler.writer, hold, settler.owed).await;
+                    super::ledger::release_hold(
+                        settler.credits,
+                        settler.writer,
+                        hold,
+                        settler.owed,
+                    )
+                    .await;
                 }
                 return;
             }

@@ -1,9 +1,11 @@
 //! The in-process request pipeline: resolve the model, rank deployments, hold credits, pick a
 //! key, call, fall back, settle, record.
 
+mod admit;
 mod bill;
 mod builder;
-mod embed;
+pub(crate) mod embed;
+mod ledger;
 mod meter;
 mod owed;
 mod plan;
@@ -21,17 +23,16 @@ use futures::StreamExt;
 use rust_decimal::Decimal;
 
 pub use builder::GatewayBuilder;
-pub use embed::Embedded;
 pub use meter::CompletionStream;
 
 use crate::backoff::Backoff;
-use crate::caller::{Billing, Caller};
+use crate::caller::Caller;
 use crate::catalog::{Catalog, Deployment};
 use crate::chat::{ChatRequest, ChatResponse, StreamOptions};
-use crate::credits::{CreditStore, Hold, HoldRequest, KeySource, LedgerWrite, UsageRecord};
-use crate::error::{Error, ErrorKind, Result};
+use crate::credits::{CreditStore, KeySource};
+use crate::error::{Error, Result};
 use crate::health::DeploymentStates;
-use crate::limits::{Admission, Quota, RateLimiter};
+use crate::limits::RateLimiter;
 use crate::memory::unix_now;
 use crate::metrics::GatewayMetrics;
 use crate::power::{PowerLevel, PowerLevelPolicy};
@@ -40,7 +41,9 @@ use crate::provider::{Provider, ProviderCall};
 use crate::routing::{CandidateState, RoutingPolicy};
 use crate::secret::Secret;
 use crate::vault::KeyVault;
-use owed::{Owed, Settlements, detached};
+use admit::validate;
+use ledger::HoldGuard;
+use owed::Settlements;
 use plan::{Ask, Attempt, Sizing};
 use retry::{Tracked, Tried};
 use route::RouteTable;
@@ -126,9 +129,6 @@ struct Inner {
     settlements: Arc<Settlements>,
 }
 
-/// Fail-open warnings are logged at most this often; the rest go to debug.
-const FAIL_OPEN_WARN_EVERY_NS: u64 = 10_000_000_000;
-
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
@@ -153,71 +153,6 @@ struct Prepared {
     seed: u64,
     /// When the gateway took the request (time to first token counts from here).
     started: Instant,
-}
-
-/// A request's hold until it is settled or released. Dropped while still armed (the caller
-/// went away during a call or a backoff, or an error cut the request short), it releases the
-/// hold in the background, so the balance is whole again without waiting for the hold's expiry.
-struct HoldGuard {
-    credits: Arc<dyn CreditStore>,
-    writer: Option<Arc<LedgerWriter>>,
-    hold: Option<Hold>,
-    /// The request's ledger work, travelling with whoever settles or releases the hold.
-    owed: Option<Owed>,
-}
-
-impl HoldGuard {
-    /// Hand the hold (and the ledger work it owes) over to whoever settles it.
-    fn disarm(&mut self) -> (Option<Hold>, Option<Owed>) {
-        (self.hold.take(), self.owed.take())
-    }
-
-    /// Give the whole hold back now (on a task of its own, so it completes even if this
-    /// request is dropped meanwhile).
-    async fn release(&mut self) {
-        let owed = self.owed.take();
-        if let Some(hold) = self.hold.take() {
-            let credits = self.credits.clone();
-            let writer = self.writer.clone();
-            detached(release_hold(credits, writer, hold, owed)).await;
-        }
-    }
-}
-
-impl Drop for HoldGuard {
-    fn drop(&mut self) {
-        let owed = self.owed.take();
-        let Some(hold) = self.hold.take() else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(hold = %hold.id, "request dropped outside a runtime; its hold is left to expire");
-            return;
-        };
-        let credits = self.credits.clone();
-        let writer = self.writer.clone();
-        runtime.spawn(release_hold(credits, writer, hold, owed));
-    }
-}
-
-/// Give a hold back in full: through the ledger queue when there is one (a hold reserved in
-/// memory has no id the database knows until the queue has written it), else at once.
-async fn release_hold(
-    credits: Arc<dyn CreditStore>,
-    writer: Option<Arc<LedgerWriter>>,
-    hold: Hold,
-    owed: Option<Owed>,
-) {
-    match writer {
-        Some(writer) => writer.write(LedgerWrite::Release(hold), owed).await,
-        None => {
-            if let Err(error) = credits.release(&hold).await {
-                // The hold expires and is reclaimed; the balance is whole again then.
-                tracing::warn!(%error, hold = %hold.id, "releasing a hold failed");
-            }
-            drop(owed);
-        }
-    }
 }
 
 impl Gateway {
@@ -257,22 +192,14 @@ impl Gateway {
     pub async fn chat(&self, caller: &Caller, request: ChatRequest) -> Result<Completion> {
         let sizing = Sizing::chat(&request);
         let mut prepared = self.prepare(caller, request, false, sizing).await?;
-        let tried = self
-            .call_with_retries(
-                &prepared.attempts,
-                &mut prepared.request,
-                prepared.prompt_estimate,
-                prepared.seed,
-                async |attempt: &Attempt, request: &ChatRequest| {
-                    let call = ProviderCall {
-                        request,
-                        api_key: attempt.key.as_ref(),
-                    };
-                    attempt.provider.chat(call).await
-                },
-            )
-            .await;
-        let (mut response, call) = prepared.answered(tried).await?.take();
+        let answer = async |attempt: &Attempt, request: &ChatRequest| {
+            let call = ProviderCall {
+                request,
+                api_key: attempt.key.as_ref(),
+            };
+            attempt.provider.chat(call).await
+        };
+        let (mut response, call) = self.try_prepared(&mut prepared, answer).await?.take();
         let usage = match response.usage.take() {
             Some(usage) => usage,
             None => meter::estimate_response_usage(&response, prepared.prompt_estimate),
@@ -296,36 +223,28 @@ impl Gateway {
     ) -> Result<CompletionStream> {
         let sizing = Sizing::chat(&request);
         let mut prepared = self.prepare(caller, request, true, sizing).await?;
-        let tried = self
-            .call_with_retries(
-                &prepared.attempts,
-                &mut prepared.request,
-                prepared.prompt_estimate,
-                prepared.seed,
-                async |attempt: &Attempt, request: &ChatRequest| {
-                    let call = ProviderCall {
-                        request,
-                        api_key: attempt.key.as_ref(),
-                    };
-                    let mut stream = attempt.provider.chat_stream(call).await?;
-                    match stream.next().await {
-                        Some(Ok(first)) => Ok((first, stream)),
-                        Some(Err(error)) => Err(error),
-                        None => Err(Error::upstream_stream(
-                            &attempt.deployment.provider,
-                            "it ended before any output",
-                        )),
-                    }
-                },
-            )
-            .await;
+        let first_chunk = async |attempt: &Attempt, request: &ChatRequest| {
+            let call = ProviderCall {
+                request,
+                api_key: attempt.key.as_ref(),
+            };
+            let mut stream = attempt.provider.chat_stream(call).await?;
+            match stream.next().await {
+                Some(Ok(first)) => Ok((first, stream)),
+                Some(Err(error)) => Err(error),
+                None => Err(Error::upstream_stream(
+                    &attempt.deployment.provider,
+                    "it ended before any output",
+                )),
+            }
+        };
         let Tried {
             value: (first, stream),
             index,
             calls,
             mut ticket,
             upstream,
-        } = prepared.answered(tried).await?;
+        } = self.try_prepared(&mut prepared, first_chunk).await?;
         ticket.first_token();
         let attempt = &prepared.attempts[index];
         let meters = self
@@ -413,60 +332,10 @@ impl Gateway {
         self.inner.settlements.idle().await;
     }
 
-    /// The rate limiter could not answer: admit, and say so (not on every request).
-    fn fail_open(&self, error: &Error) {
-        let now = self.inner.states.now();
-        let last = self.inner.fail_open_warned.load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_sub(last) >= FAIL_OPEN_WARN_EVERY_NS;
-        if due
-            && self
-                .inner
-                .fail_open_warned
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::warn!(%error, "rate limiter unavailable; admitting requests without it (fail open)");
-        } else {
-            tracing::debug!(%error, "rate limiter unavailable; admitting the request");
-        }
-    }
-
     fn level(&self, power_level: PowerLevel) -> std::borrow::Cow<'_, PowerLevelPolicy> {
         match self.inner.power_levels.get(&power_level) {
             Some(level) => std::borrow::Cow::Borrowed(level),
             None => std::borrow::Cow::Owned(PowerLevelPolicy::default_for(power_level)),
-        }
-    }
-
-    /// A tier's per-user rpm. A limiter that cannot answer admits the request (fail open).
-    async fn check_rate_limit(&self, caller: &Caller) -> Result<()> {
-        let Some(rpm) = caller.tier.rpm else {
-            return Ok(());
-        };
-        let key = format!("rpm:user:{}", caller.user_id);
-        match self
-            .inner
-            .limiter
-            .acquire(&key, Quota::per_minute(rpm), 1)
-            .await
-        {
-            Ok(Admission::Admitted) => Ok(()),
-            Ok(Admission::Limited { retry_after }) => {
-                self.inner.metrics.user_rate_limited.increment(1);
-                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                Err(Error::new(
-                    ErrorKind::RateLimited,
-                    format!(
-                        "Rate limit reached: your tier allows {rpm} requests per minute. Try                          again in {seconds} s."
-                    ),
-                )
-                .with_code("rate_limit_exceeded")
-                .with_retry_after(retry_after))
-            }
-            Err(error) => {
-                self.fail_open(&error);
-                Ok(())
-            }
         }
     }
 
@@ -533,132 +402,26 @@ impl Gateway {
         })
     }
 
-    /// Hold the most any planned attempt may cost. When the balance cannot cover that but
-    /// can cover some attempts, the ones it cannot cover are dropped (they would never be
-    /// tried) and the rest are held for: an expensive last-resort fallback does not turn away
-    /// a user who can afford the first choice.
-    async fn place_hold(
+    /// Try the prepared request's attempts with `call`, failing over and retrying; when none
+    /// answers, the hold is given back before the error is returned.
+    async fn try_prepared<T>(
         &self,
-        caller: &Caller,
-        request_id: &Arc<str>,
-        attempts: &mut Vec<Attempt>,
-    ) -> Result<Option<Hold>> {
-        if caller.billing == Billing::Uncharged {
-            return Ok(None);
+        prepared: &mut Prepared,
+        call: impl AsyncFnMut(&Attempt, &ChatRequest) -> Result<T>,
+    ) -> Result<Tried<T>> {
+        let tried = self
+            .call_with_retries(
+                &prepared.attempts,
+                &mut prepared.request,
+                prepared.prompt_estimate,
+                prepared.seed,
+                call,
+            )
+            .await;
+        if tried.is_err() {
+            prepared.hold.release().await;
         }
-        let amount = attempts.iter().map(|a| a.max_charge).max().unwrap_or(0);
-        // With write-behind the hold goes through the same queue as the settles: it is
-        // committed after (and sees) every settle queued before it.
-        let refused = match self.hold(caller, request_id, amount).await {
-            Err(error) if error.kind() == ErrorKind::InsufficientCredits => error,
-            placed => return placed,
-        };
-        let balance = self.inner.ledger.balance(&caller.user_id).await?;
-        let before = attempts.len();
-        attempts.retain(|a| a.max_charge <= balance);
-        if attempts.is_empty() || attempts.len() == before {
-            return Err(refused);
-        }
-        let amount = attempts.iter().map(|a| a.max_charge).max().unwrap_or(0);
-        self.hold(caller, request_id, amount).await
-    }
-
-    async fn hold(
-        &self,
-        caller: &Caller,
-        request_id: &Arc<str>,
-        amount: i64,
-    ) -> Result<Option<Hold>> {
-        if amount == 0 {
-            return Ok(None);
-        }
-        let request = HoldRequest {
-            user_id: caller.user_id.to_string(),
-            request_id: request_id.to_string(),
-            amount_micros: amount,
-            ttl_secs: self.inner.hold_ttl.as_secs(),
-        };
-        let hold = match &self.inner.writer {
-            Some(writer) => writer.hold(request).await?,
-            None => self.inner.ledger.hold(request).await?,
-        };
-        Ok(Some(hold))
-    }
-
-    /// Settle the hold (or just record usage when there is none); returns the charge.
-    ///
-    /// With write-behind the write is queued and the charge returned at once. Otherwise the
-    /// write runs on a task of its own, so a client going away cannot cut it in half. An
-    /// uncharged request whose usage cannot be recorded (the database is down) is still
-    /// answered: the failure is logged and counted. A hold that cannot be settled fails the
-    /// request; the hold is reclaimed at its expiry, so nothing is charged.
-    async fn finish(
-        &self,
-        hold: Option<Hold>,
-        record: UsageRecord,
-        owed: Option<Owed>,
-    ) -> Result<i64> {
-        if let Some(writer) = &self.inner.writer {
-            // Off the response path: the charge is known now, the write follows.
-            let (charged, write) = match hold {
-                Some(hold) => (
-                    record.cost_micros.min(hold.amount_micros),
-                    LedgerWrite::Settle {
-                        hold,
-                        usage: record,
-                    },
-                ),
-                None => (record.cost_micros, LedgerWrite::Usage(record)),
-            };
-            writer.write(write, owed).await;
-            return Ok(charged);
-        }
-        let credits = self.inner.ledger.clone();
-        let held = hold.is_some();
-        let written = detached(async move {
-            let outcome = meter::settle_or_record(&credits, hold.as_ref(), &record).await;
-            if let (Err(error), None) = (&outcome, &hold) {
-                tracing::warn!(%error, request_id = %record.request_id, "recording usage failed; the request was served");
-            }
-            drop(owed);
-            outcome
-        })
-        .await
-        .unwrap_or_else(|| Err(Error::internal("Settling the request failed.")));
-        match written {
-            Ok(charged) => Ok(charged),
-            Err(_) if !held => {
-                self.inner.metrics.usage_record_failures.increment(1);
-                Ok(0)
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    fn usage_record(
-        &self,
-        caller: &Caller,
-        prepared: &Prepared,
-        attempt: &Attempt,
-        usage: &crate::chat::Usage,
-        cost: i64,
-    ) -> UsageRecord {
-        let mut record = UsageRecord {
-            user_id: caller.user_id.to_string(),
-            request_id: prepared.request_id.to_string(),
-            model: attempt.deployment.name.clone(),
-            provider: attempt.deployment.provider.clone(),
-            key_source: attempt.key_source,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            cache_read_tokens: 0,
-            cache_write_tokens: 0,
-            reasoning_tokens: 0,
-            cost_micros: cost,
-            at: unix_now(),
-        };
-        record.set_tokens(usage);
-        record
+        tried
     }
 
     fn route_info(
@@ -683,25 +446,4 @@ impl Gateway {
         let n = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
         Arc::from(format!("req-{:x}-{n}", unix_now()))
     }
-}
-
-fn validate(request: &ChatRequest) -> Result<()> {
-    if request.model.trim().is_empty() {
-        return Err(Error::invalid_request("`model` must not be empty.").with_param("model"));
-    }
-    if request.messages.is_empty() {
-        return Err(
-            Error::invalid_request("`messages` must hold at least one message.")
-                .with_param("messages"),
-        );
-    }
-    if request.n.is_some_and(|n| n == 0 || n > 16) {
-        return Err(Error::invalid_request("`n` must be between 1 and 16.").with_param("n"));
-    }
-    if request.requested_max_tokens() == Some(0) {
-        return Err(
-            Error::invalid_request("`max_tokens` must be at least 1.").with_param("max_tokens")
-        );
-    }
-    Ok(())
 }

@@ -297,7 +297,10 @@ impl Gated {
 }
 
 #[async_trait]
-impl CreditStore for Gated {
+impl ForwardingCreditStore for Gated {
+    fn inner(&self) -> &dyn CreditStore {
+        &self.inner
+    }
     async fn hold(&self, request: HoldRequest) -> Result<Hold> {
         let _pass = self.pass(GatedWrites::Holds).await;
         self.inner.hold(request).await
@@ -306,26 +309,12 @@ impl CreditStore for Gated {
         let _pass = self.pass(GatedWrites::SettlesAndUsage).await;
         self.inner.settle(hold, usage).await
     }
-    async fn release(&self, hold: &Hold) -> Result<()> {
-        self.inner.release(hold).await
-    }
     async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
         let _pass = self.pass(GatedWrites::SettlesAndUsage).await;
         self.inner.record_usage(usage).await
     }
-    async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
-        self.inner.credit(credit).await
-    }
-    async fn balance(&self, user_id: &str) -> Result<i64> {
-        self.inner.balance(user_id).await
-    }
-    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
-        self.inner.transactions(user_id, page).await
-    }
-    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
-        self.inner.usage(query).await
-    }
-    async fn reclaim_expired(&self) -> Result<u64> {
-        self.inner.reclaim_expired().await
+    /// Each write through the gates above.
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
+        write_one_by_one(self, writes).await
     }
 }

@@ -9,7 +9,8 @@ use llmgate_core::memory::unix_now;
 use llmgate_core::{CreditStore, Result};
 
 use super::api_key::key_digest;
-use super::{IssuedKey, KeyOwner, TtlCache, User, UserRole, UserStore, UserUpdate};
+use super::ttl_cache::TtlCache;
+use super::types::{IssuedKey, KeyOwner, User, UserRole, UserStore, UserUpdate};
 use crate::grants::{grant_monthly, month_of};
 
 /// How the directory caches.

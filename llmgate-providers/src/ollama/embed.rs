@@ -1,17 +1,13 @@
-//! Ollama's native embeddings: `POST {base}/api/embed` with `input` as a text or texts,
+//! Ollama's native embeddings, pure translation: `POST {base}/api/embed` with `input` as texts,
 //! answered with `embeddings` (float vectors) and `prompt_eval_count` (the input's tokens).
 
 use llmgate_core::{
-    EmbedCall, EmbeddingResponse, EmbeddingUsage, Error, ErrorKind, Result, Vector,
+    EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, Error, ErrorKind, Result, Vector,
 };
 use serde::{Deserialize, Serialize};
 
-use super::Ollama;
-use crate::embedding::with_usage;
-use crate::http;
-
 #[derive(Debug, Serialize)]
-struct EmbedBody<'a> {
+pub(super) struct EmbedBody<'a> {
     model: &'a str,
     input: Vec<&'a str>,
     /// Refuse an input longer than the model's context rather than cut it silently.
@@ -21,7 +17,7 @@ struct EmbedBody<'a> {
 }
 
 #[derive(Debug, Deserialize)]
-struct EmbedAnswer {
+pub(super) struct EmbedAnswer {
     #[serde(default)]
     model: String,
     #[serde(default)]
@@ -29,52 +25,33 @@ struct EmbedAnswer {
     #[serde(default)]
     prompt_eval_count: Option<u64>,
     #[serde(default)]
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
-impl Ollama {
-    pub(super) async fn embed_call(&self, call: EmbedCall<'_>) -> Result<EmbeddingResponse> {
-        let request = call.request;
-        let Some(input) = request.input.texts() else {
-            return Err(Error::invalid_request(format!(
-                "Provider `{}` (Ollama) embeds texts only; send `input` as a string or strings, \
-                 not token ids.",
-                self.connection.name
-            ))
-            .with_param("input"));
-        };
-        let body = EmbedBody {
-            model: &request.model,
-            input,
-            truncate: false,
-            dimensions: request.dimensions,
-        };
-        let url = http::endpoint(&self.base, "api/embed");
-        let post = self.authorized(self.connection.client.post(url).json(&body), call.api_key)?;
-        let answer: EmbedAnswer = self
-            .connection
-            .send_for_json(call.api_key, post, "an embeddings response")
-            .await?;
-        Ok(with_usage(
-            from_answer(&self.connection.name, answer, &request.model, call.api_key)?,
-            &request.input,
+/// The `/api/embed` body; Ollama embeds texts only.
+pub(super) fn to_wire<'a>(provider: &str, request: &'a EmbeddingRequest) -> Result<EmbedBody<'a>> {
+    let Some(input) = request.input.texts() else {
+        return Err(Error::invalid_request(format!(
+            "Provider `{provider}` (Ollama) embeds texts only; send `input` as a string or \
+             strings, not token ids."
         ))
-    }
+        .with_param("input"));
+    };
+    Ok(EmbedBody {
+        model: &request.model,
+        input,
+        truncate: false,
+        dimensions: request.dimensions,
+    })
 }
 
-fn from_answer(
+/// The answer as core's response. An in-band `error` is the caller's to check first (its text
+/// must be scrubbed of the key).
+pub(super) fn from_answer(
     provider: &str,
     answer: EmbedAnswer,
     model: &str,
-    key: Option<&llmgate_core::Secret>,
 ) -> Result<EmbeddingResponse> {
-    if let Some(message) = answer.error {
-        return Err(Error::from_upstream_status(
-            provider,
-            500,
-            &http::safe_detail(&message, key),
-        ));
-    }
     if answer.embeddings.is_empty() {
         return Err(Error::new(
             ErrorKind::Upstream,
@@ -110,18 +87,10 @@ mod tests {
             "total_duration": 1, "prompt_eval_count": 7
         }))
         .unwrap();
-        let response = from_answer("ollama", answer, "x", None).unwrap();
+        let response = from_answer("ollama", answer, "x").unwrap();
         assert_eq!(response.model, "nomic-embed-text");
         assert_eq!(response.data.len(), 2);
         assert_eq!(response.data[1].embedding.to_floats().unwrap(), [2.0, 0.0]);
         assert_eq!(response.usage.unwrap().prompt_tokens, 7);
-    }
-
-    #[test]
-    fn an_in_band_error_is_an_upstream_error() {
-        let answer: EmbedAnswer =
-            serde_json::from_value(json!({"error": "model not found"})).unwrap();
-        let error = from_answer("ollama", answer, "x", None).unwrap_err();
-        assert_eq!(error.upstream_status(), Some(500));
     }
 }

@@ -31,6 +31,7 @@ use llmgate_core::{
 };
 
 use crate::chunks;
+use crate::embedding::with_usage;
 use crate::http::{self, Connection};
 use crate::spec::BuildError;
 use stream::LineDecoder;
@@ -148,6 +149,11 @@ impl Ollama {
             .collect())
     }
 
+    /// An `{"error": ...}` answer: an upstream failure, its text scrubbed of the key.
+    fn in_band_error(&self, message: &str, key: Option<&Secret>) -> Error {
+        Error::from_upstream_status(self.name(), 500, &http::safe_detail(message, key))
+    }
+
     /// With the configured headers, and the key as a bearer token when there is one.
     fn authorized(
         &self,
@@ -188,11 +194,7 @@ impl Provider for Ollama {
             .send_for_json(call.api_key, request, "a chat response")
             .await?;
         if let Some(message) = line.error {
-            return Err(Error::from_upstream_status(
-                self.name(),
-                500,
-                &http::safe_detail(&message, call.api_key),
-            ));
+            return Err(self.in_band_error(&message, call.api_key));
         }
         Ok(convert::from_wire(line, http::unix_now()))
     }
@@ -206,6 +208,18 @@ impl Provider for Ollama {
     }
 
     async fn embed(&self, call: EmbedCall<'_>) -> Result<EmbeddingResponse> {
-        self.embed_call(call).await
+        let name = &self.connection.name;
+        let body = embed::to_wire(name, call.request)?;
+        let url = http::endpoint(&self.base, "api/embed");
+        let post = self.authorized(self.connection.client.post(url).json(&body), call.api_key)?;
+        let mut answer: embed::EmbedAnswer = self
+            .connection
+            .send_for_json(call.api_key, post, "an embeddings response")
+            .await?;
+        if let Some(message) = answer.error.take() {
+            return Err(self.in_band_error(&message, call.api_key));
+        }
+        let response = embed::from_answer(name, answer, &call.request.model)?;
+        Ok(with_usage(response, &call.request.input))
     }
 }

@@ -1,14 +1,9 @@
-//! Embeddings for the OpenAI-compatible family: `POST {base}/embeddings` in OpenAI's shape, or
-//! HuggingFace Text Embeddings Inference's `POST {base}/embed` (a bare array of float vectors,
-//! no usage) when the provider is configured for it.
+//! Embeddings for the OpenAI-compatible family, pure translation: `POST {base}/embeddings` in
+//! OpenAI's shape, or HuggingFace Text Embeddings Inference's `POST {base}/embed` (a bare array
+//! of float vectors, no usage) when the provider is configured for it.
 
-use llmgate_core::{EmbedCall, EmbeddingResponse, Error, ErrorKind, Result, Vector};
-use reqwest::header::{self, HeaderValue};
+use llmgate_core::{EmbeddingRequest, EmbeddingResponse, Error, ErrorKind, Result, Vector};
 use serde_json::json;
-
-use super::OpenAiCompatible;
-use crate::embedding::with_usage;
-use crate::http;
 
 /// Which embeddings API an OpenAI-compatible provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,33 +16,35 @@ pub enum EmbeddingsApi {
     Tei,
 }
 
-impl OpenAiCompatible {
-    pub(super) async fn embed_call(&self, call: EmbedCall<'_>) -> Result<EmbeddingResponse> {
-        let (path, body) = match self.embeddings_api {
-            EmbeddingsApi::OpenAi => ("embeddings", serde_json::to_vec(call.request)),
-            EmbeddingsApi::Tei => {
-                let mut body = json!({"inputs": call.request.input, "truncate": false});
-                if let Some(dimensions) = call.request.dimensions {
-                    body["dimensions"] = json!(dimensions);
-                }
-                ("embed", serde_json::to_vec(&body))
+/// The path (under the base URL) and JSON body of an embeddings request.
+pub(super) fn request_body(
+    request: &EmbeddingRequest,
+    api: EmbeddingsApi,
+) -> Result<(&'static str, Vec<u8>)> {
+    let (path, body) = match api {
+        EmbeddingsApi::OpenAi => ("embeddings", serde_json::to_vec(request)),
+        EmbeddingsApi::Tei => {
+            let mut body = json!({"inputs": request.input, "truncate": false});
+            if let Some(dimensions) = request.dimensions {
+                body["dimensions"] = json!(dimensions);
             }
-        };
-        let body =
-            body.map_err(|_| Error::internal("The embeddings request could not be encoded."))?;
-        let url = http::endpoint(&self.api_base, path);
-        let mut headers = self.connection.headers.clone();
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        if let Some(key) = call.api_key {
-            headers.insert(header::AUTHORIZATION, http::bearer(key)?);
+            ("embed", serde_json::to_vec(&body))
         }
-        let request = self.connection.client.post(url).headers(headers).body(body);
-        let answer = self.connection.send_for_body(call.api_key, request).await?;
-        let response = match self.embeddings_api {
-            EmbeddingsApi::OpenAi => openai_answer(&self.connection.name, &answer)?,
-            EmbeddingsApi::Tei => tei_answer(&self.connection.name, &answer, &call.request.model)?,
-        };
-        Ok(with_usage(response, &call.request.input))
+    };
+    let body = body.map_err(|_| Error::internal("The embeddings request could not be encoded."))?;
+    Ok((path, body))
+}
+
+/// The upstream's answer as core's response (`model` names the model when TEI does not).
+pub(super) fn from_wire(
+    provider: &str,
+    api: EmbeddingsApi,
+    body: &[u8],
+    model: &str,
+) -> Result<EmbeddingResponse> {
+    match api {
+        EmbeddingsApi::OpenAi => openai_answer(provider, body),
+        EmbeddingsApi::Tei => tei_answer(provider, body, model),
     }
 }
 

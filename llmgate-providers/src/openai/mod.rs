@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use llmgate_core::{
-    ChatResponse, ChunkStream, EmbedCall, EmbeddingResponse, Provider, ProviderCall, Result,
+    ChatResponse, ChunkStream, EmbedCall, EmbeddingResponse, Provider, ProviderCall, Result, Secret,
 };
 use reqwest::header::{self, HeaderValue};
 
 use crate::chunks;
+use crate::embedding::with_usage;
 use crate::http::{self, Connection};
 use crate::presets::Quirks;
 use crate::spec::BuildError;
@@ -107,17 +108,23 @@ impl OpenAiCompatible {
         accept: &'static str,
     ) -> Result<reqwest::RequestBuilder> {
         let body = convert::request_body(call.request, self.quirks)?;
+        self.post(self.endpoint.clone(), accept, call.api_key, body)
+    }
+
+    /// A POST of `body` with the configured headers, `accept`, and the key as a bearer token.
+    fn post(
+        &self,
+        url: impl reqwest::IntoUrl,
+        accept: &'static str,
+        key: Option<&Secret>,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<reqwest::RequestBuilder> {
         let mut headers = self.connection.headers.clone();
         headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
-        if let Some(key) = call.api_key {
+        if let Some(key) = key {
             headers.insert(header::AUTHORIZATION, http::bearer(key)?);
         }
-        Ok(self
-            .connection
-            .client
-            .post(self.endpoint.clone())
-            .headers(headers)
-            .body(body))
+        Ok(self.connection.client.post(url).headers(headers).body(body))
     }
 }
 
@@ -162,7 +169,14 @@ impl Provider for OpenAiCompatible {
     }
 
     async fn embed(&self, call: EmbedCall<'_>) -> Result<EmbeddingResponse> {
-        self.embed_call(call).await
+        let api = self.embeddings_api;
+        let (path, body) = embed::request_body(call.request, api)?;
+        let url = http::endpoint(&self.api_base, path);
+        let request = self.post(url, "application/json", call.api_key, body)?;
+        let answer = self.connection.send_for_body(call.api_key, request).await?;
+        let name = &self.connection.name;
+        let response = embed::from_wire(name, api, &answer, &call.request.model)?;
+        Ok(with_usage(response, &call.request.input))
     }
 }
 

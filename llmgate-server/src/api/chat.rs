@@ -1,14 +1,18 @@
 //! `POST /v1/chat/completions`: OpenAI chat completions, whole or streamed.
+//!
+//! Contract: docs/http-api.md#post-v1chatcompletions
 
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::{ChatRequest, Completion, CostBreakdown, Error, PowerLevel, Privacy, RouteInfo};
+use llmgate_core::{
+    Caller, ChatRequest, Completion, CostBreakdown, Error, PowerLevel, Privacy, RouteInfo,
+};
 
-use super::body::read_limited;
+use super::body::read_json;
+use super::context::RequestContext;
 use super::response::{Body, json, set_header};
-use super::service::RequestContext;
 use super::sse;
-use crate::auth::Permission;
+use crate::auth::Principal;
 use crate::state::AppState;
 use crate::telemetry::ChatWatch;
 
@@ -23,10 +27,11 @@ const COST_BREAKDOWN_HEADER: &str = "x-llmgate-cost-breakdown";
 pub(crate) async fn completions(
     state: &AppState,
     context: &RequestContext,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let mut watch = ChatWatch::start();
-    match answer(state, context, request, &mut watch).await {
+    match answer(state, context, principal, request, &mut watch).await {
         Ok((response, route)) => {
             let span = tracing::Span::current();
             span.record("model", route.model.as_str());
@@ -49,23 +54,18 @@ pub(crate) async fn completions(
 async fn answer(
     state: &AppState,
     context: &RequestContext,
+    principal: &Principal,
     request: Request<Incoming>,
     watch: &mut ChatWatch,
 ) -> Result<(Response<Body>, RouteInfo), Error> {
-    let principal = state.auth.authenticate(request.headers()).await?;
-    principal.require(Permission::Execute)?;
     let power_level = power_level_header(request.headers())?;
     let privacy = privacy_header(request.headers())?;
-    let body = read_limited(request, &state.config.server).await?;
-    let mut chat: ChatRequest = parse(&body)?;
+    let mut chat: ChatRequest = read_json(request, &state.config.server).await?;
     watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
     if power_level.is_some() {
         chat.power_level = power_level;
     }
-    let mut caller = principal.caller.with_request_id(context.request_id.clone());
-    if let Some(privacy) = privacy {
-        caller = caller.with_privacy(privacy);
-    }
+    let caller = request_caller(context, principal, privacy);
 
     if chat.is_stream() {
         let stream = state.gateway.chat_stream(&caller, chat).await?;
@@ -85,6 +85,22 @@ async fn answer(
         route_headers(&mut response, &route);
         cost_headers(&mut response, cost_micros, &cost_breakdown);
         Ok((response, route))
+    }
+}
+
+/// The caller a request runs as: the key's, with the request's id and any privacy it asked for.
+pub(super) fn request_caller(
+    context: &RequestContext,
+    principal: &Principal,
+    privacy: Option<Privacy>,
+) -> Caller {
+    let caller = principal
+        .caller
+        .clone()
+        .with_request_id(context.request_id.clone());
+    match privacy {
+        Some(privacy) => caller.with_privacy(privacy),
+        None => caller,
     }
 }
 
@@ -124,42 +140,6 @@ pub(super) fn privacy_header(headers: &HeaderMap) -> Result<Option<Privacy>, Err
     }
 }
 
-/// The JSON body as a request (chat or embeddings); serde's message and the failing field on
-/// error.
-pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
-    // The common case, a good body, skips the path tracking, which only names a bad field.
-    if let Ok(request) = serde_json::from_slice::<T>(body) {
-        return Ok(request);
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
-    let request = parsed.map_err(|error| {
-        let message = error.inner().to_string();
-        let path = error.path().to_string();
-        let param = if path == "." {
-            missing_field(&message)
-        } else {
-            Some(path)
-        };
-        let mut error = Error::invalid_request(format!("Invalid request body: {message}"));
-        if let Some(param) = param {
-            error = error.with_param(param);
-        }
-        error
-    })?;
-    deserializer
-        .end()
-        .map_err(|error| Error::invalid_request(format!("Invalid request body: {error}")))?;
-    Ok(request)
-}
-
-/// `missing field `messages` at line 1 ...` names the field serde could not find.
-fn missing_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("missing field `")?;
-    let end = rest.find('`')?;
-    Some(rest[..end].to_owned())
-}
-
 /// The charge of a whole answer and what each token class cost.
 pub(super) fn cost_headers(
     response: &mut Response<Body>,
@@ -188,6 +168,10 @@ pub(super) fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
+        super::super::body::decode_json(body)
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
@@ -218,7 +202,7 @@ mod tests {
 
     #[test]
     fn wrong_types_name_the_field() {
-        let error = parse::<ChatRequest>(br#"{"model": 5, "messages": []}"#).unwrap_err();
+        let error = parse(br#"{"model": 5, "messages": []}"#).unwrap_err();
         assert_eq!(error.status(), 400);
         assert_eq!(error.param(), Some("model"));
         assert!(
@@ -230,16 +214,14 @@ mod tests {
 
     #[test]
     fn missing_fields_are_named() {
-        let error = parse::<ChatRequest>(br#"{"model": "m"}"#).unwrap_err();
+        let error = parse(br#"{"model": "m"}"#).unwrap_err();
         assert_eq!(error.param(), Some("messages"));
     }
 
     #[test]
     fn nested_errors_carry_their_path() {
-        let error = parse::<ChatRequest>(
-            br#"{"model": "m", "messages": [{"role": "wizard", "content": "x"}]}"#,
-        )
-        .unwrap_err();
+        let error = parse(br#"{"model": "m", "messages": [{"role": "wizard", "content": "x"}]}"#)
+            .unwrap_err();
         assert_eq!(
             error.param(),
             Some("messages[0].role"),
@@ -250,9 +232,9 @@ mod tests {
 
     #[test]
     fn malformed_json_and_trailing_garbage_are_refused() {
-        assert_eq!(parse::<ChatRequest>(b"{nope").unwrap_err().status(), 400);
+        assert_eq!(parse(b"{nope").unwrap_err().status(), 400);
         assert_eq!(
-            parse::<ChatRequest>(br#"{"model":"m","messages":[{"role":"user","content":"x"}]} x"#)
+            parse(br#"{"model":"m","messages":[{"role":"user","content":"x"}]} x"#)
                 .unwrap_err()
                 .status(),
             400

@@ -5,33 +5,30 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use llmgate_core::{Embedded, EmbeddingRequest, Error};
 
-use super::body::read_limited;
-use super::chat::{cost_headers, parse, power_level_header, privacy_header, route_headers};
+use super::body::read_json;
+use super::chat::{
+    cost_headers, power_level_header, privacy_header, request_caller, route_headers,
+};
+use super::context::RequestContext;
 use super::response::{Body, json};
-use super::service::RequestContext;
-use crate::auth::Permission;
+use crate::auth::Principal;
 use crate::state::AppState;
 
 pub(crate) async fn create(
     state: &AppState,
     context: &RequestContext,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
-    let principal = state.auth.authenticate(request.headers()).await?;
-    principal.require(Permission::Execute)?;
     let power_level = power_level_header(request.headers())?;
     let privacy = privacy_header(request.headers())?;
-    let body = read_limited(request, &state.config.server).await?;
-    let mut embedding: EmbeddingRequest = parse(&body)?;
+    let mut embedding: EmbeddingRequest = read_json(request, &state.config.server).await?;
     let span = tracing::Span::current();
     span.record("model", embedding.model.as_str());
     if power_level.is_some() {
         embedding.power_level = power_level;
     }
-    let mut caller = principal.caller.with_request_id(context.request_id.clone());
-    if let Some(privacy) = privacy {
-        caller = caller.with_privacy(privacy);
-    }
+    let caller = request_caller(context, principal, privacy);
     let Embedded {
         response: answer,
         route,
@@ -52,12 +49,14 @@ pub(crate) async fn create(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::body::decode_json;
 
     #[test]
     fn a_body_without_input_names_the_field() {
-        let error = parse::<EmbeddingRequest>(br#"{"model": "m"}"#).unwrap_err();
+        let error = decode_json::<EmbeddingRequest>(br#"{"model": "m"}"#).unwrap_err();
         assert_eq!((error.status(), error.param()), (400, Some("input")));
-        let error = parse::<EmbeddingRequest>(br#"{"model": "m", "input": {"a": 1}}"#).unwrap_err();
+        let error =
+            decode_json::<EmbeddingRequest>(br#"{"model": "m", "input": {"a": 1}}"#).unwrap_err();
         assert_eq!(error.status(), 400);
     }
 }

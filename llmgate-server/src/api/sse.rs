@@ -2,6 +2,8 @@
 //!
 //! The body is a stream over the gateway's `CompletionStream` (no spawned pump), so a client
 //! that goes away drops it, which drops the upstream connection and settles the hold.
+//!
+//! Contract: docs/http-api.md#post-v1chatcompletions
 
 use std::convert::Infallible;
 

@@ -7,7 +7,7 @@ use http::HeaderValue;
 use llmgate_core::{Error, ErrorKind, Result, Secret};
 use serde::Deserialize;
 
-use super::packages::Package;
+use crate::config::Package;
 use crate::config::StripeConfig;
 
 /// Stripe answers in well under a second; a stuck call should not hold a user's click long.

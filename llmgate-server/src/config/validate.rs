@@ -4,11 +4,32 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use base64::Engine;
-use llmgate_core::{Decimal, PowerLevel};
+use llmgate_core::{Decimal, ModelMode, PowerLevel};
 use llmgate_providers::{preset, presets};
 
+use super::model::{Config, ConfigError, Problem};
+use super::providers::{ModelConfig, ProviderConfig, ProviderKind};
 use super::values::DecimalText;
-use super::{Config, Problem, ProviderConfig, ProviderKind};
+
+impl Config {
+    /// Every problem of this config, each with its YAML path; empty when it is valid.
+    pub fn validate(&self) -> Vec<Problem> {
+        problems(self)
+    }
+
+    /// [`Config::validate`] as a `Result`.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let problems = self.validate();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                source_name: None,
+                problems,
+            })
+        }
+    }
+}
 
 /// Collects problems as the checks walk the config.
 #[derive(Default)]
@@ -187,16 +208,11 @@ fn billing(config: &Config, report: &mut Report) {
                 format!("duplicate package \"{}\"", package.id),
             );
         }
-        // Credits must fit micro-credits and prices whole cents (what Stripe charges).
-        if let Some(credits) = report.decimal(&format!("{path}.credits"), &package.credits, true)
-            && let Err(message) = crate::billing::package_micros(credits)
-        {
-            report.push(format!("{path}.credits"), message);
-        }
-        if let Some(price) = report.decimal(&format!("{path}.price_usd"), &package.price_usd, true)
-            && let Err(message) = crate::billing::price_cents(price)
-        {
-            report.push(format!("{path}.price_usd"), message);
+    }
+    // Credits must fit micro-credits and prices whole cents (what Stripe charges).
+    if let Err(problems) = billing.typed_packages() {
+        for (path, message) in problems {
+            report.push(path, message);
         }
     }
     if let Some(stripe) = &billing.stripe {
@@ -218,7 +234,7 @@ fn billing(config: &Config, report: &mut Report) {
             &alert.threshold_credits,
             false,
         ) && !threshold.is_zero()
-            && let Err(message) = crate::billing::package_micros(threshold)
+            && let Err(message) = super::billing::package_micros(threshold)
         {
             report.push("billing.low_credit_alert.threshold_credits", message);
         }
@@ -405,13 +421,13 @@ fn routing(config: &Config, report: &mut Report) {
 }
 
 /// An embedding model needs a provider with embeddings; `max_inputs` is for embedding models.
-fn embedding_mode(config: &Config, model: &super::ModelConfig, path: &str, report: &mut Report) {
+fn embedding_mode(config: &Config, model: &ModelConfig, path: &str, report: &mut Report) {
     let kind = config
         .providers
         .iter()
         .find(|p| p.name == model.provider)
         .map(|p| p.kind);
-    if model.mode == llmgate_core::ModelMode::Embedding
+    if model.mode == ModelMode::Embedding
         && matches!(kind, Some(ProviderKind::Anthropic | ProviderKind::Demo))
     {
         report.push(
@@ -421,7 +437,7 @@ fn embedding_mode(config: &Config, model: &super::ModelConfig, path: &str, repor
     }
     match model.max_inputs {
         Some(0) => report.push(format!("{path}.max_inputs"), "must be greater than 0"),
-        Some(_) if model.mode != llmgate_core::ModelMode::Embedding => report.push(
+        Some(_) if model.mode != ModelMode::Embedding => report.push(
             format!("{path}.max_inputs"),
             "applies to embedding models only (mode: embedding)",
         ),
@@ -429,7 +445,7 @@ fn embedding_mode(config: &Config, model: &super::ModelConfig, path: &str, repor
     }
 }
 
-fn prices(model: &super::ModelConfig, path: &str, report: &mut Report) {
+fn prices(model: &ModelConfig, path: &str, report: &mut Report) {
     if model.cost_per_1k.is_some()
         && (model.input_cost_per_1k.is_some() || model.output_cost_per_1k.is_some())
     {
@@ -455,7 +471,7 @@ fn prices(model: &super::ModelConfig, path: &str, report: &mut Report) {
     }
     match model.prices() {
         // An embedding model has no output price: the input price alone prices it.
-        (Some(_), None) if model.mode == llmgate_core::ModelMode::Embedding => {}
+        (Some(_), None) if model.mode == ModelMode::Embedding => {}
         (Some(_), None) => report.push(
             format!("{path}.output_cost_per_1k"),
             "is required when input_cost_per_1k is given",

@@ -19,7 +19,7 @@ use hyper::body::{Frame, SizeHint};
 use llmgate_core::{Catalog, Error, RouteInfo};
 use metrics::{Counter, Histogram, Unit};
 
-use crate::api::Body;
+use crate::response_body::Body;
 
 /// Chat requests by model, provider, key source and HTTP status.
 pub const REQUESTS: &str = "llmgate_requests_total";

@@ -126,7 +126,11 @@ impl MeteredCreditStore {
 }
 
 #[async_trait]
-impl CreditStore for MeteredCreditStore {
+impl llmgate_core::ForwardingCreditStore for MeteredCreditStore {
+    fn inner(&self) -> &dyn CreditStore {
+        &*self.inner
+    }
+
     async fn hold(&self, request: HoldRequest) -> Result<Hold> {
         self.timed(Operation::Hold, self.inner.hold(request)).await
     }
