@@ -385,15 +385,7 @@ async fn the_model_list_shows_the_mode() {
     };
     let (status, models) = setup.gateway.get("/v1/models", &setup.key).await;
     assert_eq!(status, 200, "{models}");
-    let model = |id: &str| {
-        models["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let model = |id: &str| support::listed_model(&models, id);
     assert_eq!(model("embed")["mode"], "embedding");
     assert_eq!(model("embed")["max_inputs"], 64);
     assert_eq!(model("embed")["output_cost_per_1k"], "0");

@@ -428,15 +428,7 @@ async fn models_list_cache_prices_defaulting_to_the_input_price() {
     };
     let (status, models) = setup.gateway.get("/v1/models", &setup.key).await;
     assert_eq!(status, 200, "{models}");
-    let model = |id: &str| {
-        models["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let model = |id: &str| support::listed_model(&models, id);
     let prices = |m: &Value| {
         [
             "input_cost_per_1k",

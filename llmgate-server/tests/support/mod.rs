@@ -174,3 +174,14 @@ pub async fn assert_error(response: reqwest::Response, status: u16, kind: &str) 
     assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
     error
 }
+
+/// The entry of model `id` in a `/v1/models` answer.
+pub fn listed_model(models: &Value, id: &str) -> Value {
+    models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .unwrap()
+        .clone()
+}
