@@ -1,10 +1,11 @@
 // A bench whose setup fails has nothing to measure: it stops there, as a test would.
 #![allow(clippy::expect_used)]
 //! The latency llmgate adds to an embeddings call: the same request with 1 and with 64 inputs
-//! (1,536-dimension float vectors, as `text-embedding-3-small` answers), sent straight to a
-//! local fake OpenAI upstream and through an in-process `llmgate` server (in-memory SQLite,
-//! a charged user: hold, settle and usage record) in front of it, over keep-alive HTTP/1.1.
-//! The difference of the two is the gateway's share.
+//! (1,536-dimension float vectors, as `text-embedding-3-small` answers: about 20 KB and 1.3 MB
+//! of JSON), sent straight to a local fake OpenAI upstream that answers from canned bytes and
+//! through an in-process `llmgate` server (in-memory SQLite, a charged user: hold, settle and
+//! usage record) in front of it, over keep-alive HTTP/1.1. The difference of the two is the
+//! gateway's share.
 //!
 //! Run: `cargo bench -p llmgate-benches --bench embeddings`
 
@@ -18,7 +19,7 @@ use llmgate_benches::load::client::{self, Connection, Target};
 use llmgate_core::Secret;
 use llmgate_server::config::{Config, Env};
 use llmgate_server::{RunningServer, Server};
-use llmgate_testkit::{FakeUpstream, embeddings};
+use llmgate_testkit::{FakeUpstream, Recorded, Reply, embeddings};
 use tokio::runtime::Runtime;
 
 const MASTER_KEY: &str = "lg-master-bench-0123456789abcdef";
@@ -33,8 +34,18 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
+    // Both answers are built once, so the fake's own work is the same small copy per request
+    // whichever way the request came (a 64-input request is the only one over 1 KiB).
     let upstream = FakeUpstream::start().await;
-    upstream.respond_with(embeddings::openai(true));
+    let one = canned(1);
+    let many = canned(64);
+    upstream.respond_with(move |request| {
+        if request.body.len() > 1024 {
+            many.clone()
+        } else {
+            one.clone()
+        }
+    });
     let yaml = r#"
 storage:
   database_url: "sqlite::memory:"
@@ -87,6 +98,19 @@ models:
         gateway,
         key,
     }
+}
+
+/// The upstream's answer to a request of `inputs` inputs, as the testkit fake would make it.
+fn canned(inputs: usize) -> Reply {
+    let request = serde_json::from_slice::<serde_json::Value>(&body(inputs)).expect("body");
+    let recorded = Recorded {
+        method: "POST".into(),
+        path: "/v1/embeddings".into(),
+        query: None,
+        headers: Vec::new(),
+        body: Bytes::from(request.to_string()),
+    };
+    embeddings::openai(true)(&recorded)
 }
 
 fn body(inputs: usize) -> Bytes {
