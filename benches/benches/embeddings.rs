@@ -1,11 +1,11 @@
 // A bench whose setup fails has nothing to measure: it stops there, as a test would.
 #![allow(clippy::expect_used)]
 //! The latency llmgate adds to an embeddings call: the same request with 1 and with 64 inputs
-//! (1,536-dimension float vectors, as `text-embedding-3-small` answers: about 20 KB and 1.3 MB
+//! (1,536-dimension float vectors, as `text-embedding-3-small` answers: about 6 KB and 400 KB
 //! of JSON), sent straight to a local fake OpenAI upstream that answers from canned bytes and
 //! through an in-process `llmgate` server (in-memory SQLite, a charged user: hold, settle and
 //! usage record) in front of it, over keep-alive HTTP/1.1. The difference of the two is the
-//! gateway's share.
+//! gateway's share. A chat completion through the same rig gives the scale.
 //!
 //! Run: `cargo bench -p llmgate-benches --bench embeddings`
 
@@ -19,7 +19,7 @@ use llmgate_benches::load::client::{self, Connection, Target};
 use llmgate_core::Secret;
 use llmgate_server::config::{Config, Env};
 use llmgate_server::{RunningServer, Server};
-use llmgate_testkit::{FakeUpstream, Recorded, Reply, embeddings};
+use llmgate_testkit::{FakeUpstream, Recorded, Reply, embeddings, openai};
 use tokio::runtime::Runtime;
 
 const MASTER_KEY: &str = "lg-master-bench-0123456789abcdef";
@@ -39,8 +39,11 @@ async fn rig() -> Rig {
     let upstream = FakeUpstream::start().await;
     let one = canned(1);
     let many = canned(64);
+    let chat = Reply::json(200, openai::completion("gpt-up", "Hello there.", 14, 10));
     upstream.respond_with(move |request| {
-        if request.body.len() > 1024 {
+        if request.path.ends_with("/chat/completions") {
+            chat.clone()
+        } else if request.body.len() > 1024 {
             many.clone()
         } else {
             one.clone()
@@ -55,6 +58,7 @@ providers:
   - { name: fake, kind: openai, api_base: "${UPSTREAM}/v1", api_key: sk-bench-0000 }
 models:
   - { name: embed, provider: fake, upstream_model: text-embedding-3-small, mode: embedding, input_cost_per_1k: 0.00002 }
+  - { name: chat, provider: fake, upstream_model: gpt-up, input_cost_per_1k: 0.002, output_cost_per_1k: 0.002 }
 "#;
     let env = Env::from_pairs([("UPSTREAM", upstream.url())]);
     let config = Config::from_yaml(yaml, &env).expect("config");
@@ -142,15 +146,33 @@ fn embeddings_latency(c: &mut Criterion) {
         path: "/v1/embeddings",
         authorization: Some(format!("Bearer {}", rig.key)),
     };
+    let chat_body = Bytes::from(
+        serde_json::json!({"model": "chat", "max_tokens": 64,
+                           "messages": [{"role": "user", "content": "hello"}]})
+        .to_string(),
+    );
     let mut group = c.benchmark_group("embeddings");
     group.measurement_time(Duration::from_secs(8));
-    for inputs in [1usize, 64] {
-        let body = body(inputs);
-        for (name, target) in [("direct", &direct), ("gateway", &through)] {
+    // A chat completion through the same rig, for scale.
+    let chat_direct = Target {
+        path: "/v1/chat/completions",
+        ..direct.clone()
+    };
+    let chat_through = Target {
+        path: "/v1/chat/completions",
+        ..through.clone()
+    };
+    let cases = [
+        ("1-input", body(1), &direct, &through),
+        ("64-inputs", body(64), &direct, &through),
+        ("chat", chat_body, &chat_direct, &chat_through),
+    ];
+    for (case, body, direct, through) in cases {
+        for (name, target) in [("direct", direct), ("gateway", through)] {
             let mut connection = runtime
                 .block_on(Connection::open(target.addr))
                 .expect("connect");
-            group.bench_function(format!("{name}/{inputs}-inputs"), |b| {
+            group.bench_function(format!("{name}/{case}"), |b| {
                 b.iter_custom(|iterations| {
                     let started = Instant::now();
                     for _ in 0..iterations {
