@@ -34,6 +34,33 @@ pub enum Privacy {
     High,
 }
 
+/// What a model does: chat completions or embeddings. A request of the other kind is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelMode {
+    /// Chat completions (the default).
+    #[default]
+    Chat,
+    /// Embeddings: priced by input tokens, no output.
+    Embedding,
+}
+
+impl ModelMode {
+    /// The name used in config and in the catalog.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Embedding => "embedding",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One model served by one provider.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Deployment {
@@ -69,6 +96,11 @@ pub struct Deployment {
     pub weight: u32,
     /// Order under the `priority` strategy, lowest first; default 0.
     pub priority: u32,
+    /// Chat or embeddings; requests of the other kind are refused.
+    pub mode: ModelMode,
+    /// The most inputs one embeddings request may carry (larger batches are refused, never
+    /// split); `None`: no bound of the gateway's own.
+    pub max_inputs: Option<u32>,
 }
 
 impl Deployment {
@@ -95,7 +127,15 @@ impl Deployment {
             local: false,
             weight: 1,
             priority: 0,
+            mode: ModelMode::Chat,
+            max_inputs: None,
         }
+    }
+
+    /// Set the mode (an embedding model: [`ModelMode::Embedding`]).
+    pub fn with_mode(mut self, mode: ModelMode) -> Self {
+        self.mode = mode;
+        self
     }
 
     /// Set the price (a free model has a zero price; without one it is usable only with BYOK).

@@ -13,9 +13,10 @@
 //! | module | what is in it |
 //! | --- | --- |
 //! | [`chat`] | requests, responses, stream chunks, messages, usage |
-//! | [`provider`] | what a [`Provider`] is given and returns: `ProviderCall`, `ChunkStream` |
-//! | [`gateway`] | what a [`Gateway`] returns: `Completion`, `CompletionStream`, `RouteInfo`; `ModelResolver` |
-//! | [`catalog`] | the configured models: `Deployment`, `Catalog`, `Privacy`, `LatencyClass` |
+//! | [`provider`] | what a [`Provider`] is given and returns: `ProviderCall`, `EmbedCall`, `ChunkStream` |
+//! | [`embeddings`] | embeddings requests and answers: inputs, vectors, encodings, usage |
+//! | [`gateway`] | what a [`Gateway`] returns: `Completion`, `CompletionStream`, `Embedded`, `RouteInfo`; `ModelResolver` |
+//! | [`catalog`] | the configured models: `Deployment`, `Catalog`, `ModelMode`, `Privacy`, `LatencyClass` |
 //! | [`routing`] | the `RoutingPolicy` trait, its inputs and the built-in strategies; `SharedCooldowns` |
 //! | [`power`] | power levels and their policies |
 //! | [`pricing`] | prices, the charge in micro-credits, `CostBreakdown`, `TokenClasses`, `Decimal` |
@@ -74,6 +75,7 @@ pub mod catalog;
 pub mod chat;
 mod clock;
 pub mod credits;
+pub mod embeddings;
 mod error;
 pub mod gateway;
 mod health;

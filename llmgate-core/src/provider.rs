@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use futures::Stream;
 
 use crate::chat::{ChatChunk, ChatRequest, ChatResponse};
-use crate::error::Result;
+use crate::embeddings::{EmbeddingRequest, EmbeddingResponse};
+use crate::error::{Error, Result};
 use crate::secret::Secret;
 
 /// A stream of completion chunks. It ends after the last chunk of a good stream; an `Err` item
@@ -20,6 +21,15 @@ pub struct ProviderCall<'a> {
     /// The request, with `model` already set to the upstream's model id and the output cap
     /// applied. For streams, `stream` and `stream_options.include_usage` are set.
     pub request: &'a ChatRequest,
+    /// The key to authenticate with: the caller's own (BYOK) or the platform's.
+    pub api_key: Option<&'a Secret>,
+}
+
+/// One embeddings call to an upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedCall<'a> {
+    /// The request, with `model` already set to the upstream's model id.
+    pub request: &'a EmbeddingRequest,
     /// The key to authenticate with: the caller's own (BYOK) or the platform's.
     pub api_key: Option<&'a Secret>,
 }
@@ -114,6 +124,19 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
     /// A streamed completion. Returns once the upstream accepted the request (status 2xx);
     /// failures after that arrive as an `Err` item.
     async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream>;
+
+    /// Embeddings. Vectors may come back in either encoding (the gateway converts them to the
+    /// one asked for); `usage` should be filled in, counted if the upstream did not say. The
+    /// default refuses: the provider has no embeddings.
+    async fn embed(&self, call: EmbedCall<'_>) -> Result<EmbeddingResponse> {
+        let _ = call;
+        Err(Error::invalid_request(format!(
+            "Provider `{}` has no embeddings endpoint.",
+            self.name()
+        ))
+        .with_param("model")
+        .with_code("embeddings_unsupported"))
+    }
 }
 
 /// Compile-time check that the trait stays object-safe.

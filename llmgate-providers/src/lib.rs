@@ -4,6 +4,7 @@
 pub mod anthropic;
 mod chunks;
 pub mod demo;
+mod embedding;
 mod error;
 mod family;
 mod http;
@@ -19,7 +20,7 @@ pub use demo::DemoProvider;
 pub use error::BuildError;
 pub use family::WireFamily;
 pub use ollama::{Ollama, OllamaConfig};
-pub use openai::{OpenAiCompatible, OpenAiConfig};
+pub use openai::{EmbeddingsApi, OpenAiCompatible, OpenAiConfig};
 pub use presets::{AuthStyle, Preset, Quirks, is_openai_reasoning_model, preset, presets};
 pub use resolve::{model_resolver, resolve_model};
 pub use spec::{ProviderSpec, build_provider};

@@ -19,6 +19,7 @@ use llmgate_core::{
     pricing::{Decimal, ModelPrice},
 };
 
+use crate::embedding::{apply_known_embedding, is_openai_embedding};
 use crate::presets::preset;
 
 /// List prices and limits of one well-known model.
@@ -161,7 +162,9 @@ pub fn resolve_model(name: &str, configured_providers: &[&str]) -> Option<Deploy
         return None;
     }
     let mut deployment = Deployment::new(name, provider, upstream);
-    if let Some(known) = lookup(provider, upstream) {
+    if apply_known_embedding(&mut deployment) {
+        // An embedding model: mode, input price and limits set.
+    } else if let Some(known) = lookup(provider, upstream) {
         deployment.price = Some(known.price(provider));
         deployment.context_window = Some(known.context_window);
         deployment.max_output_tokens = Some(known.max_output_tokens);
@@ -191,7 +194,11 @@ fn family_of(model: &str) -> Option<&'static str> {
             .strip_prefix(p)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
     });
-    if reasoning || model.starts_with("gpt-") || model.starts_with("chatgpt-") {
+    if reasoning
+        || model.starts_with("gpt-")
+        || model.starts_with("chatgpt-")
+        || is_openai_embedding(model)
+    {
         Some("openai")
     } else if model.starts_with("claude-") {
         Some("anthropic")
@@ -358,6 +365,18 @@ mod tests {
         ] {
             assert_eq!(prices_of(model), prices.map(str::to_owned), "{model}");
         }
+    }
+
+    #[test]
+    fn embedding_models_resolve_with_their_mode() {
+        let all = ["openai", "ollama", "together"];
+        let small = resolve_model("text-embedding-3-small", &all).unwrap();
+        assert_eq!(small.provider, "openai");
+        assert_eq!(small.mode, llmgate_core::catalog::ModelMode::Embedding);
+        let bge = resolve_model("together/BAAI/bge-large-en-v1.5", &all).unwrap();
+        assert_eq!(bge.price.unwrap().input_per_1k, dec("0.000016"));
+        let local = resolve_model("ollama/nomic-embed-text", &all).unwrap();
+        assert!(local.is_free() && local.local);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::demo::DemoProvider;
 use crate::error::BuildError;
 use crate::family::{ANTHROPIC_API_BASE, OLLAMA_API_BASE, WireFamily};
 use crate::ollama::{Ollama, OllamaConfig};
-use crate::openai::{OpenAiCompatible, OpenAiConfig};
+use crate::openai::{EmbeddingsApi, OpenAiCompatible, OpenAiConfig};
 use crate::presets::{Preset, preset};
 
 /// Everything needed to construct one provider. Start from [`ProviderSpec::new`]; every field
@@ -37,6 +37,9 @@ pub struct ProviderSpec {
     pub local: Option<bool>,
     /// Whether a call needs a key; `None` means: not for a local provider, else yes.
     pub requires_key: Option<bool>,
+    /// OpenAI-compatible and HuggingFace providers: which embeddings API the upstream speaks
+    /// (OpenAI's `/embeddings` by default, or Text Embeddings Inference's `/embed`).
+    pub embeddings_api: EmbeddingsApi,
 }
 
 impl ProviderSpec {
@@ -51,6 +54,7 @@ impl ProviderSpec {
             headers: BTreeMap::new(),
             local: None,
             requires_key: None,
+            embeddings_api: EmbeddingsApi::default(),
         }
     }
 
@@ -145,7 +149,8 @@ pub fn build_provider(spec: &ProviderSpec) -> Result<Arc<dyn Provider>, BuildErr
             Ok(Arc::new(
                 OpenAiCompatible::new(config)?
                     .with_requires_key(requires_key)
-                    .with_quirks(quirks),
+                    .with_quirks(quirks)
+                    .with_embeddings_api(spec.embeddings_api),
             ))
         }
         WireFamily::Anthropic => {

@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use llmgate_core::{
     Gateway, GatewayBuilder,
     caller::Tier,
-    catalog::{Deployment, Privacy},
+    catalog::{Deployment, ModelMode, Privacy},
     keys::Secret,
     memory::MemoryCreditStore,
     power::PowerLevel,
-    pricing::ModelPrice,
+    pricing::{Decimal, ModelPrice},
 };
 use llmgate_credits::Backend;
 use llmgate_providers::{build_provider, resolve_model};
@@ -194,9 +194,14 @@ pub fn provider_problems(config: &Config) -> Vec<Problem> {
 
 fn deployment(model: &ModelConfig, provider: &ProviderConfig) -> Deployment {
     let mut deployment = Deployment::new(&model.name, &model.provider, model.upstream());
-    deployment.price = match model.prices() {
+    let (input, output) = model.prices();
+    // An embedding model produces no output: its input price alone prices it.
+    let output = output
+        .map(crate::config::DecimalText::value)
+        .or_else(|| (model.mode == ModelMode::Embedding).then_some(Decimal::ZERO));
+    deployment.price = match (input, output) {
         (Some(input), Some(output)) => {
-            let price = ModelPrice::new(input.value(), output.value());
+            let price = ModelPrice::new(input.value(), output);
             // An unset cache price is the input price.
             Some(
                 price.with_cache_prices(
@@ -230,6 +235,8 @@ fn deployment(model: &ModelConfig, provider: &ProviderConfig) -> Deployment {
     deployment.local = provider.local;
     deployment.weight = model.weight;
     deployment.priority = model.priority;
+    deployment.mode = model.mode;
+    deployment.max_inputs = model.max_inputs;
     deployment
 }
 

@@ -4,30 +4,13 @@
 //! upstream call, free models in usage, the ledger's pagination, usage grouping and date
 //! filters, amounts refused, and a hold that outlives `storage.hold_ttl_secs` reclaimed.
 
+#[macro_use]
 mod support;
 
 use llmgate_core::memory::{day_of, unix_now};
 use llmgate_testkit::{Reply, openai};
 use serde_json::{Value, json};
 use support::money::*;
-
-/// A test body run once on SQLite and once on PostgreSQL.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Db::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Db::Postgres).await;
-            })*
-        }
-    };
-}
 
 on_both_databases!(
     worked_example_is_charged_exactly_700000_micros,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use llmgate_core::pricing::Decimal;
 use llmgate_server::config::{Config, Env};
-use llmgate_testkit::{FakeUpstream, Reply, anthropic, db, ollama, openai};
+use llmgate_testkit::{FakeUpstream, Reply, anthropic, db, embeddings, ollama, openai};
 use serde_json::{Value, json};
 use support::{MASTER_KEY, create_user};
 
@@ -160,10 +160,6 @@ fn check_refuses_configs_whose_missing_keys_would_change_what_clients_get() {
         (
             "azure.yaml",
             "model_list[0].litellm_params.model: provider `azure` is not one llmgate serves",
-        ),
-        (
-            "embeddings.yaml",
-            "model_list[1].model_info.mode: `embedding` models are not served by llmgate",
         ),
         (
             "redaction.yaml",
@@ -617,4 +613,78 @@ async fn openai_sdk_gets_priced_answers_and_fallbacks_from_a_litellm_config_serv
     );
     std::fs::remove_dir_all(direct_dir).unwrap();
     std::fs::remove_dir_all(imported_dir).unwrap();
+}
+
+const EMBEDDINGS_SCRIPT: &str = r#"
+import json, sys
+from openai import OpenAI
+base, key = sys.argv[1], sys.argv[2]
+client = OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=30)
+raw = client.embeddings.with_raw_response.create(
+    model="text-embedding-3-small", input=["hello world", "hi"])
+answer = raw.parse()
+print(json.dumps({
+    "vectors": [list(d.embedding) for d in answer.data],
+    "prompt_tokens": answer.usage.prompt_tokens,
+    "served_by": raw.headers.get("x-llmgate-model"),
+    "cost_micros": raw.headers.get("x-llmgate-cost-micros"),
+}))
+"#;
+
+/// LiteLLM's `mode: embedding` entry, served as it is and imported: the openai SDK gets the
+/// fake's vectors under the entry's `model_name`, charged at its `input_cost_per_token`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_gets_priced_embeddings_from_a_litellm_config_served_as_is_and_imported() {
+    if !python_sdk_available() {
+        return;
+    }
+    let openai_fake = FakeUpstream::start().await;
+    openai_fake.respond_with(embeddings::openai(true));
+    let vars = variables(&[("FAKE_OPENAI_BASE", format!("{}/v1", openai_fake.url()))]);
+    let litellm_file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/litellm-corpus/accepted/embeddings.yaml");
+    let dir = temp_dir("serve-embeddings");
+    let import = run(&dir, &vars, &["import", "litellm"], &litellm_file);
+    assert!(import.status.success(), "{import:?}");
+    let imported = text(&import.stdout);
+    assert!(imported.contains("mode: embedding"), "{imported}");
+    assert!(
+        imported.contains("input_cost_per_1k: 0.00002"),
+        "{imported}"
+    );
+    let imported_file = dir.join("llmgate.yaml");
+    std::fs::write(&imported_file, &import.stdout).unwrap();
+
+    // Each in a directory of its own: each with its own database.
+    let direct_dir = temp_dir("serve-embeddings-direct");
+    for (dir, file) in [(&direct_dir, &litellm_file), (&dir, &imported_file)] {
+        let server = serve(dir, &vars, file);
+        let key = create_user(&server.url, "alice", "starter").await;
+        let url = server.url.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("python3")
+                .args(["-c", EMBEDDINGS_SCRIPT, &url, &key])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            answer["vectors"],
+            json!([[0.5, 0.25, -0.125, 1.0], [1.5, 0.25, -0.125, 1.0]])
+        );
+        // The fake counts a token a word: 3 tokens at $0.00000002 each = $0.00000006; × 1.4
+        // (starter) × 0.25 (balanced) × 1000 credits × 10^6 = 21 micro-credits.
+        assert_eq!(answer["prompt_tokens"], 3);
+        assert_eq!(answer["served_by"], "text-embedding-3-small");
+        assert_eq!(answer["cost_micros"], "21", "{}", file.display());
+        drop(server);
+    }
+    let sent = openai_fake.last_request().unwrap();
+    assert_eq!(sent.path, "/v1/embeddings");
+    assert_eq!(sent.json()["model"], "text-embedding-3-small");
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(direct_dir).unwrap();
 }

@@ -5,6 +5,7 @@
 //! cached and reasoning counts and the cost of each class; the ledger and usage analytics keep
 //! every class; and the prompt-cache levers reach the upstreams that take them.
 
+#[macro_use]
 mod support;
 
 use llmgate_server::config::{Config, Env};
@@ -12,24 +13,6 @@ use llmgate_testkit::{FakeUpstream, Reply, anthropic, openai};
 use serde_json::{Value, json};
 use support::money::{Database, Db, Gateway};
 use support::stream_chunks;
-
-/// A test body run once on SQLite and once on PostgreSQL.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Db::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Db::Postgres).await;
-            })*
-        }
-    };
-}
 
 on_both_databases!(
     anthropic_cache_example_is_charged_4252500_micros_whole_and_streamed,
@@ -398,27 +381,11 @@ async fn prompt_cache_levers_reach_the_upstreams_that_take_them() {
     setup.gateway.stop().await;
 }
 
-/// Whether the official `openai` Python SDK can be run; under `CI=true` it must be.
-fn python_openai_sdk() -> bool {
-    let found = std::process::Command::new("python3")
-        .args(["-c", "import openai"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "python3 with the openai SDK is required under CI=true (run .ci/services)"
-        );
-        eprintln!("skipped: python3 with the openai SDK is not installed");
-    }
-    found
-}
-
 /// The official `openai` Python SDK reads the cached and reasoning counts, whole and streamed,
 /// from the running server's answers.
 #[tokio::test]
 async fn the_openai_python_sdk_reads_cached_and_reasoning_tokens() {
-    if !python_openai_sdk() {
+    if !support::python::has("openai") {
         return;
     }
     let Some(setup) = setup(Db::Sqlite).await else {
@@ -441,26 +408,9 @@ print(u.prompt_tokens, u.prompt_tokens_details.cached_tokens,
       u.completion_tokens, u.completion_tokens_details.reasoning_tokens,
       last.model_extra["llmgate"]["cost_micros"])
 "#;
-    let base_url = setup.gateway.url("");
-    let key = setup.key.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", script])
-            .env("BASE_URL", base_url)
-            .env("KEY", key)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let lines = support::python::run(script, setup.gateway.url(""), setup.key.clone()).await;
     assert_eq!(
-        stdout.lines().collect::<Vec<_>>(),
+        lines,
         [
             "3000 2000 500 300",
             &format!("3000 2000 500 300 {OPENAI_CHARGE}")
@@ -478,15 +428,7 @@ async fn models_list_cache_prices_defaulting_to_the_input_price() {
     };
     let (status, models) = setup.gateway.get("/v1/models", &setup.key).await;
     assert_eq!(status, 200, "{models}");
-    let model = |id: &str| {
-        models["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let model = |id: &str| support::listed_model(&models, id);
     let prices = |m: &Value| {
         [
             "input_cost_per_1k",

@@ -15,6 +15,7 @@
 pub mod anthropic;
 mod chunking;
 pub mod db;
+pub mod embeddings;
 pub mod ollama;
 pub mod openai;
 mod reply;

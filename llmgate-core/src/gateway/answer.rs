@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::chat::ChatResponse;
 use crate::credits::KeySource;
+use crate::embeddings::EmbeddingResponse;
 use crate::power::PowerLevel;
 use crate::pricing::CostBreakdown;
 
@@ -39,5 +40,18 @@ pub struct Completion {
     /// Micro-credits charged (0 for free models, BYOK and uncharged callers).
     pub cost_micros: i64,
     /// The cost of each token class; its `cost_micros` is the charge above.
+    pub cost_breakdown: CostBreakdown,
+}
+
+/// A whole embeddings answer and what it cost.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    /// The vectors, in the encoding the request asked for, with the usage charged by.
+    pub response: EmbeddingResponse,
+    /// Which provider and model answered, after how many attempts.
+    pub route: RouteInfo,
+    /// Micro-credits charged (0 for free models, BYOK and uncharged callers).
+    pub cost_micros: i64,
+    /// The cost by token class (embeddings have only uncached prompt tokens).
     pub cost_breakdown: CostBreakdown,
 }

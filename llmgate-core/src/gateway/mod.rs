@@ -3,12 +3,15 @@
 
 mod admit;
 mod answer;
+mod bill;
 mod builder;
+mod embed;
 mod inner;
 mod ledger;
 mod meter;
 mod owed;
 mod plan;
+mod prepared;
 mod reserve;
 mod retry;
 mod route;
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-pub use answer::{Completion, RouteInfo};
+pub use answer::{Completion, Embedded, RouteInfo};
 pub use builder::GatewayBuilder;
 pub use inner::Gateway;
 pub use meter::CompletionStream;
@@ -36,25 +39,12 @@ use crate::memory::unix_now;
 use crate::power::{PowerLevel, PowerLevelPolicy};
 use crate::provider::{Provider, ProviderCall};
 use crate::routing::CandidateState;
-use crate::tokens;
 use crate::vault::KeyVault;
 use admit::validate;
 use ledger::HoldGuard;
-use plan::{Ask, Attempt};
+use plan::{Ask, Attempt, Sizing};
+use prepared::Prepared;
 use retry::{Tracked, Tried};
-
-/// A request ready to try: validated, with its candidates planned and its hold placed.
-struct Prepared {
-    request: ChatRequest,
-    request_id: Arc<str>,
-    power_level: PowerLevel,
-    attempts: Vec<Attempt>,
-    hold: HoldGuard,
-    prompt_estimate: u64,
-    seed: u64,
-    /// When the gateway took the request (time to first token counts from here).
-    started: Instant,
-}
 
 impl Gateway {
     /// Start configuring a gateway.
@@ -91,7 +81,8 @@ impl Gateway {
 
     /// A whole completion. `request.stream` is ignored.
     pub async fn chat(&self, caller: &Caller, request: ChatRequest) -> Result<Completion> {
-        let mut prepared = self.prepare(caller, request, false).await?;
+        let sizing = Sizing::chat(&request);
+        let mut prepared = self.prepare(caller, request, false, sizing).await?;
         let answer = async |attempt: &Attempt, request: &ChatRequest| {
             let call = ProviderCall {
                 request,
@@ -99,47 +90,18 @@ impl Gateway {
             };
             attempt.provider.chat(call).await
         };
-        let Tried {
-            value: mut response,
-            index,
-            calls,
-            mut ticket,
-            upstream,
-        } = self.try_prepared(&mut prepared, answer).await?;
-        ticket.succeeded();
-        let attempt = &prepared.attempts[index];
+        let (mut response, call) = self.try_prepared(&mut prepared, answer).await?.take();
         let usage = match response.usage.take() {
             Some(usage) => usage,
             None => meter::estimate_response_usage(&response, prepared.prompt_estimate),
         };
-        ticket.spent_tokens(usage.prompt_tokens + usage.completion_tokens);
-        drop(ticket);
-        let mut cost_breakdown = attempt.cost_of(&usage)?;
-        let record = self.usage_record(
-            caller,
-            &prepared.request_id,
-            attempt,
-            &usage,
-            cost_breakdown.cost_micros,
-        );
-        let (hold, owed) = prepared.hold.disarm();
-        let cost_micros = self.finish(hold, record, owed).await?;
-        let meters = self
-            .inner
-            .metrics
-            .deployment(attempt.slot, &attempt.deployment.provider);
-        meters.billed(usage.prompt_tokens, usage.completion_tokens, cost_micros);
-        if index > 0 {
-            meters.fallbacks.increment(1);
-        }
+        let billed = self.bill(caller, &mut prepared, call, &usage).await?;
         response.usage = Some(usage.with_class_details());
-        cost_breakdown.cost_micros = cost_micros;
-        let route = self.route_info(&prepared, attempt, calls, upstream);
         Ok(Completion {
             response,
-            route,
-            cost_micros,
-            cost_breakdown,
+            route: billed.route,
+            cost_micros: billed.cost_micros,
+            cost_breakdown: billed.cost_breakdown,
         })
     }
 
@@ -150,7 +112,8 @@ impl Gateway {
         caller: &Caller,
         request: ChatRequest,
     ) -> Result<CompletionStream> {
-        let mut prepared = self.prepare(caller, request, true).await?;
+        let sizing = Sizing::chat(&request);
+        let mut prepared = self.prepare(caller, request, true, sizing).await?;
         let first_chunk = async |attempt: &Attempt, request: &ChatRequest| {
             let call = ProviderCall {
                 request,
@@ -227,8 +190,10 @@ impl Gateway {
             request,
             power_level,
             level: &level,
-            prompt_bound: 0,
-            prompt_estimate: tokens::estimate_prompt_tokens(request),
+            sizing: Sizing {
+                prompt_bound: 0,
+                ..Sizing::chat(request)
+            },
             seed: self.inner.next_route.fetch_add(1, Ordering::Relaxed),
         };
         self.route_only(&ask)
@@ -276,6 +241,7 @@ impl Gateway {
         caller: &Caller,
         mut request: ChatRequest,
         stream: bool,
+        sizing: Sizing,
     ) -> Result<Prepared> {
         let started = Instant::now();
         let mut owed = self.inner.settlements.begin();
@@ -300,7 +266,7 @@ impl Gateway {
             request.stream = None;
             request.stream_options = None;
         }
-        let prompt_estimate = tokens::estimate_prompt_tokens(&request);
+        let prompt_estimate = sizing.prompt_estimate;
         let seed = self.inner.next_route.fetch_add(1, Ordering::Relaxed);
         let mut attempts = self
             .plan(&Ask {
@@ -308,8 +274,7 @@ impl Gateway {
                 request: &request,
                 power_level,
                 level: &level,
-                prompt_bound: tokens::prompt_upper_bound(&request),
-                prompt_estimate,
+                sizing,
                 seed,
             })
             .await?;

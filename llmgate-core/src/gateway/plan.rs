@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::inner::Gateway;
 use super::route::{Route, Routed};
 use crate::caller::{Billing, Caller};
-use crate::catalog::Deployment;
+use crate::catalog::{Deployment, ModelMode};
 use crate::chat::{ChatRequest, Usage};
 use crate::credits::KeySource;
 use crate::error::{Error, ErrorKind, Result};
@@ -14,6 +14,7 @@ use crate::pricing::{CostBreakdown, PriceTerms};
 use crate::provider::Provider;
 use crate::routing::RouteFacts;
 use crate::secret::Secret;
+use crate::tokens;
 
 /// One planned try: a deployment with its key, price terms and output cap.
 pub(super) struct Attempt {
@@ -71,12 +72,70 @@ impl Attempt {
 /// What routing needs to know about a request, worked out once in `prepare`.
 pub(super) struct Ask<'a> {
     pub caller: &'a Caller,
+    /// The chat request, or for embeddings a stand-in that carries the model and power level.
     pub request: &'a ChatRequest,
     pub power_level: PowerLevel,
     pub level: &'a PowerLevelPolicy,
-    pub prompt_bound: u64,
-    pub prompt_estimate: u64,
+    pub sizing: Sizing,
     pub seed: u64,
+}
+
+/// The size and kind of a request's input, for routing and the hold.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sizing {
+    /// An upper bound on the input's tokens (the hold covers it).
+    pub prompt_bound: u64,
+    /// An estimate of the input's tokens (rate limits, context windows, answers without usage).
+    pub prompt_estimate: u64,
+    /// The mode a deployment must have to serve the request.
+    pub mode: ModelMode,
+    /// Embeddings: how many inputs the request carries (checked against `max_inputs`).
+    pub inputs: u32,
+}
+
+impl Sizing {
+    pub fn chat(request: &ChatRequest) -> Self {
+        Self {
+            prompt_bound: tokens::prompt_upper_bound(request),
+            prompt_estimate: tokens::estimate_prompt_tokens(request),
+            mode: ModelMode::Chat,
+            inputs: 0,
+        }
+    }
+}
+
+/// Why a deployment cannot take a request of this kind: the wrong mode, or (embeddings) more
+/// inputs than its `max_inputs`.
+fn refuse_kind(deployment: &Deployment, sizing: &Sizing) -> Option<Error> {
+    let name = &deployment.name;
+    if deployment.mode != sizing.mode {
+        let message = match deployment.mode {
+            ModelMode::Embedding => format!(
+                "Model `{name}` is an embedding model (mode `embedding`); send it to \
+                 /v1/embeddings, not to chat completions."
+            ),
+            ModelMode::Chat => {
+                format!("Model `{name}` is a chat model (mode `chat`); it cannot make embeddings.")
+            }
+        };
+        return Some(
+            Error::invalid_request(message)
+                .with_param("model")
+                .with_code("wrong_model_mode"),
+        );
+    }
+    match deployment.max_inputs {
+        Some(max) if sizing.inputs > max => Some(
+            Error::invalid_request(format!(
+                "Model `{name}` takes at most {max} inputs per request; this one has {}. Split \
+                 the batch.",
+                sizing.inputs
+            ))
+            .with_param("input")
+            .with_code("too_many_inputs"),
+        ),
+        _ => None,
+    }
 }
 
 impl Ask<'_> {
@@ -90,7 +149,7 @@ impl Ask<'_> {
             model: &self.request.model,
             power_level: self.power_level,
             level: self.level,
-            prompt_tokens: self.prompt_estimate,
+            prompt_tokens: self.sizing.prompt_estimate,
             max_output_tokens: u64::from(output),
             stream: self.request.is_stream(),
             seed: self.seed,
@@ -181,11 +240,13 @@ impl Gateway {
             caller,
             request,
             level,
-            prompt_bound,
-            prompt_estimate,
+            sizing,
             ..
         } = *ask;
         let Routed { deployment, slot } = routed;
+        if let Some(refusal) = refuse_kind(&deployment, &sizing) {
+            return Ok(Err(refusal));
+        }
         let Some(provider) = inner.providers.get(&deployment.provider).cloned() else {
             return Ok(Err(Error::internal(format!(
                 "Model `{}` names provider `{}`, which is not configured.",
@@ -244,17 +305,21 @@ impl Gateway {
             }
         };
 
-        let max_tokens = effective_max_tokens(
-            request,
-            level,
-            &deployment,
-            prompt_estimate,
-            inner.default_max_tokens,
-        );
+        // An embedding has no output tokens.
+        let max_tokens = match deployment.mode {
+            ModelMode::Embedding => 0,
+            ModelMode::Chat => effective_max_tokens(
+                request,
+                level,
+                &deployment,
+                sizing.prompt_estimate,
+                inner.default_max_tokens,
+            ),
+        };
         let choices = u64::from(request.n.unwrap_or(1));
         let max_charge = match &terms {
             Some(terms) => {
-                terms.max_charge_micros(prompt_bound, u64::from(max_tokens) * choices)?
+                terms.max_charge_micros(sizing.prompt_bound, u64::from(max_tokens) * choices)?
             }
             None => 0,
         };

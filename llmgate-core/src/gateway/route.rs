@@ -109,7 +109,9 @@ impl RouteTable {
                 let mut by_preference: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
                 for (position, deployment) in deployments.iter().enumerate() {
                     let good_enough = deployment.quality.unwrap_or(0.0) >= policy.quality_threshold;
-                    if good_enough && providers.contains_key(&deployment.provider) {
+                    // `auto` picks chat models only.
+                    let chat = deployment.mode == crate::catalog::ModelMode::Chat;
+                    if good_enough && chat && providers.contains_key(&deployment.provider) {
                         by_preference
                             .entry(preference_rank(deployment, &policy.preferred_providers))
                             .or_default()

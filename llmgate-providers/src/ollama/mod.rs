@@ -17,6 +17,7 @@
 //! ```
 
 mod convert;
+mod embed;
 mod stream;
 mod wire;
 
@@ -27,11 +28,13 @@ use async_trait::async_trait;
 use llmgate_core::{
     Error, Provider, Result,
     chat::ChatResponse,
+    embeddings::EmbeddingResponse,
     keys::Secret,
-    provider::{ChunkStream, ProviderCall},
+    provider::{ChunkStream, EmbedCall, ProviderCall},
 };
 
 use crate::chunks;
+use crate::embedding::with_usage;
 use crate::error::BuildError;
 use crate::http::{self, Connection};
 use stream::LineDecoder;
@@ -149,6 +152,11 @@ impl Ollama {
             .collect())
     }
 
+    /// An `{"error": ...}` answer: an upstream failure, its text scrubbed of the key.
+    fn in_band_error(&self, message: &str, key: Option<&Secret>) -> Error {
+        Error::from_upstream_status(self.name(), 500, &http::safe_detail(message, key))
+    }
+
     /// With the configured headers, and the key as a bearer token when there is one.
     fn authorized(
         &self,
@@ -189,11 +197,7 @@ impl Provider for Ollama {
             .send_for_json(call.api_key, request, "a chat response")
             .await?;
         if let Some(message) = line.error {
-            return Err(Error::from_upstream_status(
-                self.name(),
-                500,
-                &http::safe_detail(&message, call.api_key),
-            ));
+            return Err(self.in_band_error(&message, call.api_key));
         }
         Ok(convert::from_wire(line, http::unix_now()))
     }
@@ -204,5 +208,21 @@ impl Provider for Ollama {
         let decoder = LineDecoder::new(self.name(), &call.request.model, http::unix_now());
         let lines = stream::lines(self.name(), response, self.connection.timeout);
         Ok(chunks::chunk_stream(lines, decoder))
+    }
+
+    async fn embed(&self, call: EmbedCall<'_>) -> Result<EmbeddingResponse> {
+        let name = &self.connection.name;
+        let body = embed::to_wire(name, call.request)?;
+        let url = http::endpoint(&self.base, "api/embed");
+        let post = self.authorized(self.connection.client.post(url).json(&body), call.api_key)?;
+        let mut answer: embed::EmbedAnswer = self
+            .connection
+            .send_for_json(call.api_key, post, "an embeddings response")
+            .await?;
+        if let Some(message) = answer.error.take() {
+            return Err(self.in_band_error(&message, call.api_key));
+        }
+        let response = embed::from_answer(name, answer, &call.request.model)?;
+        Ok(with_usage(response, &call.request.input))
     }
 }

@@ -1,6 +1,7 @@
 //! The OpenAI chat completions wire family: OpenAI itself and every compatible vendor.
 
 mod convert;
+mod embed;
 mod stream;
 mod wire;
 
@@ -11,14 +12,18 @@ use async_trait::async_trait;
 use llmgate_core::{
     Provider, Result,
     chat::ChatResponse,
-    provider::{ChunkStream, ProviderCall},
+    embeddings::EmbeddingResponse,
+    keys::Secret,
+    provider::{ChunkStream, EmbedCall, ProviderCall},
 };
 use reqwest::header::{self, HeaderValue};
 
 use crate::chunks;
+use crate::embedding::with_usage;
 use crate::error::BuildError;
 use crate::http::{self, Connection};
 use crate::presets::Quirks;
+pub use embed::EmbeddingsApi;
 use stream::EventDecoder;
 
 /// Configuration of one OpenAI-compatible upstream.
@@ -40,6 +45,9 @@ pub struct OpenAiCompatible {
     connection: Connection,
     endpoint: reqwest::Url,
     quirks: Quirks,
+    /// The configured base URL, for the embeddings endpoint.
+    api_base: String,
+    embeddings_api: EmbeddingsApi,
 }
 
 impl OpenAiCompatible {
@@ -69,6 +77,8 @@ impl OpenAiCompatible {
             connection,
             endpoint,
             quirks: Quirks::default(),
+            api_base: config.api_base,
+            embeddings_api: EmbeddingsApi::default(),
         })
     }
 
@@ -85,6 +95,12 @@ impl OpenAiCompatible {
         self
     }
 
+    /// Which embeddings API the upstream speaks. Default: OpenAI's `/embeddings`.
+    pub fn with_embeddings_api(mut self, api: EmbeddingsApi) -> Self {
+        self.embeddings_api = api;
+        self
+    }
+
     /// The URL requests go to.
     pub fn endpoint(&self) -> &str {
         self.endpoint.as_str()
@@ -96,17 +112,23 @@ impl OpenAiCompatible {
         accept: &'static str,
     ) -> Result<reqwest::RequestBuilder> {
         let body = convert::request_body(call.request, self.quirks)?;
+        self.post(self.endpoint.clone(), accept, call.api_key, body)
+    }
+
+    /// A POST of `body` with the configured headers, `accept`, and the key as a bearer token.
+    fn post(
+        &self,
+        url: impl reqwest::IntoUrl,
+        accept: &'static str,
+        key: Option<&Secret>,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<reqwest::RequestBuilder> {
         let mut headers = self.connection.headers.clone();
         headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
-        if let Some(key) = call.api_key {
+        if let Some(key) = key {
             headers.insert(header::AUTHORIZATION, http::bearer(key)?);
         }
-        Ok(self
-            .connection
-            .client
-            .post(self.endpoint.clone())
-            .headers(headers)
-            .body(body))
+        Ok(self.connection.client.post(url).headers(headers).body(body))
     }
 }
 
@@ -148,6 +170,17 @@ impl Provider for OpenAiCompatible {
             self.connection.sse_events(response),
             decoder,
         ))
+    }
+
+    async fn embed(&self, call: EmbedCall<'_>) -> Result<EmbeddingResponse> {
+        let api = self.embeddings_api;
+        let (path, body) = embed::request_body(call.request, api)?;
+        let url = http::endpoint(&self.api_base, path);
+        let request = self.post(url, "application/json", call.api_key, body)?;
+        let answer = self.connection.send_for_body(call.api_key, request).await?;
+        let name = &self.connection.name;
+        let response = embed::from_wire(name, api, &answer, &call.request.model)?;
+        Ok(with_usage(response, &call.request.input))
     }
 }
 

@@ -5,11 +5,12 @@
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use llmgate_core::{
-    Error,
+    Caller, Error,
     catalog::Privacy,
     chat::ChatRequest,
     gateway::{Completion, RouteInfo},
     power::PowerLevel,
+    pricing::CostBreakdown,
 };
 
 use super::body::read_json;
@@ -69,13 +70,7 @@ async fn answer(
     if power_level.is_some() {
         chat.power_level = power_level;
     }
-    let mut caller = principal
-        .caller
-        .clone()
-        .with_request_id(context.request_id.clone());
-    if let Some(privacy) = privacy {
-        caller = caller.with_privacy(privacy);
-    }
+    let caller = request_caller(context, principal, privacy);
 
     if chat.is_stream() {
         let stream = state.gateway.chat_stream(&caller, chat).await?;
@@ -93,20 +88,28 @@ async fn answer(
         tracing::Span::current().record("cost_micros", cost_micros);
         let mut response = json(StatusCode::OK, &answer);
         route_headers(&mut response, &route);
-        set_header(
-            &mut response,
-            "x-llmgate-cost-micros",
-            &cost_micros.to_string(),
-        );
-        // Compact JSON of plain ASCII (keys, integers, decimal strings): a valid header value.
-        if let Ok(breakdown) = serde_json::to_string(&cost_breakdown) {
-            set_header(&mut response, COST_BREAKDOWN_HEADER, &breakdown);
-        }
+        cost_headers(&mut response, cost_micros, &cost_breakdown);
         Ok((response, route))
     }
 }
 
-fn power_level_header(headers: &HeaderMap) -> Result<Option<PowerLevel>, Error> {
+/// The caller a request runs as: the key's, with the request's id and any privacy it asked for.
+pub(super) fn request_caller(
+    context: &RequestContext,
+    principal: &Principal,
+    privacy: Option<Privacy>,
+) -> Caller {
+    let caller = principal
+        .caller
+        .clone()
+        .with_request_id(context.request_id.clone());
+    match privacy {
+        Some(privacy) => caller.with_privacy(privacy),
+        None => caller,
+    }
+}
+
+pub(super) fn power_level_header(headers: &HeaderMap) -> Result<Option<PowerLevel>, Error> {
     let Some(value) = headers.get(POWER_LEVEL_HEADER) else {
         return Ok(None);
     };
@@ -123,7 +126,7 @@ fn power_level_header(headers: &HeaderMap) -> Result<Option<PowerLevel>, Error> 
         .map_err(|message| bad(format!("The {POWER_LEVEL_HEADER} header: {message}.")))
 }
 
-fn privacy_header(headers: &HeaderMap) -> Result<Option<Privacy>, Error> {
+pub(super) fn privacy_header(headers: &HeaderMap) -> Result<Option<Privacy>, Error> {
     let Some(value) = headers.get(PRIVACY_HEADER) else {
         return Ok(None);
     };
@@ -142,7 +145,20 @@ fn privacy_header(headers: &HeaderMap) -> Result<Option<Privacy>, Error> {
     }
 }
 
-fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
+/// The charge of a whole answer and what each token class cost.
+pub(super) fn cost_headers(
+    response: &mut Response<Body>,
+    cost_micros: i64,
+    breakdown: &CostBreakdown,
+) {
+    set_header(response, "x-llmgate-cost-micros", &cost_micros.to_string());
+    // Compact JSON of plain ASCII (keys, integers, decimal strings): a valid header value.
+    if let Ok(breakdown) = serde_json::to_string(breakdown) {
+        set_header(response, COST_BREAKDOWN_HEADER, &breakdown);
+    }
+}
+
+pub(super) fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
     set_header(response, "x-llmgate-provider", &route.provider);
     set_header(response, "x-llmgate-model", &route.model);
     set_header(response, "x-llmgate-attempts", &route.attempts.to_string());

@@ -9,6 +9,7 @@ mod body;
 mod chat;
 mod context;
 mod credits;
+mod embeddings;
 mod health;
 mod models;
 mod params;

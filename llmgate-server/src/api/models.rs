@@ -46,5 +46,7 @@ fn entry(deployment: &Deployment, created: u64) -> Value {
         "tags": deployment.tags,
         "latency": deployment.latency,
         "privacy": deployment.privacy,
+        "mode": deployment.mode,
+        "max_inputs": deployment.max_inputs,
     })
 }

@@ -12,6 +12,8 @@ use llmgate_core::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Endpoint {
     ChatCompletions,
+    /// `api/embeddings.rs`.
+    Embeddings,
     ListModels,
     /// Balances, the ledger, usage, packages and purchases (`api/credits.rs`, `api/usage.rs`,
     /// `api/billing.rs`).
@@ -60,6 +62,7 @@ pub(crate) type Route = (&'static str, &'static str);
 )]
 pub(crate) const ROUTES: &[Route] = &[
     ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/embeddings"),
     ("GET", "/v1/models"),
     ("GET", "/api/v1/llm/credits"),
     ("POST", "/api/v1/llm/credits/add"),
@@ -95,6 +98,10 @@ pub(crate) const ALIASES: &[(Route, Route)] = &[
         ("POST", "/api/v1/llm/chat/completions"),
         ("POST", "/v1/chat/completions"),
     ),
+    (
+        ("POST", "/api/v1/llm/embeddings"),
+        ("POST", "/v1/embeddings"),
+    ),
     (("GET", "/api/v1/llm/models"), ("GET", "/v1/models")),
     (("HEAD", "/ui"), ("GET", "/ui")),
     (("GET", "/ui/{file}"), ("GET", "/ui")),
@@ -121,6 +128,9 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
     match path {
         "/v1/chat/completions" | "/api/v1/llm/chat/completions" => {
             only(method, &[Method::POST], Endpoint::ChatCompletions)
+        }
+        "/v1/embeddings" | "/api/v1/llm/embeddings" => {
+            only(method, &[Method::POST], Endpoint::Embeddings)
         }
         "/v1/models" | "/api/v1/llm/models" => only(method, &[Method::GET], Endpoint::ListModels),
         "/api/v1/llm/credits" => only(method, &[Method::GET], Endpoint::Credits),

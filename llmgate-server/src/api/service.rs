@@ -20,7 +20,7 @@ use tracing::Instrument;
 use super::context::RequestContext;
 use super::response::{Body, error_response, error_with_status, set_header};
 use super::router::{Endpoint, Miss, route};
-use super::{admin, billing, chat, credits, health, models, provider_keys, usage};
+use super::{admin, billing, chat, credits, embeddings, health, models, provider_keys, usage};
 use crate::auth::{Permission, Principal};
 use crate::state::AppState;
 
@@ -86,7 +86,9 @@ fn needs(endpoint: &Endpoint) -> Needs {
         | Endpoint::Metrics
         | Endpoint::StripeWebhook
         | Endpoint::Ui => Needs::Nothing,
-        Endpoint::ChatCompletions | Endpoint::CreditsPurchase => Needs::Key(Permission::Execute),
+        Endpoint::ChatCompletions | Endpoint::Embeddings | Endpoint::CreditsPurchase => {
+            Needs::Key(Permission::Execute)
+        }
         Endpoint::ListModels
         | Endpoint::Credits
         | Endpoint::CreditsTransactions
@@ -168,6 +170,7 @@ async fn keyed(
 ) -> Result<Response<Body>, Error> {
     match endpoint {
         Endpoint::ChatCompletions => chat::completions(state, context, caller, request).await,
+        Endpoint::Embeddings => embeddings::create(state, context, caller, request).await,
         Endpoint::ListModels => Ok(models::list(state)),
         Endpoint::Credits => credits::balance(state, caller, request).await,
         Endpoint::CreditsAdd => credits::add(state, caller, request).await,

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use llmgate_core::{
-    catalog::{LatencyClass, Privacy},
+    catalog::{LatencyClass, ModelMode, Privacy},
     keys::Secret,
 };
-use llmgate_providers::{ProviderSpec, WireFamily};
+use llmgate_providers::{EmbeddingsApi, ProviderSpec, WireFamily};
 use serde::Deserialize;
 
 use super::values::{DecimalText, optional_secret};
@@ -78,6 +78,8 @@ pub struct ProviderConfig {
     pub timeout_ms: u64,
     /// Extra headers on every upstream request.
     pub headers: BTreeMap<String, String>,
+    /// Which embeddings API an `openai` or `huggingface` provider speaks.
+    pub embeddings_api: EmbeddingsApiKind,
     /// Enabled by the built-in default from an environment variable, not written by the
     /// operator: one that cannot be built is skipped with a warning instead of failing startup.
     pub from_env: bool,
@@ -102,6 +104,18 @@ pub struct ProviderYaml {
     timeout_ms: u64,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    #[serde(default)]
+    embeddings_api: EmbeddingsApiKind,
+}
+
+/// `providers[].embeddings_api`: OpenAI's `/embeddings` (the default) or HuggingFace Text
+/// Embeddings Inference's `/embed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingsApiKind {
+    #[default]
+    Openai,
+    Tei,
 }
 
 impl From<ProviderYaml> for ProviderConfig {
@@ -113,6 +127,7 @@ impl From<ProviderYaml> for ProviderConfig {
         config.requires_key = yaml.requires_key;
         config.timeout_ms = yaml.timeout_ms;
         config.headers = yaml.headers;
+        config.embeddings_api = yaml.embeddings_api;
         config.local = yaml.local.unwrap_or_else(|| config.default_local());
         config
     }
@@ -135,6 +150,7 @@ impl ProviderConfig {
             requires_key: None,
             timeout_ms: default_timeout_ms(),
             headers: BTreeMap::new(),
+            embeddings_api: EmbeddingsApiKind::Openai,
             from_env: false,
         };
         config.local = config.default_local();
@@ -157,6 +173,10 @@ impl ProviderConfig {
         spec.headers.clone_from(&self.headers);
         spec.local = Some(self.local);
         spec.requires_key = self.requires_key;
+        spec.embeddings_api = match self.embeddings_api {
+            EmbeddingsApiKind::Openai => EmbeddingsApi::OpenAi,
+            EmbeddingsApiKind::Tei => EmbeddingsApi::Tei,
+        };
         spec
     }
 }
@@ -201,6 +221,11 @@ pub struct ModelConfig {
     pub weight: u32,
     #[serde(default)]
     pub priority: u32,
+    /// `chat` (the default) or `embedding`; requests of the other kind are refused.
+    #[serde(default)]
+    pub mode: ModelMode,
+    /// Embedding models: the most inputs one request may carry (larger batches are a 400).
+    pub max_inputs: Option<u32>,
 }
 
 fn one() -> u32 {

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use base64::Engine;
-use llmgate_core::{power::PowerLevel, pricing::Decimal};
+use llmgate_core::{catalog::ModelMode, power::PowerLevel, pricing::Decimal};
 use llmgate_providers::{preset, presets};
 
 use super::model::{Config, ConfigError, Problem};
@@ -359,6 +359,7 @@ fn models(config: &Config, report: &mut Report) {
             report.push(format!("{path}.upstream_model"), "must not be empty");
         }
         prices(model, &path, report);
+        embedding_mode(config, model, &path, report);
         if let Some(quality) = model.quality {
             report.unit_interval(&format!("{path}.quality"), quality);
         }
@@ -419,6 +420,31 @@ fn routing(config: &Config, report: &mut Report) {
     }
 }
 
+/// An embedding model needs a provider with embeddings; `max_inputs` is for embedding models.
+fn embedding_mode(config: &Config, model: &ModelConfig, path: &str, report: &mut Report) {
+    let kind = config
+        .providers
+        .iter()
+        .find(|p| p.name == model.provider)
+        .map(|p| p.kind);
+    if model.mode == ModelMode::Embedding
+        && matches!(kind, Some(ProviderKind::Anthropic | ProviderKind::Demo))
+    {
+        report.push(
+            format!("{path}.mode"),
+            format!("provider \"{}\" has no embeddings endpoint", model.provider),
+        );
+    }
+    match model.max_inputs {
+        Some(0) => report.push(format!("{path}.max_inputs"), "must be greater than 0"),
+        Some(_) if model.mode != ModelMode::Embedding => report.push(
+            format!("{path}.max_inputs"),
+            "applies to embedding models only (mode: embedding)",
+        ),
+        _ => {}
+    }
+}
+
 fn prices(model: &ModelConfig, path: &str, report: &mut Report) {
     if model.cost_per_1k.is_some()
         && (model.input_cost_per_1k.is_some() || model.output_cost_per_1k.is_some())
@@ -444,6 +470,8 @@ fn prices(model: &ModelConfig, path: &str, report: &mut Report) {
         }
     }
     match model.prices() {
+        // An embedding model has no output price: the input price alone prices it.
+        (Some(_), None) if model.mode == ModelMode::Embedding => {}
         (Some(_), None) => report.push(
             format!("{path}.output_cost_per_1k"),
             "is required when input_cost_per_1k is given",

@@ -4,14 +4,35 @@
 #![allow(
     dead_code,
     unused_imports,
+    unused_macros,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic
 )]
 
+/// A test body run once on SQLite and once on PostgreSQL (the file imports `Db`; include
+/// support with `#[macro_use] mod support;`).
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Db::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Db::Postgres).await;
+            })*
+        }
+    };
+}
+
 pub mod databases;
 pub mod money;
 pub mod proxy;
+pub mod python;
 pub mod users;
 
 use llmgate_core::keys::Secret;
@@ -152,4 +173,15 @@ pub async fn assert_error(response: reqwest::Response, status: u16, kind: &str) 
     }
     assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
     error
+}
+
+/// The entry of model `id` in a `/v1/models` answer.
+pub fn listed_model(models: &Value, id: &str) -> Value {
+    models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .unwrap()
+        .clone()
 }

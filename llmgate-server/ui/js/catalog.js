@@ -28,6 +28,7 @@ function row(model) {
     h('th', { scope: 'row', dataset: { label: 'Model' } },
       h('span', { class: 'model-id', text: model.id }),
       model.free ? h('span', { class: 'badge free', text: 'free' }) : null,
+      model.mode === 'embedding' ? h('span', { class: 'badge muted', title: 'An embedding model: served at /v1/embeddings, priced by input tokens', text: 'embedding' }) : null,
       noPrice ? h('span', { class: 'badge muted', title: 'No list price: usable with your own key (BYOK) only', text: 'BYOK only' }) : null,
     ),
     cell('Provider', model.provider ?? '—'),

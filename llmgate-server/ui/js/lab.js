@@ -199,7 +199,8 @@ export function createLab(ctx) {
 
   async function refresh() {
     try {
-      const models = await ctx.models();
+      // The lab chats: embedding models have no place in it.
+      const models = (await ctx.models()).filter((m) => m.mode !== 'embedding');
       const options = [['auto', 'auto (the router picks by power level)'], ...models.map((m) => [m.id, m.free ? `${m.id} (free)` : m.id])];
       for (const control of [modelA, modelB]) {
         const keep = control.value;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_yaml_ng::Value;
 
 use super::emit::{Field, Scalar};
-use super::prices::{EntryPrices, price_fields};
+use super::prices::{EntryPrices, Priced, price_fields};
 use super::providers::{ProviderKey, ProviderPlan, Providers, Target, target};
 use super::reader::{Notes, Table, scalar_text, seconds_to_ms};
 use super::unmapped::{Section, report};
@@ -63,14 +63,17 @@ pub(super) fn model_entry(
             return None;
         }
     };
-    if let Some(mode) = info.text("mode", notes)
-        && mode.trim() != "chat"
+    let mode = info.text("mode", notes);
+    let embedding = mode.as_deref().map(str::trim) == Some("embedding");
+    if let Some(mode) = &mode
+        && !matches!(mode.trim(), "chat" | "embedding")
     {
         notes.error(
             info.at("mode"),
             format!(
-                "`{mode}` models are not served by llmgate (it serves chat completions); clients \
-                 calling `{name}` would get 404. Remove the entry to migrate without it"
+                "`{mode}` models are not served by llmgate (it serves chat completions and \
+                 embeddings); clients calling `{name}` would get 404. Remove the entry to migrate \
+                 without it"
             ),
         );
         return None;
@@ -84,6 +87,10 @@ pub(super) fn model_entry(
         fields: vec![Field::text("name", &name, entry.at("model_name"))],
         origin: origin.clone(),
     };
+    if embedding {
+        plan.fields
+            .push(Field::text("mode", "embedding", info.at("mode")));
+    }
     let wildcard = target.upstream.contains('*');
     if wildcard {
         notes.warn(
@@ -106,9 +113,13 @@ pub(super) fn model_entry(
         plan.fields.push(upstream);
         // A list price says nothing about another endpoint serving a model of that name.
         let vendor_endpoint = params.peek("api_base").is_none();
-        price_fields(
-            &target,
+        let priced = Priced {
+            target: &target,
             vendor_endpoint,
+            embedding,
+        };
+        price_fields(
+            &priced,
             prices,
             &mut params,
             &mut info,

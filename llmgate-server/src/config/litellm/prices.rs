@@ -117,15 +117,27 @@ fn written(text: &Option<DecimalText>, value: &Value) -> Option<DecimalText> {
         .or_else(|| scalar_text(value).map(DecimalText::new))
 }
 
+/// Which deployment is priced: its target, whether it is the vendor's own endpoint (a list
+/// price applies only there), and whether it is an embedding model (priced by input alone).
+pub(super) struct Priced<'a> {
+    pub target: &'a Target,
+    pub vendor_endpoint: bool,
+    pub embedding: bool,
+}
+
 pub(super) fn price_fields(
-    target: &Target,
-    vendor_endpoint: bool,
+    priced: &Priced<'_>,
     prices: &EntryPrices,
     params: &mut Table<'_>,
     info: &mut Table<'_>,
     fields: &mut Vec<Field>,
     notes: &mut Notes,
 ) {
+    let &Priced {
+        target,
+        vendor_endpoint,
+        embedding,
+    } = priced;
     let input = price(
         |p| &p.input_cost_per_token,
         "input_cost_per_token",
@@ -191,6 +203,13 @@ pub(super) fn price_fields(
                 }
             }
         }
+        // An embedding model is priced by its input alone.
+        (Some((input, path)), None) if embedding => match per_1k(&input) {
+            Ok(per_1k) => fields.push(Field::plain("input_cost_per_1k", per_1k, &path).note(
+                format!("input_cost_per_token {} × 1000", input.as_str().trim()),
+            )),
+            Err(message) => notes.error(path, message),
+        },
         (Some((_, path)), None) | (None, Some((_, path))) => notes.error(
             path,
             "give both input_cost_per_token and output_cost_per_token: llmgate does not mix a \
