@@ -398,27 +398,11 @@ async fn prompt_cache_levers_reach_the_upstreams_that_take_them() {
     setup.gateway.stop().await;
 }
 
-/// Whether the official `openai` Python SDK can be run; under `CI=true` it must be.
-fn python_openai_sdk() -> bool {
-    let found = std::process::Command::new("python3")
-        .args(["-c", "import openai"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "python3 with the openai SDK is required under CI=true (run .ci/services)"
-        );
-        eprintln!("skipped: python3 with the openai SDK is not installed");
-    }
-    found
-}
-
 /// The official `openai` Python SDK reads the cached and reasoning counts, whole and streamed,
 /// from the running server's answers.
 #[tokio::test]
 async fn the_openai_python_sdk_reads_cached_and_reasoning_tokens() {
-    if !python_openai_sdk() {
+    if !support::python::sdk("openai") {
         return;
     }
     let Some(setup) = setup(Db::Sqlite).await else {
@@ -441,24 +425,11 @@ print(u.prompt_tokens, u.prompt_tokens_details.cached_tokens,
       u.completion_tokens, u.completion_tokens_details.reasoning_tokens,
       last.model_extra["llmgate"]["cost_micros"])
 "#;
-    let base_url = setup.gateway.url("");
-    let key = setup.key.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", script])
-            .env("BASE_URL", base_url)
-            .env("KEY", key)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let env = vec![
+        ("BASE_URL", setup.gateway.url("")),
+        ("KEY", setup.key.clone()),
+    ];
+    let stdout = support::python::run(script, env).await;
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         [

@@ -5,6 +5,7 @@ use hyper::body::Incoming;
 use llmgate_core::{ChatRequest, Completion, Error, PowerLevel, Privacy, RouteInfo};
 
 use super::body::read_limited;
+use super::codec::Codec;
 use super::response::{Body, json, set_header};
 use super::service::RequestContext;
 use super::sse;
@@ -20,13 +21,40 @@ const PRIVACY_HEADER: &str = "x-llmgate-privacy";
 /// What each token class cost (a whole answer; a stream's last chunk carries the same).
 const COST_BREAKDOWN_HEADER: &str = "x-llmgate-cost-breakdown";
 
+/// OpenAI's chat completions: the core types are already its shape.
+struct ChatCompletions;
+
+impl Codec for ChatCompletions {
+    fn decode(&self, body: &[u8]) -> Result<ChatRequest, Error> {
+        parse(body)
+    }
+
+    fn whole(&self, answer: &llmgate_core::ChatResponse) -> Response<Body> {
+        json(StatusCode::OK, answer)
+    }
+
+    fn stream(&self, stream: llmgate_core::CompletionStream) -> Response<Body> {
+        sse::response(stream)
+    }
+}
+
 pub(crate) async fn completions(
     state: &AppState,
     context: &RequestContext,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
+    serve(state, context, request, &ChatCompletions).await
+}
+
+/// The chat pipeline for a request in `codec`'s protocol.
+pub(super) async fn serve(
+    state: &AppState,
+    context: &RequestContext,
+    request: Request<Incoming>,
+    codec: &impl Codec,
+) -> Result<Response<Body>, Error> {
     let mut watch = ChatWatch::start();
-    match answer(state, context, request, &mut watch).await {
+    match answer(state, context, request, codec, &mut watch).await {
         Ok((response, route)) => {
             let span = tracing::Span::current();
             span.record("model", route.model.as_str());
@@ -50,6 +78,7 @@ async fn answer(
     state: &AppState,
     context: &RequestContext,
     request: Request<Incoming>,
+    codec: &impl Codec,
     watch: &mut ChatWatch,
 ) -> Result<(Response<Body>, RouteInfo), Error> {
     let principal = state.auth.authenticate(request.headers()).await?;
@@ -57,7 +86,7 @@ async fn answer(
     let power_level = power_level_header(request.headers())?;
     let privacy = privacy_header(request.headers())?;
     let body = read_limited(request, &state.config.server).await?;
-    let mut chat = parse(&body)?;
+    let mut chat = codec.decode(&body)?;
     watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
     if power_level.is_some() {
         chat.power_level = power_level;
@@ -70,7 +99,7 @@ async fn answer(
     if chat.is_stream() {
         let stream = state.gateway.chat_stream(&caller, chat).await?;
         let route = stream.route().clone();
-        let mut response = sse::response(stream);
+        let mut response = codec.stream(stream);
         route_headers(&mut response, &route);
         Ok((response, route))
     } else {
@@ -81,7 +110,7 @@ async fn answer(
             cost_breakdown,
         } = state.gateway.chat(&caller, chat).await?;
         tracing::Span::current().record("cost_micros", cost_micros);
-        let mut response = json(StatusCode::OK, &answer);
+        let mut response = codec.whole(&answer);
         route_headers(&mut response, &route);
         set_header(
             &mut response,
@@ -134,12 +163,17 @@ fn privacy_header(headers: &HeaderMap) -> Result<Option<Privacy>, Error> {
 
 /// The JSON body as a chat request; serde's message and the failing field on error.
 fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
+    parse_json(body)
+}
+
+/// A JSON request body of any protocol; serde's message and the failing field on error.
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     // The common case, a good body, skips the path tracking, which only names a bad field.
-    if let Ok(request) = serde_json::from_slice::<ChatRequest>(body) {
+    if let Ok(request) = serde_json::from_slice::<T>(body) {
         return Ok(request);
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed: Result<ChatRequest, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     let request = parsed.map_err(|error| {
         let message = error.inner().to_string();
         let path = error.path().to_string();

@@ -9,6 +9,8 @@ use llmgate_core::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Endpoint {
     ChatCompletions,
+    /// Anthropic's Messages API (`api/messages/`).
+    Messages,
     ListModels,
     /// Balances, the ledger, usage, packages and purchases (`api/credits.rs`, `api/usage.rs`,
     /// `api/billing.rs`).
@@ -63,6 +65,9 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
     match path {
         "/v1/chat/completions" | "/api/v1/llm/chat/completions" => {
             only(method, &[Method::POST], Endpoint::ChatCompletions)
+        }
+        "/v1/messages" | "/anthropic/v1/messages" => {
+            only(method, &[Method::POST], Endpoint::Messages)
         }
         "/v1/models" | "/api/v1/llm/models" => only(method, &[Method::GET], Endpoint::ListModels),
         "/api/v1/llm/credits" => only(method, &[Method::GET], Endpoint::Credits),

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::response::{Body, error_response, error_with_status, set_header};
 use super::router::{Endpoint, Miss, route};
-use super::{admin, billing, chat, credits, health, models, provider_keys, usage};
+use super::{admin, billing, chat, credits, health, messages, models, provider_keys, usage};
 use crate::state::AppState;
 
 /// What every handler may need about the request besides its body.
@@ -78,6 +78,7 @@ async fn dispatch(
     };
     let result = match endpoint {
         Endpoint::ChatCompletions => chat::completions(state, context, request).await,
+        Endpoint::Messages => messages::create(state, context, request).await,
         Endpoint::ListModels => models::list(state, request).await,
         Endpoint::Credits => credits::balance(state, request).await,
         Endpoint::CreditsAdd => credits::add(state, request).await,

@@ -12,6 +12,7 @@
 pub mod databases;
 pub mod money;
 pub mod proxy;
+pub mod python;
 pub mod users;
 
 use llmgate_core::Secret;
