@@ -6,33 +6,49 @@
 
 mod support;
 
-use llmgate_server::RunningServer;
 use llmgate_server::config::Env;
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, openai};
 use serde_json::{Value, json};
-use support::{MASTER_KEY, client, create_user, start, yaml_config};
+use support::money::Gateway;
+use support::{MASTER_KEY, client, create_user, yaml_config};
 
 struct Setup {
-    server: RunningServer,
+    gateway: Gateway,
+    /// OpenAI-compatible, behind model `gpt`.
     upstream: FakeUpstream,
+    /// Anthropic, behind model `claude`.
+    claude: FakeUpstream,
 }
 
 impl Setup {
     async fn start() -> Setup {
-        let upstream = FakeUpstream::start().await;
-        let env = Env::from_pairs([("UP_URL", upstream.url())]);
+        let (upstream, claude) = (FakeUpstream::start().await, FakeUpstream::start().await);
+        let env = Env::from_pairs([("UP_URL", upstream.url()), ("CLAUDE_URL", claude.url())]);
         let yaml = r#"
+storage: { database_url: "sqlite::memory:" }
 tiers:
   starter: { markup: 0, byok: false, monthly_credits: 0, default_power_level: balanced }
   limited: { markup: 0, byok: false, monthly_credits: 1000, default_power_level: balanced, rpm: 1 }
 providers:
   - { name: compat, kind: openai, api_base: "${UP_URL}/v1", api_key: sk-up-0000, timeout_ms: 10000 }
+  - { name: anthropic, kind: anthropic, api_base: "${CLAUDE_URL}", api_key: sk-ant-0000, timeout_ms: 10000 }
 models:
   - { name: gpt, provider: compat, upstream_model: up-model, cost_per_1k: 0.001 }
+  - name: claude
+    provider: anthropic
+    upstream_model: claude-up
+    input_cost_per_1k: 0.003
+    cache_read_cost_per_1k: 0.0003
+    cache_write_cost_per_1k: 0.00375
+    output_cost_per_1k: 0.015
 routing: { num_retries: 0, cooldown_after_failures: 0 }
 "#;
-        let server = start(yaml_config(yaml, &env)).await;
-        Setup { server, upstream }
+        let gateway = Gateway::start(yaml_config(yaml, &env)).await;
+        Setup {
+            gateway,
+            upstream,
+            claude,
+        }
     }
 
     async fn post(&self, key: &str, body: Value) -> reqwest::Response {
@@ -41,7 +57,7 @@ routing: { num_retries: 0, cooldown_after_failures: 0 }
 
     async fn post_to(&self, path: &str, key: &str, body: Value) -> reqwest::Response {
         client()
-            .post(format!("{}{path}", self.server.url()))
+            .post(format!("{}{path}", self.url()))
             .header("x-api-key", key)
             .header("anthropic-version", "2023-06-01")
             .json(&body)
@@ -50,8 +66,19 @@ routing: { num_retries: 0, cooldown_after_failures: 0 }
             .unwrap()
     }
 
+    /// A user of tier `starter` with 100 credits; returns the key.
+    async fn user_with_credits(&self, user_id: &str) -> String {
+        let key = self.gateway.user(user_id, "starter").await;
+        self.gateway.add_credits(user_id, json!(100)).await;
+        key
+    }
+
+    fn url(&self) -> String {
+        self.gateway.url("")
+    }
+
     async fn stop(self) {
-        self.server.shutdown().await.unwrap();
+        self.gateway.stop().await;
     }
 }
 
@@ -271,7 +298,7 @@ async fn assert_anthropic_error(response: reqwest::Response, status: u16, kind: 
 #[tokio::test]
 async fn errors_are_in_anthropic_shape_with_their_statuses() {
     let setup = Setup::start().await;
-    let base = setup.server.url();
+    let base = setup.url();
     assert_anthropic_error(
         setup.post("wrong-key", ask(false)).await,
         401,
@@ -355,7 +382,7 @@ const SDK_SCRIPT: &str = r#"
 import json, os, anthropic
 base, key = os.environ["BASE_URL"], os.environ["KEY"]
 client = anthropic.Anthropic(base_url=base, api_key=key, max_retries=0)
-ask = dict(model="gpt", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
+ask = dict(model=os.environ["MODEL"], max_tokens=100, messages=[{"role": "user", "content": "hi"}])
 tools = [{"name": "weather", "description": "Weather now",
           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
 
@@ -380,11 +407,49 @@ def status_of(key, model):
     except anthropic.APIStatusError as e:
         return f"{type(e).__name__} {e.status_code} {e.body['error']['type']}"
 
-print("errors", status_of("wrong-key", "gpt"), "|", status_of(key, "nope"), "|",
-      status_of(os.environ["BROKE_KEY"], "gpt"), "|", status_of(os.environ["LIMITED_KEY"], "gpt"),
-      "|", status_of(os.environ["LIMITED_KEY"], "gpt"))
+model = os.environ["MODEL"]
+print("errors", status_of("wrong-key", model), "|", status_of(key, "nope"), "|",
+      status_of(os.environ["BROKE_KEY"], model), "|", status_of(os.environ["LIMITED_KEY"], model),
+      "|", status_of(os.environ["LIMITED_KEY"], model))
 "#;
 
+/// The same answers from the Anthropic fake, in its own protocol.
+fn claude_answers_by_request(upstream: &FakeUpstream) {
+    use llmgate_testkit::anthropic;
+    upstream.respond_with(|request| {
+        let body = request.json();
+        let stream = body["stream"] == true;
+        match (body.get("tools").is_some(), stream) {
+            (true, true) => anthropic::sse(&anthropic::tool_use_events(
+                "claude-up",
+                "call_9",
+                "weather",
+                &["{\"city\"", ": \"Oslo\"}"],
+                30,
+                8,
+            )),
+            (true, false) => Reply::json(
+                200,
+                anthropic::tool_use_message(
+                    "claude-up",
+                    "call_9",
+                    "weather",
+                    json!({"city": "Oslo"}),
+                ),
+            ),
+            (false, true) => anthropic::sse(&anthropic::text_events(
+                "claude-up",
+                &["Hi ", "there"],
+                10,
+                2,
+            )),
+            (false, false) => Reply::json(200, anthropic::message("claude-up", "Hi there", 10, 2)),
+        }
+    });
+}
+
+/// The SDK against both upstream families: translated onto chat completions (`gpt`) and
+/// passed through to Anthropic (`claude`).
 #[tokio::test]
 async fn the_anthropic_python_sdk_creates_streams_and_raises_typed_errors() {
     if !support::python::sdk("anthropic") {
@@ -392,25 +457,155 @@ async fn the_anthropic_python_sdk_creates_streams_and_raises_typed_errors() {
     }
     let setup = Setup::start().await;
     answer_by_request(&setup.upstream);
-    let base = setup.server.url();
-    let broke = create_user(&base, "broke", "starter").await;
-    let limited = create_user(&base, "limited", "limited").await;
-    let env = vec![
-        ("BASE_URL", base),
-        ("KEY", MASTER_KEY.to_owned()),
-        ("BROKE_KEY", broke),
-        ("LIMITED_KEY", limited),
-    ];
-    let stdout = support::python::run(SDK_SCRIPT, env).await;
+    claude_answers_by_request(&setup.claude);
+    let base = setup.url();
+    for model in ["gpt", "claude"] {
+        let broke = create_user(&base, &format!("broke-{model}"), "starter").await;
+        let limited = create_user(&base, &format!("limited-{model}"), "limited").await;
+        let env = vec![
+            ("BASE_URL", base.clone()),
+            ("KEY", MASTER_KEY.to_owned()),
+            ("MODEL", model.to_owned()),
+            ("BROKE_KEY", broke),
+            ("LIMITED_KEY", limited),
+        ];
+        let stdout = support::python::run(SDK_SCRIPT, env).await;
+        assert_eq!(
+            stdout.lines().collect::<Vec<_>>(),
+            [
+                "create Hi there end_turn 10 2",
+                "stream Hi there end_turn 2",
+                "tools tool_use call_9 weather {\"city\": \"Oslo\"} tool_use",
+                "errors AuthenticationError 401 authentication_error | NotFoundError 404 not_found_error | \
+                 PaymentRequiredError 402 billing_error | no error | RateLimitError 429 rate_limit_error",
+            ],
+            "{model}"
+        );
+    }
+    setup.stop().await;
+}
+
+/// What Claude Code sends besides the basics: fields this gateway has no type for.
+fn claude_code_ask(stream: bool) -> Value {
+    json!({
+        "model": "claude", "max_tokens": 32000, "stream": stream,
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}],
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "high"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "metadata": {"user_id": "{\"session\":\"s-1\"}"}
+    })
+}
+
+/// Anthropic's report with cache reads and writes.
+const CACHED: (u64, u64, u64, u64) = (100, 2000, 1000, 500);
+
+#[tokio::test]
+async fn an_anthropic_upstream_gets_the_body_as_sent_and_its_answer_comes_back_as_written() {
+    let setup = Setup::start().await;
+    let key = setup.user_with_credits("ann").await;
+    let (input, read, write, output) = CACHED;
+    let mut answer = llmgate_testkit::anthropic::message("claude-up", "Done.", 0, 0);
+    answer["usage"] = llmgate_testkit::anthropic::cache_usage(input, read, write, output);
+    answer["container"] = json!({"id": "c-1"}); // a field the core types do not have
+    let written = answer.to_string();
+    setup
+        .claude
+        .push(Reply::json(200, answer.clone()).body(written.clone()));
+
+    let response = client()
+        .post(format!("{}/v1/messages", setup.url()))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "context-management-2025-06-27,oauth")
+        .json(&claude_code_ask(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let charged: i64 = response.headers()["x-llmgate-cost-micros"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), written);
+
+    let sent = setup.claude.last_request().unwrap();
+    assert_eq!(sent.path, "/v1/messages");
     assert_eq!(
-        stdout.lines().collect::<Vec<_>>(),
-        [
-            "create Hi there end_turn 10 2",
-            "stream Hi there end_turn 2",
-            "tools tool_use call_9 weather {\"city\": \"Oslo\"} tool_use",
-            "errors AuthenticationError 401 authentication_error | NotFoundError 404 not_found_error | \
-             PaymentRequiredError 402 billing_error | no error | RateLimitError 429 rate_limit_error",
-        ]
+        sent.header("anthropic-beta").as_deref(),
+        Some("context-management-2025-06-27,oauth")
     );
+    assert_eq!(sent.header("x-api-key").as_deref(), Some("sk-ant-0000"));
+    let mut expected = claude_code_ask(false);
+    expected["model"] = json!("claude-up");
+    let body = sent.json();
+    expected["max_tokens"] = body["max_tokens"].clone();
+    assert!(body["max_tokens"].as_u64().unwrap() <= 32000);
+    assert_eq!(body, expected);
+
+    // The charge reads every class: the same answer through chat completions costs the same.
+    let mut again = llmgate_testkit::anthropic::message("claude-up", "Done.", 0, 0);
+    again["usage"] = llmgate_testkit::anthropic::cache_usage(input, read, write, output);
+    setup.claude.push(Reply::json(200, again));
+    let response = client()
+        .post(format!("{}/v1/chat/completions", setup.url()))
+        .bearer_auth(&key)
+        .json(&json!({"model": "claude", "max_tokens": 32000,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-llmgate-cost-micros"],
+        charged.to_string().as_str()
+    );
+    assert!(charged > 0);
+    setup.stop().await;
+}
+
+#[tokio::test]
+async fn an_anthropic_stream_is_forwarded_byte_for_byte_and_charged_by_its_usage() {
+    let setup = Setup::start().await;
+    let key = setup.user_with_credits("ann").await;
+    let (input, read, write, output) = CACHED;
+    // The charge of this usage, from a whole answer.
+    let mut whole = llmgate_testkit::anthropic::message("claude-up", "Done.", 0, 0);
+    whole["usage"] = llmgate_testkit::anthropic::cache_usage(input, read, write, output);
+    setup.claude.push(Reply::json(200, whole));
+    let before = setup.gateway.balance(&key).await;
+    assert_eq!(setup.post(&key, claude_code_ask(false)).await.status(), 200);
+    let charge = before - setup.gateway.balance(&key).await;
+    assert!(charge > 0);
+
+    for chunking in CHUNKINGS {
+        let mut events = llmgate_testkit::anthropic::tool_use_events(
+            "claude-up",
+            "toolu_1",
+            "weather",
+            &["{\"ci", "ty\": \"Oslo\"}"],
+            0,
+            output,
+        );
+        events[0]["message"]["usage"] =
+            llmgate_testkit::anthropic::cache_usage(input, read, write, 1);
+        events.insert(2, json!({"type": "ping"}));
+        let written = llmgate_testkit::anthropic::sse_body(&events);
+        setup
+            .claude
+            .push(llmgate_testkit::anthropic::sse(&events).chunked(chunking));
+        let before = setup.gateway.balance(&key).await;
+        let response = setup.post(&key, claude_code_ask(true)).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), written, "{chunking:?}");
+        assert_eq!(
+            before - setup.gateway.balance(&key).await,
+            charge,
+            "{chunking:?}"
+        );
+        assert_eq!(setup.claude.last_request().unwrap().json()["stream"], true);
+    }
     setup.stop().await;
 }

@@ -25,7 +25,7 @@ const COST_BREAKDOWN_HEADER: &str = "x-llmgate-cost-breakdown";
 struct ChatCompletions;
 
 impl Codec for ChatCompletions {
-    fn decode(&self, body: &[u8]) -> Result<ChatRequest, Error> {
+    fn decode(&self, body: &bytes::Bytes, _: Vec<(String, String)>) -> Result<ChatRequest, Error> {
         parse(body)
     }
 
@@ -85,8 +85,9 @@ async fn answer(
     principal.require(Permission::Execute)?;
     let power_level = power_level_header(request.headers())?;
     let privacy = privacy_header(request.headers())?;
+    let passed_on = codec.passed_on(request.headers());
     let body = read_limited(request, &state.config.server).await?;
-    let mut chat = codec.decode(&body)?;
+    let mut chat = codec.decode(&body, passed_on)?;
     watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
     if power_level.is_some() {
         chat.power_level = power_level;

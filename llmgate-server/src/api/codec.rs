@@ -6,15 +6,22 @@
 //! `Gateway::chat_stream` (holds, settles, routing, usage) and the `x-llmgate-*` response
 //! headers. A codec only translates; it never touches the ledger.
 
-use http::Response;
+use bytes::Bytes;
+use http::{HeaderMap, Response};
 use llmgate_core::{ChatRequest, ChatResponse, CompletionStream, Error};
 
 use super::response::Body;
 
 /// One client protocol over the chat pipeline.
 pub(super) trait Codec {
-    /// The request body as a core chat request (400 with the failing field when it is bad).
-    fn decode(&self, body: &[u8]) -> Result<ChatRequest, Error>;
+    /// The request headers a same-protocol upstream should get (read before the body).
+    fn passed_on(&self, _headers: &HeaderMap) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// The request body as a core chat request (400 with the failing field when it is bad);
+    /// `passed_on` are the headers [`Codec::passed_on`] picked.
+    fn decode(&self, body: &Bytes, passed_on: Vec<(String, String)>) -> Result<ChatRequest, Error>;
 
     /// A whole answer as the protocol's 200 response.
     fn whole(&self, answer: &ChatResponse) -> Response<Body>;

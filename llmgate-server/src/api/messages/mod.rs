@@ -5,6 +5,11 @@
 //! completions (auth, holds and settles, routing, usage, `x-llmgate-*` headers), and the core
 //! answer is encoded back: whole ([`response`]) or as the Messages event stream ([`stream`]).
 //! Every error, before or during a stream, is in Anthropic's shape ([`errors`]).
+//!
+//! The client's body rides along on the core request ([`NativeBody`]): when the pipeline picks
+//! an `anthropic` provider, that provider sends it upstream as it came (the upstream model id
+//! and output cap written in) and hands back the upstream's bytes, which are forwarded as they
+//! are — whole, or event by event — while the usage is read on the way for the charge.
 
 mod errors;
 mod request;
@@ -12,26 +17,59 @@ mod response;
 mod stream;
 mod wire;
 
-use http::{Request, Response, StatusCode};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use llmgate_core::chat::{NativeBody, WireFormat};
 use llmgate_core::{ChatRequest, ChatResponse, CompletionStream, Error};
+use llmgate_providers::anthropic::NATIVE_ANSWER_KEY;
+use serde_json::Value;
 
 use super::chat::{parse_json, serve};
 use super::codec::Codec;
-use super::response::{Body, json};
+use super::response::{Body, full, json};
 use super::service::RequestContext;
 use crate::state::AppState;
+
+/// The request headers an Anthropic upstream gets as the client sent them.
+const PASSED_ON: [&str; 2] = ["anthropic-version", "anthropic-beta"];
 
 /// The Messages protocol.
 struct Messages;
 
 impl Codec for Messages {
-    fn decode(&self, body: &[u8]) -> Result<ChatRequest, Error> {
-        parse_json(body).map(request::to_chat)
+    fn passed_on(&self, headers: &HeaderMap) -> Vec<(String, String)> {
+        PASSED_ON
+            .iter()
+            .filter_map(|name| {
+                let value = headers.get(*name)?.to_str().ok()?;
+                Some(((*name).to_owned(), value.to_owned()))
+            })
+            .collect()
+    }
+
+    fn decode(&self, body: &Bytes, passed_on: Vec<(String, String)>) -> Result<ChatRequest, Error> {
+        let mut chat = request::to_chat(parse_json(body)?);
+        chat.native = Some(NativeBody {
+            format: WireFormat::AnthropicMessages,
+            body: body.clone(),
+            headers: passed_on,
+        });
+        Ok(chat)
     }
 
     fn whole(&self, answer: &ChatResponse) -> Response<Body> {
-        json(StatusCode::OK, &response::from_chat(answer))
+        match answer.extra.get(NATIVE_ANSWER_KEY).and_then(Value::as_str) {
+            Some(upstream) => {
+                let mut response = Response::new(full(upstream.to_owned()));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+            None => json(StatusCode::OK, &response::from_chat(answer)),
+        }
     }
 
     fn stream(&self, stream: CompletionStream) -> Response<Body> {

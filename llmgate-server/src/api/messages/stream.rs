@@ -9,6 +9,8 @@
 //! - A good end stops the open block, then sends `message_delta` (stop reason and the usage in
 //!   Anthropic's classes, with the gateway's charge under `llmgate`) and `message_stop`.
 //! - A failure sends one `error` event and nothing after it: never `message_stop`.
+//! - Events an Anthropic upstream sent (carried on the chunks) are forwarded byte for byte and
+//!   nothing is encoded besides them.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -19,7 +21,7 @@ use http::Response;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use llmgate_core::CompletionStream;
-use llmgate_core::chat::{ChatChunk, FinishReason, Usage};
+use llmgate_core::chat::{ChatChunk, FinishReason, Usage, WireFormat};
 use serde_json::{Map, Value};
 
 use super::errors;
@@ -50,9 +52,33 @@ pub(super) struct Encoder {
     finish: Option<FinishReason>,
     usage: Option<Usage>,
     charge: Option<Value>,
+    /// The upstream speaks Messages: its events are forwarded as they came.
+    forwarding: bool,
 }
 
 impl Encoder {
+    /// The bytes one chunk adds: the upstream's own event when the chunk carries one (an
+    /// Anthropic upstream), else the events encoded from it. Once the upstream's events are
+    /// forwarded, chunks without them (the pipeline's closing usage chunk) add nothing.
+    pub fn bytes(&mut self, chunk: &ChatChunk) -> Bytes {
+        if let Some(upstream) = chunk.wire.get_as(WireFormat::AnthropicMessages) {
+            self.forwarding = true;
+            return upstream.clone();
+        }
+        if self.forwarding {
+            return Bytes::new();
+        }
+        all_bytes(&self.chunk(chunk))
+    }
+
+    /// The bytes of a good end.
+    pub fn end(&mut self) -> Bytes {
+        if self.forwarding {
+            return Bytes::new();
+        }
+        all_bytes(&self.finish())
+    }
+
     /// The events one chunk adds.
     pub fn chunk(&mut self, chunk: &ChatChunk) -> Vec<StreamEvent> {
         let mut events = Vec::new();
@@ -224,21 +250,29 @@ fn body(stream: CompletionStream) -> Body {
     let start = (Some((stream, Encoder::default())), span);
     let frames = futures::stream::unfold(start, |(state, span)| async move {
         let (mut stream, mut encoder) = state?;
-        let (bytes, next) = match stream.next().await {
-            Some(Ok(chunk)) => {
-                sse::record_cost(&span, &chunk);
-                (all_bytes(&encoder.chunk(&chunk)), Some((stream, encoder)))
+        // A chunk may add no bytes (the closing usage chunk of a forwarded stream): read on,
+        // so that no empty frame is sent.
+        loop {
+            let (bytes, next) = match stream.next().await {
+                Some(Ok(chunk)) => {
+                    sse::record_cost(&span, &chunk);
+                    (encoder.bytes(&chunk), Some((stream, encoder)))
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(parent: &span, %error, "stream failed after it started");
+                    (event_bytes(&errors::event(&error)), None)
+                }
+                None => {
+                    tracing::info!(parent: &span, "stream finished");
+                    (encoder.end(), None)
+                }
+            };
+            match next {
+                Some(state) if bytes.is_empty() => (stream, encoder) = state,
+                _ if bytes.is_empty() => return None,
+                next => return Some((Ok::<_, Infallible>(Frame::data(bytes)), (next, span))),
             }
-            Some(Err(error)) => {
-                tracing::warn!(parent: &span, %error, "stream failed after it started");
-                (event_bytes(&errors::event(&error)), None)
-            }
-            None => {
-                tracing::info!(parent: &span, "stream finished");
-                (all_bytes(&encoder.finish()), None)
-            }
-        };
-        Some((Ok::<_, Infallible>(Frame::data(bytes)), (next, span)))
+        }
     });
     StreamBody::new(frames).boxed_unsync()
 }
