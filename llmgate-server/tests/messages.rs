@@ -408,6 +408,7 @@ def status_of(key, model):
         return f"{type(e).__name__} {e.status_code} {e.body['error']['type']}"
 
 model = os.environ["MODEL"]
+print("count", client.messages.count_tokens(model=model, messages=ask["messages"]).input_tokens)
 print("errors", status_of("wrong-key", model), "|", status_of(key, "nope"), "|",
       status_of(os.environ["BROKE_KEY"], model), "|", status_of(os.environ["LIMITED_KEY"], model),
       "|", status_of(os.environ["LIMITED_KEY"], model))
@@ -476,12 +477,52 @@ async fn the_anthropic_python_sdk_creates_streams_and_raises_typed_errors() {
                 "create Hi there end_turn 10 2",
                 "stream Hi there end_turn 2",
                 "tools tool_use call_9 weather {\"city\": \"Oslo\"} tool_use",
+                "count 1",
                 "errors AuthenticationError 401 authentication_error | NotFoundError 404 not_found_error | \
                  PaymentRequiredError 402 billing_error | no error | RateLimitError 429 rate_limit_error",
             ],
             "{model}"
         );
     }
+    setup.stop().await;
+}
+
+#[tokio::test]
+async fn count_tokens_is_free_and_refuses_unknown_models() {
+    let setup = Setup::start().await;
+    let key = setup.user_with_credits("ann").await;
+    let before = setup.gateway.balance(&key).await;
+    for path in [
+        "/v1/messages/count_tokens",
+        "/anthropic/v1/messages/count_tokens",
+    ] {
+        for model in ["gpt", "claude"] {
+            let response = setup
+                .post_to(
+                    path,
+                    &key,
+                    json!({"model": model, "system": "be brief",
+                           "messages": [{"role": "user", "content": "hello world"}]}),
+                )
+                .await;
+            assert_eq!(response.status(), 200, "{path} {model}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body, json!({"input_tokens": 4}), "{path} {model}");
+        }
+    }
+    let unknown = setup
+        .post_to(
+            "/v1/messages/count_tokens",
+            &key,
+            json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_anthropic_error(unknown, 404, "not_found_error").await;
+    assert_eq!(setup.gateway.balance(&key).await, before);
+    assert_eq!(
+        setup.upstream.request_count() + setup.claude.request_count(),
+        0
+    );
     setup.stop().await;
 }
 

@@ -11,6 +11,7 @@ pub(crate) enum Endpoint {
     ChatCompletions,
     /// Anthropic's Messages API (`api/messages/`).
     Messages,
+    MessagesCountTokens,
     ListModels,
     /// Balances, the ledger, usage, packages and purchases (`api/credits.rs`, `api/usage.rs`,
     /// `api/billing.rs`).
@@ -68,6 +69,9 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         }
         "/v1/messages" | "/anthropic/v1/messages" => {
             only(method, &[Method::POST], Endpoint::Messages)
+        }
+        "/v1/messages/count_tokens" | "/anthropic/v1/messages/count_tokens" => {
+            only(method, &[Method::POST], Endpoint::MessagesCountTokens)
         }
         "/v1/models" | "/api/v1/llm/models" => only(method, &[Method::GET], Endpoint::ListModels),
         "/api/v1/llm/credits" => only(method, &[Method::GET], Endpoint::Credits),

@@ -79,6 +79,7 @@ async fn dispatch(
     let result = match endpoint {
         Endpoint::ChatCompletions => chat::completions(state, context, request).await,
         Endpoint::Messages => messages::create(state, context, request).await,
+        Endpoint::MessagesCountTokens => messages::count_tokens(state, context, request).await,
         Endpoint::ListModels => models::list(state, request).await,
         Endpoint::Credits => credits::balance(state, request).await,
         Endpoint::CreditsAdd => credits::add(state, request).await,

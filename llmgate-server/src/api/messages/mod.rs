@@ -11,6 +11,7 @@
 //! and output cap written in) and hands back the upstream's bytes, which are forwarded as they
 //! are — whole, or event by event — while the usage is read on the way for the charge.
 
+mod count;
 mod errors;
 mod request;
 mod response;
@@ -84,6 +85,17 @@ pub(crate) async fn create(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     Ok(serve(state, context, request, &Messages)
+        .await
+        .unwrap_or_else(|error| failed(context, &error)))
+}
+
+/// `POST /v1/messages/count_tokens`. Errors are answered here, in Anthropic's shape.
+pub(crate) async fn count_tokens(
+    state: &AppState,
+    context: &RequestContext,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
+    Ok(count::count(state, context, request)
         .await
         .unwrap_or_else(|error| failed(context, &error)))
 }

@@ -39,7 +39,7 @@ pub(super) fn to_chat(request: MessagesRequest) -> ChatRequest {
         .filter(|stops| !stops.is_empty())
         .map(Stop::Many);
     chat.user = request.metadata.and_then(|m| m.user_id);
-    chat.tools = request.tools.and_then(tools);
+    chat.tools = request.tools.and_then(custom_tools);
     if let Some(choice) = request.tool_choice {
         let (choice, disable_parallel) = tool_choice(choice);
         chat.tool_choice = Some(choice);
@@ -212,7 +212,8 @@ fn arguments(input: &Value) -> String {
     }
 }
 
-fn tools(definitions: Vec<ToolDefinition>) -> Option<Vec<Tool>> {
+/// The tools the client runs itself, as chat functions; `None` when there are none.
+pub(super) fn custom_tools(definitions: Vec<ToolDefinition>) -> Option<Vec<Tool>> {
     let tools: Vec<Tool> = definitions
         .into_iter()
         .filter(ToolDefinition::is_custom)

@@ -28,6 +28,17 @@ pub(super) struct MessagesRequest {
     pub stream: Option<bool>,
 }
 
+/// `POST /v1/messages/count_tokens`: the prompt of a Messages request, without `max_tokens`.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct CountTokensRequest {
+    pub model: String,
+    #[serde(default)]
+    pub system: Option<Text>,
+    pub messages: Vec<InputMessage>,
+    #[serde(default)]
+    pub tools: Option<Vec<ToolDefinition>>,
+}
+
 /// A string, or a list of blocks (`system`, a message's `content`, a tool result's `content`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -276,4 +287,10 @@ pub(super) struct ErrorBody {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub message: String,
+}
+
+/// `{"input_tokens": N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(super) struct TokenCount {
+    pub input_tokens: u64,
 }
