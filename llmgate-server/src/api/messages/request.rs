@@ -118,6 +118,7 @@ fn role(role: Role) -> ChatRole {
     match role {
         Role::User => ChatRole::User,
         Role::Assistant => ChatRole::Assistant,
+        Role::System => ChatRole::System,
     }
 }
 
@@ -380,6 +381,7 @@ mod tests {
             "messages": [
                 {"role": "user", "content": [{"type": "search_result", "x": 1}, {"type": "text", "text": "hi"}]},
                 {"role": "assistant", "content": [{"type": "redacted_thinking", "data": "xyz"}]},
+                {"role": "system", "content": "mind the time"},
                 {"role": "user", "content": "again"}
             ]
         }));
@@ -387,6 +389,7 @@ mod tests {
             out["messages"],
             json!([
                 {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                {"role": "system", "content": "mind the time"},
                 {"role": "user", "content": "again"}
             ])
         );

@@ -52,6 +52,8 @@ pub(super) enum Text {
 pub(super) enum Role {
     User,
     Assistant,
+    /// Not in Anthropic's documentation, but Claude Code sends system turns among the messages.
+    System,
 }
 
 #[derive(Debug, Clone, Deserialize)]
