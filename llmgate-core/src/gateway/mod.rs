@@ -2,6 +2,7 @@
 //! key, call, fall back, settle, record.
 
 mod builder;
+mod count;
 mod meter;
 mod owed;
 mod plan;

@@ -122,6 +122,16 @@ impl Anthropic {
         native: &llmgate_core::chat::NativeBody,
         body: Vec<u8>,
     ) -> Result<reqwest::RequestBuilder> {
+        self.native_request_to(&self.url, call, native, body)
+    }
+
+    fn native_request_to(
+        &self,
+        url: &str,
+        call: &ProviderCall<'_>,
+        native: &llmgate_core::chat::NativeBody,
+        body: Vec<u8>,
+    ) -> Result<reqwest::RequestBuilder> {
         let mut headers = self.connection.headers.clone();
         for (name, value) in passthrough::headers(native) {
             if let Ok(value) = HeaderValue::from_str(value) {
@@ -131,7 +141,7 @@ impl Anthropic {
         let request = self
             .connection
             .client
-            .post(&self.url)
+            .post(url)
             .headers(headers)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
@@ -204,6 +214,28 @@ impl Provider for Anthropic {
             self.connection.sse_events(response),
             decoder,
         ))
+    }
+
+    async fn count_tokens(&self, call: ProviderCall<'_>) -> Result<Option<u64>> {
+        self.count_native(&call).await
+    }
+}
+
+/// The upstream's own count, for a request that came in Anthropic's protocol (its body is what
+/// the counting endpoint takes); other requests are left to the gateway's estimate.
+impl Anthropic {
+    async fn count_native(&self, call: &ProviderCall<'_>) -> Result<Option<u64>> {
+        let Some(native) = passthrough::native(call.request) else {
+            return Ok(None);
+        };
+        let body = passthrough::count_body(native, call.request)?;
+        let url = format!("{}/count_tokens", self.url);
+        let request = self.native_request_to(&url, call, native, body)?;
+        let count: passthrough::TokenCount = self
+            .connection
+            .send_for_json(call.api_key, request, "a token count")
+            .await?;
+        Ok(Some(count.input_tokens))
     }
 }
 

@@ -47,6 +47,20 @@ pub(super) fn body(native: &NativeBody, request: &ChatRequest, stream: bool) -> 
     serde_json::to_vec(&body).map_err(|error| Error::internal(error.to_string()))
 }
 
+/// A count request's body (`/v1/messages/count_tokens`) with the upstream model id written in.
+pub(super) fn count_body(native: &NativeBody, request: &ChatRequest) -> Result<Vec<u8>> {
+    let mut body: Map<String, Value> = serde_json::from_slice(&native.body)
+        .map_err(|error| Error::invalid_request(format!("Invalid request body: {error}")))?;
+    body.insert("model".to_owned(), Value::from(request.model.as_str()));
+    serde_json::to_vec(&body).map_err(|error| Error::internal(error.to_string()))
+}
+
+/// `{"input_tokens": N}`, the answer of `/v1/messages/count_tokens`.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct TokenCount {
+    pub input_tokens: u64,
+}
+
 /// The client's protocol headers to send on.
 pub(super) fn headers(native: &NativeBody) -> impl Iterator<Item = (&'static str, &str)> {
     native.headers.iter().filter_map(|(name, value)| {

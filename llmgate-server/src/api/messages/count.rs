@@ -1,21 +1,26 @@
 //! `POST /v1/messages/count_tokens`: how many input tokens a Messages request would be, free
 //! of charge (no hold, no ledger entry).
 //!
-//! The count is the gateway's own, with the tokenizer of `llmgate_providers::tokenizer`, over
-//! the prompt's text: system, message text, tool calls (names and inputs), tool results and
-//! the tool definitions (names, descriptions, schemas). Images and documents are not counted.
-//! The model must be one the caller could send the request to: an unknown or refused model is
-//! answered as `/v1/messages` would answer it (404, 403).
+//! The upstream the request would go to first counts when it can (an Anthropic upstream, which
+//! gets the client's body with the model id written in). Otherwise the count is the gateway's
+//! own, with the tokenizer of `llmgate_providers::tokenizer`, over the prompt's text: system,
+//! message text, tool calls (names and inputs), tool results and the tool definitions (names,
+//! descriptions, schemas); images and documents are not counted. The model must be one the
+//! caller could send the request to: an unknown or refused model is answered as `/v1/messages`
+//! would answer it (404, 403).
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use llmgate_core::chat::{NativeBody, WireFormat};
 use llmgate_core::{ChatRequest, Error};
 use llmgate_providers::tokenizer;
 
+use super::Messages;
 use super::request::{custom_tools, prompt_messages};
 use super::wire::{CountTokensRequest, TokenCount};
 use crate::api::body::read_limited;
 use crate::api::chat::parse_json;
+use crate::api::codec::Codec;
 use crate::api::response::{Body, json};
 use crate::api::service::RequestContext;
 use crate::auth::Permission;
@@ -28,19 +33,21 @@ pub(super) async fn count(
 ) -> Result<Response<Body>, Error> {
     let principal = state.auth.authenticate(request.headers()).await?;
     principal.require(Permission::Execute)?;
+    let passed_on = Messages.passed_on(request.headers());
     let body = read_limited(request, &state.config.server).await?;
     let ask: CountTokensRequest = parse_json(&body)?;
     let mut chat = ChatRequest::new(ask.model, prompt_messages(ask.system, ask.messages));
     chat.tools = ask.tools.and_then(custom_tools);
+    chat.native = Some(NativeBody {
+        format: WireFormat::AnthropicMessages,
+        body,
+        headers: passed_on,
+    });
     let caller = principal.caller.with_request_id(context.request_id.clone());
-    // The routing decision alone: it refuses what `/v1/messages` would refuse.
-    state.gateway.route_preview(&caller, &chat)?;
-    Ok(json(
-        StatusCode::OK,
-        &TokenCount {
-            input_tokens: input_tokens(&chat),
-        },
-    ))
+    // Planned as `/v1/messages` plans it, so it refuses what that would refuse.
+    let upstream = state.gateway.count_tokens(&caller, &chat).await?;
+    let input_tokens = upstream.unwrap_or_else(|| input_tokens(&chat));
+    Ok(json(StatusCode::OK, &TokenCount { input_tokens }))
 }
 
 /// The tokens of the prompt's text.
