@@ -18,6 +18,8 @@ mod service;
 mod sse;
 mod usage;
 
+#[cfg(feature = "bench-internals")]
+pub(crate) use messages::{bench_body as messages_body, bench_request as messages_request};
 pub use response::Body;
 pub use service::handle;
 #[cfg(feature = "bench-internals")]

@@ -78,6 +78,18 @@ impl Codec for Messages {
     }
 }
 
+/// The stream encoder's body, for the criterion benches.
+#[cfg(feature = "bench-internals")]
+pub(crate) fn bench_body(stream: CompletionStream) -> Body {
+    stream::response(stream).into_body()
+}
+
+/// The request decoder, for the criterion benches.
+#[cfg(feature = "bench-internals")]
+pub(crate) fn bench_request(body: &Bytes) -> Result<ChatRequest, Error> {
+    Messages.decode(body, Vec::new())
+}
+
 /// `POST /v1/messages`. Errors are answered here, in Anthropic's shape.
 pub(crate) async fn create(
     state: &AppState,
