@@ -419,6 +419,29 @@ mod tests {
     }
 
     #[test]
+    fn upstream_events_are_forwarded_and_nothing_is_added() {
+        let mut encoder = Encoder::default();
+        let event = "event: ping\ndata: {\"type\":\"ping\"}\n\n";
+        let mut carrier = ChatChunk::empty("msg_1", "m", 0);
+        carrier.wire = llmgate_core::WireJson::of(WireFormat::AnthropicMessages, event);
+        assert_eq!(encoder.bytes(&carrier), event);
+        // The pipeline's closing chunk with usage and charge, then the end.
+        let closing: ChatChunk = serde_json::from_value(json!({
+            "id": "msg_1", "model": "m", "choices": [],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            "llmgate": {"cost_micros": 3}
+        }))
+        .unwrap();
+        assert!(encoder.bytes(&closing).is_empty());
+        assert!(encoder.end().is_empty());
+        // Chat completions bytes are not Messages events: the chunk is encoded.
+        let mut openai = ChatChunk::empty("c", "m", 0);
+        openai.wire = llmgate_core::WireJson::new("{}");
+        let encoded = Encoder::default().bytes(&openai);
+        assert!(encoded.starts_with(b"event: message_start\n"));
+    }
+
+    #[test]
     fn a_failure_is_an_error_event() {
         let event = errors::event(&Error::from_upstream_status("p", 529, "busy"));
         let value = serde_json::to_value(&event).unwrap();
