@@ -9,9 +9,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use llmgate_core::{
-    Caller, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, ChunkStream, Delta,
-    Deployment, Error, FinishReason, Gateway, Message, ModelPrice, Provider, ProviderCall, Result,
-    Role, Usage,
+    Caller, Error, Gateway, Provider, Result,
+    catalog::Deployment,
+    chat::{ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, Role, Usage},
+    pricing::ModelPrice,
+    provider::{ChunkStream, ProviderCall},
 };
 
 /// Shouts the last user message back. A real adapter would translate `call.request` to its
@@ -44,52 +46,20 @@ impl Provider for Shouter {
     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
         let text = Self::answer(call.request)?;
         let words = text.split_whitespace().count() as u64;
-        Ok(ChatResponse {
-            id: "shout-1".into(),
-            object: "chat.completion".into(),
-            created: 0,
-            model: call.request.model.clone(),
-            choices: vec![Choice {
-                index: 0,
-                message: Message::assistant(text),
-                finish_reason: Some(FinishReason::Stop),
-                logprobs: None,
-            }],
-            // Report real counts when the upstream gives them; the gateway bills these.
-            usage: Some(Usage::new(5, words)),
-            system_fingerprint: None,
-            extra: Default::default(),
-        })
+        // Report real counts when the upstream gives them; the gateway bills these.
+        Ok(ChatResponse::assistant(&call.request.model, text)
+            .with_id("shout-1")
+            .with_usage(Usage::new(5, words)))
     }
 
     async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream> {
         let text = Self::answer(call.request)?;
-        let model = call.request.model.clone();
-        let chunk = move |delta: Delta, finish: Option<FinishReason>| {
-            let mut chunk = ChatChunk::empty("shout-2", model.clone(), 0);
-            chunk.choices.push(ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason: finish,
-                logprobs: None,
-            });
-            chunk
-        };
-        let mut chunks = vec![chunk(
-            Delta {
-                role: Some(Role::Assistant),
-                ..Delta::default()
-            },
-            None,
-        )];
+        let model = call.request.model.as_str();
+        let mut chunks = vec![ChatChunk::start("shout-2", model, 0)];
         for word in text.split_inclusive(' ') {
-            let delta = Delta {
-                content: Some(word.to_owned()),
-                ..Delta::default()
-            };
-            chunks.push(chunk(delta, None));
+            chunks.push(ChatChunk::text("shout-2", model, 0, word));
         }
-        chunks.push(chunk(Delta::default(), Some(FinishReason::Stop)));
+        chunks.push(ChatChunk::finish("shout-2", model, 0, FinishReason::Stop));
         // No usage-only chunk at the end: the gateway will estimate and mark it `estimated`.
         Ok(futures::stream::iter(chunks.into_iter().map(Ok)).boxed())
     }

@@ -8,8 +8,11 @@
 use std::sync::Arc;
 
 use llmgate_core::{
-    Caller, Candidate, ChatRequest, Deployment, Gateway, Message, ModelPrice, RouteFacts,
-    RoutingPolicy, rank_by_key,
+    Caller, Gateway,
+    catalog::Deployment,
+    chat::{ChatRequest, Message},
+    pricing::ModelPrice,
+    routing::{Candidate, RouteFacts, RoutingPolicy, rank_by_key},
 };
 use llmgate_providers::DemoProvider;
 

@@ -8,7 +8,12 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use llmgate_core::{
-    Caller, ChatRequest, Credit, CreditKind, Deployment, Gateway, Message, ModelPrice, Tier,
+    Caller, Gateway,
+    caller::Tier,
+    catalog::Deployment,
+    chat::{ChatRequest, Message},
+    credits::{Credit, CreditKind},
+    pricing::ModelPrice,
 };
 use llmgate_providers::DemoProvider;
 
@@ -52,10 +57,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 stdout.flush()?;
             }
         }
-        if let Some(usage) = &chunk.usage {
+        if let (Some(usage), Some(cost)) = (&chunk.usage, chunk.cost()) {
             println!(
                 "\n{} prompt + {} completion tokens, cost {} micro-credits",
-                usage.prompt_tokens, usage.completion_tokens, chunk.extra["llmgate"]["cost_micros"]
+                usage.prompt_tokens, usage.completion_tokens, cost.cost_micros
             );
         }
     }

@@ -404,7 +404,13 @@ await step('an admin creates a user, sees the key once, changes the tier and add
   assert.match(await text(page.locator('#panel-providers .callout.warn')), /master key/i, 'the master key is told why it has no keys');
   await openTab(page, 'users');
   await page.locator('#panel-users .new-user-id').fill('hub-bob');
-  await page.locator('#panel-users .new-user-tier').fill('starter');
+  // The tiers offered are the gateway's own, as GET /api/v1/admin/tiers lists them.
+  const configured = await api('/api/v1/admin/tiers', MASTER);
+  assert.equal(configured.status, 200, JSON.stringify(configured.body));
+  await page.waitForFunction(() => !document.querySelector('#panel-users .new-user-tier').disabled);
+  const offered = await page.locator('#panel-users .new-user-tier option').evaluateAll((options) => options.map((o) => o.value));
+  assert.deepEqual(offered, configured.body.data.map((tier) => tier.name));
+  await page.locator('#panel-users .new-user-tier').selectOption('starter');
   await page.locator('#panel-users form.create-user button[type="submit"]').click();
   const key = page.locator('#panel-users .new-key');
   await key.waitFor();

@@ -14,9 +14,14 @@ use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::StreamExt;
 use llmgate_core::{
-    Caller, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, ChunkStream, Credit,
-    CreditKind, Decimal, Delta, Deployment, FinishReason, Gateway, MemoryCreditStore, Message,
-    ModelPrice, Provider, ProviderCall, Result, Role, Tier, Usage,
+    Caller, Gateway, Provider, Result,
+    caller::Tier,
+    catalog::Deployment,
+    chat::{ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, Usage},
+    credits::{Credit, CreditKind},
+    memory::MemoryCreditStore,
+    pricing::{Decimal, ModelPrice},
+    provider::{ChunkStream, ProviderCall},
 };
 
 const CHUNKS: usize = 100;
@@ -30,52 +35,18 @@ struct Canned {
 
 impl Canned {
     fn new() -> Self {
-        let response = ChatResponse {
-            id: "chatcmpl-bench".into(),
-            object: "chat.completion".into(),
-            created: 1_700_000_000,
-            model: "up".into(),
-            choices: vec![Choice {
-                index: 0,
-                message: Message::assistant("Hello from the in-process provider."),
-                finish_reason: Some(FinishReason::Stop),
-                logprobs: None,
-            }],
-            usage: Some(Usage::new(14, 10)),
-            system_fingerprint: None,
-            extra: Default::default(),
-        };
-        let chunk = |delta: Delta, finish_reason: Option<FinishReason>| {
-            let mut chunk = ChatChunk::empty("chatcmpl-bench", "up", 1_700_000_000);
-            chunk.choices.push(ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason,
-                logprobs: None,
-            });
-            chunk
-        };
-        let mut chunks = vec![chunk(
-            Delta {
-                role: Some(Role::Assistant),
-                content: Some(String::new()),
-                ..Delta::default()
-            },
-            None,
-        )];
+        const ID: &str = "chatcmpl-bench";
+        const CREATED: u64 = 1_700_000_000;
+        let response = ChatResponse::assistant("up", "Hello from the in-process provider.")
+            .with_id(ID)
+            .with_created(CREATED)
+            .with_usage(Usage::new(14, 10));
+        let mut chunks = vec![ChatChunk::start(ID, "up", CREATED)];
         for i in 0..CHUNKS {
-            chunks.push(chunk(
-                Delta {
-                    content: Some(format!("tok{i} ")),
-                    ..Delta::default()
-                },
-                None,
-            ));
+            chunks.push(ChatChunk::text(ID, "up", CREATED, format!("tok{i} ")));
         }
-        chunks.push(chunk(Delta::default(), Some(FinishReason::Stop)));
-        let mut usage = ChatChunk::empty("chatcmpl-bench", "up", 1_700_000_000);
-        usage.usage = Some(Usage::new(14, CHUNKS as u64));
-        chunks.push(usage);
+        chunks.push(ChatChunk::finish(ID, "up", CREATED, FinishReason::Stop));
+        chunks.push(ChatChunk::empty(ID, "up", CREATED).with_usage(Usage::new(14, CHUNKS as u64)));
         Self { response, chunks }
     }
 }
@@ -115,7 +86,7 @@ async fn gateway() -> (Gateway, Caller) {
         .credit(Credit {
             user_id: "bench-user".into(),
             kind: CreditKind::TopUp,
-            amount_micros: llmgate_core::MAX_BALANCE_MICROS,
+            amount_micros: llmgate_core::credits::MAX_BALANCE_MICROS,
             idempotency_key: "bench".into(),
             reason: "bench".into(),
         })

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use llmgate_core::{
-    Credit, CreditKind, CreditStore, Decimal, HoldRequest, KeySource, MemoryCreditStore,
-    ModelPrice, PriceTerms, TokenClasses, UsageRecord,
+    credits::{Credit, CreditKind, CreditStore, HoldRequest, KeySource, UsageRecord},
+    memory::MemoryCreditStore,
+    pricing::{Decimal, ModelPrice, PriceTerms, TokenClasses},
 };
 
 fn dec(text: &str) -> Decimal {
@@ -67,7 +68,7 @@ fn hold_and_settle(c: &mut Criterion) {
                     .credit(Credit {
                         user_id: "u".into(),
                         kind: CreditKind::TopUp,
-                        amount_micros: llmgate_core::MAX_BALANCE_MICROS,
+                        amount_micros: llmgate_core::credits::MAX_BALANCE_MICROS,
                         idempotency_key: "k".into(),
                         reason: "bench".into(),
                     })

@@ -9,7 +9,12 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use llmgate_core::{
-    Caller, ChatRequest, Decimal, Deployment, Gateway, Message, ModelPrice, PowerLevel, Strategy,
+    Caller, Gateway,
+    catalog::Deployment,
+    chat::{ChatRequest, Message},
+    power::PowerLevel,
+    pricing::{Decimal, ModelPrice},
+    routing::Strategy,
 };
 use llmgate_providers::DemoProvider;
 

@@ -15,8 +15,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use llmgate_core::{
-    Caller, ChatChunk, ChatRequest, ChatResponse, ChunkStream, Deployment, Error, Gateway, Message,
-    ModelPrice, Provider, ProviderCall, Result,
+    Caller, Error, Gateway, Provider, Result,
+    catalog::Deployment,
+    chat::{ChatChunk, ChatRequest, ChatResponse, Message},
+    pricing::ModelPrice,
+    provider::{ChunkStream, ProviderCall},
 };
 use llmgate_providers::openai::decode_sse_for_bench;
 use llmgate_server::{Body, messages_body_for_bench, sse_body_for_bench};
@@ -107,7 +110,7 @@ async fn stream_as(
     gateway: &Gateway,
     caller: &Caller,
     request: &ChatRequest,
-    encode: fn(llmgate_core::CompletionStream) -> Body,
+    encode: fn(llmgate_core::gateway::CompletionStream) -> Body,
 ) -> usize {
     let Ok(stream) = gateway.chat_stream(caller, request.clone()).await else {
         return 0;

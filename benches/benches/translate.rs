@@ -9,7 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use llmgate_core::ChatRequest;
+use llmgate_core::chat::ChatRequest;
 use llmgate_providers::anthropic::{request_json_for_bench, response_from_json_for_bench};
 use llmgate_server::messages_request_for_bench;
 

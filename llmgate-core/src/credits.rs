@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub mod forwarding;
+#[cfg(test)]
+mod tests;
+
 /// The most an account may hold, open holds included: ten billion credits (10^16
 /// micro-credits). Far below the 64-bit limit (about 9.2 × 10^18), so no sum the ledger forms
 /// — a balance plus a give-back, an account's entries — can overflow. A credit that would
@@ -248,17 +252,17 @@ pub struct UsageRow {
     pub key: String,
     /// Requests recorded in the group, charged or not.
     pub requests: u64,
-    /// Prompt tokens, cached ones included.
+    /// The group's prompt tokens, cached ones included.
     pub prompt_tokens: u64,
-    /// Completion tokens, reasoning included.
+    /// The group's completion tokens, reasoning included.
     pub completion_tokens: u64,
-    /// The part of `prompt_tokens` read from a prompt cache.
+    /// Of the group's `prompt_tokens`, those read from a prompt cache.
     #[serde(default)]
     pub cache_read_tokens: u64,
-    /// The part of `prompt_tokens` written to a prompt cache.
+    /// Of the group's `prompt_tokens`, those written to a prompt cache.
     #[serde(default)]
     pub cache_write_tokens: u64,
-    /// The part of `completion_tokens` spent reasoning.
+    /// Of the group's `completion_tokens`, those spent reasoning.
     #[serde(default)]
     pub reasoning_tokens: u64,
     /// Micro-credits charged in the group.
@@ -305,80 +309,8 @@ pub enum Written {
 ///
 /// # Implementing it
 ///
-/// A decorator over the in-memory store that refuses any single credit above 100 credits and
-/// forwards everything else, the batch included:
-///
-/// ```
-/// use std::sync::Arc;
-///
-/// use async_trait::async_trait;
-/// use llmgate_core::*;
-///
-/// const MOST_AT_ONCE: i64 = 100 * MICROS_PER_CREDIT;
-///
-/// #[derive(Debug, Default)]
-/// struct CappedCredits {
-///     inner: MemoryCreditStore,
-/// }
-///
-/// #[async_trait]
-/// impl CreditStore for CappedCredits {
-///     async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
-///         if credit.amount_micros > MOST_AT_ONCE {
-///             return Err(Error::invalid_request("at most 100 credits at once"));
-///         }
-///         self.inner.credit(credit).await
-///     }
-///
-///     async fn hold(&self, request: HoldRequest) -> Result<Hold> {
-///         self.inner.hold(request).await
-///     }
-///     async fn settle(&self, hold: &Hold, usage: &UsageRecord) -> Result<i64> {
-///         self.inner.settle(hold, usage).await
-///     }
-///     async fn release(&self, hold: &Hold) -> Result<()> {
-///         self.inner.release(hold).await
-///     }
-///     async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
-///         self.inner.record_usage(usage).await
-///     }
-///     async fn balance(&self, user_id: &str) -> Result<i64> {
-///         self.inner.balance(user_id).await
-///     }
-///     async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
-///         self.inner.transactions(user_id, page).await
-///     }
-///     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
-///         self.inner.usage(query).await
-///     }
-///     async fn reclaim_expired(&self) -> Result<u64> {
-///         self.inner.reclaim_expired().await
-///     }
-///     // Forwarded whole, so the inner store can commit the batch together.
-///     async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
-///         self.inner.write_batch(writes).await
-///     }
-/// }
-///
-/// #[tokio::main(flavor = "current_thread")]
-/// async fn main() -> Result<()> {
-///     let store = Arc::new(CappedCredits::default());
-///     let top_up = |amount_micros, key: &str| Credit {
-///         user_id: "ann".into(),
-///         kind: CreditKind::TopUp,
-///         amount_micros,
-///         idempotency_key: key.into(),
-///         reason: "top-up".into(),
-///     };
-///     assert!(store.credit(top_up(500 * MICROS_PER_CREDIT, "t1")).await.is_err());
-///     let outcome = store.credit(top_up(5 * MICROS_PER_CREDIT, "t2")).await?;
-///     assert_eq!(outcome.balance_micros, 5_000_000);
-///
-///     let gateway = Gateway::builder().credit_store(store).build();
-///     assert_eq!(gateway.credits().balance("ann").await?, 5_000_000);
-///     Ok(())
-/// }
-/// ```
+/// A backend implements every method. A store that wraps another one (a cache, metrics, a
+/// test fake) implements [`ForwardingCreditStore`](forwarding::ForwardingCreditStore) instead and writes only what it changes.
 #[async_trait]
 pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
     /// Reserve `amount_micros` or fail with `insufficient_credits` without changing anything.
@@ -413,24 +345,36 @@ pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
     /// [`settle`](Self::settle) or [`record_usage`](Self::record_usage) would, in order; one
     /// result per write. A refused hold (`insufficient_credits`) fails only itself. Backends
     /// that can should commit the batch together (one transaction: group commit); the
-    /// default writes them one by one. Decorators should forward the batch whole.
+    /// default writes them one by one ([`write_one_by_one`]). A wrapper forwards the batch whole
+    /// (see [`ForwardingCreditStore`](forwarding::ForwardingCreditStore)).
     async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
-        let mut results = Vec::with_capacity(writes.len());
-        for write in writes {
-            results.push(match write {
-                LedgerWrite::Hold(request) => self.hold(request.clone()).await.map(Written::Held),
-                LedgerWrite::Settle { hold, usage } => self
-                    .settle(hold, usage)
-                    .await
-                    .map(|balance| Written::Settled(Some(balance))),
-                LedgerWrite::Usage(usage) => {
-                    self.record_usage(usage).await.map(|()| Written::Recorded)
-                }
-                LedgerWrite::Release(hold) => self.release(hold).await.map(|()| Written::Released),
-            });
-        }
-        results
+        write_one_by_one(self, writes).await
     }
+}
+
+/// Apply `writes` one by one through `store`'s own [`hold`](CreditStore::hold),
+/// [`settle`](CreditStore::settle), [`release`](CreditStore::release) and
+/// [`record_usage`](CreditStore::record_usage): the default [`CreditStore::write_batch`], and
+/// what a [`ForwardingCreditStore`](forwarding::ForwardingCreditStore) that changes those methods hands its batches to.
+pub async fn write_one_by_one<S>(store: &S, writes: &[LedgerWrite]) -> Vec<Result<Written>>
+where
+    S: CreditStore + ?Sized,
+{
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        results.push(match write {
+            LedgerWrite::Hold(request) => store.hold(request.clone()).await.map(Written::Held),
+            LedgerWrite::Settle { hold, usage } => store
+                .settle(hold, usage)
+                .await
+                .map(|balance| Written::Settled(Some(balance))),
+            LedgerWrite::Usage(usage) => {
+                store.record_usage(usage).await.map(|()| Written::Recorded)
+            }
+            LedgerWrite::Release(hold) => store.release(hold).await.map(|()| Written::Released),
+        });
+    }
+    results
 }
 
 /// Compile-time check that the trait stays object-safe.

@@ -1,15 +1,39 @@
 //! The core of llmgate: provider-neutral chat types, the four extension traits and the
 //! in-process [`Gateway`] pipeline.
 //!
-//! A gateway routes an OpenAI-shaped [`ChatRequest`] to one of its [`Provider`]s, holds the
-//! request's maximum cost in a [`CreditStore`] first, uses the caller's own key from a
-//! [`KeyVault`] when there is one, falls back along the [`RoutingPolicy`]'s order, and settles
-//! the exact charge once the answer (or stream) is complete.
+//! A gateway routes an OpenAI-shaped [`ChatRequest`](chat::ChatRequest) to one of its
+//! [`Provider`]s, holds the request's maximum cost in a [`CreditStore`](credits::CreditStore)
+//! first, uses the caller's own key from a [`KeyVault`](keys::KeyVault) when there is one, falls
+//! back along the [`RoutingPolicy`](routing::RoutingPolicy)'s order, and settles the exact charge
+//! once the answer (or stream) is complete.
+//!
+//! The root holds what nearly every user names: [`Gateway`], [`GatewayBuilder`], [`Caller`],
+//! [`Provider`], [`Error`], [`ErrorKind`] and [`Result`]. The rest is grouped by what it is for:
+//!
+//! | module | what is in it |
+//! | --- | --- |
+//! | [`chat`] | requests, responses, stream chunks, messages, usage |
+//! | [`provider`] | what a [`Provider`] is given and returns: `ProviderCall`, `ChunkStream` |
+//! | [`gateway`] | what a [`Gateway`] returns: `Completion`, `CompletionStream`, `RouteInfo`; `ModelResolver` |
+//! | [`catalog`] | the configured models: `Deployment`, `Catalog`, `Privacy`, `LatencyClass` |
+//! | [`routing`] | the `RoutingPolicy` trait, its inputs and the built-in strategies; `SharedCooldowns` |
+//! | [`power`] | power levels and their policies |
+//! | [`pricing`] | prices, the charge in micro-credits, `CostBreakdown`, `TokenClasses`, `Decimal` |
+//! | [`credits`] | the `CreditStore` trait and the ledger's values |
+//! | [`keys`] | `Secret` and the `KeyVault` trait |
+//! | [`caller`] | who asks: `Tier`, `Billing` beside [`Caller`] |
+//! | [`limits`] | rate limits: the `RateLimiter` trait and the in-process one |
+//! | [`memory`] | the in-memory `CreditStore` and `KeyVault` |
+//! | [`tokens`], [`metrics`] | the gateway's own token estimates; what the pipeline reports as metrics |
 //!
 //! ```
 //! use std::sync::Arc;
 //! use async_trait::async_trait;
-//! use llmgate_core::*;
+//! use llmgate_core::catalog::Deployment;
+//! use llmgate_core::chat::{ChatRequest, ChatResponse, Message, Usage};
+//! use llmgate_core::pricing::ModelPrice;
+//! use llmgate_core::provider::{ChunkStream, ProviderCall};
+//! use llmgate_core::{Caller, Error, Gateway, Provider, Result};
 //!
 //! #[derive(Debug)]
 //! struct Hello;
@@ -19,13 +43,7 @@
 //!     fn name(&self) -> &str { "hello" }
 //!     fn requires_key(&self) -> bool { false }
 //!     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
-//!         Ok(ChatResponse {
-//!             id: "1".into(), object: "chat.completion".into(), created: 0,
-//!             model: call.request.model.clone(),
-//!             choices: vec![Choice { index: 0, message: Message::assistant("hi"),
-//!                                    finish_reason: Some(FinishReason::Stop), logprobs: None }],
-//!             usage: Some(Usage::new(3, 1)), system_fingerprint: None, extra: Default::default(),
-//!         })
+//!         Ok(ChatResponse::assistant(&call.request.model, "hi").with_usage(Usage::new(3, 1)))
 //!     }
 //!     async fn chat_stream(&self, _call: ProviderCall<'_>) -> Result<ChunkStream> {
 //!         Err(Error::invalid_request("no streams here"))
@@ -51,53 +69,33 @@
 #![warn(missing_docs)]
 
 mod backoff;
-mod caller;
-mod catalog;
+pub mod caller;
+pub mod catalog;
 pub mod chat;
 mod clock;
-mod credits;
+pub mod credits;
 mod error;
-mod gateway;
+pub mod gateway;
 mod health;
-mod limits;
+pub mod limits;
 pub mod memory;
 pub mod metrics;
 mod mix;
-mod power;
-mod pricing;
-mod provider;
+pub mod power;
+pub mod pricing;
+pub mod provider;
 pub mod routing;
 mod secret;
 pub mod tokens;
 mod vault;
 
-pub use caller::{Billing, Caller, Tier};
-pub use catalog::{Catalog, Deployment, LatencyClass, Privacy};
-pub use chat::{
-    ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Content, ContentPart, Delta,
-    FinishReason, Message, Role, TokenClasses, Usage, WireJson,
-};
-pub use credits::{
-    Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, KeySource, LedgerWrite,
-    MAX_BALANCE_MICROS, Page, Transaction, TransactionKind, UsageGroup, UsageQuery, UsageRecord,
-    UsageRow, Written, balance_limit_exceeded,
-};
+/// Secrets and the store of users' own provider keys (BYOK).
+pub mod keys {
+    pub use crate::secret::Secret;
+    pub use crate::vault::{KeyVault, StoredKey};
+}
+
+pub use caller::Caller;
 pub use error::{Error, ErrorKind, Result};
-pub use gateway::{
-    Completion, CompletionStream, Gateway, GatewayBuilder, ModelResolver, RouteInfo,
-};
-pub use health::SharedCooldowns;
-pub use limits::{Admission, InProcessRateLimiter, Quota, RateLimiter};
-pub use memory::{MemoryCreditStore, MemoryKeyVault};
-pub use power::{PowerLevel, PowerLevelPolicy};
-pub use pricing::{
-    ClassCost, CostBreakdown, MICROS_PER_CREDIT, ModelPrice, PriceTerms, credits_to_micros,
-    micros_to_credits,
-};
-pub use provider::{ChunkStream, Provider, ProviderCall};
-pub use routing::{
-    Candidate, CandidateState, InOrder, RouteFacts, RoutingPolicy, Strategy, rank_by_key,
-};
-pub use rust_decimal::Decimal;
-pub use secret::Secret;
-pub use vault::{KeyVault, StoredKey};
+pub use gateway::{Gateway, GatewayBuilder};
+pub use provider::Provider;

@@ -213,8 +213,8 @@ impl CreditStore for MemoryCreditStore {
         let balance = state.balances.entry(credit.user_id.clone()).or_default();
         let after = balance
             .checked_add(credit.amount_micros)
-            .filter(|after| after.saturating_add(held) <= crate::MAX_BALANCE_MICROS)
-            .ok_or_else(crate::balance_limit_exceeded)?;
+            .filter(|after| after.saturating_add(held) <= crate::credits::MAX_BALANCE_MICROS)
+            .ok_or_else(crate::credits::balance_limit_exceeded)?;
         *balance = after;
         state
             .idempotency_keys

@@ -8,10 +8,10 @@
 //!
 //! Nothing is rounded until the very end, and then once, upwards.
 
-use rust_decimal::{Decimal, RoundingStrategy};
-use serde::Serialize;
+pub use rust_decimal::Decimal;
+use rust_decimal::RoundingStrategy;
+use serde::{Deserialize, Serialize};
 
-use crate::chat::TokenClasses;
 use crate::error::{Error, Result};
 
 /// One micro-credit is a millionth of a credit.
@@ -78,6 +78,31 @@ pub struct PriceTerms {
     pub multiplier: Decimal,
     /// Credits one USD buys (the gateway's exchange rate).
     pub credits_per_usd: Decimal,
+}
+
+/// One request's tokens by how they are priced: every prompt token is in exactly one of the
+/// three prompt classes; reasoning tokens are output tokens, also counted apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenClasses {
+    /// Prompt tokens read neither from nor into a prompt cache.
+    pub uncached_prompt: u64,
+    /// Prompt tokens read from a prompt cache (usually priced lower).
+    pub cache_read: u64,
+    /// Prompt tokens written into a prompt cache (Anthropic prices these higher).
+    pub cache_write: u64,
+    /// Every generated token, reasoning included.
+    pub output: u64,
+    /// The part of `output` the model spent thinking.
+    pub reasoning: u64,
+}
+
+impl TokenClasses {
+    /// All prompt tokens, whatever their class.
+    pub fn prompt(&self) -> u64 {
+        self.uncached_prompt
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_write)
+    }
 }
 
 /// What each token class cost, in exact (unrounded) micro-credits, and the charge: their sum
@@ -270,17 +295,9 @@ mod tests {
             ModelPrice::new(dec("0.002"), dec("0.008"))
                 .with_cache_prices(dec("0.0005"), dec("0.002")),
         );
-        let usage = crate::chat::Usage {
-            prompt_tokens_details: Some(crate::chat::PromptTokensDetails {
-                cached_tokens: Some(2000),
-                ..Default::default()
-            }),
-            completion_tokens_details: Some(crate::chat::CompletionTokensDetails {
-                reasoning_tokens: Some(300),
-                ..Default::default()
-            }),
-            ..crate::chat::Usage::new(3000, 500)
-        };
+        let usage = crate::chat::Usage::new(3000, 500)
+            .with_cached_tokens(2000)
+            .with_reasoning_tokens(300);
         let breakdown = terms.breakdown(&usage.classes()).unwrap();
         assert_eq!(breakdown.cost_micros, 2_450_000);
         assert_eq!(breakdown.uncached_prompt.tokens, 1000);

@@ -38,7 +38,11 @@ pub struct ProviderCall<'a> {
 ///
 /// use async_trait::async_trait;
 /// use futures::StreamExt;
-/// use llmgate_core::*;
+/// use llmgate_core::catalog::Deployment;
+/// use llmgate_core::chat::{ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, Usage};
+/// use llmgate_core::pricing::ModelPrice;
+/// use llmgate_core::provider::{ChunkStream, ProviderCall};
+/// use llmgate_core::{Caller, Gateway, Provider, Result, tokens};
 ///
 /// #[derive(Debug)]
 /// struct Canned {
@@ -56,40 +60,23 @@ pub struct ProviderCall<'a> {
 ///     }
 ///
 ///     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
-///         Ok(ChatResponse {
-///             id: "canned-1".into(),
-///             object: "chat.completion".into(),
-///             created: 0,
-///             model: call.request.model.clone(),
-///             choices: vec![Choice {
-///                 index: 0,
-///                 message: Message::assistant(self.text.clone()),
-///                 finish_reason: Some(FinishReason::Stop),
-///                 logprobs: None,
-///             }],
-///             usage: Some(Usage::new(tokens::estimate_prompt_tokens(call.request), 2)),
-///             system_fingerprint: None,
-///             extra: Default::default(),
-///         })
+///         let usage = Usage::new(tokens::estimate_prompt_tokens(call.request), 2);
+///         Ok(ChatResponse::assistant(&call.request.model, &self.text)
+///             .with_id("canned-1")
+///             .with_usage(usage))
 ///     }
 ///
 ///     async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream> {
 ///         let model = call.request.model.as_str();
-///         let mut text = ChatChunk::empty("canned-1", model, 0);
-///         text.choices.push(ChunkChoice {
-///             index: 0,
-///             delta: Delta {
-///                 role: Some(Role::Assistant),
-///                 content: Some(self.text.clone()),
-///                 ..Delta::default()
-///             },
-///             finish_reason: Some(FinishReason::Stop),
-///             logprobs: None,
-///         });
-///         // The last chunk carries the usage the gateway charges by.
-///         let mut usage = ChatChunk::empty("canned-1", model, 0);
-///         usage.usage = Some(Usage::new(tokens::estimate_prompt_tokens(call.request), 2));
-///         Ok(futures::stream::iter([Ok(text), Ok(usage)]).boxed())
+///         let chunks = [
+///             ChatChunk::start("canned-1", model, 0),
+///             ChatChunk::text("canned-1", model, 0, &self.text),
+///             ChatChunk::finish("canned-1", model, 0, FinishReason::Stop),
+///             // The last chunk carries the usage the gateway charges by.
+///             ChatChunk::empty("canned-1", model, 0)
+///                 .with_usage(Usage::new(tokens::estimate_prompt_tokens(call.request), 2)),
+///         ];
+///         Ok(futures::stream::iter(chunks.map(Ok)).boxed())
 ///     }
 /// }
 ///

@@ -29,7 +29,9 @@ pub struct StoredKey {
 /// use std::sync::Arc;
 ///
 /// use async_trait::async_trait;
-/// use llmgate_core::*;
+/// use llmgate_core::keys::{KeyVault, Secret, StoredKey};
+/// use llmgate_core::memory::MemoryKeyVault;
+/// use llmgate_core::{Error, Gateway, Result};
 ///
 /// #[derive(Debug, Default)]
 /// struct OpenAiKeysOnly {

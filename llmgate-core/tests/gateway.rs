@@ -10,6 +10,16 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::StreamExt;
 use llmgate_core::*;
+use llmgate_core::{
+    caller::Tier,
+    catalog::Deployment,
+    chat::{ChatChunk, ChatResponse, FinishReason, Usage},
+    credits::{KeySource, Page, TransactionKind, UsageGroup, UsageQuery},
+    keys::{KeyVault, Secret},
+    memory::MemoryKeyVault,
+    pricing::ModelPrice,
+    provider::{ChunkStream, ProviderCall},
+};
 use support::{dec, fund, ledger_counts, request, text_chunk};
 
 /// What a scripted provider does on one call.
@@ -79,21 +89,13 @@ impl Provider for Scripted {
 
     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
         match self.next(&call) {
-            Script::Answer { text, usage } => Ok(ChatResponse {
-                id: "r1".into(),
-                object: "chat.completion".into(),
-                created: 1,
-                model: call.request.model.clone(),
-                choices: vec![Choice {
-                    index: 0,
-                    message: Message::assistant(text),
-                    finish_reason: Some(FinishReason::Stop),
-                    logprobs: None,
-                }],
-                usage: usage.map(|(p, c)| Usage::new(p, c)),
-                system_fingerprint: None,
-                extra: Default::default(),
-            }),
+            Script::Answer { text, usage } => {
+                let mut response = ChatResponse::assistant(&call.request.model, text)
+                    .with_id("r1")
+                    .with_created(1);
+                response.usage = usage.map(|(p, c)| Usage::new(p, c));
+                Ok(response)
+            }
             Script::Fail(status) => Err(Error::from_upstream_status(self.name, status, "scripted")),
             Script::Stream { .. } => panic!("stream script on a JSON call"),
         }
@@ -115,9 +117,9 @@ impl Provider for Scripted {
                 } else {
                     items.push(Ok(text_chunk(None, Some(FinishReason::Stop))));
                     if let Some((p, c)) = usage {
-                        let mut last = ChatChunk::empty("c1", "up", 1);
-                        last.usage = Some(Usage::new(p, c));
-                        items.push(Ok(last));
+                        items.push(Ok(
+                            ChatChunk::empty("c1", "up", 1).with_usage(Usage::new(p, c))
+                        ));
                     }
                 }
                 Ok(Box::pin(futures::stream::iter(items)))
@@ -379,6 +381,7 @@ async fn stream_is_charged_from_its_usage_chunk_and_reports_the_cost() {
     assert!(last.choices.is_empty());
     assert_eq!(last.usage.as_ref().unwrap().completion_tokens, 600);
     assert_eq!(last.extra["llmgate"]["cost_micros"], 700_000);
+    assert_eq!(last.cost().map(|cost| cost.cost_micros), Some(700_000));
     assert_eq!(
         gateway.credits().balance("u").await.unwrap(),
         10_000_000 - 700_000

@@ -4,7 +4,10 @@
 //! output) at prices of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use llmgate_core::{Decimal, ModelPrice, PriceTerms, TokenClasses, Usage};
+use llmgate_core::{
+    chat::Usage,
+    pricing::{Decimal, ModelPrice, PriceTerms, TokenClasses},
+};
 
 /// xorshift64*: deterministic, so a failure names a case that replays.
 struct XorShift(u64);

@@ -10,6 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llmgate_core::*;
+use llmgate_core::{
+    credits::{Credit, CreditKind, CreditStore},
+    memory::MemoryCreditStore,
+};
 use support::*;
 
 fn reserving(store: Arc<dyn CreditStore>, step: Step, calls: &Calls) -> Gateway {

@@ -11,6 +11,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use llmgate_core::*;
+use llmgate_core::{
+    caller::Tier,
+    catalog::{Deployment, Privacy},
+    chat::{ChatRequest, Message},
+    gateway::Completion,
+    limits::{Admission, Quota, RateLimiter},
+    power::{PowerLevel, PowerLevelPolicy},
+    pricing::ModelPrice,
+    routing::{Candidate, CandidateState, RouteFacts, SharedCooldowns, Strategy},
+};
 use support::*;
 use tokio::time::Instant;
 
@@ -985,6 +995,11 @@ async fn a_user_over_the_tiers_rpm_gets_a_429_with_retry_after() {
     assert_eq!(error.kind(), ErrorKind::RateLimited);
     assert_eq!(error.code(), Some("rate_limit_exceeded"));
     assert_eq!(error.retry_after(), Some(Duration::from_secs(30)));
+    assert_eq!(
+        error.message(),
+        "Rate limit reached: your tier allows 2 requests per minute. Try again in 30 s."
+    );
+    assert!(!error.message().contains("  "), "{}", error.message());
     assert_eq!(order(&calls).len(), 2);
     assert_eq!(ledger_counts(&gateway, "u").await, (2, 2, 0));
     // Another user has a budget of their own.

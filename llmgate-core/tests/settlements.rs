@@ -10,7 +10,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use llmgate_core::credits::forwarding::ForwardingCreditStore;
 use llmgate_core::*;
+use llmgate_core::{
+    catalog::Deployment,
+    credits::{
+        CreditStore, Hold, HoldRequest, LedgerWrite, UsageRecord, Written, write_one_by_one,
+    },
+    keys::Secret,
+    memory::MemoryCreditStore,
+    pricing::ModelPrice,
+};
 use support::*;
 
 /// The in-memory ledger behind a slow or broken connection.
@@ -33,7 +43,10 @@ impl Flaky {
 }
 
 #[async_trait]
-impl CreditStore for Flaky {
+impl ForwardingCreditStore for Flaky {
+    fn inner(&self) -> &dyn CreditStore {
+        &self.inner
+    }
     async fn hold(&self, request: HoldRequest) -> Result<Hold> {
         self.write().await?;
         self.inner.hold(request).await
@@ -50,20 +63,9 @@ impl CreditStore for Flaky {
         self.write().await?;
         self.inner.record_usage(usage).await
     }
-    async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
-        self.inner.credit(credit).await
-    }
-    async fn balance(&self, user_id: &str) -> Result<i64> {
-        self.inner.balance(user_id).await
-    }
-    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
-        self.inner.transactions(user_id, page).await
-    }
-    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
-        self.inner.usage(query).await
-    }
-    async fn reclaim_expired(&self) -> Result<u64> {
-        self.inner.reclaim_expired().await
+    /// Each write through the delay and the outage above.
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
+        write_one_by_one(self, writes).await
     }
 }
 

@@ -9,8 +9,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use llmgate_core::chat::{CompletionTokensDetails, PromptTokensDetails};
 use llmgate_core::*;
+use llmgate_core::{
+    catalog::Deployment,
+    chat::{ChatChunk, ChatResponse, FinishReason, Usage},
+    credits::{Page, Transaction, TransactionKind, UsageGroup, UsageQuery, UsageRow},
+    pricing::{ModelPrice, PriceTerms},
+    provider::{ChunkStream, ProviderCall},
+};
 use support::{dec, fund, request, text_chunk, tier};
 
 /// Answers "ok" reporting a fixed usage, whole or as a stream ending in a usage-only chunk.
@@ -28,26 +34,14 @@ impl Provider for Reports {
     }
 
     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
-        Ok(ChatResponse {
-            id: "r1".into(),
-            object: "chat.completion".into(),
-            created: 1,
-            model: call.request.model.clone(),
-            choices: vec![Choice {
-                index: 0,
-                message: Message::assistant("ok"),
-                finish_reason: Some(FinishReason::Stop),
-                logprobs: None,
-            }],
-            usage: Some(self.0.clone()),
-            system_fingerprint: None,
-            extra: Default::default(),
-        })
+        Ok(ChatResponse::assistant(&call.request.model, "ok")
+            .with_id("r1")
+            .with_created(1)
+            .with_usage(self.0.clone()))
     }
 
     async fn chat_stream(&self, _call: ProviderCall<'_>) -> Result<ChunkStream> {
-        let mut last = ChatChunk::empty("c1", "up", 1);
-        last.usage = Some(self.0.clone());
+        let last = ChatChunk::empty("c1", "up", 1).with_usage(self.0.clone());
         let items = vec![
             Ok(text_chunk(Some("ok"), None)),
             Ok(text_chunk(None, Some(FinishReason::Stop))),
@@ -60,14 +54,9 @@ impl Provider for Reports {
 /// Anthropic's report: input 100, cache read 2000, cache write 1000, output 500, as the
 /// adapter normalises it (the prompt counts every class).
 fn anthropic_usage() -> Usage {
-    Usage {
-        prompt_tokens_details: Some(PromptTokensDetails {
-            cached_tokens: Some(2000),
-            cache_creation_tokens: Some(1000),
-            ..Default::default()
-        }),
-        ..Usage::new(3100, 500)
-    }
+    Usage::new(3100, 500)
+        .with_cached_tokens(2000)
+        .with_cache_creation_tokens(1000)
 }
 
 /// $0.003 in, $0.0003 cache read, $0.00375 cache write, $0.015 out per 1K.
@@ -77,17 +66,9 @@ fn anthropic_price() -> ModelPrice {
 
 /// OpenAI's report: prompt 3000 of which 2000 cached, completion 500 of which 300 reasoning.
 fn openai_usage() -> Usage {
-    Usage {
-        prompt_tokens_details: Some(PromptTokensDetails {
-            cached_tokens: Some(2000),
-            ..Default::default()
-        }),
-        completion_tokens_details: Some(CompletionTokensDetails {
-            reasoning_tokens: Some(300),
-            ..Default::default()
-        }),
-        ..Usage::new(3000, 500)
-    }
+    Usage::new(3000, 500)
+        .with_cached_tokens(2000)
+        .with_reasoning_tokens(300)
 }
 
 /// $0.002 in, $0.0005 cache read, $0.008 out per 1K (cache writes at the input price).
@@ -224,6 +205,14 @@ async fn streamed_examples_are_charged_the_same_and_end_with_the_breakdown() {
         assert_eq!(llmgate["cost_micros"], expected);
         assert_eq!(llmgate["cost_breakdown"]["cost_micros"], expected);
         assert_eq!(llmgate["cost_breakdown"]["cache_read"]["tokens"], 2000);
+        // The typed cost is the one the JSON was made from.
+        let cost = last.cost().expect("the last chunk carries the cost");
+        assert_eq!(cost.cost_micros, expected);
+        assert_eq!(cost.cache_read.tokens, 2000);
+        assert_eq!(
+            llmgate["cost_breakdown"],
+            serde_json::to_value(cost).unwrap()
+        );
         let usage = last.usage.as_ref().unwrap();
         assert_eq!(
             usage.prompt_tokens_details.as_ref().unwrap().cached_tokens,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use llmgate_core::credits::{UsageGroup, UsageQuery};
 use llmgate_core::*;
 use support::*;
 

@@ -1,7 +1,8 @@
 //! A Redis read-through cache for balances, shared by every replica.
 //!
 //! Only [`CreditStore::balance`] reads the cache; holds and every other step go to the ledger,
-//! so a stale cache can never let a request spend credits it does not have.
+//! so a stale cache can never let a request spend credits it does not have. Usage records,
+//! statements and usage reads pass through unchanged (usage moves no balance).
 //!
 //! Each cached balance is tagged with two counters read *before* the ledger was asked: the
 //! user's generation (bumped after each write for that user) and a global epoch (bumped after
@@ -18,8 +19,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, LedgerWrite, Page, Result,
-    Transaction, UsageQuery, UsageRecord, UsageRow, Written,
+    Error, Result,
+    credits::{
+        Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, UsageRecord, Written,
+    },
 };
 use redis::RedisResult;
 use redis::aio::ConnectionManager;
@@ -222,48 +225,35 @@ impl CachedCreditStore {
     async fn invalidate(&self, user_id: &str) {
         let generation = self.generation_key(user_id);
         let value = self.value_key(user_id);
-        let mut redis = self.redis.clone();
-        let done = self
-            .run("invalidate", async move {
-                redis::pipe()
-                    .atomic()
-                    .cmd("INCR")
-                    .arg(&generation)
-                    .ignore()
-                    .cmd("EXPIRE")
-                    .arg(&generation)
-                    .arg(COUNTER_TTL_SECS)
-                    .ignore()
-                    .cmd("DEL")
-                    .arg(&value)
-                    .ignore()
-                    .query_async::<()>(&mut redis)
-                    .await
-            })
-            .await;
-        if done.is_none() {
-            self.health.lost_invalidation.store(true, Ordering::SeqCst);
-        }
+        self.bump("invalidate", generation, Some(value)).await;
     }
 
     /// After a write that may touch any user (a reclaim), or to make up for a lost
     /// invalidation: bump the epoch. Returns whether that reached Redis.
     async fn invalidate_all(&self) -> bool {
-        let epoch = self.epoch_key();
+        self.bump("invalidate all", self.epoch_key(), None).await
+    }
+
+    /// Bump a tag counter (keeping it alive [`COUNTER_TTL_SECS`]) and drop `entry` with it, as
+    /// one atomic step. Returns whether that reached Redis; when not, the invalidation is
+    /// lost and made up for before the cache is read again.
+    async fn bump(&self, what: &'static str, counter: String, entry: Option<String>) -> bool {
         let mut redis = self.redis.clone();
         let done = self
-            .run("invalidate all", async move {
-                redis::pipe()
-                    .atomic()
+            .run(what, async move {
+                let mut pipe = redis::pipe();
+                pipe.atomic()
                     .cmd("INCR")
-                    .arg(&epoch)
+                    .arg(&counter)
                     .ignore()
                     .cmd("EXPIRE")
-                    .arg(&epoch)
+                    .arg(&counter)
                     .arg(COUNTER_TTL_SECS)
-                    .ignore()
-                    .query_async::<()>(&mut redis)
-                    .await
+                    .ignore();
+                if let Some(entry) = &entry {
+                    pipe.cmd("DEL").arg(entry).ignore();
+                }
+                pipe.query_async::<()>(&mut redis).await
             })
             .await;
         if done.is_none() {
@@ -323,7 +313,11 @@ impl CachedCreditStore {
 }
 
 #[async_trait]
-impl CreditStore for CachedCreditStore {
+impl llmgate_core::credits::forwarding::ForwardingCreditStore for CachedCreditStore {
+    fn inner(&self) -> &dyn CreditStore {
+        &*self.inner
+    }
+
     async fn hold(&self, request: HoldRequest) -> Result<Hold> {
         let user_id = request.user_id.clone();
         let result = self.inner.hold(request).await;
@@ -341,11 +335,6 @@ impl CreditStore for CachedCreditStore {
         let result = self.inner.release(hold).await;
         self.invalidate(&hold.user_id).await;
         result
-    }
-
-    async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
-        // Usage does not move a balance.
-        self.inner.record_usage(usage).await
     }
 
     async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
@@ -392,14 +381,6 @@ impl CreditStore for CachedCreditStore {
         let balance = self.inner.balance(user_id).await?;
         self.store_balance(user_id, &tag, balance).await;
         Ok(balance)
-    }
-
-    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
-        self.inner.transactions(user_id, page).await
-    }
-
-    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
-        self.inner.usage(query).await
     }
 
     async fn reclaim_expired(&self) -> Result<u64> {

@@ -2,11 +2,7 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Error, Hold, HoldRequest, LedgerWrite, Page, Result,
-    Transaction, UsageQuery, UsageRecord, UsageRow, Written,
-};
+use llmgate_core::{Error, Result, credits::CreditStore};
 
 use crate::{PostgresCreditStore, SqliteCreditStore};
 
@@ -113,55 +109,15 @@ impl SqlCreditStore {
             SqlCreditStore::Postgres(store) => store.ready().await,
         }
     }
+}
 
-    fn store(&self) -> &dyn CreditStore {
+/// Every call goes to the backend the URL named.
+impl llmgate_core::credits::forwarding::ForwardingCreditStore for SqlCreditStore {
+    fn inner(&self) -> &dyn CreditStore {
         match self {
             SqlCreditStore::Sqlite(store) => store,
             SqlCreditStore::Postgres(store) => store,
         }
-    }
-}
-
-#[async_trait]
-impl CreditStore for SqlCreditStore {
-    async fn hold(&self, request: HoldRequest) -> Result<Hold> {
-        self.store().hold(request).await
-    }
-
-    async fn settle(&self, hold: &Hold, usage: &UsageRecord) -> Result<i64> {
-        self.store().settle(hold, usage).await
-    }
-
-    async fn release(&self, hold: &Hold) -> Result<()> {
-        self.store().release(hold).await
-    }
-
-    async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
-        self.store().record_usage(usage).await
-    }
-
-    async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
-        self.store().credit(credit).await
-    }
-
-    async fn balance(&self, user_id: &str) -> Result<i64> {
-        self.store().balance(user_id).await
-    }
-
-    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
-        self.store().transactions(user_id, page).await
-    }
-
-    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
-        self.store().usage(query).await
-    }
-
-    async fn reclaim_expired(&self) -> Result<u64> {
-        self.store().reclaim_expired().await
-    }
-
-    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
-        self.store().write_batch(writes).await
     }
 }
 

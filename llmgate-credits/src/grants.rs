@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llmgate_core::memory::day_of;
-use llmgate_core::{Credit, CreditKind, CreditOutcome, CreditStore, Result};
+use llmgate_core::{
+    Result,
+    credits::{Credit, CreditKind, CreditOutcome, CreditStore},
+};
 
 /// The calendar month (UTC) of a Unix time, as `YYYY-MM`.
 pub fn month_of(unix_secs: i64) -> String {

@@ -19,7 +19,7 @@ const MAX_CONNECTIONS: u32 = 16;
 /// without it (releases of abandoned holds, tests).
 const LEDGER_CONNECTIONS: u32 = 4;
 
-/// A [`CreditStore`](llmgate_core::CreditStore) in PostgreSQL. Every step is one
+/// A [`CreditStore`](llmgate_core::credits::CreditStore) in PostgreSQL. Every step is one
 /// read-committed transaction whose conditional `UPDATE`/`DELETE … RETURNING` statements
 /// decide races between replicas; the migrations run under sqlx's advisory lock, so replicas
 /// may start together.

@@ -12,7 +12,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmgate_core::{Admission, Error, Quota, RateLimiter, Result, SharedCooldowns};
+use llmgate_core::{
+    Error, Result,
+    limits::{Admission, Quota, RateLimiter},
+    routing::SharedCooldowns,
+};
 use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
 
@@ -497,9 +501,9 @@ mod tests {
 
         async fn chat(
             &self,
-            call: llmgate_core::ProviderCall<'_>,
-        ) -> Result<llmgate_core::ChatResponse> {
-            use llmgate_core::{ChatResponse, Choice, FinishReason, Message, Usage};
+            call: llmgate_core::provider::ProviderCall<'_>,
+        ) -> Result<llmgate_core::chat::ChatResponse> {
+            use llmgate_core::chat::{ChatResponse, Choice, FinishReason, Message, Usage};
             Ok(ChatResponse {
                 id: "1".into(),
                 object: "chat.completion".into(),
@@ -519,8 +523,8 @@ mod tests {
 
         async fn chat_stream(
             &self,
-            _call: llmgate_core::ProviderCall<'_>,
-        ) -> Result<llmgate_core::ChunkStream> {
+            _call: llmgate_core::provider::ProviderCall<'_>,
+        ) -> Result<llmgate_core::provider::ChunkStream> {
             Err(Error::invalid_request("no streams"))
         }
     }
@@ -528,7 +532,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn two_gateways_sharing_a_redis_limiter_enforce_one_user_rpm_together() {
         use llmgate_core::{
-            Caller, ChatRequest, Deployment, ErrorKind, Gateway, Message, ModelPrice, Tier,
+            Caller, ErrorKind, Gateway,
+            caller::Tier,
+            catalog::Deployment,
+            chat::{ChatRequest, Message},
+            pricing::ModelPrice,
         };
         let Some(url) = redis_url().await else {
             return;

@@ -19,7 +19,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// SQLite runs one writer at a time; a few connections serve concurrent readers.
 const MAX_CONNECTIONS: u32 = 8;
 
-/// A [`CreditStore`](llmgate_core::CreditStore) in a SQLite database (WAL mode, foreign keys
+/// A [`CreditStore`](llmgate_core::credits::CreditStore) in a SQLite database (WAL mode, foreign keys
 /// on). Every step is one `BEGIN IMMEDIATE` transaction.
 ///
 /// Writes go through a pool of their own with one connection: SQLite runs one writer at a
@@ -197,7 +197,7 @@ sql_credit_store!(SqliteCreditStore, sqlx::Sqlite);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llmgate_core::{Credit, CreditKind, CreditStore};
+    use llmgate_core::credits::{Credit, CreditKind, CreditStore};
 
     async fn synchronous_level(
         connection: impl sqlx::Executor<'_, Database = sqlx::Sqlite>,

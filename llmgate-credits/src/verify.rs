@@ -73,7 +73,7 @@ impl fmt::Display for AccountProblem {
     }
 }
 
-/// What [`verify`](crate::SqlCreditStore::verify_ledger) found.
+/// What `SqlCreditStore::verify_ledger` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerReport {
     /// How many accounts were checked.

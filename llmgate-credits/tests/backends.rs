@@ -4,7 +4,10 @@
 
 mod support;
 
-use llmgate_core::{CreditStore, ErrorKind, HoldRequest};
+use llmgate_core::{
+    ErrorKind,
+    credits::{CreditStore, HoldRequest},
+};
 use llmgate_credits::{Backend, PostgresCreditStore, SqlCreditStore, SqliteCreditStore};
 
 use support::{TestPostgres, TestSqlite, top_up};

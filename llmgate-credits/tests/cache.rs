@@ -7,7 +7,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llmgate_core::{CreditStore, ErrorKind, HoldRequest};
+use llmgate_core::{
+    ErrorKind,
+    credits::{CreditStore, HoldRequest},
+};
 use llmgate_credits::{CacheSettings, CachedCreditStore, SqliteCreditStore};
 use redis::aio::MultiplexedConnection;
 

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::future::join_all;
-use llmgate_core::{CreditStore, ErrorKind, HoldRequest};
+use llmgate_core::{
+    ErrorKind,
+    credits::{CreditStore, HoldRequest},
+};
 use llmgate_credits::PostgresCreditStore;
 
 use support::{ledger_totals, top_up, unique, usage_record};
@@ -176,9 +179,9 @@ async fn credit_race(stores: Vec<Arc<dyn CreditStore>>) {
     let key = unique("stripe:cs_");
     let attempts = (0..40).map(|i| {
         let store = stores[i % stores.len()].clone();
-        let credit = llmgate_core::Credit {
+        let credit = llmgate_core::credits::Credit {
             user_id: user.clone(),
-            kind: llmgate_core::CreditKind::TopUp,
+            kind: llmgate_core::credits::CreditKind::TopUp,
             amount_micros: 1_000,
             idempotency_key: key.clone(),
             reason: "race".into(),

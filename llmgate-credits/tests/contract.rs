@@ -12,8 +12,11 @@ mod cases {
     use std::sync::Arc;
 
     use llmgate_core::{
-        Credit, CreditKind, CreditStore, ErrorKind, Hold, HoldRequest, KeySource, Page,
-        TransactionKind, UsageGroup, UsageQuery,
+        ErrorKind,
+        credits::{
+            Credit, CreditKind, CreditStore, Hold, HoldRequest, KeySource, Page, TransactionKind,
+            UsageGroup, UsageQuery,
+        },
     };
 
     use super::support::{ledger_totals, top_up, unique, usage_record};
@@ -342,7 +345,7 @@ mod cases {
             to_day: to.map(str::to_owned),
             group_by: group,
         };
-        let summary = |rows: Vec<llmgate_core::UsageRow>| {
+        let summary = |rows: Vec<llmgate_core::credits::UsageRow>| {
             rows.into_iter()
                 .map(|r| {
                     assert_eq!(r.prompt_tokens, 10 * r.requests);
@@ -473,7 +476,10 @@ mod cases {
     /// one alone and one in a batch: the charges are exact and every class is kept on the
     /// charge entry and summed in usage.
     pub async fn token_classes_are_charged_exactly_and_kept(store: Arc<dyn CreditStore>) {
-        use llmgate_core::{Decimal, LedgerWrite, ModelPrice, PriceTerms, TokenClasses};
+        use llmgate_core::{
+            credits::LedgerWrite,
+            pricing::{Decimal, ModelPrice, PriceTerms, TokenClasses},
+        };
         let dec = |text: &str| text.parse::<Decimal>().unwrap();
         let terms = |price| PriceTerms {
             price,

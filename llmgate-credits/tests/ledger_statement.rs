@@ -83,7 +83,7 @@ async fn old_ledger_is_migrated_into_a_statement(url: &str, backend: &str) {
     assert!(report.is_exact(), "{:?}", report.problems);
     assert_eq!(report.accounts_checked, 1);
 
-    let ledger: std::sync::Arc<dyn llmgate_core::CreditStore> = match store.clone() {
+    let ledger: std::sync::Arc<dyn llmgate_core::credits::CreditStore> = match store.clone() {
         SqlCreditStore::Sqlite(s) => std::sync::Arc::new(s),
         SqlCreditStore::Postgres(s) => std::sync::Arc::new(s),
     };
@@ -94,7 +94,7 @@ async fn old_ledger_is_migrated_into_a_statement(url: &str, backend: &str) {
 
     // New rows continue the statement after the migrated ones.
     let hold = ledger
-        .hold(llmgate_core::HoldRequest {
+        .hold(llmgate_core::credits::HoldRequest {
             user_id: "ann".into(),
             request_id: "r4".into(),
             amount_micros: 100,

@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
-use llmgate_core::{CreditStore, HoldRequest, Page, TransactionKind};
+use llmgate_core::credits::{CreditStore, HoldRequest, Page, TransactionKind};
 use llmgate_credits::{PostgresCreditStore, SqliteCreditStore, connect_credit_store};
 
 use support::{Fixture, ledger_totals, top_up, unique};

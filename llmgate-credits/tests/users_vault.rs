@@ -10,7 +10,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llmgate_core::{CreditStore, ErrorKind, KeyVault, Secret};
+use llmgate_core::{
+    ErrorKind,
+    credits::CreditStore,
+    keys::{KeyVault, Secret},
+};
 use llmgate_credits::users::{DirectorySettings, UserRole, UserUpdate, key_digest};
 use llmgate_credits::vault::VaultSettings;
 use llmgate_credits::{

@@ -5,7 +5,7 @@
 
 mod support;
 
-use llmgate_core::{
+use llmgate_core::credits::{
     Credit, CreditKind, CreditStore, Hold, HoldRequest, KeySource, LedgerWrite, UsageGroup,
     UsageQuery, UsageRecord, Written,
 };

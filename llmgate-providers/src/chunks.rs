@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 
 use futures::{FutureExt, Stream, StreamExt};
-use llmgate_core::{ChatChunk, ChunkChoice, ChunkStream, Delta, Error, FinishReason, Result};
+use llmgate_core::{Error, Result, chat::ChatChunk, provider::ChunkStream};
 
 /// A wire family's stream state machine: events in, OpenAI-style chunks out.
 pub(crate) trait ChunkDecoder: Send + 'static {
@@ -83,24 +83,6 @@ pub(crate) fn replay(chunks: Vec<ChatChunk>) -> ChunkStream {
     Box::pin(futures::stream::iter(
         chunks.into_iter().map(Ok::<_, Error>),
     ))
-}
-
-/// A chunk with the one choice every non-OpenAI family streams.
-pub(crate) fn choice_chunk(
-    id: &str,
-    model: &str,
-    created: u64,
-    delta: Delta,
-    finish_reason: Option<FinishReason>,
-) -> ChatChunk {
-    let mut chunk = ChatChunk::empty(id, model, created);
-    chunk.choices.push(ChunkChoice {
-        index: 0,
-        delta,
-        finish_reason,
-        logprobs: None,
-    });
-    chunk
 }
 
 /// Run `decoder` over `events` as [`chunk_stream`] would: every chunk as JSON, and how the

@@ -3,14 +3,19 @@
 
 use async_trait::async_trait;
 use llmgate_core::{
-    ChatChunk, ChatRequest, ChatResponse, Choice, ChunkStream, Delta, FinishReason, Message,
-    Provider, ProviderCall, Result, Role, Usage, tokens,
+    Provider, Result,
+    chat::{ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, Role, Usage},
+    provider::{ChunkStream, ProviderCall},
+    tokens,
 };
 
-use crate::chunks::{choice_chunk, replay};
+use crate::chunks::replay;
 
 /// The upstream model id of the demo's one model.
 pub const DEMO_MODEL: &str = "echo";
+
+/// The id of every demo completion.
+const DEMO_ID: &str = "chatcmpl-demo";
 
 /// A provider that needs no network and no key.
 #[derive(Debug, Clone)]
@@ -61,21 +66,12 @@ impl Provider for DemoProvider {
     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
         let reply = Self::reply(call.request);
         let finish = finish_reason(call.request, &reply);
-        Ok(ChatResponse {
-            id: "chatcmpl-demo".to_owned(),
-            object: "chat.completion".to_owned(),
-            created: llmgate_core::memory::unix_now() as u64,
-            model: call.request.model.clone(),
-            usage: Some(Self::usage(call.request, &reply)),
-            choices: vec![Choice {
-                index: 0,
-                message: Message::assistant(reply),
-                finish_reason: Some(finish),
-                logprobs: None,
-            }],
-            system_fingerprint: None,
-            extra: Default::default(),
-        })
+        let usage = Self::usage(call.request, &reply);
+        Ok(ChatResponse::assistant(&call.request.model, reply)
+            .with_id(DEMO_ID)
+            .with_created(llmgate_core::memory::unix_now() as u64)
+            .with_usage(usage)
+            .with_finish_reason(finish))
     }
 
     async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream> {
@@ -83,30 +79,14 @@ impl Provider for DemoProvider {
         let finish = finish_reason(call.request, &reply);
         let created = llmgate_core::memory::unix_now() as u64;
         let model = call.request.model.as_str();
-        let chunk = |delta: Delta, finish_reason: Option<FinishReason>| {
-            choice_chunk("chatcmpl-demo", model, created, delta, finish_reason)
-        };
-        let mut chunks = vec![chunk(
-            Delta {
-                role: Some(Role::Assistant),
-                content: Some(String::new()),
-                ..Delta::default()
-            },
-            None,
-        )];
+        let mut chunks = vec![ChatChunk::start(DEMO_ID, model, created)];
         for word in reply.split_inclusive(' ') {
-            chunks.push(chunk(
-                Delta {
-                    content: Some(word.to_owned()),
-                    ..Delta::default()
-                },
-                None,
-            ));
+            chunks.push(ChatChunk::text(DEMO_ID, model, created, word));
         }
-        chunks.push(chunk(Delta::default(), Some(finish)));
-        let mut usage_chunk = ChatChunk::empty("chatcmpl-demo", model, created);
-        usage_chunk.usage = Some(Self::usage(call.request, &reply));
-        chunks.push(usage_chunk);
+        chunks.push(ChatChunk::finish(DEMO_ID, model, created, finish));
+        chunks.push(
+            ChatChunk::empty(DEMO_ID, model, created).with_usage(Self::usage(call.request, &reply)),
+        );
         Ok(replay(chunks))
     }
 }

@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use llmgate_core::{Error, ErrorKind, Result, Secret};
+use llmgate_core::{Error, ErrorKind, Result, keys::Secret};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 
-use crate::spec::BuildError;
+use crate::error::BuildError;
 
 /// Longest upstream detail copied into an error message, in characters.
 const MAX_DETAIL_CHARS: usize = 300;

@@ -4,6 +4,8 @@
 pub mod anthropic;
 mod chunks;
 pub mod demo;
+mod error;
+mod family;
 mod http;
 pub mod ollama;
 pub mod openai;
@@ -14,8 +16,10 @@ pub mod tokenizer;
 
 pub use anthropic::{Anthropic, AnthropicConfig};
 pub use demo::DemoProvider;
+pub use error::BuildError;
+pub use family::WireFamily;
 pub use ollama::{Ollama, OllamaConfig};
 pub use openai::{OpenAiCompatible, OpenAiConfig};
 pub use presets::{AuthStyle, Preset, Quirks, is_openai_reasoning_model, preset, presets};
 pub use resolve::{model_resolver, resolve_model};
-pub use spec::{BuildError, ProviderSpec, WireFamily, build_provider};
+pub use spec::{ProviderSpec, build_provider};

@@ -1,7 +1,7 @@
 //! Well-known providers: their wire family, base URL, auth style and quirks, so a config can
 //! say `name: groq, kind: openai` and nothing else.
 
-use crate::spec::WireFamily;
+use crate::family::{ANTHROPIC_API_BASE, OLLAMA_API_BASE, WireFamily};
 
 /// How a provider wants its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +130,7 @@ const PRESETS: &[Preset] = &[
     Preset {
         name: "anthropic",
         family: WireFamily::Anthropic,
-        api_base: crate::anthropic::DEFAULT_API_BASE,
+        api_base: ANTHROPIC_API_BASE,
         auth: AuthStyle::XApiKey,
         local: false,
         key_env: Some("ANTHROPIC_API_KEY"),
@@ -223,7 +223,7 @@ const PRESETS: &[Preset] = &[
     Preset {
         name: "ollama",
         family: WireFamily::Ollama,
-        api_base: crate::ollama::DEFAULT_API_BASE,
+        api_base: OLLAMA_API_BASE,
         auth: AuthStyle::OptionalBearer,
         local: true,
         key_env: None,

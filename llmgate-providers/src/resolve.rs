@@ -14,7 +14,10 @@
 //! assert!(resolve_model("claude-3-5-haiku-latest", &["openai"]).is_none());
 //! ```
 
-use llmgate_core::{Decimal, Deployment, ModelPrice, Privacy};
+use llmgate_core::{
+    catalog::{Deployment, Privacy},
+    pricing::{Decimal, ModelPrice},
+};
 
 use crate::presets::preset;
 
@@ -252,14 +255,15 @@ mod tests {
         Decimal::from_str(text).unwrap()
     }
 
-    fn prices_of(model: &str) -> (String, String, String, String) {
+    fn prices_of(model: &str) -> [String; 4] {
         let price = resolve_model(model, ALL).unwrap().price.unwrap();
-        (
-            price.input_per_1k.normalize().to_string(),
-            price.output_per_1k.normalize().to_string(),
-            price.cache_read_per_1k.normalize().to_string(),
-            price.cache_write_per_1k.normalize().to_string(),
-        )
+        [
+            price.input_per_1k,
+            price.output_per_1k,
+            price.cache_read_per_1k,
+            price.cache_write_per_1k,
+        ]
+        .map(|per_1k| per_1k.normalize().to_string())
     }
 
     const ALL: &[&str] = &["openai", "anthropic", "groq", "ollama", "openrouter"];
@@ -333,38 +337,27 @@ mod tests {
     #[test]
     fn cached_prompt_tokens_carry_the_providers_list_ratios() {
         // (input, output, cache read, cache write) per 1K tokens.
-        let strs = |a: &str, b: &str, c: &str, d: &str| {
-            (a.to_owned(), b.to_owned(), c.to_owned(), d.to_owned())
-        };
-        assert_eq!(
-            prices_of("claude-sonnet-4-5"),
-            strs("0.003", "0.015", "0.0003", "0.00375")
-        );
-        assert_eq!(
-            prices_of("claude-3-5-haiku-latest"),
-            strs("0.0008", "0.004", "0.00008", "0.001")
-        );
-        assert_eq!(
-            prices_of("gpt-4o"),
-            strs("0.0025", "0.01", "0.00125", "0.0025")
-        );
-        assert_eq!(
-            prices_of("gpt-4.1"),
-            strs("0.002", "0.008", "0.0005", "0.002")
-        );
-        assert_eq!(
-            prices_of("o4-mini-2025-04-16"),
-            strs("0.0011", "0.0044", "0.000275", "0.0011")
-        );
-        assert_eq!(
-            prices_of("claude-3-haiku-20240307"),
-            strs("0.00025", "0.00125", "0.00003", "0.0003")
-        );
-        // No cache discount on the models that never had one.
-        assert_eq!(
-            prices_of("gpt-3.5-turbo"),
-            strs("0.0005", "0.0015", "0.0005", "0.0005")
-        );
+        for (model, prices) in [
+            ("claude-sonnet-4-5", ["0.003", "0.015", "0.0003", "0.00375"]),
+            (
+                "claude-3-5-haiku-latest",
+                ["0.0008", "0.004", "0.00008", "0.001"],
+            ),
+            ("gpt-4o", ["0.0025", "0.01", "0.00125", "0.0025"]),
+            ("gpt-4.1", ["0.002", "0.008", "0.0005", "0.002"]),
+            (
+                "o4-mini-2025-04-16",
+                ["0.0011", "0.0044", "0.000275", "0.0011"],
+            ),
+            (
+                "claude-3-haiku-20240307",
+                ["0.00025", "0.00125", "0.00003", "0.0003"],
+            ),
+            // No cache discount on the models that never had one.
+            ("gpt-3.5-turbo", ["0.0005", "0.0015", "0.0005", "0.0005"]),
+        ] {
+            assert_eq!(prices_of(model), prices.map(str::to_owned), "{model}");
+        }
     }
 
     #[test]

@@ -8,24 +8,11 @@ use llmgate_core::Provider;
 
 use crate::anthropic::{Anthropic, AnthropicConfig};
 use crate::demo::DemoProvider;
+use crate::error::BuildError;
+use crate::family::{ANTHROPIC_API_BASE, OLLAMA_API_BASE, WireFamily};
 use crate::ollama::{Ollama, OllamaConfig};
 use crate::openai::{OpenAiCompatible, OpenAiConfig};
 use crate::presets::{Preset, preset};
-
-/// The wire family a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WireFamily {
-    /// OpenAI's chat completions API, spoken by OpenAI and most vendors (`/v1/chat/completions`).
-    OpenAi,
-    /// Anthropic's Messages API.
-    Anthropic,
-    /// Ollama's native chat API (`/api/chat`, NDJSON streams).
-    Ollama,
-    /// HuggingFace's OpenAI-compatible router; the OpenAI adapter with HuggingFace's base URL.
-    HuggingFace,
-    /// The offline echo provider; needs no network and no key.
-    Demo,
-}
 
 /// Everything needed to construct one provider. Start from [`ProviderSpec::new`]; every field
 /// left `None` takes the preset's or the family's default.
@@ -110,27 +97,13 @@ impl ProviderSpec {
             );
         }
         let family_default = match self.family {
-            WireFamily::Anthropic => crate::anthropic::DEFAULT_API_BASE,
-            WireFamily::Ollama => crate::ollama::DEFAULT_API_BASE,
+            WireFamily::Anthropic => ANTHROPIC_API_BASE,
+            WireFamily::Ollama => OLLAMA_API_BASE,
             WireFamily::HuggingFace => preset("huggingface")?.api_base,
             WireFamily::OpenAi | WireFamily::Demo => return None,
         };
         Some(family_default.to_owned())
     }
-}
-
-/// Why a provider could not be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// The description cannot make a provider (a bad URL or header, a family without a default base URL).
-    #[error("provider `{name}`: {reason}")]
-    Invalid {
-        /// The configured provider name.
-        name: String,
-        /// What is wrong, for the operator.
-        reason: String,
-    },
 }
 
 /// Construct a provider from its description, every unset field taking the preset's or the

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use llmgate_core::{
-    ChatChunk, ChatRequest, ErrorKind, FinishReason, Message, Provider, ProviderCall, Result,
-    Secret,
+    ErrorKind, Provider, Result,
+    chat::{ChatChunk, ChatRequest, FinishReason, Message},
+    keys::Secret,
+    provider::ProviderCall,
 };
 use llmgate_providers::anthropic::{API_VERSION, Anthropic, AnthropicConfig};
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, anthropic};

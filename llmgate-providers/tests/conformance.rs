@@ -14,8 +14,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use llmgate_core::chat::StreamOptions;
 use llmgate_core::{
-    ChatChunk, ChatRequest, ChatResponse, Error, ErrorKind, FinishReason, Message, Provider,
-    ProviderCall, Result, Secret,
+    Error, ErrorKind, Provider, Result,
+    chat::{ChatChunk, ChatRequest, ChatResponse, FinishReason, Message},
+    keys::Secret,
+    provider::ProviderCall,
 };
 use llmgate_providers::{ProviderSpec, WireFamily, build_provider};
 use llmgate_testkit::{Chunking, FakeUpstream, Recorded, Reply, anthropic, ollama, openai};
@@ -458,7 +460,7 @@ async fn call(provider: &Arc<dyn Provider>, request: &ChatRequest) -> Result<Cha
 async fn call_stream(
     provider: &Arc<dyn Provider>,
     request: &ChatRequest,
-) -> Result<llmgate_core::ChunkStream> {
+) -> Result<llmgate_core::provider::ChunkStream> {
     let key = Secret::new(KEY);
     provider
         .chat_stream(ProviderCall {

@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use llmgate_core::{
-    Caller, ChatChunk, ChatRequest, Deployment, ErrorKind, FinishReason, Gateway, Message,
-    ModelPrice, Provider, ProviderCall, Result, Secret,
+    Caller, ErrorKind, Gateway, Provider, Result,
+    catalog::Deployment,
+    chat::{ChatChunk, ChatRequest, FinishReason, Message},
+    keys::Secret,
+    pricing::ModelPrice,
+    provider::ProviderCall,
 };
 use llmgate_providers::ollama::{Ollama, OllamaConfig};
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, ollama};

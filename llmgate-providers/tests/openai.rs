@@ -8,8 +8,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use llmgate_core::chat::StreamOptions;
 use llmgate_core::{
-    ChatChunk, ChatRequest, ChunkStream, Error, ErrorKind, FinishReason, Message, Provider,
-    ProviderCall, Result, Secret,
+    Error, ErrorKind, Provider, Result,
+    chat::{ChatChunk, ChatRequest, FinishReason, Message},
+    keys::Secret,
+    provider::{ChunkStream, ProviderCall},
 };
 use llmgate_providers::{OpenAiCompatible, OpenAiConfig};
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, openai};

@@ -5,7 +5,8 @@
 //! [`UserKeys`] backend ([`DirectoryKeys`] over the users table); without one, only the master
 //! key works.
 //!
-//! Every handler starts with one line:
+//! The server calls [`Auth::require`] once per request, in its dispatch, with the permission
+//! the endpoint needs; handlers get the [`Principal`] and only decide whose data is meant:
 //!
 //! ```
 //! use llmgate_server::auth::{Auth, Permission};
@@ -19,6 +20,8 @@
 //!     principal.target_user(asked_for) // own data, unless an admin names another user
 //! }
 //! ```
+//!
+//! Contract: docs/http-api.md#authentication
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use async_trait::async_trait;
 use http::HeaderMap;
 use std::collections::HashMap;
 
-use llmgate_core::{Caller, Error, Result, Secret, Tier};
+use llmgate_core::{Caller, Error, Result, caller::Tier, keys::Secret};
 use llmgate_credits::UserDirectory;
 use llmgate_credits::users::UserRole;
 use sha2::{Digest, Sha256};
@@ -187,7 +190,7 @@ impl Auth {
         digest(key).ct_eq(&self.master_digest).into()
     }
 
-    /// Authenticate, then check one permission: the first line of every protected handler.
+    /// Authenticate, then check one permission (401, then 403).
     pub async fn require(&self, headers: &HeaderMap, permission: Permission) -> Result<Principal> {
         let principal = self.authenticate(headers).await?;
         principal.require(permission)?;
@@ -294,7 +297,10 @@ mod tests {
         ] {
             let principal = auth.authenticate(&h).await.unwrap();
             assert_eq!(principal.role, Role::Admin);
-            assert_eq!(principal.caller.billing, llmgate_core::Billing::Uncharged);
+            assert_eq!(
+                principal.caller.billing,
+                llmgate_core::caller::Billing::Uncharged
+            );
         }
     }
 

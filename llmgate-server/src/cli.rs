@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError, ConfigSource, Env};
-use crate::master_key::{KeyOrigin, MasterKey};
+use crate::master_key::{KeyOrigin, MasterKey, byok_key_from_dir, data_dir};
 use crate::server::{Server, shutdown_signal};
 use crate::state::{provider_names, provider_problems};
 
@@ -225,6 +225,27 @@ async fn serve(config: Option<PathBuf>, listen: Option<String>, env: Env) -> Exi
             return ExitCode::FAILURE;
         }
     };
+    // The built-in default has BYOK on: its sealing key lives beside the master key. A
+    // configured `byok.encryption_key` (any config file) wins.
+    if matches!(source, ConfigSource::BuiltIn) && config.byok.encryption_key.is_none() {
+        match byok_key_from_dir(&data_dir(&config)) {
+            Ok((key, origin)) => {
+                if let KeyOrigin::Generated(path) = origin {
+                    // The path only: the key itself is never printed.
+                    println!(
+                        "Generated the BYOK sealing key (saved to {}); keep it with the database: \
+                         stored provider keys cannot be opened without it.\n",
+                        path.display()
+                    );
+                }
+                config.byok.encryption_key = Some(key);
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if let KeyOrigin::Generated(path) = &master.origin {
         // Shown once: later starts read the file silently.
         println!(

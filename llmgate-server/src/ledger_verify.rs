@@ -6,36 +6,14 @@ use std::process::ExitCode;
 
 use llmgate_credits::{LedgerReport, SqlCreditStore};
 
-use crate::config::{Config, ConfigSource, Env};
+use crate::config::{Config, Env};
 
 /// Run the check: exit 0 when every account adds up, 1 listing those that do not (or when the
 /// config or database fails).
 pub fn main(config: Option<&Path>, env: &Env) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let source = ConfigSource::locate(config, env);
-    let config = match Config::load(&source, env) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(verify(&config)) {
-        Ok(report) => print_report(&report),
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::offline::run(config, env, |config| async move {
+        verify(&config).await.map(|report| print_report(&report))
+    })
 }
 
 async fn verify(config: &Config) -> Result<LedgerReport, String> {

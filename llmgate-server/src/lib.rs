@@ -8,8 +8,10 @@ pub mod config;
 mod connections;
 mod ledger_verify;
 pub mod master_key;
+mod offline;
 mod probe;
 mod replicas;
+mod response_body;
 pub mod rotate_keys;
 mod server;
 pub mod state;
@@ -17,13 +19,14 @@ pub mod storage;
 pub mod telemetry;
 mod ui;
 
-pub use api::{Body, handle};
+pub use api::handle;
+pub use response_body::Body;
 
 /// A completion stream as the SSE body `POST /v1/chat/completions` sends. For the criterion
 /// benches in `benches/` only; not part of the API.
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
-pub fn sse_body_for_bench(stream: llmgate_core::CompletionStream) -> Body {
+pub fn sse_body_for_bench(stream: llmgate_core::gateway::CompletionStream) -> Body {
     api::sse_body(stream)
 }
 
@@ -31,7 +34,7 @@ pub fn sse_body_for_bench(stream: llmgate_core::CompletionStream) -> Body {
 /// in `benches/` only; not part of the API.
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
-pub fn messages_body_for_bench(stream: llmgate_core::CompletionStream) -> Body {
+pub fn messages_body_for_bench(stream: llmgate_core::gateway::CompletionStream) -> Body {
     api::messages_body(stream)
 }
 
@@ -41,7 +44,7 @@ pub fn messages_body_for_bench(stream: llmgate_core::CompletionStream) -> Body {
 #[doc(hidden)]
 pub fn messages_request_for_bench(
     body: &bytes::Bytes,
-) -> llmgate_core::Result<llmgate_core::ChatRequest> {
+) -> llmgate_core::Result<llmgate_core::chat::ChatRequest> {
     api::messages_request(body)
 }
 pub use server::{RunningServer, Server, shutdown_signal};

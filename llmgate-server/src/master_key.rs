@@ -1,17 +1,20 @@
 //! The master key: from the config, else `$LLMGATE_MASTER_KEY`, else generated once and kept in
-//! a file (mode 0600) in the data directory, next to the SQLite database.
+//! a file (mode 0600) in the data directory, next to the SQLite database. The built-in default
+//! keeps its BYOK sealing key the same way.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use llmgate_core::Secret;
+use llmgate_core::keys::Secret;
 use rand::RngCore;
 
 use crate::config::{Config, Env};
 
 /// The name of the key file in the data directory.
 pub const KEY_FILE: &str = "llmgate.master_key";
+/// The name of the BYOK sealing key's file in the data directory (built-in default only).
+pub const BYOK_KEY_FILE: &str = "llmgate.byok_key";
 
 /// Where the master key came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,9 +33,9 @@ pub struct MasterKey {
     pub origin: KeyOrigin,
 }
 
-/// Why no master key could be had.
+/// Why no master (or BYOK) key could be had.
 #[derive(Debug, thiserror::Error)]
-#[error("master key file {path}: {reason}")]
+#[error("key file {path}: {reason}")]
 pub struct MasterKeyError {
     pub path: PathBuf,
     pub reason: String,
@@ -67,40 +70,60 @@ impl MasterKey {
 
     /// Read the key file in `dir`, or create it with a fresh key.
     pub fn from_dir(dir: &Path) -> Result<Self, MasterKeyError> {
-        let path = dir.join(KEY_FILE);
-        let fail = |reason: String| MasterKeyError {
-            path: path.clone(),
-            reason,
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) if !text.trim().is_empty() => {
-                return Ok(Self {
-                    key: Secret::new(text.trim()),
-                    origin: KeyOrigin::File(path),
-                });
-            }
-            Ok(_) => return Err(fail("the file is empty".to_owned())),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(fail(error.to_string())),
-        }
-        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-        let key = generate();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path).map_err(|e| fail(e.to_string()))?;
-        file.write_all(format!("{}\n", key.expose()).as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| fail(e.to_string()))?;
-        Ok(Self {
-            key,
-            origin: KeyOrigin::Generated(path),
-        })
+        let (key, origin) = read_or_create(&dir.join(KEY_FILE), generate)?;
+        Ok(Self { key, origin })
     }
+}
+
+/// The BYOK sealing key of the built-in default config (`byok.encryption_key` unset): read
+/// from [`BYOK_KEY_FILE`] in `dir`, or generated there (mode 0600) on the first start, so
+/// users can bring their own provider keys without the operator making one. Like the master
+/// key, keep the file with the database: the stored keys cannot be opened without it.
+pub fn byok_key_from_dir(dir: &Path) -> Result<(Secret, KeyOrigin), MasterKeyError> {
+    read_or_create(&dir.join(BYOK_KEY_FILE), || {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Secret::new(base64::engine::general_purpose::STANDARD.encode(bytes))
+    })
+}
+
+/// The key in the file at `path`, or a new one from `generate` written there (created only if
+/// absent, mode 0600, synced) and reported as [`KeyOrigin::Generated`].
+fn read_or_create(
+    path: &Path,
+    generate: impl FnOnce() -> Secret,
+) -> Result<(Secret, KeyOrigin), MasterKeyError> {
+    let fail = |reason: String| MasterKeyError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => {
+            return Ok((
+                Secret::new(text.trim()),
+                KeyOrigin::File(path.to_path_buf()),
+            ));
+        }
+        Ok(_) => return Err(fail("the file is empty".to_owned())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(fail(error.to_string())),
+    }
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    }
+    let key = generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| fail(e.to_string()))?;
+    file.write_all(format!("{}\n", key.expose()).as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| fail(e.to_string()))?;
+    Ok((key, KeyOrigin::Generated(path.to_path_buf())))
 }
 
 /// `lg-master-` and 192 random bits.
@@ -125,6 +148,15 @@ mod tests {
         dir
     }
 
+    fn assert_private(file: &Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        }
+    }
+
     #[test]
     fn generated_once_then_read_back() {
         let dir = temp_dir("once");
@@ -135,15 +167,25 @@ mod tests {
         let second = MasterKey::from_dir(&dir).unwrap();
         assert!(matches!(second.origin, KeyOrigin::File(_)));
         assert_eq!(first.key, second.key);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(KEY_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert_private(&dir.join(KEY_FILE));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_byok_key_is_32_random_bytes_kept_in_a_private_file() {
+        let dir = temp_dir("byok");
+        let (first, origin) = byok_key_from_dir(&dir).unwrap();
+        assert_eq!(origin, KeyOrigin::Generated(dir.join(BYOK_KEY_FILE)));
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(first.expose())
+            .unwrap();
+        assert_eq!(bytes.len(), 32);
+        let (second, origin) = byok_key_from_dir(&dir).unwrap();
+        assert_eq!(
+            (second, origin),
+            (first, KeyOrigin::File(dir.join(BYOK_KEY_FILE)))
+        );
+        assert_private(&dir.join(BYOK_KEY_FILE));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

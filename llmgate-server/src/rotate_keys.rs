@@ -9,52 +9,28 @@ use std::process::ExitCode;
 use llmgate_credits::vault::{RotationReport, VaultSettings};
 use llmgate_credits::{SqlCreditStore, SqlKeyVault, SqlPool};
 
-use crate::config::{Config, ConfigSource, Env};
+use crate::config::{Config, Env};
 use crate::storage::keyring;
 
 /// Run the command; exit 1 when the config or database fails, or some key could not be opened.
 pub fn main(config: Option<&Path>, env: &Env) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+    crate::offline::run(config, env, |config| async move {
+        let report = rotate(&config).await?;
+        println!(
+            "re-sealed {} key(s); {} already under the newest key; {} unreadable; {} changed by \
+             their owner meanwhile",
+            report.resealed, report.current, report.unreadable, report.skipped
+        );
+        if report.unreadable > 0 {
+            return Err(format!(
+                "{} stored key(s) were sealed under a key that is neither byok.encryption_key \
+                 nor in byok.previous_keys (or were tampered with); their owners must store \
+                 them again",
+                report.unreadable
+            ));
         }
-    };
-    let source = ConfigSource::locate(config, env);
-    let config = match Config::load(&source, env) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(rotate(&config)) {
-        Ok(report) => {
-            println!(
-                "re-sealed {} key(s); {} already under the newest key; {} unreadable; {} changed \
-                 by their owner meanwhile",
-                report.resealed, report.current, report.unreadable, report.skipped
-            );
-            if report.unreadable > 0 {
-                eprintln!(
-                    "error: {} stored key(s) were sealed under a key that is neither \
-                     byok.encryption_key nor in byok.previous_keys (or were tampered with); \
-                     their owners must store them again",
-                    report.unreadable
-                );
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 async fn rotate(config: &Config) -> Result<RotationReport, String> {

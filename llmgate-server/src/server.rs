@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use llmgate_core::Secret;
+use llmgate_core::keys::Secret;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
@@ -103,7 +103,8 @@ impl Server {
             listener,
             metrics_listener,
         } = self;
-        let metrics = metrics_listener.map(|l| tokio::spawn(serve_metrics(l, state.clone())));
+        let metrics =
+            metrics_listener.map(|l| tokio::spawn(serve_metrics(l, state.gateway.clone())));
         let settings = &state.config.server;
         let grace = Duration::from_millis(settings.shutdown_grace_ms);
         let header_timeout = Duration::from_millis(settings.header_read_timeout_ms);

@@ -6,8 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use llmgate_core::{
-    Deployment, Gateway, GatewayBuilder, MemoryCreditStore, ModelPrice, PowerLevel, Privacy,
-    Secret, Tier,
+    Gateway, GatewayBuilder,
+    caller::Tier,
+    catalog::{Deployment, Privacy},
+    keys::Secret,
+    memory::MemoryCreditStore,
+    power::PowerLevel,
+    pricing::ModelPrice,
 };
 use llmgate_credits::Backend;
 use llmgate_providers::{build_provider, resolve_model};

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llmgate_core::{CreditStore, Result, Secret, Tier, credits_to_micros};
+use llmgate_core::{
+    Result, caller::Tier, credits::CreditStore, keys::Secret, pricing::credits_to_micros,
+};
 use llmgate_credits::users::DirectorySettings;
 use llmgate_credits::vault::VaultSettings;
 use llmgate_credits::{

@@ -4,16 +4,17 @@
 //! page works offline and every byte it runs is in this repository. Every answer carries a
 //! strict Content-Security-Policy (no inline script or style, no other origin) and is
 //! revalidated with an ETag, so an upgraded binary never serves a stale mix of modules.
+//!
+//! Contract: docs/http-api.md#the-llm-hub
 
 use std::sync::LazyLock;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 use llmgate_core::{Error, ErrorKind};
 use sha2::{Digest, Sha256};
 
-use crate::Body;
+use crate::response_body::{Body, full as body};
 
 /// Where the UI lives.
 pub(crate) const PREFIX: &str = "/ui";
@@ -94,10 +95,6 @@ pub(crate) fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Respons
     };
     secure(response.headers_mut());
     response
-}
-
-fn body(bytes: Bytes) -> Body {
-    Full::new(bytes).boxed_unsync()
 }
 
 /// OpenAI's error shape, like every other miss of this server.

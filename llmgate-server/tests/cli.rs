@@ -90,6 +90,50 @@ tiers:
 }
 
 #[test]
+fn check_lists_structural_and_other_problems_together() {
+    let dir = temp_dir("check-all");
+    let file = dir.join("many.yaml");
+    std::fs::write(
+        &file,
+        r#"
+server: { listen: "nowhere", master_kee: x }
+providers:
+  - { name: a, kind: openai, api_base: "https://a.example/v1", timeout_ms: soon }
+  - { name: a, kind: anthropic, colour: red }
+models:
+  - { name: m, provider: ghost, cost_per_1k: 0 }
+  - { provider: a, cost_per_1k: 0 }
+  - { name: n, provider: a, cost_per_1k: 0, fallbacks: [missing] }
+tiers:
+  gold: { markup: 0.2, default_power_level: ludicrous, rpm: many }
+"#,
+    )
+    .unwrap();
+    let output = check(&dir, &file);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        // Structural: unknown keys, wrong types, a missing field.
+        "server.master_kee: unknown field `master_kee`",
+        "providers[0].timeout_ms: invalid",
+        "providers[1].colour: unknown field `colour`",
+        "models[1]: missing field `name`",
+        "tiers.gold.rpm: invalid",
+        // And what validation finds in the rest, at the file's own paths.
+        "server.listen:",
+        "providers[1].name: duplicate provider \"a\"",
+        "models[0].provider: unknown provider \"ghost\"",
+        "models[2].fallbacks[0]: unknown model \"missing\"",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn check_names_the_path_of_an_unknown_key_and_a_missing_variable() {
     let dir = temp_dir("check-keys");
     let file = dir.join("typo.yaml");
@@ -129,7 +173,16 @@ struct Serving {
 }
 
 fn serve(dir: &Path) -> Serving {
-    let mut child = llmgate(dir)
+    serve_with(dir, &[])
+}
+
+/// [`serve`] with extra environment variables.
+fn serve_with(dir: &Path, env: &[(&str, &str)]) -> Serving {
+    let mut command = llmgate(dir);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
         .args(["--log-json", "serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -181,22 +234,13 @@ impl Serving {
 }
 
 fn chat_with(addr: &str, key: &str) -> (u16, serde_json::Value) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let response = reqwest::Client::new()
-            .post(format!("http://{addr}/v1/chat/completions"))
-            .bearer_auth(key)
-            .json(&serde_json::json!({"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
-    })
+    call(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        key,
+        serde_json::json!({"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}),
+    )
 }
 
 #[test]
@@ -239,5 +283,100 @@ fn serve_without_config_generates_the_master_key_once_and_answers_demo_echo() {
         !stdout.contains("lg-master-"),
         "a later start must not show the key:\n{stdout}"
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `method path` with `key` and a JSON body against a running `llmgate serve`.
+fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let response = reqwest::Client::new()
+            .request(method.parse().unwrap(), format!("http://{addr}{path}"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    })
+}
+
+#[test]
+fn serve_without_config_has_byok_on_with_a_generated_private_key_never_shown() {
+    let dir = temp_dir("byok");
+    // A platform key makes the `openai` preset appear; nothing here calls it.
+    let first = serve_with(&dir, &[("OPENAI_API_KEY", "sk-platform-not-used-0000")]);
+    let addr = first.addr.clone();
+    let master = std::fs::read_to_string(dir.join("llmgate.master_key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (status, created) = call(
+        &addr,
+        "POST",
+        "/api/v1/admin/users",
+        &master,
+        serde_json::json!({"user_id": "ann", "tier": "starter"}),
+    );
+    assert_eq!(status, 201, "{created}");
+    let user_key = created["api_key"].as_str().unwrap().to_owned();
+    let (status, stored) = call(
+        &addr,
+        "PUT",
+        "/api/v1/llm/providers/openai/key",
+        &user_key,
+        serde_json::json!({"api_key": "sk-ann-own-key-0123456789"}),
+    );
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["byok_configured"], true, "{stored}");
+    let (exit, stdout) = first.stop();
+    assert!(exit.success(), "{exit:?}");
+
+    let key_file = dir.join("llmgate.byok_key");
+    let byok_key = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(byok_key.len(), 44, "base64 of 32 bytes");
+    assert!(
+        stdout.contains("saved to ./llmgate.byok_key"),
+        "the first start names the file:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains(&byok_key),
+        "the key was printed:\n{stdout}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // The next start reads the same key: the stored key still opens.
+    let second = serve_with(&dir, &[("OPENAI_API_KEY", "sk-platform-not-used-0000")]);
+    let (status, listed) = call(
+        &second.addr,
+        "GET",
+        "/api/v1/llm/providers",
+        &user_key,
+        serde_json::Value::Null,
+    );
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["byok_allowed"], true, "{listed}");
+    let (_, stdout) = second.stop();
+    assert!(!stdout.contains("BYOK sealing key"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), byok_key);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -1,8 +1,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Reading, resolving and validating the YAML config.
 
-use llmgate_core::Strategy;
-use llmgate_core::{Decimal, LatencyClass, Privacy};
+use llmgate_core::routing::Strategy;
+use llmgate_core::{
+    catalog::{LatencyClass, Privacy},
+    pricing::Decimal,
+};
 use llmgate_server::config::{Config, Env, ProviderKind};
 
 const SPEC_EXAMPLE: &str = r#"

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use llmgate_core::{Credit, CreditKind, CreditStore, HoldRequest, KeySource, UsageRecord};
+use llmgate_core::credits::{Credit, CreditKind, CreditStore, HoldRequest, KeySource, UsageRecord};
 use llmgate_credits::{SqlCreditStore, SqlPool};
 use llmgate_testkit::db::{TestPostgres, TestSqlite};
 

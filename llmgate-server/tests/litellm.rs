@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use llmgate_core::Decimal;
+use llmgate_core::pricing::Decimal;
 use llmgate_server::config::{Config, Env};
 use llmgate_testkit::{FakeUpstream, Reply, anthropic, db, ollama, openai};
 use serde_json::{Value, json};
@@ -263,7 +263,10 @@ fn the_translation_keeps_deployments_prices_and_settings() {
         config.storage.redis_url.as_deref(),
         Some("redis://:key-for-REDIS_PASSWORD@127.0.0.1:6379")
     );
-    assert_eq!(config.routing.strategy, llmgate_core::Strategy::Weighted);
+    assert_eq!(
+        config.routing.strategy,
+        llmgate_core::routing::Strategy::Weighted
+    );
     assert_eq!(config.routing.num_retries, 2);
     assert_eq!(config.routing.cooldown_after_failures, 4);
     assert_eq!(config.routing.cooldown_ms, 30_000);

@@ -131,6 +131,7 @@ fn matrix() -> Vec<Row> {
             [Allowed, OK, DENIED],
         ),
         // The admin API: llm.configure.
+        row("GET", "/api/v1/admin/tiers", None, [OK, OK, DENIED]),
         row("GET", "/api/v1/admin/users", None, [OK, OK, DENIED]),
         row(
             "POST",

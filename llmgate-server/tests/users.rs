@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use llmgate_core::{Credit, CreditKind, CreditStore, HoldRequest};
+use llmgate_core::credits::{Credit, CreditKind, CreditStore, HoldRequest};
 use llmgate_credits::SqlCreditStore;
 use serde_json::{Value, json};
 use support::databases::Database;

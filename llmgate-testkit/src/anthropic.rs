@@ -48,13 +48,7 @@ pub fn text_events(
         json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
         json!({"type": "ping"}),
     ];
-    for piece in pieces {
-        events.push(json!({
-            "type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": piece}
-        }));
-    }
-    events.push(json!({"type": "content_block_stop", "index": 0}));
+    events.extend(block_end(0, "text_delta", "text", pieces));
     events.extend(finish("end_turn", output_tokens));
     events
 }
@@ -80,14 +74,29 @@ pub fn tool_use_events(
         json!({"type": "content_block_delta", "index": 1,
                "delta": {"type": "input_json_delta", "partial_json": ""}}),
     ];
-    for piece in input_pieces {
-        events.push(json!({
-            "type": "content_block_delta", "index": 1,
-            "delta": {"type": "input_json_delta", "partial_json": piece}
-        }));
-    }
-    events.push(json!({"type": "content_block_stop", "index": 1}));
+    events.extend(block_end(
+        1,
+        "input_json_delta",
+        "partial_json",
+        input_pieces,
+    ));
     events.extend(finish("tool_use", output_tokens));
+    events
+}
+
+/// The rest of content block `index`: one `content_block_delta` per piece (a `delta_type`
+/// carrying the piece as `field`), then `content_block_stop`.
+fn block_end(index: u32, delta_type: &str, field: &str, pieces: &[&str]) -> Vec<Value> {
+    let mut events: Vec<Value> = pieces
+        .iter()
+        .map(|piece| {
+            json!({
+                "type": "content_block_delta", "index": index,
+                "delta": {"type": delta_type, field: piece}
+            })
+        })
+        .collect();
+    events.push(json!({"type": "content_block_stop", "index": index}));
     events
 }
 

@@ -8,24 +8,34 @@ const FINGERPRINT: &str = "fp_fake";
 
 /// A whole completion answering with `text`.
 pub fn completion(model: &str, text: &str, prompt_tokens: u64, completion_tokens: u64) -> Value {
-    json!({
-        "id": ID,
-        "object": "chat.completion",
-        "created": CREATED,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": text, "refusal": null},
-            "logprobs": null,
-            "finish_reason": "stop"
-        }],
-        "usage": usage(prompt_tokens, completion_tokens),
-        "system_fingerprint": FINGERPRINT
-    })
+    whole(
+        model,
+        json!({"role": "assistant", "content": text, "refusal": null}),
+        "stop",
+        usage(prompt_tokens, completion_tokens),
+    )
 }
 
 /// A whole completion asking for one tool call.
 pub fn tool_call_completion(model: &str, call_id: &str, name: &str, arguments: &str) -> Value {
+    whole(
+        model,
+        json!({
+            "role": "assistant",
+            "content": null,
+            "tool_calls": [{
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": arguments}
+            }]
+        }),
+        "tool_calls",
+        usage(20, 10),
+    )
+}
+
+/// A whole completion of one choice: `message`, stopped for `finish_reason`.
+fn whole(model: &str, message: Value, finish_reason: &str, usage: Value) -> Value {
     json!({
         "id": ID,
         "object": "chat.completion",
@@ -33,19 +43,11 @@ pub fn tool_call_completion(model: &str, call_id: &str, name: &str, arguments: &
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": null,
-                "tool_calls": [{
-                    "id": call_id,
-                    "type": "function",
-                    "function": {"name": name, "arguments": arguments}
-                }]
-            },
+            "message": message,
             "logprobs": null,
-            "finish_reason": "tool_calls"
+            "finish_reason": finish_reason
         }],
-        "usage": usage(20, 10),
+        "usage": usage,
         "system_fingerprint": FINGERPRINT
     })
 }

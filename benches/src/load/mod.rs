@@ -8,5 +8,6 @@ pub mod postgres;
 pub mod proxy;
 pub mod report;
 pub mod runner;
+pub mod server;
 pub mod stats;
 pub mod upstream;

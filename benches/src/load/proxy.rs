@@ -18,14 +18,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use super::server::Background;
+
 type Body = BoxBody<Bytes, hyper::Error>;
 
 /// A running bare proxy; dropping it stops it.
 #[derive(Debug)]
 pub struct BareProxy {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Background,
 }
 
 impl BareProxy {
@@ -35,39 +35,14 @@ impl BareProxy {
             .worker_threads(workers.max(1))
             .enable_all()
             .build()?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("bare-proxy".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    if let Ok(listener) = TcpListener::from_std(listener) {
-                        serve(listener, upstream, stopped).await;
-                    }
-                });
-            })?;
-        Ok(Self {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        let server = Background::start("bare-proxy", runtime, move |listener, stopped| {
+            serve(listener, upstream, stopped)
+        })?;
+        Ok(Self { server })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for BareProxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.server.addr()
     }
 }
 

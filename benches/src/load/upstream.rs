@@ -17,6 +17,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use super::server::Background;
+
 /// The upstream model id whose streams are sent slowly (for the open-streams test).
 pub const SLOW_MODEL: &str = "bench-slow";
 
@@ -112,10 +114,8 @@ fn sse_events(content_chunks: usize) -> Vec<Bytes> {
 /// A running fake upstream; dropping it stops it.
 #[derive(Debug)]
 pub struct FakeUpstream {
-    addr: SocketAddr,
     open_slow: Arc<OpenStreams>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Background,
 }
 
 impl FakeUpstream {
@@ -133,30 +133,14 @@ impl FakeUpstream {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        // Bound here (so the address is known at once), served on the thread's own runtime.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("fake-upstream".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    if let Ok(listener) = TcpListener::from_std(listener) {
-                        serve(listener, answers, stopped).await;
-                    }
-                });
-            })?;
-        Ok(Self {
-            addr,
-            open_slow,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        let server = Background::start("fake-upstream", runtime, move |listener, stopped| {
+            serve(listener, answers, stopped)
+        })?;
+        Ok(Self { open_slow, server })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Slow streams in flight (the open-streams test checks they all were open at once).
@@ -166,18 +150,7 @@ impl FakeUpstream {
 
     /// The OpenAI base URL (`http://IP:PORT/v1`).
     pub fn api_base(&self) -> String {
-        format!("http://{}/v1", self.addr)
-    }
-}
-
-impl Drop for FakeUpstream {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        format!("http://{}/v1", self.server.addr())
     }
 }
 

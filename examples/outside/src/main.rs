@@ -4,8 +4,12 @@
 use std::sync::Arc;
 
 use llmgate_core::{
-    Caller, ChatRequest, Credit, CreditKind, Decimal, Deployment, Gateway, Message, ModelPrice,
-    Tier,
+    Caller, Gateway,
+    caller::Tier,
+    catalog::Deployment,
+    chat::{ChatRequest, Message},
+    credits::{Credit, CreditKind},
+    pricing::{Decimal, ModelPrice},
 };
 use llmgate_providers::DemoProvider;
 

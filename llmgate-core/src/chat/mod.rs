@@ -14,7 +14,7 @@ pub use request::{
 };
 pub use response::{
     ChatChunk, ChatResponse, Choice, ChunkChoice, CompletionTokensDetails, Delta, FinishReason,
-    FunctionCallDelta, PromptTokensDetails, TokenClasses, ToolCallDelta, Usage, WireJson,
+    FunctionCallDelta, PromptTokensDetails, ToolCallDelta, Usage, WireJson,
 };
 
 #[cfg(test)]
@@ -64,7 +64,7 @@ mod tests {
             "model": "auto", "messages": [{"role": "user", "content": "hi"}], "power_level": "eco"
         }))
         .unwrap();
-        assert_eq!(request.power_level, Some(crate::PowerLevel::Eco));
+        assert_eq!(request.power_level, Some(crate::power::PowerLevel::Eco));
         let out = serde_json::to_value(&request).unwrap();
         assert!(out.get("power_level").is_none());
     }

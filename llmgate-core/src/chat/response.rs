@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use super::message::{Message, Role};
 use super::native::WireFormat;
+use crate::pricing::{CostBreakdown, TokenClasses};
 
 /// Why a choice stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +54,30 @@ impl Usage {
         }
     }
 
+    /// The same usage with `tokens` of the prompt read from a prompt cache.
+    pub fn with_cached_tokens(mut self, tokens: u64) -> Self {
+        self.prompt_tokens_details
+            .get_or_insert_with(Default::default)
+            .cached_tokens = Some(tokens);
+        self
+    }
+
+    /// The same usage with `tokens` of the prompt written to a prompt cache.
+    pub fn with_cache_creation_tokens(mut self, tokens: u64) -> Self {
+        self.prompt_tokens_details
+            .get_or_insert_with(Default::default)
+            .cache_creation_tokens = Some(tokens);
+        self
+    }
+
+    /// The same usage with `tokens` of the completion spent reasoning.
+    pub fn with_reasoning_tokens(mut self, tokens: u64) -> Self {
+        self.completion_tokens_details
+            .get_or_insert_with(Default::default)
+            .reasoning_tokens = Some(tokens);
+        self
+    }
+
     /// The tokens by how they are priced. A count an upstream reports inconsistently (more
     /// cached tokens than prompt tokens, more reasoning than output) is capped at its whole, so
     /// the classes always add up to `prompt_tokens` and `completion_tokens`.
@@ -97,31 +122,6 @@ impl Usage {
             .get_or_insert_with(Default::default);
         completion.reasoning_tokens = Some(classes.reasoning);
         self
-    }
-}
-
-/// One request's tokens by how they are priced: every prompt token is in exactly one of the
-/// three prompt classes; reasoning tokens are output tokens, also counted apart.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenClasses {
-    /// Prompt tokens read neither from nor into a prompt cache.
-    pub uncached_prompt: u64,
-    /// Prompt tokens read from a prompt cache (usually priced lower).
-    pub cache_read: u64,
-    /// Prompt tokens written into a prompt cache (Anthropic prices these higher).
-    pub cache_write: u64,
-    /// Every generated token, reasoning included.
-    pub output: u64,
-    /// The part of `output` the model spent thinking.
-    pub reasoning: u64,
-}
-
-impl TokenClasses {
-    /// All prompt tokens, whatever their class.
-    pub fn prompt(&self) -> u64 {
-        self.uncached_prompt
-            .saturating_add(self.cache_read)
-            .saturating_add(self.cache_write)
     }
 }
 
@@ -177,6 +177,62 @@ pub struct ChatResponse {
     pub extra: Map<String, Value>,
 }
 
+impl ChatResponse {
+    /// A completion of one answer: the assistant's `text`, finished on its own
+    /// ([`FinishReason::Stop`]). Its id is `chatcmpl-llmgate`, `created` is 0 and it has no
+    /// usage until the `with_*` methods say otherwise.
+    ///
+    /// ```
+    /// use llmgate_core::chat::{ChatResponse, Usage};
+    ///
+    /// let response = ChatResponse::assistant("gpt-4o-mini", "hi").with_usage(Usage::new(3, 1));
+    /// assert_eq!(response.choices[0].message.text_content(), "hi");
+    /// ```
+    pub fn assistant(model: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            id: "chatcmpl-llmgate".to_owned(),
+            object: completion_object(),
+            created: 0,
+            model: model.into(),
+            choices: vec![Choice {
+                index: 0,
+                message: Message::assistant(text),
+                finish_reason: Some(FinishReason::Stop),
+                logprobs: None,
+            }],
+            usage: None,
+            system_fingerprint: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// The same completion with this id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// The same completion made at `created` (Unix seconds).
+    pub fn with_created(mut self, created: u64) -> Self {
+        self.created = created;
+        self
+    }
+
+    /// The same completion with these token counts.
+    pub fn with_usage(mut self, usage: Usage) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+
+    /// The same completion with every answer stopped for `reason`.
+    pub fn with_finish_reason(mut self, reason: FinishReason) -> Self {
+        for choice in &mut self.choices {
+            choice.finish_reason = Some(reason);
+        }
+        self
+    }
+}
+
 /// One answer of a whole completion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
@@ -221,6 +277,9 @@ pub struct ChatChunk {
     /// encoded again.
     #[serde(skip)]
     pub wire: WireJson,
+    /// What the stream cost; set by the gateway on the last chunk (see [`ChatChunk::cost`]).
+    #[serde(skip)]
+    cost: Option<CostBreakdown>,
 }
 
 impl ChatChunk {
@@ -236,7 +295,82 @@ impl ChatChunk {
             system_fingerprint: None,
             extra: Map::new(),
             wire: WireJson::default(),
+            cost: None,
         }
+    }
+
+    /// The first chunk of an answer: the assistant's role and empty text, as OpenAI sends it.
+    pub fn start(id: impl Into<String>, model: impl Into<String>, created: u64) -> Self {
+        Self::empty(id, model, created).with_delta(Delta::start(), None)
+    }
+
+    /// A chunk adding `text` to the answer.
+    ///
+    /// ```
+    /// use llmgate_core::chat::{ChatChunk, FinishReason, Usage};
+    ///
+    /// let stream = [
+    ///     ChatChunk::start("chatcmpl-1", "m", 0),
+    ///     ChatChunk::text("chatcmpl-1", "m", 0, "Hello"),
+    ///     ChatChunk::finish("chatcmpl-1", "m", 0, FinishReason::Stop),
+    ///     ChatChunk::empty("chatcmpl-1", "m", 0).with_usage(Usage::new(3, 1)),
+    /// ];
+    /// assert_eq!(stream[1].choices[0].delta.content.as_deref(), Some("Hello"));
+    /// ```
+    pub fn text(
+        id: impl Into<String>,
+        model: impl Into<String>,
+        created: u64,
+        text: impl Into<String>,
+    ) -> Self {
+        Self::empty(id, model, created).with_delta(Delta::text(text), None)
+    }
+
+    /// The chunk that ends the answer, for `reason`, adding nothing to it.
+    pub fn finish(
+        id: impl Into<String>,
+        model: impl Into<String>,
+        created: u64,
+        reason: FinishReason,
+    ) -> Self {
+        Self::empty(id, model, created).with_delta(Delta::default(), Some(reason))
+    }
+
+    /// The same chunk with one more choice, the next answer's index, adding `delta` to its
+    /// answer and ending it when `finish_reason` is set.
+    pub fn with_delta(mut self, delta: Delta, finish_reason: Option<FinishReason>) -> Self {
+        let index = u32::try_from(self.choices.len()).unwrap_or(u32::MAX);
+        self.choices.push(ChunkChoice {
+            index,
+            delta,
+            finish_reason,
+            logprobs: None,
+        });
+        self
+    }
+
+    /// The same chunk carrying the whole stream's token counts (the usage chunk).
+    pub fn with_usage(mut self, usage: Usage) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+
+    /// What the stream cost, on the last chunk of a stream from
+    /// [`Gateway::chat_stream`](crate::Gateway::chat_stream); `None` on every other chunk.
+    /// Its JSON travels in the chunk's `llmgate` field (`cost_micros` and `cost_breakdown`).
+    pub fn cost(&self) -> Option<&CostBreakdown> {
+        self.cost.as_ref()
+    }
+
+    /// Attach the stream's cost: the typed value [`cost`](Self::cost) returns and its JSON
+    /// under `llmgate`, which is what clients of the server read.
+    pub(crate) fn set_cost(&mut self, cost: CostBreakdown) {
+        self.extra.insert(
+            "llmgate".to_owned(),
+            serde_json::json!({ "cost_micros": cost.cost_micros, "cost_breakdown": cost }),
+        );
+        self.wire.clear();
+        self.cost = Some(cost);
     }
 }
 
@@ -326,6 +460,25 @@ pub struct Delta {
     /// Vendor additions such as `reasoning_content`, passed through.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl Delta {
+    /// The first delta of an answer: the assistant's role and empty text.
+    pub fn start() -> Self {
+        Self {
+            role: Some(Role::Assistant),
+            content: Some(String::new()),
+            ..Self::default()
+        }
+    }
+
+    /// A delta adding `text` to the answer.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            content: Some(text.into()),
+            ..Self::default()
+        }
+    }
 }
 
 /// A fragment of a tool call: the first carries id, type and name; later ones more arguments.

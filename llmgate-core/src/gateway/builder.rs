@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
+use super::inner::{Gateway, Inner};
+use super::route::ModelResolver;
 use super::route::RouteTable;
 use super::writer::LedgerWriter;
-use super::{Gateway, Inner, ModelResolver};
 use crate::backoff::Backoff;
 use crate::catalog::{Catalog, Deployment};
 use crate::credits::CreditStore;
@@ -130,7 +131,7 @@ impl GatewayBuilder {
         self
     }
 
-    /// Where balances, holds and the ledger live (default: a fresh [`MemoryCreditStore`](crate::MemoryCreditStore)).
+    /// Where balances, holds and the ledger live (default: a fresh [`MemoryCreditStore`](crate::memory::MemoryCreditStore)).
     pub fn credit_store(mut self, store: Arc<dyn CreditStore>) -> Self {
         self.credits = Some(store);
         self

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
-use serde_json::json;
 
-use super::RouteInfo;
+use super::answer::RouteInfo;
 use super::owed::{Owed, detached};
+use super::settle::settle_or_record;
 use super::writer::LedgerWriter;
 use crate::chat::{ChatChunk, ChatResponse, Usage};
 use crate::credits::{CreditStore, Hold, LedgerWrite, UsageRecord};
@@ -18,25 +18,6 @@ use crate::metrics::DeploymentMeters;
 use crate::pricing::{CostBreakdown, PriceTerms};
 use crate::provider::ChunkStream;
 use crate::tokens;
-
-/// Settle the hold to the record's cost, or just record usage when nothing was held.
-/// Returns the micro-credits charged.
-pub(super) async fn settle_or_record(
-    credits: &Arc<dyn CreditStore>,
-    hold: Option<&Hold>,
-    record: &UsageRecord,
-) -> Result<i64> {
-    match hold {
-        Some(hold) => {
-            credits.settle(hold, record).await?;
-            Ok(record.cost_micros.min(hold.amount_micros))
-        }
-        None => {
-            credits.record_usage(record).await?;
-            Ok(record.cost_micros)
-        }
-    }
-}
 
 /// Usage for a whole response whose upstream reported none.
 pub(super) fn estimate_response_usage(response: &ChatResponse, prompt_estimate: u64) -> Usage {
@@ -221,7 +202,13 @@ impl Drop for SettleGuard {
             if meter.produced_bytes == 0 && meter.usage.is_none() {
                 // Nothing reached the client: give the whole hold back.
                 if let Some(hold) = settler.hold {
-                    super::release_hold(settler.credits, settler.writer, hold, settler.owed).await;
+                    super::settle::release_hold(
+                        settler.credits,
+                        settler.writer,
+                        hold,
+                        settler.owed,
+                    )
+                    .await;
                 }
                 return;
             }
@@ -239,7 +226,8 @@ struct State {
 }
 
 /// A metered stream of completion chunks. The last chunk of a good stream has no choices and
-/// carries the usage and `"llmgate": {"cost_micros": N, "cost_breakdown": {…}}`. A mid-stream
+/// carries the usage and the cost: typed through [`ChatChunk::cost`], and as JSON in
+/// `"llmgate": {"cost_micros": N, "cost_breakdown": {…}}`. A mid-stream
 /// failure ends it with an `Err` item. Dropping it early settles what was produced in the
 /// background.
 pub struct CompletionStream {
@@ -295,12 +283,9 @@ impl CompletionStream {
                         let (usage, cost) = state.guard.settle().await?;
                         let meter = &state.guard.meter;
                         let mut last =
-                            ChatChunk::empty(meter.id.clone(), meter.model.clone(), meter.created);
-                        last.usage = Some(usage.with_class_details());
-                        last.extra.insert(
-                            "llmgate".to_owned(),
-                            json!({ "cost_micros": cost.cost_micros, "cost_breakdown": cost }),
-                        );
+                            ChatChunk::empty(meter.id.clone(), meter.model.clone(), meter.created)
+                                .with_usage(usage.with_class_details());
+                        last.set_cost(cost);
                         return Some((Ok(last), state));
                     }
                     Some(Err(error)) => {

@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
+use super::inner::Gateway;
 use super::route::{Route, Routed};
-use super::{Gateway, PowerLevel};
 use crate::caller::{Billing, Caller};
 use crate::catalog::Deployment;
 use crate::chat::{ChatRequest, Usage};
 use crate::credits::KeySource;
 use crate::error::{Error, ErrorKind, Result};
-use crate::power::PowerLevelPolicy;
+use crate::power::{PowerLevel, PowerLevelPolicy};
 use crate::pricing::{CostBreakdown, PriceTerms};
 use crate::provider::Provider;
 use crate::routing::RouteFacts;
@@ -57,9 +57,9 @@ impl Attempt {
         let auth_refused = matches!(error.upstream_status(), Some(401 | 403));
         if self.key_source == KeySource::Byok && auth_refused {
             return Error::invalid_request(format!(
-                "Your own {} API key was rejected by the provider. Update it under \
-                 /api/v1/llm/providers/{}/key.",
-                self.deployment.provider, self.deployment.provider
+                "Your own {provider} API key was rejected by the provider. Replace the key you \
+                 stored for `{provider}`.",
+                provider = self.deployment.provider
             ))
             .with_code("byok_key_rejected")
             .with_retryable(false);
@@ -99,16 +99,21 @@ impl Ask<'_> {
 }
 
 impl Gateway {
-    /// The deployments to try, best first, each with its key, price terms and output cap; at
-    /// most `max_attempts` of them.
-    pub(super) async fn plan(&self, ask: &Ask<'_>) -> Result<Vec<Attempt>> {
+    /// Where the routing of a request starts, and how many deployments it may try.
+    fn route<'g>(&'g self, ask: &'g Ask<'_>) -> Result<(Route<'g>, usize)> {
         let inner = &self.inner;
-        let mut route = Route::start(
-            inner,
+        let route = Route::start(
+            inner.route_sources(),
             ask.facts(inner.default_max_tokens),
             ask.caller.required_privacy(),
         )?;
-        let wanted = inner.max_attempts as usize;
+        Ok((route, inner.max_attempts as usize))
+    }
+
+    /// The deployments to try, best first, each with its key, price terms and output cap; at
+    /// most `max_attempts` of them.
+    pub(super) async fn plan(&self, ask: &Ask<'_>) -> Result<Vec<Attempt>> {
+        let (mut route, wanted) = self.route(ask)?;
         let mut attempts = Vec::with_capacity(wanted.min(4));
         let mut byok_keys: Vec<(String, Option<Secret>)> = Vec::new();
         let mut first_refusal: Option<Error> = None;
@@ -144,13 +149,7 @@ impl Gateway {
     /// The routing decision alone: the deployments a request would try, best first, without
     /// keys, prices, holds or calls (at most `max_attempts`).
     pub(super) fn route_only(&self, ask: &Ask<'_>) -> Result<Vec<Arc<Deployment>>> {
-        let inner = &self.inner;
-        let mut route = Route::start(
-            inner,
-            ask.facts(inner.default_max_tokens),
-            ask.caller.required_privacy(),
-        )?;
-        let wanted = inner.max_attempts as usize;
+        let (mut route, wanted) = self.route(ask)?;
         let mut chosen = Vec::with_capacity(wanted.min(4));
         let mut group = Vec::new();
         while chosen.len() < wanted && route.next_group(&mut group) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::Stream;
 
-use super::Gateway;
+use super::inner::Gateway;
 use super::plan::Attempt;
 use crate::chat::{ChatChunk, ChatRequest};
 use crate::error::{Error, ErrorKind, Result};

@@ -5,12 +5,27 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::Inner;
 use crate::catalog::{Catalog, Deployment, Privacy};
 use crate::error::{Error, ErrorKind, Result};
+use crate::health::DeploymentStates;
 use crate::power::{PowerLevel, PowerLevelPolicy};
 use crate::provider::Provider;
-use crate::routing::{Candidate, RouteFacts};
+use crate::routing::{Candidate, RouteFacts, RoutingPolicy};
+
+/// Resolves a model name the catalog does not list (e.g. `groq/llama3-70b-8192` or a
+/// well-known bare name) to an ad-hoc deployment.
+pub type ModelResolver = dyn Fn(&str) -> Option<Deployment> + Send + Sync;
+
+/// What routing reads of the gateway: its tables and the deployments' live state.
+#[derive(Clone, Copy)]
+pub(super) struct RouteSources<'g> {
+    pub routes: &'g RouteTable,
+    pub catalog: &'g Catalog,
+    pub resolver: Option<&'g ModelResolver>,
+    pub providers: &'g HashMap<String, Arc<dyn Provider>>,
+    pub states: &'g DeploymentStates,
+    pub policy: &'g dyn RoutingPolicy,
+}
 
 /// The precomputed part of routing.
 #[derive(Debug, Default)]
@@ -171,7 +186,7 @@ enum Source<'t> {
 /// Walks a request's candidates group by group: filtered by privacy and context window,
 /// ranked by the policy, unavailable ones left out.
 pub(super) struct Route<'g> {
-    inner: &'g Inner,
+    inner: RouteSources<'g>,
     facts: RouteFacts<'g>,
     privacy: Privacy,
     now: u64,
@@ -185,8 +200,8 @@ pub(super) struct Route<'g> {
 
 impl<'g> Route<'g> {
     /// Start routing; fails when the model is unknown (or `auto` has nothing to choose from).
-    pub fn start(inner: &'g Inner, facts: RouteFacts<'g>, privacy: Privacy) -> Result<Self> {
-        let table = &inner.routes;
+    pub fn start(inner: RouteSources<'g>, facts: RouteFacts<'g>, privacy: Privacy) -> Result<Self> {
+        let table = inner.routes;
         let source = if facts.model == "auto" {
             match table.auto.get(&facts.power_level) {
                 Some(groups) if !groups.is_empty() => Source::Auto(groups),
@@ -201,7 +216,7 @@ impl<'g> Route<'g> {
             }
         } else if let Some(&id) = table.model_ids.get(facts.model) {
             Source::Chain(&table.chains[id])
-        } else if let Some(resolver) = &inner.resolver
+        } else if let Some(resolver) = inner.resolver
             && let Some(deployment) = resolver(facts.model)
             && inner.providers.contains_key(&deployment.provider)
         {
@@ -227,7 +242,7 @@ impl<'g> Route<'g> {
     /// a group may come out empty when all of it was filtered away.
     pub fn next_group(&mut self, out: &mut Vec<Pick>) -> bool {
         out.clear();
-        let table: &'g RouteTable = &self.inner.routes;
+        let table: &'g RouteTable = self.inner.routes;
         let index = self.next;
         self.next += 1;
         let group: &'g [usize] = match &self.source {

@@ -3,7 +3,7 @@
 
 use rust_decimal::Decimal;
 
-use super::{Candidate, RouteFacts, RoutingPolicy, rank_by_key};
+use super::policy::{Candidate, RouteFacts, RoutingPolicy, rank_by_key};
 use crate::mix::unit_interval;
 
 /// Cheapest first: the deployment's price for this request's prompt plus its output cap. Free

@@ -8,8 +8,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmgate_core::chat::ChunkChoice;
+use llmgate_core::credits::forwarding::ForwardingCreditStore;
 use llmgate_core::*;
+use llmgate_core::{
+    caller::Tier,
+    catalog::Deployment,
+    chat::{ChatChunk, ChatRequest, ChatResponse, Delta, FinishReason, Message, Usage},
+    credits::{
+        Credit, CreditKind, CreditStore, Hold, HoldRequest, LedgerWrite, Page, TransactionKind,
+        UsageRecord, Written, write_one_by_one,
+    },
+    memory::MemoryCreditStore,
+    pricing::{Decimal, ModelPrice, PriceTerms},
+    provider::{ChunkStream, ProviderCall},
+};
 use tokio::time::Instant;
 
 /// What a scripted provider does on one call.
@@ -106,17 +118,8 @@ impl Scripted {
 
 /// A stream chunk adding `content` to choice 0, or ending it with `finish`.
 pub fn text_chunk(content: Option<&str>, finish: Option<FinishReason>) -> ChatChunk {
-    let mut chunk = ChatChunk::empty("c1", "up", 1);
-    chunk.choices.push(ChunkChoice {
-        index: 0,
-        delta: Delta {
-            content: content.map(str::to_owned),
-            ..Delta::default()
-        },
-        finish_reason: finish,
-        logprobs: None,
-    });
-    chunk
+    let delta = content.map(Delta::text).unwrap_or_default();
+    ChatChunk::empty("c1", "up", 1).with_delta(delta, finish)
 }
 
 #[async_trait]
@@ -131,27 +134,15 @@ impl Provider for Scripted {
 
     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
         self.step(&call).await?;
-        Ok(ChatResponse {
-            id: "r1".into(),
-            object: "chat.completion".into(),
-            created: 1,
-            model: call.request.model.clone(),
-            choices: vec![Choice {
-                index: 0,
-                message: Message::assistant("ok"),
-                finish_reason: Some(FinishReason::Stop),
-                logprobs: None,
-            }],
-            usage: Some(Usage::new(400, 600)),
-            system_fingerprint: None,
-            extra: Default::default(),
-        })
+        Ok(ChatResponse::assistant(&call.request.model, "ok")
+            .with_id("r1")
+            .with_created(1)
+            .with_usage(Usage::new(400, 600)))
     }
 
     async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream> {
         self.step(&call).await?;
-        let mut last = ChatChunk::empty("c1", "up", 1);
-        last.usage = Some(Usage::new(400, 600));
+        let last = ChatChunk::empty("c1", "up", 1).with_usage(Usage::new(400, 600));
         let items = vec![
             Ok(text_chunk(Some("ok"), None)),
             Ok(text_chunk(None, Some(FinishReason::Stop))),
@@ -218,7 +209,7 @@ pub async fn ledger_counts(gateway: &Gateway, user: &str) -> (usize, usize, usiz
     let count = |kind: TransactionKind| ledger.iter().filter(|t| t.kind == kind).count();
     // A settle writes its hold's release before its charge (reason "hold {id} of {held}"):
     // only releases without a charge gave a hold back whole.
-    let hold_of = |t: &llmgate_core::Transaction| {
+    let hold_of = |t: &llmgate_core::credits::Transaction| {
         let reason = t.reason.as_deref().unwrap_or_default();
         reason.split(" of ").next().unwrap_or(reason).to_owned()
     };
@@ -297,7 +288,10 @@ impl Gated {
 }
 
 #[async_trait]
-impl CreditStore for Gated {
+impl ForwardingCreditStore for Gated {
+    fn inner(&self) -> &dyn CreditStore {
+        &self.inner
+    }
     async fn hold(&self, request: HoldRequest) -> Result<Hold> {
         let _pass = self.pass(GatedWrites::Holds).await;
         self.inner.hold(request).await
@@ -306,26 +300,12 @@ impl CreditStore for Gated {
         let _pass = self.pass(GatedWrites::SettlesAndUsage).await;
         self.inner.settle(hold, usage).await
     }
-    async fn release(&self, hold: &Hold) -> Result<()> {
-        self.inner.release(hold).await
-    }
     async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
         let _pass = self.pass(GatedWrites::SettlesAndUsage).await;
         self.inner.record_usage(usage).await
     }
-    async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
-        self.inner.credit(credit).await
-    }
-    async fn balance(&self, user_id: &str) -> Result<i64> {
-        self.inner.balance(user_id).await
-    }
-    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
-        self.inner.transactions(user_id, page).await
-    }
-    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
-        self.inner.usage(query).await
-    }
-    async fn reclaim_expired(&self) -> Result<u64> {
-        self.inner.reclaim_expired().await
+    /// Each write through the gates above.
+    async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
+        write_one_by_one(self, writes).await
     }
 }

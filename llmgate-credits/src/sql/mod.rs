@@ -2,11 +2,21 @@
 //!
 //! The statements are plain SQL that SQLite and PostgreSQL both run unchanged; the Rust around
 //! them is the same too, but sqlx's per-database types make a generic version unreadable, so
-//! [`sql_credit_store!`] stamps the one implementation out for each store type.
+//! [`sql_credit_store!`] stamps the one implementation out for each store type. It is made of
+//! smaller macros, one job each: `steps` (the steps inside a transaction), `writes` (writes
+//! that own their transaction: batches, credits, releases, the replica beat), `reads`
+//! (balances, the ledger, usage); this module keeps the shared helpers, the pool and
+//! readiness checks ([`sql_store_pool!`]) and the `CreditStore` implementation itself.
 
+pub(crate) mod reads;
 pub(crate) mod statements;
+pub(crate) mod steps;
+pub(crate) mod writes;
 
-use llmgate_core::{Error, KeySource, Result, TransactionKind, UsageRecord};
+use llmgate_core::{
+    Error, Result,
+    credits::{KeySource, TransactionKind, UsageRecord},
+};
 
 /// How long a replica may go without a beat before the others reclaim its holds. The server
 /// beats every 10 s from a task of its own (and with every reclaim), so a replica that is
@@ -51,6 +61,30 @@ pub(crate) struct Entry<'a> {
     pub request_id: Option<&'a str>,
     pub reason: String,
     pub at: i64,
+}
+
+impl<'a> Entry<'a> {
+    /// The release of hold `hold` giving `held` back to `user_id`, for the request
+    /// `request_id` when a settle closes it.
+    pub fn release(
+        user_id: &'a str,
+        held: i64,
+        balance_after_micros: i64,
+        request_id: Option<&'a str>,
+        hold: impl std::fmt::Display,
+        at: i64,
+    ) -> Self {
+        Self {
+            user_id,
+            kind: TransactionKind::Release,
+            amount_micros: held,
+            balance_after_micros,
+            usage: None,
+            request_id,
+            reason: format!("hold {hold}"),
+            at,
+        }
+    }
 }
 
 pub(crate) fn kind_name(kind: TransactionKind) -> &'static str {
@@ -146,23 +180,15 @@ impl UsageTotals {
             llmgate_core::memory::day_of(usage.at),
         );
         let sum = self.rows.entry(key).or_default();
+        let add =
+            |total: &mut i64, tokens: u64| *total = total.saturating_add(tokens_to_sql(tokens));
         sum.requests += 1;
-        sum.prompt_tokens = sum
-            .prompt_tokens
-            .saturating_add(tokens_to_sql(usage.prompt_tokens));
-        sum.completion_tokens = sum
-            .completion_tokens
-            .saturating_add(tokens_to_sql(usage.completion_tokens));
+        add(&mut sum.prompt_tokens, usage.prompt_tokens);
+        add(&mut sum.completion_tokens, usage.completion_tokens);
         sum.cost_micros = sum.cost_micros.saturating_add(cost_micros);
-        sum.cache_read_tokens = sum
-            .cache_read_tokens
-            .saturating_add(tokens_to_sql(usage.cache_read_tokens));
-        sum.cache_write_tokens = sum
-            .cache_write_tokens
-            .saturating_add(tokens_to_sql(usage.cache_write_tokens));
-        sum.reasoning_tokens = sum
-            .reasoning_tokens
-            .saturating_add(tokens_to_sql(usage.reasoning_tokens));
+        add(&mut sum.cache_read_tokens, usage.cache_read_tokens);
+        add(&mut sum.cache_write_tokens, usage.cache_write_tokens);
+        add(&mut sum.reasoning_tokens, usage.reasoning_tokens);
     }
 }
 
@@ -282,570 +308,16 @@ pub(crate) use sql_store_pool;
 /// and a `fn write_pool(&self) -> &sqlx::Pool<$db>` for single-statement writes.
 macro_rules! sql_credit_store {
     ($store:ty, $db:ty) => {
-        impl $store {
-            async fn read_balance(&self, user_id: &str) -> llmgate_core::Result<i64> {
-                let balance: Option<i64> =
-                    sqlx::query_scalar::<$db, i64>($crate::sql::statements::SELECT_BALANCE)
-                        .bind(user_id)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err($crate::error::database_error("balance"))?;
-                Ok(balance.unwrap_or(0))
-            }
-
-            /// Close a hold and give its amount back. `false` when it was closed already.
-            async fn release_hold_id(&self, hold_id: i64) -> llmgate_core::Result<bool> {
-                let failed = $crate::error::database_error("release");
-                let mut tx = self.begin_write().await.map_err(failed)?;
-                let released = Self::release_in(&mut tx, hold_id).await?;
-                if released {
-                    tx.commit()
-                        .await
-                        .map_err($crate::error::database_error("release"))?;
-                }
-                Ok(released)
-            }
-
-            /// Say this replica is alive (see [`DEFAULT_REPLICA_TIMEOUT`](crate::DEFAULT_REPLICA_TIMEOUT)).
-            /// Every reclaim beats; a server also beats from a task of its own, so that a
-            /// reclaim with many holds to give back cannot delay the beat past the timeout
-            /// (its peers would take it for stopped and reclaim the holds of requests it is
-            /// still serving, which then go uncharged).
-            pub async fn beat(&self) -> llmgate_core::Result<()> {
-                sqlx::query::<$db>($crate::sql::statements::BEAT)
-                    .bind(self.replica.id.as_ref())
-                    .bind(llmgate_core::memory::unix_now())
-                    .execute(self.write_pool())
-                    .await
-                    .map(drop)
-                    .map_err($crate::error::database_error("beat"))
-            }
-
-            /// Give back holds nobody will settle; returns how many were open. One
-            /// transaction per hold: a hold settled meanwhile is skipped, and two replicas
-            /// reclaiming at once never lock balances in conflicting orders. A hold the
-            /// database refuses to give back is logged and left open: it must not stop the
-            /// others, nor a server's start.
-            pub(crate) async fn release_abandoned(
-                &self,
-                hold_ids: Vec<i64>,
-            ) -> llmgate_core::Result<u64> {
-                let mut released = 0;
-                for hold_id in hold_ids {
-                    match self.release_hold_id(hold_id).await {
-                        Ok(true) => released += 1,
-                        Ok(false) => {}
-                        Err(error) if error.kind() == llmgate_core::ErrorKind::Internal => {
-                            metrics::counter!(llmgate_core::metrics::LEDGER_PARKED_WRITES)
-                                .increment(1);
-                            tracing::error!(
-                                hold_id,
-                                %error,
-                                "a hold could not be given back; it stays open (see docs/operations.md)"
-                            );
-                        }
-                        Err(error) => return Err(error),
-                    }
-                }
-                Ok(released)
-            }
-
-            /// [`release_hold_id`](Self::release_hold_id) inside a transaction.
-            async fn release_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                hold_id: i64,
-            ) -> llmgate_core::Result<bool> {
-                let taken: Option<(String, i64)> =
-                    sqlx::query_as::<$db, (String, i64)>($crate::sql::statements::TAKE_HOLD)
-                        .bind(hold_id)
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err($crate::error::database_error("release"))?;
-                let Some((user_id, held)) = taken else {
-                    return Ok(false);
-                };
-                let balance = Self::give_back(tx, &user_id, held).await?;
-                Self::append(
-                    tx,
-                    &$crate::sql::Entry {
-                        user_id: &user_id,
-                        kind: llmgate_core::TransactionKind::Release,
-                        amount_micros: held,
-                        balance_after_micros: balance,
-                        usage: None,
-                        request_id: None,
-                        reason: format!("hold {hold_id}"),
-                        at: llmgate_core::memory::unix_now(),
-                    },
-                )
-                .await?;
-                Ok(true)
-            }
-
-            /// Credit part of a hold back to its owner; returns the new balance.
-            async fn give_back(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                user_id: &str,
-                amount_micros: i64,
-            ) -> llmgate_core::Result<i64> {
-                let balance: Option<i64> =
-                    sqlx::query_scalar::<$db, i64>($crate::sql::statements::GIVE_BACK_TO_BALANCE)
-                        .bind(user_id)
-                        .bind(amount_micros)
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err($crate::error::database_error("give back a hold"))?;
-                // The holds table references the balance, so the row is there.
-                balance.ok_or_else(|| llmgate_core::Error::internal("a held balance is missing"))
-            }
-
-            async fn append(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                entry: &$crate::sql::Entry<'_>,
-            ) -> llmgate_core::Result<()> {
-                let usage = entry.usage;
-                sqlx::query::<$db>($crate::sql::statements::INSERT_ENTRY)
-                    .bind(entry.user_id)
-                    .bind($crate::sql::kind_name(entry.kind))
-                    .bind(entry.amount_micros)
-                    .bind(entry.balance_after_micros)
-                    .bind(usage.map(|u| u.model.as_str()))
-                    .bind(usage.map(|u| u.provider.as_str()))
-                    .bind(usage.map(|u| $crate::sql::tokens_to_sql(u.prompt_tokens)))
-                    .bind(usage.map(|u| $crate::sql::tokens_to_sql(u.completion_tokens)))
-                    .bind(usage.map(|u| u.key_source.as_str()))
-                    .bind(entry.request_id)
-                    .bind(entry.reason.as_str())
-                    .bind(entry.at)
-                    .bind(usage.map(|u| $crate::sql::tokens_to_sql(u.cache_read_tokens)))
-                    .bind(usage.map(|u| $crate::sql::tokens_to_sql(u.cache_write_tokens)))
-                    .bind(usage.map(|u| $crate::sql::tokens_to_sql(u.reasoning_tokens)))
-                    .execute(&mut **tx)
-                    .await
-                    .map_err($crate::error::database_error("append to the ledger"))?;
-                Ok(())
-            }
-
-            /// A hold as one statement where the backend has one (`HOLD_STATEMENT`). `None`:
-            /// no such statement, or the balance does not cover it (the general path decides).
-            async fn one_statement_hold<'e, E>(
-                executor: E,
-                request: &llmgate_core::HoldRequest,
-                replica: &str,
-            ) -> Result<Option<llmgate_core::Hold>, sqlx::Error>
-            where
-                E: sqlx::Executor<'e, Database = $db>,
-            {
-                let Some(statement) = Self::HOLD_STATEMENT else {
-                    return Ok(None);
-                };
-                let now = llmgate_core::memory::unix_now();
-                let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
-                let placed: Option<(i64, i64)> = sqlx::query_as::<$db, (i64, i64)>(statement)
-                    .bind(&request.user_id)
-                    .bind(request.amount_micros)
-                    .bind(&request.request_id)
-                    .bind(now)
-                    .bind(now.saturating_add(ttl))
-                    .bind(replica)
-                    .fetch_optional(executor)
-                    .await?;
-                Ok(placed.map(|(hold_id, _balance)| llmgate_core::Hold {
-                    id: hold_id.to_string(),
-                    user_id: request.user_id.clone(),
-                    amount_micros: request.amount_micros,
-                }))
-            }
-
-            /// Take a hold's amount off its balance inside `tx`; the balance after, or a refusal
-            /// (the inner error) that changed nothing.
-            ///
-            /// Only the conditional `UPDATE` ever takes credits. When it takes nothing, a second
-            /// statement reads the balance to tell "too little" from "no row yet". Under READ
-            /// COMMITTED (PostgreSQL) a give-back of another replica can commit between the two:
-            /// the read then shows enough although nothing was taken, and the `UPDATE` is tried
-            /// again. (A hold once went ahead on that read without taking anything: the balance
-            /// paid for a request it never covered.)
-            async fn take_for_hold(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                request: &llmgate_core::HoldRequest,
-            ) -> llmgate_core::Result<llmgate_core::Result<i64>> {
-                use $crate::sql::statements as sql;
-                const TRIES: usize = 4;
-                let failed = || $crate::error::database_error("hold");
-                let mut seen = 0;
-                for _ in 0..TRIES {
-                    let taken: Option<i64> = sqlx::query_scalar::<$db, i64>(sql::TAKE_FROM_BALANCE)
-                        .bind(&request.user_id)
-                        .bind(request.amount_micros)
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err(failed())?;
-                    if let Some(balance) = taken {
-                        return Ok(Ok(balance));
-                    }
-                    let balance = sqlx::query_scalar::<$db, i64>(sql::SELECT_BALANCE)
-                        .bind(&request.user_id)
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err(failed())?;
-                    match balance {
-                        // A zero hold of a user who never had credits: make the row, then take.
-                        None if request.amount_micros == 0 => {
-                            sqlx::query::<$db>(sql::ENSURE_BALANCE)
-                                .bind(&request.user_id)
-                                .execute(&mut **tx)
-                                .await
-                                .map_err(failed())?;
-                        }
-                        None => break,
-                        Some(balance) if balance < request.amount_micros => {
-                            seen = balance;
-                            break;
-                        }
-                        // A give-back landed between the two statements: take again.
-                        Some(balance) => seen = balance,
-                    }
-                }
-                Ok(Err(llmgate_core::Error::insufficient_credits(
-                    request.amount_micros,
-                    seen,
-                )))
-            }
-
-            /// Place a hold inside `tx`. The outer error is the database's; the inner one a
-            /// refusal (`insufficient_credits`), which changed nothing.
-            async fn hold_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                request: &llmgate_core::HoldRequest,
-                replica: &str,
-            ) -> llmgate_core::Result<llmgate_core::Result<llmgate_core::Hold>> {
-                use $crate::sql::statements as sql;
-                if request.amount_micros < 0 {
-                    return Ok(Err(llmgate_core::Error::internal("negative hold")));
-                }
-                let failed = || $crate::error::database_error("hold");
-                if let Some(hold) = Self::one_statement_hold(&mut **tx, request, replica)
-                    .await
-                    .map_err(failed())?
-                {
-                    return Ok(Ok(hold));
-                }
-                let now = llmgate_core::memory::unix_now();
-                let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
-                let balance_after = match Self::take_for_hold(tx, request).await? {
-                    Ok(balance) => balance,
-                    Err(refusal) => return Ok(Err(refusal)),
-                };
-                let hold_id: i64 = sqlx::query_scalar::<$db, i64>(sql::INSERT_HOLD)
-                    .bind(&request.user_id)
-                    .bind(request.amount_micros)
-                    .bind(&request.request_id)
-                    .bind(now)
-                    .bind(now.saturating_add(ttl))
-                    .bind(replica)
-                    .fetch_one(&mut **tx)
-                    .await
-                    .map_err(failed())?;
-                let id = hold_id.to_string();
-                Self::append(
-                    tx,
-                    &$crate::sql::Entry {
-                        user_id: &request.user_id,
-                        kind: llmgate_core::TransactionKind::Hold,
-                        amount_micros: -request.amount_micros,
-                        balance_after_micros: balance_after,
-                        usage: None,
-                        request_id: Some(&request.request_id),
-                        reason: format!("hold {id}"),
-                        at: now,
-                    },
-                )
-                .await?;
-                Ok(Ok(llmgate_core::Hold {
-                    id,
-                    user_id: request.user_id.clone(),
-                    amount_micros: request.amount_micros,
-                }))
-            }
-
-            /// Settle a hold inside `tx`, usage totals aside; `None` when it was settled or
-            /// released before (or names no hold). Returns the balance after and the charge.
-            async fn settle_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                hold: &llmgate_core::Hold,
-                usage: &llmgate_core::UsageRecord,
-            ) -> llmgate_core::Result<Option<(i64, i64)>> {
-                use $crate::sql::statements as sql;
-                let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) else {
-                    return Ok(None);
-                };
-                let failed = || $crate::error::database_error("settle");
-                if let Some(one_statement) = Self::SETTLE_STATEMENT {
-                    return sqlx::query_as::<$db, (i64, i64)>(one_statement)
-                        .bind(hold_id)
-                        .bind(usage.cost_micros)
-                        .bind(usage.model.as_str())
-                        .bind(usage.provider.as_str())
-                        .bind($crate::sql::tokens_to_sql(usage.prompt_tokens))
-                        .bind($crate::sql::tokens_to_sql(usage.completion_tokens))
-                        .bind(usage.key_source.as_str())
-                        .bind(usage.request_id.as_str())
-                        .bind(llmgate_core::memory::unix_now())
-                        .bind($crate::sql::tokens_to_sql(usage.cache_read_tokens))
-                        .bind($crate::sql::tokens_to_sql(usage.cache_write_tokens))
-                        .bind($crate::sql::tokens_to_sql(usage.reasoning_tokens))
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err(failed());
-                }
-                let taken: Option<(String, i64)> =
-                    sqlx::query_as::<$db, (String, i64)>(sql::TAKE_HOLD)
-                        .bind(hold_id)
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err(failed())?;
-                let Some((user_id, held)) = taken else {
-                    return Ok(None);
-                };
-                let charge = usage.cost_micros.clamp(0, held);
-                let balance = Self::give_back(tx, &user_id, held - charge).await?;
-                let now = llmgate_core::memory::unix_now();
-                // The hold's release, then the charge: the entries add up to the balance.
-                Self::append(
-                    tx,
-                    &$crate::sql::Entry {
-                        user_id: &user_id,
-                        kind: llmgate_core::TransactionKind::Release,
-                        amount_micros: held,
-                        balance_after_micros: balance + charge,
-                        usage: None,
-                        request_id: Some(&usage.request_id),
-                        reason: format!("hold {}", hold.id),
-                        at: now,
-                    },
-                )
-                .await?;
-                Self::append(
-                    tx,
-                    &$crate::sql::Entry {
-                        user_id: &user_id,
-                        kind: llmgate_core::TransactionKind::Charge,
-                        amount_micros: -charge,
-                        balance_after_micros: balance,
-                        usage: Some(usage),
-                        request_id: Some(&usage.request_id),
-                        reason: format!("hold {} of {held}", hold.id),
-                        at: now,
-                    },
-                )
-                .await?;
-                Ok(Some((balance, charge)))
-            }
-
-            /// Add one request to the usage totals.
-            async fn add_usage_in<'e, E>(
-                executor: E,
-                usage: &llmgate_core::UsageRecord,
-                cost_micros: i64,
-            ) -> Result<(), sqlx::Error>
-            where
-                E: sqlx::Executor<'e, Database = $db>,
-            {
-                sqlx::query::<$db>($crate::sql::statements::ADD_USAGE)
-                    .bind(&usage.user_id)
-                    .bind(&usage.model)
-                    .bind(&usage.provider)
-                    .bind(llmgate_core::memory::day_of(usage.at))
-                    .bind($crate::sql::tokens_to_sql(usage.prompt_tokens))
-                    .bind($crate::sql::tokens_to_sql(usage.completion_tokens))
-                    .bind(cost_micros)
-                    .bind($crate::sql::tokens_to_sql(usage.cache_read_tokens))
-                    .bind($crate::sql::tokens_to_sql(usage.cache_write_tokens))
-                    .bind($crate::sql::tokens_to_sql(usage.reasoning_tokens))
-                    .execute(executor)
-                    .await
-                    .map(drop)
-            }
-
-            /// Every write of a batch in one transaction: one commit for the lot, and one
-            /// usage upsert per user, model, provider and day. A refused hold fails alone.
-            async fn write_all(
-                &self,
-                writes: &[llmgate_core::LedgerWrite],
-            ) -> llmgate_core::Result<Vec<llmgate_core::Result<llmgate_core::Written>>> {
-                use llmgate_core::{LedgerWrite, Written};
-                let failed = || $crate::error::database_error("write a batch");
-                // A hold alone, as one statement, is its own transaction: no BEGIN and COMMIT
-                // round trips for the commonest batch of a lightly loaded gateway.
-                if let [LedgerWrite::Hold(request)] = writes
-                    && request.amount_micros >= 0
-                    && let Some(hold) =
-                        Self::one_statement_hold(self.write_pool(), request, &self.replica.id)
-                        .await
-                        .map_err(failed())?
-                {
-                    return Ok(vec![Ok(Written::Held(hold))]);
-                }
-                let mut tx = self.begin_write().await.map_err(failed())?;
-                let mut results = Vec::with_capacity(writes.len());
-                let mut totals = $crate::sql::UsageTotals::default();
-                for write in writes {
-                    results.push(match write {
-                        LedgerWrite::Hold(request) => {
-                            Self::hold_in(&mut tx, request, &self.replica.id)
-                                .await?
-                                .map(Written::Held)
-                        }
-                        LedgerWrite::Settle { hold, usage } => {
-                            match Self::settle_in(&mut tx, hold, usage).await? {
-                                Some((balance, charge)) => {
-                                    totals.add(usage, charge);
-                                    Ok(Written::Settled(Some(balance)))
-                                }
-                                None => Ok(Written::Settled(None)),
-                            }
-                        }
-                        LedgerWrite::Usage(usage) => {
-                            if usage.cost_micros < 0 {
-                                return Err(llmgate_core::Error::internal("negative usage cost"));
-                            }
-                            totals.add(usage, usage.cost_micros);
-                            Ok(Written::Recorded)
-                        }
-                        LedgerWrite::Release(hold) => {
-                            if let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) {
-                                Self::release_in(&mut tx, hold_id).await?;
-                            }
-                            Ok(Written::Released)
-                        }
-                    });
-                }
-                for (key, sum) in totals.rows {
-                    sqlx::query::<$db>($crate::sql::statements::ADD_USAGE_MANY)
-                        .bind(key.0)
-                        .bind(key.1)
-                        .bind(key.2)
-                        .bind(key.3)
-                        .bind(sum.requests)
-                        .bind(sum.prompt_tokens)
-                        .bind(sum.completion_tokens)
-                        .bind(sum.cost_micros)
-                        .bind(sum.cache_read_tokens)
-                        .bind(sum.cache_write_tokens)
-                        .bind(sum.reasoning_tokens)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed())?;
-                }
-                tx.commit().await.map_err(failed())?;
-                Ok(results)
-            }
-
-            /// A credit in one durable transaction (see `begin_credit`).
-            async fn credit_once(
-                &self,
-                credit: &llmgate_core::Credit,
-                kind: llmgate_core::TransactionKind,
-            ) -> llmgate_core::Result<llmgate_core::CreditOutcome> {
-                use $crate::sql::statements as sql;
-                let failed = || $crate::error::database_error("credit");
-                let not_applied = |balance_micros| llmgate_core::CreditOutcome {
-                    applied: false,
-                    balance_micros,
-                };
-                let mut tx = self.begin_credit().await.map_err(failed())?;
-                // Fast path for a repeat; the unique key below is what actually decides.
-                let used = sqlx::query_scalar::<$db, i64>(sql::CREDIT_KEY_USED)
-                    .bind(&credit.idempotency_key)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(failed())?;
-                if used.is_some() {
-                    drop(tx);
-                    return Ok(not_applied(self.read_balance(&credit.user_id).await?));
-                }
-                let balance = sqlx::query_scalar::<$db, i64>(sql::ADD_TO_BALANCE)
-                    .bind(&credit.user_id)
-                    .bind(credit.amount_micros)
-                    .bind(llmgate_core::MAX_BALANCE_MICROS)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(failed())?;
-                let Some(balance) = balance else {
-                    return Err(llmgate_core::balance_limit_exceeded());
-                };
-                // Another replica may have applied the same key since the check above: then
-                // this insert does nothing and the whole transaction is rolled back.
-                let inserted = sqlx::query_scalar::<$db, i64>(sql::INSERT_CREDIT_ENTRY)
-                    .bind(&credit.user_id)
-                    .bind($crate::sql::kind_name(kind))
-                    .bind(credit.amount_micros)
-                    .bind(balance)
-                    .bind(&credit.idempotency_key)
-                    .bind(&credit.reason)
-                    .bind(llmgate_core::memory::unix_now())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(failed())?;
-                if inserted.is_none() {
-                    tx.rollback().await.map_err(failed())?;
-                    return Ok(not_applied(self.read_balance(&credit.user_id).await?));
-                }
-                tx.commit().await.map_err(failed())?;
-                Ok(llmgate_core::CreditOutcome {
-                    applied: true,
-                    balance_micros: balance,
-                })
-            }
-
-            fn transaction_from_row(
-                row: &<$db as sqlx::Database>::Row,
-            ) -> Result<llmgate_core::Transaction, sqlx::Error> {
-                use sqlx::Row as _;
-                Ok(llmgate_core::Transaction {
-                    id: row.try_get("id")?,
-                    user_id: row.try_get("user_id")?,
-                    kind: $crate::sql::parse_kind(row.try_get::<&str, _>("kind")?)
-                        .map_err(|e| sqlx::Error::Decode(e.message().into()))?,
-                    amount_micros: row.try_get("amount_micros")?,
-                    balance_after_micros: row.try_get("balance_after_micros")?,
-                    model: row.try_get("model")?,
-                    provider: row.try_get("provider")?,
-                    prompt_tokens: row
-                        .try_get::<Option<i64>, _>("prompt_tokens")?
-                        .map($crate::sql::tokens_from_sql),
-                    completion_tokens: row
-                        .try_get::<Option<i64>, _>("completion_tokens")?
-                        .map($crate::sql::tokens_from_sql),
-                    cache_read_tokens: row
-                        .try_get::<Option<i64>, _>("cache_read_tokens")?
-                        .map($crate::sql::tokens_from_sql),
-                    cache_write_tokens: row
-                        .try_get::<Option<i64>, _>("cache_write_tokens")?
-                        .map($crate::sql::tokens_from_sql),
-                    reasoning_tokens: row
-                        .try_get::<Option<i64>, _>("reasoning_tokens")?
-                        .map($crate::sql::tokens_from_sql),
-                    key_source: row
-                        .try_get::<Option<&str>, _>("key_source")?
-                        .map($crate::sql::parse_key_source)
-                        .transpose()
-                        .map_err(|e| sqlx::Error::Decode(e.message().into()))?,
-                    request_id: row.try_get("request_id")?,
-                    idempotency_key: row.try_get("idempotency_key")?,
-                    reason: row.try_get("reason")?,
-                    at: row.try_get("created_at")?,
-                })
-            }
-        }
+        $crate::sql::steps::sql_ledger_steps!($store, $db);
+        $crate::sql::writes::sql_ledger_writes!($store, $db);
+        $crate::sql::reads::sql_ledger_reads!($store, $db);
 
         #[async_trait::async_trait]
-        impl llmgate_core::CreditStore for $store {
+        impl llmgate_core::credits::CreditStore for $store {
             async fn hold(
                 &self,
-                request: llmgate_core::HoldRequest,
-            ) -> llmgate_core::Result<llmgate_core::Hold> {
+                request: llmgate_core::credits::HoldRequest,
+            ) -> llmgate_core::Result<llmgate_core::credits::Hold> {
                 if request.amount_micros < 0 {
                     return Err(llmgate_core::Error::internal("negative hold"));
                 }
@@ -859,8 +331,8 @@ macro_rules! sql_credit_store {
 
             async fn settle(
                 &self,
-                hold: &llmgate_core::Hold,
-                usage: &llmgate_core::UsageRecord,
+                hold: &llmgate_core::credits::Hold,
+                usage: &llmgate_core::credits::UsageRecord,
             ) -> llmgate_core::Result<i64> {
                 if $crate::sql::parse_hold_id(&hold.id).is_none() {
                     return self.read_balance(&hold.user_id).await;
@@ -879,7 +351,7 @@ macro_rules! sql_credit_store {
                 Ok(balance)
             }
 
-            async fn release(&self, hold: &llmgate_core::Hold) -> llmgate_core::Result<()> {
+            async fn release(&self, hold: &llmgate_core::credits::Hold) -> llmgate_core::Result<()> {
                 if let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) {
                     self.release_hold_id(hold_id).await?;
                 }
@@ -888,7 +360,7 @@ macro_rules! sql_credit_store {
 
             async fn record_usage(
                 &self,
-                usage: &llmgate_core::UsageRecord,
+                usage: &llmgate_core::credits::UsageRecord,
             ) -> llmgate_core::Result<()> {
                 if usage.cost_micros < 0 {
                     return Err(llmgate_core::Error::internal("negative usage cost"));
@@ -900,53 +372,32 @@ macro_rules! sql_credit_store {
 
             async fn write_batch(
                 &self,
-                writes: &[llmgate_core::LedgerWrite],
-            ) -> Vec<llmgate_core::Result<llmgate_core::Written>> {
+                writes: &[llmgate_core::credits::LedgerWrite],
+            ) -> Vec<llmgate_core::Result<llmgate_core::credits::Written>> {
                 match self.write_all(writes).await {
                     Ok(results) => results,
                     Err(error) => {
                         // Nothing of the batch was committed. Write them one by one, so that
                         // one bad write cannot sink the others.
                         tracing::debug!(%error, writes = writes.len(), "a batch failed; writing it one by one");
-                        let mut results = Vec::with_capacity(writes.len());
-                        for write in writes {
-                            results.push(match write {
-                                llmgate_core::LedgerWrite::Hold(request) => self
-                                    .hold(request.clone())
-                                    .await
-                                    .map(llmgate_core::Written::Held),
-                                llmgate_core::LedgerWrite::Settle { hold, usage } => self
-                                    .settle(hold, usage)
-                                    .await
-                                    .map(|b| llmgate_core::Written::Settled(Some(b))),
-                                llmgate_core::LedgerWrite::Usage(usage) => self
-                                    .record_usage(usage)
-                                    .await
-                                    .map(|()| llmgate_core::Written::Recorded),
-                                llmgate_core::LedgerWrite::Release(hold) => self
-                                    .release(hold)
-                                    .await
-                                    .map(|()| llmgate_core::Written::Released),
-                            });
-                        }
-                        results
+                        llmgate_core::credits::write_one_by_one(self, writes).await
                     }
                 }
             }
 
             async fn credit(
                 &self,
-                credit: llmgate_core::Credit,
-            ) -> llmgate_core::Result<llmgate_core::CreditOutcome> {
+                credit: llmgate_core::credits::Credit,
+            ) -> llmgate_core::Result<llmgate_core::credits::CreditOutcome> {
                 if credit.amount_micros <= 0 {
                     return Err(llmgate_core::Error::invalid_request(
                         "a credit must be positive",
                     ));
                 }
                 let kind = match credit.kind {
-                    llmgate_core::CreditKind::Grant => llmgate_core::TransactionKind::Grant,
-                    llmgate_core::CreditKind::TopUp => llmgate_core::TransactionKind::TopUp,
-                    llmgate_core::CreditKind::Refund => llmgate_core::TransactionKind::Refund,
+                    llmgate_core::credits::CreditKind::Grant => llmgate_core::credits::TransactionKind::Grant,
+                    llmgate_core::credits::CreditKind::TopUp => llmgate_core::credits::TransactionKind::TopUp,
+                    llmgate_core::credits::CreditKind::Refund => llmgate_core::credits::TransactionKind::Refund,
                 };
                 let outcome = self.credit_once(&credit, kind).await;
                 self.credit_done().await;
@@ -960,73 +411,16 @@ macro_rules! sql_credit_store {
             async fn transactions(
                 &self,
                 user_id: &str,
-                page: llmgate_core::Page,
-            ) -> llmgate_core::Result<Vec<llmgate_core::Transaction>> {
-                let failed = || $crate::error::database_error("transactions");
-                if page.limit == 0 {
-                    return Ok(Vec::new());
-                }
-                let rows = sqlx::query::<$db>($crate::sql::statements::SELECT_TRANSACTIONS)
-                    .bind(user_id)
-                    .bind(page.before_id)
-                    .bind(i64::from(page.limit))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(failed())?;
-                rows.iter()
-                    .map(Self::transaction_from_row)
-                    .collect::<Result<Vec<_>, sqlx::Error>>()
-                    .map_err(failed())
+                page: llmgate_core::credits::Page,
+            ) -> llmgate_core::Result<Vec<llmgate_core::credits::Transaction>> {
+                self.read_transactions(user_id, page).await
             }
 
             async fn usage(
                 &self,
-                query: &llmgate_core::UsageQuery,
-            ) -> llmgate_core::Result<Vec<llmgate_core::UsageRow>> {
-                use sqlx::Row as _;
-                use $crate::sql::statements as sql;
-                let failed = || $crate::error::database_error("usage");
-                let statement = match query.group_by {
-                    llmgate_core::UsageGroup::Model => sql::USAGE_BY_MODEL,
-                    llmgate_core::UsageGroup::Provider => sql::USAGE_BY_PROVIDER,
-                    llmgate_core::UsageGroup::Day => sql::USAGE_BY_DAY,
-                };
-                let rows = sqlx::query::<$db>(statement)
-                    .bind(query.user_id.as_deref())
-                    .bind(query.from_day.as_deref())
-                    .bind(query.to_day.as_deref())
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(failed())?;
-                let mut usage = rows
-                    .iter()
-                    .map(|row| {
-                        Ok(llmgate_core::UsageRow {
-                            key: row.try_get("group_key")?,
-                            requests: $crate::sql::tokens_from_sql(row.try_get("requests")?),
-                            prompt_tokens: $crate::sql::tokens_from_sql(
-                                row.try_get("prompt_tokens")?,
-                            ),
-                            completion_tokens: $crate::sql::tokens_from_sql(
-                                row.try_get("completion_tokens")?,
-                            ),
-                            cost_micros: row.try_get("cost_micros")?,
-                            cache_read_tokens: $crate::sql::tokens_from_sql(
-                                row.try_get("cache_read_tokens")?,
-                            ),
-                            cache_write_tokens: $crate::sql::tokens_from_sql(
-                                row.try_get("cache_write_tokens")?,
-                            ),
-                            reasoning_tokens: $crate::sql::tokens_from_sql(
-                                row.try_get("reasoning_tokens")?,
-                            ),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, sqlx::Error>>()
-                    .map_err(failed())?;
-                // Byte order, whatever the database's collation.
-                usage.sort_by(|a, b| a.key.cmp(&b.key));
-                Ok(usage)
+                query: &llmgate_core::credits::UsageQuery,
+            ) -> llmgate_core::Result<Vec<llmgate_core::credits::UsageRow>> {
+                self.read_usage(query).await
             }
 
             async fn reclaim_expired(&self) -> llmgate_core::Result<u64> {

@@ -90,22 +90,8 @@ WHERE user_id = $1 AND ($2 IS NULL OR id < $2) \
 ORDER BY id DESC \
 LIMIT $3";
 
-/// Count one request into its day's rollup.
+/// Count requests (`$5` of them) of one user, model, provider and day into that day's rollup.
 pub(crate) const ADD_USAGE: &str = "\
-INSERT INTO usage_daily (user_id, model, provider, day, requests, prompt_tokens, \
-completion_tokens, cost_micros, cache_read_tokens, cache_write_tokens, reasoning_tokens) \
-VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10) \
-ON CONFLICT (user_id, model, provider, day) DO UPDATE SET \
-requests = usage_daily.requests + 1, \
-prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
-completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
-cost_micros = usage_daily.cost_micros + excluded.cost_micros, \
-cache_read_tokens = usage_daily.cache_read_tokens + excluded.cache_read_tokens, \
-cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
-reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens";
-
-/// `ADD_USAGE` for several requests of one user, model, provider and day at once (`$5`).
-pub(crate) const ADD_USAGE_MANY: &str = "\
 INSERT INTO usage_daily (user_id, model, provider, day, requests, prompt_tokens, \
 completion_tokens, cost_micros, cache_read_tokens, cache_write_tokens, reasoning_tokens) \
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \

@@ -1,7 +1,7 @@
 //! Issuing API keys and the digest they are stored and looked up by.
 
 use base64::Engine;
-use llmgate_core::{Error, Result, Secret};
+use llmgate_core::{Error, Result, keys::Secret};
 use rand::TryRngCore;
 use sha2::{Digest, Sha256};
 

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use llmgate_core::memory::unix_now;
-use llmgate_core::{CreditStore, Result};
+use llmgate_core::{Result, credits::CreditStore};
 
 use super::api_key::key_digest;
-use super::{IssuedKey, KeyOwner, TtlCache, User, UserRole, UserStore, UserUpdate};
+use super::ttl_cache::TtlCache;
+use super::types::{IssuedKey, KeyOwner, User, UserRole, UserStore, UserUpdate};
 use crate::grants::{grant_monthly, month_of};
 
 /// How the directory caches.

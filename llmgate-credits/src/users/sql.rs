@@ -5,11 +5,10 @@ use llmgate_core::memory::unix_now;
 use llmgate_core::{Error, Result};
 use subtle::ConstantTimeEq;
 
+use super::api_key::API_KEY_PREFIX;
 use super::api_key::{generate, generate_id, key_digest};
-use super::{
-    API_KEY_PREFIX, ApiKeyInfo, IssuedKey, KeyOwner, SqlPool, User, UserRole, UserStore,
-    UserUpdate, on_pool,
-};
+use super::pool::{SqlPool, on_pool};
+use super::types::{ApiKeyInfo, IssuedKey, KeyOwner, User, UserRole, UserStore, UserUpdate};
 use crate::error::database_error;
 
 /// The most users one page lists.

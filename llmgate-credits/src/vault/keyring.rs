@@ -11,7 +11,7 @@ use std::fmt;
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
-use llmgate_core::{Error, Result, Secret};
+use llmgate_core::{Error, Result, keys::Secret};
 use sha2::{Digest, Sha256};
 
 /// AES-GCM's standard nonce size.

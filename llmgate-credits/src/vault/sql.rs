@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use llmgate_core::memory::unix_now;
-use llmgate_core::{KeyVault, Result, Secret, StoredKey};
+use llmgate_core::{
+    Result,
+    keys::{KeyVault, Secret, StoredKey},
+};
 
 use super::keyring::{Keyring, Sealed};
 use crate::error::database_error;

@@ -11,7 +11,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llmgate_core::{CreditStore, MemoryCreditStore};
+use llmgate_core::{credits::CreditStore, memory::MemoryCreditStore};
 use llmgate_credits::{CacheSettings, CachedCreditStore, PostgresCreditStore, SqliteCreditStore};
 
 pub use llmgate_testkit::db::{TestPostgres, TestSqlite, service_unavailable, unique};
@@ -115,7 +115,7 @@ pub struct LedgerTotals {
 }
 
 pub async fn ledger_totals(store: &dyn CreditStore, user_id: &str) -> LedgerTotals {
-    use llmgate_core::{Page, TransactionKind};
+    use llmgate_core::credits::{Page, TransactionKind};
     let mut totals = LedgerTotals::default();
     let mut entries = Vec::new();
     let mut before_id = None;
@@ -161,7 +161,7 @@ pub async fn ledger_totals(store: &dyn CreditStore, user_id: &str) -> LedgerTota
 
 /// Each entry's `balance_after` is the running sum of the entries up to it (`newest_first`, as
 /// `transactions` pages them).
-fn assert_running_sums(newest_first: &[llmgate_core::Transaction]) {
+fn assert_running_sums(newest_first: &[llmgate_core::credits::Transaction]) {
     let mut running = 0;
     for entry in newest_first.iter().rev() {
         running += entry.amount_micros;
@@ -181,13 +181,13 @@ pub fn usage_record(
     provider: &str,
     cost_micros: i64,
     at: i64,
-) -> llmgate_core::UsageRecord {
-    llmgate_core::UsageRecord {
+) -> llmgate_core::credits::UsageRecord {
+    llmgate_core::credits::UsageRecord {
         user_id: user_id.to_owned(),
         request_id: request_id.to_owned(),
         model: model.to_owned(),
         provider: provider.to_owned(),
-        key_source: llmgate_core::KeySource::Platform,
+        key_source: llmgate_core::credits::KeySource::Platform,
         prompt_tokens: 10,
         completion_tokens: 20,
         cache_read_tokens: 0,
@@ -201,9 +201,9 @@ pub fn usage_record(
 /// Add `amount_micros` to a user as a top-up with a fresh idempotency key.
 pub async fn top_up(store: &dyn CreditStore, user_id: &str, amount_micros: i64) {
     let outcome = store
-        .credit(llmgate_core::Credit {
+        .credit(llmgate_core::credits::Credit {
             user_id: user_id.to_owned(),
-            kind: llmgate_core::CreditKind::TopUp,
+            kind: llmgate_core::credits::CreditKind::TopUp,
             amount_micros,
             idempotency_key: unique("top-up-"),
             reason: "test".to_owned(),

@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use llmgate_core::{Deployment, Gateway, Secret};
+//! use llmgate_core::{Gateway, catalog::Deployment, keys::Secret};
 //! use llmgate_providers::anthropic::{Anthropic, AnthropicConfig};
 //!
 //! let claude = Anthropic::new(AnthropicConfig::new("anthropic")).unwrap();
@@ -23,18 +23,22 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmgate_core::{ChatResponse, ChunkStream, Error, Provider, ProviderCall, Result};
+use llmgate_core::{
+    Error, Provider, Result,
+    chat::ChatResponse,
+    provider::{ChunkStream, ProviderCall},
+};
 use reqwest::header::HeaderValue;
 
 use crate::chunks;
+use crate::error::BuildError;
 use crate::http::{self, Connection};
-use crate::spec::BuildError;
 pub use passthrough::NATIVE_ANSWER_KEY;
 use stream::EventDecoder;
 use wire::{MessagesRequest, MessagesResponse};
 
 /// Where Anthropic's API lives.
-pub const DEFAULT_API_BASE: &str = "https://api.anthropic.com";
+pub const DEFAULT_API_BASE: &str = crate::family::ANTHROPIC_API_BASE;
 /// The API version this adapter speaks.
 pub const API_VERSION: &str = "2023-06-01";
 
@@ -243,7 +247,7 @@ impl Anthropic {
 /// `benches/` only; not part of the API.
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
-pub fn request_json_for_bench(request: &llmgate_core::ChatRequest) -> Result<Vec<u8>> {
+pub fn request_json_for_bench(request: &llmgate_core::chat::ChatRequest) -> Result<Vec<u8>> {
     serde_json::to_vec(&convert::to_wire(request, false)?)
         .map_err(|error| llmgate_core::Error::internal(error.to_string()))
 }

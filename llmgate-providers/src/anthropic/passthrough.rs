@@ -9,12 +9,13 @@
 //! `anthropic-version` and `anthropic-beta` headers are passed on.
 //!
 //! In a stream every upstream event rides on a chunk as its bytes
-//! ([`WireJson::of`](llmgate_core::WireJson::of)), on a chunk without usage: the meter takes the
+//! ([`WireJson::of`](llmgate_core::chat::WireJson::of)), on a chunk without usage: the meter takes the
 //! usage off the chunk that carries it (and so clears its bytes), so the usage travels on a
 //! chunk of its own after the event that reported it.
 
+use llmgate_core::chat::{ChatChunk, ChatRequest, ChatResponse, WireJson};
 use llmgate_core::chat::{NativeBody, WireFormat};
-use llmgate_core::{ChatChunk, ChatRequest, ChatResponse, Error, Result, WireJson};
+use llmgate_core::{Error, Result};
 use serde_json::{Map, Value};
 use sse_stream::Sse;
 
@@ -136,7 +137,7 @@ fn event_bytes(event: &Sse) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llmgate_core::Message;
+    use llmgate_core::chat::Message;
     use serde_json::json;
 
     fn native_of(body: Value) -> NativeBody {

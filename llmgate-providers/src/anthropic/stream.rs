@@ -7,13 +7,16 @@
 use std::collections::HashMap;
 
 use llmgate_core::chat::{FunctionCallDelta, ToolCallDelta};
-use llmgate_core::{ChatChunk, Delta, Error, FinishReason, Result, Role};
+use llmgate_core::{
+    Error, Result,
+    chat::{ChatChunk, Delta, FinishReason, Role},
+};
 use serde_json::Value;
 use sse_stream::Sse;
 
 use super::convert::{self, arguments_text};
 use super::wire::{BlockDelta, ResponseBlock, StreamEvent, WireUsage};
-use crate::chunks::{ChunkDecoder, choice_chunk};
+use crate::chunks::ChunkDecoder;
 
 /// A tool_use block being streamed.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +59,7 @@ impl EventDecoder {
     }
 
     fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>) -> ChatChunk {
-        choice_chunk(&self.id, &self.model, self.created, delta, finish_reason)
+        ChatChunk::empty(&self.id, &self.model, self.created).with_delta(delta, finish_reason)
     }
 
     fn malformed(&self, what: impl std::fmt::Display) -> Error {

@@ -4,8 +4,10 @@ use std::collections::HashMap;
 
 use llmgate_core::chat::{FunctionCall, ResponseFormat, ToolCall, ToolChoice, ToolChoiceMode};
 use llmgate_core::{
-    ChatRequest, ChatResponse, Choice, Content, ContentPart, Error, FinishReason, Message, Result,
-    Role, Usage,
+    Error, Result,
+    chat::{
+        ChatRequest, ChatResponse, Choice, Content, ContentPart, FinishReason, Message, Role, Usage,
+    },
 };
 use serde_json::{Map, Value};
 

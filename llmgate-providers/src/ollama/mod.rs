@@ -24,16 +24,21 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmgate_core::{ChatResponse, ChunkStream, Error, Provider, ProviderCall, Result, Secret};
+use llmgate_core::{
+    Error, Provider, Result,
+    chat::ChatResponse,
+    keys::Secret,
+    provider::{ChunkStream, ProviderCall},
+};
 
 use crate::chunks;
+use crate::error::BuildError;
 use crate::http::{self, Connection};
-use crate::spec::BuildError;
 use stream::LineDecoder;
 use wire::{ChatBody, ChatLine, Tags};
 
 /// Where a local Ollama listens by default.
-pub const DEFAULT_API_BASE: &str = "http://127.0.0.1:11434";
+pub const DEFAULT_API_BASE: &str = crate::family::OLLAMA_API_BASE;
 
 /// Configuration of one Ollama server.
 #[derive(Debug, Clone)]

@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use llmgate_core::chat::{FunctionCallDelta, ToolCallDelta};
-use llmgate_core::{ChatChunk, Delta, Error, FinishReason, Result, Role};
+use llmgate_core::{
+    Error, Result,
+    chat::{ChatChunk, Delta, FinishReason, Role},
+};
 use serde_json::Value;
 
 use super::convert;
 use super::wire::ChatLine;
-use crate::chunks::{ChunkDecoder, choice_chunk};
+use crate::chunks::ChunkDecoder;
 use crate::http;
 
 /// Collects bytes and hands out complete lines. Each byte is scanned once, however the input
@@ -127,7 +130,7 @@ impl LineDecoder {
     }
 
     fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>) -> ChatChunk {
-        choice_chunk(&self.id, &self.model, self.created, delta, finish_reason)
+        ChatChunk::empty(&self.id, &self.model, self.created).with_delta(delta, finish_reason)
     }
 
     fn on_line(&mut self, line: ChatLine) -> Result<Vec<ChatChunk>> {

@@ -8,13 +8,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llmgate_core::{ChatResponse, ChunkStream, Provider, ProviderCall, Result};
+use llmgate_core::{
+    Provider, Result,
+    chat::ChatResponse,
+    provider::{ChunkStream, ProviderCall},
+};
 use reqwest::header::{self, HeaderValue};
 
 use crate::chunks;
+use crate::error::BuildError;
 use crate::http::{self, Connection};
 use crate::presets::Quirks;
-use crate::spec::BuildError;
 use stream::EventDecoder;
 
 /// Configuration of one OpenAI-compatible upstream.

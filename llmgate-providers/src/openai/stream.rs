@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use llmgate_core::{ChatChunk, Result, Secret};
+use llmgate_core::{Result, chat::ChatChunk, keys::Secret};
 use sse_stream::Sse;
 
 use super::convert;

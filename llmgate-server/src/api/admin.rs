@@ -1,45 +1,62 @@
-//! The admin API (`llm.configure`): users with tier, role and balance, and their API keys.
+//! The admin API (`llm.configure`): the configured tiers, users with tier, role and balance,
+//! and their API keys.
 //!
-//! `GET|POST /api/v1/admin/users`, `GET|PATCH /api/v1/admin/users/{id}`,
+//! `GET /api/v1/admin/tiers`, `GET|POST /api/v1/admin/users`, `GET|PATCH /api/v1/admin/users/{id}`,
 //! `GET|POST /api/v1/admin/users/{id}/keys`, `DELETE /api/v1/admin/users/{id}/keys/{key_id}`.
 //! A new key is in the response that issued it and nowhere else, ever.
+//!
+//! Contract: docs/http-api.md#admin
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use llmgate_core::{Error, ErrorKind, Result, micros_to_credits};
+use llmgate_core::{Error, ErrorKind, Result, pricing::micros_to_credits};
 use llmgate_credits::users::{ApiKeyInfo, IssuedKey, User, UserRole, UserUpdate, check_user_id};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body::read_limited;
+use super::body::read_json;
+use super::params::Params;
 use super::response::{Body, json as json_response};
-use crate::auth::{Permission, Principal};
+use crate::auth::Principal;
 use crate::state::AppState;
 
 /// Users per page unless `limit` says otherwise, and the most it may say.
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 500;
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+/// `GET /api/v1/admin/tiers`: every configured tier with its settings, by name. Amounts are
+/// decimal strings (never floats), `monthly_credits` and `rpm` are `null` when unset.
+pub(crate) fn list_tiers(state: &AppState) -> Response<Body> {
+    let mut tiers: Vec<&llmgate_core::caller::Tier> = state.tiers.values().map(|t| &**t).collect();
+    tiers.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    let data: Vec<Value> = tiers
+        .into_iter()
+        .map(|tier| {
+            json!({
+                "name": tier.name,
+                "markup": tier.markup.normalize().to_string(),
+                "byok": tier.byok,
+                "monthly_credits": tier.monthly_credits.map(|c| c.normalize().to_string()),
+                "default_power_level": tier.default_power_level.as_str(),
+                "rpm": tier.rpm,
+                "require_private": tier.require_private,
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({ "object": "list", "data": data }))
+}
 
 /// `GET /api/v1/admin/users[?limit=&after=]`: users by id, each with their balance.
 pub(crate) async fn list_users(
     state: &AppState,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    let principal = configurer(state, &request).await?;
-    let query = Query::parse(request.uri().query(), &["limit", "after"])?;
-    let limit = match query.get("limit") {
-        None => DEFAULT_PAGE,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                Error::invalid_request(format!(
-                    "`limit` must be a whole number from 1 to {MAX_PAGE}."
-                ))
-                .with_param("limit")
-            })?,
-    };
+    let query = Params::parse(request.uri(), &["limit", "after"])?;
+    let limit = query
+        .integer("limit", 1..=MAX_PAGE, Some(DEFAULT_PAGE))?
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(DEFAULT_PAGE as u32);
     // One extra row tells whether there is a next page.
     let mut users = state
         .storage
@@ -76,10 +93,10 @@ struct NewUser {
 /// this once). Grants the tier's monthly credits.
 pub(crate) async fn create_user(
     state: &AppState,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    let principal = configurer(state, &request).await?;
-    let new: NewUser = read_body(state, request).await?;
+    let new: NewUser = read_json(request, &state.config.server).await?;
     check_user_id(&new.user_id)?;
     check_tier(state, &new.tier)?;
     let role = parse_role(new.role.as_deref().unwrap_or("user"))?;
@@ -88,25 +105,14 @@ pub(crate) async fn create_user(
         .users
         .create(&new.user_id, &new.tier, role)
         .await?;
-    tracing::info!(
-        user_id = %user.user_id,
-        tier = %user.tier,
-        role = user.role.as_str(),
-        by = principal.user_id(),
-        "created a user"
-    );
+    log_change(&user, principal, "created a user");
     let mut answer = user_json(state, &user).await?;
     add_issued_key(&mut answer, &key);
     Ok(issued_key_response(&answer))
 }
 
 /// `GET /api/v1/admin/users/{id}`.
-pub(crate) async fn get_user(
-    state: &AppState,
-    request: Request<Incoming>,
-    user_id: &str,
-) -> Result<Response<Body>> {
-    configurer(state, &request).await?;
+pub(crate) async fn get_user(state: &AppState, user_id: &str) -> Result<Response<Body>> {
     let user = existing_user(state, user_id).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -127,11 +133,11 @@ struct UserChange {
 /// request (their cached keys are dropped).
 pub(crate) async fn update_user(
     state: &AppState,
+    principal: &Principal,
     request: Request<Incoming>,
     user_id: &str,
 ) -> Result<Response<Body>> {
-    let principal = configurer(state, &request).await?;
-    let change: UserChange = read_body(state, request).await?;
+    let change: UserChange = read_json(request, &state.config.server).await?;
     if change.tier.is_none() && change.role.is_none() {
         return Err(Error::invalid_request(
             "Nothing to change: send `tier`, `role` or both.",
@@ -147,13 +153,7 @@ pub(crate) async fn update_user(
     let Some(user) = state.storage.users.update(user_id, &update).await? else {
         return Err(no_such_user(user_id));
     };
-    tracing::info!(
-        user_id = %user.user_id,
-        tier = %user.tier,
-        role = user.role.as_str(),
-        by = principal.user_id(),
-        "changed a user"
-    );
+    log_change(&user, principal, "changed a user");
     Ok(json_response(
         StatusCode::OK,
         &user_json(state, &user).await?,
@@ -163,10 +163,9 @@ pub(crate) async fn update_user(
 /// `POST /api/v1/admin/users/{id}/keys`: another key for the user, shown this once.
 pub(crate) async fn issue_key(
     state: &AppState,
-    request: Request<Incoming>,
+    principal: &Principal,
     user_id: &str,
 ) -> Result<Response<Body>> {
-    let principal = configurer(state, &request).await?;
     let Some(key) = state.storage.users.issue_key(user_id).await? else {
         return Err(no_such_user(user_id));
     };
@@ -177,12 +176,7 @@ pub(crate) async fn issue_key(
 }
 
 /// `GET /api/v1/admin/users/{id}/keys`: the user's keys as hints, revoked ones included.
-pub(crate) async fn list_keys(
-    state: &AppState,
-    request: Request<Incoming>,
-    user_id: &str,
-) -> Result<Response<Body>> {
-    configurer(state, &request).await?;
+pub(crate) async fn list_keys(state: &AppState, user_id: &str) -> Result<Response<Body>> {
     existing_user(state, user_id).await?;
     let keys = state.storage.users.store().keys(user_id).await?;
     let data: Vec<Value> = keys.iter().map(key_json).collect();
@@ -196,11 +190,10 @@ pub(crate) async fn list_keys(
 /// replica (within the key cache's 30 s on others).
 pub(crate) async fn revoke_key(
     state: &AppState,
-    request: Request<Incoming>,
+    principal: &Principal,
     user_id: &str,
     key_id: &str,
 ) -> Result<Response<Body>> {
-    let principal = configurer(state, &request).await?;
     if !state.storage.users.revoke_key(user_id, key_id).await? {
         return Err(Error::new(
             ErrorKind::NotFound,
@@ -220,12 +213,15 @@ pub(crate) async fn revoke_key(
     ))
 }
 
-/// The caller, who must hold `llm.configure`.
-async fn configurer(state: &AppState, request: &Request<Incoming>) -> Result<Principal> {
-    state
-        .auth
-        .require(request.headers(), Permission::Configure)
-        .await
+/// The log line of a user made or changed, with who did it.
+fn log_change(user: &User, by: &Principal, what: &'static str) {
+    tracing::info!(
+        user_id = %user.user_id,
+        tier = %user.tier,
+        role = user.role.as_str(),
+        by = by.user_id(),
+        "{what}"
+    );
 }
 
 async fn existing_user(state: &AppState, user_id: &str) -> Result<User> {
@@ -301,67 +297,4 @@ fn issued_key_response(answer: &Value) -> Response<Body> {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// The request's body (within the configured size) as JSON into `T`.
-pub(crate) async fn read_body<T: serde::de::DeserializeOwned>(
-    state: &AppState,
-    request: Request<Incoming>,
-) -> Result<T> {
-    let body = read_limited(request, &state.config.server).await?;
-    parse_body(&body)
-}
-
-/// A JSON body into `T`, naming the failing field.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let mut refused =
-            Error::invalid_request(format!("Invalid request body: {}", error.inner()));
-        if path != "." {
-            refused = refused.with_param(path);
-        }
-        refused
-    })?;
-    deserializer
-        .end()
-        .map_err(|error| Error::invalid_request(format!("Invalid request body: {error}")))?;
-    Ok(value)
-}
-
-/// A decoded query string; unknown or repeated names are refused.
-#[derive(Debug, Default)]
-struct Query {
-    pairs: Vec<(String, String)>,
-}
-
-impl Query {
-    fn parse(query: Option<&str>, known: &[&str]) -> Result<Self> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            if !known.contains(&name.as_ref()) {
-                return Err(Error::invalid_request(format!(
-                    "Unknown query parameter `{name}`; this endpoint takes {}.",
-                    known.join(", ")
-                ))
-                .with_param(name.into_owned()));
-            }
-            if pairs.iter().any(|(n, _)| *n == name) {
-                return Err(Error::invalid_request(format!(
-                    "The query parameter `{name}` is repeated."
-                ))
-                .with_param(name.into_owned()));
-            }
-            pairs.push((name.into_owned(), value.into_owned()));
-        }
-        Ok(Self { pairs })
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
 }

@@ -1,15 +1,16 @@
 //! `GET /api/v1/llm/credits/packages`, `POST /api/v1/llm/credits/purchase` and the Stripe
 //! webhook `POST /api/v1/billing/stripe/webhook` (no API key: Stripe signs it).
+//!
+//! Contract: docs/http-api.md#billing
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use llmgate_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-use super::body::read_limited;
-use super::credits::parse_json;
+use super::body::{read_json, read_limited};
 use super::response::{Body, json};
-use crate::auth::Permission;
+use crate::auth::Principal;
 use crate::billing::PackageView;
 use crate::state::AppState;
 
@@ -20,21 +21,19 @@ struct Packages {
 }
 
 /// `GET /api/v1/llm/credits/packages`.
-pub(crate) async fn packages(
-    state: &AppState,
-    request: Request<Incoming>,
-) -> Result<Response<Body>> {
-    state
-        .auth
-        .require(request.headers(), Permission::Read)
-        .await?;
-    Ok(json(
+pub(crate) fn packages(state: &AppState) -> Response<Body> {
+    json(
         StatusCode::OK,
         &Packages {
-            data: state.billing.packages().iter().map(|p| p.view()).collect(),
+            data: state
+                .billing
+                .packages()
+                .iter()
+                .map(PackageView::from)
+                .collect(),
             purchases_enabled: state.billing.purchases_enabled(),
         },
-    ))
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,20 +51,16 @@ struct PurchaseStarted {
 /// `POST /api/v1/llm/credits/purchase {"package"}` → a Stripe Checkout Session to pay at.
 pub(crate) async fn purchase(
     state: &AppState,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::Execute)
-        .await?;
-    if principal.caller.billing == llmgate_core::Billing::Uncharged {
+    if principal.caller.billing == llmgate_core::caller::Billing::Uncharged {
         return Err(Error::invalid_request(
             "The master key is never charged and has no balance to buy credits for; buy with a user's key.",
         )
         .with_code("no_balance_to_buy_for"));
     }
-    let body = read_limited(request, &state.config.server).await?;
-    let wanted: PurchaseRequest = parse_json(&body)?;
+    let wanted: PurchaseRequest = read_json(request, &state.config.server).await?;
     let session = state
         .billing
         .start_purchase(principal.user_id(), wanted.package.trim())

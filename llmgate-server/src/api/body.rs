@@ -1,4 +1,8 @@
-//! Reading a request body under the configured size and time limits.
+//! Reading a request body under the configured size and time limits, and decoding it as JSON:
+//! every endpoint that takes a body comes through here, so all of them refuse the same things
+//! (too large, too slow, malformed, trailing bytes after the value) with the same error shape.
+//!
+//! Contract: docs/http-api.md#limits
 
 use std::time::Duration;
 
@@ -7,6 +11,7 @@ use http::Request;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use llmgate_core::{Error, ErrorKind};
+use serde::de::DeserializeOwned;
 
 use crate::config::ServerConfig;
 
@@ -42,6 +47,52 @@ pub(crate) async fn read_limited(
         .map_err(|_| too_slow(timeout))?
 }
 
+/// The body, read as [`read_limited`] does, decoded as JSON into `T` by [`decode_json`].
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    request: Request<Incoming>,
+    settings: &ServerConfig,
+) -> Result<T, Error> {
+    let body = read_limited(request, settings).await?;
+    decode_json(&body)
+}
+
+/// One JSON value into `T`, strictly: anything but whitespace after it is refused. A refusal is
+/// 400 `invalid_request_error` with serde's message and, as `param`, the failing field's path
+/// (`messages[0].role`) or the name of a missing field.
+pub(crate) fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    // The common case, a good body, skips the path tracking, which only names a bad field.
+    // (`from_slice` refuses trailing bytes too.)
+    if let Ok(value) = serde_json::from_slice::<T>(body) {
+        return Ok(value);
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let message = error.inner().to_string();
+        let path = error.path().to_string();
+        let param = if path == "." {
+            missing_field(&message)
+        } else {
+            Some(path)
+        };
+        let refused = Error::invalid_request(format!("Invalid request body: {message}"));
+        match param {
+            Some(param) => refused.with_param(param),
+            None => refused,
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| Error::invalid_request(format!("Invalid request body: {error}")))?;
+    Ok(value)
+}
+
+/// `missing field `messages` at line 1 ...` names the field serde could not find.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    let end = rest.find('`')?;
+    Some(rest[..end].to_owned())
+}
+
 async fn read_within(request: Request<Incoming>, limit: u64) -> Result<Bytes, Error> {
     let announced = request
         .headers()
@@ -61,5 +112,51 @@ async fn read_within(request: Request<Incoming>, limit: u64) -> Result<Bytes, Er
                 "The request body could not be read.",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Pair {
+        #[allow(dead_code)]
+        name: String,
+        #[allow(dead_code)]
+        count: u32,
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_value_are_refused() {
+        assert!(decode_json::<Pair>(br#" {"name":"a","count":1} "#).is_ok());
+        for bad in [
+            &br#"{"name":"a","count":1} x"#[..],
+            br#"{"name":"a","count":1}{}"#,
+            br#"{"name":"a","count":1},"#,
+        ] {
+            let error = decode_json::<Pair>(bad).unwrap_err();
+            assert_eq!(
+                (error.status(), error.kind().type_name()),
+                (400, "invalid_request_error"),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let wrong = decode_json::<Pair>(br#"{"name":"a","count":"x"}"#).unwrap_err();
+        assert_eq!(wrong.param(), Some("count"));
+        let missing = decode_json::<Pair>(br#"{"name":"a"}"#).unwrap_err();
+        assert_eq!(missing.param(), Some("count"));
+        let unknown = decode_json::<Pair>(br#"{"name":"a","count":1,"x":2}"#).unwrap_err();
+        assert!(
+            unknown.message().contains("unknown field"),
+            "{}",
+            unknown.message()
+        );
     }
 }

@@ -1,15 +1,23 @@
 //! `POST /v1/chat/completions`: OpenAI chat completions, whole or streamed.
+//!
+//! Contract: docs/http-api.md#post-v1chatcompletions
 
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::{ChatRequest, Completion, Error, PowerLevel, Privacy, RouteInfo};
+use llmgate_core::{
+    Error,
+    catalog::Privacy,
+    chat::ChatRequest,
+    gateway::{Completion, RouteInfo},
+    power::PowerLevel,
+};
 
-use super::body::read_limited;
+use super::body::{decode_json, read_limited};
 use super::codec::Codec;
+use super::context::RequestContext;
 use super::response::{Body, json, set_header};
-use super::service::RequestContext;
 use super::sse;
-use crate::auth::Permission;
+use crate::auth::Principal;
 use crate::state::AppState;
 use crate::telemetry::ChatWatch;
 
@@ -26,14 +34,14 @@ struct ChatCompletions;
 
 impl Codec for ChatCompletions {
     fn decode(&self, body: &bytes::Bytes, _: Vec<(String, String)>) -> Result<ChatRequest, Error> {
-        parse(body)
+        decode_json(body)
     }
 
-    fn whole(&self, answer: &llmgate_core::ChatResponse) -> Response<Body> {
+    fn whole(&self, answer: &llmgate_core::chat::ChatResponse) -> Response<Body> {
         json(StatusCode::OK, answer)
     }
 
-    fn stream(&self, stream: llmgate_core::CompletionStream) -> Response<Body> {
+    fn stream(&self, stream: llmgate_core::gateway::CompletionStream) -> Response<Body> {
         sse::response(stream)
     }
 }
@@ -41,20 +49,22 @@ impl Codec for ChatCompletions {
 pub(crate) async fn completions(
     state: &AppState,
     context: &RequestContext,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
-    serve(state, context, request, &ChatCompletions).await
+    serve(state, context, principal, request, &ChatCompletions).await
 }
 
 /// The chat pipeline for a request in `codec`'s protocol.
 pub(super) async fn serve(
     state: &AppState,
     context: &RequestContext,
+    principal: &Principal,
     request: Request<Incoming>,
     codec: &impl Codec,
 ) -> Result<Response<Body>, Error> {
     let mut watch = ChatWatch::start();
-    match answer(state, context, request, codec, &mut watch).await {
+    match answer(state, context, principal, request, codec, &mut watch).await {
         Ok((response, route)) => {
             let span = tracing::Span::current();
             span.record("model", route.model.as_str());
@@ -77,12 +87,11 @@ pub(super) async fn serve(
 async fn answer(
     state: &AppState,
     context: &RequestContext,
+    principal: &Principal,
     request: Request<Incoming>,
     codec: &impl Codec,
     watch: &mut ChatWatch,
 ) -> Result<(Response<Body>, RouteInfo), Error> {
-    let principal = state.auth.authenticate(request.headers()).await?;
-    principal.require(Permission::Execute)?;
     let power_level = power_level_header(request.headers())?;
     let privacy = privacy_header(request.headers())?;
     let passed_on = codec.passed_on(request.headers());
@@ -92,7 +101,10 @@ async fn answer(
     if power_level.is_some() {
         chat.power_level = power_level;
     }
-    let mut caller = principal.caller.with_request_id(context.request_id.clone());
+    let mut caller = principal
+        .caller
+        .clone()
+        .with_request_id(context.request_id.clone());
     if let Some(privacy) = privacy {
         caller = caller.with_privacy(privacy);
     }
@@ -162,46 +174,6 @@ fn privacy_header(headers: &HeaderMap) -> Result<Option<Privacy>, Error> {
     }
 }
 
-/// The JSON body as a chat request; serde's message and the failing field on error.
-fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
-    parse_json(body)
-}
-
-/// A JSON request body of any protocol; serde's message and the failing field on error.
-pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
-    // The common case, a good body, skips the path tracking, which only names a bad field.
-    if let Ok(request) = serde_json::from_slice::<T>(body) {
-        return Ok(request);
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
-    let request = parsed.map_err(|error| {
-        let message = error.inner().to_string();
-        let path = error.path().to_string();
-        let param = if path == "." {
-            missing_field(&message)
-        } else {
-            Some(path)
-        };
-        let mut error = Error::invalid_request(format!("Invalid request body: {message}"));
-        if let Some(param) = param {
-            error = error.with_param(param);
-        }
-        error
-    })?;
-    deserializer
-        .end()
-        .map_err(|error| Error::invalid_request(format!("Invalid request body: {error}")))?;
-    Ok(request)
-}
-
-/// `missing field `messages` at line 1 ...` names the field serde could not find.
-fn missing_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("missing field `")?;
-    let end = rest.find('`')?;
-    Some(rest[..end].to_owned())
-}
-
 fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
     set_header(response, "x-llmgate-provider", &route.provider);
     set_header(response, "x-llmgate-model", &route.model);
@@ -217,6 +189,10 @@ fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(body: &[u8]) -> Result<ChatRequest, Error> {
+        super::super::body::decode_json(body)
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs

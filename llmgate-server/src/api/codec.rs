@@ -8,7 +8,9 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, Response};
-use llmgate_core::{ChatRequest, ChatResponse, CompletionStream, Error};
+use llmgate_core::Error;
+use llmgate_core::chat::{ChatRequest, ChatResponse};
+use llmgate_core::gateway::CompletionStream;
 
 use super::response::Body;
 

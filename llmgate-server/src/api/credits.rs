@@ -1,20 +1,23 @@
 //! `GET /api/v1/llm/credits`, `POST /api/v1/llm/credits/add` and
 //! `GET /api/v1/llm/credits/transactions`: balances and the ledger, in micro-credits and as
 //! decimal strings of credits (never floats).
+//!
+//! Contract: docs/http-api.md#credits-and-usage
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use llmgate_core::{
-    Credit, CreditKind, Decimal, Error, ErrorKind, KeySource, Page, Result, Transaction,
-    TransactionKind, credits_to_micros, micros_to_credits,
+    Error, ErrorKind, Result,
+    credits::{Credit, CreditKind, KeySource, Page, Transaction, TransactionKind},
+    pricing::{Decimal, credits_to_micros, micros_to_credits},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::body::read_limited;
+use super::body::read_json;
 use super::params::Params;
 use super::response::{Body, json};
-use crate::auth::{Permission, Principal};
+use crate::auth::Principal;
 use crate::state::AppState;
 
 /// Transactions per page unless `limit` says otherwise, and the most a page may hold.
@@ -36,15 +39,12 @@ struct BalanceView {
 /// `GET /api/v1/llm/credits[?user_id=]`.
 pub(crate) async fn balance(
     state: &AppState,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::Read)
-        .await?;
     let params = Params::parse(request.uri(), &["user_id"])?;
     let user_id = principal.target_user(params.get("user_id"))?;
-    let tier = tier_of(state, &principal, &user_id).await?;
+    let tier = tier_of(state, principal, &user_id).await?;
     let balance_micros = state.gateway.credits().balance(&user_id).await?;
     Ok(json(
         StatusCode::OK,
@@ -81,14 +81,14 @@ struct Added {
 }
 
 /// `POST /api/v1/llm/credits/add` (admins): a top-up, applied once per idempotency key.
-pub(crate) async fn add(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::Configure)
-        .await?;
-    let body = read_limited(request, &state.config.server).await?;
-    let add: AddCredits = parse_json(&body)?;
-    if add.user_id.is_none() && principal.caller.billing == llmgate_core::Billing::Uncharged {
+pub(crate) async fn add(
+    state: &AppState,
+    principal: &Principal,
+    request: Request<Incoming>,
+) -> Result<Response<Body>> {
+    let add: AddCredits = read_json(request, &state.config.server).await?;
+    if add.user_id.is_none() && principal.caller.billing == llmgate_core::caller::Billing::Uncharged
+    {
         // The master key's own account is never charged; crediting it helps nobody.
         return Err(
             Error::invalid_request("Name the user to credit: `user_id` is required.")
@@ -102,7 +102,7 @@ pub(crate) async fn add(state: &AppState, request: Request<Incoming>) -> Result<
         return Err(Error::invalid_request("`reason` must not be empty.").with_param("reason"));
     }
     // Crediting a user id that does not exist would lose the credits to a typo.
-    tier_of(state, &principal, &user_id).await?;
+    tier_of(state, principal, &user_id).await?;
     let idempotency_key = match add.idempotency_key.as_deref().map(str::trim) {
         Some("") => {
             return Err(
@@ -213,12 +213,9 @@ struct TransactionPage {
 /// `GET /api/v1/llm/credits/transactions[?limit=&before=&user_id=]`, newest first.
 pub(crate) async fn transactions(
     state: &AppState,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::Read)
-        .await?;
     let params = Params::parse(request.uri(), &["user_id", "limit", "before"])?;
     let user_id = principal.target_user(params.get("user_id"))?;
     let limit = params
@@ -273,21 +270,6 @@ async fn tier_of(state: &AppState, principal: &Principal, user_id: &str) -> Resu
 /// Micro-credits as a decimal string of credits (`700000` → `"0.7"`).
 pub(crate) fn credits_text(micros: i64) -> String {
     micros_to_credits(micros).to_string()
-}
-
-/// A JSON body, with serde's message and the failing field on error.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let message = error.inner().to_string();
-        let invalid = Error::invalid_request(format!("Invalid request body: {message}"));
-        if path == "." {
-            invalid
-        } else {
-            invalid.with_param(path)
-        }
-    })
 }
 
 /// An amount of credits, a JSON number or a decimal string, parsed exactly from its text

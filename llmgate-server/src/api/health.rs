@@ -1,5 +1,7 @@
 //! `GET /health` (liveness: the process answers) and `GET /health/ready` (readiness: the
 //! database answers and is migrated, and Redis answers when one is configured).
+//!
+//! Contract: docs/http-api.md#health-and-metrics
 
 use std::future::Future;
 use std::time::{Duration, Instant};

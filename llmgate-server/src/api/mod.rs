@@ -1,11 +1,14 @@
 //! The HTTP API: a hand-written router, one small module per group of endpoints, and the
 //! helpers they share (body reading, JSON and error responses, SSE).
+//!
+//! Contract: docs/http-api.md
 
 mod admin;
 mod billing;
 mod body;
 mod chat;
 mod codec;
+mod context;
 mod credits;
 mod health;
 mod messages;
@@ -13,6 +16,8 @@ mod models;
 mod params;
 mod provider_keys;
 mod response;
+#[cfg(test)]
+mod route_table;
 mod router;
 mod service;
 mod sse;
@@ -20,7 +25,6 @@ mod usage;
 
 #[cfg(feature = "bench-internals")]
 pub(crate) use messages::{bench_body as messages_body, bench_request as messages_request};
-pub use response::Body;
 pub use service::handle;
 #[cfg(feature = "bench-internals")]
 pub(crate) use sse::body as sse_body;

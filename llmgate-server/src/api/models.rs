@@ -1,22 +1,17 @@
 //! `GET /v1/models`: OpenAI's model list, each entry with llmgate's catalog facts.
+//!
+//! Contract: docs/http-api.md#get-v1models
 
 use std::collections::HashSet;
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use llmgate_core::{Decimal, Deployment, Error};
+use http::{Response, StatusCode};
+use llmgate_core::{catalog::Deployment, pricing::Decimal};
 use serde_json::{Value, json};
 
 use super::response::{Body, json as json_response};
-use crate::auth::Permission;
 use crate::state::AppState;
 
-pub(crate) async fn list(
-    state: &AppState,
-    request: Request<Incoming>,
-) -> Result<Response<Body>, Error> {
-    let principal = state.auth.authenticate(request.headers()).await?;
-    principal.require(Permission::Read)?;
+pub(crate) fn list(state: &AppState) -> Response<Body> {
     // One entry per model name: the first deployment in config order speaks for it.
     let mut seen = HashSet::new();
     let data: Vec<Value> = state
@@ -27,10 +22,7 @@ pub(crate) async fn list(
         .filter(|d| seen.insert(d.name.clone()))
         .map(|d| entry(d, state.started_at))
         .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "object": "list", "data": data }),
-    ))
+    json_response(StatusCode::OK, &json!({ "object": "list", "data": data }))
 }
 
 fn price(value: Option<Decimal>) -> Value {

@@ -1,5 +1,7 @@
 //! Query-string parameters: decoded once, unknown names refused (a typo such as `?limt=` should
 //! not silently return the default), each value checked with a message naming the parameter.
+//!
+//! Contract: docs/http-api.md#paths-and-query-strings
 
 use std::collections::HashMap;
 

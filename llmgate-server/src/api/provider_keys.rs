@@ -1,18 +1,24 @@
 //! BYOK through the API: `GET /api/v1/llm/providers` (the caller's view of every provider),
 //! `PUT /api/v1/llm/providers/{name}/key {"api_key"}` and `DELETE …/key`. Keys go into the
 //! vault sealed and come back out only as a masked `key_hint`.
+//!
+//! Contract: docs/http-api.md#bring-your-own-key
 
 use std::collections::HashMap;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::{Billing, Error, ErrorKind, KeyVault, Result, Secret, StoredKey};
+use llmgate_core::{
+    Error, ErrorKind, Result,
+    caller::Billing,
+    keys::{KeyVault, Secret, StoredKey},
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::admin::read_body;
+use super::body::read_json;
 use super::response::{Body, json as json_response};
-use crate::auth::{Permission, Principal};
+use crate::auth::Principal;
 use crate::state::AppState;
 
 /// Longer than any real provider key; a bound on what is sealed and stored.
@@ -20,12 +26,8 @@ const MAX_KEY_BYTES: usize = 4096;
 
 /// `GET /api/v1/llm/providers`: each configured provider with whether the caller has a key
 /// there (`byok_configured`, `key_hint`), and whether the caller may bring keys at all.
-pub(crate) async fn list(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::Read)
-        .await?;
-    let refusal = byok_refusal(state, &principal);
+pub(crate) async fn list(state: &AppState, principal: &Principal) -> Result<Response<Body>> {
+    let refusal = byok_refusal(state, principal);
     let stored: HashMap<String, StoredKey> = match state.gateway.vault() {
         Some(vault) if refusal.is_none() => vault
             .list(principal.user_id())
@@ -75,15 +77,12 @@ struct PutKey {
 /// `PUT /api/v1/llm/providers/{name}/key {"api_key"}`: store or replace the caller's key.
 pub(crate) async fn put(
     state: &AppState,
+    principal: &Principal,
     request: Request<Incoming>,
     provider: &str,
 ) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::ManageProviders)
-        .await?;
-    let vault = byok_vault(state, &principal, provider)?;
-    let put: PutKey = read_body(state, request).await?;
+    let vault = byok_vault(state, principal, provider)?;
+    let put: PutKey = read_json(request, &state.config.server).await?;
     let key = Secret::new(put.api_key.trim());
     if key.expose().is_empty() || key.expose().len() > MAX_KEY_BYTES {
         return Err(Error::invalid_request(format!(
@@ -112,14 +111,10 @@ pub(crate) async fn put(
 /// `DELETE /api/v1/llm/providers/{name}/key`: requests go back to the platform key.
 pub(crate) async fn delete(
     state: &AppState,
-    request: Request<Incoming>,
+    principal: &Principal,
     provider: &str,
 ) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::ManageProviders)
-        .await?;
-    let vault = byok_vault(state, &principal, provider)?;
+    let vault = byok_vault(state, principal, provider)?;
     let deleted = vault.delete(principal.user_id(), provider).await?;
     if !deleted {
         return Err(Error::new(

@@ -1,21 +1,13 @@
-//! Building responses: JSON bodies, OpenAI-shaped errors and the body type every handler uses.
+//! Building responses: JSON bodies and OpenAI-shaped errors.
+//!
+//! Contract: docs/http-api.md#errors
 
-use std::convert::Infallible;
-
-use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
 use llmgate_core::Error;
 use serde::Serialize;
 
-/// The response body: whole or streamed. Never fails mid-way: stream errors are sent as
-/// SSE error events instead.
-pub type Body = UnsyncBoxBody<Bytes, Infallible>;
-
-pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed_unsync()
-}
+pub(crate) use crate::response_body::Body;
+use crate::response_body::full;
 
 /// A JSON response; a value that cannot be serialized becomes a 500.
 pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {

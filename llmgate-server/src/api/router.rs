@@ -1,6 +1,9 @@
 //! Which endpoint a request is for: a plain match on (method, path).
 //!
-//! Add an endpoint by adding a variant, a path arm here and a dispatch arm in `service.rs`.
+//! Add an endpoint by adding a variant, a path arm here, a dispatch arm in `service.rs`, an
+//! entry in [`ROUTES`] and its section in docs/http-api.md (`route_table.rs` checks they agree).
+//!
+//! Contract: docs/http-api.md, one `### METHOD PATH` section per entry of `ROUTES`.
 
 use http::Method;
 use llmgate_core::Error;
@@ -28,6 +31,7 @@ pub(crate) enum Endpoint {
     /// Prometheus metrics (no auth: bind it privately, or move it to `server.metrics_listen`).
     Metrics,
     /// The admin API (`api/admin.rs`).
+    AdminListTiers,
     AdminListUsers,
     AdminCreateUser,
     AdminGetUser(String),
@@ -45,6 +49,67 @@ pub(crate) enum Endpoint {
     /// The LLM Hub's page and files (`/ui`, `/ui/...`).
     Ui,
 }
+
+/// A documented `(method, path)`: `("GET", "/api/v1/admin/users/{id}")`.
+pub(crate) type Route = (&'static str, &'static str);
+
+/// Every endpoint as docs/http-api.md lists it: one `### METHOD PATH` heading per entry, path
+/// parameters written `{name}`. Aliases (another path or method for the same endpoint) are in
+/// [`ALIASES`], not here. [`route`] matches paths itself; this table is what the tests in
+/// `route_table.rs` hold it and the document to.
+#[cfg_attr(
+    not(test),
+    allow(dead_code, reason = "read by the route table's tests only")
+)]
+pub(crate) const ROUTES: &[Route] = &[
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
+    ("GET", "/v1/models"),
+    ("GET", "/api/v1/llm/credits"),
+    ("POST", "/api/v1/llm/credits/add"),
+    ("GET", "/api/v1/llm/credits/transactions"),
+    ("GET", "/api/v1/llm/usage"),
+    ("GET", "/api/v1/llm/credits/packages"),
+    ("POST", "/api/v1/llm/credits/purchase"),
+    ("POST", "/api/v1/billing/stripe/webhook"),
+    ("GET", "/api/v1/llm/providers"),
+    ("PUT", "/api/v1/llm/providers/{name}/key"),
+    ("DELETE", "/api/v1/llm/providers/{name}/key"),
+    ("GET", "/api/v1/admin/tiers"),
+    ("GET", "/api/v1/admin/users"),
+    ("POST", "/api/v1/admin/users"),
+    ("GET", "/api/v1/admin/users/{id}"),
+    ("PATCH", "/api/v1/admin/users/{id}"),
+    ("GET", "/api/v1/admin/users/{id}/keys"),
+    ("POST", "/api/v1/admin/users/{id}/keys"),
+    ("DELETE", "/api/v1/admin/users/{id}/keys/{key_id}"),
+    ("GET", "/health"),
+    ("GET", "/health/ready"),
+    ("GET", "/metrics"),
+    ("GET", "/ui"),
+];
+
+/// Other ways to reach an entry of [`ROUTES`]: `(alias method, alias path)` then the entry.
+#[cfg_attr(
+    not(test),
+    allow(dead_code, reason = "read by the route table's tests only")
+)]
+pub(crate) const ALIASES: &[(Route, Route)] = &[
+    (
+        ("POST", "/api/v1/llm/chat/completions"),
+        ("POST", "/v1/chat/completions"),
+    ),
+    (("POST", "/anthropic/v1/messages"), ("POST", "/v1/messages")),
+    (
+        ("POST", "/anthropic/v1/messages/count_tokens"),
+        ("POST", "/v1/messages/count_tokens"),
+    ),
+    (("GET", "/api/v1/llm/models"), ("GET", "/v1/models")),
+    (("HEAD", "/ui"), ("GET", "/ui")),
+    (("GET", "/ui/{file}"), ("GET", "/ui")),
+    (("HEAD", "/ui/{file}"), ("GET", "/ui")),
+];
 
 /// Why no endpoint matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +167,9 @@ fn with_path_parameters(method: &Method, path: &str) -> Option<Result<Endpoint, 
             &Method::GET => Endpoint::AdminListUsers,
             _ => Endpoint::AdminCreateUser,
         }));
+    }
+    if path == "/api/v1/admin/tiers" {
+        return Some(only(method, &[Method::GET], Endpoint::AdminListTiers));
     }
     if path == "/api/v1/llm/providers" {
         return Some(only(method, &[Method::GET], Endpoint::ListProviders));

@@ -1,5 +1,11 @@
-//! One request in, one response out: request id, routing, dispatch, error rendering, logging.
-//! Nothing a request does can take the process down: a panic becomes a 500.
+//! One request in, one response out: request id, routing, authentication, dispatch, error
+//! rendering, logging. Nothing a request does can take the process down: a panic becomes a 500.
+//!
+//! Authentication happens here and only here: [`needs`] says what each endpoint asks of its
+//! caller, dispatch checks it once (401 without a known key, 403 without the permission) and
+//! hands the authenticated [`Principal`] to the handler.
+//!
+//! Contract: docs/http-api.md#common-rules
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -11,16 +17,12 @@ use hyper::body::Incoming;
 use llmgate_core::Error;
 use tracing::Instrument;
 
+use super::context::RequestContext;
 use super::response::{Body, error_response, error_with_status, set_header};
 use super::router::{Endpoint, Miss, route};
 use super::{admin, billing, chat, credits, health, messages, models, provider_keys, usage};
+use crate::auth::{Permission, Principal};
 use crate::state::AppState;
-
-/// What every handler may need about the request besides its body.
-#[derive(Debug, Clone)]
-pub(crate) struct RequestContext {
-    pub request_id: Arc<str>,
-}
 
 /// Answer one request.
 pub async fn handle(state: AppState, request: Request<Incoming>) -> Response<Body> {
@@ -67,6 +69,48 @@ fn is_probe(path: &str) -> bool {
     matches!(path, "/health" | "/health/ready" | "/metrics")
 }
 
+/// What an endpoint asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// Anyone: probes, metrics, the UI's files, and Stripe's webhook (Stripe signs it).
+    Nothing,
+    /// An API key (the master key or a user's) whose role grants the permission.
+    Key(Permission),
+}
+
+/// The one table of who may call what.
+fn needs(endpoint: &Endpoint) -> Needs {
+    match endpoint {
+        Endpoint::Health
+        | Endpoint::Ready
+        | Endpoint::Metrics
+        | Endpoint::StripeWebhook
+        | Endpoint::Ui => Needs::Nothing,
+        Endpoint::ChatCompletions
+        | Endpoint::Messages
+        | Endpoint::MessagesCountTokens
+        | Endpoint::CreditsPurchase => Needs::Key(Permission::Execute),
+        Endpoint::ListModels
+        | Endpoint::Credits
+        | Endpoint::CreditsTransactions
+        | Endpoint::CreditsPackages
+        | Endpoint::Usage
+        | Endpoint::ListProviders => Needs::Key(Permission::Read),
+        Endpoint::CreditsAdd
+        | Endpoint::AdminListTiers
+        | Endpoint::AdminListUsers
+        | Endpoint::AdminCreateUser
+        | Endpoint::AdminGetUser(_)
+        | Endpoint::AdminUpdateUser(_)
+        | Endpoint::AdminListKeys(_)
+        | Endpoint::AdminIssueKey(_)
+        | Endpoint::AdminRevokeKey { .. } => Needs::Key(Permission::Configure),
+        Endpoint::PutProviderKey(_) | Endpoint::DeleteProviderKey(_) => {
+            Needs::Key(Permission::ManageProviders)
+        }
+    }
+}
+
 async fn dispatch(
     state: &AppState,
     context: &RequestContext,
@@ -76,49 +120,98 @@ async fn dispatch(
         Ok(endpoint) => endpoint,
         Err(miss) => return miss_response(&miss, request.method(), request.uri().path()),
     };
-    let result = match endpoint {
-        Endpoint::ChatCompletions => chat::completions(state, context, request).await,
-        Endpoint::Messages => messages::create(state, context, request).await,
-        Endpoint::MessagesCountTokens => messages::count_tokens(state, context, request).await,
-        Endpoint::ListModels => models::list(state, request).await,
-        Endpoint::Credits => credits::balance(state, request).await,
-        Endpoint::CreditsAdd => credits::add(state, request).await,
-        Endpoint::CreditsTransactions => credits::transactions(state, request).await,
-        Endpoint::CreditsPackages => billing::packages(state, request).await,
-        Endpoint::CreditsPurchase => billing::purchase(state, request).await,
-        Endpoint::Usage => usage::usage(state, request).await,
-        Endpoint::StripeWebhook => billing::stripe_webhook(state, request).await,
-        Endpoint::Health => Ok(health::live()),
-        Endpoint::Ready => Ok(health::ready(state).await),
-        // With its own listener, the metrics are not served to the API's clients.
-        Endpoint::Metrics if state.config.server.metrics_listen.is_some() => {
-            return miss_response(&Miss::NotFound, request.method(), request.uri().path());
-        }
-        Endpoint::Metrics => Ok(crate::telemetry::scrape(state)),
-        Endpoint::AdminListUsers => admin::list_users(state, request).await,
-        Endpoint::AdminCreateUser => admin::create_user(state, request).await,
-        Endpoint::AdminGetUser(user) => admin::get_user(state, request, &user).await,
-        Endpoint::AdminUpdateUser(user) => admin::update_user(state, request, &user).await,
-        Endpoint::AdminListKeys(user) => admin::list_keys(state, request, &user).await,
-        Endpoint::AdminIssueKey(user) => admin::issue_key(state, request, &user).await,
-        Endpoint::AdminRevokeKey { user_id, key_id } => {
-            admin::revoke_key(state, request, &user_id, &key_id).await
-        }
-        Endpoint::ListProviders => provider_keys::list(state, request).await,
-        Endpoint::PutProviderKey(name) => provider_keys::put(state, request, &name).await,
-        Endpoint::DeleteProviderKey(name) => provider_keys::delete(state, request, &name).await,
-        Endpoint::Ui => Ok(crate::ui::serve(
-            request.method(),
-            request.uri().path(),
-            request.headers(),
-        )),
+    // Anthropic's clients read errors in Anthropic's shape, the refused key's included.
+    let anthropic = matches!(endpoint, Endpoint::Messages | Endpoint::MessagesCountTokens);
+    let result = match needs(&endpoint) {
+        Needs::Nothing => open(state, endpoint, request).await,
+        Needs::Key(permission) => match state.auth.require(request.headers(), permission).await {
+            Ok(principal) => keyed(state, context, &principal, endpoint, request).await,
+            Err(refused) => Err(refused),
+        },
     };
     result.unwrap_or_else(|error| {
         if error.status() >= 500 {
             tracing::warn!(request_id = %context.request_id, %error, "request failed");
         }
+        if anthropic {
+            return messages::error_response(&error);
+        }
         error_response(&error)
     })
+}
+
+/// The endpoints [`needs`] leaves open to anyone.
+async fn open(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
+    match endpoint {
+        Endpoint::StripeWebhook => billing::stripe_webhook(state, request).await,
+        Endpoint::Health => Ok(health::live()),
+        Endpoint::Ready => Ok(health::ready(state).await),
+        // With its own listener, the metrics are not served to the API's clients.
+        Endpoint::Metrics if state.config.server.metrics_listen.is_some() => Ok(miss_response(
+            &Miss::NotFound,
+            request.method(),
+            request.uri().path(),
+        )),
+        Endpoint::Metrics => Ok(crate::telemetry::scrape(&state.gateway)),
+        Endpoint::Ui => Ok(crate::ui::serve(
+            request.method(),
+            request.uri().path(),
+            request.headers(),
+        )),
+        keyed => Err(unguarded(&keyed)),
+    }
+}
+
+/// The endpoints that need a key, with the caller [`needs`] authenticated.
+async fn keyed(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Principal,
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
+    match endpoint {
+        Endpoint::ChatCompletions => chat::completions(state, context, caller, request).await,
+        Endpoint::Messages => messages::create(state, context, caller, request).await,
+        Endpoint::MessagesCountTokens => {
+            messages::count_tokens(state, context, caller, request).await
+        }
+        Endpoint::ListModels => Ok(models::list(state)),
+        Endpoint::Credits => credits::balance(state, caller, request).await,
+        Endpoint::CreditsAdd => credits::add(state, caller, request).await,
+        Endpoint::CreditsTransactions => credits::transactions(state, caller, request).await,
+        Endpoint::CreditsPackages => Ok(billing::packages(state)),
+        Endpoint::CreditsPurchase => billing::purchase(state, caller, request).await,
+        Endpoint::Usage => usage::usage(state, caller, request).await,
+        Endpoint::AdminListTiers => Ok(admin::list_tiers(state)),
+        Endpoint::AdminListUsers => admin::list_users(state, caller, request).await,
+        Endpoint::AdminCreateUser => admin::create_user(state, caller, request).await,
+        Endpoint::AdminGetUser(user) => admin::get_user(state, &user).await,
+        Endpoint::AdminUpdateUser(user) => admin::update_user(state, caller, request, &user).await,
+        Endpoint::AdminListKeys(user) => admin::list_keys(state, &user).await,
+        Endpoint::AdminIssueKey(user) => admin::issue_key(state, caller, &user).await,
+        Endpoint::AdminRevokeKey { user_id, key_id } => {
+            admin::revoke_key(state, caller, &user_id, &key_id).await
+        }
+        Endpoint::ListProviders => provider_keys::list(state, caller).await,
+        Endpoint::PutProviderKey(name) => provider_keys::put(state, caller, request, &name).await,
+        Endpoint::DeleteProviderKey(name) => provider_keys::delete(state, caller, &name).await,
+        open => Err(unguarded(&open)),
+    }
+}
+
+/// [`needs`] and the two dispatch tables disagree: a bug, answered as a 500 rather than served
+/// without the check.
+fn unguarded(endpoint: &Endpoint) -> Error {
+    tracing::error!(
+        ?endpoint,
+        "an endpoint is dispatched under the wrong access"
+    );
+    Error::internal("An internal error occurred.")
 }
 
 fn miss_response(miss: &Miss, method: &Method, path: &str) -> Response<Body> {
@@ -149,6 +242,33 @@ fn request_id(headers: &HeaderMap) -> Arc<str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_probes_metrics_the_ui_and_stripe_are_open() {
+        let open = [
+            Endpoint::Health,
+            Endpoint::Ready,
+            Endpoint::Metrics,
+            Endpoint::StripeWebhook,
+            Endpoint::Ui,
+        ];
+        for endpoint in &open {
+            assert_eq!(needs(endpoint), Needs::Nothing, "{endpoint:?}");
+        }
+        for (endpoint, permission) in [
+            (Endpoint::ChatCompletions, Permission::Execute),
+            (Endpoint::ListModels, Permission::Read),
+            (Endpoint::CreditsAdd, Permission::Configure),
+            (Endpoint::AdminListTiers, Permission::Configure),
+            (Endpoint::AdminGetUser("ann".into()), Permission::Configure),
+            (
+                Endpoint::PutProviderKey("openai".into()),
+                Permission::ManageProviders,
+            ),
+        ] {
+            assert_eq!(needs(&endpoint), Needs::Key(permission), "{endpoint:?}");
+        }
+    }
 
     #[test]
     fn sane_request_ids_are_kept_and_others_replaced() {

@@ -2,6 +2,8 @@
 //!
 //! The body is a stream over the gateway's `CompletionStream` (no spawned pump), so a client
 //! that goes away drops it, which drops the upstream connection and settles the hold.
+//!
+//! Contract: docs/http-api.md#post-v1chatcompletions
 
 use std::convert::Infallible;
 
@@ -10,7 +12,7 @@ use futures::StreamExt;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use llmgate_core::{ChatChunk, CompletionStream, Error};
+use llmgate_core::{Error, chat::ChatChunk, gateway::CompletionStream};
 use serde::Serialize;
 
 use super::response::Body;
@@ -121,7 +123,7 @@ pub(super) fn event_stream(body: Body) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llmgate_core::WireJson;
+    use llmgate_core::chat::WireJson;
 
     #[test]
     fn an_unchanged_upstream_chunk_goes_out_as_it_came() {

@@ -1,16 +1,21 @@
 //! `GET /api/v1/llm/usage?from=&to=&group_by=model|provider|day[&user_id=]`: requests, tokens
 //! and cost summed per group from the daily rollup. Users see their own usage; admins name a
 //! user or, leaving `user_id` out, see everyone's.
+//!
+//! Contract: docs/http-api.md#get-apiv1llmusage
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::{Error, Result, UsageGroup, UsageQuery, UsageRow};
+use llmgate_core::{
+    Error, Result,
+    credits::{UsageGroup, UsageQuery, UsageRow},
+};
 use serde::Serialize;
 
 use super::credits::credits_text;
 use super::params::Params;
 use super::response::{Body, json};
-use crate::auth::Permission;
+use crate::auth::Principal;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
@@ -54,11 +59,11 @@ impl From<UsageRow> for UsageView {
     }
 }
 
-pub(crate) async fn usage(state: &AppState, request: Request<Incoming>) -> Result<Response<Body>> {
-    let principal = state
-        .auth
-        .require(request.headers(), Permission::Read)
-        .await?;
+pub(crate) async fn usage(
+    state: &AppState,
+    principal: &Principal,
+    request: Request<Incoming>,
+) -> Result<Response<Body>> {
     let params = Params::parse(request.uri(), &["from", "to", "group_by", "user_id"])?;
     let user_id = match params.get("user_id") {
         Some(requested) => Some(principal.target_user(Some(requested))?),

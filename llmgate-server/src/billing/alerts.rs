@@ -12,14 +12,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use llmgate_core::memory::{day_of, unix_now};
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Decimal, Error, Hold, HoldRequest, LedgerWrite, Page,
-    Result, Transaction, UsageQuery, UsageRecord, UsageRow, Written, micros_to_credits,
+    Error, Result,
+    credits::{Credit, CreditOutcome, CreditStore, Hold, LedgerWrite, UsageRecord, Written},
+    pricing::{Decimal, micros_to_credits},
 };
 use serde::Serialize;
 
-use super::packages::package_micros;
 use super::store::AlertLatch;
 use crate::config::LowCreditAlertConfig;
+use crate::config::package_micros;
 
 /// How a failed delivery is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,7 +221,8 @@ fn rfc3339(unix_secs: i64) -> String {
     )
 }
 
-/// A credit store that raises low-balance alerts; every call goes to the wrapped store.
+/// A credit store that raises low-balance alerts after settles and credits; every call goes to
+/// the wrapped store.
 #[derive(Debug)]
 pub struct AlertingCreditStore {
     inner: Arc<dyn CreditStore>,
@@ -234,23 +236,15 @@ impl AlertingCreditStore {
 }
 
 #[async_trait]
-impl CreditStore for AlertingCreditStore {
-    async fn hold(&self, request: HoldRequest) -> Result<Hold> {
-        self.inner.hold(request).await
+impl llmgate_core::credits::forwarding::ForwardingCreditStore for AlertingCreditStore {
+    fn inner(&self) -> &dyn CreditStore {
+        &*self.inner
     }
 
     async fn settle(&self, hold: &Hold, usage: &UsageRecord) -> Result<i64> {
         let balance = self.inner.settle(hold, usage).await?;
         self.alerts.after_settle(&hold.user_id, balance).await;
         Ok(balance)
-    }
-
-    async fn release(&self, hold: &Hold) -> Result<()> {
-        self.inner.release(hold).await
-    }
-
-    async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
-        self.inner.record_usage(usage).await
     }
 
     async fn credit(&self, credit: Credit) -> Result<CreditOutcome> {
@@ -262,22 +256,6 @@ impl CreditStore for AlertingCreditStore {
                 .await;
         }
         Ok(outcome)
-    }
-
-    async fn balance(&self, user_id: &str) -> Result<i64> {
-        self.inner.balance(user_id).await
-    }
-
-    async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
-        self.inner.transactions(user_id, page).await
-    }
-
-    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>> {
-        self.inner.usage(query).await
-    }
-
-    async fn reclaim_expired(&self) -> Result<u64> {
-        self.inner.reclaim_expired().await
     }
 
     async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
@@ -299,7 +277,10 @@ mod tests {
     use super::*;
     use crate::billing::store::MemoryBillingStore;
     use crate::config::DecimalText;
-    use llmgate_core::{CreditKind, KeySource, MemoryCreditStore};
+    use llmgate_core::{
+        credits::{CreditKind, HoldRequest, KeySource},
+        memory::MemoryCreditStore,
+    };
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

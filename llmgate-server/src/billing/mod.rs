@@ -15,11 +15,11 @@ mod webhook;
 use std::sync::Arc;
 
 use llmgate_core::memory::unix_now;
-use llmgate_core::{CreditStore, Error, ErrorKind, Result, Secret};
+use llmgate_core::{Error, ErrorKind, Result, credits::CreditStore, keys::Secret};
 use llmgate_credits::SqlCreditStore;
 
 pub use alerts::{AlertingCreditStore, LowBalanceAlert, LowBalanceAlerts, RetryPolicy};
-pub use packages::{Package, PackageView, package_micros, price_cents};
+pub use packages::PackageView;
 pub use signature::{SignatureError, TOLERANCE_SECS, verify as verify_signature};
 pub use store::{
     AlertLatch, MemoryBillingStore, Purchase, PurchaseStatus, PurchaseStore, SqlBillingStore,
@@ -27,7 +27,7 @@ pub use store::{
 pub use stripe::{CheckoutRequest, CheckoutSession, StripeClient, checkout_form};
 pub use webhook::Outcome as WebhookOutcome;
 
-use crate::config::BillingConfig;
+use crate::config::{BillingConfig, Package};
 
 /// The ledger with low-balance alerts around it when `billing.low_credit_alert` is set (the
 /// latch in `latch`, shared by every replica on one database); else the ledger unchanged.
@@ -82,7 +82,13 @@ impl Billing {
             None => None,
         };
         Ok(Self {
-            packages: Arc::new(packages::packages(config)),
+            packages: Arc::new(config.typed_packages().map_err(|problems| {
+                let lines: Vec<String> = problems
+                    .iter()
+                    .map(|(path, message)| format!("{path}: {message}"))
+                    .collect();
+                Error::new(ErrorKind::InvalidRequest, lines.join("; "))
+            })?),
             stripe,
             purchases,
             low_threshold_micros,
@@ -175,4 +181,26 @@ fn purchases_disabled() -> Error {
         "Purchases are not enabled on this gateway: billing.stripe is not configured.",
     )
     .with_code("purchases_not_enabled")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DecimalText;
+
+    #[test]
+    fn billing_takes_every_package_or_refuses_the_config() {
+        let purchases: Arc<dyn PurchaseStore> = Arc::new(MemoryBillingStore::default());
+        let mut config = BillingConfig::default();
+        let billing = Billing::new(&config, purchases.clone()).unwrap();
+        assert_eq!(billing.packages().len(), 3);
+        // A bad package is never dropped quietly (the package list would silently shrink).
+        config.packages[1].price_usd = DecimalText::new("4.505");
+        let refused = Billing::new(&config, purchases).unwrap_err();
+        assert!(
+            refused.message().contains("billing.packages[1].price_usd"),
+            "{}",
+            refused.message()
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! Several `v1` values appear while a secret is being rolled; any one matching is enough.
 
 use hmac::{Hmac, Mac};
-use llmgate_core::Secret;
+use llmgate_core::keys::Secret;
 use sha2::Sha256;
 
 /// How far the signed timestamp may be from now, either way (Stripe's own default).

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use http::HeaderValue;
-use llmgate_core::{Error, ErrorKind, Result, Secret};
+use llmgate_core::{Error, ErrorKind, Result, keys::Secret};
 use serde::Deserialize;
 
-use super::packages::Package;
+use crate::config::Package;
 use crate::config::StripeConfig;
 
 /// Stripe answers in well under a second; a stuck call should not hold a user's click long.

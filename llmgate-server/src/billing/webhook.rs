@@ -2,11 +2,15 @@
 
 use std::collections::HashMap;
 
-use llmgate_core::{Credit, CreditKind, CreditStore, Error, Result, memory::unix_now};
+use llmgate_core::{
+    Error, Result,
+    credits::{Credit, CreditKind, CreditStore},
+    memory::unix_now,
+};
 use serde::Deserialize;
 
-use super::packages::Package;
 use super::store::{Purchase, PurchaseStatus, PurchaseStore};
+use crate::config::Package;
 
 /// The event types that mean "paid": a card payment completes the session as paid; delayed
 /// methods (bank debits) complete it unpaid and succeed later.
@@ -181,7 +185,7 @@ mod tests {
     use super::*;
     use crate::billing::store::MemoryBillingStore;
     use crate::config::BillingConfig;
-    use llmgate_core::MemoryCreditStore;
+    use llmgate_core::memory::MemoryCreditStore;
     use serde_json::json;
 
     fn event(kind: &str, session: serde_json::Value) -> Vec<u8> {
@@ -198,7 +202,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_paid_session_credits_its_package_once() {
-        let packages = super::super::packages::packages(&BillingConfig::default());
+        let packages = BillingConfig::default().typed_packages().unwrap();
         let purchases = MemoryBillingStore::default();
         let credits = MemoryCreditStore::new();
         let body = event("checkout.session.completed", paid("cs_1"));
@@ -213,7 +217,7 @@ mod tests {
 
     #[tokio::test]
     async fn unpaid_and_other_events_change_nothing() {
-        let packages = super::super::packages::packages(&BillingConfig::default());
+        let packages = BillingConfig::default().typed_packages().unwrap();
         let purchases = MemoryBillingStore::default();
         let credits = MemoryCreditStore::new();
         let mut unpaid = paid("cs_2");
@@ -230,7 +234,7 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_without_our_metadata_are_not_ours() {
-        let packages = super::super::packages::packages(&BillingConfig::default());
+        let packages = BillingConfig::default().typed_packages().unwrap();
         let purchases = MemoryBillingStore::default();
         let credits = MemoryCreditStore::new();
         let mut foreign = paid("cs_5");
@@ -244,7 +248,7 @@ mod tests {
 
     #[tokio::test]
     async fn unattributable_sessions_are_refused() {
-        let packages = super::super::packages::packages(&BillingConfig::default());
+        let packages = BillingConfig::default().typed_packages().unwrap();
         let purchases = MemoryBillingStore::default();
         let credits = MemoryCreditStore::new();
         let mut unknown_package = paid("cs_3");

@@ -1,16 +1,28 @@
 //! The built-in default config: works offline with `demo/echo`, and enables a provider preset
 //! for each well-known key or local host found in the environment.
 
-use llmgate_core::{LatencyClass, Privacy, Secret};
+use llmgate_core::{
+    catalog::{LatencyClass, Privacy},
+    keys::Secret,
+};
 use llmgate_providers::{Preset, presets};
 
+use super::billing::BillingConfig;
 use super::env::Env;
+use super::model::Config;
 use super::providers::{ModelConfig, ProviderConfig, ProviderKind};
+use super::routing::RoutingConfig;
+use super::server::{ByokConfig, ServerConfig, StorageConfig};
+use super::tiers::{PowerLevelsConfig, default_tiers};
 use super::values::DecimalText;
-use super::{
-    BillingConfig, ByokConfig, Config, PowerLevelsConfig, RoutingConfig, ServerConfig,
-    StorageConfig, default_tiers,
-};
+
+impl Config {
+    /// The built-in default: the demo provider and model, plus a preset provider for
+    /// each well-known key or host found in `env`.
+    pub fn builtin(env: &Env) -> Self {
+        builtin(env)
+    }
+}
 
 pub(super) fn builtin(env: &Env) -> Config {
     let mut providers = vec![ProviderConfig::new("demo", ProviderKind::Demo)];

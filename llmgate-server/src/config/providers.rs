@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use llmgate_core::{LatencyClass, Privacy, Secret};
+use llmgate_core::{
+    catalog::{LatencyClass, Privacy},
+    keys::Secret,
+};
 use llmgate_providers::{ProviderSpec, WireFamily};
 use serde::Deserialize;
 

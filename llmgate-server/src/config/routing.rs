@@ -1,6 +1,6 @@
 //! `routing:` — how deployments are ranked, retried and cooled down.
 
-use llmgate_core::Strategy;
+use llmgate_core::routing::Strategy;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,7 +72,7 @@ models:
         assert!(problems(&yaml).is_empty(), "{:?}", problems(&yaml));
         let config = Config::from_yaml(&yaml, &Env::from_pairs([("X", "y")])).unwrap();
         let routing = &config.routing;
-        assert_eq!(routing.strategy, llmgate_core::Strategy::Priority);
+        assert_eq!(routing.strategy, llmgate_core::routing::Strategy::Priority);
         assert_eq!(
             (routing.num_retries, routing.max_attempts),
             (1, 4),
@@ -142,7 +142,7 @@ models:
         let config = Config::from_yaml(&yaml, &Env::from_pairs([("X", "y")])).unwrap();
         assert!(config.validate().is_empty(), "{:?}", config.validate());
         let gateway = crate::state::build_gateway(&config).unwrap();
-        let request: llmgate_core::ChatRequest = serde_json::from_value(serde_json::json!({
+        let request: llmgate_core::chat::ChatRequest = serde_json::from_value(serde_json::json!({
             "model": "c",
             "messages": [{"role": "user", "content": "hi"}],
         }))

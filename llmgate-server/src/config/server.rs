@@ -1,6 +1,6 @@
 //! `server:`, `storage:` and `byok:`.
 
-use llmgate_core::Secret;
+use llmgate_core::keys::Secret;
 use serde::Deserialize;
 
 use super::values::{optional_secret, secret_list};

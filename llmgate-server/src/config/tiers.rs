@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use llmgate_core::{PowerLevel, PowerLevelPolicy};
+use llmgate_core::power::{PowerLevel, PowerLevelPolicy};
 use serde::Deserialize;
 
 use super::values::DecimalText;

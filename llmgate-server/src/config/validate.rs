@@ -4,11 +4,32 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use base64::Engine;
-use llmgate_core::{Decimal, PowerLevel};
+use llmgate_core::{power::PowerLevel, pricing::Decimal};
 use llmgate_providers::{preset, presets};
 
+use super::model::{Config, ConfigError, Problem};
+use super::providers::{ModelConfig, ProviderConfig, ProviderKind};
 use super::values::DecimalText;
-use super::{Config, Problem, ProviderConfig, ProviderKind};
+
+impl Config {
+    /// Every problem of this config, each with its YAML path; empty when it is valid.
+    pub fn validate(&self) -> Vec<Problem> {
+        problems(self)
+    }
+
+    /// [`Config::validate`] as a `Result`.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let problems = self.validate();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                source_name: None,
+                problems,
+            })
+        }
+    }
+}
 
 /// Collects problems as the checks walk the config.
 #[derive(Default)]
@@ -187,16 +208,11 @@ fn billing(config: &Config, report: &mut Report) {
                 format!("duplicate package \"{}\"", package.id),
             );
         }
-        // Credits must fit micro-credits and prices whole cents (what Stripe charges).
-        if let Some(credits) = report.decimal(&format!("{path}.credits"), &package.credits, true)
-            && let Err(message) = crate::billing::package_micros(credits)
-        {
-            report.push(format!("{path}.credits"), message);
-        }
-        if let Some(price) = report.decimal(&format!("{path}.price_usd"), &package.price_usd, true)
-            && let Err(message) = crate::billing::price_cents(price)
-        {
-            report.push(format!("{path}.price_usd"), message);
+    }
+    // Credits must fit micro-credits and prices whole cents (what Stripe charges).
+    if let Err(problems) = billing.typed_packages() {
+        for (path, message) in problems {
+            report.push(path, message);
         }
     }
     if let Some(stripe) = &billing.stripe {
@@ -218,7 +234,7 @@ fn billing(config: &Config, report: &mut Report) {
             &alert.threshold_credits,
             false,
         ) && !threshold.is_zero()
-            && let Err(message) = crate::billing::package_micros(threshold)
+            && let Err(message) = super::billing::package_micros(threshold)
         {
             report.push("billing.low_credit_alert.threshold_credits", message);
         }
@@ -403,7 +419,7 @@ fn routing(config: &Config, report: &mut Report) {
     }
 }
 
-fn prices(model: &super::ModelConfig, path: &str, report: &mut Report) {
+fn prices(model: &ModelConfig, path: &str, report: &mut Report) {
     if model.cost_per_1k.is_some()
         && (model.input_cost_per_1k.is_some() || model.output_cost_per_1k.is_some())
     {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use llmgate_core::{Decimal, Secret};
+use llmgate_core::{keys::Secret, pricing::Decimal};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 

@@ -11,7 +11,7 @@ pub(crate) use limit::{ConnectionSlots, effective_limit, open_files_limit};
 use http::Response;
 use http_body_util::BodyExt;
 
-use crate::api::Body;
+use crate::response_body::Body;
 
 /// The response body, holding `request` in flight until hyper drops it (sent, or the client
 /// went away), so that the connection counts as busy while a stream is still being sent.

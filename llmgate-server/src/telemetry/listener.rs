@@ -14,8 +14,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::api::Body;
-use crate::state::AppState;
+use crate::response_body::Body;
+use llmgate_core::Gateway;
 
 /// How long a scraper may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,7 +28,7 @@ pub fn bind_metrics_listener(addr: &str) -> io::Result<TcpListener> {
 }
 
 /// Serve `/metrics` on `listener` until the task is aborted.
-pub(crate) async fn serve_metrics(listener: TcpListener, state: AppState) {
+pub(crate) async fn serve_metrics(listener: TcpListener, gateway: Gateway) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics listening");
     }
@@ -41,10 +41,10 @@ pub(crate) async fn serve_metrics(listener: TcpListener, state: AppState) {
                 continue;
             }
         };
-        let state = state.clone();
+        let gateway = gateway.clone();
         let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(answer(&state, &request)) }
+            let gateway = gateway.clone();
+            async move { Ok::<_, Infallible>(answer(&gateway, &request)) }
         });
         tokio::spawn(async move {
             let served = http1::Builder::new()
@@ -59,9 +59,9 @@ pub(crate) async fn serve_metrics(listener: TcpListener, state: AppState) {
     }
 }
 
-fn answer<B>(state: &AppState, request: &Request<B>) -> Response<Body> {
+fn answer<B>(gateway: &Gateway, request: &Request<B>) -> Response<Body> {
     if request.method() == Method::GET && request.uri().path() == "/metrics" {
-        return super::scrape(state);
+        return super::scrape(gateway);
     }
     let mut response = Response::new(Full::new(Bytes::from_static(b"not found\n")).boxed_unsync());
     *response.status_mut() = StatusCode::NOT_FOUND;

@@ -9,8 +9,9 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::api::Body;
-use crate::state::AppState;
+use llmgate_core::Gateway;
+
+use crate::response_body::Body;
 
 /// Histogram buckets in seconds: from 100 µs (the gateway's own overhead) to 5 minutes (long
 /// completions).
@@ -103,8 +104,7 @@ pub fn render() -> String {
 }
 
 /// `GET /metrics`: refresh the gauges read from live state, then render.
-pub(crate) fn scrape(state: &AppState) -> Response<Body> {
-    let gateway = &state.gateway;
+pub(crate) fn scrape(gateway: &Gateway) -> Response<Body> {
     let mut cooling = 0u32;
     for (deployment, live) in gateway.deployment_states() {
         let labels = [

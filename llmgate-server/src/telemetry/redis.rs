@@ -6,7 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use llmgate_core::{Admission, Quota, RateLimiter, Result, SharedCooldowns};
+use llmgate_core::{
+    Result,
+    limits::{Admission, Quota, RateLimiter},
+    routing::SharedCooldowns,
+};
 use metrics::{Counter, Histogram};
 
 use super::store::{BACKEND_DURATION, BACKEND_ERRORS};

@@ -16,10 +16,10 @@ use bytes::Bytes;
 use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
-use llmgate_core::{Catalog, Error, RouteInfo};
+use llmgate_core::{Error, catalog::Catalog, gateway::RouteInfo};
 use metrics::{Counter, Histogram, Unit};
 
-use crate::api::Body;
+use crate::response_body::Body;
 
 /// Chat requests by model, provider, key source and HTTP status.
 pub const REQUESTS: &str = "llmgate_requests_total";

@@ -7,8 +7,11 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use llmgate_core::{
-    Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Result, Transaction,
-    UsageQuery, UsageRecord, UsageRow, Written,
+    Result,
+    credits::{
+        Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Transaction,
+        UsageQuery, UsageRecord, UsageRow, Written,
+    },
 };
 use metrics::{Counter, Histogram, Unit};
 
@@ -126,7 +129,11 @@ impl MeteredCreditStore {
 }
 
 #[async_trait]
-impl CreditStore for MeteredCreditStore {
+impl llmgate_core::credits::forwarding::ForwardingCreditStore for MeteredCreditStore {
+    fn inner(&self) -> &dyn CreditStore {
+        &*self.inner
+    }
+
     async fn hold(&self, request: HoldRequest) -> Result<Hold> {
         self.timed(Operation::Hold, self.inner.hold(request)).await
     }
@@ -205,7 +212,7 @@ impl CreditStore for MeteredCreditStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llmgate_core::{CreditKind, MemoryCreditStore};
+    use llmgate_core::{credits::CreditKind, memory::MemoryCreditStore};
 
     #[tokio::test]
     async fn calls_pass_through_unchanged() {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use llmgate_core::CreditStore;
+use llmgate_core::credits::CreditStore;
 use llmgate_core::memory::unix_now;
 use llmgate_credits::{SqlCreditStore, monthly_grant_key};
 use llmgate_testkit::FakeUpstream;

@@ -15,7 +15,7 @@ pub mod proxy;
 pub mod python;
 pub mod users;
 
-use llmgate_core::Secret;
+use llmgate_core::keys::Secret;
 use llmgate_server::config::{Config, Env, StorageConfig};
 use llmgate_server::{RunningServer, Server};
 use serde_json::{Value, json};

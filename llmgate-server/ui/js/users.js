@@ -1,11 +1,10 @@
 // Users (admins only): list, create (the new key is shown once), change tier or role, add
-// credits.
+// credits. The tiers to pick from are the gateway's own (`GET /api/v1/admin/tiers`).
 
-import { h, fill, field, select, loading, empty, errorBox, busy, uid } from './dom.js';
+import { h, fill, field, select, loading, empty, errorBox, busy } from './dom.js';
 import { items, withQuery } from './api.js';
 import { credits, creditAmount, when } from './format.js';
 
-const DEFAULT_TIERS = ['free', 'starter', 'professional', 'enterprise'];
 const ROLES = ['user', 'admin'];
 
 function userPath(id) {
@@ -42,17 +41,37 @@ export function createUsers(ctx) {
   const reveal = h('div', { class: 'reveal-slot' });
   const list = h('div', { class: 'user-list' });
   const message = h('p', { class: 'row-message', role: 'status', 'aria-live': 'polite' });
-  const tiers = new Set(DEFAULT_TIERS);
-  const tierList = h('datalist', { id: uid('tiers') });
+  // The configured tiers by name, as the server lists them.
+  let tiers = new Map();
+
+  /** "starter: +40 %, BYOK, 10000 credits a month". */
+  function tierLabel(tier) {
+    // Display only: rounded to hundredths of a percent so 0.4 shows as 40, not 40.00000000000001.
+    const parts = [`+${Math.round(Number(tier.markup) * 10000) / 100} %`];
+    if (tier.byok) parts.push('BYOK');
+    if (tier.monthly_credits) parts.push(`${creditAmount(tier.monthly_credits)} credits a month`);
+    if (tier.rpm) parts.push(`${tier.rpm} requests a minute`);
+    return `${tier.name}: ${parts.join(', ')}`;
+  }
 
   function syncTiers() {
-    fill(tierList, [...tiers].map((tier) => h('option', { value: tier })));
+    const names = [...tiers.keys()];
+    // Keep the admin's pick across reloads; else start on the cheapest tier.
+    const cheapest = [...tiers.values()].sort((a, b) => Number(a.markup) - Number(b.markup))[0]?.name;
+    const chosen = tiers.has(newTier.value) ? newTier.value : cheapest;
+    fill(newTier, names.map((name) => h('option', { value: name, selected: name === chosen }, tierLabel(tiers.get(name)))));
+    newTier.disabled = names.length === 0;
+  }
+
+  async function loadTiers() {
+    const answer = await ctx.api.get('/api/v1/admin/tiers');
+    tiers = new Map(items(answer).map((tier) => [tier.name, tier]));
+    syncTiers();
   }
 
   // The create form.
   const newId = h('input', { type: 'text', required: true, autocomplete: 'off', spellcheck: 'false', pattern: '[A-Za-z0-9._@\\-]+', class: 'new-user-id' });
-  const newTier = h('input', { type: 'text', required: true, value: 'free', autocomplete: 'off', class: 'new-user-tier' });
-  newTier.setAttribute('list', tierList.id);
+  const newTier = h('select', { required: true, class: 'new-user-tier', disabled: true });
   const newRole = select(ROLES.map((r) => [r, r]), 'user', { class: 'new-user-role' });
   const create = h('button', { type: 'submit', class: 'primary', text: 'Create user' });
   const createMessage = h('p', { class: 'row-message', role: 'status', 'aria-live': 'polite' });
@@ -62,7 +81,7 @@ export function createUsers(ctx) {
       field('Tier', newTier),
       field('Role', newRole)),
     h('div', { class: 'actions' }, create),
-    createMessage, tierList);
+    createMessage);
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     busy(create, async () => {
@@ -83,7 +102,8 @@ export function createUsers(ctx) {
   function userRow(user) {
     const id = user.user_id ?? user.id;
     const rowMessage = h('span', { class: 'row-message', role: 'status', 'aria-live': 'polite' });
-    const tierOptions = [...new Set([...tiers, user.tier].filter(Boolean))];
+    // A user's tier may have left the config since; it stays listed so the row shows it.
+    const tierOptions = [...new Set([...tiers.keys(), user.tier].filter(Boolean))];
     const tier = select(tierOptions.map((t) => [t, t]), user.tier, { 'aria-label': `Tier of ${id}`, class: 'user-tier' });
     const role = select(ROLES.map((r) => [r, r]), user.role ?? 'user', { 'aria-label': `Role of ${id}`, class: 'user-role' });
     const patch = (change, control, previous) => async () => {
@@ -155,8 +175,6 @@ export function createUsers(ctx) {
       const page = items(answer);
       users = append ? users.concat(page) : page;
       next = answer?.next_after ?? answer?.next ?? null;
-      for (const user of users) if (user.tier) tiers.add(user.tier);
-      syncTiers();
       draw();
     } catch (error) {
       fill(list, errorBox(error, 'Could not load the users'));
@@ -166,6 +184,14 @@ export function createUsers(ctx) {
   const element = h('div', {},
     h('section', { class: 'block', 'aria-labelledby': 'us-new' }, h('h3', { id: 'us-new', text: 'New user' }), form, reveal),
     h('section', { class: 'block', 'aria-labelledby': 'us-list' }, h('h3', { id: 'us-list', text: 'Users' }), message, list));
-  syncTiers();
-  return { element, refresh: () => loadUsers(false) };
+  async function refresh() {
+    try {
+      await loadTiers();
+    } catch (error) {
+      fill(createMessage, h('span', { class: 'error', text: `Could not load the tiers: ${error.message}` }));
+    }
+    await loadUsers(false);
+  }
+
+  return { element, refresh };
 }

@@ -11,39 +11,38 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::chat::{NativeBody, WireFormat};
-use llmgate_core::{ChatRequest, Error};
+use llmgate_core::Error;
+use llmgate_core::chat::{ChatRequest, NativeBody, WireFormat};
 use llmgate_providers::tokenizer;
 
-use super::Messages;
-use super::request::{custom_tools, prompt_messages};
+use super::request::{custom_tools, passed_on, prompt_messages};
 use super::wire::{CountTokensRequest, TokenCount};
-use crate::api::body::read_limited;
-use crate::api::chat::parse_json;
-use crate::api::codec::Codec;
+use crate::api::body::{decode_json, read_limited};
+use crate::api::context::RequestContext;
 use crate::api::response::{Body, json};
-use crate::api::service::RequestContext;
-use crate::auth::Permission;
+use crate::auth::Principal;
 use crate::state::AppState;
 
 pub(super) async fn count(
     state: &AppState,
     context: &RequestContext,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
-    let principal = state.auth.authenticate(request.headers()).await?;
-    principal.require(Permission::Execute)?;
-    let passed_on = Messages.passed_on(request.headers());
+    let headers = passed_on(request.headers());
     let body = read_limited(request, &state.config.server).await?;
-    let ask: CountTokensRequest = parse_json(&body)?;
+    let ask: CountTokensRequest = decode_json(&body)?;
     let mut chat = ChatRequest::new(ask.model, prompt_messages(ask.system, ask.messages));
     chat.tools = ask.tools.and_then(custom_tools);
     chat.native = Some(NativeBody {
         format: WireFormat::AnthropicMessages,
         body,
-        headers: passed_on,
+        headers,
     });
-    let caller = principal.caller.with_request_id(context.request_id.clone());
+    let caller = principal
+        .caller
+        .clone()
+        .with_request_id(context.request_id.clone());
     // Planned as `/v1/messages` plans it, so it refuses what that would refuse.
     let upstream = state.gateway.count_tokens(&caller, &chat).await?;
     let input_tokens = upstream.unwrap_or_else(|| input_tokens(&chat));

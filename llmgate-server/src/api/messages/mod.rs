@@ -21,36 +21,32 @@ mod wire;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use llmgate_core::Error;
+use llmgate_core::chat::{ChatRequest, ChatResponse};
 use llmgate_core::chat::{NativeBody, WireFormat};
-use llmgate_core::{ChatRequest, ChatResponse, CompletionStream, Error};
+use llmgate_core::gateway::CompletionStream;
 use llmgate_providers::anthropic::NATIVE_ANSWER_KEY;
 use serde_json::Value;
 
-use super::chat::{parse_json, serve};
+use super::body::decode_json;
+use super::chat::serve;
 use super::codec::Codec;
-use super::response::{Body, full, json};
-use super::service::RequestContext;
+use super::context::RequestContext;
+use super::response::{Body, json};
+use crate::auth::Principal;
+use crate::response_body::full;
 use crate::state::AppState;
-
-/// The request headers an Anthropic upstream gets as the client sent them.
-const PASSED_ON: [&str; 2] = ["anthropic-version", "anthropic-beta"];
 
 /// The Messages protocol.
 struct Messages;
 
 impl Codec for Messages {
     fn passed_on(&self, headers: &HeaderMap) -> Vec<(String, String)> {
-        PASSED_ON
-            .iter()
-            .filter_map(|name| {
-                let value = headers.get(*name)?.to_str().ok()?;
-                Some(((*name).to_owned(), value.to_owned()))
-            })
-            .collect()
+        request::passed_on(headers)
     }
 
     fn decode(&self, body: &Bytes, passed_on: Vec<(String, String)>) -> Result<ChatRequest, Error> {
-        let mut chat = request::to_chat(parse_json(body)?);
+        let mut chat = request::to_chat(decode_json(body)?);
         chat.native = Some(NativeBody {
             format: WireFormat::AnthropicMessages,
             body: body.clone(),
@@ -90,31 +86,27 @@ pub(crate) fn bench_request(body: &Bytes) -> Result<ChatRequest, Error> {
     Messages.decode(body, Vec::new())
 }
 
-/// `POST /v1/messages`. Errors are answered here, in Anthropic's shape.
+/// `POST /v1/messages`; dispatch answers its errors in Anthropic's shape ([`error_response`]).
 pub(crate) async fn create(
     state: &AppState,
     context: &RequestContext,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
-    Ok(serve(state, context, request, &Messages)
-        .await
-        .unwrap_or_else(|error| failed(context, &error)))
+    serve(state, context, principal, request, &Messages).await
 }
 
-/// `POST /v1/messages/count_tokens`. Errors are answered here, in Anthropic's shape.
+/// `POST /v1/messages/count_tokens`; errors as for [`create`].
 pub(crate) async fn count_tokens(
     state: &AppState,
     context: &RequestContext,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
-    Ok(count::count(state, context, request)
-        .await
-        .unwrap_or_else(|error| failed(context, &error)))
+    count::count(state, context, principal, request).await
 }
 
-fn failed(context: &RequestContext, error: &Error) -> Response<Body> {
-    if error.status() >= 500 {
-        tracing::warn!(request_id = %context.request_id, %error, "request failed");
-    }
+/// An error in Anthropic's shape, with the gateway's status and `retry-after`.
+pub(crate) fn error_response(error: &Error) -> Response<Body> {
     errors::response(error)
 }

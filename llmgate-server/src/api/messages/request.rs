@@ -14,17 +14,30 @@
 //! - Tools with a `type` of Anthropic's own (web search, bash, text editor) are dropped: only
 //!   Anthropic runs them. `top_k` and unknown fields are ignored.
 
-use llmgate_core::ChatRequest;
 use llmgate_core::chat::{
-    Content, ContentPart, FunctionCall, FunctionDefinition, ImageUrl, Message, NamedFunction,
-    NamedToolChoice, Role as ChatRole, Stop, Tool, ToolCall, ToolChoice as ChatToolChoice,
-    ToolChoiceMode,
+    ChatRequest, Content, ContentPart, FunctionCall, FunctionDefinition, ImageUrl, Message,
+    NamedFunction, NamedToolChoice, Role as ChatRole, Stop, Tool, ToolCall,
+    ToolChoice as ChatToolChoice, ToolChoiceMode,
 };
 use serde_json::{Map, Value};
 
 use super::wire::{
     InputBlock, InputMessage, MessagesRequest, Role, Source, Text, ToolChoice, ToolDefinition,
 };
+
+/// The request headers an Anthropic upstream gets as the client sent them.
+const PASSED_ON: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+
+/// The client's [`PASSED_ON`] headers, for a same-protocol upstream.
+pub(super) fn passed_on(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    PASSED_ON
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), value.to_owned()))
+        })
+        .collect()
+}
 
 /// The Messages request as a chat request.
 pub(super) fn to_chat(request: MessagesRequest) -> ChatRequest {

@@ -6,8 +6,7 @@
 //! arguments parsed to an object (`{}` when they are empty or not an object). Usage is split
 //! into Anthropic's classes: `input_tokens` counts only the uncached prompt tokens.
 
-use llmgate_core::ChatResponse;
-use llmgate_core::chat::{FinishReason, Message, Usage};
+use llmgate_core::chat::{ChatResponse, FinishReason, Message, Usage};
 use serde_json::Value;
 
 use super::wire::{MessageResponse, OutputBlock, OutputUsage, StopReason};

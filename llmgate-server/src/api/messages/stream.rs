@@ -20,8 +20,8 @@ use futures::StreamExt;
 use http::Response;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use llmgate_core::CompletionStream;
 use llmgate_core::chat::{ChatChunk, FinishReason, Usage, WireFormat};
+use llmgate_core::gateway::CompletionStream;
 use serde_json::{Map, Value};
 
 use super::errors;
@@ -423,7 +423,7 @@ mod tests {
         let mut encoder = Encoder::default();
         let event = "event: ping\ndata: {\"type\":\"ping\"}\n\n";
         let mut carrier = ChatChunk::empty("msg_1", "m", 0);
-        carrier.wire = llmgate_core::WireJson::of(WireFormat::AnthropicMessages, event);
+        carrier.wire = llmgate_core::chat::WireJson::of(WireFormat::AnthropicMessages, event);
         assert_eq!(encoder.bytes(&carrier), event);
         // The pipeline's closing chunk with usage and charge, then the end.
         let closing: ChatChunk = serde_json::from_value(json!({
@@ -436,7 +436,7 @@ mod tests {
         assert!(encoder.end().is_empty());
         // Chat completions bytes are not Messages events: the chunk is encoded.
         let mut openai = ChatChunk::empty("c", "m", 0);
-        openai.wire = llmgate_core::WireJson::new("{}");
+        openai.wire = llmgate_core::chat::WireJson::new("{}");
         let encoded = Encoder::default().bytes(&openai);
         assert!(encoded.starts_with(b"event: message_start\n"));
     }

@@ -22,7 +22,8 @@ use serde_yaml_ng::Value;
 
 pub use reader::Notice;
 
-use super::{Config, ConfigError, Env, Problem};
+use super::env::Env;
+use super::model::{Config, ConfigError, Problem};
 
 /// Whether `text` is a LiteLLM config: a mapping with a `model_list` key.
 pub fn is_litellm(text: &str) -> bool {

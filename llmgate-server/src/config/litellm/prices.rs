@@ -4,7 +4,7 @@
 //! `0.0000025` exact; this second, typed pass over the same text asks the YAML reader for each
 //! price's text instead.
 
-use llmgate_core::Decimal;
+use llmgate_core::pricing::Decimal;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use llmgate_core::Decimal;
+use llmgate_core::pricing::Decimal;
 use serde_yaml_ng::{Mapping, Value};
 
 /// One thing the translation has to say about a key of the LiteLLM file.

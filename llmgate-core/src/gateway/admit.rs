@@ -1,0 +1,110 @@
+//! Admission: the checks a request passes before anything is planned or held (its shape, the
+//! tier's rate limit).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::inner::Gateway;
+use crate::caller::Caller;
+use crate::chat::ChatRequest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::limits::{Admission, Quota};
+
+/// Fail-open warnings are logged at most this often; the rest go to debug.
+const FAIL_OPEN_WARN_EVERY_NS: u64 = 10_000_000_000;
+
+impl Gateway {
+    /// The rate limiter could not answer: admit, and say so (not on every request).
+    pub(super) fn fail_open(&self, error: &Error) {
+        let now = self.inner.states.now();
+        let last = self.inner.fail_open_warned.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= FAIL_OPEN_WARN_EVERY_NS;
+        if due
+            && self
+                .inner
+                .fail_open_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(%error, "rate limiter unavailable; admitting requests without it (fail open)");
+        } else {
+            tracing::debug!(%error, "rate limiter unavailable; admitting the request");
+        }
+    }
+
+    /// A tier's per-user rpm. A limiter that cannot answer admits the request (fail open).
+    pub(super) async fn check_rate_limit(&self, caller: &Caller) -> Result<()> {
+        let Some(rpm) = caller.tier.rpm else {
+            return Ok(());
+        };
+        let key = format!("rpm:user:{}", caller.user_id);
+        match self
+            .inner
+            .limiter
+            .acquire(&key, Quota::per_minute(rpm), 1)
+            .await
+        {
+            Ok(Admission::Admitted) => Ok(()),
+            Ok(Admission::Limited { retry_after }) => {
+                self.inner.metrics.user_rate_limited.increment(1);
+                Err(rate_limited(rpm, retry_after))
+            }
+            Err(error) => {
+                self.fail_open(&error);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The refusal of a request over its tier's `rpm`; the wait is rounded up to whole seconds.
+fn rate_limited(rpm: u32, retry_after: Duration) -> Error {
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    Error::new(
+        ErrorKind::RateLimited,
+        format!(
+            "Rate limit reached: your tier allows {rpm} requests per minute. \
+             Try again in {seconds} s."
+        ),
+    )
+    .with_code("rate_limit_exceeded")
+    .with_retry_after(retry_after)
+}
+
+/// The request's shape, as far as no upstream needs to be asked.
+pub(super) fn validate(request: &ChatRequest) -> Result<()> {
+    if request.model.trim().is_empty() {
+        return Err(Error::invalid_request("`model` must not be empty.").with_param("model"));
+    }
+    if request.messages.is_empty() {
+        return Err(
+            Error::invalid_request("`messages` must hold at least one message.")
+                .with_param("messages"),
+        );
+    }
+    if request.n.is_some_and(|n| n == 0 || n > 16) {
+        return Err(Error::invalid_request("`n` must be between 1 and 16.").with_param("n"));
+    }
+    if request.requested_max_tokens() == Some(0) {
+        return Err(
+            Error::invalid_request("`max_tokens` must be at least 1.").with_param("max_tokens")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limit_message_reads_as_one_sentence_pair() {
+        let error = rate_limited(2, Duration::from_millis(29_500));
+        assert_eq!(
+            error.message(),
+            "Rate limit reached: your tier allows 2 requests per minute. Try again in 30 s."
+        );
+        assert!(!error.message().contains("  "), "{}", error.message());
+        assert_eq!(error.retry_after(), Some(Duration::from_millis(29_500)));
+    }
+}
