@@ -1,7 +1,8 @@
 //! The streaming path, per chunk, without sockets: a 1,000-chunk OpenAI SSE body decoded by
 //! the OpenAI adapter's decoder (sse-stream + chunk parsing), the same chunks metered by the
-//! gateway and encoded by the server's SSE encoder, and the whole way through (decode →
-//! gateway → encode), as a streamed request to an OpenAI-compatible upstream runs.
+//! gateway and encoded by the server's SSE encoder (and by the Messages encoder, as
+//! `POST /v1/messages` onto an OpenAI-compatible upstream sends them), and the whole way through
+//! (decode → gateway → encode), as a streamed request to an OpenAI-compatible upstream runs.
 //!
 //! Run: `cargo bench -p llmgate-benches --bench sse` (divide by 1,000 for the cost per chunk).
 
@@ -21,7 +22,7 @@ use llmgate_core::{
     provider::{ChunkStream, ProviderCall},
 };
 use llmgate_providers::openai::decode_sse_for_bench;
-use llmgate_server::sse_body_for_bench;
+use llmgate_server::{Body, messages_body_for_bench, sse_body_for_bench};
 
 const CHUNKS: usize = 1000;
 /// Upstream bodies arrive in reads of about this size.
@@ -101,10 +102,20 @@ fn gateway(upstream: Upstream) -> Gateway {
 
 /// One streamed request, SSE-encoded and read to the end; returns the bytes sent.
 async fn stream_through(gateway: &Gateway, caller: &Caller, request: &ChatRequest) -> usize {
+    stream_as(gateway, caller, request, sse_body_for_bench).await
+}
+
+/// One streamed request, encoded by `encode` and read to the end; returns the bytes sent.
+async fn stream_as(
+    gateway: &Gateway,
+    caller: &Caller,
+    request: &ChatRequest,
+    encode: fn(llmgate_core::gateway::CompletionStream) -> Body,
+) -> usize {
     let Ok(stream) = gateway.chat_stream(caller, request.clone()).await else {
         return 0;
     };
-    let mut body = sse_body_for_bench(stream);
+    let mut body = encode(stream);
     let mut sent = 0;
     while let Some(Ok(frame)) = body.frame().await {
         sent += frame.data_ref().map_or(0, Bytes::len);
@@ -154,6 +165,25 @@ fn sse(c: &mut Criterion) {
     assert!(sent > body.len() / 2, "the encoded stream came out");
     group.bench_function("gateway+encode/1000-chunks", |b| {
         b.iter(|| runtime.block_on(stream_through(&metered, &caller, black_box(&request))))
+    });
+
+    // The same chunks as Anthropic Messages events (`POST /v1/messages` onto an OpenAI upstream).
+    let sent = runtime.block_on(stream_as(
+        &metered,
+        &caller,
+        &request,
+        messages_body_for_bench,
+    ));
+    assert!(sent > body.len() / 2, "the Messages events came out");
+    group.bench_function("gateway+messages-encode/1000-chunks", |b| {
+        b.iter(|| {
+            runtime.block_on(stream_as(
+                &metered,
+                &caller,
+                black_box(&request),
+                messages_body_for_bench,
+            ))
+        })
     });
 
     let whole = gateway(Upstream {

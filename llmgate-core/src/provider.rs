@@ -137,6 +137,13 @@ pub trait Provider: Send + Sync + std::fmt::Debug + 'static {
         .with_param("model")
         .with_code("embeddings_unsupported"))
     }
+
+    /// The upstream's own count of the request's input tokens, for upstreams with a counting
+    /// endpoint; `None` (the default) when there is none and the gateway estimates instead.
+    /// Counting is free: the gateway holds and charges nothing for it.
+    async fn count_tokens(&self, _call: ProviderCall<'_>) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// Compile-time check that the trait stays object-safe.

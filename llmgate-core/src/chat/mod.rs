@@ -2,10 +2,12 @@
 //! translate them to each upstream's own wire types.
 
 mod message;
+mod native;
 mod request;
 mod response;
 
 pub use message::{Content, ContentPart, FunctionCall, ImageUrl, Message, Role, ToolCall};
+pub use native::{NativeBody, WireFormat};
 pub use request::{
     ChatRequest, FunctionDefinition, NamedFunction, NamedToolChoice, ResponseFormat, Stop,
     StreamOptions, Tool, ToolChoice, ToolChoiceMode,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::message::{Message, function_type};
+use super::native::NativeBody;
 use crate::power::PowerLevel;
 
 /// A chat completion request in OpenAI's shape, plus llmgate's `power_level` extension.
@@ -61,6 +62,10 @@ pub struct ChatRequest {
     /// llmgate extension; never forwarded upstream.
     #[serde(default, skip_serializing)]
     pub power_level: Option<PowerLevel>,
+    /// The client's own body when it spoke another protocol than chat completions, for a
+    /// provider of that protocol to send as it came; never serialized.
+    #[serde(skip)]
+    pub native: Option<NativeBody>,
     /// Any other fields, passed through unchanged to OpenAI-compatible upstreams.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -87,6 +92,7 @@ impl ChatRequest {
             parallel_tool_calls: None,
             response_format: None,
             power_level: None,
+            native: None,
             extra: Map::new(),
         }
     }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::message::{Message, Role};
+use super::native::WireFormat;
 use crate::pricing::{CostBreakdown, TokenClasses};
 
 /// Why a choice stopped.
@@ -271,8 +272,9 @@ pub struct ChatChunk {
     /// Any other top-level fields, passed through (the gateway adds `llmgate` cost details to the usage chunk).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
-    /// The upstream's own JSON for this chunk, when it was OpenAI's format and nothing has
-    /// been changed since: sent on as it came instead of encoded again.
+    /// The upstream's own bytes for this chunk, tagged with their protocol, while nothing has
+    /// been changed since: sent on as they came to a client of the same protocol instead of
+    /// encoded again.
     #[serde(skip)]
     pub wire: WireJson,
     /// What the stream cost; set by the gateway on the last chunk (see [`ChatChunk::cost`]).
@@ -372,24 +374,39 @@ impl ChatChunk {
     }
 }
 
-/// A chunk's JSON exactly as the upstream sent it (see [`ChatChunk::wire`]). Whoever changes a
-/// chunk must [`clear`](WireJson::clear) it, or the change is not sent. It takes no part in
-/// comparing chunks: two chunks with the same content are equal however they arrived.
+/// A chunk's bytes exactly as the upstream sent them (see [`ChatChunk::wire`]), tagged with
+/// their protocol. Whoever changes a chunk must [`clear`](WireJson::clear) it, or the change is
+/// not sent. It takes no part in comparing chunks: two chunks with the same content are equal
+/// however they arrived.
 #[derive(Clone, Default)]
-pub struct WireJson(Option<bytes::Bytes>);
+pub struct WireJson(Option<(WireFormat, bytes::Bytes)>);
 
 impl WireJson {
-    /// The upstream's JSON text of the chunk (one SSE event's data).
+    /// The upstream's JSON text of an OpenAI chat completions chunk (one SSE event's data).
     pub fn new(json: impl Into<bytes::Bytes>) -> Self {
-        Self(Some(json.into()))
+        Self::of(WireFormat::ChatCompletions, json)
     }
 
-    /// The upstream's JSON, if the chunk is still unchanged since it arrived.
+    /// The upstream's bytes of one event in `format` (for Anthropic Messages, the whole SSE
+    /// event). A chunk that carries them may have no content of its own.
+    pub fn of(format: WireFormat, bytes: impl Into<bytes::Bytes>) -> Self {
+        Self(Some((format, bytes.into())))
+    }
+
+    /// The upstream's chat completions JSON, if the chunk is still unchanged since it arrived.
     pub fn get(&self) -> Option<&bytes::Bytes> {
-        self.0.as_ref()
+        self.get_as(WireFormat::ChatCompletions)
     }
 
-    /// Forget the upstream's JSON, so the chunk is encoded from its fields; call after changing it.
+    /// The upstream's bytes if they are in `format` and the chunk is unchanged.
+    pub fn get_as(&self, format: WireFormat) -> Option<&bytes::Bytes> {
+        match &self.0 {
+            Some((carried, bytes)) if *carried == format => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// Forget the upstream's bytes, so the chunk is encoded from its fields; call after changing it.
     pub fn clear(&mut self) {
         self.0 = None;
     }
@@ -404,7 +421,7 @@ impl PartialEq for WireJson {
 impl std::fmt::Debug for WireJson {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            Some(json) => write!(f, "WireJson({} bytes)", json.len()),
+            Some((format, bytes)) => write!(f, "WireJson({format:?}, {} bytes)", bytes.len()),
             None => f.write_str("WireJson(none)"),
         }
     }

@@ -5,6 +5,7 @@ mod admit;
 mod answer;
 mod bill;
 mod builder;
+mod count;
 mod embed;
 mod inner;
 mod ledger;

@@ -15,6 +15,7 @@
 //! ```
 
 mod convert;
+mod passthrough;
 mod stream;
 mod wire;
 
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use llmgate_core::{
-    Provider, Result,
+    Error, Provider, Result,
     chat::ChatResponse,
     provider::{ChunkStream, ProviderCall},
 };
@@ -32,6 +33,7 @@ use reqwest::header::HeaderValue;
 use crate::chunks;
 use crate::error::BuildError;
 use crate::http::{self, Connection};
+pub use passthrough::NATIVE_ANSWER_KEY;
 use stream::EventDecoder;
 use wire::{MessagesRequest, MessagesResponse};
 
@@ -116,6 +118,44 @@ impl Anthropic {
     }
 }
 
+impl Anthropic {
+    /// The client's own Messages body as the upstream request, with its protocol headers.
+    fn native_request(
+        &self,
+        call: &ProviderCall<'_>,
+        native: &llmgate_core::chat::NativeBody,
+        body: Vec<u8>,
+    ) -> Result<reqwest::RequestBuilder> {
+        self.native_request_to(&self.url, call, native, body)
+    }
+
+    fn native_request_to(
+        &self,
+        url: &str,
+        call: &ProviderCall<'_>,
+        native: &llmgate_core::chat::NativeBody,
+        body: Vec<u8>,
+    ) -> Result<reqwest::RequestBuilder> {
+        let mut headers = self.connection.headers.clone();
+        for (name, value) in passthrough::headers(native) {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(reqwest::header::HeaderName::from_static(name), value);
+            }
+        }
+        let request = self
+            .connection
+            .client
+            .post(url)
+            .headers(headers)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        Ok(match call.api_key {
+            Some(key) => request.header("x-api-key", http::sensitive(key)?),
+            None => request,
+        })
+    }
+}
+
 /// `{base}/v1/messages`; a base that already ends in `/v1` is accepted too.
 fn messages_url(base: &str) -> String {
     let base = base.trim_end_matches('/');
@@ -137,6 +177,21 @@ impl Provider for Anthropic {
     }
 
     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
+        if let Some(native) = passthrough::native(call.request) {
+            let body = passthrough::body(native, call.request, false)?;
+            let request = self.native_request(&call, native, body)?;
+            let bytes = self.connection.send_for_body(call.api_key, request).await?;
+            let answer: MessagesResponse = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::upstream_stream(
+                    self.name(),
+                    format!("the answer is not a Messages response: {e}"),
+                )
+            })?;
+            return Ok(passthrough::whole(
+                convert::from_wire(answer, http::unix_now()),
+                &bytes,
+            ));
+        }
         let request = self.request(&call, &convert::to_wire(call.request, false)?)?;
         let answer: MessagesResponse = self
             .connection
@@ -146,6 +201,16 @@ impl Provider for Anthropic {
     }
 
     async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream> {
+        if let Some(native) = passthrough::native(call.request) {
+            let body = passthrough::body(native, call.request, true)?;
+            let request = self.native_request(&call, native, body)?;
+            let response = self.connection.send(call.api_key, request).await?;
+            let inner = EventDecoder::new(self.name(), &call.request.model, http::unix_now());
+            return Ok(chunks::chunk_stream(
+                self.connection.sse_events(response),
+                passthrough::Passthrough { inner },
+            ));
+        }
         let request = self.request(&call, &convert::to_wire(call.request, true)?)?;
         let response = self.connection.send(call.api_key, request).await?;
         let decoder = EventDecoder::new(self.name(), &call.request.model, http::unix_now());
@@ -153,6 +218,28 @@ impl Provider for Anthropic {
             self.connection.sse_events(response),
             decoder,
         ))
+    }
+
+    async fn count_tokens(&self, call: ProviderCall<'_>) -> Result<Option<u64>> {
+        self.count_native(&call).await
+    }
+}
+
+/// The upstream's own count, for a request that came in Anthropic's protocol (its body is what
+/// the counting endpoint takes); other requests are left to the gateway's estimate.
+impl Anthropic {
+    async fn count_native(&self, call: &ProviderCall<'_>) -> Result<Option<u64>> {
+        let Some(native) = passthrough::native(call.request) else {
+            return Ok(None);
+        };
+        let body = passthrough::count_body(native, call.request)?;
+        let url = format!("{}/count_tokens", self.url);
+        let request = self.native_request_to(&url, call, native, body)?;
+        let count: passthrough::TokenCount = self
+            .connection
+            .send_for_json(call.api_key, request, "a token count")
+            .await?;
+        Ok(Some(count.input_tokens))
     }
 }
 

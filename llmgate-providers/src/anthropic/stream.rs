@@ -53,6 +53,11 @@ impl EventDecoder {
         }
     }
 
+    /// A chunk with no content of its own (to carry an event's bytes through).
+    pub(super) fn empty_chunk(&self) -> ChatChunk {
+        ChatChunk::empty(self.id.clone(), self.model.clone(), self.created)
+    }
+
     fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>) -> ChatChunk {
         ChatChunk::empty(&self.id, &self.model, self.created).with_delta(delta, finish_reason)
     }

@@ -13,7 +13,8 @@ use llmgate_core::{
     pricing::CostBreakdown,
 };
 
-use super::body::read_json;
+use super::body::{decode_json, read_limited};
+use super::codec::Codec;
 use super::context::RequestContext;
 use super::response::{Body, json, set_header};
 use super::sse;
@@ -29,14 +30,42 @@ const PRIVACY_HEADER: &str = "x-llmgate-privacy";
 /// What each token class cost (a whole answer; a stream's last chunk carries the same).
 const COST_BREAKDOWN_HEADER: &str = "x-llmgate-cost-breakdown";
 
+/// OpenAI's chat completions: the core types are already its shape.
+struct ChatCompletions;
+
+impl Codec for ChatCompletions {
+    fn decode(&self, body: &bytes::Bytes, _: Vec<(String, String)>) -> Result<ChatRequest, Error> {
+        decode_json(body)
+    }
+
+    fn whole(&self, answer: &llmgate_core::chat::ChatResponse) -> Response<Body> {
+        json(StatusCode::OK, answer)
+    }
+
+    fn stream(&self, stream: llmgate_core::gateway::CompletionStream) -> Response<Body> {
+        sse::response(stream)
+    }
+}
+
 pub(crate) async fn completions(
     state: &AppState,
     context: &RequestContext,
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
+    serve(state, context, principal, request, &ChatCompletions).await
+}
+
+/// The chat pipeline for a request in `codec`'s protocol.
+pub(super) async fn serve(
+    state: &AppState,
+    context: &RequestContext,
+    principal: &Principal,
+    request: Request<Incoming>,
+    codec: &impl Codec,
+) -> Result<Response<Body>, Error> {
     let mut watch = ChatWatch::start();
-    match answer(state, context, principal, request, &mut watch).await {
+    match answer(state, context, principal, request, codec, &mut watch).await {
         Ok((response, route)) => {
             let span = tracing::Span::current();
             span.record("model", route.model.as_str());
@@ -61,11 +90,14 @@ async fn answer(
     context: &RequestContext,
     principal: &Principal,
     request: Request<Incoming>,
+    codec: &impl Codec,
     watch: &mut ChatWatch,
 ) -> Result<(Response<Body>, RouteInfo), Error> {
     let power_level = power_level_header(request.headers())?;
     let privacy = privacy_header(request.headers())?;
-    let mut chat: ChatRequest = read_json(request, &state.config.server).await?;
+    let passed_on = codec.passed_on(request.headers());
+    let body = read_limited(request, &state.config.server).await?;
+    let mut chat = codec.decode(&body, passed_on)?;
     watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
     if power_level.is_some() {
         chat.power_level = power_level;
@@ -75,7 +107,7 @@ async fn answer(
     if chat.is_stream() {
         let stream = state.gateway.chat_stream(&caller, chat).await?;
         let route = stream.route().clone();
-        let mut response = sse::response(stream);
+        let mut response = codec.stream(stream);
         route_headers(&mut response, &route);
         Ok((response, route))
     } else {
@@ -86,7 +118,7 @@ async fn answer(
             cost_breakdown,
         } = state.gateway.chat(&caller, chat).await?;
         tracing::Span::current().record("cost_micros", cost_micros);
-        let mut response = json(StatusCode::OK, &answer);
+        let mut response = codec.whole(&answer);
         route_headers(&mut response, &route);
         cost_headers(&mut response, cost_micros, &cost_breakdown);
         Ok((response, route))

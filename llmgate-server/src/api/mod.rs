@@ -7,10 +7,12 @@ mod admin;
 mod billing;
 mod body;
 mod chat;
+mod codec;
 mod context;
 mod credits;
 mod embeddings;
 mod health;
+mod messages;
 mod models;
 mod params;
 mod provider_keys;
@@ -22,6 +24,8 @@ mod service;
 mod sse;
 mod usage;
 
+#[cfg(feature = "bench-internals")]
+pub(crate) use messages::{bench_body as messages_body, bench_request as messages_request};
 pub use service::handle;
 #[cfg(feature = "bench-internals")]
 pub(crate) use sse::body as sse_body;

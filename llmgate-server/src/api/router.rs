@@ -14,6 +14,9 @@ pub(crate) enum Endpoint {
     ChatCompletions,
     /// `api/embeddings.rs`.
     Embeddings,
+    /// Anthropic's Messages API (`api/messages/`).
+    Messages,
+    MessagesCountTokens,
     ListModels,
     /// Balances, the ledger, usage, packages and purchases (`api/credits.rs`, `api/usage.rs`,
     /// `api/billing.rs`).
@@ -63,6 +66,8 @@ pub(crate) type Route = (&'static str, &'static str);
 pub(crate) const ROUTES: &[Route] = &[
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/embeddings"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
     ("GET", "/v1/models"),
     ("GET", "/api/v1/llm/credits"),
     ("POST", "/api/v1/llm/credits/add"),
@@ -102,6 +107,11 @@ pub(crate) const ALIASES: &[(Route, Route)] = &[
         ("POST", "/api/v1/llm/embeddings"),
         ("POST", "/v1/embeddings"),
     ),
+    (("POST", "/anthropic/v1/messages"), ("POST", "/v1/messages")),
+    (
+        ("POST", "/anthropic/v1/messages/count_tokens"),
+        ("POST", "/v1/messages/count_tokens"),
+    ),
     (("GET", "/api/v1/llm/models"), ("GET", "/v1/models")),
     (("HEAD", "/ui"), ("GET", "/ui")),
     (("GET", "/ui/{file}"), ("GET", "/ui")),
@@ -131,6 +141,12 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         }
         "/v1/embeddings" | "/api/v1/llm/embeddings" => {
             only(method, &[Method::POST], Endpoint::Embeddings)
+        }
+        "/v1/messages" | "/anthropic/v1/messages" => {
+            only(method, &[Method::POST], Endpoint::Messages)
+        }
+        "/v1/messages/count_tokens" | "/anthropic/v1/messages/count_tokens" => {
+            only(method, &[Method::POST], Endpoint::MessagesCountTokens)
         }
         "/v1/models" | "/api/v1/llm/models" => only(method, &[Method::GET], Endpoint::ListModels),
         "/api/v1/llm/credits" => only(method, &[Method::GET], Endpoint::Credits),

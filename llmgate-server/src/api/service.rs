@@ -20,7 +20,9 @@ use tracing::Instrument;
 use super::context::RequestContext;
 use super::response::{Body, error_response, error_with_status, set_header};
 use super::router::{Endpoint, Miss, route};
-use super::{admin, billing, chat, credits, embeddings, health, models, provider_keys, usage};
+use super::{
+    admin, billing, chat, credits, embeddings, health, messages, models, provider_keys, usage,
+};
 use crate::auth::{Permission, Principal};
 use crate::state::AppState;
 
@@ -86,9 +88,11 @@ fn needs(endpoint: &Endpoint) -> Needs {
         | Endpoint::Metrics
         | Endpoint::StripeWebhook
         | Endpoint::Ui => Needs::Nothing,
-        Endpoint::ChatCompletions | Endpoint::Embeddings | Endpoint::CreditsPurchase => {
-            Needs::Key(Permission::Execute)
-        }
+        Endpoint::ChatCompletions
+        | Endpoint::Embeddings
+        | Endpoint::Messages
+        | Endpoint::MessagesCountTokens
+        | Endpoint::CreditsPurchase => Needs::Key(Permission::Execute),
         Endpoint::ListModels
         | Endpoint::Credits
         | Endpoint::CreditsTransactions
@@ -119,6 +123,8 @@ async fn dispatch(
         Ok(endpoint) => endpoint,
         Err(miss) => return miss_response(&miss, request.method(), request.uri().path()),
     };
+    // Anthropic's clients read errors in Anthropic's shape, the refused key's included.
+    let anthropic = matches!(endpoint, Endpoint::Messages | Endpoint::MessagesCountTokens);
     let result = match needs(&endpoint) {
         Needs::Nothing => open(state, endpoint, request).await,
         Needs::Key(permission) => match state.auth.require(request.headers(), permission).await {
@@ -129,6 +135,9 @@ async fn dispatch(
     result.unwrap_or_else(|error| {
         if error.status() >= 500 {
             tracing::warn!(request_id = %context.request_id, %error, "request failed");
+        }
+        if anthropic {
+            return messages::error_response(&error);
         }
         error_response(&error)
     })
@@ -171,6 +180,10 @@ async fn keyed(
     match endpoint {
         Endpoint::ChatCompletions => chat::completions(state, context, caller, request).await,
         Endpoint::Embeddings => embeddings::create(state, context, caller, request).await,
+        Endpoint::Messages => messages::create(state, context, caller, request).await,
+        Endpoint::MessagesCountTokens => {
+            messages::count_tokens(state, context, caller, request).await
+        }
         Endpoint::ListModels => Ok(models::list(state)),
         Endpoint::Credits => credits::balance(state, caller, request).await,
         Endpoint::CreditsAdd => credits::add(state, caller, request).await,

@@ -71,14 +71,7 @@ pub(crate) fn body(stream: CompletionStream) -> Body {
         };
         let (bytes, next) = match stream.next().await {
             Some(Ok(chunk)) => {
-                if let Some(cost) = chunk
-                    .extra
-                    .get("llmgate")
-                    .and_then(|l| l.get("cost_micros"))
-                    .and_then(serde_json::Value::as_i64)
-                {
-                    span.record("cost_micros", cost);
-                }
+                record_cost(&span, &chunk);
                 (chunk_event(&chunk), Phase::Streaming(stream))
             }
             Some(Err(error)) => {
@@ -95,9 +88,26 @@ pub(crate) fn body(stream: CompletionStream) -> Body {
     StreamBody::new(frames).boxed_unsync()
 }
 
+/// The stream's charge on the request's span, from the last chunk that carries it.
+pub(super) fn record_cost(span: &tracing::Span, chunk: &ChatChunk) {
+    if let Some(cost) = chunk
+        .extra
+        .get("llmgate")
+        .and_then(|l| l.get("cost_micros"))
+        .and_then(serde_json::Value::as_i64)
+    {
+        span.record("cost_micros", cost);
+    }
+}
+
 /// A 200 response carrying the event stream.
 pub(crate) fn response(stream: CompletionStream) -> Response<Body> {
-    let mut response = Response::new(body(stream));
+    event_stream(body(stream))
+}
+
+/// A 200 `text/event-stream` response with this body, of any protocol.
+pub(super) fn event_stream(body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(

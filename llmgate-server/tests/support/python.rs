@@ -8,10 +8,10 @@ pub fn has(module: &str) -> bool {
     let found = Command::new("python3")
         .args(["-c", &format!("import {module}")])
         .output()
-        .is_ok_and(|out| out.status.success());
+        .is_ok_and(|output| output.status.success());
     if !found {
         assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            std::env::var("CI").as_deref() != Ok("true"),
             "python3 with `{module}` is required under CI=true (run .ci/services)"
         );
         eprintln!("skipped: python3 with `{module}` is not installed");
@@ -22,11 +22,17 @@ pub fn has(module: &str) -> bool {
 /// Run `script` with `BASE_URL` and `KEY` in its environment; its stdout lines. A failing
 /// script fails the test with its output.
 pub async fn run(script: &'static str, base_url: String, key: String) -> Vec<String> {
+    let stdout = run_with(script, vec![("BASE_URL", base_url), ("KEY", key)]).await;
+    stdout.lines().map(str::to_owned).collect()
+}
+
+/// Run `script` with `env` in its environment (off the async runtime); its stdout. A failing
+/// script fails the test with its output.
+pub async fn run_with(script: &'static str, env: Vec<(&'static str, String)>) -> String {
     let output = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .args(["-c", script])
-            .env("BASE_URL", base_url)
-            .env("KEY", key)
+            .envs(env)
             .output()
             .unwrap()
     })
@@ -38,5 +44,5 @@ pub async fn run(script: &'static str, base_url: String, key: String) -> Vec<Str
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    stdout.lines().map(str::to_owned).collect()
+    stdout
 }

@@ -1,0 +1,161 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Claude Code itself against the running server: `claude -p "say hi"` with its base URL and
+//! token pointing at llmgate, on a model behind a fake OpenAI-compatible upstream (translated)
+//! and on one behind a fake Anthropic upstream (passed through). The answer must reach the
+//! terminal and the user's balance must show the charge.
+//!
+//! Needs `node` and `agent-tests/node_modules` (`cd agent-tests && npm ci`). Without them the
+//! test says so and passes, except under `CI=true`, where it fails. Offline: telemetry,
+//! auto-update and other non-essential traffic are turned off, and HOME is a fresh directory.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use llmgate_server::config::Env;
+use llmgate_testkit::{FakeUpstream, Reply, anthropic, openai};
+use serde_json::json;
+use support::databases::unique;
+use support::money::Gateway;
+use support::yaml_config;
+
+/// Long enough for a cold start of the CLI; a hung CLI is killed after it.
+const CLI_DEADLINE: Duration = Duration::from_secs(180);
+
+fn claude_bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("agent-tests/node_modules/.bin/claude")
+}
+
+/// What is missing to run Claude Code here, if anything.
+fn missing_prerequisite() -> Option<String> {
+    let node = Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|out| out.status.success()) {
+        return Some("`node` is not on PATH".to_owned());
+    }
+    if !claude_bin().is_file() {
+        return Some("agent-tests/node_modules is missing (cd agent-tests && npm ci)".to_owned());
+    }
+    None
+}
+
+/// Both fakes answer every request with "hi there", whole or streamed, in their own protocol.
+fn answer_hi(compat: &FakeUpstream, claude: &FakeUpstream) {
+    compat.respond_with(|request| {
+        if request.json()["stream"] == true {
+            Reply::sse(&openai::text_chunks(
+                "up-model",
+                &["hi ", "there"],
+                Some((400, 2)),
+            ))
+        } else {
+            Reply::json(200, openai::completion("up-model", "hi there", 400, 2))
+        }
+    });
+    claude.respond_with(|request| {
+        if request.json()["stream"] == true {
+            anthropic::sse(&anthropic::text_events(
+                "claude-up",
+                &["hi ", "there"],
+                400,
+                2,
+            ))
+        } else {
+            Reply::json(200, anthropic::message("claude-up", "hi there", 400, 2))
+        }
+    });
+}
+
+#[tokio::test]
+async fn claude_code_answers_through_the_gateway_and_the_user_is_charged() {
+    if let Some(missing) = missing_prerequisite() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "Claude Code is required under CI=true: {missing}"
+        );
+        eprintln!("skipped: {missing}");
+        return;
+    }
+    let (compat, claude) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    answer_hi(&compat, &claude);
+    let env = Env::from_pairs([("UP_URL", compat.url()), ("CLAUDE_URL", claude.url())]);
+    let yaml = r#"
+storage: { database_url: "sqlite::memory:" }
+tiers:
+  starter: { markup: 0, byok: false, monthly_credits: 0, default_power_level: balanced }
+providers:
+  - { name: compat, kind: openai, api_base: "${UP_URL}/v1", api_key: sk-up-0000, timeout_ms: 10000 }
+  - { name: anthropic, kind: anthropic, api_base: "${CLAUDE_URL}", api_key: sk-ant-0000, timeout_ms: 10000 }
+models:
+  - { name: coder, provider: compat, upstream_model: up-model, cost_per_1k: 0.001 }
+  - { name: claude-coder, provider: anthropic, upstream_model: claude-up, cost_per_1k: 0.001 }
+routing: { num_retries: 0 }
+"#;
+    let gateway = Gateway::start(yaml_config(yaml, &env)).await;
+    let key = gateway.user("ann", "starter").await;
+    gateway.add_credits("ann", json!(100)).await;
+
+    for model in ["coder", "claude-coder"] {
+        let before = gateway.balance(&key).await;
+        let home = std::env::temp_dir().join(unique("llmgate-claude-code"));
+        std::fs::create_dir_all(&home).unwrap();
+        let mut command = Command::new(claude_bin());
+        command
+            .args(["-p", "say hi"])
+            .current_dir(&home)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("ANTHROPIC_BASE_URL", gateway.url(""))
+            .env("ANTHROPIC_AUTH_TOKEN", &key)
+            .env("ANTHROPIC_MODEL", model)
+            .env("ANTHROPIC_DEFAULT_HAIKU_MODEL", model)
+            .env("ANTHROPIC_SMALL_FAST_MODEL", model)
+            .env("DISABLE_TELEMETRY", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .env("DISABLE_ERROR_REPORTING", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+        let output = tokio::task::spawn_blocking(move || run_with_deadline(command))
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{model}: {}\n{stdout}\n{stderr}",
+            output.status
+        );
+        assert!(stdout.contains("hi there"), "{model}: {stdout}\n{stderr}");
+        let charged = before - gateway.balance(&key).await;
+        assert!(charged > 0, "{model}: nothing was charged");
+    }
+    gateway.stop().await;
+}
+
+/// Run the command to its end, killing it after [`CLI_DEADLINE`].
+fn run_with_deadline(mut command: Command) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > CLI_DEADLINE {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "claude did not finish in {CLI_DEADLINE:?}:\n{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
