@@ -14,6 +14,7 @@ use reqwest::{RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 
 use crate::error::BuildError;
+use crate::upstream::UpstreamConfig;
 
 /// Longest upstream detail copied into an error message, in characters.
 const MAX_DETAIL_CHARS: usize = 300;
@@ -97,20 +98,18 @@ pub(crate) struct Connection {
 impl Connection {
     /// Check the configured headers and build the client; a failure names the provider.
     pub fn new(
-        name: &str,
-        timeout: Duration,
-        headers: &BTreeMap<String, String>,
+        config: &UpstreamConfig,
         error_detail: fn(&[u8]) -> Option<String>,
     ) -> Result<Self, BuildError> {
         let invalid = |reason: String| BuildError::Invalid {
-            name: name.to_owned(),
+            name: config.name.clone(),
             reason,
         };
         Ok(Self {
-            name: name.into(),
-            client: client(timeout).map_err(invalid)?,
-            headers: header_map(headers).map_err(invalid)?,
-            timeout,
+            name: config.name.as_str().into(),
+            client: client(config.timeout).map_err(invalid)?,
+            headers: header_map(&config.headers).map_err(invalid)?,
+            timeout: config.timeout,
             requires_key: true,
             error_detail,
         })

@@ -14,13 +14,15 @@ mod presets;
 mod resolve;
 mod spec;
 pub mod tokenizer;
+mod upstream;
 
-pub use anthropic::{Anthropic, AnthropicConfig};
+pub use anthropic::Anthropic;
 pub use demo::DemoProvider;
 pub use error::BuildError;
 pub use family::WireFamily;
-pub use ollama::{Ollama, OllamaConfig};
-pub use openai::{EmbeddingsApi, OpenAiCompatible, OpenAiConfig};
+pub use ollama::Ollama;
+pub use openai::{EmbeddingsApi, OpenAiCompatible};
 pub use presets::{AuthStyle, Preset, Quirks, is_openai_reasoning_model, preset, presets};
 pub use resolve::{model_resolver, resolve_model};
 pub use spec::{ProviderSpec, build_provider};
+pub use upstream::{DEFAULT_TIMEOUT, UpstreamConfig};

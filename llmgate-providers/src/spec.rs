@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use llmgate_core::Provider;
 
-use crate::anthropic::{Anthropic, AnthropicConfig};
+use crate::anthropic::Anthropic;
 use crate::demo::DemoProvider;
 use crate::error::BuildError;
 use crate::family::{ANTHROPIC_API_BASE, OLLAMA_API_BASE, WireFamily};
-use crate::ollama::{Ollama, OllamaConfig};
-use crate::openai::{EmbeddingsApi, OpenAiCompatible, OpenAiConfig};
+use crate::ollama::Ollama;
+use crate::openai::{EmbeddingsApi, OpenAiCompatible};
 use crate::presets::{Preset, preset};
+use crate::upstream::UpstreamConfig;
 
 /// Everything needed to construct one provider. Start from [`ProviderSpec::new`]; every field
 /// left `None` takes the preset's or the family's default.
@@ -135,16 +136,19 @@ pub fn build_provider(spec: &ProviderSpec) -> Result<Arc<dyn Provider>, BuildErr
             )
         })
     };
+    let upstream = || -> Result<UpstreamConfig, BuildError> {
+        Ok(UpstreamConfig {
+            name: spec.name.clone(),
+            api_base: base()?,
+            timeout: spec.timeout,
+            headers: spec.headers.clone(),
+        })
+    };
     let requires_key = spec.requires_key();
     match spec.family {
         WireFamily::Demo => Ok(Arc::new(DemoProvider::new(spec.name.clone()))),
         WireFamily::OpenAi | WireFamily::HuggingFace => {
-            let config = OpenAiConfig {
-                name: spec.name.clone(),
-                api_base: base()?,
-                timeout: spec.timeout,
-                headers: spec.headers.clone(),
-            };
+            let config = upstream()?;
             let quirks = spec.matching_preset().map(|p| p.quirks).unwrap_or_default();
             Ok(Arc::new(
                 OpenAiCompatible::new(config)?
@@ -153,24 +157,12 @@ pub fn build_provider(spec: &ProviderSpec) -> Result<Arc<dyn Provider>, BuildErr
                     .with_embeddings_api(spec.embeddings_api),
             ))
         }
-        WireFamily::Anthropic => {
-            let mut config = AnthropicConfig::new(spec.name.clone());
-            config.api_base = base()?;
-            config.timeout = spec.timeout;
-            config.headers = spec.headers.clone();
-            Ok(Arc::new(
-                Anthropic::new(config)?.with_requires_key(requires_key),
-            ))
-        }
-        WireFamily::Ollama => {
-            let mut config = OllamaConfig::new(spec.name.clone());
-            config.api_base = base()?;
-            config.timeout = spec.timeout;
-            config.headers = spec.headers.clone();
-            Ok(Arc::new(
-                Ollama::new(config)?.with_requires_key(requires_key),
-            ))
-        }
+        WireFamily::Anthropic => Ok(Arc::new(
+            Anthropic::new(upstream()?)?.with_requires_key(requires_key),
+        )),
+        WireFamily::Ollama => Ok(Arc::new(
+            Ollama::new(upstream()?)?.with_requires_key(requires_key),
+        )),
     }
 }
 

@@ -12,7 +12,8 @@ use llmgate_core::{
     keys::Secret,
     provider::ProviderCall,
 };
-use llmgate_providers::anthropic::{API_VERSION, Anthropic, AnthropicConfig};
+use llmgate_providers::UpstreamConfig;
+use llmgate_providers::anthropic::{API_VERSION, Anthropic};
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, anthropic};
 use serde_json::{Value, json};
 
@@ -24,8 +25,7 @@ fn provider(upstream: &FakeUpstream) -> Anthropic {
 }
 
 fn provider_with_timeout(upstream: &FakeUpstream, timeout: Duration) -> Anthropic {
-    let mut config = AnthropicConfig::new("anthropic");
-    config.api_base = upstream.url();
+    let mut config = UpstreamConfig::new("anthropic", upstream.url());
     config.timeout = timeout;
     config.headers = BTreeMap::from([("anthropic-beta".to_owned(), "test-beta".to_owned())]);
     Anthropic::new(config).unwrap()

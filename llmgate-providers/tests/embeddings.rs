@@ -12,16 +12,16 @@ use llmgate_core::{
     keys::Secret,
     provider::EmbedCall,
 };
-use llmgate_providers::anthropic::{Anthropic, AnthropicConfig};
-use llmgate_providers::ollama::{Ollama, OllamaConfig};
-use llmgate_providers::{EmbeddingsApi, OpenAiCompatible, OpenAiConfig};
+use llmgate_providers::anthropic::{self, Anthropic};
+use llmgate_providers::ollama::Ollama;
+use llmgate_providers::{EmbeddingsApi, OpenAiCompatible, UpstreamConfig};
 use llmgate_testkit::{Chunking, FakeUpstream, Recorded, Reply, embeddings};
 use serde_json::json;
 
 const HOSTILE: [Chunking; 2] = [Chunking::Bytes(1), Chunking::Bytes(7)];
 
 fn openai(base: String, api: EmbeddingsApi) -> OpenAiCompatible {
-    OpenAiCompatible::new(OpenAiConfig {
+    OpenAiCompatible::new(UpstreamConfig {
         name: "up".into(),
         api_base: base,
         timeout: Duration::from_secs(10),
@@ -144,9 +144,7 @@ async fn ollama_embeds_texts_at_api_embed_and_refuses_token_ids() {
     for chunking in HOSTILE {
         let upstream = FakeUpstream::start().await;
         upstream.respond_with(chunked(embeddings::ollama(), chunking));
-        let mut config = OllamaConfig::new("local");
-        config.api_base = upstream.url();
-        let provider = Ollama::new(config).unwrap();
+        let provider = Ollama::new(UpstreamConfig::new("local", upstream.url())).unwrap();
         let answer = embed(
             &provider,
             &EmbeddingRequest::new("nomic-embed-text", "one two"),
@@ -197,7 +195,11 @@ async fn upstream_failures_are_retryable_errors_without_the_key() {
 
 #[tokio::test]
 async fn anthropic_has_no_embeddings() {
-    let provider = Anthropic::new(AnthropicConfig::new("anthropic")).unwrap();
+    let provider = Anthropic::new(UpstreamConfig::new(
+        "anthropic",
+        anthropic::DEFAULT_API_BASE,
+    ))
+    .unwrap();
     let error = embed(&provider, &EmbeddingRequest::new("claude", "a"), None)
         .await
         .unwrap_err();
@@ -212,9 +214,7 @@ async fn an_ollama_in_band_error_is_an_upstream_error_without_the_key() {
         200,
         json!({"error": "model \"x\" not found for sk-proxy-5678"}),
     ));
-    let mut config = OllamaConfig::new("local");
-    config.api_base = upstream.url();
-    let provider = Ollama::new(config).unwrap();
+    let provider = Ollama::new(UpstreamConfig::new("local", upstream.url())).unwrap();
     let key = Secret::new("sk-proxy-5678");
     let error = embed(&provider, &EmbeddingRequest::new("x", "a"), Some(&key))
         .await

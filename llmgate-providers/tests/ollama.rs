@@ -13,15 +13,15 @@ use llmgate_core::{
     pricing::ModelPrice,
     provider::ProviderCall,
 };
-use llmgate_providers::ollama::{Ollama, OllamaConfig};
+use llmgate_providers::UpstreamConfig;
+use llmgate_providers::ollama::Ollama;
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, ollama};
 use serde_json::json;
 
 const MODEL: &str = "llama3.2:3b";
 
 fn provider(upstream: &FakeUpstream) -> Ollama {
-    let mut config = OllamaConfig::new("ollama");
-    config.api_base = format!("{}/", upstream.url());
+    let mut config = UpstreamConfig::new("ollama", format!("{}/", upstream.url()));
     config.timeout = Duration::from_secs(10);
     Ollama::new(config).unwrap()
 }

@@ -13,7 +13,7 @@ use llmgate_core::{
     keys::Secret,
     provider::{ChunkStream, ProviderCall},
 };
-use llmgate_providers::{OpenAiCompatible, OpenAiConfig};
+use llmgate_providers::{OpenAiCompatible, UpstreamConfig};
 use llmgate_testkit::{Chunking, FakeUpstream, Reply, openai};
 use serde_json::json;
 
@@ -21,7 +21,7 @@ const KEY: &str = "sk-test-0123456789abcdefSECRET";
 const MODEL: &str = "up/model-1";
 
 fn provider_with_timeout(upstream: &FakeUpstream, timeout: Duration) -> OpenAiCompatible {
-    OpenAiCompatible::new(OpenAiConfig {
+    OpenAiCompatible::new(UpstreamConfig {
         name: "fake".to_owned(),
         api_base: format!("{}/v1/", upstream.url()),
         timeout,
@@ -680,7 +680,7 @@ async fn stream_of_ten_thousand_chunks_decodes() {
 
 #[test]
 fn bad_configuration_is_refused() {
-    let config = |api_base: &str, header: (&str, &str), timeout: Duration| OpenAiConfig {
+    let config = |api_base: &str, header: (&str, &str), timeout: Duration| UpstreamConfig {
         name: "bad".to_owned(),
         api_base: api_base.to_owned(),
         timeout,

@@ -3,9 +3,10 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use llmgate_core::{Gateway, catalog::Deployment, keys::Secret};
-//! use llmgate_providers::anthropic::{Anthropic, AnthropicConfig};
+//! use llmgate_providers::UpstreamConfig;
+//! use llmgate_providers::anthropic::{Anthropic, DEFAULT_API_BASE};
 //!
-//! let claude = Anthropic::new(AnthropicConfig::new("anthropic")).unwrap();
+//! let claude = Anthropic::new(UpstreamConfig::new("anthropic", DEFAULT_API_BASE)).unwrap();
 //! let gateway = Gateway::builder()
 //!     .provider(Arc::new(claude))
 //!     .platform_key("anthropic", Secret::new("sk-ant-..."))
@@ -19,9 +20,6 @@ mod passthrough;
 mod stream;
 mod wire;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use llmgate_core::{
     Error, Provider, Result,
@@ -33,6 +31,7 @@ use reqwest::header::HeaderValue;
 use crate::chunks;
 use crate::error::BuildError;
 use crate::http::{self, Connection};
+use crate::upstream::UpstreamConfig;
 pub use passthrough::NATIVE_ANSWER_KEY;
 use stream::EventDecoder;
 use wire::{MessagesRequest, MessagesResponse};
@@ -41,32 +40,6 @@ use wire::{MessagesRequest, MessagesResponse};
 pub const DEFAULT_API_BASE: &str = crate::family::ANTHROPIC_API_BASE;
 /// The API version this adapter speaks.
 pub const API_VERSION: &str = "2023-06-01";
-
-/// Configuration of one Anthropic upstream.
-#[derive(Debug, Clone)]
-pub struct AnthropicConfig {
-    /// The configured provider name.
-    pub name: String,
-    /// Base URL, e.g. `https://api.anthropic.com` (a trailing `/v1` is accepted too).
-    pub api_base: String,
-    /// For whole answers the limit on the whole exchange; for streams the limit until the
-    /// response head, then on the silence between two network reads.
-    pub timeout: Duration,
-    /// Extra headers for every request (e.g. `anthropic-beta`).
-    pub headers: BTreeMap<String, String>,
-}
-
-impl AnthropicConfig {
-    /// The public API with a ten-minute timeout and no extra headers.
-    pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            api_base: DEFAULT_API_BASE.to_owned(),
-            timeout: Duration::from_secs(600),
-            headers: BTreeMap::new(),
-        }
-    }
-}
 
 /// A provider speaking Anthropic's Messages API.
 #[derive(Debug, Clone)]
@@ -77,13 +50,8 @@ pub struct Anthropic {
 
 impl Anthropic {
     /// A provider for this account; fails on a bad base URL or header. Makes no network call.
-    pub fn new(config: AnthropicConfig) -> Result<Self, BuildError> {
-        let mut connection = Connection::new(
-            &config.name,
-            config.timeout,
-            &config.headers,
-            convert::error_detail,
-        )?;
+    pub fn new(config: UpstreamConfig) -> Result<Self, BuildError> {
+        let mut connection = Connection::new(&config, convert::error_detail)?;
         connection
             .headers
             .insert("anthropic-version", HeaderValue::from_static(API_VERSION));

@@ -5,10 +5,11 @@
 //! accepts JSON schemas as `format`.
 //!
 //! ```no_run
-//! use llmgate_providers::ollama::{Ollama, OllamaConfig};
+//! use llmgate_providers::UpstreamConfig;
+//! use llmgate_providers::ollama::{DEFAULT_API_BASE, Ollama};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let local = Ollama::new(OllamaConfig::new("ollama"))?;
+//! let local = Ollama::new(UpstreamConfig::new("ollama", DEFAULT_API_BASE))?;
 //! for model in local.list_models().await? {
 //!     println!("{} ({} bytes)", model.name, model.size.unwrap_or(0));
 //! }
@@ -20,9 +21,6 @@ mod convert;
 mod embed;
 mod stream;
 mod wire;
-
-use std::collections::BTreeMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use llmgate_core::{
@@ -37,38 +35,12 @@ use crate::chunks;
 use crate::embedding::with_usage;
 use crate::error::BuildError;
 use crate::http::{self, Connection};
+use crate::upstream::UpstreamConfig;
 use stream::LineDecoder;
 use wire::{ChatBody, ChatLine, Tags};
 
 /// Where a local Ollama listens by default.
 pub const DEFAULT_API_BASE: &str = crate::family::OLLAMA_API_BASE;
-
-/// Configuration of one Ollama server.
-#[derive(Debug, Clone)]
-pub struct OllamaConfig {
-    /// The configured provider name.
-    pub name: String,
-    /// Base URL without any path, e.g. `http://127.0.0.1:11434`.
-    pub api_base: String,
-    /// For whole answers the limit on the whole exchange; for streams the limit until the
-    /// response head, then on the silence between two network reads. Local models may take a
-    /// while to load, so keep it generous.
-    pub timeout: Duration,
-    /// Extra headers for every request (e.g. for a proxy in front of Ollama).
-    pub headers: BTreeMap<String, String>,
-}
-
-impl OllamaConfig {
-    /// A local Ollama on the default port with a ten-minute timeout.
-    pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            api_base: DEFAULT_API_BASE.to_owned(),
-            timeout: Duration::from_secs(600),
-            headers: BTreeMap::new(),
-        }
-    }
-}
 
 /// A model installed on an Ollama server, from `GET /api/tags`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,13 +72,8 @@ pub struct Ollama {
 
 impl Ollama {
     /// A provider for this server; fails on a bad base URL or header. Makes no network call.
-    pub fn new(config: OllamaConfig) -> Result<Self, BuildError> {
-        let mut connection = Connection::new(
-            &config.name,
-            config.timeout,
-            &config.headers,
-            convert::error_detail,
-        )?;
+    pub fn new(config: UpstreamConfig) -> Result<Self, BuildError> {
+        let mut connection = Connection::new(&config, convert::error_detail)?;
         connection.requires_key = false;
         Ok(Self {
             connection,

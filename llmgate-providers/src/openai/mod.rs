@@ -5,9 +5,6 @@ mod embed;
 mod stream;
 mod wire;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use llmgate_core::{
     Provider, Result,
@@ -23,21 +20,9 @@ use crate::embedding::with_usage;
 use crate::error::BuildError;
 use crate::http::{self, Connection};
 use crate::presets::Quirks;
+use crate::upstream::UpstreamConfig;
 pub use embed::EmbeddingsApi;
 use stream::EventDecoder;
-
-/// Configuration of one OpenAI-compatible upstream.
-#[derive(Debug, Clone)]
-pub struct OpenAiConfig {
-    /// The configured provider name.
-    pub name: String,
-    /// Base URL up to and including the version, e.g. `https://api.openai.com/v1`.
-    pub api_base: String,
-    /// Whole-request timeout (for streams: until the response head, then between reads).
-    pub timeout: Duration,
-    /// Extra headers for every request.
-    pub headers: BTreeMap<String, String>,
-}
 
 /// A provider speaking OpenAI's chat completions protocol.
 #[derive(Debug, Clone)]
@@ -52,7 +37,7 @@ pub struct OpenAiCompatible {
 
 impl OpenAiCompatible {
     /// Validate the configuration and build the provider's pooled HTTP client.
-    pub fn new(config: OpenAiConfig) -> std::result::Result<Self, BuildError> {
+    pub fn new(config: UpstreamConfig) -> std::result::Result<Self, BuildError> {
         let invalid = |reason: &str| BuildError::Invalid {
             name: config.name.clone(),
             reason: reason.to_owned(),
@@ -63,12 +48,7 @@ impl OpenAiCompatible {
         if !matches!(endpoint.scheme(), "http" | "https") {
             return Err(invalid("api_base must be an http:// or https:// URL"));
         }
-        let mut connection = Connection::new(
-            &config.name,
-            config.timeout,
-            &config.headers,
-            convert::error_detail,
-        )?;
+        let mut connection = Connection::new(&config, convert::error_detail)?;
         connection.headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
