@@ -9,28 +9,23 @@
 //!
 //! Run: `cargo bench -p llmgate-benches --bench embeddings`
 
+mod common;
+
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use llmgate_benches::load::client::{self, Connection, Target};
-use llmgate_core::keys::Secret;
-use llmgate_server::config::{Config, Env};
-use llmgate_server::{RunningServer, Server};
+use llmgate_benches::load::client::{Connection, Target};
 use llmgate_testkit::{FakeUpstream, Recorded, Reply, embeddings, openai};
 use tokio::runtime::Runtime;
 
-const MASTER_KEY: &str = "lg-master-bench-0123456789abcdef";
 const DIMENSIONS: usize = 1536;
 
 /// The fake upstream, and the gateway in front of it with a funded user's key.
 struct Rig {
     upstream: FakeUpstream,
-    _server: RunningServer,
-    gateway: SocketAddr,
-    key: String,
+    gateway: common::Gateway,
 }
 
 async fn rig() -> Rig {
@@ -50,58 +45,14 @@ async fn rig() -> Rig {
         }
     });
     let yaml = r#"
-storage:
-  database_url: "sqlite::memory:"
-tiers:
-  bench: { markup: 0.4, byok: false, monthly_credits: 0, default_power_level: balanced }
 providers:
   - { name: fake, kind: openai, api_base: "${UPSTREAM}/v1", api_key: sk-bench-0000 }
 models:
   - { name: embed, provider: fake, upstream_model: text-embedding-3-small, mode: embedding, input_cost_per_1k: 0.00002 }
   - { name: chat, provider: fake, upstream_model: gpt-up, input_cost_per_1k: 0.002, output_cost_per_1k: 0.002 }
 "#;
-    let env = Env::from_pairs([("UPSTREAM", upstream.url())]);
-    let config = Config::from_yaml(yaml, &env).expect("config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = Server::new(config, &Secret::new(MASTER_KEY), listener)
-        .await
-        .expect("server")
-        .spawn()
-        .expect("spawn");
-    let gateway: SocketAddr = server
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("address");
-    let master = format!("Bearer {MASTER_KEY}");
-    let user = serde_json::json!({"user_id": "bench", "tier": "bench", "role": "user"});
-    let (_, created) = client::call(
-        gateway,
-        "/api/v1/admin/users",
-        &master,
-        Bytes::from(user.to_string()),
-    )
-    .await
-    .expect("create user");
-    let created: serde_json::Value = serde_json::from_slice(&created).expect("user JSON");
-    let key = created["api_key"].as_str().expect("api_key").to_owned();
-    let fund = serde_json::json!({"user_id": "bench", "amount": "100000000", "reason": "bench"});
-    client::call(
-        gateway,
-        "/api/v1/llm/credits/add",
-        &master,
-        Bytes::from(fund.to_string()),
-    )
-    .await
-    .expect("fund");
-    Rig {
-        upstream,
-        _server: server,
-        gateway,
-        key,
-    }
+    let gateway = common::start(yaml, &upstream.url()).await;
+    Rig { upstream, gateway }
 }
 
 /// The upstream's answer to a request of `inputs` inputs, as the testkit fake would make it.
@@ -130,21 +81,16 @@ fn body(inputs: usize) -> Bytes {
 fn embeddings_latency(c: &mut Criterion) {
     let runtime = Runtime::new().expect("runtime");
     let rig = runtime.block_on(rig());
-    let upstream_addr: SocketAddr = rig
-        .upstream
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("address");
+    let upstream_addr = common::address(&rig.upstream.url());
     let direct = Target {
         addr: upstream_addr,
         path: "/v1/embeddings",
         authorization: Some("Bearer sk-bench-0000".to_owned()),
     };
     let through = Target {
-        addr: rig.gateway,
+        addr: rig.gateway.addr,
         path: "/v1/embeddings",
-        authorization: Some(format!("Bearer {}", rig.key)),
+        authorization: Some(format!("Bearer {}", rig.gateway.key)),
     };
     let chat_body = Bytes::from(
         serde_json::json!({"model": "chat", "max_tokens": 64,
