@@ -325,6 +325,24 @@ async fn errors_are_in_anthropic_shape_with_their_statuses() {
     let broke = create_user(&base, "broke", "starter").await;
     assert_anthropic_error(setup.post(&broke, ask(false)).await, 402, "billing_error").await;
 
+    // The router's own misses under Anthropic's paths are in Anthropic's shape too.
+    assert_anthropic_error(
+        setup
+            .post_to("/v1/messages/batches", MASTER_KEY, ask(false))
+            .await,
+        404,
+        "not_found_error",
+    )
+    .await;
+    let wrong_method = client()
+        .get(format!("{base}/anthropic/v1/messages"))
+        .header("x-api-key", MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.headers()["allow"], "POST");
+    assert_anthropic_error(wrong_method, 405, "invalid_request_error").await;
+
     let limited = create_user(&base, "limited", "limited").await;
     setup
         .upstream

@@ -220,10 +220,19 @@ fn unguarded(endpoint: &Endpoint) -> Error {
 
 fn miss_response(miss: &Miss, method: &Method, path: &str) -> Response<Body> {
     let error = miss.to_error(method, path);
+    // Under Anthropic's paths the client is an Anthropic SDK: it reads Anthropic's shape.
+    let anthropic = path.starts_with("/v1/messages") || path.starts_with("/anthropic/");
     match miss {
+        Miss::NotFound if anthropic => messages::error_response(&error),
         Miss::NotFound => error_response(&error),
         Miss::MethodNotAllowed { allowed } => {
-            let mut response = error_with_status(&error, StatusCode::METHOD_NOT_ALLOWED);
+            let mut response = if anthropic {
+                let mut response = messages::error_response(&error);
+                *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+                response
+            } else {
+                error_with_status(&error, StatusCode::METHOD_NOT_ALLOWED)
+            };
             let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
             set_header(&mut response, header::ALLOW.as_str(), &allow.join(", "));
             response
