@@ -569,46 +569,11 @@ routing:
     gate.stop().await;
 }
 
-fn redis_url() -> String {
-    std::env::var("LLMGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// Whether Redis answers a PING (a plain RESP exchange over TCP).
-async fn redis_answers(url: &str) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .rsplit('@')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let exchange = async {
-        let mut socket = tokio::net::TcpStream::connect(&address).await.ok()?;
-        socket.write_all(b"PING\r\n").await.ok()?;
-        let mut reply = [0u8; 7];
-        socket.read_exact(&mut reply).await.ok()?;
-        Some(reply == *b"+PONG\r\n")
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), exchange).await,
-        Ok(Some(true))
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_sharing_redis_admit_no_more_than_the_users_rpm_together() {
-    let url = redis_url();
-    if !redis_answers(&url).await {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "Redis at {url} is required when CI=true"
-        );
-        eprintln!("SKIPPED: Redis at {url} is unreachable; set LLMGATE_TEST_REDIS_URL");
+    let Some(url) = support::redis::test_redis().await else {
         return;
-    }
+    };
     let upstream = FakeUpstream::start().await;
     upstream.set_default(answer("local-model"));
     // One database and one Redis key prefix for both replicas; the prefix is this run's own,

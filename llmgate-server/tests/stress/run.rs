@@ -14,6 +14,7 @@ use llmgate_testkit::FakeUpstream;
 use tokio::time::Instant;
 
 use crate::support::databases::{Database, Db, unique};
+use crate::support::redis::test_redis;
 
 use super::behaviour::{Order, obey_orders};
 use super::config::Storage;
@@ -94,7 +95,7 @@ impl Stage {
     async fn set_up(variant: Variant) -> Option<Stage> {
         let database = Database::create(variant.db).await?;
         let redis = match variant.redis {
-            true => Some((redis_url().await?, format!("{}:", unique("stress-")))),
+            true => Some((test_redis().await?, format!("{}:", unique("stress-")))),
             false => None,
         };
         let storage = Storage {
@@ -295,36 +296,4 @@ fn summary(plan: &Plan, seen: &Seen, findings: &Findings) -> String {
         ));
     }
     line
-}
-
-/// The test Redis, when it answers; `None` (after saying why) when it does not, except with
-/// `CI=true`, where that fails the test.
-async fn redis_url() -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let url = std::env::var("LLMGATE_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let address = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .rsplit('@')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let ping = async {
-        let mut socket = tokio::net::TcpStream::connect(&address).await.ok()?;
-        socket.write_all(b"PING\r\n").await.ok()?;
-        let mut reply = [0u8; 7];
-        socket.read_exact(&mut reply).await.ok()?;
-        Some(reply == *b"+PONG\r\n")
-    };
-    if matches!(
-        tokio::time::timeout(Duration::from_secs(2), ping).await,
-        Ok(Some(true))
-    ) {
-        return Some(url);
-    }
-    llmgate_testkit::db::service_unavailable("Redis", &url);
-    None
 }

@@ -33,6 +33,7 @@ pub mod databases;
 pub mod money;
 pub mod proxy;
 pub mod python;
+pub mod redis;
 pub mod users;
 
 use llmgate_core::keys::Secret;
