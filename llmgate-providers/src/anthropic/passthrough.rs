@@ -13,10 +13,13 @@
 //! usage off the chunk that carries it (and so clears its bytes), so the usage travels on a
 //! chunk of its own after the event that reported it.
 
+use std::collections::BTreeMap;
+
 use llmgate_core::chat::{ChatChunk, ChatRequest, ChatResponse, WireJson};
 use llmgate_core::chat::{NativeBody, WireFormat};
 use llmgate_core::{Error, Result};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use sse_stream::Sse;
 
 use super::stream::EventDecoder;
@@ -36,24 +39,45 @@ pub(super) fn native(request: &ChatRequest) -> Option<&NativeBody> {
 
 /// The client's body with the upstream model id and the output cap written in.
 pub(super) fn body(native: &NativeBody, request: &ChatRequest, stream: bool) -> Result<Vec<u8>> {
-    let mut body: Map<String, Value> = serde_json::from_slice(&native.body)
-        .map_err(|error| Error::invalid_request(format!("Invalid request body: {error}")))?;
-    body.insert("model".to_owned(), Value::from(request.model.as_str()));
+    let mut body = top_level(native)?;
+    set(&mut body, "model", request.model.as_str())?;
     if let Some(cap) = request.requested_max_tokens() {
-        let asked = body.get("max_tokens").and_then(Value::as_u64);
+        let asked = body
+            .get("max_tokens")
+            .and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok());
         let capped = asked.map_or(u64::from(cap), |asked| asked.min(u64::from(cap)));
-        body.insert("max_tokens".to_owned(), Value::from(capped));
+        set(&mut body, "max_tokens", capped)?;
     }
-    body.insert("stream".to_owned(), Value::Bool(stream));
-    serde_json::to_vec(&body).map_err(|error| Error::internal(error.to_string()))
+    set(&mut body, "stream", stream)?;
+    encode(&body)
 }
 
 /// A count request's body (`/v1/messages/count_tokens`) with the upstream model id written in.
 pub(super) fn count_body(native: &NativeBody, request: &ChatRequest) -> Result<Vec<u8>> {
-    let mut body: Map<String, Value> = serde_json::from_slice(&native.body)
-        .map_err(|error| Error::invalid_request(format!("Invalid request body: {error}")))?;
-    body.insert("model".to_owned(), Value::from(request.model.as_str()));
-    serde_json::to_vec(&body).map_err(|error| Error::internal(error.to_string()))
+    let mut body = top_level(native)?;
+    set(&mut body, "model", request.model.as_str())?;
+    encode(&body)
+}
+
+/// A body's top-level fields, each value kept as the JSON text the client sent: the codec has
+/// already parsed the whole body once for routing, so only the top level is read again here
+/// and the messages and tools (most of the bytes) are copied, not rebuilt.
+type TopLevel = BTreeMap<String, Box<RawValue>>;
+
+fn top_level(native: &NativeBody) -> Result<TopLevel> {
+    serde_json::from_slice(&native.body)
+        .map_err(|error| Error::invalid_request(format!("Invalid request body: {error}")))
+}
+
+fn set(body: &mut TopLevel, name: &str, value: impl serde::Serialize) -> Result<()> {
+    let raw = serde_json::value::to_raw_value(&value)
+        .map_err(|error| Error::internal(error.to_string()))?;
+    body.insert(name.to_owned(), raw);
+    Ok(())
+}
+
+fn encode(body: &TopLevel) -> Result<Vec<u8>> {
+    serde_json::to_vec(body).map_err(|error| Error::internal(error.to_string()))
 }
 
 /// `{"input_tokens": N}`, the answer of `/v1/messages/count_tokens`.
