@@ -124,7 +124,7 @@ async fn dispatch(
         Err(miss) => return miss_response(&miss, request.method(), request.uri().path()),
     };
     // Anthropic's clients read errors in Anthropic's shape, the refused key's included.
-    let anthropic = matches!(endpoint, Endpoint::Messages | Endpoint::MessagesCountTokens);
+    let anthropic = speaks_anthropic(request.uri().path());
     let result = match needs(&endpoint) {
         Needs::Nothing => open(state, endpoint, request).await,
         Needs::Key(permission) => match state.auth.require(request.headers(), permission).await {
@@ -218,10 +218,15 @@ fn unguarded(endpoint: &Endpoint) -> Error {
     Error::internal("An internal error occurred.")
 }
 
+/// Whether the client of `path` is an Anthropic SDK (the Messages endpoints and anything else
+/// under Anthropic's paths): its errors, the router's own included, are in Anthropic's shape.
+fn speaks_anthropic(path: &str) -> bool {
+    path.starts_with("/v1/messages") || path.starts_with("/anthropic/")
+}
+
 fn miss_response(miss: &Miss, method: &Method, path: &str) -> Response<Body> {
     let error = miss.to_error(method, path);
-    // Under Anthropic's paths the client is an Anthropic SDK: it reads Anthropic's shape.
-    let anthropic = path.starts_with("/v1/messages") || path.starts_with("/anthropic/");
+    let anthropic = speaks_anthropic(path);
     match miss {
         Miss::NotFound if anthropic => messages::error_response(&error),
         Miss::NotFound => error_response(&error),
