@@ -4,7 +4,7 @@
 use llmgate_core::{Error, Result};
 use serde_json::Value;
 
-use super::MAX_CHAIN_DEPTH;
+use super::types::MAX_CHAIN_DEPTH;
 
 /// One row of a chain walk: a response's input items and the response object, as JSON text.
 pub(super) type ChainRow = (String, String);

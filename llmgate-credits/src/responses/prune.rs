@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use llmgate_core::memory::unix_now;
 
-use super::SqlResponseStore;
+use super::sql::SqlResponseStore;
 
 /// Every `every` (and once at start), delete the responses older than `retention`. Errors are
 /// logged and the next round tries again; replicas may all run it (a row is deleted once).

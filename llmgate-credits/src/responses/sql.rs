@@ -5,7 +5,7 @@ use llmgate_core::{Error, Result};
 use serde_json::Value;
 
 use super::chain::{ChainRow, conversation};
-use super::{MAX_CHAIN_DEPTH, StoredResponse};
+use super::types::{MAX_CHAIN_DEPTH, StoredResponse};
 use crate::error::database_error;
 use crate::users::{SqlPool, on_pool};
 
