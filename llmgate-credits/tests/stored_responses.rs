@@ -7,6 +7,7 @@
 mod support;
 
 use std::any::Any;
+use std::time::Duration;
 
 use llmgate_credits::responses::MAX_CHAIN_DEPTH;
 use llmgate_credits::{SqlCreditStore, SqlPool, SqlResponseStore, StoredResponse};
@@ -311,5 +312,44 @@ async fn pruning_deletes_what_is_older_than_the_cut_and_keeps_the_rest() {
         assert!(db.store.get("ann", "resp_old0").await.unwrap().is_none());
         assert!(db.store.get("ann", "resp_new2").await.unwrap().is_some());
         assert_eq!(db.store.prune(10_001).await.unwrap(), 3, "{}", db.name);
+    }
+}
+
+#[tokio::test]
+async fn a_response_past_its_retention_is_gone_before_it_is_pruned() {
+    for db in databases().await {
+        let now = llmgate_core::memory::unix_now();
+        let day = Duration::from_secs(86_400);
+        let kept = db.store.clone().with_retention(Some(day));
+        let mut old = response("resp_h1", "ann", None, "old", "old");
+        old.created_at = now - 86_400 - 10;
+        let mut newer = response("resp_h2", "ann", Some("resp_h1"), "new", "new");
+        newer.created_at = now - 60;
+        kept.put(&old).await.unwrap();
+        kept.put(&newer).await.unwrap();
+        // Past the retention: not read, not deleted, and the chain ends before it.
+        assert_eq!(
+            kept.get("ann", "resp_h1").await.unwrap(),
+            None,
+            "{}",
+            db.name
+        );
+        assert!(!kept.delete("ann", "resp_h1").await.unwrap(), "{}", db.name);
+        assert_eq!(kept.conversation("ann", "resp_h1").await.unwrap(), None);
+        let items = kept.conversation("ann", "resp_h2").await.unwrap().unwrap();
+        assert_eq!(texts(&items), ["new", "new"], "{}", db.name);
+        // The row is still there (a store keeping everything sees it) until pruned.
+        let forever = db.store.clone().with_retention(None);
+        assert!(
+            forever.get("ann", "resp_h1").await.unwrap().is_some(),
+            "{}",
+            db.name
+        );
+        let items = forever
+            .conversation("ann", "resp_h2")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(texts(&items), ["old", "old", "new", "new"], "{}", db.name);
     }
 }

@@ -92,7 +92,9 @@ impl Storage {
         )
         .map_err(|error| problem("billing.low_credit_alert", error.message()))?;
         let pool = SqlPool::of(&ledger);
-        let responses = Arc::new(SqlResponseStore::new(pool.clone()));
+        let responses = Arc::new(
+            SqlResponseStore::new(pool.clone()).with_retention(config.responses.retention()),
+        );
         let users = UserDirectory::new(
             Arc::new(SqlUserStore::new(pool.clone())),
             credits.clone(),

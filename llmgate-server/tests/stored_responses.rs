@@ -24,6 +24,7 @@ on_both_databases!(
     two_servers_on_one_database_read_the_same_row,
     a_conversation_is_rebuilt_from_its_chain_within_one_owner,
     expired_responses_are_pruned_and_fresh_ones_stay,
+    an_expired_response_is_gone_before_the_pruner_runs,
     retention_zero_keeps_responses_until_deleted,
 );
 
@@ -478,6 +479,46 @@ async fn expired_responses_are_pruned_and_fresh_ones_stay(db: Db) {
             .await;
         assert_eq!(status, 200, "{id}");
     }
+}
+
+async fn an_expired_response_is_gone_before_the_pruner_runs(db: Db) {
+    // The pruner ran once at start and waits an hour for its next round.
+    let Some(setup) = setup_with(
+        db,
+        "responses: { retention_days: 1, prune_every_secs: 3600 }",
+    )
+    .await
+    else {
+        return;
+    };
+    let mut old = response("resp_exp1", "ann", None, "old", "old");
+    old.created_at = now() - 86_400 - 10;
+    setup.put(&old).await;
+    setup
+        .put(&response(
+            "resp_exp2",
+            "ann",
+            Some("resp_exp1"),
+            "new",
+            "new",
+        ))
+        .await;
+    for (method, path) in [
+        ("GET", "/v1/responses/resp_exp1"),
+        ("GET", "/v1/responses/resp_exp1/input_items"),
+        ("DELETE", "/v1/responses/resp_exp1"),
+    ] {
+        let (status, body) = setup.send(method, path, &setup.ann).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+    }
+    let store = &setup.gateway.state.storage.responses;
+    let items = store
+        .conversation("ann", "resp_exp2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(items[0]["content"], "new");
 }
 
 async fn retention_zero_keeps_responses_until_deleted(db: Db) {

@@ -10,8 +10,10 @@
 //!   (400 `conversation_too_long`) rather than cut short without a word. A link that is gone
 //!   (deleted, expired, or another owner's) ends the chain there: the conversation continues
 //!   from the oldest response still stored.
-//! - **Retention.** [`SqlResponseStore::prune`] deletes rows by age, in batches;
-//!   [`spawn_pruner`] runs it periodically.
+//! - **Retention.** A store given a retention
+//!   ([`SqlResponseStore::with_retention`]) no longer sees older rows: they read, walk and
+//!   delete as if gone from the moment they expire. [`SqlResponseStore::prune`] then deletes
+//!   them, by age and in batches; [`spawn_pruner`] runs it periodically.
 
 mod chain;
 mod prune;

@@ -1,6 +1,9 @@
 //! [`SqlResponseStore`]: stored responses in the `stored_responses` table (migration 0400), on
 //! the ledger's pool.
 
+use std::time::Duration;
+
+use llmgate_core::memory::unix_now;
 use llmgate_core::{Error, Result};
 use serde_json::Value;
 
@@ -24,27 +27,30 @@ previous_response_id = excluded.previous_response_id, input_items = excluded.inp
 response = excluded.response \
 WHERE stored_responses.owner = excluded.owner";
 
+// Reads and deletes see only rows created at or after `$3`, the retention's cut: a response
+// past its retention is gone at once, whenever the pruner next runs.
 const SELECT: &str = "\
 SELECT id, owner, created_at, model, previous_response_id, input_items, response \
-FROM stored_responses WHERE owner = $1 AND id = $2";
+FROM stored_responses WHERE owner = $1 AND id = $2 AND created_at >= $3";
 
-const DELETE: &str = "DELETE FROM stored_responses WHERE owner = $1 AND id = $2";
+const DELETE: &str =
+    "DELETE FROM stored_responses WHERE owner = $1 AND id = $2 AND created_at >= $3";
 
 const PRUNE: &str = "\
 DELETE FROM stored_responses WHERE id IN \
 (SELECT id FROM stored_responses WHERE created_at < $1 LIMIT $2)";
 
 /// The chain ending at `$2`, newest first in the walk and oldest first in the result, every
-/// step the owner's own, and at most one row past the depth limit `$3` (so that a chain that is
-/// too long shows as one).
+/// step the owner's own and within the retention (`$4`), and at most one row past the depth
+/// limit `$3` (so that a chain that is too long shows as one).
 const CHAIN: &str = "\
 WITH RECURSIVE chain (id, previous_response_id, input_items, response, depth) AS ( \
 SELECT id, previous_response_id, input_items, response, 1 \
-FROM stored_responses WHERE owner = $1 AND id = $2 \
+FROM stored_responses WHERE owner = $1 AND id = $2 AND created_at >= $4 \
 UNION ALL \
 SELECT r.id, r.previous_response_id, r.input_items, r.response, c.depth + 1 \
 FROM stored_responses r JOIN chain c ON r.id = c.previous_response_id \
-WHERE r.owner = $1 AND c.depth <= $3 \
+WHERE r.owner = $1 AND r.created_at >= $4 AND c.depth <= $3 \
 ) \
 SELECT input_items, response FROM chain ORDER BY depth DESC";
 
@@ -68,12 +74,32 @@ fn from_row(
 #[derive(Debug, Clone)]
 pub struct SqlResponseStore {
     pool: SqlPool,
+    /// How long a response is kept, in seconds; `None`: until deleted.
+    retention_secs: Option<i64>,
 }
 
 impl SqlResponseStore {
-    /// Use the ledger's pool; its migrations created the table.
+    /// Use the ledger's pool; its migrations created the table. Responses are kept until
+    /// deleted unless [`with_retention`](Self::with_retention) says otherwise.
     pub fn new(pool: SqlPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            retention_secs: None,
+        }
+    }
+
+    /// Responses older than `retention` are no longer read, listed, walked or deleted (as if
+    /// gone), even before [`prune`](Self::prune) removes them; `None` keeps them until deleted.
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention_secs =
+            retention.map(|kept| i64::try_from(kept.as_secs()).unwrap_or(i64::MAX));
+        self
+    }
+
+    /// The oldest `created_at` still visible.
+    fn cut(&self) -> i64 {
+        self.retention_secs
+            .map_or(i64::MIN, |kept| unix_now().saturating_sub(kept))
     }
 
     /// Store `r`, or replace the owner's earlier version of it. `input_items` must be a JSON
@@ -106,6 +132,7 @@ impl SqlResponseStore {
         let row: Option<Row> = on_pool!(&self.pool, |db| sqlx::query_as(SELECT)
             .bind(owner)
             .bind(id)
+            .bind(self.cut())
             .fetch_optional(db)
             .await
             .map_err(database_error("read a stored response"))?);
@@ -118,6 +145,7 @@ impl SqlResponseStore {
         let deleted = on_pool!(&self.pool, |db| sqlx::query(DELETE)
             .bind(owner)
             .bind(id)
+            .bind(self.cut())
             .execute(db)
             .await
             .map_err(database_error("delete a stored response"))?
@@ -136,6 +164,7 @@ impl SqlResponseStore {
             .bind(owner)
             .bind(id)
             .bind(depth)
+            .bind(self.cut())
             .fetch_all(db)
             .await
             .map_err(database_error("read a conversation"))?);
