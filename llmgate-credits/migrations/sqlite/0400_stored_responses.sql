@@ -15,7 +15,11 @@ CREATE TABLE stored_responses (
     -- A JSON array: this request's own input items (not the earlier responses' ones).
     input_items          TEXT   NOT NULL,
     -- A JSON object: the whole `response` object as it was answered.
-    response             TEXT   NOT NULL
+    response             TEXT   NOT NULL,
+    -- A JSON array: the `output` items of `response`, apart, so that rebuilding a conversation
+    -- reads each turn's items without the settings every response object echoes (instructions,
+    -- tool definitions).
+    output_items         TEXT   NOT NULL
 ) STRICT;
 
 -- Pruning deletes by age.

@@ -1,30 +1,48 @@
-//! A conversation from the rows of one chain walk: pure, so the rules are tested without a
-//! database.
+//! A conversation's items: the output items kept apart when a response is stored, and the
+//! conversation put together from the rows of one chain walk. Pure, so the rules are tested
+//! without a database.
 
 use llmgate_core::{Error, Result};
 use serde_json::Value;
 
-use super::types::MAX_CHAIN_DEPTH;
+use super::types::{MAX_CHAIN_DEPTH, StoredResponse};
 
-/// One row of a chain walk: a response's input items and the response object, as JSON text.
+/// One row of a chain walk: a response's input items and output items, as JSON text.
 pub(super) type ChainRow = (String, String);
 
-/// The conversation of `rows` (oldest first): for each response its input items, then the
-/// `output` items of its response object.
+/// The `output` items of `r.response` as a JSON array's text (empty when it has none), once
+/// `r` is checked to be the gateway's JSON: a wrong shape is a bug, caught before it is kept.
+pub(super) fn output_items(r: &StoredResponse) -> Result<String> {
+    let input_is_array = serde_json::from_str::<Value>(&r.input_items).is_ok_and(|v| v.is_array());
+    let output = match serde_json::from_str::<Value>(&r.response) {
+        Ok(Value::Object(mut response)) if input_is_array => response.remove("output"),
+        _ => return Err(unstorable(r)),
+    };
+    match output {
+        None | Some(Value::Null) => Ok("[]".to_owned()),
+        Some(output @ Value::Array(_)) => Ok(output.to_string()),
+        Some(_) => Err(unstorable(r)),
+    }
+}
+
+fn unstorable(r: &StoredResponse) -> Error {
+    tracing::error!(id = %r.id, "a response to store is not the JSON expected");
+    Error::internal("The response could not be stored.")
+}
+
+/// The conversation of `rows` (oldest first): for each response its input items, then its
+/// output items.
 pub(super) fn conversation(rows: &[ChainRow]) -> Result<Vec<Value>> {
     if rows.len() > MAX_CHAIN_DEPTH {
         return Err(too_long());
     }
     let mut items = Vec::new();
-    for (input_items, response) in rows {
-        let Value::Array(input) = parse(input_items)? else {
-            return Err(corrupt());
-        };
-        items.extend(input);
-        match parse(response)?.get_mut("output").map(Value::take) {
-            Some(Value::Array(output)) => items.extend(output),
-            None | Some(Value::Null) => {}
-            Some(_) => return Err(corrupt()),
+    for (input_items, output_items) in rows {
+        for text in [input_items, output_items] {
+            let Value::Array(some) = parse(text)? else {
+                return Err(corrupt());
+            };
+            items.extend(some);
         }
     }
     Ok(items)
@@ -53,11 +71,48 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn stored(input: Value, response: Value) -> StoredResponse {
+        StoredResponse {
+            id: "resp_1".into(),
+            owner: "ann".into(),
+            created_at: 0,
+            model: "m".into(),
+            previous_response_id: None,
+            input_items: input.to_string(),
+            response: response.to_string(),
+        }
+    }
+
     fn row(input: Value, output: Value) -> ChainRow {
-        (
-            input.to_string(),
-            json!({"id": "resp_1", "object": "response", "output": output}).to_string(),
-        )
+        (input.to_string(), output.to_string())
+    }
+
+    #[test]
+    fn the_output_items_are_kept_apart_and_an_answer_without_any_has_none() {
+        let output = json!([{"type": "message", "id": "m1"}]);
+        let response = json!({"id": "resp_1", "instructions": "long", "output": output});
+        let kept = output_items(&stored(json!([]), response)).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&kept).unwrap(), output);
+        for empty in [json!({"id": "resp_1"}), json!({"output": null})] {
+            assert_eq!(output_items(&stored(json!([]), empty)).unwrap(), "[]");
+        }
+    }
+
+    #[test]
+    fn json_that_is_not_the_gateways_is_an_internal_error() {
+        for (input, response) in [
+            (json!({}), json!({"output": []})),
+            (json!([]), json!([1])),
+            (json!([]), json!({"output": 3})),
+        ] {
+            let error = output_items(&stored(input.clone(), response.clone())).unwrap_err();
+            assert_eq!(error.status(), 500, "{input} {response}");
+        }
+        let broken = StoredResponse {
+            response: "not json".into(),
+            ..stored(json!([]), json!({}))
+        };
+        assert_eq!(output_items(&broken).unwrap_err().status(), 500);
     }
 
     #[test]
@@ -85,20 +140,11 @@ mod tests {
     }
 
     #[test]
-    fn a_response_without_output_adds_only_its_input() {
-        let rows = [(
-            json!([{"role": "user", "content": "a"}]).to_string(),
-            "{}".to_owned(),
-        )];
-        assert_eq!(conversation(&rows).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn rows_that_are_not_the_written_json_are_an_internal_error() {
+    fn rows_that_are_not_arrays_are_an_internal_error() {
         for rows in [
-            [("not json".to_owned(), "{}".to_owned())],
-            [("{}".to_owned(), "{}".to_owned())],
-            [("[]".to_owned(), r#"{"output": 3}"#.to_owned())],
+            [("not json".to_owned(), "[]".to_owned())],
+            [("{}".to_owned(), "[]".to_owned())],
+            [("[]".to_owned(), "3".to_owned())],
         ] {
             let error = conversation(&rows).unwrap_err();
             assert_eq!(error.status(), 500, "{rows:?}");

@@ -7,7 +7,7 @@ use llmgate_core::memory::unix_now;
 use llmgate_core::{Error, Result};
 use serde_json::Value;
 
-use super::chain::{ChainRow, conversation};
+use super::chain::{ChainRow, conversation, output_items};
 use super::types::{MAX_CHAIN_DEPTH, StoredResponse};
 use crate::error::database_error;
 use crate::users::{SqlPool, on_pool};
@@ -20,11 +20,11 @@ const PRUNE_BATCH: i64 = 1000;
 /// another owner's row with the same id is left alone (no row changes).
 const UPSERT: &str = "\
 INSERT INTO stored_responses \
-(id, owner, created_at, model, previous_response_id, input_items, response) \
-VALUES ($1, $2, $3, $4, $5, $6, $7) \
+(id, owner, created_at, model, previous_response_id, input_items, response, output_items) \
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
 ON CONFLICT (id) DO UPDATE SET model = excluded.model, \
 previous_response_id = excluded.previous_response_id, input_items = excluded.input_items, \
-response = excluded.response \
+response = excluded.response, output_items = excluded.output_items \
 WHERE stored_responses.owner = excluded.owner";
 
 // Reads and deletes see only rows created at or after `$3`, the retention's cut: a response
@@ -44,15 +44,15 @@ DELETE FROM stored_responses WHERE id IN \
 /// step the owner's own and within the retention (`$4`), and at most one row past the depth
 /// limit `$3` (so that a chain that is too long shows as one).
 const CHAIN: &str = "\
-WITH RECURSIVE chain (id, previous_response_id, input_items, response, depth) AS ( \
-SELECT id, previous_response_id, input_items, response, 1 \
+WITH RECURSIVE chain (id, previous_response_id, input_items, output_items, depth) AS ( \
+SELECT id, previous_response_id, input_items, output_items, 1 \
 FROM stored_responses WHERE owner = $1 AND id = $2 AND created_at >= $4 \
 UNION ALL \
-SELECT r.id, r.previous_response_id, r.input_items, r.response, c.depth + 1 \
+SELECT r.id, r.previous_response_id, r.input_items, r.output_items, c.depth + 1 \
 FROM stored_responses r JOIN chain c ON r.id = c.previous_response_id \
 WHERE r.owner = $1 AND r.created_at >= $4 AND c.depth <= $3 \
 ) \
-SELECT input_items, response FROM chain ORDER BY depth DESC";
+SELECT input_items, output_items FROM chain ORDER BY depth DESC";
 
 type Row = (String, String, i64, String, Option<String>, String, String);
 
@@ -105,7 +105,7 @@ impl SqlResponseStore {
     /// Store `r`, or replace the owner's earlier version of it. `input_items` must be a JSON
     /// array and `response` a JSON object; an id another owner holds is refused (409).
     pub async fn put(&self, r: &StoredResponse) -> Result<()> {
-        check_json(r)?;
+        let output_items = output_items(r)?;
         let written = on_pool!(&self.pool, |db| sqlx::query(UPSERT)
             .bind(&r.id)
             .bind(&r.owner)
@@ -114,6 +114,7 @@ impl SqlResponseStore {
             .bind(&r.previous_response_id)
             .bind(&r.input_items)
             .bind(&r.response)
+            .bind(&output_items)
             .execute(db)
             .await
             .map_err(database_error("store a response"))?
@@ -191,18 +192,5 @@ impl SqlResponseStore {
                 return Ok(total);
             }
         }
-    }
-}
-
-/// What the gateway stores is its own JSON: a wrong shape is a bug, caught before it is kept.
-fn check_json(r: &StoredResponse) -> Result<()> {
-    let input_is_array = serde_json::from_str::<Value>(&r.input_items).is_ok_and(|v| v.is_array());
-    let response_is_object =
-        serde_json::from_str::<Value>(&r.response).is_ok_and(|v| v.is_object());
-    if input_is_array && response_is_object {
-        Ok(())
-    } else {
-        tracing::error!(id = %r.id, "a response to store is not the JSON expected");
-        Err(Error::internal("The response could not be stored."))
     }
 }
