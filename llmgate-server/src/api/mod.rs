@@ -22,6 +22,7 @@ mod route_table;
 mod router;
 mod service;
 mod sse;
+mod stored_responses;
 mod usage;
 
 #[cfg(feature = "bench-internals")]

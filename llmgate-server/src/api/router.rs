@@ -17,6 +17,10 @@ pub(crate) enum Endpoint {
     /// Anthropic's Messages API (`api/messages/`).
     Messages,
     MessagesCountTokens,
+    /// Stored responses of OpenAI's Responses API, by id (`api/stored_responses.rs`).
+    GetResponse(String),
+    DeleteResponse(String),
+    ListResponseInputItems(String),
     ListModels,
     /// Balances, the ledger, usage, packages and purchases (`api/credits.rs`, `api/usage.rs`,
     /// `api/billing.rs`).
@@ -68,6 +72,9 @@ pub(crate) const ROUTES: &[Route] = &[
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/count_tokens"),
+    ("GET", "/v1/responses/{id}"),
+    ("DELETE", "/v1/responses/{id}"),
+    ("GET", "/v1/responses/{id}/input_items"),
     ("GET", "/v1/models"),
     ("GET", "/api/v1/llm/credits"),
     ("POST", "/api/v1/llm/credits/add"),
@@ -133,6 +140,9 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         _ => path,
     };
     if let Some(routed) = with_path_parameters(method, path) {
+        return routed;
+    }
+    if let Some(routed) = stored_response_paths(method, path) {
         return routed;
     }
     match path {
@@ -222,6 +232,26 @@ fn with_path_parameters(method: &Method, path: &str) -> Option<Result<Endpoint, 
         }));
     }
     None
+}
+
+/// `/v1/responses/{id}` and `/v1/responses/{id}/input_items`; `None` for any other path
+/// (`/v1/responses` itself included).
+fn stored_response_paths(method: &Method, path: &str) -> Option<Result<Endpoint, Miss>> {
+    const GET_DELETE: &[Method] = &[Method::GET, Method::DELETE];
+    let rest = path.strip_prefix("/v1/responses/")?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Some(Err(Miss::NotFound));
+    }
+    let id = segments[0].to_owned();
+    Some(match segments[1..] {
+        [] => pick(method, GET_DELETE, |m| match m {
+            &Method::GET => Endpoint::GetResponse(id),
+            _ => Endpoint::DeleteResponse(id),
+        }),
+        ["input_items"] => only(method, &[Method::GET], Endpoint::ListResponseInputItems(id)),
+        _ => Err(Miss::NotFound),
+    })
 }
 
 /// One endpoint per allowed method; `choose` gets only allowed methods.
@@ -346,6 +376,41 @@ mod tests {
             "/api/v1/llm/providers//key",
             "/api/v1/llm/providers/a/b/key",
             "/api/v1/llm/providers/openai",
+        ] {
+            assert_eq!(
+                route(&Method::GET, missing),
+                Err(Miss::NotFound),
+                "{missing}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_response_paths_carry_the_id() {
+        assert_eq!(
+            route(&Method::GET, "/v1/responses/resp_1"),
+            Ok(Endpoint::GetResponse("resp_1".into()))
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/v1/responses/resp_1/"),
+            Ok(Endpoint::DeleteResponse("resp_1".into()))
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/responses/resp_1/input_items"),
+            Ok(Endpoint::ListResponseInputItems("resp_1".into()))
+        );
+        assert!(matches!(
+            route(&Method::POST, "/v1/responses/resp_1"),
+            Err(Miss::MethodNotAllowed { .. })
+        ));
+        assert!(matches!(
+            route(&Method::DELETE, "/v1/responses/resp_1/input_items"),
+            Err(Miss::MethodNotAllowed { .. })
+        ));
+        for missing in [
+            "/v1/responses//input_items",
+            "/v1/responses/resp_1/other",
+            "/v1/responses/resp_1/input_items/x",
         ] {
             assert_eq!(
                 route(&Method::GET, missing),

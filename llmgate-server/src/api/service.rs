@@ -21,7 +21,8 @@ use super::context::RequestContext;
 use super::response::{Body, error_response, error_with_status, set_header};
 use super::router::{Endpoint, Miss, route};
 use super::{
-    admin, billing, chat, credits, embeddings, health, messages, models, provider_keys, usage,
+    admin, billing, chat, credits, embeddings, health, messages, models, provider_keys,
+    stored_responses, usage,
 };
 use crate::auth::{Permission, Principal};
 use crate::state::AppState;
@@ -92,8 +93,11 @@ fn needs(endpoint: &Endpoint) -> Needs {
         | Endpoint::Embeddings
         | Endpoint::Messages
         | Endpoint::MessagesCountTokens
+        | Endpoint::DeleteResponse(_)
         | Endpoint::CreditsPurchase => Needs::Key(Permission::Execute),
         Endpoint::ListModels
+        | Endpoint::GetResponse(_)
+        | Endpoint::ListResponseInputItems(_)
         | Endpoint::Credits
         | Endpoint::CreditsTransactions
         | Endpoint::CreditsPackages
@@ -183,6 +187,11 @@ async fn keyed(
         Endpoint::Messages => messages::create(state, context, caller, request).await,
         Endpoint::MessagesCountTokens => {
             messages::count_tokens(state, context, caller, request).await
+        }
+        Endpoint::GetResponse(id) => stored_responses::retrieve(state, caller, request, &id).await,
+        Endpoint::DeleteResponse(id) => stored_responses::delete(state, caller, &id).await,
+        Endpoint::ListResponseInputItems(id) => {
+            stored_responses::input_items(state, caller, request, &id).await
         }
         Endpoint::ListModels => Ok(models::list(state)),
         Endpoint::Credits => credits::balance(state, caller, request).await,
