@@ -10,7 +10,7 @@ use std::time::Duration;
 use llmgate_core::{
     Result, caller::Tier, credits::CreditStore, keys::Secret, pricing::credits_to_micros,
 };
-use llmgate_credits::users::DirectorySettings;
+use llmgate_credits::users::{DirectorySettings, SqlTeamStore};
 use llmgate_credits::vault::VaultSettings;
 use llmgate_credits::{
     Backend, CacheSettings, CachedCreditStore, Keyring, SqlCreditStore, SqlKeyVault, SqlPool,
@@ -32,6 +32,8 @@ pub struct Storage {
     pub cache: Option<Arc<CachedCreditStore>>,
     /// Users and API keys, cached for the request path.
     pub users: Arc<UserDirectory>,
+    /// Teams and their members (same database).
+    pub teams: SqlTeamStore,
     /// Users' own provider keys; `None` when `byok.encryption_key` is not set.
     pub vault: Option<Arc<SqlKeyVault>>,
     reclaimer: JoinHandle<()>,
@@ -84,6 +86,7 @@ impl Storage {
         )
         .map_err(|error| problem("billing.low_credit_alert", error.message()))?;
         let pool = SqlPool::of(&ledger);
+        let teams = SqlTeamStore::new(pool.clone());
         let users = UserDirectory::new(
             Arc::new(SqlUserStore::new(pool.clone())),
             credits.clone(),
@@ -119,6 +122,7 @@ impl Storage {
             ledger,
             cache,
             users: Arc::new(users),
+            teams,
             vault,
             reclaimer,
             heartbeat,

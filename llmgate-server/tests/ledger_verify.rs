@@ -37,6 +37,7 @@ async fn some_traffic(store: &SqlCreditStore) {
                         request_id: format!("{user}-{i}"),
                         amount_micros: 700_000,
                         ttl_secs: 3_600,
+                        budget: None,
                     })
                     .await
                     .unwrap(),

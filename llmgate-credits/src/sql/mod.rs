@@ -192,6 +192,9 @@ impl UsageTotals {
     }
 }
 
+/// A hold just closed: owner, amount, and the key budget it counted against (key, period).
+pub(crate) type ClosedHold = (String, i64, Option<String>, Option<i64>);
+
 /// Hold ids are the row ids, as text. Anything else names no hold.
 pub(crate) fn parse_hold_id(id: &str) -> Option<i64> {
     id.parse().ok()
