@@ -28,6 +28,7 @@ mod cases {
             request_id: unique("req-"),
             amount_micros,
             ttl_secs,
+            budget: None,
         }
     }
 
