@@ -147,7 +147,8 @@ macro_rules! sql_ledger_steps {
             }
 
             /// A hold as one statement where the backend has one (`HOLD_STATEMENT`). `None`:
-            /// no such statement, or the balance does not cover it (the general path decides).
+            /// no such statement, a key budget to count against, or the balance does not cover
+            /// it (the general path decides).
             async fn one_statement_hold<'e, E>(
                 executor: E,
                 request: &llmgate_core::credits::HoldRequest,
@@ -159,6 +160,10 @@ macro_rules! sql_ledger_steps {
                 let Some(statement) = Self::HOLD_STATEMENT else {
                     return Ok(None);
                 };
+                // The one statement knows nothing of key budgets: those take the general path.
+                if request.budget.is_some() {
+                    return Ok(None);
+                }
                 let now = llmgate_core::memory::unix_now();
                 let arguments = Self::hold_arguments(request, replica, now)?;
                 let placed: Option<(i64, i64)> =
@@ -262,11 +267,9 @@ macro_rules! sql_ledger_steps {
                     return Ok(Err(llmgate_core::Error::internal("negative hold")));
                 }
                 let failed = || $crate::error::database_error("hold");
-                // The one statement knows nothing of key budgets.
-                if request.budget.is_none()
-                    && let Some(hold) = Self::one_statement_hold(&mut **tx, request, replica)
-                        .await
-                        .map_err(failed())?
+                if let Some(hold) = Self::one_statement_hold(&mut **tx, request, replica)
+                    .await
+                    .map_err(failed())?
                 {
                     return Ok(Ok(hold));
                 }
