@@ -112,17 +112,12 @@ impl KeySettings {
     }
 }
 
+/// Nullable text and integer columns, to keep the row types on one line each.
+pub(crate) type Text = Option<String>;
+pub(crate) type Int = Option<i64>;
+
 /// The settings columns as read: name, models, budget, period, rpm, tpm, expires, team.
-pub(crate) type SettingsRow = (
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-);
+pub(crate) type SettingsRow = (Text, Text, Int, Text, Int, Int, Int, Text);
 
 pub(crate) fn settings_from_row(row: SettingsRow) -> KeySettings {
     let (name, models, max_budget_micros, budget_period, rpm, tpm, expires_at, team_id) = row;

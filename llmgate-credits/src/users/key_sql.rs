@@ -4,7 +4,7 @@
 use llmgate_core::Result;
 use llmgate_core::memory::unix_now;
 
-use super::key_settings::{KeySettings, SettingsRow, settings_from_row};
+use super::key_settings::{Int, KeySettings, SettingsRow, Text, settings_from_row};
 use super::pool::{SqlPool, on_pool};
 use super::types::{ApiKeyInfo, KeyOwner, User};
 use crate::error::database_error;
@@ -52,41 +52,13 @@ SELECT 1 FROM team_members m WHERE m.team_id = k.team_id AND m.user_id = k.user_
 AND m.role = 'owner'))";
 
 /// id, user, hint, created, revoked, last used, then the settings.
-type KeyHead = (String, String, String, i64, Option<i64>, Option<i64>);
-type KeyRow = (
-    String,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-);
+type KeyHead = (String, String, String, i64, Int, Int);
+#[rustfmt::skip]
+type KeyRow = (String, String, String, i64, Int, Int, Text, Text, Int, Text, Int, Int, Int, Text);
 /// digest, key id, user (id, tier, role, created), team tier, then the settings.
-pub(crate) type OwnerRow = (
-    Vec<u8>,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-);
+#[rustfmt::skip]
+pub(crate) type OwnerRow =
+    (Vec<u8>, String, String, String, String, i64, Text, Text, Text, Int, Text, Int, Int, Int, Text);
 
 fn split_key_row(row: KeyRow) -> (KeyHead, SettingsRow) {
     let (id, user, hint, created, revoked, used, a, b, c, d, e, f, g, h) = row;
@@ -130,6 +102,29 @@ fn per_minute(n: Option<u32>) -> Option<i64> {
     n.map(i64::from)
 }
 
+/// Binding a key's settings, in the column order of [`INSERT_KEY`] and [`UPDATE_KEY`].
+trait BindSettings: Sized {
+    fn bind_settings(self, settings: &KeySettings) -> Self;
+}
+
+impl<'q, DB> BindSettings for sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    for<'t> Option<String>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<i64>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    fn bind_settings(self, settings: &KeySettings) -> Self {
+        self.bind(settings.name.clone())
+            .bind(settings.models_to_sql())
+            .bind(settings.max_budget_micros)
+            .bind(settings.budget_period.map(|p| p.as_str().to_owned()))
+            .bind(per_minute(settings.rpm))
+            .bind(per_minute(settings.tpm))
+            .bind(settings.expires_at)
+            .bind(settings.team_id.clone())
+    }
+}
+
 /// Insert a key row with its settings.
 pub(crate) async fn insert_key(
     pool: &SqlPool,
@@ -143,14 +138,7 @@ pub(crate) async fn insert_key(
         .bind(digest)
         .bind(hint)
         .bind(unix_now())
-        .bind(settings.name.as_deref())
-        .bind(settings.models_to_sql())
-        .bind(settings.max_budget_micros)
-        .bind(settings.budget_period.map(|p| p.as_str()))
-        .bind(per_minute(settings.rpm))
-        .bind(per_minute(settings.tpm))
-        .bind(settings.expires_at)
-        .bind(settings.team_id.as_deref())
+        .bind_settings(settings)
         .execute(db)
         .await
         .map_err(database_error("issue an API key"))?
@@ -220,14 +208,7 @@ pub(crate) async fn update_key(
 ) -> Result<bool> {
     let changed = on_pool!(pool, |db| sqlx::query(UPDATE_KEY)
         .bind(key_id)
-        .bind(settings.name.as_deref())
-        .bind(settings.models_to_sql())
-        .bind(settings.max_budget_micros)
-        .bind(settings.budget_period.map(|p| p.as_str()))
-        .bind(per_minute(settings.rpm))
-        .bind(per_minute(settings.tpm))
-        .bind(settings.expires_at)
-        .bind(settings.team_id.as_deref())
+        .bind_settings(settings)
         .execute(db)
         .await
         .map_err(database_error("update an API key"))?
