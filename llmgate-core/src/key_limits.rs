@@ -194,8 +194,11 @@ pub struct KeyLimits {
     pub budget: Option<KeyBudget>,
     /// Requests per minute.
     pub rpm: Option<u32>,
-    /// Tokens per minute (a request counts its prompt estimate plus its output cap).
+    /// Tokens per minute (a request counts its prompt estimate plus its output cap, at most
+    /// the whole minute's allowance).
     pub tpm: Option<u32>,
+    /// When the key expires (Unix seconds); the server refuses it from then on.
+    pub expires_at: Option<i64>,
 }
 
 /// The model name that asks the router to choose.
@@ -208,6 +211,16 @@ impl KeyLimits {
             key_id: key_id.into(),
             ..Self::default()
         }
+    }
+
+    /// Whether the key restricts anything at all (such a key may not manage keys: it could
+    /// mint itself a wider one).
+    pub fn is_restricted(&self) -> bool {
+        self.models.is_some()
+            || self.budget.is_some()
+            || self.rpm.is_some()
+            || self.tpm.is_some()
+            || self.expires_at.is_some()
     }
 
     /// Whether the key may ask for `model` by name. `auto` only when listed.

@@ -222,6 +222,31 @@ async fn expired_revoked_and_rate_limited_keys_are_refused(db: Db) {
         .await;
     assert_eq!(status, 429, "{body}");
     assert!(headers.contains_key("retry-after"));
+    // tpm: a request bigger than the minute's allowance takes all of it, the next waits.
+    let tokens = secret(&create_key(&gate, &own, json!({"tpm": 50})).await);
+    assert_eq!(chat_model(&gate, &tokens, "demo/echo").await.0, 200);
+    let (status, body) = chat_model(&gate, &tokens, "demo/echo").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("50 tokens")
+    );
+    // An expiring key may not manage keys either.
+    let soon = secret(
+        &create_key(
+            &gate,
+            &own,
+            json!({"expires_at": "2999-01-01T00:00:00+01:00"}),
+        )
+        .await,
+    );
+    assert_eq!(chat_model(&gate, &soon, "demo/echo").await.0, 200);
+    let (status, _) = gate
+        .call(Some(&soon), "POST", "/api/v1/keys", Some(json!({})))
+        .await;
+    assert_eq!(status, 403);
     let key_id = created["key_id"].as_str().unwrap();
     let (status, _) = gate
         .call(

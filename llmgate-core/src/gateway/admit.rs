@@ -60,7 +60,8 @@ impl Gateway {
             return Ok(());
         };
         let key = format!("tpm:key:{}", limits.key_id);
-        let cost = u32::try_from(tokens).unwrap_or(u32::MAX);
+        // A request larger than a minute's allowance waits for a whole minute, not forever.
+        let cost = u32::try_from(tokens).unwrap_or(u32::MAX).min(tpm);
         let refusal = |wait| rate_limited(&format!("this API key allows {tpm} tokens"), wait);
         self.take_quota(&key, tpm, cost, refusal).await
     }

@@ -96,6 +96,7 @@ impl KeySettings {
             }),
             rpm: self.rpm,
             tpm: self.tpm,
+            expires_at: self.expires_at,
         }
     }
 

@@ -137,9 +137,12 @@ pub(crate) async fn revoke(
 
 /// A key with restrictions may not manage keys (it could mint itself an unrestricted one).
 fn require_unrestricted(principal: &Principal) -> Result<()> {
-    let restricted = principal.caller.key.as_ref().is_some_and(|key| {
-        key.models.is_some() || key.budget.is_some() || key.rpm.is_some() || key.tpm.is_some()
-    }) || principal.user.as_ref() != principal.user_id();
+    let restricted = principal
+        .caller
+        .key
+        .as_ref()
+        .is_some_and(|key| key.is_restricted())
+        || principal.user.as_ref() != principal.user_id();
     if restricted {
         return Err(Error::permission_denied(
             "A restricted or team API key cannot create, change or revoke keys; use an \
