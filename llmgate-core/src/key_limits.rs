@@ -108,12 +108,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` (RFC 3339) to Unix seconds (a fraction is dropped).
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let b = text.as_bytes();
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = text.get(range)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
+    let num = |range: std::ops::Range<usize>| num_of(text.get(range)?);
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
     }
@@ -156,6 +151,7 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(local - offset)
 }
 
+/// Digits only (no sign, no spaces) as a number.
 fn num_of(text: &str) -> Option<i64> {
     text.bytes()
         .all(|c| c.is_ascii_digit())
