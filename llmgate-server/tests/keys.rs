@@ -426,10 +426,10 @@ except openai.AuthenticationError as e:
     gate.stop().await;
 }
 
-/// Revocation through one replica is seen by another (same PostgreSQL) within the key
-/// cache's 5 s.
+/// Revocation, a budget change and an expiry made through one replica are seen by another
+/// (same PostgreSQL) within the key cache's 5 s.
 #[tokio::test]
-async fn a_revoked_key_stops_on_both_replicas_within_the_cache_time() {
+async fn revocation_budget_and_expiry_changes_reach_the_other_replica_within_the_cache_time() {
     let Some(db) = support::databases::postgres().await else {
         return;
     };
@@ -458,6 +458,38 @@ async fn a_revoked_key_stops_on_both_replicas_within_the_cache_time() {
             revoked.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A budget cut to nothing and an expiry moved into the past through the first replica
+    // are seen by the second within the same bound.
+    let budgeted = create_key(&first, &own, json!({})).await;
+    let expiring = create_key(&first, &own, json!({})).await;
+    let (budgeted_key, expiring_key) = (secret(&budgeted), secret(&expiring));
+    assert_eq!(chat_model(&second, &budgeted_key, MODEL).await.0, 200);
+    assert_eq!(chat_model(&second, &expiring_key, MODEL).await.0, 200);
+    for (created, change) in [
+        (&budgeted, json!({"max_budget": 0})),
+        (&expiring, json!({"expires_at": "2020-01-01T00:00:00Z"})),
+    ] {
+        let path = format!("/api/v1/keys/{}", created["key_id"].as_str().unwrap());
+        let (status, body) = first.call(Some(&own), "PATCH", &path, Some(change)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let changed = Instant::now();
+    for (key, refusal) in [(&budgeted_key, 402), (&expiring_key, 401)] {
+        assert_eq!(chat_model(&first, key, MODEL).await.0, refusal);
+        loop {
+            let (status, _) = chat_model(&second, key, MODEL).await;
+            if status == refusal {
+                break;
+            }
+            assert_eq!(status, 200);
+            assert!(
+                changed.elapsed() < Duration::from_secs(6),
+                "not seen after {:?}",
+                changed.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     second.server.shutdown().await.unwrap();
     first.stop().await;
