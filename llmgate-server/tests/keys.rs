@@ -374,10 +374,11 @@ on_both_databases!(
     a_team_key_is_charged_to_the_team,
 );
 
-/// The done-when case through the `openai` Python SDK: the limited key's model list, its 403
-/// on another model, and an expired key's 401.
+/// The done-when cases through the `openai` Python SDK: the limited key's model list, its 403
+/// on another model, an expired key's 401, and a budget of two calls' worth: two served, then
+/// 402 `key_budget_exceeded`.
 #[tokio::test]
-async fn the_openai_sdk_sees_a_limited_and_an_expired_key() {
+async fn the_openai_sdk_sees_limited_expired_and_budgeted_keys() {
     let Some(gate) = gate(Db::Sqlite).await else {
         return;
     };
@@ -385,6 +386,20 @@ async fn the_openai_sdk_sees_a_limited_and_an_expired_key() {
         return;
     }
     let own = funded_user(&gate, "py").await;
+    // The SDK's request (no max_tokens) holds more than `chat_model`'s: measure that one.
+    let (status, _) = gate
+        .call(
+            Some(&own),
+            "POST",
+            "/v1/chat/completions",
+            Some(json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let hold = last_hold(&gate, &own).await;
+    // Two calls' worth.
+    let budgeted =
+        secret(&create_key(&gate, &own, json!({"max_budget": credits(CHARGE + hold)})).await);
     let limited = secret(&create_key(&gate, &own, json!({"models": [MODEL]})).await);
     let expired =
         secret(&create_key(&gate, &own, json!({"expires_at": "2020-01-01T00:00:00Z"})).await);
@@ -403,6 +418,15 @@ try:
     expired.models.list()
 except openai.AuthenticationError as e:
     print(e.status_code, e.code)
+budgeted = openai.OpenAI(base_url=os.environ["BASE_URL"] + "/v1", api_key=os.environ["BUDGETED"])
+outcomes = []
+for _ in range(4):
+    try:
+        budgeted.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
+        outcomes.append("200")
+    except openai.APIStatusError as e:
+        outcomes.append(f"{e.status_code} {e.code}")
+print(outcomes)
 "#;
     let stdout = support::python::run_with(
         script,
@@ -410,6 +434,7 @@ except openai.AuthenticationError as e:
             ("BASE_URL", gate.url("")),
             ("KEY", limited),
             ("EXPIRED", expired),
+            ("BUDGETED", budgeted),
         ],
     )
     .await;
@@ -420,7 +445,8 @@ except openai.AuthenticationError as e:
             "['fake-model']",
             "403 model_not_allowed",
             "hello",
-            "401 key_expired"
+            "401 key_expired",
+            "['200', '200', '402 key_budget_exceeded', '402 key_budget_exceeded']"
         ]
     );
     gate.stop().await;
