@@ -165,6 +165,16 @@ pub(crate) const COUNT_ACCOUNTS: &str = "SELECT COUNT(*) FROM credit_balances";
 pub(crate) const COUNT_HOLDS_PAST_EXPIRY: &str =
     "SELECT COUNT(*) FROM credit_holds WHERE expires_at <= $1";
 
+/// The key budget periods whose held amount is not the sum of their open holds.
+pub(crate) const BUDGETS_THAT_DIFFER: &str = "\
+SELECT s.key_id, s.period_start, s.held_micros, \
+CAST(COALESCE(h.held, 0) AS BIGINT) AS open_holds \
+FROM key_spend s LEFT JOIN (SELECT budget_key, budget_period, SUM(amount_micros) AS held \
+FROM credit_holds WHERE budget_key IS NOT NULL GROUP BY budget_key, budget_period) h \
+ON h.budget_key = s.key_id AND h.budget_period = s.period_start \
+WHERE s.held_micros <> COALESCE(h.held, 0) \
+ORDER BY s.key_id, s.period_start";
+
 /// The accounts that break an invariant of the ledger (see `verify.rs`), with their figures.
 pub(crate) const ACCOUNTS_THAT_DIFFER: &str = "\
 SELECT b.user_id, b.balance_micros, \
