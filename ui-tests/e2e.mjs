@@ -38,7 +38,7 @@ const BYOK_PROVIDER = env('LLMGATE_BYOK_PROVIDER');
 const BYOK_KEY = env('LLMGATE_BYOK_KEY');
 const CHROMIUM = env('LLMGATE_CHROMIUM', '/usr/bin/chromium');
 const SHOTS = process.env.LLMGATE_UI_SCREENSHOTS === '1' ? env('LLMGATE_UI_SCREENSHOT_DIR') : null;
-const SECRETS = [MASTER, USER, FREE, BYOK_KEY];
+const SECRETS = [MASTER, USER, FREE, BYOK_KEY]; // keys made during the run are added
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 const browser = await chromium.launch({
@@ -376,6 +376,38 @@ await step('a package can be bought when purchases are enabled', async () => {
   await page.locator('#hub:not([hidden])').waitFor();
 });
 
+await step('a user creates a limited key with a budget, sees it once, its spend, and revokes it', async () => {
+  await openTab(page, 'keys');
+  await page.locator('#panel-keys .key-name').fill('hub-ci');
+  await page.locator('#panel-keys .key-models').fill(PRICED);
+  await page.locator('#panel-keys .key-budget').fill('5');
+  await page.locator('#panel-keys .key-period').selectOption('daily');
+  await page.locator('#panel-keys form.create-key button[type="submit"]').click();
+  const shown = page.locator('#panel-keys .new-key');
+  await shown.waitFor();
+  const limited = await text(shown);
+  SECRETS.push(limited);
+  // The fake upstream streams (its answer is SSE), so the chat streams too.
+  const chat = (model) => api('/v1/chat/completions', limited, { method: 'POST', body: JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'hi' }] }) });
+  assert.equal((await chat(PRICED)).status, 200);
+  const refused = await chat('demo/echo');
+  assert.equal(refused.status, 403);
+  assert.equal(refused.body.error.code, 'model_not_allowed');
+  await page.locator('#panel-keys .key-once button', { hasText: 'I have saved it' }).click();
+  assert.equal(await page.locator('#panel-keys .new-key').count(), 0, 'the key is shown only once');
+  const listed = (await api('/api/v1/keys', USER)).body.data.find((k) => k.name === 'hub-ci');
+  // This user's own provider key served it (BYOK, uncharged), so the budget spent nothing.
+  assert.equal(listed.spend_micros, 0);
+  const row = page.locator(`#panel-keys tr[data-key="${listed.key_id}"]`);
+  await eventually(page, 'keys', async () => {
+    assert.equal(await text(row.locator('.key-spend')), '0 of 5 credits per day');
+  });
+  await shot(page, 'keys');
+  await row.locator('button.revoke').click();
+  await page.waitForFunction((id) => document.querySelector(`#panel-keys tr[data-key="${id}"]`)?.dataset.state === 'revoked', listed.key_id);
+  assert.equal((await chat(PRICED)).status, 401);
+});
+
 await step('sign-out forgets the key', async () => {
   await signOut(page);
   assert.equal(await page.locator('#tablist [role="tab"]').count(), 0, 'no tab is left behind');
@@ -440,6 +472,34 @@ await step('an admin creates a user, sees the key once, changes the tier and add
   await shot(page, 'users');
 });
 
+await step('an admin creates a team, makes a user its owner and tops it up; the owner makes a team key', async () => {
+  const member = (await api('/api/v1/llm/credits', USER)).body.user_id;
+  await openTab(page, 'teams');
+  await page.waitForFunction(() => document.querySelectorAll('#panel-teams .new-team-tier option').length > 0);
+  await page.locator('#panel-teams .new-team-id').fill('hub-team');
+  await page.locator('#panel-teams .new-team-tier').selectOption('starter');
+  await page.locator('#panel-teams form.create-team button[type="submit"]').click();
+  const card = page.locator('#panel-teams article[data-team="hub-team"]');
+  await card.waitFor();
+  await card.locator('.member-id').fill(member);
+  await card.locator('.member-role').selectOption('owner');
+  await card.locator('.add-member button').click();
+  await page.locator(`#panel-teams article[data-team="hub-team"] li[data-member="${member}"]`).waitFor();
+  const before = (await api('/api/v1/llm/credits?team_id=hub-team', MASTER)).body.balance_micros;
+  await page.locator('#panel-teams article[data-team="hub-team"] .team-amount').fill('10');
+  await page.locator('#panel-teams article[data-team="hub-team"] .team-top-up button').click();
+  await page.waitForFunction((micros) => {
+    const cell = document.querySelector('#panel-teams article[data-team="hub-team"] .team-balance');
+    return cell && cell.textContent.replace(/,/g, '').includes(String(micros / 1e6));
+  }, before + 10_000_000);
+  await shot(page, 'teams');
+  const teamKey = await api('/api/v1/keys', USER, { method: 'POST', body: JSON.stringify({ team_id: 'hub-team' }) });
+  assert.equal(teamKey.status, 201, JSON.stringify(teamKey.body));
+  SECRETS.push(teamKey.body.api_key);
+  const outsider = await api('/api/v1/llm/credits?team_id=hub-team', FREE);
+  assert.equal(outsider.status, 403);
+});
+
 await step('admins see the Users tab; the page made no request to another origin', async () => {
   assert.equal(await page.locator('#tab-users').count(), 1);
   assert.deepEqual(seen.foreign, []);
@@ -450,7 +510,7 @@ const phone = await newPage({ width: 390, height: 844 });
 current = phone;
 await step('at 390 px wide no tab overflows horizontally', async () => {
   await signIn(phone, MASTER);
-  for (const id of ['catalog', 'providers', 'lab', 'analytics', 'users']) {
+  for (const id of ['catalog', 'providers', 'lab', 'analytics', 'keys', 'users', 'teams']) {
     await openTab(phone, id);
     await phone.locator(`#panel-${id} .state.loading`).first().waitFor({ state: 'detached' }).catch(() => {});
     if (id === 'lab') {

@@ -98,6 +98,7 @@ fn hold_and_settle(c: &mut Criterion) {
                             request_id,
                             amount_micros: 1_000,
                             ttl_secs: 600,
+                            budget: None,
                         })
                         .await;
                     if let Ok(hold) = hold {

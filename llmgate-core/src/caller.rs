@@ -5,6 +5,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 
 use crate::catalog::Privacy;
+use crate::key_limits::KeyLimits;
 use crate::power::PowerLevel;
 
 /// What a subscription tier grants.
@@ -65,6 +66,9 @@ pub struct Caller {
     /// `x-llmgate-privacy` header here). `High` keeps the request on local models, as a
     /// tier's `require_private` does for all of its users' requests.
     pub privacy: Privacy,
+    /// The restrictions of the API key the request came with (models, budget, rpm/tpm);
+    /// `None` for the master key and embedders' own calls.
+    pub key: Option<Arc<KeyLimits>>,
 }
 
 impl Caller {
@@ -76,6 +80,7 @@ impl Caller {
             billing: Billing::Charged,
             request_id: None,
             privacy: Privacy::Low,
+            key: None,
         }
     }
 
@@ -87,12 +92,19 @@ impl Caller {
             billing: Billing::Uncharged,
             request_id: None,
             privacy: Privacy::Low,
+            key: None,
         }
     }
 
     /// Use this request id instead of a generated one (e.g. the client's `x-request-id`).
     pub fn with_request_id(mut self, request_id: impl Into<Arc<str>>) -> Self {
         self.request_id = Some(request_id.into());
+        self
+    }
+
+    /// The request came with this key: its restrictions apply.
+    pub fn with_key(mut self, key: Arc<KeyLimits>) -> Self {
+        self.key = Some(key);
         self
     }
 

@@ -55,6 +55,32 @@ pub struct HoldRequest {
     pub amount_micros: i64,
     /// How long the hold lives if never settled (a crash); then it is reclaimed.
     pub ttl_secs: u64,
+    /// The API key budget the hold also counts against, if any: placed, settled and released
+    /// together with the balance, atomically.
+    pub budget: Option<BudgetHold>,
+}
+
+/// The part of a hold that counts against an API key's budget for one period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetHold {
+    /// The key whose budget it is.
+    pub key_id: String,
+    /// The Unix second the budget's period began (0 for a `total` budget).
+    pub period_start: i64,
+    /// The budget: the period's spend plus open holds may not pass it.
+    pub max_micros: i64,
+}
+
+/// The refusal of a hold that would take a key's period spend over its budget (402).
+pub fn key_budget_exceeded(needed_micros: i64, remaining_micros: i64) -> Error {
+    Error::new(
+        crate::error::ErrorKind::InsufficientCredits,
+        format!(
+            "This API key's budget is spent: this request may cost up to {needed_micros} \
+             micro-credits and {remaining_micros} remain in the budget's period."
+        ),
+    )
+    .with_code("key_budget_exceeded")
 }
 
 /// A placed hold.

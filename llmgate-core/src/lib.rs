@@ -79,6 +79,7 @@ pub mod embeddings;
 mod error;
 pub mod gateway;
 mod health;
+pub mod key_limits;
 pub mod limits;
 pub mod memory;
 pub mod metrics;

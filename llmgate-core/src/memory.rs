@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+use crate::credits::key_budget_exceeded;
 use crate::credits::{
     Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, Page, Transaction,
     TransactionKind, UsageGroup, UsageQuery, UsageRecord, UsageRow,
@@ -24,17 +25,7 @@ pub fn unix_now() -> i64 {
 
 /// The calendar day (UTC) of a Unix time, as `YYYY-MM-DD`.
 pub fn day_of(unix_secs: i64) -> String {
-    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate for one conversion.
-    let days = unix_secs.div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::key_limits::civil_from_days(unix_secs.div_euclid(86_400));
     format!("{year:04}-{month:02}-{day:02}")
 }
 
@@ -46,6 +37,8 @@ struct LedgerState {
     idempotency_keys: HashSet<String>,
     usage: Vec<UsageRecord>,
     next_hold: u64,
+    /// Per key budget and period: (held, spent) micro-credits.
+    budgets: HashMap<(String, i64), (i64, i64)>,
 }
 
 #[derive(Debug)]
@@ -53,6 +46,7 @@ struct OpenHold {
     user_id: String,
     amount_micros: i64,
     expires_at: i64,
+    budget: Option<(String, i64)>,
 }
 
 /// A `CreditStore` in memory: one mutex around the whole state, so every step is atomic.
@@ -102,10 +96,21 @@ impl LedgerState {
         }
     }
 
+    /// Close a hold's part of its key budget: `charge` moves from held to spent.
+    fn close_budget(&mut self, hold: &OpenHold, charge: i64) {
+        if let Some(budget) = &hold.budget
+            && let Some((held, spent)) = self.budgets.get_mut(budget)
+        {
+            *held -= hold.amount_micros;
+            *spent += charge;
+        }
+    }
+
     fn release_hold(&mut self, hold_id: &str) -> bool {
         let Some(hold) = self.holds.remove(hold_id) else {
             return false;
         };
+        self.close_budget(&hold, 0);
         *self.balances.entry(hold.user_id.clone()).or_default() += hold.amount_micros;
         let mut entry = self.entry(&hold.user_id, TransactionKind::Release, hold.amount_micros);
         entry.reason = Some(format!("hold {hold_id}"));
@@ -125,6 +130,18 @@ impl CreditStore for MemoryCreditStore {
         if balance < request.amount_micros {
             return Err(Error::insufficient_credits(request.amount_micros, balance));
         }
+        let budget = request
+            .budget
+            .as_ref()
+            .map(|b| (b.key_id.clone(), b.period_start));
+        if let (Some(limit), Some(slot)) = (&request.budget, &budget) {
+            let (held, spent) = state.budgets.entry(slot.clone()).or_default();
+            let remaining = limit.max_micros - *held - *spent;
+            if remaining < request.amount_micros {
+                return Err(key_budget_exceeded(request.amount_micros, remaining.max(0)));
+            }
+            *held += request.amount_micros;
+        }
         state.next_hold += 1;
         let id = format!("h{}", state.next_hold);
         *state.balances.entry(request.user_id.clone()).or_default() -= request.amount_micros;
@@ -134,6 +151,7 @@ impl CreditStore for MemoryCreditStore {
                 user_id: request.user_id.clone(),
                 amount_micros: request.amount_micros,
                 expires_at: unix_now() + request.ttl_secs as i64,
+                budget,
             },
         );
         let mut entry = state.entry(
@@ -157,6 +175,7 @@ impl CreditStore for MemoryCreditStore {
             return Ok(state.balances.get(&hold.user_id).copied().unwrap_or(0));
         };
         let charge = usage.cost_micros.clamp(0, open.amount_micros);
+        state.close_budget(&open, charge);
         // The hold's release, then the charge: the entries add up to the balance.
         *state.balances.entry(open.user_id.clone()).or_default() += open.amount_micros;
         let mut release = state.entry(&open.user_id, TransactionKind::Release, open.amount_micros);

@@ -25,4 +25,4 @@ pub use sql::DEFAULT_REPLICA_TIMEOUT;
 pub use sqlite::SqliteCreditStore;
 pub use users::{SqlPool, SqlUserStore, UserDirectory, UserStore};
 pub use vault::{Keyring, SqlKeyVault, VaultKey};
-pub use verify::{AccountProblem, LedgerReport};
+pub use verify::{AccountProblem, BudgetProblem, LedgerReport};

@@ -4,7 +4,8 @@
 //! - no balance is below zero;
 //! - the entries of an account sum to its balance, and each entry's `balance_after` is the
 //!   running sum of the entries up to it (the ledger reads like a bank statement);
-//! - balance = credits in (grants, top-ups, refunds) − charges − open holds.
+//! - balance = credits in (grants, top-ups, refunds) − charges − open holds;
+//! - what each API key budget's period holds is the sum of its open holds.
 //!
 //! The check only reads. Holds past their expiry are counted, not failed: a running server
 //! reclaims them within seconds.
@@ -73,6 +74,29 @@ impl fmt::Display for AccountProblem {
     }
 }
 
+/// A key budget's period whose `held_micros` is not the sum of its open holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetProblem {
+    /// The key.
+    pub key_id: String,
+    /// The period's start (Unix seconds; 0 for a `total` budget).
+    pub period_start: i64,
+    /// What the budget's row says is held.
+    pub held_micros: i64,
+    /// What the open holds that count against it add up to.
+    pub open_holds_micros: i64,
+}
+
+impl fmt::Display for BudgetProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "key {} (period from {}): holds {} micros, but its open holds sum to {}",
+            self.key_id, self.period_start, self.held_micros, self.open_holds_micros
+        )
+    }
+}
+
 /// What `SqlCreditStore::verify_ledger` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerReport {
@@ -82,11 +106,13 @@ pub struct LedgerReport {
     pub problems: Vec<AccountProblem>,
     /// Open holds past their expiry (reclaimed by a running server within seconds).
     pub holds_past_expiry: i64,
+    /// Every key budget whose held amount disagrees with its open holds.
+    pub budget_problems: Vec<BudgetProblem>,
 }
 
 impl LedgerReport {
-    /// Whether no account breaks an invariant.
+    /// Whether no account and no key budget breaks an invariant.
     pub fn is_exact(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.budget_problems.is_empty()
     }
 }

@@ -47,6 +47,7 @@ async fn in_memory_sqlite_keeps_its_data_across_steps() {
             request_id: "r".into(),
             amount_micros: 400,
             ttl_secs: 60,
+            budget: None,
         })
         .await
         .unwrap();

@@ -118,6 +118,7 @@ async fn every_write_invalidates_the_users_entry() {
         request_id: unique("req-"),
         amount_micros: amount,
         ttl_secs: 3_600,
+        budget: None,
     };
 
     assert_eq!(store.balance("cy").await.unwrap(), 10_000);
@@ -150,6 +151,7 @@ async fn a_write_on_one_replica_is_seen_by_the_others() {
             request_id: "r".into(),
             amount_micros: 250,
             ttl_secs: 3_600,
+            budget: None,
         })
         .await
         .unwrap();
@@ -170,6 +172,7 @@ async fn a_reclaim_invalidates_every_cached_balance() {
             request_id: "r".into(),
             amount_micros: 300,
             ttl_secs: 0,
+            budget: None,
         })
         .await
         .unwrap();
@@ -207,6 +210,7 @@ async fn without_redis_the_store_works_uncached() {
             request_id: "r".into(),
             amount_micros: 200,
             ttl_secs: 3_600,
+            budget: None,
         })
         .await
         .unwrap();
@@ -262,6 +266,7 @@ async fn an_invalidation_lost_in_an_outage_is_made_up_when_redis_returns() {
             request_id: "r".into(),
             amount_micros: 400,
             ttl_secs: 3_600,
+            budget: None,
         })
         .await
         .unwrap();

@@ -65,6 +65,7 @@ async fn spend_race(stores: Vec<Arc<dyn CreditStore>>) {
                     request_id: format!("req-{i}"),
                     amount_micros: HOLD,
                     ttl_secs: 3_600,
+                    budget: None,
                 })
                 .await
         })
@@ -224,6 +225,7 @@ async fn close_race(stores: Vec<Arc<dyn CreditStore>>) {
             request_id: "req".into(),
             amount_micros: 4_000,
             ttl_secs: 3_600,
+            budget: None,
         })
         .await
         .unwrap();
@@ -291,6 +293,7 @@ async fn edge_race(stores: Vec<Arc<dyn CreditStore>>) {
                         request_id: request_id.clone(),
                         amount_micros: HOLD,
                         ttl_secs: 3_600,
+                        budget: None,
                     })
                     .await;
                 let hold = match held {

@@ -14,8 +14,8 @@ mod cases {
     use llmgate_core::{
         ErrorKind,
         credits::{
-            Credit, CreditKind, CreditStore, Hold, HoldRequest, KeySource, Page, TransactionKind,
-            UsageGroup, UsageQuery,
+            BudgetHold, Credit, CreditKind, CreditStore, Hold, HoldRequest, KeySource, Page,
+            TransactionKind, UsageGroup, UsageQuery,
         },
     };
 
@@ -28,6 +28,7 @@ mod cases {
             request_id: unique("req-"),
             amount_micros,
             ttl_secs,
+            budget: None,
         }
     }
 
@@ -208,6 +209,102 @@ mod cases {
         // Exactly the balance is enough.
         store.hold(hold_request("eve", 500, 600)).await.unwrap();
         assert_eq!(store.balance("eve").await.unwrap(), 0);
+    }
+
+    fn budgeted(user_id: &str, key_id: &str, period_start: i64, amount: i64) -> HoldRequest {
+        HoldRequest {
+            budget: Some(BudgetHold {
+                key_id: key_id.to_owned(),
+                period_start,
+                max_micros: 1_000,
+            }),
+            ..hold_request(user_id, amount, 600)
+        }
+    }
+
+    /// A key budget counts open holds and settled charges; a refusal changes nothing; a settle
+    /// keeps only the charge, a release frees the whole hold; another period starts afresh.
+    pub async fn key_budgets_count_holds_and_charges(store: Arc<dyn CreditStore>) {
+        top_up(&*store, "kim", 10_000).await;
+        let key = unique("key_");
+        let a = store
+            .hold(budgeted("kim", &key, MARCH_1, 600))
+            .await
+            .unwrap();
+        let refused = store
+            .hold(budgeted("kim", &key, MARCH_1, 401))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (refused.status(), refused.code()),
+            (402, Some("key_budget_exceeded"))
+        );
+        assert_eq!(store.balance("kim").await.unwrap(), 9_400);
+        let b = store
+            .hold(budgeted("kim", &key, MARCH_1, 400))
+            .await
+            .unwrap();
+        let usage = usage_record("kim", "r", "m", "p", 100, MARCH_1);
+        store.settle(&a, &usage).await.unwrap();
+        // 100 spent + 400 held.
+        let c = store
+            .hold(budgeted("kim", &key, MARCH_1, 500))
+            .await
+            .unwrap();
+        store.release(&b).await.unwrap();
+        // 100 spent + 500 held.
+        store
+            .hold(budgeted("kim", &key, MARCH_1, 400))
+            .await
+            .unwrap();
+        assert!(store.hold(budgeted("kim", &key, MARCH_1, 1)).await.is_err());
+        store.release(&c).await.unwrap();
+        store
+            .hold(budgeted("kim", &key, MARCH_1, 500))
+            .await
+            .unwrap();
+        // The next day's period is its own.
+        store
+            .hold(budgeted("kim", &key, MARCH_1 + DAY, 1_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.balance("kim").await.unwrap(),
+            10_000 - 100 - 400 - 500 - 1_000
+        );
+        // A balance too small refuses first, and leaves the budget untouched.
+        let other = unique("key_");
+        top_up(&*store, "lee", 300).await;
+        assert_eq!(
+            store
+                .hold(budgeted("lee", &other, MARCH_1, 400))
+                .await
+                .unwrap_err()
+                .code(),
+            Some("insufficient_credits")
+        );
+        top_up(&*store, "lee", 10_000).await;
+        store
+            .hold(budgeted("lee", &other, MARCH_1, 1_000))
+            .await
+            .unwrap();
+    }
+
+    /// Twenty holds at once against a budget with room for five: exactly five are placed.
+    pub async fn concurrent_holds_never_pass_a_key_budget(store: Arc<dyn CreditStore>) {
+        top_up(&*store, "lou", 1_000_000).await;
+        let key = unique("key_");
+        let holds = (0..20).map(|_| {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { store.hold(budgeted("lou", &key, MARCH_1, 200)).await })
+        });
+        let placed = futures::future::join_all(holds)
+            .await
+            .into_iter()
+            .filter(|held| held.as_ref().unwrap().is_ok())
+            .count();
+        assert_eq!(placed, 5);
+        assert_eq!(store.balance("lou").await.unwrap(), 1_000_000 - 1_000);
     }
 
     pub async fn zero_hold_works_for_a_user_without_credits(store: Arc<dyn CreditStore>) {
@@ -655,6 +752,8 @@ macro_rules! contract {
             balance_equals_credits_minus_charges_in_the_ledger,
             monthly_grant_applies_once_per_calendar_month,
             token_classes_are_charged_exactly_and_kept,
+            key_budgets_count_holds_and_charges,
+            concurrent_holds_never_pass_a_key_budget,
         );
     };
     ($backend:ident => $fixture:path; $($case:ident),* $(,)?) => {

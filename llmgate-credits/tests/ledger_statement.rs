@@ -99,6 +99,7 @@ async fn old_ledger_is_migrated_into_a_statement(url: &str, backend: &str) {
             request_id: "r4".into(),
             amount_micros: 100,
             ttl_secs: 60,
+            budget: None,
         })
         .await
         .unwrap();

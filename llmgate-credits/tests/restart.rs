@@ -23,6 +23,7 @@ async fn holds_survive_a_restart_and_are_reclaimed(fixture: Fixture) {
                 request_id: format!("req-{i}"),
                 amount_micros: 1_000 + i,
                 ttl_secs: 0,
+                budget: None,
             })
             .await
             .unwrap();
@@ -35,6 +36,7 @@ async fn holds_survive_a_restart_and_are_reclaimed(fixture: Fixture) {
             request_id: "still-running".into(),
             amount_micros: 2_000,
             ttl_secs: 3_600,
+            budget: None,
         })
         .await
         .unwrap();
@@ -98,6 +100,7 @@ async fn holds_of_a_stopped_replica_come_back(stores: [Arc<dyn CreditStore>; 3])
                     request_id,
                     amount_micros,
                     ttl_secs: 3_600,
+                    budget: None,
                 })
                 .await
                 .unwrap()

@@ -48,6 +48,7 @@ async fn hold(store: &dyn CreditStore, user_id: &str, request_id: &str, micros: 
             request_id: request_id.into(),
             amount_micros: micros,
             ttl_secs: 600,
+            budget: None,
         })
         .await
         .unwrap()
@@ -144,6 +145,7 @@ async fn a_refused_hold_fails_alone(fixture: Fixture) {
         request_id: request_id.into(),
         amount_micros,
         ttl_secs: 600,
+        budget: None,
     };
     let held = hold(store, "ann", "a0", 400).await;
     let results = store

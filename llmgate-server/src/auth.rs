@@ -30,9 +30,10 @@ use async_trait::async_trait;
 use http::HeaderMap;
 use std::collections::HashMap;
 
+use llmgate_core::memory::unix_now;
 use llmgate_core::{Caller, Error, Result, caller::Tier, keys::Secret};
 use llmgate_credits::UserDirectory;
-use llmgate_credits::users::UserRole;
+use llmgate_credits::users::{UserRole, key_expired, team_account};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -94,13 +95,18 @@ impl Role {
 pub struct Principal {
     pub caller: Caller,
     pub role: Role,
+    /// The user the key belongs to. For a team key (made by a team owner) the caller's
+    /// account is the team's, and this is still its maker.
+    pub user: Arc<str>,
 }
 
 impl Principal {
     /// The operator holding the master key.
     pub fn admin() -> Self {
+        let caller = Caller::admin();
         Self {
-            caller: Caller::admin(),
+            user: caller.user_id.clone(),
+            caller,
             role: Role::Admin,
         }
     }
@@ -237,22 +243,31 @@ impl UserKeys for DirectoryKeys {
         let Some(owner) = self.directory.authenticate(key).await? else {
             return Ok(None);
         };
+        if owner.settings.expired_at(unix_now()) {
+            return Err(key_expired());
+        }
+        let limits = Arc::new(owner.settings.limits(&owner.key_id));
         let user = owner.user;
-        let Some(tier) = self.tiers.get(&user.tier) else {
+        // A team key spends the team's account at the team's tier.
+        let (account, tier_name) = match (&owner.settings.team_id, owner.team_tier) {
+            (Some(team_id), Some(tier)) => (team_account(team_id), tier),
+            _ => (user.user_id.clone(), user.tier.clone()),
+        };
+        let Some(tier) = self.tiers.get(&tier_name) else {
             // The operator removed the tier from the config; refuse rather than guess prices.
-            tracing::warn!(user_id = %user.user_id, tier = %user.tier, "a user's tier is not configured");
+            tracing::warn!(user_id = %user.user_id, tier = %tier_name, "a user's tier is not configured");
             return Err(Error::permission_denied(format!(
-                "Your tier `{}` is not configured on this gateway; ask the operator.",
-                user.tier
+                "Your tier `{tier_name}` is not configured on this gateway; ask the operator."
             ))
             .with_code("unknown_tier"));
         };
         Ok(Some(Principal {
-            caller: Caller::user(user.user_id, tier.clone()),
+            caller: Caller::user(account, tier.clone()).with_key(limits),
             role: match user.role {
                 UserRole::Admin => Role::Admin,
                 UserRole::User => Role::User,
             },
+            user: Arc::from(user.user_id),
         }))
     }
 }

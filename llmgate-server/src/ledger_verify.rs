@@ -42,12 +42,23 @@ fn print_report(report: &LedgerReport) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    println!(
-        "{} of {} account(s) do not add up:",
-        report.problems.len(),
-        report.accounts_checked
-    );
+    if !report.problems.is_empty() {
+        println!(
+            "{} of {} account(s) do not add up:",
+            report.problems.len(),
+            report.accounts_checked
+        );
+    }
     for problem in &report.problems {
+        println!("  {problem}");
+    }
+    if !report.budget_problems.is_empty() {
+        println!(
+            "{} API key budget period(s) hold what their open holds do not:",
+            report.budget_problems.len()
+        );
+    }
+    for problem in &report.budget_problems {
         println!("  {problem}");
     }
     ExitCode::FAILURE

@@ -11,7 +11,7 @@ use llmgate_core::{
     Result, caller::Tier, credits::CreditStore, keys::Secret, pricing::credits_to_micros,
 };
 use llmgate_credits::responses::spawn_pruner;
-use llmgate_credits::users::DirectorySettings;
+use llmgate_credits::users::{DirectorySettings, SqlTeamStore};
 use llmgate_credits::vault::VaultSettings;
 use llmgate_credits::{
     Backend, CacheSettings, CachedCreditStore, Keyring, SqlCreditStore, SqlKeyVault, SqlPool,
@@ -33,6 +33,8 @@ pub struct Storage {
     pub cache: Option<Arc<CachedCreditStore>>,
     /// Users and API keys, cached for the request path.
     pub users: Arc<UserDirectory>,
+    /// Teams and their members (same database).
+    pub teams: SqlTeamStore,
     /// Users' own provider keys; `None` when `byok.encryption_key` is not set.
     pub vault: Option<Arc<SqlKeyVault>>,
     /// The Responses API's stored answers (`previous_response_id`), kept per owner.
@@ -95,6 +97,7 @@ impl Storage {
         let responses = Arc::new(
             SqlResponseStore::new(pool.clone()).with_retention(config.responses.retention()),
         );
+        let teams = SqlTeamStore::new(pool.clone());
         let users = UserDirectory::new(
             Arc::new(SqlUserStore::new(pool.clone())),
             credits.clone(),
@@ -137,6 +140,7 @@ impl Storage {
             ledger,
             cache,
             users: Arc::new(users),
+            teams,
             vault,
             responses,
             reclaimer,

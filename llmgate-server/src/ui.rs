@@ -63,6 +63,9 @@ const ASSETS: &[Asset] = &[
     asset!("js/lab.js", JS),
     asset!("js/analytics.js", JS),
     asset!("js/users.js", JS),
+    asset!("js/reveal.js", JS),
+    asset!("js/keys.js", JS),
+    asset!("js/teams.js", JS),
 ];
 
 /// Strong ETags, computed once from the compiled-in bytes.

@@ -1,11 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `llmgate ledger verify`: passes a clean ledger, and lists an account whose balance was
-//! corrupted (exit 1), on SQLite and PostgreSQL.
+//! corrupted and a key budget whose held amount was (exit 1), on SQLite and PostgreSQL.
 
 use std::process::Command;
 use std::sync::Arc;
 
-use llmgate_core::credits::{Credit, CreditKind, CreditStore, HoldRequest, KeySource, UsageRecord};
+use llmgate_core::credits::{
+    BudgetHold, Credit, CreditKind, CreditStore, HoldRequest, KeySource, UsageRecord,
+};
 use llmgate_credits::{SqlCreditStore, SqlPool};
 use llmgate_testkit::db::{TestPostgres, TestSqlite};
 
@@ -37,6 +39,7 @@ async fn some_traffic(store: &SqlCreditStore) {
                         request_id: format!("{user}-{i}"),
                         amount_micros: 700_000,
                         ttl_secs: 3_600,
+                        budget: None,
                     })
                     .await
                     .unwrap(),
@@ -59,6 +62,21 @@ async fn some_traffic(store: &SqlCreditStore) {
         ledger.settle(&holds[0], &usage).await.unwrap();
         ledger.release(&holds[1]).await.unwrap();
     }
+    // One open hold against an API key's budget.
+    ledger
+        .hold(HoldRequest {
+            user_id: "ann".into(),
+            request_id: "ann-budgeted".into(),
+            amount_micros: 100_000,
+            ttl_secs: 3_600,
+            budget: Some(BudgetHold {
+                key_id: "key_ann".into(),
+                period_start: 0,
+                max_micros: 1_000_000,
+            }),
+        })
+        .await
+        .unwrap();
 }
 
 fn verify(database_url: &str) -> (bool, String) {
@@ -108,6 +126,22 @@ async fn verify_passes_a_clean_ledger_and_lists_a_corrupted_account(url: &str) {
     );
     assert!(stdout.contains("bob: balance"), "{stdout}");
     assert!(!stdout.contains("ann:"), "{stdout}");
+
+    // A key budget that holds more than its open holds is listed too.
+    let corrupt = "UPDATE key_spend SET held_micros = held_micros + 1 WHERE key_id = 'key_ann'";
+    match SqlPool::of(&store) {
+        SqlPool::Sqlite(pool) => sqlx::query(corrupt).execute(&pool).await.map(drop),
+        SqlPool::Postgres(pool) => sqlx::query(corrupt).execute(&pool).await.map(drop),
+    }
+    .unwrap();
+    let (ok, stdout) = verify(url);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.contains(
+            "key key_ann (period from 0): holds 100001 micros, but its open holds sum to 100000"
+        ),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]

@@ -182,6 +182,59 @@ fn matrix() -> Vec<Row> {
             None,
             [Status(404), Status(404), DENIED],
         ),
+        // API keys: users their own, admins anyone's; the master key has no user of its own.
+        row("GET", "/api/v1/keys", None, [OK, OK, OK]),
+        row("GET", "/api/v1/keys?user_id={self}", None, [OK, OK, OK]),
+        row(
+            "GET",
+            "/api/v1/keys?user_id={other}",
+            None,
+            [OK, OK, DENIED],
+        ),
+        row(
+            "POST",
+            "/api/v1/keys",
+            Some(json!({"name": "matrix"})),
+            [Status(404), CREATED, CREATED],
+        ),
+        row(
+            "POST",
+            "/api/v1/keys",
+            Some(json!({"user_id": "{other}", "models": ["demo/*"]})),
+            [CREATED, CREATED, DENIED],
+        ),
+        row(
+            "PATCH",
+            "/api/v1/keys/key_0000000000000000",
+            Some(json!({"rpm": 5})),
+            [Status(404), Status(404), Status(404)],
+        ),
+        row(
+            "DELETE",
+            "/api/v1/keys/key_0000000000000000",
+            None,
+            [Status(404), Status(404), Status(404)],
+        ),
+        // Teams: the admin API is llm.configure.
+        row("GET", "/api/v1/admin/teams", None, [OK, OK, DENIED]),
+        row(
+            "POST",
+            "/api/v1/admin/teams",
+            Some(json!({"team_id": "{fresh}", "tier": "starter"})),
+            [CREATED, CREATED, DENIED],
+        ),
+        row(
+            "POST",
+            "/api/v1/admin/teams/no-team/members",
+            Some(json!({"user_id": "{other}", "role": "member"})),
+            [Status(404), Status(404), DENIED],
+        ),
+        row(
+            "DELETE",
+            "/api/v1/admin/teams/no-team/members/{other}",
+            None,
+            [Status(404), Status(404), DENIED],
+        ),
         // BYOK (llm.manage_providers) is always the caller's own; the master key has none.
         row(
             "PUT",
@@ -309,6 +362,127 @@ async fn permission_matrix_on_sqlite() {
 async fn permission_matrix_on_postgres() {
     if let Some(db) = postgres().await {
         run_matrix(db).await;
+    }
+}
+
+/// The team endpoints for an admin (the master key), the team's owner, a plain member and an
+/// outsider: members read the team's books, only owners make its keys, only admins write.
+async fn run_team_matrix(db: Database) {
+    let gate = Gate::start(db).await;
+    let owner = gate.create_user("own", "starter", "user").await;
+    let member = gate.create_user("mem", "starter", "user").await;
+    let outsider = gate.create_user("out", "starter", "user").await;
+    gate.create_user("extra", "starter", "user").await;
+    let (status, _) = gate
+        .admin(
+            "POST",
+            "/api/v1/admin/teams",
+            Some(json!({"team_id": "crew", "tier": "starter"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for (user, role) in [("own", "owner"), ("mem", "member")] {
+        let (status, _) = gate
+            .admin(
+                "POST",
+                "/api/v1/admin/teams/crew/members",
+                Some(json!({"user_id": user, "role": role})),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let rows: Vec<(&str, &str, Option<Value>, [Expect; 4])> = vec![
+        (
+            "GET",
+            "/api/v1/llm/credits?team_id=crew",
+            None,
+            [OK, OK, OK, DENIED],
+        ),
+        (
+            "GET",
+            "/api/v1/llm/credits/transactions?team_id=crew",
+            None,
+            [OK, OK, OK, DENIED],
+        ),
+        (
+            "GET",
+            "/api/v1/llm/usage?team_id=crew",
+            None,
+            [OK, OK, OK, DENIED],
+        ),
+        (
+            "POST",
+            "/api/v1/llm/credits/add",
+            Some(json!({"team_id": "crew", "amount": 1, "reason": "matrix"})),
+            [OK, DENIED, DENIED, DENIED],
+        ),
+        (
+            "POST",
+            "/api/v1/keys",
+            Some(json!({"team_id": "crew"})),
+            [DENIED, CREATED, DENIED, DENIED],
+        ),
+        (
+            "POST",
+            "/api/v1/keys",
+            Some(json!({"team_id": "crew", "user_id": "own"})),
+            [CREATED, CREATED, DENIED, DENIED],
+        ),
+        (
+            "GET",
+            "/api/v1/admin/teams",
+            None,
+            [OK, DENIED, DENIED, DENIED],
+        ),
+        (
+            "POST",
+            "/api/v1/admin/teams",
+            Some(json!({"team_id": "{fresh}", "tier": "starter"})),
+            [CREATED, DENIED, DENIED, DENIED],
+        ),
+        (
+            "POST",
+            "/api/v1/admin/teams/crew/members",
+            Some(json!({"user_id": "extra", "role": "member"})),
+            [OK, DENIED, DENIED, DENIED],
+        ),
+        (
+            "DELETE",
+            "/api/v1/admin/teams/crew/members/extra",
+            None,
+            [OK, DENIED, DENIED, DENIED],
+        ),
+    ];
+    let callers = [
+        ("admin", MASTER_KEY.to_owned()),
+        ("owner", owner),
+        ("member", member),
+        ("outsider", outsider),
+    ];
+    for (i, (who, key)) in callers.iter().enumerate() {
+        for (method, path, body, expect) in &rows {
+            let body = body.as_ref().map(|b| fill_body(b, "", ""));
+            let (status, answer) = gate.call(Some(key), method, path, body).await;
+            check(
+                expect[i],
+                status,
+                &format!("{who} {method} {path}"),
+                &answer,
+            );
+        }
+    }
+    gate.stop().await;
+}
+
+#[tokio::test]
+async fn team_permission_matrix_on_sqlite() {
+    run_team_matrix(sqlite_file()).await;
+}
+
+#[tokio::test]
+async fn team_permission_matrix_on_postgres() {
+    if let Some(db) = postgres().await {
+        run_team_matrix(db).await;
     }
 }
 

@@ -333,6 +333,7 @@ async fn sqlite_with_an_open_hold(ttl_secs: u64) -> Database {
             request_id: "killed".into(),
             amount_micros: 2_000_000,
             ttl_secs,
+            budget: None,
         })
         .await
         .unwrap();

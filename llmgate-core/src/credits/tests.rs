@@ -75,6 +75,7 @@ async fn funded(one_by_one: bool) -> (Arc<Noting>, Hold) {
             request_id: "r".into(),
             amount_micros: 50,
             ttl_secs: 60,
+            budget: None,
         })
         .await
         .unwrap();

@@ -32,22 +32,57 @@ impl Gateway {
         }
     }
 
-    /// A tier's per-user rpm. A limiter that cannot answer admits the request (fail open).
+    /// A tier's per-user rpm, then the key's own rpm. A limiter that cannot answer admits the
+    /// request (fail open).
     pub(super) async fn check_rate_limit(&self, caller: &Caller) -> Result<()> {
-        let Some(rpm) = caller.tier.rpm else {
+        if let Some(rpm) = caller.tier.rpm {
+            let key = format!("rpm:user:{}", caller.user_id);
+            let refusal = |wait| rate_limited(&format!("your tier allows {rpm} requests"), wait);
+            self.take_quota(&key, rpm, 1, refusal).await?;
+        }
+        if let Some(limits) = &caller.key
+            && let Some(rpm) = limits.rpm
+        {
+            let key = format!("rpm:key:{}", limits.key_id);
+            let refusal = |wait| rate_limited(&format!("this API key allows {rpm} requests"), wait);
+            self.take_quota(&key, rpm, 1, refusal).await?;
+        }
+        Ok(())
+    }
+
+    /// The key's tokens per minute: a request counts the tokens it may use (its prompt
+    /// estimate plus its output cap), taken before any upstream call.
+    pub(super) async fn check_key_tokens(&self, caller: &Caller, tokens: u64) -> Result<()> {
+        let Some(limits) = &caller.key else {
             return Ok(());
         };
-        let key = format!("rpm:user:{}", caller.user_id);
+        let Some(tpm) = limits.tpm else {
+            return Ok(());
+        };
+        let key = format!("tpm:key:{}", limits.key_id);
+        // A request larger than a minute's allowance waits for a whole minute, not forever.
+        let cost = u32::try_from(tokens).unwrap_or(u32::MAX).min(tpm);
+        let refusal = |wait| rate_limited(&format!("this API key allows {tpm} tokens"), wait);
+        self.take_quota(&key, tpm, cost, refusal).await
+    }
+
+    async fn take_quota(
+        &self,
+        key: &str,
+        per_minute: u32,
+        cost: u32,
+        refusal: impl FnOnce(Duration) -> Error,
+    ) -> Result<()> {
         match self
             .inner
             .limiter
-            .acquire(&key, Quota::per_minute(rpm), 1)
+            .acquire(key, Quota::per_minute(per_minute), cost)
             .await
         {
             Ok(Admission::Admitted) => Ok(()),
             Ok(Admission::Limited { retry_after }) => {
                 self.inner.metrics.user_rate_limited.increment(1);
-                Err(rate_limited(rpm, retry_after))
+                Err(refusal(retry_after))
             }
             Err(error) => {
                 self.fail_open(&error);
@@ -57,15 +92,13 @@ impl Gateway {
     }
 }
 
-/// The refusal of a request over its tier's `rpm`; the wait is rounded up to whole seconds.
-fn rate_limited(rpm: u32, retry_after: Duration) -> Error {
+/// The refusal of a request over an rpm or tpm (`allowance`: "your tier allows 2 requests");
+/// the wait is rounded up to whole seconds.
+fn rate_limited(allowance: &str, retry_after: Duration) -> Error {
     let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
     Error::new(
         ErrorKind::RateLimited,
-        format!(
-            "Rate limit reached: your tier allows {rpm} requests per minute. \
-             Try again in {seconds} s."
-        ),
+        format!("Rate limit reached: {allowance} per minute. Try again in {seconds} s."),
     )
     .with_code("rate_limit_exceeded")
     .with_retry_after(retry_after)
@@ -99,7 +132,7 @@ mod tests {
 
     #[test]
     fn the_rate_limit_message_reads_as_one_sentence_pair() {
-        let error = rate_limited(2, Duration::from_millis(29_500));
+        let error = rate_limited("your tier allows 2 requests", Duration::from_millis(29_500));
         assert_eq!(
             error.message(),
             "Rate limit reached: your tier allows 2 requests per minute. Try again in 30 s."

@@ -9,7 +9,7 @@ use super::plan::Attempt;
 use super::settle::{release_hold, settle_or_record};
 use super::writer::LedgerWriter;
 use crate::caller::{Billing, Caller};
-use crate::credits::{CreditStore, Hold, HoldRequest, LedgerWrite, UsageRecord};
+use crate::credits::{BudgetHold, CreditStore, Hold, HoldRequest, LedgerWrite, UsageRecord};
 use crate::error::{Error, ErrorKind, Result};
 use crate::memory::unix_now;
 
@@ -58,6 +58,17 @@ impl Drop for HoldGuard {
     }
 }
 
+/// The key budget a caller's holds count against, for the period holding now.
+fn budget_of(caller: &Caller) -> Option<BudgetHold> {
+    let key = caller.key.as_ref()?;
+    let budget = key.budget?;
+    Some(BudgetHold {
+        key_id: key.key_id.to_string(),
+        period_start: budget.period.start_of(unix_now()),
+        max_micros: budget.max_micros,
+    })
+}
+
 impl Gateway {
     /// Hold the most any planned attempt may cost. When the balance cannot cover that but
     /// can cover some attempts, the ones it cannot cover are dropped (they would never be
@@ -103,6 +114,7 @@ impl Gateway {
             request_id: request_id.to_string(),
             amount_micros: amount,
             ttl_secs: self.inner.hold_ttl.as_secs(),
+            budget: budget_of(caller),
         };
         let hold = match &self.inner.writer {
             Some(writer) => writer.hold(request).await?,

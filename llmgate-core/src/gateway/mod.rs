@@ -279,6 +279,10 @@ impl Gateway {
                 seed,
             })
             .await?;
+        let output_cap = attempts.iter().map(|a| a.max_tokens).max().unwrap_or(0);
+        let choices = u64::from(request.n.unwrap_or(1));
+        let tokens = prompt_estimate.saturating_add(u64::from(output_cap) * choices);
+        self.check_key_tokens(caller, tokens).await?;
         let hold = self.place_hold(caller, &request_id, &mut attempts).await?;
         if hold.is_some() {
             owed.hold_placed(&self.inner.metrics.holds_outstanding);

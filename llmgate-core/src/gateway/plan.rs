@@ -9,6 +9,7 @@ use crate::catalog::{Deployment, ModelMode};
 use crate::chat::{ChatRequest, Usage};
 use crate::credits::KeySource;
 use crate::error::{Error, ErrorKind, Result};
+use crate::key_limits::KeyLimits;
 use crate::power::{PowerLevel, PowerLevelPolicy};
 use crate::pricing::{CostBreakdown, PriceTerms};
 use crate::provider::Provider;
@@ -172,6 +173,11 @@ impl Gateway {
     /// The deployments to try, best first, each with its key, price terms and output cap; at
     /// most `max_attempts` of them.
     pub(super) async fn plan(&self, ask: &Ask<'_>) -> Result<Vec<Attempt>> {
+        if let Some(key) = &ask.caller.key
+            && !key.allows_requested(&ask.request.model)
+        {
+            return Err(KeyLimits::refusal(&ask.request.model));
+        }
         let (mut route, wanted) = self.route(ask)?;
         let mut attempts = Vec::with_capacity(wanted.min(4));
         let mut byok_keys: Vec<(String, Option<Secret>)> = Vec::new();
@@ -244,6 +250,11 @@ impl Gateway {
             ..
         } = *ask;
         let Routed { deployment, slot } = routed;
+        if let Some(key) = &caller.key
+            && !key.allows_candidate(&request.model, &deployment.name)
+        {
+            return Ok(Err(KeyLimits::refusal(&deployment.name)));
+        }
         if let Some(refusal) = refuse_kind(&deployment, &sizing) {
             return Ok(Err(refusal));
         }

@@ -192,6 +192,9 @@ impl UsageTotals {
     }
 }
 
+/// A hold just closed: owner, amount, and the key budget it counted against (key, period).
+pub(crate) type ClosedHold = (String, i64, Option<String>, Option<i64>);
+
 /// Hold ids are the row ids, as text. Anything else names no hold.
 pub(crate) fn parse_hold_id(id: &str) -> Option<i64> {
     id.parse().ok()
@@ -266,10 +269,26 @@ macro_rules! sql_store_pool {
                     })
                     .collect::<Result<Vec<_>, sqlx::Error>>()
                     .map_err(failed())?;
+                let budget_problems =
+                    sqlx::query_as::<$db, (String, i64, i64, i64)>(sql::BUDGETS_THAT_DIFFER)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(failed())?
+                        .into_iter()
+                        .map(|(key_id, period_start, held_micros, open_holds_micros)| {
+                            $crate::BudgetProblem {
+                                key_id,
+                                period_start,
+                                held_micros,
+                                open_holds_micros,
+                            }
+                        })
+                        .collect();
                 Ok($crate::LedgerReport {
                     accounts_checked,
                     problems,
                     holds_past_expiry,
+                    budget_problems,
                 })
             }
 

@@ -41,7 +41,32 @@ RETURNING id";
 /// Close a hold. Only one of several concurrent settles/releases gets the row back.
 pub(crate) const TAKE_HOLD: &str = "\
 DELETE FROM credit_holds WHERE id = $1 \
-RETURNING user_id, amount_micros";
+RETURNING user_id, amount_micros, budget_key, budget_period";
+
+/// A key budget's row for one period, made on its first hold.
+pub(crate) const ENSURE_KEY_SPEND: &str = "\
+INSERT INTO key_spend (key_id, period_start, held_micros, spent_micros) VALUES ($1, $2, 0, 0) \
+ON CONFLICT (key_id, period_start) DO NOTHING";
+
+/// Count `$3` against a key budget of `$4` for the period, only if it fits (the budget's own
+/// conditional `UPDATE`, as for balances). No row: it does not fit.
+pub(crate) const TAKE_FROM_BUDGET: &str = "\
+UPDATE key_spend SET held_micros = held_micros + $3 \
+WHERE key_id = $1 AND period_start = $2 AND held_micros + spent_micros + $3 <= $4 \
+RETURNING held_micros";
+
+/// What a key budget's period has spent and holds.
+pub(crate) const SELECT_KEY_SPEND: &str = "\
+SELECT held_micros + spent_micros FROM key_spend WHERE key_id = $1 AND period_start = $2";
+
+/// A closed hold leaves its key budget: `$3` held goes, `$4` charged stays as spend.
+pub(crate) const CLOSE_BUDGET: &str = "\
+UPDATE key_spend SET held_micros = held_micros - $3, spent_micros = spent_micros + $4 \
+WHERE key_id = $1 AND period_start = $2";
+
+/// Which key budget a hold counts against.
+pub(crate) const MARK_HOLD_BUDGET: &str = "\
+UPDATE credit_holds SET budget_key = $2, budget_period = $3 WHERE id = $1";
 
 pub(crate) const SELECT_EXPIRED_HOLDS: &str =
     "SELECT id FROM credit_holds WHERE expires_at <= $1 ORDER BY id";
@@ -140,6 +165,16 @@ pub(crate) const COUNT_ACCOUNTS: &str = "SELECT COUNT(*) FROM credit_balances";
 pub(crate) const COUNT_HOLDS_PAST_EXPIRY: &str =
     "SELECT COUNT(*) FROM credit_holds WHERE expires_at <= $1";
 
+/// The key budget periods whose held amount is not the sum of their open holds.
+pub(crate) const BUDGETS_THAT_DIFFER: &str = "\
+SELECT s.key_id, s.period_start, s.held_micros, \
+CAST(COALESCE(h.held, 0) AS BIGINT) AS open_holds \
+FROM key_spend s LEFT JOIN (SELECT budget_key, budget_period, SUM(amount_micros) AS held \
+FROM credit_holds WHERE budget_key IS NOT NULL GROUP BY budget_key, budget_period) h \
+ON h.budget_key = s.key_id AND h.budget_period = s.period_start \
+WHERE s.held_micros <> COALESCE(h.held, 0) \
+ORDER BY s.key_id, s.period_start";
+
 /// The accounts that break an invariant of the ledger (see `verify.rs`), with their figures.
 pub(crate) const ACCOUNTS_THAT_DIFFER: &str = "\
 SELECT b.user_id, b.balance_micros, \
@@ -186,16 +221,23 @@ reason, created_at) \
 SELECT $1, 'hold', -$2, taken.balance_micros, $3, 'hold ' || held.id, $4 FROM taken, held) \
 SELECT held.id, taken.balance_micros FROM taken, held";
 
-/// PostgreSQL only: [`TAKE_HOLD`], the give-back of what was not charged and the settle's two
-/// ledger entries (the hold's release, then the charge) as one statement. `$2` is the cost,
+/// PostgreSQL only: [`TAKE_HOLD`], the give-back of what was not charged, the hold's key
+/// budget ([`CLOSE_BUDGET`]) and the settle's two ledger entries (the hold's release, then the
+/// charge) as one statement. `$2` is the cost,
 /// capped at the hold. No row: the hold was closed before. The entries are inserted in the
 /// order of `part`, so their ids follow the running balance.
 pub(crate) const PG_SETTLE: &str = "\
 WITH closed AS ( \
-DELETE FROM credit_holds WHERE id = $1 RETURNING user_id, amount_micros), \
+DELETE FROM credit_holds WHERE id = $1 \
+RETURNING user_id, amount_micros, budget_key, budget_period), \
 charged AS ( \
-SELECT user_id, amount_micros AS held, LEAST(GREATEST($2, 0), amount_micros) AS charge \
-FROM closed), \
+SELECT user_id, amount_micros AS held, LEAST(GREATEST($2, 0), amount_micros) AS charge, \
+budget_key, budget_period FROM closed), \
+budget AS ( \
+UPDATE key_spend SET held_micros = key_spend.held_micros - charged.held, \
+spent_micros = key_spend.spent_micros + charged.charge \
+FROM charged WHERE key_spend.key_id = charged.budget_key \
+AND key_spend.period_start = charged.budget_period), \
 balance AS ( \
 UPDATE credit_balances SET balance_micros = credit_balances.balance_micros \
 + (charged.held - charged.charge) \

@@ -11,9 +11,12 @@ macro_rules! sql_ledger_steps {
                 tx: &mut sqlx::Transaction<'static, $db>,
                 hold_id: i64,
             ) -> llmgate_core::Result<bool> {
-                let Some((user_id, held)) = Self::take_hold(tx, hold_id, "release").await? else {
+                let Some((user_id, held, budget_key, budget_period)) =
+                    Self::take_hold(tx, hold_id, "release").await?
+                else {
                     return Ok(false);
                 };
+                Self::close_budget(tx, budget_key, budget_period, held, 0).await?;
                 let balance = Self::give_back(tx, &user_id, held).await?;
                 let now = llmgate_core::memory::unix_now();
                 let entry =
@@ -22,18 +25,81 @@ macro_rules! sql_ledger_steps {
                 Ok(true)
             }
 
-            /// Close a hold inside `tx`: its owner and amount, or `None` when it was settled
-            /// or released before (or names no hold).
+            /// Close a hold inside `tx`: its owner, amount and key budget (key, period), or
+            /// `None` when it was settled or released before (or names no hold).
             async fn take_hold(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 hold_id: i64,
                 what: &'static str,
-            ) -> llmgate_core::Result<Option<(String, i64)>> {
-                sqlx::query_as::<$db, (String, i64)>($crate::sql::statements::TAKE_HOLD)
+            ) -> llmgate_core::Result<Option<$crate::sql::ClosedHold>> {
+                sqlx::query_as::<$db, $crate::sql::ClosedHold>($crate::sql::statements::TAKE_HOLD)
                     .bind(hold_id)
                     .fetch_optional(&mut **tx)
                     .await
                     .map_err($crate::error::database_error(what))
+            }
+
+            /// A closed hold leaves its key budget (if it had one): `held` is no longer held,
+            /// `charge` is spent.
+            async fn close_budget(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                budget_key: Option<String>,
+                budget_period: Option<i64>,
+                held: i64,
+                charge: i64,
+            ) -> llmgate_core::Result<()> {
+                let (Some(key_id), Some(period_start)) = (budget_key, budget_period) else {
+                    return Ok(());
+                };
+                sqlx::query::<$db>($crate::sql::statements::CLOSE_BUDGET)
+                    .bind(key_id)
+                    .bind(period_start)
+                    .bind(held)
+                    .bind(charge)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::error::database_error("close a key budget hold"))?;
+                Ok(())
+            }
+
+            /// Count a hold against its key budget inside `tx`; a refusal
+            /// (`key_budget_exceeded`) changed nothing.
+            async fn take_from_budget(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                budget: &llmgate_core::credits::BudgetHold,
+                amount_micros: i64,
+            ) -> llmgate_core::Result<llmgate_core::Result<()>> {
+                use $crate::sql::statements as sql;
+                let failed = || $crate::error::database_error("hold against a key budget");
+                sqlx::query::<$db>(sql::ENSURE_KEY_SPEND)
+                    .bind(&budget.key_id)
+                    .bind(budget.period_start)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(failed())?;
+                let taken: Option<i64> = sqlx::query_scalar::<$db, i64>(sql::TAKE_FROM_BUDGET)
+                    .bind(&budget.key_id)
+                    .bind(budget.period_start)
+                    .bind(amount_micros)
+                    .bind(budget.max_micros)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(failed())?;
+                if taken.is_some() {
+                    return Ok(Ok(()));
+                }
+                let used: i64 = sqlx::query_scalar::<$db, i64>(sql::SELECT_KEY_SPEND)
+                    .bind(&budget.key_id)
+                    .bind(budget.period_start)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(failed())?
+                    .unwrap_or(0);
+                let remaining = (budget.max_micros - used).max(0);
+                Ok(Err(llmgate_core::credits::key_budget_exceeded(
+                    amount_micros,
+                    remaining,
+                )))
             }
 
             /// Credit part of a hold back to its owner; returns the new balance.
@@ -81,7 +147,8 @@ macro_rules! sql_ledger_steps {
             }
 
             /// A hold as one statement where the backend has one (`HOLD_STATEMENT`). `None`:
-            /// no such statement, or the balance does not cover it (the general path decides).
+            /// no such statement, a key budget to count against, or the balance does not cover
+            /// it (the general path decides).
             async fn one_statement_hold<'e, E>(
                 executor: E,
                 request: &llmgate_core::credits::HoldRequest,
@@ -93,6 +160,10 @@ macro_rules! sql_ledger_steps {
                 let Some(statement) = Self::HOLD_STATEMENT else {
                     return Ok(None);
                 };
+                // The one statement knows nothing of key budgets: those take the general path.
+                if request.budget.is_some() {
+                    return Ok(None);
+                }
                 let now = llmgate_core::memory::unix_now();
                 let arguments = Self::hold_arguments(request, replica, now)?;
                 let placed: Option<(i64, i64)> =
@@ -207,12 +278,29 @@ macro_rules! sql_ledger_steps {
                     Ok(balance) => balance,
                     Err(refusal) => return Ok(Err(refusal)),
                 };
+                // The balance first, then the budget: the order settles take too.
+                if let Some(budget) = &request.budget
+                    && let Err(refusal) =
+                        Self::take_from_budget(tx, budget, request.amount_micros).await?
+                {
+                    Self::give_back(tx, &request.user_id, request.amount_micros).await?;
+                    return Ok(Err(refusal));
+                }
                 let arguments = Self::hold_arguments(request, replica, now).map_err(failed())?;
                 let hold_id: i64 =
                     sqlx::query_scalar_with::<$db, i64, _>(sql::INSERT_HOLD, arguments)
                         .fetch_one(&mut **tx)
                         .await
                         .map_err(failed())?;
+                if let Some(budget) = &request.budget {
+                    sqlx::query::<$db>(sql::MARK_HOLD_BUDGET)
+                        .bind(hold_id)
+                        .bind(&budget.key_id)
+                        .bind(budget.period_start)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(failed())?;
+                }
                 let id = hold_id.to_string();
                 Self::append(
                     tx,
@@ -264,11 +352,14 @@ macro_rules! sql_ledger_steps {
                         .await
                         .map_err(failed());
                 }
-                let Some((user_id, held)) = Self::take_hold(tx, hold_id, "settle").await? else {
+                let Some((user_id, held, budget_key, budget_period)) =
+                    Self::take_hold(tx, hold_id, "settle").await?
+                else {
                     return Ok(None);
                 };
                 let charge = usage.cost_micros.clamp(0, held);
                 let balance = Self::give_back(tx, &user_id, held - charge).await?;
+                Self::close_budget(tx, budget_key, budget_period, held, charge).await?;
                 let now = llmgate_core::memory::unix_now();
                 // The hold's release, then the charge: the entries add up to the balance.
                 let request_id = Some(usage.request_id.as_str());

@@ -9,6 +9,7 @@ use llmgate_core::memory::unix_now;
 use llmgate_core::{Result, credits::CreditStore};
 
 use super::api_key::key_digest;
+use super::key_settings::KeySettings;
 use super::ttl_cache::TtlCache;
 use super::types::{IssuedKey, KeyOwner, User, UserRole, UserStore, UserUpdate};
 use crate::grants::{grant_monthly, month_of};
@@ -26,7 +27,7 @@ pub struct DirectorySettings {
 impl Default for DirectorySettings {
     fn default() -> Self {
         Self {
-            key_ttl: Duration::from_secs(30),
+            key_ttl: Duration::from_secs(5),
             capacity: 10_000,
         }
     }
@@ -43,6 +44,17 @@ pub struct UserDirectory {
     keys: TtlCache<[u8; 32], KeyOwner>,
     /// The month each user's grant was last seen to: one ledger call per user and month.
     granted: Mutex<HashMap<String, String>>,
+    /// When each key's `last_used_at` was last written from here: at most once a minute.
+    touched: Mutex<HashMap<String, i64>>,
+}
+
+/// `last_used_at` is written at most this often per key and replica.
+const TOUCH_EVERY_SECS: i64 = 60;
+
+/// The ledger account of a team: team ids and user ids share the ledger, and no user id can
+/// hold a `:`.
+pub fn team_account(team_id: &str) -> String {
+    format!("team:{team_id}")
 }
 
 impl UserDirectory {
@@ -59,6 +71,7 @@ impl UserDirectory {
             monthly_grants,
             keys: TtlCache::new(settings.key_ttl, settings.capacity),
             granted: Mutex::new(HashMap::new()),
+            touched: Mutex::new(HashMap::new()),
         }
     }
 
@@ -88,8 +101,53 @@ impl UserDirectory {
                 owner
             }
         };
-        self.grant_if_new_month(&owner.user).await?;
+        match (&owner.settings.team_id, &owner.team_tier) {
+            (Some(team_id), Some(tier)) => self.grant_team(team_id, tier).await?,
+            _ => self.grant_if_new_month(&owner.user).await?,
+        }
+        self.touch(&owner.key_id);
         Ok(Some(owner))
+    }
+
+    /// Note a key's use: written in the background, at most once a minute per key.
+    fn touch(&self, key_id: &str) {
+        let now = unix_now();
+        {
+            let mut touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
+            if touched
+                .get(key_id)
+                .is_some_and(|&at| now - at < TOUCH_EVERY_SECS)
+            {
+                return;
+            }
+            touched.insert(key_id.to_owned(), now);
+        }
+        let store = self.store.clone();
+        let used = vec![(key_id.to_owned(), now)];
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = store.touch_keys(&used).await {
+                    tracing::debug!(%error, "noting a key's last use failed");
+                }
+            });
+        }
+    }
+
+    /// Issue a key with settings; `None` when there is no such user.
+    pub async fn create_key(
+        &self,
+        user_id: &str,
+        settings: &KeySettings,
+    ) -> Result<Option<IssuedKey>> {
+        self.store.create_key(user_id, settings).await
+    }
+
+    /// Replace a key's settings; cached on this replica it changes at once, on others within
+    /// `key_ttl`.
+    pub async fn update_key(&self, key_id: &str, settings: &KeySettings) -> Result<bool> {
+        let updated = self.store.update_key(key_id, settings).await?;
+        self.keys.remove_where(|_, owner| owner.key_id == key_id);
+        Ok(updated)
     }
 
     /// Create a user, issue their first key and grant their tier's credits for this month.
@@ -129,9 +187,21 @@ impl UserDirectory {
         Ok(revoked)
     }
 
-    fn forget_user(&self, user_id: &str) {
+    /// Drop a user's cached keys: their next request reads them again (a team role changed).
+    pub fn forget_user(&self, user_id: &str) {
         self.keys
             .remove_where(|_, owner| owner.user.user_id == user_id);
+    }
+
+    /// Grant a team's account its tier's monthly credits, once a month.
+    pub async fn grant_team(&self, team_id: &str, tier: &str) -> Result<()> {
+        let team = User {
+            user_id: team_account(team_id),
+            tier: tier.to_owned(),
+            role: UserRole::User,
+            created_at: 0,
+        };
+        self.grant_if_new_month(&team).await
     }
 
     async fn grant_if_new_month(&self, user: &User) -> Result<()> {

@@ -7,16 +7,21 @@
 
 mod api_key;
 mod directory;
+mod key_settings;
+mod key_sql;
 mod pool;
 mod sql;
+mod teams;
 mod ttl_cache;
 mod types;
 
 pub use api_key::{API_KEY_PREFIX, key_digest};
-pub use directory::{DirectorySettings, UserDirectory};
+pub use directory::{DirectorySettings, UserDirectory, team_account};
+pub use key_settings::{KeySettings, key_expired};
 pub use pool::SqlPool;
 pub(crate) use pool::on_pool;
 pub use sql::SqlUserStore;
+pub use teams::{SqlTeamStore, Team, TeamMember, TeamRole};
 pub(crate) use ttl_cache::TtlCache;
 pub use types::{
     ApiKeyInfo, IssuedKey, KeyOwner, User, UserRole, UserStore, UserUpdate, check_user_id,

@@ -7,6 +7,8 @@ use subtle::ConstantTimeEq;
 
 use super::api_key::API_KEY_PREFIX;
 use super::api_key::{generate, generate_id, key_digest};
+use super::key_settings::KeySettings;
+use super::key_sql::{self, OWNER_OF_KEY, OwnerRow, owner_from_row};
 use super::pool::{SqlPool, on_pool};
 use super::types::{ApiKeyInfo, IssuedKey, KeyOwner, User, UserRole, UserStore, UserUpdate};
 use crate::error::database_error;
@@ -31,22 +33,10 @@ RETURNING user_id, tier, role, created_at";
 const INSERT_KEY: &str = "\
 INSERT INTO api_keys (id, user_id, key_hash, key_hint, created_at) VALUES ($1, $2, $3, $4, $5)";
 
-const SELECT_KEYS: &str = "\
-SELECT id, user_id, key_hint, created_at, revoked_at FROM api_keys WHERE user_id = $1 \
-ORDER BY created_at, id";
-
 const REVOKE_KEY: &str = "\
 UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
 
-/// The live key with this digest and its owner: one indexed lookup (`key_hash` is unique).
-const OWNER_OF_KEY: &str = "\
-SELECT k.key_hash, k.id, u.user_id, u.tier, u.role, u.created_at \
-FROM api_keys k JOIN users u ON u.user_id = k.user_id \
-WHERE k.key_hash = $1 AND k.revoked_at IS NULL";
-
 type UserRow = (String, String, String, i64);
-type KeyRow = (String, String, String, i64, Option<i64>);
-type OwnerRow = (Vec<u8>, String, String, String, String, i64);
 
 fn user_from_row((user_id, tier, role, created_at): UserRow) -> Result<User> {
     Ok(User {
@@ -57,16 +47,6 @@ fn user_from_row((user_id, tier, role, created_at): UserRow) -> Result<User> {
             .map_err(|_| Error::internal("a stored user has an unknown role"))?,
         created_at,
     })
-}
-
-fn key_from_row((id, user_id, key_hint, created_at, revoked_at): KeyRow) -> ApiKeyInfo {
-    ApiKeyInfo {
-        id,
-        user_id,
-        key_hint,
-        created_at,
-        revoked_at,
-    }
 }
 
 /// A [`UserStore`] in the same SQLite or PostgreSQL database as the ledger.
@@ -165,32 +145,11 @@ impl UserStore for SqlUserStore {
     }
 
     async fn issue_key(&self, user_id: &str) -> Result<Option<IssuedKey>> {
-        if self.get(user_id).await?.is_none() {
-            return Ok(None);
-        }
-        let key = generate()?;
-        let id = generate_id();
-        // The foreign key refuses the insert if the user vanished meanwhile.
-        on_pool!(&self.pool, |db| sqlx::query(INSERT_KEY)
-            .bind(&id)
-            .bind(user_id)
-            .bind(key_digest(key.expose()).to_vec())
-            .bind(key.hint())
-            .bind(unix_now())
-            .execute(db)
-            .await
-            .map_err(database_error("issue an API key"))?
-            .rows_affected());
-        Ok(Some(IssuedKey { id, key }))
+        self.create_key(user_id, &KeySettings::default()).await
     }
 
     async fn keys(&self, user_id: &str) -> Result<Vec<ApiKeyInfo>> {
-        let rows: Vec<KeyRow> = on_pool!(&self.pool, |db| sqlx::query_as(SELECT_KEYS)
-            .bind(user_id)
-            .fetch_all(db)
-            .await
-            .map_err(database_error("list API keys"))?);
-        Ok(rows.into_iter().map(key_from_row).collect())
+        key_sql::user_keys(&self.pool, user_id).await
     }
 
     async fn revoke_key(&self, user_id: &str, key_id: &str) -> Result<bool> {
@@ -216,16 +175,42 @@ impl UserStore for SqlUserStore {
             .fetch_optional(db)
             .await
             .map_err(database_error("look up an API key"))?);
-        let Some((stored, key_id, user_id, tier, role, created_at)) = row else {
+        let Some(row) = row else {
             return Ok(None);
         };
+        let (stored, owner) = owner_from_row(row, user_from_row)?;
         // The index found the row; compare the digests again without an early exit.
         if !bool::from(stored.as_slice().ct_eq(digest.as_slice())) {
             return Ok(None);
         }
-        Ok(Some(KeyOwner {
-            user: user_from_row((user_id, tier, role, created_at))?,
-            key_id,
-        }))
+        Ok(Some(owner))
+    }
+
+    async fn create_key(&self, user_id: &str, settings: &KeySettings) -> Result<Option<IssuedKey>> {
+        if self.get(user_id).await?.is_none() {
+            return Ok(None);
+        }
+        let key = generate()?;
+        let id = generate_id();
+        // The foreign key refuses the insert if the user vanished meanwhile.
+        let digest = key_digest(key.expose());
+        key_sql::insert_key(&self.pool, (&id, user_id), (&digest, &key.hint()), settings).await?;
+        Ok(Some(IssuedKey { id, key }))
+    }
+
+    async fn key(&self, key_id: &str) -> Result<Option<ApiKeyInfo>> {
+        key_sql::key(&self.pool, key_id).await
+    }
+
+    async fn all_keys(&self, limit: u32) -> Result<Vec<ApiKeyInfo>> {
+        key_sql::all_keys(&self.pool, limit).await
+    }
+
+    async fn update_key(&self, key_id: &str, settings: &KeySettings) -> Result<bool> {
+        key_sql::update_key(&self.pool, key_id, settings).await
+    }
+
+    async fn touch_keys(&self, used: &[(String, i64)]) -> Result<()> {
+        key_sql::touch_keys(&self.pool, used).await
     }
 }

@@ -8,6 +8,8 @@ use async_trait::async_trait;
 use llmgate_core::{Error, Result, keys::Secret};
 use serde::Serialize;
 
+use super::key_settings::KeySettings;
+
 /// What a user may do beyond their own requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,6 +71,14 @@ pub struct ApiKeyInfo {
     pub created_at: i64,
     /// When the key was revoked, in Unix seconds; `None` while it works.
     pub revoked_at: Option<i64>,
+    /// Its restrictions (migration 0410); all `None` for an unrestricted key.
+    #[serde(flatten)]
+    pub settings: KeySettings,
+    /// When it was last used, to the minute (Unix seconds).
+    pub last_used_at: Option<i64>,
+    /// What it spent in its budget's current period (every period of a key without a budget
+    /// is `total`), settled charges only.
+    pub spend_micros: i64,
 }
 
 /// A key just issued. The only time the plaintext exists outside the client.
@@ -87,6 +97,10 @@ pub struct KeyOwner {
     pub user: User,
     /// The id of the key presented.
     pub key_id: String,
+    /// The key's restrictions.
+    pub settings: KeySettings,
+    /// For a team key: the team's tier (the key spends the team's account at that tier).
+    pub team_tier: Option<String>,
 }
 
 /// Changes to a user; `None` leaves a field as it is.
@@ -122,8 +136,25 @@ pub trait UserStore: Send + Sync + fmt::Debug + 'static {
     /// Revoke one of a user's keys; `false` when the user has no such live key.
     async fn revoke_key(&self, user_id: &str, key_id: &str) -> Result<bool>;
 
-    /// The owner of a live key, looked up by the key's digest.
+    /// The owner of a live key, looked up by the key's digest. An expired key is returned
+    /// (the caller says why it is refused); a revoked one, or a team key whose maker is no
+    /// longer the team's owner, is not.
     async fn owner_of(&self, key: &str) -> Result<Option<KeyOwner>>;
+
+    /// Issue a key with these settings; `None` when there is no such user.
+    async fn create_key(&self, user_id: &str, settings: &KeySettings) -> Result<Option<IssuedKey>>;
+
+    /// One key by id, revoked or not.
+    async fn key(&self, key_id: &str) -> Result<Option<ApiKeyInfo>>;
+
+    /// Every user's keys, newest first, at most `limit`.
+    async fn all_keys(&self, limit: u32) -> Result<Vec<ApiKeyInfo>>;
+
+    /// Replace a live key's settings; `false` when there is no such live key.
+    async fn update_key(&self, key_id: &str, settings: &KeySettings) -> Result<bool>;
+
+    /// Note that keys were used (key id, Unix seconds); a later time than the stored one wins.
+    async fn touch_keys(&self, used: &[(String, i64)]) -> Result<()>;
 }
 
 /// Compile-time check that the trait stays object-safe.

@@ -7,14 +7,15 @@
 //!
 //! Contract: docs/http-api.md#admin
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use llmgate_core::{Error, ErrorKind, Result, pricing::micros_to_credits};
-use llmgate_credits::users::{ApiKeyInfo, IssuedKey, User, UserRole, UserUpdate, check_user_id};
+use llmgate_credits::users::{ApiKeyInfo, User, UserRole, UserUpdate, check_user_id};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::read_json;
+use super::issued::{add_issued_key, issued_key_response};
 use super::params::Params;
 use super::response::{Body, json as json_response};
 use crate::auth::Principal;
@@ -187,7 +188,7 @@ pub(crate) async fn list_keys(state: &AppState, user_id: &str) -> Result<Respons
 }
 
 /// `DELETE /api/v1/admin/users/{id}/keys/{key_id}`: the key stops working at once on this
-/// replica (within the key cache's 30 s on others).
+/// replica (within the key cache's 5 s on others).
 pub(crate) async fn revoke_key(
     state: &AppState,
     principal: &Principal,
@@ -280,21 +281,4 @@ fn key_json(key: &ApiKeyInfo) -> Value {
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,
     })
-}
-
-/// The one place a plaintext key is written into a response.
-fn add_issued_key(answer: &mut Value, key: &IssuedKey) {
-    answer["key_id"] = Value::String(key.id.clone());
-    answer["api_key"] = Value::String(key.key.expose().to_owned());
-    answer["key_hint"] = Value::String(key.key.hint());
-}
-
-/// A response that carries a plaintext key: 201, and no cache (a proxy, the browser) may keep
-/// a copy of it.
-fn issued_key_response(answer: &Value) -> Response<Body> {
-    let mut response = json_response(StatusCode::CREATED, answer);
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }

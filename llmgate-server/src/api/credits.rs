@@ -9,11 +9,13 @@ use hyper::body::Incoming;
 use llmgate_core::{
     Error, ErrorKind, Result,
     credits::{Credit, CreditKind, KeySource, Page, Transaction, TransactionKind},
-    pricing::{Decimal, credits_to_micros, micros_to_credits},
+    pricing::micros_to_credits,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::accounts::team_for_reading;
+use super::amount::parse_credits;
 use super::body::read_json;
 use super::params::Params;
 use super::response::{Body, json};
@@ -42,9 +44,18 @@ pub(crate) async fn balance(
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    let params = Params::parse(request.uri(), &["user_id"])?;
-    let user_id = principal.target_user(params.get("user_id"))?;
-    let tier = tier_of(state, principal, &user_id).await?;
+    let params = Params::parse(request.uri(), &["user_id", "team_id"])?;
+    let (user_id, tier) = match one_of(params.get("user_id"), params.get("team_id"))? {
+        Some(team_id) => {
+            let (account, team) = team_for_reading(state, principal, team_id).await?;
+            (account, team.tier)
+        }
+        None => {
+            let user_id = principal.target_user(params.get("user_id"))?;
+            let tier = tier_of(state, principal, &user_id).await?;
+            (user_id, tier)
+        }
+    };
     let balance_micros = state.gateway.credits().balance(&user_id).await?;
     Ok(json(
         StatusCode::OK,
@@ -63,6 +74,8 @@ pub(crate) async fn balance(
 struct AddCredits {
     #[serde(default)]
     user_id: Option<String>,
+    #[serde(default)]
+    team_id: Option<String>,
     amount: Box<RawValue>,
     reason: String,
     #[serde(default)]
@@ -87,7 +100,9 @@ pub(crate) async fn add(
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
     let add: AddCredits = read_json(request, &state.config.server).await?;
-    if add.user_id.is_none() && principal.caller.billing == llmgate_core::caller::Billing::Uncharged
+    if add.user_id.is_none()
+        && add.team_id.is_none()
+        && principal.caller.billing == llmgate_core::caller::Billing::Uncharged
     {
         // The master key's own account is never charged; crediting it helps nobody.
         return Err(
@@ -95,14 +110,21 @@ pub(crate) async fn add(
                 .with_param("user_id"),
         );
     }
-    let user_id = principal.target_user(add.user_id.as_deref())?;
+    let team = one_of(add.user_id.as_deref(), add.team_id.as_deref())?;
+    let user_id = match team {
+        // Only admins reach this endpoint; the team must exist.
+        Some(team_id) => team_for_reading(state, principal, team_id).await?.0,
+        None => principal.target_user(add.user_id.as_deref())?,
+    };
     let amount_micros = parse_amount(&add.amount)?;
     let reason = add.reason.trim();
     if reason.is_empty() {
         return Err(Error::invalid_request("`reason` must not be empty.").with_param("reason"));
     }
     // Crediting a user id that does not exist would lose the credits to a typo.
-    tier_of(state, principal, &user_id).await?;
+    if team.is_none() {
+        tier_of(state, principal, &user_id).await?;
+    }
     let idempotency_key = match add.idempotency_key.as_deref().map(str::trim) {
         Some("") => {
             return Err(
@@ -216,8 +238,11 @@ pub(crate) async fn transactions(
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    let params = Params::parse(request.uri(), &["user_id", "limit", "before"])?;
-    let user_id = principal.target_user(params.get("user_id"))?;
+    let params = Params::parse(request.uri(), &["user_id", "team_id", "limit", "before"])?;
+    let user_id = match one_of(params.get("user_id"), params.get("team_id"))? {
+        Some(team_id) => team_for_reading(state, principal, team_id).await?.0,
+        None => principal.target_user(params.get("user_id"))?,
+    };
     let limit = params
         .integer("limit", 1..=MAX_PAGE, Some(DEFAULT_PAGE))?
         .unwrap_or(DEFAULT_PAGE);
@@ -250,6 +275,20 @@ pub(crate) async fn transactions(
     ))
 }
 
+/// The `team_id` a request names, refusing one that also names a `user_id` (400).
+pub(crate) fn one_of<'a>(
+    user_id: Option<&str>,
+    team_id: Option<&'a str>,
+) -> Result<Option<&'a str>> {
+    if user_id.is_some() && team_id.is_some() {
+        return Err(
+            Error::invalid_request("Name a `user_id` or a `team_id`, not both.")
+                .with_param("team_id"),
+        );
+    }
+    Ok(team_id)
+}
+
 /// The tier of the user a request is about; 404 when an admin names a user that does not
 /// exist.
 async fn tier_of(state: &AppState, principal: &Principal, user_id: &str) -> Result<String> {
@@ -272,80 +311,13 @@ pub(crate) fn credits_text(micros: i64) -> String {
     micros_to_credits(micros).to_string()
 }
 
-/// An amount of credits, a JSON number or a decimal string, parsed exactly from its text
-/// (never through a float): above zero, at most micro-credit precision.
+/// An amount of credits to add: above zero.
 fn parse_amount(raw: &RawValue) -> Result<i64> {
-    let bad = |message: &str| Error::invalid_request(message.to_owned()).with_param("amount");
-    let text = raw.get().trim();
-    let (number, exponent_allowed) = if text.starts_with('"') {
-        let inner: String =
-            serde_json::from_str(text).map_err(|_| bad("`amount` must be a number of credits."))?;
-        (inner, false)
-    } else {
-        (text.to_owned(), true)
-    };
-    if !is_plain_number(&number, exponent_allowed) {
-        return Err(bad(
-            "`amount` must be a number of credits, as a JSON number or a decimal string such as \"12.5\".",
-        ));
+    let micros = parse_credits(raw, "amount")?;
+    if micros == 0 {
+        return Err(Error::invalid_request("`amount` must be greater than 0.").with_param("amount"));
     }
-    let has_exponent = exponent_allowed && number.contains(['e', 'E']);
-    if !has_exponent && has_too_many_decimals(&number) {
-        return Err(too_precise());
-    }
-    let value = if has_exponent {
-        Decimal::from_scientific(&number)
-    } else {
-        number.parse::<Decimal>()
-    }
-    .map_err(|_| bad("`amount` is too large."))?;
-    if value <= Decimal::ZERO {
-        return Err(bad("`amount` must be greater than 0."));
-    }
-    // One message per problem: precision first, then size.
-    if value.normalize().scale() > MAX_DECIMALS {
-        return Err(too_precise());
-    }
-    credits_to_micros(value).map_err(|_| bad("`amount` is too large."))
-}
-
-/// Credits have micro-credit precision.
-const MAX_DECIMALS: u32 = 6;
-
-fn too_precise() -> Error {
-    Error::invalid_request(
-        "`amount` has more than 6 decimals; the smallest amount is 0.000001 credits.",
-    )
-    .with_param("amount")
-}
-
-/// Whether the plain decimal `text` has more significant fraction digits than credits have
-/// (checked on the text, because parsing may round very long fractions).
-fn has_too_many_decimals(text: &str) -> bool {
-    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
-    mantissa
-        .split_once('.')
-        .is_some_and(|(_, fraction)| fraction.trim_end_matches('0').len() > MAX_DECIMALS as usize)
-}
-
-/// `-?DIGITS(.DIGITS)?` and, for JSON numbers, an exponent.
-fn is_plain_number(text: &str, exponent_allowed: bool) -> bool {
-    let (mantissa, exponent) = match text.find(['e', 'E']) {
-        Some(at) if exponent_allowed => (&text[..at], Some(&text[at + 1..])),
-        Some(_) => return false,
-        None => (text, None),
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let unsigned = mantissa.strip_prefix('-').unwrap_or(mantissa);
-    let mantissa_ok = match unsigned.split_once('.') {
-        Some((whole, fraction)) => digits(whole) && digits(fraction),
-        None => digits(unsigned),
-    };
-    let exponent_ok = exponent.is_none_or(|e| {
-        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
-        digits(e)
-    });
-    mantissa_ok && exponent_ok
+    Ok(micros)
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //!
 //! Contract: docs/http-api.md
 
+mod accounts;
 mod admin;
+mod amount;
 mod billing;
 mod body;
 mod chat;
@@ -12,6 +14,8 @@ mod context;
 mod credits;
 mod embeddings;
 mod health;
+mod issued;
+mod keys;
 mod messages;
 mod models;
 mod params;
@@ -23,6 +27,7 @@ mod router;
 mod service;
 mod sse;
 mod stored_responses;
+mod teams;
 mod usage;
 
 #[cfg(feature = "bench-internals")]

@@ -9,9 +9,18 @@ use llmgate_core::{catalog::Deployment, pricing::Decimal};
 use serde_json::{Value, json};
 
 use super::response::{Body, json as json_response};
+use crate::auth::Principal;
 use crate::state::AppState;
 
-pub(crate) fn list(state: &AppState) -> Response<Body> {
+/// The models the caller's key may use (every model for an unrestricted key).
+pub(crate) fn list(state: &AppState, principal: &Principal) -> Response<Body> {
+    let allowed = |name: &str| {
+        principal
+            .caller
+            .key
+            .as_ref()
+            .is_none_or(|key| key.allows_requested(name))
+    };
     // One entry per model name: the first deployment in config order speaks for it.
     let mut seen = HashSet::new();
     let data: Vec<Value> = state
@@ -19,7 +28,7 @@ pub(crate) fn list(state: &AppState) -> Response<Body> {
         .catalog()
         .deployments()
         .iter()
-        .filter(|d| seen.insert(d.name.clone()))
+        .filter(|d| allowed(&d.name) && seen.insert(d.name.clone()))
         .map(|d| entry(d, state.started_at))
         .collect();
     json_response(StatusCode::OK, &json!({ "object": "list", "data": data }))

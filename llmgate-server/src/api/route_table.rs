@@ -52,6 +52,18 @@ fn documented(endpoint: &Endpoint) -> usize {
         Endpoint::AdminRevokeKey { .. } => {
             const { entry("DELETE", "/api/v1/admin/users/{id}/keys/{key_id}") }
         }
+        Endpoint::ListKeys => const { entry("GET", "/api/v1/keys") },
+        Endpoint::CreateKey => const { entry("POST", "/api/v1/keys") },
+        Endpoint::UpdateKey(_) => const { entry("PATCH", "/api/v1/keys/{key_id}") },
+        Endpoint::RevokeKey(_) => const { entry("DELETE", "/api/v1/keys/{key_id}") },
+        Endpoint::AdminListTeams => const { entry("GET", "/api/v1/admin/teams") },
+        Endpoint::AdminCreateTeam => const { entry("POST", "/api/v1/admin/teams") },
+        Endpoint::AdminAddTeamMember(_) => {
+            const { entry("POST", "/api/v1/admin/teams/{team_id}/members") }
+        }
+        Endpoint::AdminRemoveTeamMember { .. } => {
+            const { entry("DELETE", "/api/v1/admin/teams/{team_id}/members/{user_id}") }
+        }
         Endpoint::ListProviders => const { entry("GET", "/api/v1/llm/providers") },
         Endpoint::PutProviderKey(_) => const { entry("PUT", "/api/v1/llm/providers/{name}/key") },
         Endpoint::DeleteProviderKey(_) => {

@@ -48,6 +48,19 @@ pub(crate) enum Endpoint {
         user_id: String,
         key_id: String,
     },
+    /// API keys as governance (`api/keys.rs`).
+    ListKeys,
+    CreateKey,
+    UpdateKey(String),
+    RevokeKey(String),
+    /// Teams (`api/teams.rs`).
+    AdminListTeams,
+    AdminCreateTeam,
+    AdminAddTeamMember(String),
+    AdminRemoveTeamMember {
+        team_id: String,
+        user_id: String,
+    },
     /// BYOK (`api/provider_keys.rs`).
     ListProviders,
     PutProviderKey(String),
@@ -94,6 +107,14 @@ pub(crate) const ROUTES: &[Route] = &[
     ("GET", "/api/v1/admin/users/{id}/keys"),
     ("POST", "/api/v1/admin/users/{id}/keys"),
     ("DELETE", "/api/v1/admin/users/{id}/keys/{key_id}"),
+    ("GET", "/api/v1/keys"),
+    ("POST", "/api/v1/keys"),
+    ("PATCH", "/api/v1/keys/{key_id}"),
+    ("DELETE", "/api/v1/keys/{key_id}"),
+    ("GET", "/api/v1/admin/teams"),
+    ("POST", "/api/v1/admin/teams"),
+    ("POST", "/api/v1/admin/teams/{team_id}/members"),
+    ("DELETE", "/api/v1/admin/teams/{team_id}/members/{user_id}"),
     ("GET", "/health"),
     ("GET", "/health/ready"),
     ("GET", "/metrics"),
@@ -191,6 +212,9 @@ fn with_path_parameters(method: &Method, path: &str) -> Option<Result<Endpoint, 
     if path == "/api/v1/admin/tiers" {
         return Some(only(method, &[Method::GET], Endpoint::AdminListTiers));
     }
+    if let Some(routed) = keys_and_teams(method, path) {
+        return Some(routed);
+    }
     if path == "/api/v1/llm/providers" {
         return Some(only(method, &[Method::GET], Endpoint::ListProviders));
     }
@@ -232,6 +256,56 @@ fn with_path_parameters(method: &Method, path: &str) -> Option<Result<Endpoint, 
         }));
     }
     None
+}
+
+/// `/api/v1/keys[/{key_id}]` and `/api/v1/admin/teams[/{team_id}/members[/{user_id}]]`.
+fn keys_and_teams(method: &Method, path: &str) -> Option<Result<Endpoint, Miss>> {
+    const GET_POST: &[Method] = &[Method::GET, Method::POST];
+    const PATCH_DELETE: &[Method] = &[Method::PATCH, Method::DELETE];
+    if path == "/api/v1/keys" {
+        return Some(pick(method, GET_POST, |m| match m {
+            &Method::GET => Endpoint::ListKeys,
+            _ => Endpoint::CreateKey,
+        }));
+    }
+    if let Some(key_id) = path.strip_prefix("/api/v1/keys/") {
+        if key_id.is_empty() || key_id.contains('/') {
+            return Some(Err(Miss::NotFound));
+        }
+        let key_id = key_id.to_owned();
+        return Some(pick(method, PATCH_DELETE, |m| match m {
+            &Method::PATCH => Endpoint::UpdateKey(key_id),
+            _ => Endpoint::RevokeKey(key_id),
+        }));
+    }
+    if path == "/api/v1/admin/teams" {
+        return Some(pick(method, GET_POST, |m| match m {
+            &Method::GET => Endpoint::AdminListTeams,
+            _ => Endpoint::AdminCreateTeam,
+        }));
+    }
+    let rest = path.strip_prefix("/api/v1/admin/teams/")?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Some(Err(Miss::NotFound));
+    }
+    let team_id = segments[0].to_owned();
+    Some(match segments[1..] {
+        ["members"] => only(
+            method,
+            &[Method::POST],
+            Endpoint::AdminAddTeamMember(team_id),
+        ),
+        ["members", user_id] => only(
+            method,
+            &[Method::DELETE],
+            Endpoint::AdminRemoveTeamMember {
+                team_id,
+                user_id: user_id.to_owned(),
+            },
+        ),
+        _ => Err(Miss::NotFound),
+    })
 }
 
 /// `/v1/responses/{id}` and `/v1/responses/{id}/input_items`; `None` for any other path
@@ -418,6 +492,30 @@ mod tests {
                 "{missing}"
             );
         }
+    }
+
+    #[test]
+    fn key_and_team_paths_carry_their_parameters() {
+        assert_eq!(
+            route(&Method::POST, "/api/v1/keys"),
+            Ok(Endpoint::CreateKey)
+        );
+        assert_eq!(
+            route(&Method::PATCH, "/api/v1/keys/key_1"),
+            Ok(Endpoint::UpdateKey("key_1".into()))
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/api/v1/admin/teams/t1/members/ann"),
+            Ok(Endpoint::AdminRemoveTeamMember {
+                team_id: "t1".into(),
+                user_id: "ann".into()
+            })
+        );
+        assert_eq!(route(&Method::GET, "/api/v1/keys/a/b"), Err(Miss::NotFound));
+        assert!(matches!(
+            route(&Method::GET, "/api/v1/keys/key_1"),
+            Err(Miss::MethodNotAllowed { .. })
+        ));
     }
 
     #[test]

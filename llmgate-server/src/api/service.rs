@@ -21,8 +21,8 @@ use super::context::RequestContext;
 use super::response::{Body, error_response, error_with_status, set_header};
 use super::router::{Endpoint, Miss, route};
 use super::{
-    admin, billing, chat, credits, embeddings, health, messages, models, provider_keys,
-    stored_responses, usage,
+    admin, billing, chat, credits, embeddings, health, keys, messages, models, provider_keys,
+    stored_responses, teams, usage,
 };
 use crate::auth::{Permission, Principal};
 use crate::state::AppState;
@@ -102,7 +102,11 @@ fn needs(endpoint: &Endpoint) -> Needs {
         | Endpoint::CreditsTransactions
         | Endpoint::CreditsPackages
         | Endpoint::Usage
-        | Endpoint::ListProviders => Needs::Key(Permission::Read),
+        | Endpoint::ListProviders
+        | Endpoint::ListKeys => Needs::Key(Permission::Read),
+        Endpoint::CreateKey | Endpoint::UpdateKey(_) | Endpoint::RevokeKey(_) => {
+            Needs::Key(Permission::Execute)
+        }
         Endpoint::CreditsAdd
         | Endpoint::AdminListTiers
         | Endpoint::AdminListUsers
@@ -111,7 +115,11 @@ fn needs(endpoint: &Endpoint) -> Needs {
         | Endpoint::AdminUpdateUser(_)
         | Endpoint::AdminListKeys(_)
         | Endpoint::AdminIssueKey(_)
-        | Endpoint::AdminRevokeKey { .. } => Needs::Key(Permission::Configure),
+        | Endpoint::AdminRevokeKey { .. }
+        | Endpoint::AdminListTeams
+        | Endpoint::AdminCreateTeam
+        | Endpoint::AdminAddTeamMember(_)
+        | Endpoint::AdminRemoveTeamMember { .. } => Needs::Key(Permission::Configure),
         Endpoint::PutProviderKey(_) | Endpoint::DeleteProviderKey(_) => {
             Needs::Key(Permission::ManageProviders)
         }
@@ -193,7 +201,7 @@ async fn keyed(
         Endpoint::ListResponseInputItems(id) => {
             stored_responses::input_items(state, caller, request, &id).await
         }
-        Endpoint::ListModels => Ok(models::list(state)),
+        Endpoint::ListModels => Ok(models::list(state, caller)),
         Endpoint::Credits => credits::balance(state, caller, request).await,
         Endpoint::CreditsAdd => credits::add(state, caller, request).await,
         Endpoint::CreditsTransactions => credits::transactions(state, caller, request).await,
@@ -207,6 +215,18 @@ async fn keyed(
         Endpoint::AdminUpdateUser(user) => admin::update_user(state, caller, request, &user).await,
         Endpoint::AdminListKeys(user) => admin::list_keys(state, &user).await,
         Endpoint::AdminIssueKey(user) => admin::issue_key(state, caller, &user).await,
+        Endpoint::ListKeys => keys::list(state, caller, request).await,
+        Endpoint::CreateKey => keys::create(state, caller, request).await,
+        Endpoint::UpdateKey(key_id) => keys::update(state, caller, request, &key_id).await,
+        Endpoint::RevokeKey(key_id) => keys::revoke(state, caller, &key_id).await,
+        Endpoint::AdminListTeams => teams::list(state).await,
+        Endpoint::AdminCreateTeam => teams::create(state, caller, request).await,
+        Endpoint::AdminAddTeamMember(team_id) => {
+            teams::add_member(state, caller, request, &team_id).await
+        }
+        Endpoint::AdminRemoveTeamMember { team_id, user_id } => {
+            teams::remove_member(state, caller, &team_id, &user_id).await
+        }
         Endpoint::AdminRevokeKey { user_id, key_id } => {
             admin::revoke_key(state, caller, &user_id, &key_id).await
         }

@@ -12,7 +12,8 @@ use llmgate_core::{
 };
 use serde::Serialize;
 
-use super::credits::credits_text;
+use super::accounts::team_for_reading;
+use super::credits::{credits_text, one_of};
 use super::params::Params;
 use super::response::{Body, json};
 use crate::auth::Principal;
@@ -64,11 +65,16 @@ pub(crate) async fn usage(
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    let params = Params::parse(request.uri(), &["from", "to", "group_by", "user_id"])?;
-    let user_id = match params.get("user_id") {
-        Some(requested) => Some(principal.target_user(Some(requested))?),
-        None if principal.is_admin() => None,
-        None => Some(principal.user_id().to_owned()),
+    let params = Params::parse(
+        request.uri(),
+        &["from", "to", "group_by", "user_id", "team_id"],
+    )?;
+    let team_id = one_of(params.get("user_id"), params.get("team_id"))?;
+    let user_id = match (team_id, params.get("user_id")) {
+        (Some(team_id), _) => Some(team_for_reading(state, principal, team_id).await?.0),
+        (None, Some(requested)) => Some(principal.target_user(Some(requested))?),
+        (None, None) if principal.is_admin() => None,
+        (None, None) => Some(principal.user_id().to_owned()),
     };
     let from_day = params.day("from")?;
     let to_day = params.day("to")?;

@@ -333,6 +333,7 @@ mod tests {
                     request_id: format!("r{n}"),
                     amount_micros: 60_000_000,
                     ttl_secs: 60,
+                    budget: None,
                 })
                 .await
                 .unwrap();

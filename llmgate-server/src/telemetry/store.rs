@@ -234,6 +234,7 @@ mod tests {
                 request_id: "r1".into(),
                 amount_micros: 6,
                 ttl_secs: 60,
+                budget: None,
             })
             .await
             .unwrap_err();

@@ -34,6 +34,17 @@ impl Database {
     }
 }
 
+impl Database {
+    /// Another handle on a database someone else keeps (a second replica's).
+    pub fn shared(url: &str) -> Self {
+        Database {
+            url: url.to_owned(),
+            file: None,
+            _keep: Box::new(()),
+        }
+    }
+}
+
 /// A SQLite file in a directory of its own.
 pub fn sqlite_file() -> Database {
     let db = TestSqlite::new();

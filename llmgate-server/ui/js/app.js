@@ -8,13 +8,17 @@ import { createProviders } from './providers.js';
 import { createLab } from './lab.js';
 import { createAnalytics } from './analytics.js';
 import { createUsers } from './users.js';
+import { createKeys } from './keys.js';
+import { createTeams } from './teams.js';
 
 const TABS = [
   { id: 'catalog', title: 'Model Catalog', create: createCatalog },
   { id: 'providers', title: 'API Providers', create: createProviders },
   { id: 'lab', title: 'Testing Lab', create: createLab },
   { id: 'analytics', title: 'Analytics', create: createAnalytics },
+  { id: 'keys', title: 'Keys', create: createKeys },
   { id: 'users', title: 'Users', create: createUsers, admin: true },
+  { id: 'teams', title: 'Teams', create: createTeams, admin: true },
 ];
 
 const $ = (selector) => document.querySelector(selector);

@@ -4,37 +4,12 @@
 import { h, fill, field, select, loading, empty, errorBox, busy } from './dom.js';
 import { items, withQuery } from './api.js';
 import { credits, creditAmount, when } from './format.js';
+import { keyReveal } from './reveal.js';
 
 const ROLES = ['user', 'admin'];
 
 function userPath(id) {
   return `/api/v1/admin/users/${encodeURIComponent(id)}`;
-}
-
-/** The new key, shown once, with a copy button. */
-function keyReveal(userId, apiKey, onDismiss) {
-  const code = h('code', { class: 'secret new-key', text: apiKey, tabindex: '0' });
-  const copy = h('button', { type: 'button', class: 'primary', text: 'Copy key' });
-  const copied = h('span', { class: 'hint', role: 'status', 'aria-live': 'polite' });
-  copy.addEventListener('click', async () => {
-    try {
-      await navigator.clipboard.writeText(apiKey);
-      copied.textContent = 'Copied.';
-    } catch {
-      // No clipboard permission (plain http, say): select the text for Ctrl+C instead.
-      const range = document.createRange();
-      range.selectNodeContents(code);
-      const selection = window.getSelection();
-      selection.removeAllRanges();
-      selection.addRange(range);
-      copied.textContent = 'Selected: press Ctrl+C to copy.';
-    }
-  });
-  const done = h('button', { type: 'button', class: 'ghost', text: 'I have saved it' });
-  done.addEventListener('click', onDismiss);
-  return h('div', { class: 'callout key-once', role: 'alert' },
-    h('p', {}, h('strong', { text: `API key for ${userId}. ` }), 'It is shown only this once: copy it now and hand it over safely.'),
-    code, h('div', { class: 'actions' }, copy, done, copied));
 }
 
 export function createUsers(ctx) {

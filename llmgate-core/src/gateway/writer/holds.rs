@@ -35,7 +35,10 @@ impl LedgerWriter {
             return Err(Error::insufficient_credits(amount, spendable.max(0)));
         }
         let healthy = self.progress.healthy.load(Ordering::Acquire);
-        let (Some(sender), true) = (self.sender(), healthy) else {
+        // A hold that counts against a key budget is decided by the store, where the budget
+        // is kept (shared by every replica): awaited, like a hold while the database fails.
+        let in_memory = healthy && request.budget.is_none();
+        let (Some(sender), true) = (self.sender(), in_memory) else {
             let hold = self.hold_awaited(request).await?;
             account.spendable = Some(spendable - hold.amount_micros);
             return Ok(hold);

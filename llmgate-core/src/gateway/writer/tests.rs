@@ -116,6 +116,7 @@ async fn usage_records_linger_longest_and_settles_or_reads_cut_the_wait() {
             request_id: "h".into(),
             amount_micros: 10,
             ttl_secs: 60,
+            budget: None,
         })
         .await
         .unwrap();
@@ -165,6 +166,7 @@ async fn writes_arriving_within_the_linger_share_a_commit_but_a_hold_does_not_wa
             request_id: "h".into(),
             amount_micros: 10,
             ttl_secs: 60,
+            budget: None,
         })
         .await
         .unwrap();
@@ -204,6 +206,7 @@ async fn a_hold_refused_ahead_of_an_earlier_give_back_is_tried_after_it() {
         request_id: id.into(),
         amount_micros,
         ttl_secs: 60,
+        budget: None,
     };
     let first = store.inner.hold(request("a", 100)).await.unwrap();
     let writer = LedgerWriter::new(store.clone(), 100, Counter::noop());
@@ -241,6 +244,7 @@ async fn reads_wait_for_the_writes_queued_before_them() {
             request_id: "r".into(),
             amount_micros: 50,
             ttl_secs: 60,
+            budget: None,
         })
         .await
         .unwrap();
@@ -339,6 +343,7 @@ async fn a_failed_settle_is_tried_again_without_holding_up_other_writes() {
             request_id: "r".into(),
             amount_micros: 50,
             ttl_secs: 60,
+            budget: None,
         })
         .await
         .unwrap();
