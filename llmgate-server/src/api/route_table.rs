@@ -26,6 +26,7 @@ fn documented(endpoint: &Endpoint) -> usize {
         Endpoint::Embeddings => const { entry("POST", "/v1/embeddings") },
         Endpoint::Messages => const { entry("POST", "/v1/messages") },
         Endpoint::MessagesCountTokens => const { entry("POST", "/v1/messages/count_tokens") },
+        Endpoint::Responses => const { entry("POST", "/v1/responses") },
         Endpoint::ListModels => const { entry("GET", "/v1/models") },
         Endpoint::Credits => const { entry("GET", "/api/v1/llm/credits") },
         Endpoint::CreditsAdd => const { entry("POST", "/api/v1/llm/credits/add") },

@@ -21,7 +21,8 @@ use super::context::RequestContext;
 use super::response::{Body, error_response, error_with_status, set_header};
 use super::router::{Endpoint, Miss, route};
 use super::{
-    admin, billing, chat, credits, embeddings, health, messages, models, provider_keys, usage,
+    admin, billing, chat, credits, embeddings, health, messages, models, provider_keys, responses,
+    usage,
 };
 use crate::auth::{Permission, Principal};
 use crate::state::AppState;
@@ -92,6 +93,7 @@ fn needs(endpoint: &Endpoint) -> Needs {
         | Endpoint::Embeddings
         | Endpoint::Messages
         | Endpoint::MessagesCountTokens
+        | Endpoint::Responses
         | Endpoint::CreditsPurchase => Needs::Key(Permission::Execute),
         Endpoint::ListModels
         | Endpoint::Credits
@@ -184,6 +186,7 @@ async fn keyed(
         Endpoint::MessagesCountTokens => {
             messages::count_tokens(state, context, caller, request).await
         }
+        Endpoint::Responses => responses::create(state, context, caller, request).await,
         Endpoint::ListModels => Ok(models::list(state)),
         Endpoint::Credits => credits::balance(state, caller, request).await,
         Endpoint::CreditsAdd => credits::add(state, caller, request).await,

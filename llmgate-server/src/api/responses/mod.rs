@@ -1,0 +1,102 @@
+//! `POST /v1/responses`: OpenAI's Responses API as an ingress codec over the chat pipeline.
+//!
+//! A request is decoded into a core chat request ([`request`]), runs the same pipeline as chat
+//! completions (auth, holds and settles, routing, usage, `x-llmgate-*` headers), and the core
+//! answer is encoded back: whole ([`response`]) or as the Responses event stream ([`stream`]).
+//! Errors before the first byte are OpenAI's usual error bodies; after it, `response.failed`.
+//!
+//! What the answer needs from the request (the response id, the settings echoed back, the
+//! namespace functions to name back, the dropped hosted tools) travels in an [`Exchange`].
+
+mod exchange;
+mod request;
+mod response;
+mod stream;
+mod wire;
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use llmgate_core::Error;
+use llmgate_core::chat::{ChatRequest, ChatResponse};
+use llmgate_core::gateway::CompletionStream;
+use serde_json::Value;
+
+use super::body::decode_json;
+use super::chat::serve;
+use super::codec::Codec;
+use super::context::RequestContext;
+use super::response::{Body, json, set_header};
+use crate::auth::Principal;
+use crate::state::AppState;
+use exchange::Exchange;
+
+/// The header naming the tools dropped because the upstream cannot run them.
+const DROPPED_TOOLS_HEADER: &str = "x-llmgate-dropped-tools";
+
+/// The Responses protocol, for one request.
+struct Responses {
+    /// Set by `decode`.
+    exchange: OnceLock<Arc<Exchange>>,
+}
+
+impl Responses {
+    fn new() -> Responses {
+        Responses {
+            exchange: OnceLock::new(),
+        }
+    }
+
+    fn exchange(&self) -> Arc<Exchange> {
+        self.exchange.get().cloned().unwrap_or_default()
+    }
+
+    /// The headers every answer of this request carries.
+    fn headers(&self, response: &mut Response<Body>) {
+        let exchange = self.exchange();
+        if !exchange.dropped.is_empty() {
+            set_header(response, DROPPED_TOOLS_HEADER, &exchange.dropped.join(", "));
+        }
+    }
+}
+
+impl Codec for Responses {
+    fn decode(&self, body: &Bytes, _: Vec<(String, String)>) -> Result<ChatRequest, Error> {
+        // Typed first, so that a bad field is named by its path; the value keeps the settings
+        // echoed back as the client wrote them.
+        let typed = decode_json(body)?;
+        let value: Value = decode_json(body)?;
+        let mut exchange = Exchange::new("");
+        let chat = request::to_chat(typed, &value, &mut exchange)?;
+        if !exchange.dropped.is_empty() {
+            tracing::info!(dropped_tools = %exchange.dropped.join(", "), "hosted tools dropped");
+        }
+        let _ = self.exchange.set(Arc::new(exchange));
+        Ok(chat)
+    }
+
+    async fn whole(&self, answer: &ChatResponse) -> Response<Body> {
+        let exchange = self.exchange();
+        let mut response = json(StatusCode::OK, &response::from_chat(answer, &exchange));
+        self.headers(&mut response);
+        response
+    }
+
+    fn stream(&self, stream: CompletionStream) -> Response<Body> {
+        let mut response = stream::response(stream, self.exchange(), None);
+        self.headers(&mut response);
+        response
+    }
+}
+
+/// `POST /v1/responses`.
+pub(crate) async fn create(
+    state: &AppState,
+    context: &RequestContext,
+    principal: &Principal,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
+    serve(state, context, principal, request, &Responses::new()).await
+}
