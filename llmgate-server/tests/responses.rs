@@ -118,10 +118,13 @@ const CHUNKINGS: [Chunking; 3] = [Chunking::Bytes(1), Chunking::Bytes(7), Chunki
 #[tokio::test]
 async fn a_text_stream_is_the_documented_event_sequence_under_hostile_chunking() {
     let setup = Setup::start().await;
+    let key = setup.gateway.user("ann", "starter").await;
+    setup.gateway.add_credits("ann", json!(100)).await;
     for chunking in CHUNKINGS {
         let chunks = openai::text_chunks("up-model", &["Hel", "lo ", "wörld"], Some((12, 3)));
         setup.upstream.push(Reply::sse(&chunks).chunked(chunking));
-        let response = setup.post(MASTER_KEY, ask("gpt", true)).await;
+        let before = setup.gateway.balance(&key).await;
+        let response = setup.post(&key, ask("gpt", true)).await;
         assert_eq!(response.status(), 200, "{chunking:?}");
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         let body = response.text().await.unwrap();
@@ -139,7 +142,9 @@ async fn a_text_stream_is_the_documented_event_sequence_under_hostile_chunking()
         assert_eq!(done["output_text"], "Hello wörld");
         assert_eq!(done["usage"]["input_tokens"], 12);
         assert_eq!(done["usage"]["output_tokens"], 3);
-        assert!(done["llmgate"]["cost_micros"].as_i64().unwrap() > 0, "{done}");
+        let cost = done["llmgate"]["cost_micros"].as_i64().unwrap();
+        assert!(cost > 0, "{done}");
+        assert_eq!(before - setup.gateway.balance(&key).await, cost);
         assert!(done["id"].as_str().unwrap().starts_with("resp_"));
     }
     setup.stop().await;
@@ -402,7 +407,7 @@ async fn errors_are_in_openai_shape_with_their_statuses() {
     assert_eq!(setup.post(&limited, ask("gpt", false)).await.status(), 200);
     let response = setup.post(&limited, ask("gpt", false)).await;
     assert!(response.headers().contains_key("retry-after"));
-    assert_openai_error(response, 429, "rate_limit_error").await;
+    assert_openai_error(response, 429, "rate_limit_exceeded").await;
 
     // An upstream failure before the first byte is an HTTP error, not a stream.
     setup
