@@ -1,7 +1,7 @@
 //! Every backend the server keeps state in, built in one place from `storage:` and `byok:`:
 //! the ledger (SQLite or PostgreSQL, behind the Redis balance cache when `storage.redis_url` is
-//! set), the users and the BYOK vault, all on the ledger's one connection pool, plus the task
-//! that reclaims expired credit holds.
+//! set), the users, the BYOK vault and the stored responses, all on the ledger's one connection
+//! pool, plus the tasks that reclaim expired credit holds and prune expired responses.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,11 +10,12 @@ use std::time::Duration;
 use llmgate_core::{
     Result, caller::Tier, credits::CreditStore, keys::Secret, pricing::credits_to_micros,
 };
+use llmgate_credits::responses::spawn_pruner;
 use llmgate_credits::users::DirectorySettings;
 use llmgate_credits::vault::VaultSettings;
 use llmgate_credits::{
     Backend, CacheSettings, CachedCreditStore, Keyring, SqlCreditStore, SqlKeyVault, SqlPool,
-    SqlUserStore, UserDirectory, VaultKey, spawn_reclaimer,
+    SqlResponseStore, SqlUserStore, UserDirectory, VaultKey, spawn_reclaimer,
 };
 use tokio::task::JoinHandle;
 
@@ -34,14 +35,21 @@ pub struct Storage {
     pub users: Arc<UserDirectory>,
     /// Users' own provider keys; `None` when `byok.encryption_key` is not set.
     pub vault: Option<Arc<SqlKeyVault>>,
+    /// The Responses API's stored answers (`previous_response_id`), kept per owner.
+    pub responses: Arc<SqlResponseStore>,
     reclaimer: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
+    /// Deletes stored responses past `responses.retention_days`; `None` when kept forever.
+    pruner: Option<JoinHandle<()>>,
 }
 
 impl Drop for Storage {
     fn drop(&mut self) {
         self.reclaimer.abort();
         self.heartbeat.abort();
+        if let Some(pruner) = &self.pruner {
+            pruner.abort();
+        }
     }
 }
 
@@ -84,6 +92,7 @@ impl Storage {
         )
         .map_err(|error| problem("billing.low_credit_alert", error.message()))?;
         let pool = SqlPool::of(&ledger);
+        let responses = Arc::new(SqlResponseStore::new(pool.clone()));
         let users = UserDirectory::new(
             Arc::new(SqlUserStore::new(pool.clone())),
             credits.clone(),
@@ -114,14 +123,23 @@ impl Storage {
             ledger.clone(),
             Duration::from_secs(config.storage.reclaim_every_secs),
         );
+        let pruner = config.responses.retention().map(|retention| {
+            spawn_pruner(
+                responses.clone(),
+                retention,
+                Duration::from_secs(config.responses.prune_every_secs),
+            )
+        });
         Ok(Self {
             credits,
             ledger,
             cache,
             users: Arc::new(users),
             vault,
+            responses,
             reclaimer,
             heartbeat,
+            pruner,
         })
     }
 

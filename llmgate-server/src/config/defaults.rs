@@ -8,6 +8,7 @@ use super::billing::BillingConfig;
 use super::env::Env;
 use super::model::Config;
 use super::providers::{ModelConfig, ProviderConfig, ProviderKind};
+use super::responses::ResponsesConfig;
 use super::routing::RoutingConfig;
 use super::server::{ByokConfig, ServerConfig, StorageConfig};
 use super::tiers::{PowerLevelsConfig, default_tiers};
@@ -28,6 +29,7 @@ pub(super) fn builtin(env: &Env) -> Config {
         storage: StorageConfig::default(),
         byok: ByokConfig::default(),
         billing: BillingConfig::default(),
+        responses: ResponsesConfig::default(),
         tiers: default_tiers(),
         power_levels: PowerLevelsConfig::default(),
         providers,

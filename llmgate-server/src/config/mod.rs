@@ -9,6 +9,7 @@ pub mod litellm;
 mod model;
 mod providers;
 mod read;
+mod responses;
 mod routing;
 mod server;
 mod structure;
@@ -26,6 +27,7 @@ pub use billing::{
 pub use env::Env;
 pub use model::{Config, ConfigError, Problem};
 pub use providers::{ModelConfig, ProviderConfig, ProviderKind};
+pub use responses::ResponsesConfig;
 pub use routing::RoutingConfig;
 pub use server::{ByokConfig, ServerConfig, StorageConfig};
 pub use tiers::{PowerLevelConfig, PowerLevelsConfig, TierConfig, default_tiers};

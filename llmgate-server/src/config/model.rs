@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::billing::BillingConfig;
 use super::providers::{ModelConfig, ProviderConfig};
+use super::responses::ResponsesConfig;
 use super::routing::RoutingConfig;
 use super::server::{ByokConfig, ServerConfig, StorageConfig};
 use super::tiers::{PowerLevelsConfig, TierConfig, default_tiers};
@@ -25,6 +26,8 @@ pub struct Config {
     pub byok: ByokConfig,
     #[serde(default)]
     pub billing: BillingConfig,
+    #[serde(default)]
+    pub responses: ResponsesConfig,
     #[serde(default = "default_tiers")]
     pub tiers: BTreeMap<String, TierConfig>,
     #[serde(default)]

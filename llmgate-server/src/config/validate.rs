@@ -9,6 +9,7 @@ use llmgate_providers::{preset, presets};
 
 use super::model::{Config, ConfigError, Problem};
 use super::providers::{ModelConfig, ProviderConfig, ProviderKind};
+use super::responses::ResponsesConfig;
 use super::values::DecimalText;
 
 impl Config {
@@ -82,6 +83,7 @@ pub(super) fn problems(config: &Config) -> Vec<Problem> {
     let mut report = Report::default();
     server(config, &mut report);
     billing(config, &mut report);
+    responses(config, &mut report);
     tiers(config, &mut report);
     power_levels(config, &mut report);
     providers(config, &mut report);
@@ -191,6 +193,22 @@ fn server(config: &Config, report: &mut Report) {
             "byok.encryption_key",
             "is required when byok.previous_keys is set (it seals new keys)",
         );
+    }
+}
+
+fn responses(config: &Config, report: &mut Report) {
+    let responses = &config.responses;
+    if responses.retention_days > ResponsesConfig::MAX_RETENTION_DAYS {
+        report.push(
+            "responses.retention_days",
+            format!(
+                "must be at most {} (use 0 to keep stored responses until deleted)",
+                ResponsesConfig::MAX_RETENTION_DAYS
+            ),
+        );
+    }
+    if responses.prune_every_secs == 0 {
+        report.push("responses.prune_every_secs", "must be at least 1");
     }
 }
 
