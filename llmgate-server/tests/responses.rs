@@ -132,10 +132,7 @@ async fn a_text_stream_is_the_documented_event_sequence_under_hostile_chunking()
         let mut expected = ONE_MESSAGE_OF_THREE_DELTAS.to_vec();
         expected.push("response.completed");
         assert_eq!(types(&events), expected, "{chunking:?}: {body}");
-        assert_eq!(
-            deltas(&events, "response.output_text.delta"),
-            "Hello wörld"
-        );
+        assert_eq!(deltas(&events, "response.output_text.delta"), "Hello wörld");
         let done = &events.last().unwrap()["response"];
         assert_eq!(done["status"], "completed");
         assert_eq!(done["model"], "gpt");
@@ -268,7 +265,12 @@ async fn a_whole_answer_is_a_response_and_a_function_call_round_trip_keeps_call_
     assert_eq!(answer["max_output_tokens"], 64);
     let call = &answer["output"][0];
     assert_eq!(
-        (&call["type"], &call["call_id"], &call["name"], &call["arguments"]),
+        (
+            &call["type"],
+            &call["call_id"],
+            &call["name"],
+            &call["arguments"]
+        ),
         (
             &json!("function_call"),
             &json!("call_1"),
@@ -362,7 +364,12 @@ async fn errors_are_in_openai_shape_with_their_statuses() {
         "not_found_error",
     )
     .await;
-    assert!(missing["error"]["message"].as_str().unwrap().contains("no-such-model"));
+    assert!(
+        missing["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-model")
+    );
     let unknown_item = assert_openai_error(
         setup
             .post(
@@ -376,7 +383,12 @@ async fn errors_are_in_openai_shape_with_their_statuses() {
     )
     .await;
     assert_eq!(unknown_item["error"]["param"], "input[1]");
-    assert!(unknown_item["error"]["message"].as_str().unwrap().contains("computer_call"));
+    assert!(
+        unknown_item["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("computer_call")
+    );
     let no_model = assert_openai_error(
         setup.post(MASTER_KEY, json!({"input": "hi"})).await,
         400,
@@ -387,7 +399,11 @@ async fn errors_are_in_openai_shape_with_their_statuses() {
 
     let broke = create_user(&base, "broke", "starter").await;
     assert_eq!(
-        setup.post(&broke, ask("gpt", false)).await.status().as_u16(),
+        setup
+            .post(&broke, ask("gpt", false))
+            .await
+            .status()
+            .as_u16(),
         402
     );
 
@@ -398,7 +414,12 @@ async fn errors_are_in_openai_shape_with_their_statuses() {
         .await
         .unwrap();
     assert_eq!(wrong_method.status().as_u16(), 405);
-    assert!(wrong_method.headers()["allow"].to_str().unwrap().contains("POST"));
+    assert!(
+        wrong_method.headers()["allow"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
 
     let limited = create_user(&base, "limited", "limited").await;
     setup
@@ -440,7 +461,10 @@ async fn an_anthropic_upstream_answers_translated_whole_and_streamed() {
     assert_eq!(response.headers()["x-llmgate-dropped-tools"], "web_search");
     let answer: Value = response.json().await.unwrap();
     let call = &answer["output"][0];
-    assert_eq!((&call["call_id"], &call["name"]), (&json!("toolu_1"), &json!("weather")));
+    assert_eq!(
+        (&call["call_id"], &call["name"]),
+        (&json!("toolu_1"), &json!("weather"))
+    );
     assert_eq!(
         serde_json::from_str::<Value>(call["arguments"].as_str().unwrap()).unwrap(),
         json!({"city": "Oslo"})
@@ -452,9 +476,7 @@ async fn an_anthropic_upstream_answers_translated_whole_and_streamed() {
 
     for chunking in CHUNKINGS {
         let events = anthropic::text_events("claude-up", &["Hel", "lo ", "wörld"], 12, 3);
-        setup
-            .claude
-            .push(anthropic::sse(&events).chunked(chunking));
+        setup.claude.push(anthropic::sse(&events).chunked(chunking));
         let response = setup.post(MASTER_KEY, ask("claude", true)).await;
         assert_eq!(response.status(), 200);
         let body = response.text().await.unwrap();
@@ -464,7 +486,10 @@ async fn an_anthropic_upstream_answers_translated_whole_and_streamed() {
         assert_eq!(types(&events), expected, "{chunking:?}: {body}");
         assert_eq!(deltas(&events, "response.output_text.delta"), "Hello wörld");
         let usage = &events.last().unwrap()["response"]["usage"];
-        assert_eq!((&usage["input_tokens"], &usage["output_tokens"]), (&json!(12), &json!(3)));
+        assert_eq!(
+            (&usage["input_tokens"], &usage["output_tokens"]),
+            (&json!(12), &json!(3))
+        );
     }
     setup.stop().await;
 }
@@ -488,7 +513,12 @@ fn answer_by_request(upstream: &FakeUpstream) {
             )),
             (true, false) => Reply::json(
                 200,
-                openai::tool_call_completion("up-model", "call_9", "weather", "{\"city\": \"Oslo\"}"),
+                openai::tool_call_completion(
+                    "up-model",
+                    "call_9",
+                    "weather",
+                    "{\"city\": \"Oslo\"}",
+                ),
             ),
             (false, true) => Reply::sse(&openai::text_chunks(
                 "up-model",
@@ -523,7 +553,12 @@ fn claude_answers_by_request(upstream: &FakeUpstream) {
             )),
             (true, false) => Reply::json(
                 200,
-                anthropic::tool_use_message("claude-up", "call_9", "weather", json!({"city": "Oslo"})),
+                anthropic::tool_use_message(
+                    "claude-up",
+                    "call_9",
+                    "weather",
+                    json!({"city": "Oslo"}),
+                ),
             ),
             (false, true) => anthropic::sse(&anthropic::text_events(
                 "claude-up",
@@ -617,6 +652,9 @@ async fn the_openai_python_sdk_creates_streams_and_round_trips_function_calls() 
     // The tool output went back to the upstream under the call's id.
     let sent = setup.claude.last_request().unwrap().json();
     let result = &sent["messages"][2]["content"][0];
-    assert_eq!((&result["type"], &result["tool_use_id"]), (&json!("tool_result"), &json!("call_9")));
+    assert_eq!(
+        (&result["type"], &result["tool_use_id"]),
+        (&json!("tool_result"), &json!("call_9"))
+    );
     setup.stop().await;
 }

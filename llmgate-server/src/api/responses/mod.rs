@@ -7,8 +7,11 @@
 //!
 //! What the answer needs from the request (the response id, the settings echoed back, the
 //! namespace functions to name back, the dropped hosted tools) travels in an [`Exchange`].
+//! Stored responses ([`keep`]): `previous_response_id` puts the caller's earlier conversation
+//! before this request's input, and the answer is kept unless `store` is false.
 
 mod exchange;
+mod keep;
 mod request;
 mod response;
 mod stream;
@@ -32,6 +35,7 @@ use super::response::{Body, json, set_header};
 use crate::auth::Principal;
 use crate::state::AppState;
 use exchange::Exchange;
+use keep::Keeper;
 
 /// The header naming the tools dropped because the upstream cannot run them.
 const DROPPED_TOOLS_HEADER: &str = "x-llmgate-dropped-tools";
@@ -40,12 +44,14 @@ const DROPPED_TOOLS_HEADER: &str = "x-llmgate-dropped-tools";
 struct Responses {
     /// Set by `decode`.
     exchange: OnceLock<Arc<Exchange>>,
+    keeper: Keeper,
 }
 
 impl Responses {
-    fn new() -> Responses {
+    fn new(keeper: Keeper) -> Responses {
         Responses {
             exchange: OnceLock::new(),
+            keeper,
         }
     }
 
@@ -77,15 +83,30 @@ impl Codec for Responses {
         Ok(chat)
     }
 
+    async fn prepare(&self, chat: &mut ChatRequest) -> Result<(), Error> {
+        let exchange = self.exchange();
+        let Some(previous) = &exchange.previous_response_id else {
+            return Ok(());
+        };
+        let history = self.keeper.conversation(previous).await?;
+        request::prepend_history(chat, &exchange, &history)
+    }
+
     async fn whole(&self, answer: &ChatResponse) -> Response<Body> {
         let exchange = self.exchange();
-        let mut response = json(StatusCode::OK, &response::from_chat(answer, &exchange));
+        let answer = response::from_chat(answer, &exchange);
+        self.keeper.keep(&exchange, &answer).await;
+        let mut response = json(StatusCode::OK, &answer);
         self.headers(&mut response);
         response
     }
 
     fn stream(&self, stream: CompletionStream) -> Response<Body> {
-        let mut response = stream::response(stream, self.exchange(), None);
+        let (exchange, keeper) = (self.exchange(), self.keeper.clone());
+        let kept = exchange.clone();
+        let after: stream::AfterDone =
+            Box::new(move |response| Box::pin(async move { keeper.keep(&kept, &response).await }));
+        let mut response = stream::response(stream, exchange, Some(after));
         self.headers(&mut response);
         response
     }
@@ -98,5 +119,9 @@ pub(crate) async fn create(
     principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
-    serve(state, context, principal, request, &Responses::new()).await
+    let keeper = Keeper::new(
+        state.storage.responses.clone(),
+        principal.caller.user_id.clone(),
+    );
+    serve(state, context, principal, request, &Responses::new(keeper)).await
 }

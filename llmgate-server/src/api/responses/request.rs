@@ -60,9 +60,10 @@ pub(super) fn to_chat(
 ) -> Result<ChatRequest, Error> {
     exchange.model.clone_from(&request.model);
     for name in ECHOED {
-        exchange
-            .settings
-            .insert(name.to_owned(), body.get(name).cloned().unwrap_or(Value::Null));
+        exchange.settings.insert(
+            name.to_owned(),
+            body.get(name).cloned().unwrap_or(Value::Null),
+        );
     }
     exchange.store = request.store.unwrap_or(true);
     exchange.previous_response_id = request.previous_response_id.clone();
@@ -142,9 +143,8 @@ fn input_items(input: Option<Input>) -> Vec<Value> {
 
 /// A JSON value as `T`, a failure being a 400 naming where (`input[2]`).
 fn typed<T: DeserializeOwned>(value: Value, at: &str) -> Result<T, Error> {
-    serde_json::from_value(value).map_err(|error| {
-        Error::invalid_request(format!("{at}: {error}")).with_param(at)
-    })
+    serde_json::from_value(value)
+        .map_err(|error| Error::invalid_request(format!("{at}: {error}")).with_param(at))
 }
 
 /// Input items as chat messages; `at` names the list in errors.
@@ -381,12 +381,22 @@ fn tool_choice(choice: Value, dropped: &[String]) -> Result<Option<ToolChoice>, 
     if let Some(text) = choice.as_str() {
         return mode(text)
             .map(|m| Some(ToolChoice::Mode(m)))
-            .ok_or_else(|| bad(format!("tool_choice `{text}` is not auto, none or required.")));
+            .ok_or_else(|| {
+                bad(format!(
+                    "tool_choice `{text}` is not auto, none or required."
+                ))
+            });
     }
-    let kind = choice.get("type").and_then(Value::as_str).unwrap_or_default();
+    let kind = choice
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     match kind {
         "function" => {
-            let name = choice.get("name").and_then(Value::as_str).unwrap_or_default();
+            let name = choice
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let name = match choice.get("namespace").and_then(Value::as_str) {
                 Some(namespace) => flat_name(namespace, name),
                 None => name.to_owned(),
@@ -402,10 +412,7 @@ fn tool_choice(choice: Value, dropped: &[String]) -> Result<Option<ToolChoice>, 
             .and_then(mode)
             .map(ToolChoice::Mode)),
         _ => {
-            let name = choice
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or(kind);
+            let name = choice.get("name").and_then(Value::as_str).unwrap_or(kind);
             let why = if dropped.iter().any(|d| d == name || d == kind) {
                 "a hosted tool the upstream cannot run"
             } else {
@@ -557,9 +564,11 @@ mod tests {
             json!({"type": "json_schema",
                    "json_schema": {"name": "w", "strict": true, "schema": {"type": "object"}}})
         );
-        let (out, _) = chat(json!({"model": "m", "input": "hi", "text": {"format": {"type": "json_object"}}}));
+        let (out, _) =
+            chat(json!({"model": "m", "input": "hi", "text": {"format": {"type": "json_object"}}}));
         assert_eq!(out["response_format"], json!({"type": "json_object"}));
-        let (out, _) = chat(json!({"model": "m", "input": "hi", "text": {"format": {"type": "text"}}}));
+        let (out, _) =
+            chat(json!({"model": "m", "input": "hi", "text": {"format": {"type": "text"}}}));
         assert!(out.get("response_format").is_none());
     }
 
@@ -571,7 +580,11 @@ mod tests {
         }));
         assert_eq!(error.status(), 400);
         assert_eq!(error.param(), Some("input[1]"));
-        assert!(error.message().contains("computer_call"), "{}", error.message());
+        assert!(
+            error.message().contains("computer_call"),
+            "{}",
+            error.message()
+        );
 
         let error = refused(json!({
             "model": "m", "input": [{"role": "user", "content": [{"type": "input_audio"}]}]

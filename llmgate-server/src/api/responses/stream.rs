@@ -341,7 +341,10 @@ impl Encoder {
         };
         match item {
             OutputItem::Reasoning { summary: parts, .. } => {
-                let part = parts.first().cloned().unwrap_or_else(|| summary(String::new()));
+                let part = parts
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| summary(String::new()));
                 events.push(StreamEvent::SummaryDone {
                     item_id: item_id.clone(),
                     output_index: index,
@@ -488,7 +491,11 @@ mod tests {
         text.split("\n\n")
             .filter(|e| !e.is_empty())
             .map(|e| {
-                let (name, data) = e.strip_prefix("event: ").unwrap().split_once("\ndata: ").unwrap();
+                let (name, data) = e
+                    .strip_prefix("event: ")
+                    .unwrap()
+                    .split_once("\ndata: ")
+                    .unwrap();
                 let data: Value = serde_json::from_str(data).unwrap();
                 assert_eq!(data["type"], name);
                 data
@@ -502,11 +509,12 @@ mod tests {
 
     #[test]
     fn a_text_stream_has_the_documented_event_order_and_numbers() {
-        let usage: ChatChunk = serde_json::from_value(json!({"id": "c1", "model": "m", "choices": [],
+        let usage: ChatChunk =
+            serde_json::from_value(json!({"id": "c1", "model": "m", "choices": [],
             "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12,
                       "prompt_tokens_details": {"cached_tokens": 4}},
             "llmgate": {"cost_micros": 7}}))
-        .unwrap();
+            .unwrap();
         let events = encode(vec![
             chunk(json!({"role": "assistant", "content": ""}), Value::Null),
             chunk(json!({"content": "Hel"}), Value::Null),
@@ -573,7 +581,10 @@ mod tests {
                 format!(
                     "{} {}",
                     e["type"].as_str().unwrap(),
-                    e["output_index"].as_u64().map(|i| i.to_string()).unwrap_or_default()
+                    e["output_index"]
+                        .as_u64()
+                        .map(|i| i.to_string())
+                        .unwrap_or_default()
                 )
             })
             .collect();
@@ -607,7 +618,10 @@ mod tests {
         let output = &events.last().unwrap()["response"]["output"];
         assert_eq!(output[2]["arguments"], "{\"a\":1}");
         assert_eq!(output[2]["call_id"], "call_1");
-        assert_eq!((output[3]["name"].as_str(), output[3]["namespace"].as_str()), (Some("g"), Some("ns")));
+        assert_eq!(
+            (output[3]["name"].as_str(), output[3]["namespace"].as_str()),
+            (Some("g"), Some("ns"))
+        );
         assert_eq!(output[3]["status"], "completed");
     }
 
@@ -620,8 +634,15 @@ mod tests {
         assert_eq!(last["type"], "response.failed");
         assert_eq!(last["response"]["status"], "failed");
         assert_eq!(last["response"]["error"]["code"], "upstream_stream_error");
-        assert!(!types(&events.iter().map(|e| serde_json::to_value(e).unwrap()).collect::<Vec<_>>())
-            .contains(&"response.completed"));
+        assert!(
+            !types(
+                &events
+                    .iter()
+                    .map(|e| serde_json::to_value(e).unwrap())
+                    .collect::<Vec<_>>()
+            )
+            .contains(&"response.completed")
+        );
     }
 
     #[test]
@@ -629,6 +650,9 @@ mod tests {
         let events = encode(vec![chunk(json!({"content": "Hel"}), json!("length"))]);
         let last = events.last().unwrap();
         assert_eq!(last["type"], "response.incomplete");
-        assert_eq!(last["response"]["incomplete_details"]["reason"], "max_output_tokens");
+        assert_eq!(
+            last["response"]["incomplete_details"]["reason"],
+            "max_output_tokens"
+        );
     }
 }

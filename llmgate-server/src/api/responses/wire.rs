@@ -237,8 +237,13 @@ pub(super) enum OutputItem {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(super) enum OutputContent {
-    OutputText { text: String, annotations: [Value; 0] },
-    Refusal { refusal: String },
+    OutputText {
+        text: String,
+        annotations: [Value; 0],
+    },
+    Refusal {
+        refusal: String,
+    },
 }
 
 /// A reasoning item's summary part.
