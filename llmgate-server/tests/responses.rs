@@ -8,7 +8,7 @@
 mod support;
 
 use llmgate_server::config::Env;
-use llmgate_testkit::{Chunking, FakeUpstream, Reply, anthropic, openai};
+use llmgate_testkit::{Chunking, FakeUpstream, Reply, anthropic, openai, responses};
 use serde_json::{Value, json};
 use support::money::Gateway;
 use support::{MASTER_KEY, client, create_user, yaml_config};
@@ -33,8 +33,10 @@ tiers:
 providers:
   - { name: compat, kind: openai, api_base: "${UP_URL}/v1", api_key: sk-up-0000, timeout_ms: 10000 }
   - { name: anthropic, kind: anthropic, api_base: "${CLAUDE_URL}", api_key: sk-ant-0000, timeout_ms: 10000 }
+  - { name: oai, kind: openai, api_base: "${UP_URL}/v1", api_key: sk-up-0000, timeout_ms: 10000, responses_api: true }
 models:
   - { name: gpt, provider: compat, upstream_model: up-model, cost_per_1k: 0.001 }
+  - { name: native, provider: oai, upstream_model: up-native, cost_per_1k: 0.001 }
   - { name: claude, provider: anthropic, upstream_model: claude-up, cost_per_1k: 0.001 }
 routing: { num_retries: 0, cooldown_after_failures: 0 }
 "#;
@@ -656,5 +658,59 @@ async fn the_openai_python_sdk_creates_streams_and_round_trips_function_calls() 
         (&result["type"], &result["tool_use_id"]),
         (&json!("tool_result"), &json!("call_9"))
     );
+    setup.stop().await;
+}
+
+/// An `openai` provider with `responses_api: true` gets the client's body as it came (model
+/// and cap written in) at `/v1/responses`, and its answer comes back as written, whole or
+/// streamed under hostile chunking; the charge comes from its usage.
+#[tokio::test]
+async fn a_responses_upstream_gets_the_body_as_sent_and_its_answer_back_as_written() {
+    let setup = Setup::start().await;
+    let key = setup.gateway.user("ann", "starter").await;
+    setup.gateway.add_credits("ann", json!(100)).await;
+    let upstream_answer = responses::response("up-native", "Hi there", 1000, 200);
+    setup
+        .upstream
+        .push(Reply::json(200, upstream_answer.clone()));
+    let body = json!({
+        "model": "native", "store": false, "include": ["reasoning.encrypted_content"],
+        "input": [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
+                  {"role": "user", "content": "hi"}],
+        "tools": [{"type": "web_search"}], "client_metadata": {"x": "y"}
+    });
+    let before = setup.gateway.balance(&key).await;
+    let response = setup.post(&key, body.clone()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-llmgate-provider"], "oai");
+    let cost: i64 = response.headers()["x-llmgate-cost-micros"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cost > 0);
+    assert_eq!(response.json::<Value>().await.unwrap(), upstream_answer);
+    assert_eq!(before - setup.gateway.balance(&key).await, cost);
+    let sent = setup.upstream.last_request().unwrap();
+    assert_eq!(sent.path, "/v1/responses");
+    let mut expected = body.clone();
+    expected["model"] = json!("up-native");
+    expected["stream"] = json!(false);
+    let mut got = sent.json();
+    got.as_object_mut().unwrap().remove("max_output_tokens");
+    assert_eq!(got, expected);
+
+    for chunking in CHUNKINGS {
+        let events = responses::text_events("up-native", &["Hel", "lo ", "wörld"], 12, 3);
+        let written = llmgate_testkit::anthropic::sse_body(&events);
+        setup
+            .upstream
+            .push(responses::sse(&events).chunked(chunking));
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        let response = setup.post(MASTER_KEY, streamed).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), written, "{chunking:?}");
+    }
     setup.stop().await;
 }

@@ -15,7 +15,6 @@ use llmgate_credits::{SqlResponseStore, StoredResponse};
 use serde_json::Value;
 
 use super::exchange::Exchange;
-use super::wire::ResponseObject;
 
 /// The store, and whose responses this request may read and write.
 #[derive(Clone)]
@@ -41,20 +40,26 @@ impl Keeper {
         }
     }
 
-    /// Keep the answer when the request asked for it (`store`, default true); never fails.
-    pub async fn keep(&self, exchange: &Exchange, response: &ResponseObject) {
+    /// Keep the answer (a `response` object, the gateway's or a Responses upstream's, whose
+    /// id it is kept under) when the request asked for it (`store`, default true); never fails.
+    pub async fn keep(&self, exchange: &Exchange, response: &Value) {
         if !exchange.store {
             return;
         }
+        let id = response
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or(&exchange.id)
+            .to_owned();
         let (Ok(input_items), Ok(response)) = (
             serde_json::to_string(&exchange.input_items),
             serde_json::to_string(response),
         ) else {
-            tracing::warn!(id = %exchange.id, "a response could not be encoded for storing");
+            tracing::warn!(%id, "a response could not be encoded for storing");
             return;
         };
         let stored = StoredResponse {
-            id: exchange.id.clone(),
+            id: id.clone(),
             owner: self.owner.to_string(),
             created_at: i64::try_from(exchange.created_at).unwrap_or(i64::MAX),
             model: exchange.model.clone(),
@@ -63,7 +68,7 @@ impl Keeper {
             response,
         };
         if let Err(error) = self.store.put(&stored).await {
-            tracing::warn!(id = %exchange.id, %error, "storing a response failed; answered anyway");
+            tracing::warn!(%id, %error, "storing a response failed; answered anyway");
         }
     }
 }

@@ -5,6 +5,11 @@
 //! answer is encoded back: whole ([`response`]) or as the Responses event stream ([`stream`]).
 //! Errors before the first byte are OpenAI's usual error bodies; after it, `response.failed`.
 //!
+//! The client's body rides along on the core request ([`NativeBody`]): when the pipeline picks
+//! an `openai` provider configured with `responses_api: true`, that provider sends it to the
+//! upstream's `/responses` as it came (model id and output cap written in) and hands back the
+//! upstream's bytes, which are forwarded as they are, whole or event by event.
+//!
 //! What the answer needs from the request (the response id, the settings echoed back, the
 //! namespace functions to name back, the dropped hosted tools) travels in an [`Exchange`].
 //! Stored responses ([`keep`]): `previous_response_id` puts the caller's earlier conversation
@@ -20,10 +25,10 @@ mod wire;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use llmgate_core::Error;
-use llmgate_core::chat::{ChatRequest, ChatResponse};
+use llmgate_core::chat::{ChatRequest, ChatResponse, NativeBody, WireFormat};
 use llmgate_core::gateway::CompletionStream;
 use serde_json::Value;
 
@@ -33,9 +38,11 @@ use super::codec::Codec;
 use super::context::RequestContext;
 use super::response::{Body, json, set_header};
 use crate::auth::Principal;
+use crate::response_body::full;
 use crate::state::AppState;
 use exchange::Exchange;
 use keep::Keeper;
+use llmgate_providers::openai::NATIVE_ANSWER_KEY;
 
 /// The header naming the tools dropped because the upstream cannot run them.
 const DROPPED_TOOLS_HEADER: &str = "x-llmgate-dropped-tools";
@@ -75,7 +82,12 @@ impl Codec for Responses {
         let typed = decode_json(body)?;
         let value: Value = decode_json(body)?;
         let mut exchange = Exchange::new("");
-        let chat = request::to_chat(typed, &value, &mut exchange)?;
+        let mut chat = request::to_chat(typed, &value, &mut exchange)?;
+        chat.native = Some(NativeBody {
+            format: WireFormat::OpenAiResponses,
+            body: body.clone(),
+            headers: Vec::new(),
+        });
         if !exchange.dropped.is_empty() {
             tracing::info!(dropped_tools = %exchange.dropped.join(", "), "hosted tools dropped");
         }
@@ -94,9 +106,28 @@ impl Codec for Responses {
 
     async fn whole(&self, answer: &ChatResponse) -> Response<Body> {
         let exchange = self.exchange();
-        let answer = response::from_chat(answer, &exchange);
-        self.keeper.keep(&exchange, &answer).await;
-        let mut response = json(StatusCode::OK, &answer);
+        let upstream = answer.extra.get(NATIVE_ANSWER_KEY).and_then(Value::as_str);
+        let mut response = match upstream {
+            // A Responses upstream's answer, passed through as it was written.
+            Some(upstream) => {
+                if let Ok(value) = serde_json::from_str::<Value>(upstream) {
+                    self.keeper.keep(&exchange, &value).await;
+                }
+                let mut response = Response::new(full(upstream.to_owned()));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+            None => {
+                let answer = response::from_chat(answer, &exchange);
+                if let Ok(value) = serde_json::to_value(&answer) {
+                    self.keeper.keep(&exchange, &value).await;
+                }
+                json(StatusCode::OK, &answer)
+            }
+        };
         self.headers(&mut response);
         response
     }

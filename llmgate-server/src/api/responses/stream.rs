@@ -14,6 +14,9 @@
 //!   with cached and reasoning tokens, and the gateway's charge under `llmgate`.
 //! - A failure sends one `response.failed` (status `failed`, the error's code and message, the
 //!   output so far) and nothing after it: never a `response.completed`.
+//! - Events a Responses upstream sent (carried on the chunks) are forwarded byte for byte and
+//!   nothing is encoded besides them, except that its `response.completed` (or
+//!   `response.incomplete`) is held back until the stream has ended and the response is kept.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -26,20 +29,20 @@ use http::Response;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use llmgate_core::Error;
-use llmgate_core::chat::{ChatChunk, FinishReason, Usage};
+use llmgate_core::chat::{ChatChunk, WireFormat};
 use llmgate_core::gateway::CompletionStream;
 use serde_json::Value;
 
 use super::exchange::Exchange;
-use super::response::{finish, named_back, reasoning, shell, summary};
+use super::response::{finish, named_back, reasoning, response_usage, shell, summary};
 use super::wire::{
     OutputContent, OutputItem, ResponseError, ResponseObject, Sequenced, Status, StreamEvent,
 };
 use crate::api::response::Body;
-use crate::api::sse;
+use crate::api::sse::{self, Tally};
 
-/// What to do with the finished response once the stream has ended well (storing it).
-pub(super) type AfterDone = Box<dyn FnOnce(ResponseObject) -> BoxFuture<'static, ()> + Send>;
+/// What to do with the finished response (as JSON) once the stream has ended well (storing it).
+pub(super) type AfterDone = Box<dyn FnOnce(Value) -> BoxFuture<'static, ()> + Send>;
 
 /// The item that is open, by its `output_index`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +63,11 @@ pub(super) struct Encoder {
     open: Option<Open>,
     /// Chat tool-call index to its `output_index`.
     calls: HashMap<u32, u32>,
-    finish: Option<FinishReason>,
-    usage: Option<Usage>,
-    charge: Option<Value>,
+    tally: Tally,
+    /// The upstream speaks Responses: its events are forwarded as they came.
+    forwarding: bool,
+    /// A forwarded stream's closing event, held back until the end, and its `response`.
+    closing: Option<(Bytes, Value)>,
 }
 
 impl Encoder {
@@ -75,22 +80,48 @@ impl Encoder {
             response,
             open: None,
             calls: HashMap::new(),
-            finish: None,
-            usage: None,
-            charge: None,
+            tally: Tally::default(),
+            forwarding: false,
+            closing: None,
         }
+    }
+
+    /// The bytes one chunk adds: the upstream's own event when the chunk carries one (a
+    /// Responses upstream), else the events encoded from it. Once the upstream's events are
+    /// forwarded, chunks without them (the pipeline's closing usage chunk) add nothing.
+    pub fn chunk_bytes(&mut self, chunk: &ChatChunk) -> Bytes {
+        if let Some(upstream) = chunk.wire.get_as(WireFormat::OpenAiResponses) {
+            self.forwarding = true;
+            if let Some(response) = closing_response(upstream) {
+                self.closing = Some((upstream.clone(), response));
+                return Bytes::new();
+            }
+            return upstream.clone();
+        }
+        if self.forwarding {
+            return Bytes::new();
+        }
+        let events = self.chunk(chunk);
+        self.bytes(&events)
+    }
+
+    /// The bytes of a good end, and the finished response to keep.
+    pub fn end_bytes(&mut self) -> (Bytes, Option<Value>) {
+        if self.forwarding {
+            return match self.closing.take() {
+                Some((bytes, response)) => (bytes, Some(response)),
+                None => (Bytes::new(), None),
+            };
+        }
+        let events = self.finish();
+        let response = serde_json::to_value(&self.response).ok();
+        (self.bytes(&events), response)
     }
 
     /// The events one chunk adds.
     pub fn chunk(&mut self, chunk: &ChatChunk) -> Vec<StreamEvent> {
         let mut events = self.start();
-        if let Some(usage) = &chunk.usage {
-            self.usage = Some(usage.clone());
-        }
-        if let Some(charge) = chunk.extra.get("llmgate") {
-            self.charge = Some(charge.clone());
-        }
-        let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
+        let Some(choice) = self.tally.note(chunk) else {
             return events;
         };
         let delta = &choice.delta;
@@ -146,9 +177,6 @@ impl Encoder {
                 });
             }
         }
-        if choice.finish_reason.is_some() {
-            self.finish = choice.finish_reason;
-        }
         events
     }
 
@@ -156,8 +184,12 @@ impl Encoder {
     pub fn finish(&mut self) -> Vec<StreamEvent> {
         let mut events = self.start();
         self.close(&mut events);
-        finish(&mut self.response, self.finish, self.usage.as_ref());
-        self.response.llmgate = self.charge.take();
+        finish(
+            &mut self.response,
+            self.tally.finish,
+            self.tally.usage.as_ref(),
+        );
+        self.response.llmgate = self.tally.charge.take();
         let response = self.response.clone();
         events.push(match response.status {
             Status::Incomplete => StreamEvent::Incomplete { response },
@@ -175,14 +207,9 @@ impl Encoder {
             code: error_code(error).to_owned(),
             message: error.message().to_owned(),
         });
-        response.usage = self.usage.as_ref().map(super::response::response_usage);
+        response.usage = self.tally.usage.as_ref().map(response_usage);
         events.push(StreamEvent::Failed { response });
         events
-    }
-
-    /// The finished response (after [`Encoder::finish`]).
-    pub fn response(&self) -> &ResponseObject {
-        &self.response
     }
 
     /// The events as SSE bytes, numbered in order.
@@ -399,6 +426,19 @@ impl Encoder {
     }
 }
 
+/// The `response` of a forwarded `response.completed` / `response.incomplete` event.
+fn closing_response(event: &[u8]) -> Option<Value> {
+    let text = std::str::from_utf8(event).ok()?;
+    let data = text.lines().find_map(|line| line.strip_prefix("data: "))?;
+    let mut value: Value = serde_json::from_str(data).ok()?;
+    match value.get("type").and_then(Value::as_str) {
+        Some("response.completed" | "response.incomplete") => {
+            value.get_mut("response").map(Value::take)
+        }
+        _ => None,
+    }
+}
+
 /// The `code` of a failed response: the error's own code, else one for its status.
 fn error_code(error: &Error) -> &str {
     if let Some(code) = error.code() {
@@ -411,46 +451,45 @@ fn error_code(error: &Error) -> &str {
     }
 }
 
-/// Where the body is.
-enum Phase {
-    Streaming(CompletionStream, Encoder, Option<AfterDone>),
-    Finished,
-}
+/// The body's state while streaming; `None` once the last event went out.
+type Streaming = Option<(CompletionStream, Encoder, Option<AfterDone>)>;
 
 /// The body: an `unfold` over the metered stream (no spawned pump), so a client that goes away
 /// drops the upstream connection and the hold is settled. `after` runs once the stream ended
 /// well, before `response.completed` goes out (so a follow-up request finds what it stored).
 fn body(stream: CompletionStream, encoder: Encoder, after: Option<AfterDone>) -> Body {
     let span = tracing::Span::current();
-    let start = (Phase::Streaming(stream, encoder, after), span);
-    let frames = futures::stream::unfold(start, |(phase, span)| async move {
-        let Phase::Streaming(mut stream, mut encoder, after) = phase else {
-            return None;
-        };
-        let (bytes, next) = match stream.next().await {
-            Some(Ok(chunk)) => {
-                sse::record_cost(&span, &chunk);
-                let events = encoder.chunk(&chunk);
-                (
-                    encoder.bytes(&events),
-                    Phase::Streaming(stream, encoder, after),
-                )
-            }
-            Some(Err(error)) => {
-                tracing::warn!(parent: &span, %error, "stream failed after it started");
-                let events = encoder.failed(&error);
-                (encoder.bytes(&events), Phase::Finished)
-            }
-            None => {
-                tracing::info!(parent: &span, "stream finished");
-                let events = encoder.finish();
-                if let Some(after) = after {
-                    after(encoder.response().clone()).await;
+    let start: (Streaming, _) = (Some((stream, encoder, after)), span);
+    let frames = futures::stream::unfold(start, |(state, span)| async move {
+        let (mut stream, mut encoder, mut after) = state?;
+        // A chunk may add no bytes (the closing usage chunk of a forwarded stream): read on,
+        // so that no empty frame is sent.
+        loop {
+            let (bytes, next) = match stream.next().await {
+                Some(Ok(chunk)) => {
+                    sse::record_cost(&span, &chunk);
+                    (encoder.chunk_bytes(&chunk), Some((stream, encoder, after)))
                 }
-                (encoder.bytes(&events), Phase::Finished)
+                Some(Err(error)) => {
+                    tracing::warn!(parent: &span, %error, "stream failed after it started");
+                    let events = encoder.failed(&error);
+                    (encoder.bytes(&events), None)
+                }
+                None => {
+                    tracing::info!(parent: &span, "stream finished");
+                    let (bytes, response) = encoder.end_bytes();
+                    if let (Some(after), Some(response)) = (after.take(), response) {
+                        after(response).await;
+                    }
+                    (bytes, None)
+                }
+            };
+            match next {
+                Some(state) if bytes.is_empty() => (stream, encoder, after) = state,
+                _ if bytes.is_empty() => return None,
+                next => return Some((Ok::<_, Infallible>(Frame::data(bytes)), (next, span))),
             }
-        };
-        Some((Ok::<_, Infallible>(Frame::data(bytes)), (next, span)))
+        }
     });
     StreamBody::new(frames).boxed_unsync()
 }
