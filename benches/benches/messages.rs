@@ -21,12 +21,10 @@
 
 mod common;
 
-use std::hint::black_box;
-use std::time::Duration;
-
 use bytes::Bytes;
-use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
-use llmgate_benches::load::client::{Connection, Target, Timing};
+use common::{Measure, bench};
+use criterion::{Criterion, criterion_group, criterion_main};
+use llmgate_benches::load::client::Target;
 use llmgate_testkit::{FakeUpstream, Recorded, Reply, anthropic, openai};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
@@ -88,46 +86,6 @@ fn body(model: &str, stream: bool) -> Bytes {
         request["stream"] = json!(true);
     }
     Bytes::from(request.to_string())
-}
-
-/// Which part of a request's timing a bench reports.
-#[derive(Clone, Copy)]
-enum Measure {
-    /// To the last body byte.
-    Total,
-    /// To the first body byte.
-    FirstByte,
-}
-
-/// Bench `id`: `target` answering `body`, timed from sending the request to the byte `measure`
-/// picks (the whole answer is read either way).
-fn bench(
-    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    runtime: &Runtime,
-    id: &str,
-    target: &Target,
-    body: &Bytes,
-    measure: Measure,
-) {
-    let mut connection = runtime
-        .block_on(Connection::open(target.addr))
-        .expect("connect");
-    group.bench_function(id, |b| {
-        b.iter_custom(|iterations| {
-            let mut elapsed = Duration::ZERO;
-            for _ in 0..iterations {
-                let timing: Timing = runtime
-                    .block_on(connection.post(target, body))
-                    .expect("request");
-                elapsed += match measure {
-                    Measure::Total => timing.total,
-                    Measure::FirstByte => timing.first_byte,
-                };
-                black_box(timing);
-            }
-            elapsed
-        });
-    });
 }
 
 fn messages_latency(c: &mut Criterion) {
