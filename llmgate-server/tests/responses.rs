@@ -683,6 +683,8 @@ async fn a_responses_upstream_gets_the_body_as_sent_and_its_answer_back_as_writt
     let response = setup.post(&key, body.clone()).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-llmgate-provider"], "oai");
+    // The hosted tool went upstream: nothing was dropped.
+    assert!(!response.headers().contains_key("x-llmgate-dropped-tools"));
     let cost: i64 = response.headers()["x-llmgate-cost-micros"]
         .to_str()
         .unwrap()
@@ -710,6 +712,7 @@ async fn a_responses_upstream_gets_the_body_as_sent_and_its_answer_back_as_writt
         streamed["stream"] = json!(true);
         let response = setup.post(MASTER_KEY, streamed).await;
         assert_eq!(response.status(), 200);
+        assert!(!response.headers().contains_key("x-llmgate-dropped-tools"));
         assert_eq!(response.text().await.unwrap(), written, "{chunking:?}");
     }
     setup.stop().await;

@@ -52,13 +52,17 @@ struct Responses {
     /// Set by `decode`.
     exchange: OnceLock<Arc<Exchange>>,
     keeper: Keeper,
+    /// The providers that get the body as sent (`responses_api: true`): nothing is dropped on
+    /// the way to them.
+    passing_through: Vec<String>,
 }
 
 impl Responses {
-    fn new(keeper: Keeper) -> Responses {
+    fn new(keeper: Keeper, passing_through: Vec<String>) -> Responses {
         Responses {
             exchange: OnceLock::new(),
             keeper,
+            passing_through,
         }
     }
 
@@ -66,7 +70,20 @@ impl Responses {
         self.exchange.get().cloned().unwrap_or_default()
     }
 
-    /// The headers every answer of this request carries.
+    /// A Responses upstream's whole answer, kept, then sent as it was written.
+    async fn passed_through(&self, exchange: &Exchange, upstream: &str) -> Response<Body> {
+        if let Ok(value) = serde_json::from_str::<Value>(upstream) {
+            self.keeper.keep(exchange, &value).await;
+        }
+        let mut response = Response::new(full(upstream.to_owned()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+
+    /// The headers of an answer that was translated (`x-llmgate-dropped-tools`).
     fn headers(&self, response: &mut Response<Body>) {
         let exchange = self.exchange();
         if !exchange.dropped.is_empty() {
@@ -106,28 +123,14 @@ impl Codec for Responses {
 
     async fn whole(&self, answer: &ChatResponse) -> Response<Body> {
         let exchange = self.exchange();
-        let upstream = answer.extra.get(NATIVE_ANSWER_KEY).and_then(Value::as_str);
-        let mut response = match upstream {
-            // A Responses upstream's answer, passed through as it was written.
-            Some(upstream) => {
-                if let Ok(value) = serde_json::from_str::<Value>(upstream) {
-                    self.keeper.keep(&exchange, &value).await;
-                }
-                let mut response = Response::new(full(upstream.to_owned()));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                response
-            }
-            None => {
-                let answer = response::from_chat(answer, &exchange);
-                if let Ok(value) = serde_json::to_value(&answer) {
-                    self.keeper.keep(&exchange, &value).await;
-                }
-                json(StatusCode::OK, &answer)
-            }
-        };
+        if let Some(upstream) = answer.extra.get(NATIVE_ANSWER_KEY).and_then(Value::as_str) {
+            return self.passed_through(&exchange, upstream).await;
+        }
+        let answer = response::from_chat(answer, &exchange);
+        if let Ok(value) = serde_json::to_value(&answer) {
+            self.keeper.keep(&exchange, &value).await;
+        }
+        let mut response = json(StatusCode::OK, &answer);
         self.headers(&mut response);
         response
     }
@@ -137,8 +140,11 @@ impl Codec for Responses {
         let kept = exchange.clone();
         let after: stream::AfterDone =
             Box::new(move |response| Box::pin(async move { keeper.keep(&kept, &response).await }));
+        let passed_through = self.passing_through.contains(&stream.route().provider);
         let mut response = stream::response(stream, exchange, Some(after));
-        self.headers(&mut response);
+        if !passed_through {
+            self.headers(&mut response);
+        }
         response
     }
 }
@@ -154,5 +160,13 @@ pub(crate) async fn create(
         state.storage.responses.clone(),
         principal.caller.user_id.clone(),
     );
-    serve(state, context, principal, request, &Responses::new(keeper)).await
+    let passing_through = state
+        .config
+        .providers
+        .iter()
+        .filter(|provider| provider.responses_api)
+        .map(|provider| provider.name.clone())
+        .collect();
+    let codec = Responses::new(keeper, passing_through);
+    serve(state, context, principal, request, &codec).await
 }

@@ -685,6 +685,29 @@ mod tests {
     }
 
     #[test]
+    fn upstream_events_are_forwarded_and_the_closing_one_is_held_to_the_end() {
+        let mut encoder = Encoder::new(Arc::new(Exchange::new("m")));
+        let carrier = |event: &str| {
+            let mut chunk = ChatChunk::empty("r", "m", 0);
+            chunk.wire =
+                llmgate_core::chat::WireJson::of(WireFormat::OpenAiResponses, event.to_owned());
+            chunk
+        };
+        let delta = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n";
+        let done = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_up\"}}\n\n";
+        assert_eq!(encoder.chunk_bytes(&carrier(delta)), delta);
+        assert!(encoder.chunk_bytes(&carrier(done)).is_empty());
+        // The pipeline's closing usage chunk adds nothing to a forwarded stream.
+        let closing: ChatChunk = serde_json::from_value(json!({"id": "r", "model": "m",
+            "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
+        .unwrap();
+        assert!(encoder.chunk_bytes(&closing).is_empty());
+        let (bytes, kept) = encoder.end_bytes();
+        assert_eq!(bytes, done);
+        assert_eq!(kept.unwrap()["id"], "resp_up");
+    }
+
+    #[test]
     fn a_capped_answer_ends_incomplete() {
         let events = encode(vec![chunk(json!({"content": "Hel"}), json!("length"))]);
         let last = events.last().unwrap();
