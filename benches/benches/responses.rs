@@ -26,29 +26,17 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Measure, bench};
+use common::paths::{Case, PIECES, Rig, TEXT};
 use criterion::{Criterion, criterion_group, criterion_main};
-use llmgate_benches::load::client::Target;
-use llmgate_testkit::{FakeUpstream, Recorded, Reply, openai, responses};
+use llmgate_testkit::{Recorded, Reply, openai, responses};
 use serde_json::{Value, json};
-use tokio::runtime::Runtime;
-
-const PIECES: [&str; 8] = [
-    "Hello", " there", ", how", " can", " I", " help", " you", " today?",
-];
 
 /// The fake upstream's answer to `request`: each of the four built once, so its own work is a
 /// copy whichever way the request came.
 fn upstream_replies() -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
-    let chat = Reply::json(
-        200,
-        openai::completion("gpt-up", "Hello there, how can I help you today?", 14, 10),
-    );
+    let chat = Reply::json(200, openai::completion("gpt-up", TEXT, 14, 10));
     let chat_stream = Reply::sse(&openai::text_chunks("gpt-up", &PIECES, Some((14, 10))));
-    let response = Reply::json(
-        200,
-        responses::response("gpt-up", "Hello there, how can I help you today?", 14, 10),
-    );
+    let response = Reply::json(200, responses::response("gpt-up", TEXT, 14, 10));
     let response_stream = responses::sse(&responses::text_events("gpt-up", &PIECES, 14, 10));
     move |request| {
         let stream = serde_json::from_slice::<Value>(&request.body)
@@ -75,24 +63,23 @@ models:
 routing: { num_retries: 0, cooldown_after_failures: 0 }
 "#;
 
-/// What a request to a path says, besides its model and `stream`.
+/// What a request to a path asks for, besides `stream`.
 #[derive(Clone, Copy)]
 enum Ask {
-    Chat,
-    /// A Responses request, kept by the gateway or not.
-    Responses {
-        store: bool,
-    },
+    /// A chat completion from this model.
+    Chat(&'static str),
+    /// A Responses request to this model, kept by the gateway or not.
+    Responses { model: &'static str, store: bool },
 }
 
-/// A one-turn request for `model`, streamed or not.
-fn body(ask: Ask, model: &str, stream: bool) -> Bytes {
+/// A one-turn request, streamed or not.
+fn body(ask: Ask, stream: bool) -> Bytes {
     let mut request = match ask {
-        Ask::Chat => json!({
+        Ask::Chat(model) => json!({
             "model": model, "max_tokens": 64,
             "messages": [{"role": "user", "content": "hello"}],
         }),
-        Ask::Responses { store } => json!({
+        Ask::Responses { model, store } => json!({
             "model": model, "max_output_tokens": 64, "input": "hello", "store": store,
         }),
     };
@@ -103,93 +90,47 @@ fn body(ask: Ask, model: &str, stream: bool) -> Bytes {
 }
 
 fn responses_latency(c: &mut Criterion) {
-    let runtime = Runtime::new().expect("runtime");
-    let (upstream, gateway) = runtime.block_on(async {
-        let upstream = FakeUpstream::start().await;
-        upstream.respond_with(upstream_replies());
-        let gateway = common::start(YAML, &upstream.url()).await;
-        (upstream, gateway)
-    });
-    let direct = |path| Target {
-        addr: common::address(&upstream.url()),
-        path,
-        authorization: Some("Bearer sk-bench-0000".to_owned()),
-    };
-    let through = |path| Target {
-        addr: gateway.addr,
-        path,
-        authorization: Some(format!("Bearer {}", gateway.key)),
-    };
+    let rig = Rig::start(YAML, upstream_replies());
     let (chat, unstored, stored) = (
-        Ask::Chat,
-        Ask::Responses { store: false },
-        Ask::Responses { store: true },
+        Ask::Chat("chat"),
+        Ask::Responses {
+            model: "chat",
+            store: false,
+        },
+        Ask::Responses {
+            model: "chat",
+            store: true,
+        },
     );
-    // (path name, the way it was sent, what is asked, the model it names)
+    let native = Ask::Responses {
+        model: "native",
+        store: false,
+    };
+    let case = |path, way, target, ask| Case {
+        path,
+        way,
+        target,
+        ask,
+    };
     let cases = [
-        (
-            "chat",
-            "direct",
-            direct("/v1/chat/completions"),
-            chat,
-            "chat",
-        ),
-        (
-            "chat",
-            "gateway",
-            through("/v1/chat/completions"),
-            chat,
-            "chat",
-        ),
-        (
+        case("chat", "direct", rig.direct("/v1/chat/completions"), chat),
+        case("chat", "gateway", rig.through("/v1/chat/completions"), chat),
+        case(
             "responses-translated",
             "gateway",
-            through("/v1/responses"),
+            rig.through("/v1/responses"),
             unstored,
-            "chat",
         ),
-        (
+        case(
             "responses-stored",
             "gateway",
-            through("/v1/responses"),
+            rig.through("/v1/responses"),
             stored,
-            "chat",
         ),
-        (
-            "responses",
-            "direct",
-            direct("/v1/responses"),
-            unstored,
-            "gpt-up",
-        ),
-        (
-            "responses",
-            "gateway",
-            through("/v1/responses"),
-            unstored,
-            "native",
-        ),
+        case("responses", "direct", rig.direct("/v1/responses"), native),
+        case("responses", "gateway", rig.through("/v1/responses"), native),
     ];
-    let mut group = c.benchmark_group("responses");
-    let kinds = [
-        ("json", false, Measure::Total),
-        ("ttfb", true, Measure::FirstByte),
-        ("stream", true, Measure::Total),
-    ];
-    for (kind, stream, measure) in kinds {
-        for (path, way, target, ask, model) in &cases {
-            let id = format!("{kind}/{way}/{path}");
-            bench(
-                &mut group,
-                &runtime,
-                &id,
-                target,
-                &body(*ask, model, stream),
-                measure,
-            );
-        }
-    }
-    group.finish();
+    rig.bench(c, "responses", &cases, |ask, stream| body(*ask, stream));
 }
 
 criterion_group!(benches, responses_latency);

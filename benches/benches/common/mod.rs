@@ -1,19 +1,17 @@
 //! The rig the gateway benches share: an in-process `llmgate` server (in-memory SQLite, a tier
 //! `bench` with a markup, then the caller's providers and models, with `${UPSTREAM}` set to a
-//! fake upstream's URL) and a user of that tier with plenty of credits; and timing one request
-//! path over a keep-alive connection ([`bench`]).
+//! fake upstream's URL) and a user of that tier with plenty of credits; [`paths`] times request
+//! paths through it.
 
-use std::hint::black_box;
+pub mod paths;
+
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::BenchmarkGroup;
-use llmgate_benches::load::client::{self, Connection, Target, Timing};
+use llmgate_benches::load::client;
 use llmgate_core::keys::Secret;
 use llmgate_server::config::{Config, Env};
 use llmgate_server::{RunningServer, Server};
-use tokio::runtime::Runtime;
 
 const MASTER_KEY: &str = "lg-master-bench-0123456789abcdef";
 
@@ -71,46 +69,4 @@ async fn admin(addr: SocketAddr, path: &str, body: &serde_json::Value) -> Bytes 
 /// The socket address of an `http://host:port` URL.
 pub fn address(url: &str) -> SocketAddr {
     url.trim_start_matches("http://").parse().expect("address")
-}
-
-/// Which part of a request's timing a bench reports.
-#[allow(dead_code, reason = "not every bench of the rig times paths")]
-#[derive(Clone, Copy)]
-pub enum Measure {
-    /// To the last body byte.
-    Total,
-    /// To the first body byte.
-    FirstByte,
-}
-
-/// Bench `id`: `target` answering `body`, timed from sending the request to the byte `measure`
-/// picks (the whole answer is read either way).
-#[allow(dead_code, reason = "not every bench of the rig times paths")]
-pub fn bench(
-    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    runtime: &Runtime,
-    id: &str,
-    target: &Target,
-    body: &Bytes,
-    measure: Measure,
-) {
-    let mut connection = runtime
-        .block_on(Connection::open(target.addr))
-        .expect("connect");
-    group.bench_function(id, |b| {
-        b.iter_custom(|iterations| {
-            let mut elapsed = Duration::ZERO;
-            for _ in 0..iterations {
-                let timing: Timing = runtime
-                    .block_on(connection.post(target, body))
-                    .expect("request");
-                elapsed += match measure {
-                    Measure::Total => timing.total,
-                    Measure::FirstByte => timing.first_byte,
-                };
-                black_box(timing);
-            }
-            elapsed
-        });
-    });
 }
