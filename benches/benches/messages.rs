@@ -21,37 +21,18 @@
 
 mod common;
 
-use std::hint::black_box;
-use std::time::Duration;
-
 use bytes::Bytes;
-use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
-use llmgate_benches::load::client::{Connection, Target, Timing};
-use llmgate_testkit::{FakeUpstream, Recorded, Reply, anthropic, openai};
+use common::paths::{Case, PIECES, Rig, TEXT};
+use criterion::{Criterion, criterion_group, criterion_main};
+use llmgate_testkit::{Recorded, Reply, anthropic, openai};
 use serde_json::{Value, json};
-use tokio::runtime::Runtime;
-
-const PIECES: [&str; 8] = [
-    "Hello", " there", ", how", " can", " I", " help", " you", " today?",
-];
 
 /// The fake upstream's answer to `request`: each of the four built once, so its own work is a
 /// copy whichever way the request came.
 fn upstream_replies() -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
-    let chat = Reply::json(
-        200,
-        openai::completion("gpt-up", "Hello there, how can I help you today?", 14, 10),
-    );
+    let chat = Reply::json(200, openai::completion("gpt-up", TEXT, 14, 10));
     let chat_stream = Reply::sse(&openai::text_chunks("gpt-up", &PIECES, Some((14, 10))));
-    let message = Reply::json(
-        200,
-        anthropic::message(
-            "claude-up",
-            "Hello there, how can I help you today?",
-            14,
-            10,
-        ),
-    );
+    let message = Reply::json(200, anthropic::message("claude-up", TEXT, 14, 10));
     let message_stream = anthropic::sse(&anthropic::text_events("claude-up", &PIECES, 14, 10));
     move |request| {
         let stream = serde_json::from_slice::<Value>(&request.body)
@@ -90,97 +71,32 @@ fn body(model: &str, stream: bool) -> Bytes {
     Bytes::from(request.to_string())
 }
 
-/// Which part of a request's timing a bench reports.
-#[derive(Clone, Copy)]
-enum Measure {
-    /// To the last body byte.
-    Total,
-    /// To the first body byte.
-    FirstByte,
-}
-
-/// Bench `id`: `target` answering `body`, timed from sending the request to the byte `measure`
-/// picks (the whole answer is read either way).
-fn bench(
-    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    runtime: &Runtime,
-    id: &str,
-    target: &Target,
-    body: &Bytes,
-    measure: Measure,
-) {
-    let mut connection = runtime
-        .block_on(Connection::open(target.addr))
-        .expect("connect");
-    group.bench_function(id, |b| {
-        b.iter_custom(|iterations| {
-            let mut elapsed = Duration::ZERO;
-            for _ in 0..iterations {
-                let timing: Timing = runtime
-                    .block_on(connection.post(target, body))
-                    .expect("request");
-                elapsed += match measure {
-                    Measure::Total => timing.total,
-                    Measure::FirstByte => timing.first_byte,
-                };
-                black_box(timing);
-            }
-            elapsed
-        });
-    });
-}
-
 fn messages_latency(c: &mut Criterion) {
-    let runtime = Runtime::new().expect("runtime");
-    let (upstream, gateway) = runtime.block_on(async {
-        let upstream = FakeUpstream::start().await;
-        upstream.respond_with(upstream_replies());
-        let gateway = common::start(YAML, &upstream.url()).await;
-        (upstream, gateway)
-    });
-    let direct = |path| Target {
-        addr: common::address(&upstream.url()),
+    let rig = Rig::start(YAML, upstream_replies());
+    let case = |path, way, target, model| Case {
         path,
-        authorization: Some("Bearer sk-bench-0000".to_owned()),
+        way,
+        target,
+        ask: model,
     };
-    let through = |path| Target {
-        addr: gateway.addr,
-        path,
-        authorization: Some(format!("Bearer {}", gateway.key)),
-    };
-    // (path name, the way it was sent, the model it names)
     let cases = [
-        ("chat", "direct", direct("/v1/chat/completions"), "chat"),
-        ("chat", "gateway", through("/v1/chat/completions"), "chat"),
-        ("messages", "direct", direct("/v1/messages"), "claude"),
-        ("messages", "gateway", through("/v1/messages"), "claude"),
-        (
+        case("chat", "direct", rig.direct("/v1/chat/completions"), "chat"),
+        case(
+            "chat",
+            "gateway",
+            rig.through("/v1/chat/completions"),
+            "chat",
+        ),
+        case("messages", "direct", rig.direct("/v1/messages"), "claude"),
+        case("messages", "gateway", rig.through("/v1/messages"), "claude"),
+        case(
             "messages-translated",
             "gateway",
-            through("/v1/messages"),
+            rig.through("/v1/messages"),
             "chat",
         ),
     ];
-    let mut group = c.benchmark_group("messages");
-    let kinds = [
-        ("json", false, Measure::Total),
-        ("ttfb", true, Measure::FirstByte),
-        ("stream", true, Measure::Total),
-    ];
-    for (kind, stream, measure) in kinds {
-        for (path, way, target, model) in &cases {
-            let id = format!("{kind}/{way}/{path}");
-            bench(
-                &mut group,
-                &runtime,
-                &id,
-                target,
-                &body(model, stream),
-                measure,
-            );
-        }
-    }
-    group.finish();
+    rig.bench(c, "messages", &cases, |model, stream| body(model, stream));
 }
 
 criterion_group!(benches, messages_latency);

@@ -8,6 +8,7 @@ mod embedding;
 mod error;
 mod family;
 mod http;
+mod native;
 pub mod ollama;
 pub mod openai;
 mod presets;

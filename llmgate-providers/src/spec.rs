@@ -41,6 +41,9 @@ pub struct ProviderSpec {
     /// OpenAI-compatible and HuggingFace providers: which embeddings API the upstream speaks
     /// (OpenAI's `/embeddings` by default, or Text Embeddings Inference's `/embed`).
     pub embeddings_api: EmbeddingsApi,
+    /// OpenAI-compatible providers: whether the upstream speaks OpenAI's Responses API too, so
+    /// that Responses requests are passed through instead of translated. Default false.
+    pub responses_api: bool,
 }
 
 impl ProviderSpec {
@@ -56,6 +59,7 @@ impl ProviderSpec {
             local: None,
             requires_key: None,
             embeddings_api: EmbeddingsApi::default(),
+            responses_api: false,
         }
     }
 
@@ -154,7 +158,8 @@ pub fn build_provider(spec: &ProviderSpec) -> Result<Arc<dyn Provider>, BuildErr
                 OpenAiCompatible::new(config)?
                     .with_requires_key(requires_key)
                     .with_quirks(quirks)
-                    .with_embeddings_api(spec.embeddings_api),
+                    .with_embeddings_api(spec.embeddings_api)
+                    .with_responses_api(spec.responses_api),
             ))
         }
         WireFamily::Anthropic => Ok(Arc::new(

@@ -255,13 +255,11 @@ mod sqlite {
     use super::*;
 
     #[tokio::test]
-    #[ignore = "needs POST /v1/responses (the Responses API ingress); un-ignore once merged"]
     async fn continued_on_another_replica() {
         super::continued_on_another_replica(Db::Sqlite).await;
     }
 
     #[tokio::test]
-    #[ignore = "needs POST /v1/responses (the Responses API ingress); un-ignore once merged"]
     async fn the_openai_sdk_continues_on_another_replica() {
         super::the_openai_sdk_continues_on_another_replica(Db::Sqlite).await;
     }
@@ -271,13 +269,11 @@ mod postgres {
     use super::*;
 
     #[tokio::test]
-    #[ignore = "needs POST /v1/responses (the Responses API ingress); un-ignore once merged"]
     async fn continued_on_another_replica() {
         super::continued_on_another_replica(Db::Postgres).await;
     }
 
     #[tokio::test]
-    #[ignore = "needs POST /v1/responses (the Responses API ingress); un-ignore once merged"]
     async fn the_openai_sdk_continues_on_another_replica() {
         super::the_openai_sdk_continues_on_another_replica(Db::Postgres).await;
     }

@@ -19,6 +19,7 @@ pub mod embeddings;
 pub mod ollama;
 pub mod openai;
 mod reply;
+pub mod responses;
 mod server;
 pub mod stripe;
 

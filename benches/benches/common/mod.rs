@@ -1,6 +1,9 @@
 //! The rig the gateway benches share: an in-process `llmgate` server (in-memory SQLite, a tier
 //! `bench` with a markup, then the caller's providers and models, with `${UPSTREAM}` set to a
-//! fake upstream's URL) and a user of that tier with plenty of credits.
+//! fake upstream's URL) and a user of that tier with plenty of credits; [`paths`] times request
+//! paths through it.
+
+pub mod paths;
 
 use std::net::SocketAddr;
 

@@ -12,6 +12,8 @@ pub enum WireFormat {
     /// Anthropic Messages: a request body, a whole `message`, or one whole SSE event
     /// (`event:` and `data:` lines and the blank line after them).
     AnthropicMessages,
+    /// OpenAI Responses: a request body, a whole `response` object, or one whole SSE event.
+    OpenAiResponses,
 }
 
 /// The request body exactly as the client sent it, in its protocol, with the protocol headers

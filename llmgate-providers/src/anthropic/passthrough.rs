@@ -13,17 +13,15 @@
 //! usage off the chunk that carries it (and so clears its bytes), so the usage travels on a
 //! chunk of its own after the event that reported it.
 
-use std::collections::BTreeMap;
-
+use llmgate_core::Result;
 use llmgate_core::chat::{ChatChunk, ChatRequest, ChatResponse, WireJson};
 use llmgate_core::chat::{NativeBody, WireFormat};
-use llmgate_core::{Error, Result};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use sse_stream::Sse;
 
 use super::stream::EventDecoder;
 use crate::chunks::ChunkDecoder;
+use crate::native::{cap, encode, set, sse_event_bytes, top_level};
 
 /// Where a whole passed-through answer's bytes ride on the core response (as JSON text), for
 /// the Messages ingress to send as they came.
@@ -41,13 +39,7 @@ pub(super) fn native(request: &ChatRequest) -> Option<&NativeBody> {
 pub(super) fn body(native: &NativeBody, request: &ChatRequest, stream: bool) -> Result<Vec<u8>> {
     let mut body = top_level(native)?;
     set(&mut body, "model", request.model.as_str())?;
-    if let Some(cap) = request.requested_max_tokens() {
-        let asked = body
-            .get("max_tokens")
-            .and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok());
-        let capped = asked.map_or(u64::from(cap), |asked| asked.min(u64::from(cap)));
-        set(&mut body, "max_tokens", capped)?;
-    }
+    cap(&mut body, "max_tokens", request.requested_max_tokens())?;
     set(&mut body, "stream", stream)?;
     encode(&body)
 }
@@ -57,27 +49,6 @@ pub(super) fn count_body(native: &NativeBody, request: &ChatRequest) -> Result<V
     let mut body = top_level(native)?;
     set(&mut body, "model", request.model.as_str())?;
     encode(&body)
-}
-
-/// A body's top-level fields, each value kept as the JSON text the client sent: the codec has
-/// already parsed the whole body once for routing, so only the top level is read again here
-/// and the messages and tools (most of the bytes) are copied, not rebuilt.
-type TopLevel = BTreeMap<String, Box<RawValue>>;
-
-fn top_level(native: &NativeBody) -> Result<TopLevel> {
-    serde_json::from_slice(&native.body)
-        .map_err(|error| Error::invalid_request(format!("Invalid request body: {error}")))
-}
-
-fn set(body: &mut TopLevel, name: &str, value: impl serde::Serialize) -> Result<()> {
-    let raw = serde_json::value::to_raw_value(&value)
-        .map_err(|error| Error::internal(error.to_string()))?;
-    body.insert(name.to_owned(), raw);
-    Ok(())
-}
-
-fn encode(body: &TopLevel) -> Result<Vec<u8>> {
-    serde_json::to_vec(body).map_err(|error| Error::internal(error.to_string()))
 }
 
 /// `{"input_tokens": N}`, the answer of `/v1/messages/count_tokens`.
@@ -122,7 +93,7 @@ impl ChunkDecoder for Passthrough {
     }
 
     fn decode(&mut self, event: Sse) -> Result<Vec<ChatChunk>> {
-        let bytes = event_bytes(&event);
+        let bytes = sse_event_bytes(&event);
         let mut chunks = self.inner.decode(event)?;
         let carrier = chunks.iter().position(|chunk| chunk.usage.is_none());
         match carrier {
@@ -139,23 +110,6 @@ impl ChunkDecoder for Passthrough {
     fn is_done(&self) -> bool {
         self.inner.is_done()
     }
-}
-
-/// The event as SSE text: its name and its data, each data line as it came.
-fn event_bytes(event: &Sse) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Some(name) = &event.event {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'\n');
-    }
-    for line in event.data.as_deref().unwrap_or_default().split('\n') {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
-    }
-    out.push(b'\n');
-    out
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 mod convert;
 mod embed;
+mod responses;
 mod stream;
 mod wire;
 
@@ -22,6 +23,7 @@ use crate::http::{self, Connection};
 use crate::presets::Quirks;
 use crate::upstream::UpstreamConfig;
 pub use embed::EmbeddingsApi;
+pub use responses::NATIVE_ANSWER_KEY;
 use stream::EventDecoder;
 
 /// A provider speaking OpenAI's chat completions protocol.
@@ -33,6 +35,8 @@ pub struct OpenAiCompatible {
     /// The configured base URL, for the embeddings endpoint.
     api_base: String,
     embeddings_api: EmbeddingsApi,
+    /// Whether the upstream speaks the Responses API (`{api_base}/responses`) too.
+    responses_api: bool,
 }
 
 impl OpenAiCompatible {
@@ -59,6 +63,7 @@ impl OpenAiCompatible {
             quirks: Quirks::default(),
             api_base: config.api_base,
             embeddings_api: EmbeddingsApi::default(),
+            responses_api: false,
         })
     }
 
@@ -79,6 +84,37 @@ impl OpenAiCompatible {
     pub fn with_embeddings_api(mut self, api: EmbeddingsApi) -> Self {
         self.embeddings_api = api;
         self
+    }
+
+    /// Whether the upstream also speaks OpenAI's Responses API at `{api_base}/responses`
+    /// (OpenAI itself does): a Responses request a client sent then goes there as it came, and
+    /// its answer comes back as written. Default: false (such requests are translated to chat
+    /// completions like any other).
+    pub fn with_responses_api(mut self, responses_api: bool) -> Self {
+        self.responses_api = responses_api;
+        self
+    }
+
+    /// The client's Responses body, when this upstream should get it as it came.
+    fn native<'a>(&self, call: &ProviderCall<'a>) -> Option<&'a llmgate_core::chat::NativeBody> {
+        responses::native(call.request).filter(|_| self.responses_api)
+    }
+
+    /// A POST of the client's Responses body to `{api_base}/responses`.
+    fn responses_request(
+        &self,
+        call: &ProviderCall<'_>,
+        native: &llmgate_core::chat::NativeBody,
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder> {
+        let body = responses::body(native, call.request, stream)?;
+        let accept = if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        let url = http::endpoint(&self.api_base, "responses");
+        self.post(url, accept, call.api_key, body)
     }
 
     /// The URL requests go to.
@@ -131,12 +167,27 @@ impl Provider for OpenAiCompatible {
     }
 
     async fn chat(&self, call: ProviderCall<'_>) -> Result<ChatResponse> {
+        if let Some(native) = self.native(&call) {
+            let request = self.responses_request(&call, native, false)?;
+            let body = self.connection.send_for_body(call.api_key, request).await?;
+            return responses::whole(self.name(), &body);
+        }
         let request = self.request(&call, "application/json")?;
         let body = self.connection.send_for_body(call.api_key, request).await?;
         convert::response_from_wire(self.name(), &body, call.api_key)
     }
 
     async fn chat_stream(&self, call: ProviderCall<'_>) -> Result<ChunkStream> {
+        if let Some(native) = self.native(&call) {
+            let request = self.responses_request(&call, native, true)?;
+            let response = self.connection.send(call.api_key, request).await?;
+            let decoder =
+                responses::EventDecoder::new(self.name().to_owned(), call.request.model.clone());
+            return Ok(chunks::chunk_stream(
+                self.connection.sse_events(response),
+                decoder,
+            ));
+        }
         let request = self.request(&call, "text/event-stream")?;
         let response = self.connection.send(call.api_key, request).await?;
         if is_json(&response) {

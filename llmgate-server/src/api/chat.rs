@@ -38,7 +38,7 @@ impl Codec for ChatCompletions {
         decode_json(body)
     }
 
-    fn whole(&self, answer: &llmgate_core::chat::ChatResponse) -> Response<Body> {
+    async fn whole(&self, answer: &llmgate_core::chat::ChatResponse) -> Response<Body> {
         json(StatusCode::OK, answer)
     }
 
@@ -98,6 +98,7 @@ async fn answer(
     let passed_on = codec.passed_on(request.headers());
     let body = read_limited(request, &state.config.server).await?;
     let mut chat = codec.decode(&body, passed_on)?;
+    codec.prepare(&mut chat).await?;
     watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
     if power_level.is_some() {
         chat.power_level = power_level;
@@ -118,7 +119,7 @@ async fn answer(
             cost_breakdown,
         } = state.gateway.chat(&caller, chat).await?;
         tracing::Span::current().record("cost_micros", cost_micros);
-        let mut response = codec.whole(&answer);
+        let mut response = codec.whole(&answer).await;
         route_headers(&mut response, &route);
         cost_headers(&mut response, cost_micros, &cost_breakdown);
         Ok((response, route))

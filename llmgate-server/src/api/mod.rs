@@ -21,6 +21,7 @@ mod models;
 mod params;
 mod provider_keys;
 mod response;
+mod responses;
 #[cfg(test)]
 mod route_table;
 mod router;

@@ -26,6 +26,7 @@ fn documented(endpoint: &Endpoint) -> usize {
         Endpoint::Embeddings => const { entry("POST", "/v1/embeddings") },
         Endpoint::Messages => const { entry("POST", "/v1/messages") },
         Endpoint::MessagesCountTokens => const { entry("POST", "/v1/messages/count_tokens") },
+        Endpoint::Responses => const { entry("POST", "/v1/responses") },
         Endpoint::GetResponse(_) => const { entry("GET", "/v1/responses/{id}") },
         Endpoint::DeleteResponse(_) => const { entry("DELETE", "/v1/responses/{id}") },
         Endpoint::ListResponseInputItems(_) => {

@@ -17,6 +17,8 @@ pub(crate) enum Endpoint {
     /// Anthropic's Messages API (`api/messages/`).
     Messages,
     MessagesCountTokens,
+    /// OpenAI's Responses API (`api/responses/`).
+    Responses,
     /// Stored responses of OpenAI's Responses API, by id (`api/stored_responses.rs`).
     GetResponse(String),
     DeleteResponse(String),
@@ -85,6 +87,7 @@ pub(crate) const ROUTES: &[Route] = &[
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/v1/responses"),
     ("GET", "/v1/responses/{id}"),
     ("DELETE", "/v1/responses/{id}"),
     ("GET", "/v1/responses/{id}/input_items"),
@@ -179,6 +182,7 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         "/v1/messages/count_tokens" | "/anthropic/v1/messages/count_tokens" => {
             only(method, &[Method::POST], Endpoint::MessagesCountTokens)
         }
+        "/v1/responses" => only(method, &[Method::POST], Endpoint::Responses),
         "/v1/models" | "/api/v1/llm/models" => only(method, &[Method::GET], Endpoint::ListModels),
         "/api/v1/llm/credits" => only(method, &[Method::GET], Endpoint::Credits),
         "/api/v1/llm/credits/add" => only(method, &[Method::POST], Endpoint::CreditsAdd),

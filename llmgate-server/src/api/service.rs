@@ -22,7 +22,7 @@ use super::response::{Body, error_response, error_with_status, set_header};
 use super::router::{Endpoint, Miss, route};
 use super::{
     admin, billing, chat, credits, embeddings, health, keys, messages, models, provider_keys,
-    stored_responses, teams, usage,
+    responses, stored_responses, teams, usage,
 };
 use crate::auth::{Permission, Principal};
 use crate::state::AppState;
@@ -93,6 +93,7 @@ fn needs(endpoint: &Endpoint) -> Needs {
         | Endpoint::Embeddings
         | Endpoint::Messages
         | Endpoint::MessagesCountTokens
+        | Endpoint::Responses
         | Endpoint::DeleteResponse(_)
         | Endpoint::CreditsPurchase => Needs::Key(Permission::Execute),
         Endpoint::ListModels
@@ -196,6 +197,7 @@ async fn keyed(
         Endpoint::MessagesCountTokens => {
             messages::count_tokens(state, context, caller, request).await
         }
+        Endpoint::Responses => responses::create(state, context, caller, request).await,
         Endpoint::GetResponse(id) => stored_responses::retrieve(state, caller, request, &id).await,
         Endpoint::DeleteResponse(id) => stored_responses::delete(state, caller, &id).await,
         Endpoint::ListResponseInputItems(id) => {

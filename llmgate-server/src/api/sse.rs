@@ -12,8 +12,10 @@ use futures::StreamExt;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use llmgate_core::{Error, chat::ChatChunk, gateway::CompletionStream};
+use llmgate_core::chat::{ChatChunk, ChunkChoice, FinishReason, Usage};
+use llmgate_core::{Error, gateway::CompletionStream};
 use serde::Serialize;
+use serde_json::Value;
 
 use super::response::Body;
 
@@ -97,6 +99,33 @@ pub(super) fn record_cost(span: &tracing::Span, chunk: &ChatChunk) {
         .and_then(serde_json::Value::as_i64)
     {
         span.record("cost_micros", cost);
+    }
+}
+
+/// What another protocol's stream encoder reads off the chunks for its closing event: the
+/// usage, the gateway's charge (the metered stream's last chunk carries both) and the finish
+/// reason.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub usage: Option<Usage>,
+    pub charge: Option<Value>,
+    pub finish: Option<FinishReason>,
+}
+
+impl Tally {
+    /// Note what the chunk carries; its first choice, if it has one.
+    pub fn note<'a>(&mut self, chunk: &'a ChatChunk) -> Option<&'a ChunkChoice> {
+        if let Some(usage) = &chunk.usage {
+            self.usage = Some(usage.clone());
+        }
+        if let Some(charge) = chunk.extra.get("llmgate") {
+            self.charge = Some(charge.clone());
+        }
+        let choice = chunk.choices.iter().find(|c| c.index == 0)?;
+        if choice.finish_reason.is_some() {
+            self.finish = choice.finish_reason;
+        }
+        Some(choice)
     }
 }
 

@@ -80,6 +80,9 @@ pub struct ProviderConfig {
     pub headers: BTreeMap<String, String>,
     /// Which embeddings API an `openai` or `huggingface` provider speaks.
     pub embeddings_api: EmbeddingsApiKind,
+    /// An `openai` provider whose upstream speaks OpenAI's Responses API too: `/v1/responses`
+    /// requests are passed through to it instead of translated.
+    pub responses_api: bool,
     /// Enabled by the built-in default from an environment variable, not written by the
     /// operator: one that cannot be built is skipped with a warning instead of failing startup.
     pub from_env: bool,
@@ -106,6 +109,8 @@ pub struct ProviderYaml {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     embeddings_api: EmbeddingsApiKind,
+    #[serde(default)]
+    responses_api: bool,
 }
 
 /// `providers[].embeddings_api`: OpenAI's `/embeddings` (the default) or HuggingFace Text
@@ -128,6 +133,7 @@ impl From<ProviderYaml> for ProviderConfig {
         config.timeout_ms = yaml.timeout_ms;
         config.headers = yaml.headers;
         config.embeddings_api = yaml.embeddings_api;
+        config.responses_api = yaml.responses_api;
         config.local = yaml.local.unwrap_or_else(|| config.default_local());
         config
     }
@@ -151,6 +157,7 @@ impl ProviderConfig {
             timeout_ms: default_timeout_ms(),
             headers: BTreeMap::new(),
             embeddings_api: EmbeddingsApiKind::Openai,
+            responses_api: false,
             from_env: false,
         };
         config.local = config.default_local();
@@ -173,6 +180,7 @@ impl ProviderConfig {
         spec.headers.clone_from(&self.headers);
         spec.local = Some(self.local);
         spec.requires_key = self.requires_key;
+        spec.responses_api = self.responses_api;
         spec.embeddings_api = match self.embeddings_api {
             EmbeddingsApiKind::Openai => EmbeddingsApi::OpenAi,
             EmbeddingsApiKind::Tei => EmbeddingsApi::Tei,

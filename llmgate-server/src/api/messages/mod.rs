@@ -55,7 +55,7 @@ impl Codec for Messages {
         Ok(chat)
     }
 
-    fn whole(&self, answer: &ChatResponse) -> Response<Body> {
+    async fn whole(&self, answer: &ChatResponse) -> Response<Body> {
         match answer.extra.get(NATIVE_ANSWER_KEY).and_then(Value::as_str) {
             Some(upstream) => {
                 let mut response = Response::new(full(upstream.to_owned()));

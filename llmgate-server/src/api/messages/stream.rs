@@ -20,7 +20,7 @@ use futures::StreamExt;
 use http::Response;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use llmgate_core::chat::{ChatChunk, FinishReason, Usage, WireFormat};
+use llmgate_core::chat::{ChatChunk, WireFormat};
 use llmgate_core::gateway::CompletionStream;
 use serde_json::{Map, Value};
 
@@ -30,7 +30,7 @@ use super::wire::{
     BlockDelta, MessageDelta, MessageResponse, OutputBlock, OutputUsage, StreamEvent,
 };
 use crate::api::response::Body;
-use crate::api::sse;
+use crate::api::sse::{self, Tally};
 
 /// The block that is open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +49,7 @@ pub(super) struct Encoder {
     next_index: u32,
     /// Chat tool-call index to its block index.
     tools: HashMap<u32, u32>,
-    finish: Option<FinishReason>,
-    usage: Option<Usage>,
-    charge: Option<Value>,
+    tally: Tally,
     /// The upstream speaks Messages: its events are forwarded as they came.
     forwarding: bool,
 }
@@ -98,13 +96,7 @@ impl Encoder {
             });
             events.push(StreamEvent::Ping);
         }
-        if let Some(usage) = &chunk.usage {
-            self.usage = Some(usage.clone());
-        }
-        if let Some(charge) = chunk.extra.get("llmgate") {
-            self.charge = Some(charge.clone());
-        }
-        let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
+        let Some(choice) = self.tally.note(chunk) else {
             return events;
         };
         let delta = &choice.delta;
@@ -157,9 +149,6 @@ impl Encoder {
                 });
             }
         }
-        if choice.finish_reason.is_some() {
-            self.finish = choice.finish_reason;
-        }
         events
     }
 
@@ -169,11 +158,11 @@ impl Encoder {
         self.close(&mut events);
         events.push(StreamEvent::MessageDelta {
             delta: MessageDelta {
-                stop_reason: Some(stop_reason(self.finish)),
+                stop_reason: Some(stop_reason(self.tally.finish)),
                 stop_sequence: None,
             },
-            usage: self.usage.as_ref().map(usage).unwrap_or_default(),
-            llmgate: self.charge.take(),
+            usage: self.tally.usage.as_ref().map(usage).unwrap_or_default(),
+            llmgate: self.tally.charge.take(),
         });
         events.push(StreamEvent::MessageStop);
         events
