@@ -5,6 +5,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 
 use crate::catalog::Privacy;
+use crate::gateway::AttemptLog;
 use crate::power::PowerLevel;
 
 /// What a subscription tier grants.
@@ -65,6 +66,8 @@ pub struct Caller {
     /// `x-llmgate-privacy` header here). `High` keeps the request on local models, as a
     /// tier's `require_private` does for all of its users' requests.
     pub privacy: Privacy,
+    /// Where a failed request leaves the upstream calls it made (a request log reads it).
+    pub attempt_log: Option<AttemptLog>,
 }
 
 impl Caller {
@@ -76,6 +79,7 @@ impl Caller {
             billing: Billing::Charged,
             request_id: None,
             privacy: Privacy::Low,
+            attempt_log: None,
         }
     }
 
@@ -87,12 +91,19 @@ impl Caller {
             billing: Billing::Uncharged,
             request_id: None,
             privacy: Privacy::Low,
+            attempt_log: None,
         }
     }
 
     /// Use this request id instead of a generated one (e.g. the client's `x-request-id`).
     pub fn with_request_id(mut self, request_id: impl Into<Arc<str>>) -> Self {
         self.request_id = Some(request_id.into());
+        self
+    }
+
+    /// Leave the upstream calls of a failed request in `log`.
+    pub fn with_attempt_log(mut self, log: AttemptLog) -> Self {
+        self.attempt_log = Some(log);
         self
     }
 

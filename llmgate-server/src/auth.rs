@@ -94,6 +94,8 @@ impl Role {
 pub struct Principal {
     pub caller: Caller,
     pub role: Role,
+    /// The id of the user key that authenticated (`None` for the master key).
+    pub key_id: Option<Arc<str>>,
 }
 
 impl Principal {
@@ -102,6 +104,7 @@ impl Principal {
         Self {
             caller: Caller::admin(),
             role: Role::Admin,
+            key_id: None,
         }
     }
 
@@ -253,6 +256,7 @@ impl UserKeys for DirectoryKeys {
                 UserRole::Admin => Role::Admin,
                 UserRole::User => Role::User,
             },
+            key_id: Some(Arc::from(owner.key_id)),
         }))
     }
 }

@@ -16,6 +16,7 @@ mod messages;
 mod models;
 mod params;
 mod provider_keys;
+mod requests;
 mod response;
 #[cfg(test)]
 mod route_table;

@@ -5,6 +5,7 @@
 mod billing;
 mod defaults;
 mod env;
+mod logging;
 pub mod litellm;
 mod model;
 mod providers;
@@ -24,6 +25,7 @@ pub use billing::{
     price_cents,
 };
 pub use env::Env;
+pub use logging::LoggingConfig;
 pub use model::{Config, ConfigError, Problem};
 pub use providers::{ModelConfig, ProviderConfig, ProviderKind};
 pub use routing::RoutingConfig;
