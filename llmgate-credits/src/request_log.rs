@@ -2,7 +2,9 @@
 //! appended in batches, listed newest first under the API's filters, deleted by age.
 //!
 //! A listing is one statement built from the filters present (absent ones add no condition,
-//! so the planner sees plain equalities and picks the index that ends in `id`).
+//! so the planner sees plain equalities), newest first by `(created_at, id)`: each equality
+//! filter has an index that ends in those two columns, so a page — with a time range or
+//! without — is one backward index range scan that stops at the page size.
 
 use async_trait::async_trait;
 use llmgate_core::Result;
@@ -54,54 +56,72 @@ enum Bind {
     Text(String),
 }
 
+/// The listing's conditions and the values bound to their placeholders.
+#[derive(Default)]
+struct Filter {
+    conditions: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Filter {
+    /// `condition` with each `?` numbered, its values bound in order.
+    fn bind(&mut self, condition: &str, values: impl IntoIterator<Item = Bind>) {
+        let mut numbered = String::with_capacity(condition.len() + 4);
+        let mut values = values.into_iter();
+        for piece in condition.split_inclusive('?') {
+            match (piece.strip_suffix('?'), values.next()) {
+                (Some(text), Some(value)) => {
+                    self.binds.push(value);
+                    numbered.push_str(&format!("{text}${}", self.binds.len()));
+                }
+                _ => numbered.push_str(piece),
+            }
+        }
+        self.conditions.push(numbered);
+    }
+}
+
 /// The listing's statement and its values, from the filters present.
 fn listing(query: &LogQuery) -> (String, Vec<Bind>) {
-    let mut conditions: Vec<String> = Vec::new();
-    let mut binds = Vec::new();
-    let mut bind = |condition: &str, value: Bind, binds: &mut Vec<Bind>| {
-        binds.push(value);
-        conditions.push(condition.replace('?', &format!("${}", binds.len())));
-    };
+    let mut filter = Filter::default();
+    let text = |value: &String| Bind::Text(value.clone());
     if let Some(user) = &query.user_id {
-        bind("user_id = ?", Bind::Text(user.clone()), &mut binds);
+        filter.bind("user_id = ?", [text(user)]);
     }
     if let Some(key) = &query.key_id {
-        bind("key_id = ?", Bind::Text(key.clone()), &mut binds);
+        filter.bind("key_id = ?", [text(key)]);
     }
     if let Some(model) = &query.model {
-        bind(
-            "COALESCE(model, requested_model) = ?",
-            Bind::Text(model.clone()),
-            &mut binds,
-        );
+        filter.bind("COALESCE(model, requested_model) = ?", [text(model)]);
     }
     if let Some(from) = query.from_ms {
-        bind("created_at >= ?", Bind::Int(from), &mut binds);
+        filter.bind("created_at >= ?", [Bind::Int(from)]);
     }
     if let Some(to) = query.to_ms {
-        bind("created_at < ?", Bind::Int(to), &mut binds);
+        filter.bind("created_at < ?", [Bind::Int(to)]);
     }
     if let Some(before) = query.before {
-        bind("id < ?", Bind::Int(before), &mut binds);
+        let place = [Bind::Int(before.created_at_ms), Bind::Int(before.id)];
+        filter.bind("(created_at, id) < (?, ?)", place);
     }
     match query.status {
         StatusFilter::Any => {}
-        StatusFilter::Ok => conditions.push("status < 400 AND error_code IS NULL".into()),
-        StatusFilter::Error => {
-            conditions.push("(status >= 400 OR error_code IS NOT NULL)".into());
-        }
-        StatusFilter::Code(code) => bind("status = ?", Bind::Int(i64::from(code)), &mut binds),
+        // As the partial index `request_log_user_errors` words it, so that it is used.
+        StatusFilter::Ok => filter.bind("status < 400 AND error_code IS NULL", []),
+        StatusFilter::Error => filter.bind("(status >= 400 OR error_code IS NOT NULL)", []),
+        StatusFilter::Code(code) => filter.bind("status = ?", [Bind::Int(i64::from(code))]),
     }
-    let filter = if conditions.is_empty() {
+    let filter_sql = if filter.conditions.is_empty() {
         String::new()
     } else {
-        format!(" WHERE {}", conditions.join(" AND "))
+        format!(" WHERE {}", filter.conditions.join(" AND "))
     };
     let sql = format!(
-        "SELECT {LIST_COLUMNS} FROM request_log{filter} ORDER BY id DESC LIMIT {}",
+        "SELECT {LIST_COLUMNS} FROM request_log{filter_sql} ORDER BY created_at DESC, id DESC \
+         LIMIT {}",
         query.page_size()
     );
-    (sql, binds)
+    (sql, filter.binds)
 }
 
 /// A count as a database integer (they never come near `i64::MAX`).
@@ -271,20 +291,27 @@ mod tests {
         let query = LogQuery {
             user_id: Some("ann".into()),
             status: StatusFilter::Code(404),
-            before: Some(9),
+            before: Some(llmgate_core::request_log::Cursor {
+                created_at_ms: 5,
+                id: 9,
+            }),
             limit: 1000,
             ..LogQuery::default()
         };
         let (sql, binds) = listing(&query);
         assert!(
             sql.ends_with(
-                "WHERE user_id = $1 AND id < $2 AND status = $3 ORDER BY id DESC LIMIT 200"
+                "WHERE user_id = $1 AND (created_at, id) < ($2, $3) AND status = $4 \
+                 ORDER BY created_at DESC, id DESC LIMIT 200"
             ),
             "{sql}"
         );
-        assert_eq!(binds.len(), 3);
+        assert_eq!(binds.len(), 4);
         let (sql, binds) = listing(&LogQuery::default());
-        assert!(sql.ends_with("FROM request_log ORDER BY id DESC LIMIT 1"), "{sql}");
+        assert!(
+            sql.ends_with("FROM request_log ORDER BY created_at DESC, id DESC LIMIT 1"),
+            "{sql}"
+        );
         assert!(binds.is_empty());
     }
 }

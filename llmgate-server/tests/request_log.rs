@@ -292,6 +292,8 @@ async fn every_outcome_is_logged(db: Db) {
     assert!(gate.rows("?key_id=someone-else", &key).await.is_empty());
     let (status, _) = gate.get("/api/v1/llm/requests?status=fine", &key).await;
     assert_eq!(status, 400);
+    let (status, _) = gate.get("/api/v1/llm/requests?before=42", &key).await;
+    assert_eq!(status, 400);
     gate.server.shutdown().await.unwrap();
 }
 
@@ -365,7 +367,7 @@ async fn pages_follow_next_and_old_rows_are_pruned(db: Db) {
         for row in page["data"].as_array().unwrap() {
             seen.push(row["request_id"].as_str().unwrap().to_owned());
         }
-        match page["next"].as_i64() {
+        match page["next"].as_str() {
             Some(next) => query = format!("?limit=2&before={next}"),
             None => break,
         }

@@ -36,15 +36,15 @@ impl RequestLogStore for MemoryRequestLog {
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<LoggedRequest>> {
-        let rows = self.rows();
-        let limit = query.page_size() as usize;
-        Ok(rows
+        let mut rows: Vec<LoggedRequest> = self
+            .rows()
             .iter()
-            .rev()
             .filter(|row| query.admits(row))
-            .take(limit)
             .cloned()
-            .collect())
+            .collect();
+        rows.sort_unstable_by_key(|row| std::cmp::Reverse((row.created_at, row.id)));
+        rows.truncate(query.page_size() as usize);
+        Ok(rows)
     }
 
     async fn get(&self, id: i64) -> Result<Option<LoggedRequest>> {

@@ -21,7 +21,7 @@ use crate::gateway::AttemptRecord;
 use crate::pricing::{CostBreakdown, TokenClasses};
 
 pub use memory::MemoryRequestLog;
-pub use query::{LogQuery, StatusFilter};
+pub use query::{Cursor, LogQuery, StatusFilter};
 pub use writer::RequestLogWriter;
 
 /// The most bytes of a prompt or an answer a row keeps (`logging.store_bodies`).

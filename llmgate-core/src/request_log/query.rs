@@ -21,10 +21,51 @@ pub struct LogQuery {
     pub key_id: Option<String>,
     /// Only this user's requests.
     pub user_id: Option<String>,
-    /// Only rows with a smaller id: the previous page's `next`.
-    pub before: Option<i64>,
+    /// Only rows after this one in the listing's order: the previous page's `next`.
+    pub before: Option<Cursor>,
     /// At most this many rows (1 to [`MAX_PAGE`]).
     pub limit: u32,
+}
+
+/// A place in a listing, which runs newest first: by arrival time, then by id (rows of one
+/// millisecond). The API shows it as `CREATED_AT_ID` (`1765000000000_42`): opaque to
+/// clients, who pass a page's `next` back as `before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The row's `created_at` (unix milliseconds).
+    pub created_at_ms: i64,
+    /// The row's id.
+    pub id: i64,
+}
+
+impl Cursor {
+    /// The place of `row`.
+    pub fn of(row: &LoggedRequest) -> Self {
+        Self {
+            created_at_ms: row.created_at,
+            id: row.id,
+        }
+    }
+
+    /// Whether `row` comes after this place (is older).
+    pub fn is_after(self, row: &LoggedRequest) -> bool {
+        (row.created_at, row.id) < (self.created_at_ms, self.id)
+    }
+
+    /// Read one as the API shows it.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (created_at, id) = text.split_once('_')?;
+        Some(Self {
+            created_at_ms: created_at.parse().ok().filter(|ms: &i64| *ms >= 0)?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.created_at_ms, self.id)
+    }
 }
 
 /// Which outcomes a listing wants.
@@ -66,11 +107,29 @@ impl LogQuery {
             && self.status.admits(row.status, row.error_code.as_deref())
             && is(&self.key_id, row.key_id.as_deref())
             && is(&self.user_id, Some(&row.user_id))
-            && self.before.is_none_or(|before| row.id < before)
+            && self.before.is_none_or(|before| before.is_after(row))
     }
 
     /// The page size to use: `limit` within 1 to [`MAX_PAGE`].
     pub fn page_size(&self) -> u32 {
         self.limit.clamp(1, MAX_PAGE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_back_what_it_shows() {
+        let cursor = Cursor {
+            created_at_ms: 1_765_000_000_000,
+            id: 42,
+        };
+        assert_eq!(cursor.to_string(), "1765000000000_42");
+        assert_eq!(Cursor::parse("1765000000000_42"), Some(cursor));
+        for bad in ["", "42", "_42", "1_", "-1_2", "a_b", "1_2_3"] {
+            assert_eq!(Cursor::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -33,10 +33,13 @@ CREATE TABLE request_log (
     answer             TEXT
 );
 
--- Listings are newest first (by id) under one equality filter at most; each filter has an
--- index that ends in id, so a page is an index range scan that stops at the page size.
-CREATE INDEX request_log_by_user ON request_log (user_id, id);
-CREATE INDEX request_log_by_key ON request_log (key_id, id);
-CREATE INDEX request_log_by_model ON request_log ((COALESCE(model, requested_model)), id);
--- Time ranges and the retention pruning.
-CREATE INDEX request_log_by_time ON request_log (created_at);
+-- Listings run newest first by (created_at, id) under at most a few equality filters and an
+-- optional time range; each filter has an index that ends in (created_at, id), so a page is
+-- one backward index range scan that stops at the page size, whatever the time range.
+CREATE INDEX request_log_by_time ON request_log (created_at, id);
+CREATE INDEX request_log_by_user ON request_log (user_id, created_at, id);
+CREATE INDEX request_log_by_key ON request_log (key_id, created_at, id);
+CREATE INDEX request_log_by_model ON request_log ((COALESCE(model, requested_model)), created_at, id);
+-- A user's failures, which are rare among many successes.
+CREATE INDEX request_log_user_errors ON request_log (user_id, created_at, id)
+    WHERE status >= 400 OR error_code IS NOT NULL;

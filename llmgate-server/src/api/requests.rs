@@ -6,7 +6,7 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::request_log::{LogQuery, LoggedRequest, StatusFilter};
+use llmgate_core::request_log::{Cursor, LogQuery, LoggedRequest, StatusFilter};
 use llmgate_core::{Error, Result};
 use serde::Serialize;
 
@@ -22,7 +22,7 @@ const DEFAULT_PAGE: i64 = 50;
 struct Page {
     data: Vec<LoggedRequest>,
     /// The `before` of the next page; `null` on the last one.
-    next: Option<i64>,
+    next: Option<String>,
 }
 
 pub(crate) async fn list(
@@ -49,7 +49,7 @@ pub(crate) async fn list(
         status: status_filter(params.get("status"))?,
         key_id: params.get("key_id").map(str::to_owned),
         user_id,
-        before: params.integer("before", 1..=i64::MAX, None)?,
+        before: cursor(params.get("before"))?,
         limit: params
             .integer("limit", 1..=200, Some(DEFAULT_PAGE))?
             .and_then(|n| u32::try_from(n).ok())
@@ -59,7 +59,7 @@ pub(crate) async fn list(
     state.request_log.flush().await;
     let data = state.request_log.store.list(&query).await?;
     let next = (data.len() == query.page_size() as usize)
-        .then(|| data.last().map(|row| row.id))
+        .then(|| data.last().map(|row| Cursor::of(row).to_string()))
         .flatten();
     Ok(json(StatusCode::OK, &Page { data, next }))
 }
@@ -81,6 +81,19 @@ pub(crate) async fn get(state: &AppState, principal: &Principal, id: &str) -> Re
         }
         _ => Err(not_found()),
     }
+}
+
+/// A page's `next`, passed back.
+fn cursor(text: Option<&str>) -> Result<Option<Cursor>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    Cursor::parse(text).map(Some).ok_or_else(|| {
+        Error::invalid_request(format!(
+            "`before` must be the `next` of a previous page, got `{text}`."
+        ))
+        .with_param("before")
+    })
 }
 
 /// `ok`, `error` or an HTTP status.
