@@ -63,6 +63,7 @@ const ASSETS: &[Asset] = &[
     asset!("js/lab.js", JS),
     asset!("js/analytics.js", JS),
     asset!("js/users.js", JS),
+    asset!("js/requests.js", JS),
 ];
 
 /// Strong ETags, computed once from the compiled-in bytes.

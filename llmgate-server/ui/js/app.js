@@ -8,12 +8,14 @@ import { createProviders } from './providers.js';
 import { createLab } from './lab.js';
 import { createAnalytics } from './analytics.js';
 import { createUsers } from './users.js';
+import { createRequests } from './requests.js';
 
 const TABS = [
   { id: 'catalog', title: 'Model Catalog', create: createCatalog },
   { id: 'providers', title: 'API Providers', create: createProviders },
   { id: 'lab', title: 'Testing Lab', create: createLab },
   { id: 'analytics', title: 'Analytics', create: createAnalytics },
+  { id: 'requests', title: 'Requests', create: createRequests },
   { id: 'users', title: 'Users', create: createUsers, admin: true },
 ];
 
