@@ -394,7 +394,8 @@ await step('Requests lists each call with its status, attempts, tokens and cost'
   await openTab(page, 'requests');
   const row = (id) => page.locator(`#panel-requests tr[data-request-id="${id}"]`);
   await eventually(page, 'requests', () => row('hub-ok').waitFor({ timeout: 1000 }));
-  assert.match(await text(row('hub-ok')), /0\.7 credits/);
+  // The user's own key for the priced model's provider is stored by now: nothing charged.
+  assert.match(await text(row('hub-ok')), /200.*0 credits/);
   assert.equal(await text(row('hub-fallback').locator('.request-attempts')), '2');
   assert.equal(await text(row('hub-failed').locator('.request-attempts')), '1');
   assert.match(await text(row('hub-failed')), new RegExp(`${failed} `));
@@ -417,15 +418,19 @@ await step('Requests lists each call with its status, attempts, tokens and cost'
   await filters.locator('button[type="submit"]').click();
   await row('hub-fallback').waitFor();
 
-  // The fallback's detail: the failed attempt, then the one that answered; tokens and cost by class.
+  // The fallback's detail: the failed attempt, then the one that answered.
   await row('hub-fallback').locator('button.request-open').click();
   const detail = page.locator('#panel-requests .request-detail');
-  await detail.waitFor();
+  await detail.locator('h3', { hasText: 'hub-fallback' }).waitFor();
   assert.equal(await detail.locator('.attempts li').count(), 2);
   assert.equal(await detail.locator('.attempts li.attempt-failed').count(), 1);
-  assert.match(await text(detail.locator('.attempts li').first()), /500/);
-  assert.equal(await text(detail.locator('.request-cost')), '0.7 credits');
+  assert.match(await text(detail.locator('.attempts li').first()), /brokenfake.*500/);
+  // The Testing Lab's first answer, on the platform's key: tokens and cost by class.
+  const charged = page.locator('#panel-requests tr.request-row', { hasText: '0.7 credits' }).first();
+  await charged.locator('button.request-open').click();
+  await detail.locator('.request-cost', { hasText: '0.7 credits' }).waitFor();
   assert.match(await text(detail.locator('table.token-classes')), /Cache read\s*300/);
+  assert.match(await text(detail.locator('table.token-classes')), /of which reasoning\s*200/);
   await shot(page, 'requests');
   await filters.locator('input.requests-model').fill('');
 });

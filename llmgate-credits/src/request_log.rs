@@ -223,11 +223,7 @@ impl RequestLogStore for SqlRequestLog {
                         .push_bind(entry.prompt.clone())
                         .push_bind(entry.answer.clone());
                 });
-                insert
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed())?;
+                insert.build().execute(&mut *tx).await.map_err(failed())?;
             }
             tx.commit().await.map_err(failed())?;
         });

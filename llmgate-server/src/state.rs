@@ -19,8 +19,8 @@ use llmgate_providers::{build_provider, resolve_model};
 
 use crate::auth::{Auth, DirectoryKeys};
 use crate::billing::{self, Billing};
-use crate::request_log::RequestLog;
 use crate::config::{Config, ConfigError, ModelConfig, Problem, ProviderConfig, ProviderKind};
+use crate::request_log::RequestLog;
 use crate::storage::Storage;
 
 /// Settles and usage records queued behind answers at most (then requests wait for room);

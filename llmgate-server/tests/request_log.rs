@@ -208,7 +208,10 @@ async fn every_outcome_is_logged(db: Db) {
 
     assert_eq!(send(&gate, &key, "ok-1", ask("backup")).await, 200);
     assert_eq!(send(&gate, &key, "fallback-1", ask("primary")).await, 200);
-    assert_eq!(send(&gate, &key, "missing-1", ask("no-such-model")).await, 404);
+    assert_eq!(
+        send(&gate, &key, "missing-1", ask("no-such-model")).await,
+        404
+    );
     let failed = send(&gate, &key, "failed-1", ask("doomed")).await;
     assert!([502, 503].contains(&failed), "{failed}");
     upstreams.steady.push(Reply::sse(&openai::text_chunks(
@@ -223,10 +226,22 @@ async fn every_outcome_is_logged(db: Db) {
     let ok = gate.row_of("ok-1", &key).await;
     assert_eq!(ok["user_id"], user);
     assert_eq!(ok["endpoint"], "/v1/chat/completions");
-    assert_eq!((ok["status"].as_u64(), ok["error_code"].is_null()), (Some(200), true));
-    assert_eq!((ok["model"].as_str(), ok["provider"].as_str()), (Some("backup"), Some("steady")));
+    assert_eq!(
+        (ok["status"].as_u64(), ok["error_code"].is_null()),
+        (Some(200), true)
+    );
+    assert_eq!(
+        (ok["model"].as_str(), ok["provider"].as_str()),
+        (Some("backup"), Some("steady"))
+    );
     assert_eq!(attempts(&ok), [("steady".to_owned(), 200)]);
-    assert_eq!((ok["prompt_tokens"].as_u64(), ok["completion_tokens"].as_u64()), (Some(12), Some(8)));
+    assert_eq!(
+        (
+            ok["prompt_tokens"].as_u64(),
+            ok["completion_tokens"].as_u64()
+        ),
+        (Some(12), Some(8))
+    );
     assert!(ok["cost_micros"].as_i64().unwrap() > 0, "{ok}");
     assert_eq!(ok["key_source"], "platform");
     assert_eq!(ok["stream"], false);
@@ -257,13 +272,30 @@ async fn every_outcome_is_logged(db: Db) {
         attempts(&all_failed),
         [("flaky".to_owned(), 500), ("broken".to_owned(), 502)]
     );
-    assert_eq!((all_failed["cost_micros"].as_i64(), all_failed["completion_tokens"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (
+            all_failed["cost_micros"].as_i64(),
+            all_failed["completion_tokens"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
 
     let stream = gate.row_of("stream-1", &key).await;
-    assert_eq!((stream["status"].as_u64(), stream["stream"].as_bool()), (Some(200), Some(true)));
-    assert_eq!((stream["prompt_tokens"].as_u64(), stream["completion_tokens"].as_u64()), (Some(12), Some(8)));
+    assert_eq!(
+        (stream["status"].as_u64(), stream["stream"].as_bool()),
+        (Some(200), Some(true))
+    );
+    assert_eq!(
+        (
+            stream["prompt_tokens"].as_u64(),
+            stream["completion_tokens"].as_u64()
+        ),
+        (Some(12), Some(8))
+    );
     assert!(stream["cost_micros"].as_i64().unwrap() > 0, "{stream}");
-    let ttfb = stream["ttfb_ms"].as_u64().expect("a stream has a first byte");
+    let ttfb = stream["ttfb_ms"]
+        .as_u64()
+        .expect("a stream has a first byte");
     assert!(ttfb <= stream["latency_ms"].as_u64().unwrap());
 
     // The detail has the same row and its cost by class.
@@ -271,11 +303,16 @@ async fn every_outcome_is_logged(db: Db) {
     let (status, detail) = gate.get(&format!("/api/v1/llm/requests/{id}"), &key).await;
     assert_eq!(status, 200, "{detail}");
     assert_eq!(detail["attempts"], fallback["attempts"]);
-    assert_eq!(detail["cost_breakdown"]["cost_micros"], fallback["cost_micros"]);
+    assert_eq!(
+        detail["cost_breakdown"]["cost_micros"],
+        fallback["cost_micros"]
+    );
 
     // Filters: status, a code, the model.
     let ids = |rows: Vec<Value>| -> Vec<String> {
-        rows.iter().map(|r| r["request_id"].as_str().unwrap().to_owned()).collect()
+        rows.iter()
+            .map(|r| r["request_id"].as_str().unwrap().to_owned())
+            .collect()
     };
     assert_eq!(
         ids(gate.rows("?status=error", &key).await),
@@ -286,7 +323,10 @@ async fn every_outcome_is_logged(db: Db) {
         ids(gate.rows("?status=ok&model=backup", &key).await),
         ["stream-1", "fallback-1", "ok-1"]
     );
-    assert_eq!(ids(gate.rows("?model=no-such-model", &key).await), ["missing-1"]);
+    assert_eq!(
+        ids(gate.rows("?model=no-such-model", &key).await),
+        ["missing-1"]
+    );
     let key_id = ok["key_id"].as_str().unwrap();
     assert_eq!(gate.rows(&format!("?key_id={key_id}"), &key).await.len(), 5);
     assert!(gate.rows("?key_id=someone-else", &key).await.is_empty());
@@ -305,13 +345,25 @@ async fn refusals_of_a_known_caller_are_logged_and_unknown_keys_are_not(db: Db) 
     let user_id = format!("broke-{:08x}", rand::random::<u32>());
     let key = support::create_user(&gate.server.url(), &user_id, "paid").await;
     assert_eq!(send(&gate, &key, "broke-1", ask("backup")).await, 402);
-    assert_eq!(send(&gate, "lg-not-a-key", "nobody-1", ask("backup")).await, 401);
+    assert_eq!(
+        send(&gate, "lg-not-a-key", "nobody-1", ask("backup")).await,
+        401
+    );
 
     let broke = gate.row_of("broke-1", &key).await;
-    assert_eq!((broke["status"].as_u64(), broke["error_code"].as_str()), (Some(402), Some("insufficient_credits")));
-    assert!(attempts(&broke).is_empty(), "refused before any upstream call");
+    assert_eq!(
+        (broke["status"].as_u64(), broke["error_code"].as_str()),
+        (Some(402), Some("insufficient_credits"))
+    );
+    assert!(
+        attempts(&broke).is_empty(),
+        "refused before any upstream call"
+    );
     let everyone = gate.rows("?limit=200", MASTER_KEY).await;
-    assert!(everyone.iter().all(|r| r["request_id"] != "nobody-1"), "a 401 has no user to log");
+    assert!(
+        everyone.iter().all(|r| r["request_id"] != "nobody-1"),
+        "a 401 has no user to log"
+    );
     gate.server.shutdown().await.unwrap();
 }
 
@@ -333,12 +385,18 @@ async fn a_user_never_sees_another_users_rows(db: Db) {
     assert_eq!(bobs[0]["user_id"], bob);
 
     // Naming another user is refused; another user's row is not found.
-    let (status, _) = gate.get(&format!("/api/v1/llm/requests?user_id={bob}"), &ann_key).await;
+    let (status, _) = gate
+        .get(&format!("/api/v1/llm/requests?user_id={bob}"), &ann_key)
+        .await;
     assert_eq!(status, 403);
     let bobs_id = bobs[0]["id"].as_i64().unwrap();
-    let (status, _) = gate.get(&format!("/api/v1/llm/requests/{bobs_id}"), &ann_key).await;
+    let (status, _) = gate
+        .get(&format!("/api/v1/llm/requests/{bobs_id}"), &ann_key)
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = gate.get(&format!("/api/v1/llm/requests/{bobs_id}"), &bob_key).await;
+    let (status, _) = gate
+        .get(&format!("/api/v1/llm/requests/{bobs_id}"), &bob_key)
+        .await;
     assert_eq!(status, 200);
 
     // The admin sees both, or one user's.
@@ -357,12 +415,17 @@ async fn pages_follow_next_and_old_rows_are_pruned(db: Db) {
     };
     let (_, key) = gate.user("pat").await;
     for i in 0..5 {
-        assert_eq!(send(&gate, &key, &format!("page-{i}"), ask("backup")).await, 200);
+        assert_eq!(
+            send(&gate, &key, &format!("page-{i}"), ask("backup")).await,
+            200
+        );
     }
     let mut seen = Vec::new();
     let mut query = "?limit=2".to_owned();
     loop {
-        let (status, page) = gate.get(&format!("/api/v1/llm/requests{query}"), &key).await;
+        let (status, page) = gate
+            .get(&format!("/api/v1/llm/requests{query}"), &key)
+            .await;
         assert_eq!(status, 200);
         for row in page["data"].as_array().unwrap() {
             seen.push(row["request_id"].as_str().unwrap().to_owned());
@@ -385,7 +448,9 @@ async fn pages_follow_next_and_old_rows_are_pruned(db: Db) {
     };
     gate.log.store.append(&[old]).await.unwrap();
     let from = llmgate_core::memory::unix_now() - 41 * 86_400;
-    let before = gate.rows(&format!("?from={from}&limit=200"), MASTER_KEY).await;
+    let before = gate
+        .rows(&format!("?from={from}&limit=200"), MASTER_KEY)
+        .await;
     assert!(before.iter().any(|r| r["request_id"] == "ancient"));
     assert_eq!(gate.log.prune(30).await.unwrap(), 1);
     let after = gate.rows("?limit=200", MASTER_KEY).await;

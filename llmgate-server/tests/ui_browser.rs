@@ -101,7 +101,10 @@ async fn upstreams() -> Upstreams {
             .frame_delay(Duration::from_millis(50)),
     );
     let broken = FakeUpstream::start().await;
-    broken.set_default(Reply::json(500, openai::error("boom", "server_error", None)));
+    broken.set_default(Reply::json(
+        500,
+        openai::error("boom", "server_error", None),
+    ));
     let stripe = FakeUpstream::start().await;
     Upstreams {
         fast,

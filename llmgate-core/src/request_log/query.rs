@@ -103,7 +103,10 @@ impl LogQuery {
         };
         self.from_ms.is_none_or(|from| row.created_at >= from)
             && self.to_ms.is_none_or(|to| row.created_at < to)
-            && is(&self.model, row.model.as_deref().or(row.requested_model.as_deref()))
+            && is(
+                &self.model,
+                row.model.as_deref().or(row.requested_model.as_deref()),
+            )
             && self.status.admits(row.status, row.error_code.as_deref())
             && is(&self.key_id, row.key_id.as_deref())
             && is(&self.user_id, Some(&row.user_id))

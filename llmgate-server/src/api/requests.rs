@@ -64,7 +64,11 @@ pub(crate) async fn list(
     Ok(json(StatusCode::OK, &Page { data, next }))
 }
 
-pub(crate) async fn get(state: &AppState, principal: &Principal, id: &str) -> Result<Response<Body>> {
+pub(crate) async fn get(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<Response<Body>> {
     let not_found = || {
         Error::new(
             llmgate_core::ErrorKind::NotFound,
@@ -123,7 +127,10 @@ mod tests {
         assert_eq!(status_filter(Some("error")).unwrap(), StatusFilter::Error);
         assert_eq!(status_filter(Some("404")).unwrap(), StatusFilter::Code(404));
         for bad in ["fine", "42", "600", "-1"] {
-            assert_eq!(status_filter(Some(bad)).unwrap_err().param(), Some("status"));
+            assert_eq!(
+                status_filter(Some(bad)).unwrap_err().param(),
+                Some("status")
+            );
         }
     }
 }

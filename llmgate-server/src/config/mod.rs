@@ -5,8 +5,8 @@
 mod billing;
 mod defaults;
 mod env;
-mod logging;
 pub mod litellm;
+mod logging;
 mod model;
 mod providers;
 mod read;

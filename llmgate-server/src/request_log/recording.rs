@@ -171,7 +171,9 @@ impl Drop for Shared {
         if entry.status == 0 {
             // Dispatch never got to answer: the handler panicked (a 500).
             entry.status = 500;
-            entry.error_code.get_or_insert_with(|| "internal_error".to_owned());
+            entry
+                .error_code
+                .get_or_insert_with(|| "internal_error".to_owned());
         }
         self.writer.log(entry);
     }
