@@ -4,7 +4,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{LogEntry, LogQuery, LoggedRequest, RequestLogStore};
+use super::entry::{LogEntry, LoggedRequest};
+use super::query::LogQuery;
+use super::store::RequestLogStore;
 use crate::error::Result;
 
 /// A [`RequestLogStore`] in a `Vec`, ids from 1.

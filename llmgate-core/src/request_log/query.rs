@@ -1,6 +1,6 @@
 //! Which rows a listing asks for: the API's filters, already checked.
 
-use super::LoggedRequest;
+use super::entry::LoggedRequest;
 
 /// The most rows one page holds.
 pub const MAX_PAGE: u32 = 200;

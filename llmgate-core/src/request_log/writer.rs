@@ -19,7 +19,8 @@ use metrics::Counter;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::{LogEntry, RequestLogStore};
+use super::entry::LogEntry;
+use super::store::RequestLogStore;
 use crate::metrics::{REQUEST_LOG_DROPPED, REQUEST_LOG_WRITE_FAILURES};
 
 /// How long a row may wait for others before its batch is written.

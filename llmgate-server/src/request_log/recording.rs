@@ -13,7 +13,7 @@ use llmgate_core::pricing::CostBreakdown;
 use llmgate_core::request_log::{LogEntry, RequestLogWriter, bounded, millis};
 use llmgate_core::{Caller, Error};
 
-use super::RequestLog;
+use super::log::RequestLog;
 
 /// A request being recorded. Cheap to clone; the row is queued when the last clone drops.
 #[derive(Debug, Clone)]
