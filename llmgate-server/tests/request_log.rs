@@ -18,6 +18,9 @@ use serde_json::{Value, json};
 use support::MASTER_KEY;
 use support::databases::{Database, Db};
 
+/// `logging.store_bodies` of every server here but [`bodies_are_kept_when_asked`]'s.
+const STORE_BODIES: &str = "false";
+
 /// A server on its own database, with a steady upstream and a failing one.
 struct Gate {
     server: RunningServer,
@@ -30,6 +33,7 @@ fn yaml(database_url: &str, steady: &str, failing: &str, other_failing: &str) ->
     format!(
         r#"
 storage: {{ database_url: "{database_url}" }}
+logging: {{ store_bodies: {STORE_BODIES} }}
 tiers:
   paid: {{ markup: 0.0 }}
 providers:
@@ -50,13 +54,20 @@ routing:
 
 impl Gate {
     async fn start(db: Db, upstreams: &Upstreams) -> Option<Gate> {
+        Self::start_with(db, upstreams, false).await
+    }
+
+    async fn start_with(db: Db, upstreams: &Upstreams, store_bodies: bool) -> Option<Gate> {
         let database = Database::create(db).await?;
-        let yaml = yaml(
+        let mut yaml = yaml(
             &database.url,
             &upstreams.steady.url(),
             &upstreams.flaky.url(),
             &upstreams.broken.url(),
         );
+        if store_bodies {
+            yaml = yaml.replace("store_bodies: false", "store_bodies: true");
+        }
         let config = support::yaml_config(&yaml, &support::empty_env());
         let server = support::bind(config).await;
         let log = server.state().request_log.clone();
@@ -459,7 +470,40 @@ async fn pages_follow_next_and_old_rows_are_pruned(db: Db) {
     gate.server.shutdown().await.unwrap();
 }
 
+async fn bodies_are_kept_when_asked(db: Db) {
+    let upstreams = Upstreams::start().await;
+    let Some(gate) = Gate::start_with(db, &upstreams, true).await else {
+        return;
+    };
+    let (_, key) = gate.user("kim").await;
+    assert_eq!(send(&gate, &key, "body-1", ask("backup")).await, 200);
+    upstreams.steady.push(Reply::sse(&openai::text_chunks(
+        "steady-model",
+        &["Second ", "left."],
+        Some((12, 8)),
+    )));
+    let mut streamed = ask("backup");
+    streamed["stream"] = json!(true);
+    assert_eq!(send(&gate, &key, "body-2", streamed).await, 200);
+
+    for id in ["body-1", "body-2"] {
+        let listed = gate.row_of(id, &key).await;
+        assert!(listed.get("prompt").is_none(), "the listing leaves bodies out");
+        let (status, detail) = gate
+            .get(&format!("/api/v1/llm/requests/{}", listed["id"]), &key)
+            .await;
+        assert_eq!(status, 200);
+        assert!(
+            detail["prompt"].as_str().unwrap().contains("Which way to the station?"),
+            "{detail}"
+        );
+        assert_eq!(detail["answer"], "Second left.", "{detail}");
+    }
+    gate.server.shutdown().await.unwrap();
+}
+
 on_both_databases!(
+    bodies_are_kept_when_asked,
     every_outcome_is_logged,
     refusals_of_a_known_caller_are_logged_and_unknown_keys_are_not,
     a_user_never_sees_another_users_rows,
