@@ -234,6 +234,43 @@ async fn every_outcome_is_logged(db: Db) {
     streamed["stream"] = json!(true);
     assert_eq!(send(&gate, &key, "stream-1", streamed).await, 200);
 
+    // The Anthropic ingress runs the same pipeline, and counting tokens is logged too (free).
+    for (path, id) in [
+        ("/v1/messages", "messages-1"),
+        ("/v1/messages/count_tokens", "count-1"),
+    ] {
+        let response = gate
+            .http
+            .post(gate.url(path))
+            .header("x-api-key", &key)
+            .header("x-request-id", id)
+            .json(&json!({"model": "backup", "max_tokens": 50,
+                          "messages": [{"role": "user", "content": "Which way to the station?"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "{path}: {}",
+            response.text().await.unwrap()
+        );
+    }
+    let messages = gate.row_of("messages-1", &key).await;
+    assert_eq!(messages["endpoint"], "/v1/messages");
+    assert_eq!(
+        (
+            messages["prompt_tokens"].as_u64(),
+            messages["completion_tokens"].as_u64()
+        ),
+        (Some(12), Some(8))
+    );
+    assert_eq!(attempts(&messages), [("steady".to_owned(), 200)]);
+    let counted = gate.row_of("count-1", &key).await;
+    assert_eq!(counted["endpoint"], "/v1/messages/count_tokens");
+    assert!(counted["prompt_tokens"].as_u64().unwrap() > 0, "{counted}");
+    assert_eq!(counted["cost_micros"], 0);
+
     let ok = gate.row_of("ok-1", &key).await;
     assert_eq!(ok["user_id"], user);
     assert_eq!(ok["endpoint"], "/v1/chat/completions");
@@ -332,14 +369,14 @@ async fn every_outcome_is_logged(db: Db) {
     assert_eq!(ids(gate.rows("?status=404", &key).await), ["missing-1"]);
     assert_eq!(
         ids(gate.rows("?status=ok&model=backup", &key).await),
-        ["stream-1", "fallback-1", "ok-1"]
+        ["count-1", "messages-1", "stream-1", "fallback-1", "ok-1"]
     );
     assert_eq!(
         ids(gate.rows("?model=no-such-model", &key).await),
         ["missing-1"]
     );
     let key_id = ok["key_id"].as_str().unwrap();
-    assert_eq!(gate.rows(&format!("?key_id={key_id}"), &key).await.len(), 5);
+    assert_eq!(gate.rows(&format!("?key_id={key_id}"), &key).await.len(), 7);
     assert!(gate.rows("?key_id=someone-else", &key).await.is_empty());
     let (status, _) = gate.get("/api/v1/llm/requests?status=fine", &key).await;
     assert_eq!(status, 400);
@@ -488,13 +525,19 @@ async fn bodies_are_kept_when_asked(db: Db) {
 
     for id in ["body-1", "body-2"] {
         let listed = gate.row_of(id, &key).await;
-        assert!(listed.get("prompt").is_none(), "the listing leaves bodies out");
+        assert!(
+            listed.get("prompt").is_none(),
+            "the listing leaves bodies out"
+        );
         let (status, detail) = gate
             .get(&format!("/api/v1/llm/requests/{}", listed["id"]), &key)
             .await;
         assert_eq!(status, 200);
         assert!(
-            detail["prompt"].as_str().unwrap().contains("Which way to the station?"),
+            detail["prompt"]
+                .as_str()
+                .unwrap()
+                .contains("Which way to the station?"),
             "{detail}"
         );
         assert_eq!(detail["answer"], "Second left.", "{detail}");
