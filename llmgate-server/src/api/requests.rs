@@ -16,7 +16,7 @@ use crate::auth::Principal;
 use crate::state::AppState;
 
 /// Rows per page unless `limit` says otherwise.
-const DEFAULT_PAGE: i64 = 50;
+const DEFAULT_PAGE: u32 = 50;
 
 #[derive(Debug, Serialize)]
 struct Page {
@@ -51,9 +51,9 @@ pub(crate) async fn list(
         user_id,
         before: cursor(params.get("before"))?,
         limit: params
-            .integer("limit", 1..=200, Some(DEFAULT_PAGE))?
+            .integer("limit", 1..=200, None)?
             .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(50),
+            .unwrap_or(DEFAULT_PAGE),
     };
     // This replica's own rows queued before the listing are in it.
     state.request_log.flush().await;
