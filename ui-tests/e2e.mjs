@@ -9,6 +9,8 @@
 //   LLMGATE_FREE_KEY       a user on the `free` tier (no BYOK)
 //   LLMGATE_PRICED_MODEL   a priced model on provider LLMGATE_BYOK_PROVIDER (fake upstream)
 //   LLMGATE_SLOW_MODEL     a model whose stream takes long (for Stop)
+//   LLMGATE_FLAKY_MODEL    a model whose upstream fails and that falls back to the priced one
+//   LLMGATE_DOOMED_MODEL   a model whose only upstream fails
 //   LLMGATE_BYOK_PROVIDER  the provider to store a BYOK key for
 //   LLMGATE_BYOK_KEY       the key to store
 //   LLMGATE_CHROMIUM       the browser (default /usr/bin/chromium)
@@ -34,6 +36,8 @@ const USER = env('LLMGATE_USER_KEY');
 const FREE = env('LLMGATE_FREE_KEY');
 const PRICED = env('LLMGATE_PRICED_MODEL');
 const SLOW = env('LLMGATE_SLOW_MODEL');
+const FLAKY = env('LLMGATE_FLAKY_MODEL');
+const DOOMED = env('LLMGATE_DOOMED_MODEL');
 const BYOK_PROVIDER = env('LLMGATE_BYOK_PROVIDER');
 const BYOK_KEY = env('LLMGATE_BYOK_KEY');
 const CHROMIUM = env('LLMGATE_CHROMIUM', '/usr/bin/chromium');
@@ -408,6 +412,61 @@ await step('a user creates a limited key with a budget, sees it once, its spend,
   assert.equal((await chat(PRICED)).status, 401);
 });
 
+await step('Requests lists each call with its status, attempts, tokens and cost', async () => {
+  const ask = (model, id) => api('/v1/chat/completions', USER, {
+    method: 'POST',
+    headers: { 'x-request-id': id },
+    body: JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'log me' }] }),
+  });
+  assert.equal((await ask(PRICED, 'hub-ok')).status, 200);
+  assert.equal((await ask(FLAKY, 'hub-fallback')).status, 200);
+  assert.equal((await ask('no-such-model', 'hub-missing')).status, 404);
+  const failed = (await ask(DOOMED, 'hub-failed')).status;
+  assert.ok([502, 503].includes(failed), `all candidates failed: ${failed}`);
+  await openTab(page, 'requests');
+  const row = (id) => page.locator(`#panel-requests tr[data-request-id="${id}"]`);
+  await eventually(page, 'requests', () => row('hub-ok').waitFor({ timeout: 1000 }));
+  // The user's own key for the priced model's provider is stored by now: nothing charged.
+  assert.match(await text(row('hub-ok')), /200.*0 credits/);
+  assert.equal(await text(row('hub-fallback').locator('.request-attempts')), '2');
+  assert.equal(await text(row('hub-failed').locator('.request-attempts')), '1');
+  assert.match(await text(row('hub-failed')), new RegExp(`${failed} `));
+  assert.match(await text(row('hub-missing')), /404 model_not_found/);
+  assert.equal(await text(row('hub-missing').locator('.request-attempts')), '0');
+
+  // The status filter: errors only, then a model.
+  const filters = page.locator('#panel-requests form.requests-filters');
+  await filters.locator('select.requests-status').selectOption('error');
+  await filters.locator('button[type="submit"]').click();
+  await row('hub-ok').waitFor({ state: 'detached' });
+  await row('hub-missing').waitFor();
+  await row('hub-failed').waitFor();
+  await filters.locator('select.requests-status').selectOption('');
+  await filters.locator('input.requests-model').fill(FLAKY);
+  await filters.locator('button[type="submit"]').click();
+  await row('hub-missing').waitFor({ state: 'detached' });
+  assert.equal(await page.locator('#panel-requests tr.request-row').count(), 0, 'a fallback is listed under the model that served it');
+  await filters.locator('input.requests-model').fill(PRICED);
+  await filters.locator('button[type="submit"]').click();
+  await row('hub-fallback').waitFor();
+
+  // The fallback's detail: the failed attempt, then the one that answered.
+  await row('hub-fallback').locator('button.request-open').click();
+  const detail = page.locator('#panel-requests .request-detail');
+  await detail.locator('h3', { hasText: 'hub-fallback' }).waitFor();
+  assert.equal(await detail.locator('.attempts li').count(), 2);
+  assert.equal(await detail.locator('.attempts li.attempt-failed').count(), 1);
+  assert.match(await text(detail.locator('.attempts li').first()), /brokenfake.*500/);
+  // The Testing Lab's first answer, on the platform's key: tokens and cost by class.
+  const charged = page.locator('#panel-requests tr.request-row', { hasText: '0.7 credits' }).first();
+  await charged.locator('button.request-open').click();
+  await detail.locator('.request-cost', { hasText: '0.7 credits' }).waitFor();
+  assert.match(await text(detail.locator('table.token-classes')), /Cache read\s*300/);
+  assert.match(await text(detail.locator('table.token-classes')), /of which reasoning\s*200/);
+  await shot(page, 'requests');
+  await filters.locator('input.requests-model').fill('');
+});
+
 await step('sign-out forgets the key', async () => {
   await signOut(page);
   assert.equal(await page.locator('#tablist [role="tab"]').count(), 0, 'no tab is left behind');
@@ -510,7 +569,7 @@ const phone = await newPage({ width: 390, height: 844 });
 current = phone;
 await step('at 390 px wide no tab overflows horizontally', async () => {
   await signIn(phone, MASTER);
-  for (const id of ['catalog', 'providers', 'lab', 'analytics', 'keys', 'users', 'teams']) {
+  for (const id of ['catalog', 'providers', 'lab', 'analytics', 'keys', 'requests', 'users', 'teams']) {
     await openTab(phone, id);
     await phone.locator(`#panel-${id} .state.loading`).first().waitFor({ state: 'detached' }).catch(() => {});
     if (id === 'lab') {

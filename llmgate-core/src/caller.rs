@@ -6,6 +6,7 @@ use rust_decimal::Decimal;
 
 use crate::catalog::Privacy;
 use crate::key_limits::KeyLimits;
+use crate::gateway::AttemptLog;
 use crate::power::PowerLevel;
 
 /// What a subscription tier grants.
@@ -69,6 +70,8 @@ pub struct Caller {
     /// The restrictions of the API key the request came with (models, budget, rpm/tpm);
     /// `None` for the master key and embedders' own calls.
     pub key: Option<Arc<KeyLimits>>,
+    /// Where a failed request leaves the upstream calls it made (a request log reads it).
+    pub attempt_log: Option<AttemptLog>,
 }
 
 impl Caller {
@@ -81,6 +84,7 @@ impl Caller {
             request_id: None,
             privacy: Privacy::Low,
             key: None,
+            attempt_log: None,
         }
     }
 
@@ -93,6 +97,7 @@ impl Caller {
             request_id: None,
             privacy: Privacy::Low,
             key: None,
+            attempt_log: None,
         }
     }
 
@@ -105,6 +110,12 @@ impl Caller {
     /// The request came with this key: its restrictions apply.
     pub fn with_key(mut self, key: Arc<KeyLimits>) -> Self {
         self.key = Some(key);
+        self
+    }
+
+    /// Leave the upstream calls of a failed request in `log`.
+    pub fn with_attempt_log(mut self, log: AttemptLog) -> Self {
+        self.attempt_log = Some(log);
         self
     }
 

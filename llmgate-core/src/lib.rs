@@ -87,6 +87,7 @@ mod mix;
 pub mod power;
 pub mod pricing;
 pub mod provider;
+pub mod request_log;
 pub mod routing;
 mod secret;
 pub mod tokens;

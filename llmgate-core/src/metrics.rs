@@ -41,6 +41,11 @@ pub const USAGE_RECORD_FAILURES: &str = "llmgate_usage_record_failures_total";
 /// aside with an error in the log instead of retried. Any increase deserves an alert.
 pub const LEDGER_PARKED_WRITES: &str = "llmgate_ledger_parked_writes_total";
 
+/// Request-log rows dropped because the log's queue was full.
+pub const REQUEST_LOG_DROPPED: &str = "llmgate_request_log_dropped_total";
+/// Request-log rows lost because their batch could not be written.
+pub const REQUEST_LOG_WRITE_FAILURES: &str = "llmgate_request_log_write_failures_total";
+
 /// The label value for models that are not configured.
 pub const OTHER_MODEL: &str = "other";
 

@@ -98,6 +98,8 @@ pub struct Principal {
     /// The user the key belongs to. For a team key (made by a team owner) the caller's
     /// account is the team's, and this is still its maker.
     pub user: Arc<str>,
+    /// The id of the user key that authenticated (`None` for the master key).
+    pub key_id: Option<Arc<str>>,
 }
 
 impl Principal {
@@ -108,6 +110,7 @@ impl Principal {
             user: caller.user_id.clone(),
             caller,
             role: Role::Admin,
+            key_id: None,
         }
     }
 
@@ -268,6 +271,7 @@ impl UserKeys for DirectoryKeys {
                 UserRole::User => Role::User,
             },
             user: Arc::from(user.user_id),
+            key_id: Some(Arc::from(owner.key_id)),
         }))
     }
 }

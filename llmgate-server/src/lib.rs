@@ -11,6 +11,7 @@ pub mod master_key;
 mod offline;
 mod probe;
 mod replicas;
+pub mod request_log;
 mod response_body;
 pub mod rotate_keys;
 mod server;

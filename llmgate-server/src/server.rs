@@ -221,6 +221,8 @@ impl Server {
                 "ledger writes still pending at exit; their holds are reclaimed at expiry"
             ),
         }
+        // The request log's last rows (capped at two seconds: they are not money).
+        state.request_log.flush().await;
         if let Some(metrics) = metrics {
             metrics.abort();
         }

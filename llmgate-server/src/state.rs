@@ -14,12 +14,13 @@ use llmgate_core::{
     power::PowerLevel,
     pricing::{Decimal, ModelPrice},
 };
-use llmgate_credits::Backend;
+use llmgate_credits::{Backend, SqlPool, SqlRequestLog};
 use llmgate_providers::{build_provider, resolve_model};
 
 use crate::auth::{Auth, DirectoryKeys};
 use crate::billing::{self, Billing};
 use crate::config::{Config, ConfigError, ModelConfig, Problem, ProviderConfig, ProviderKind};
+use crate::request_log::RequestLog;
 use crate::storage::Storage;
 
 /// Settles and usage records queued behind answers at most (then requests wait for room);
@@ -38,6 +39,8 @@ pub struct AppState {
     pub storage: Arc<Storage>,
     /// Credit packages, Stripe purchases and the webhook.
     pub billing: Billing,
+    /// The request log (in the ledger's database) and its writer.
+    pub request_log: Arc<RequestLog>,
     /// Unix seconds when the server started (the `created` of listed models).
     pub started_at: u64,
 }
@@ -90,12 +93,17 @@ impl AppState {
                 problems: vec![Problem::new("billing", error.message())],
             },
         )?;
+        let request_log = Arc::new(RequestLog::start(
+            &config.logging,
+            Arc::new(SqlRequestLog::new(SqlPool::of(&storage.ledger))),
+        ));
         Ok(Self {
             gateway: builder.build(),
             auth,
             tiers,
             storage,
             billing,
+            request_log,
             config: Arc::new(config),
             started_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -66,6 +66,7 @@ const ASSETS: &[Asset] = &[
     asset!("js/reveal.js", JS),
     asset!("js/keys.js", JS),
     asset!("js/teams.js", JS),
+    asset!("js/requests.js", JS),
 ];
 
 /// Strong ETags, computed once from the compiled-in bytes.

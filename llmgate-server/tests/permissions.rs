@@ -90,6 +90,20 @@ fn matrix() -> Vec<Row> {
             None,
             [OK, OK, OK],
         ),
+        row("GET", "/api/v1/llm/requests", None, [OK, OK, OK]),
+        row(
+            "GET",
+            "/api/v1/llm/requests?user_id={self}&status=ok",
+            None,
+            [OK, OK, OK],
+        ),
+        // A row id that does not exist (or is another user's) is 404 for everyone.
+        row(
+            "GET",
+            "/api/v1/llm/requests/999999999",
+            None,
+            [Status(404), Status(404), Status(404)],
+        ),
         row("GET", "/api/v1/llm/credits/packages", None, [OK, OK, OK]),
         row(
             "POST",
@@ -114,6 +128,12 @@ fn matrix() -> Vec<Row> {
         row(
             "GET",
             "/api/v1/llm/usage?group_by=day&user_id={other}",
+            None,
+            [OK, OK, DENIED],
+        ),
+        row(
+            "GET",
+            "/api/v1/llm/requests?user_id={other}",
             None,
             [OK, OK, DENIED],
         ),

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The LLM Hub in a real headless Chromium: a real server in-process (SQLite file, a fake
-//! OpenAI-compatible upstream with a priced model, a slow one, the demo model, a fake Stripe),
+//! OpenAI-compatible upstream with a priced model, a slow one, a failing one that falls back to
+//! the priced one, the demo model, a fake Stripe),
 //! two users made through the admin API, then `node ui-tests/e2e.mjs` drives the browser
 //! through every tab (see that file for the steps).
 //!
@@ -73,6 +74,8 @@ fn scratch_dir() -> PathBuf {
 struct Upstreams {
     fast: FakeUpstream,
     slow: FakeUpstream,
+    /// Always 500: the flaky and doomed models' upstream, for the Requests tab.
+    broken: FakeUpstream,
     stripe: FakeUpstream,
 }
 
@@ -97,8 +100,18 @@ async fn upstreams() -> Upstreams {
             .chunked(Chunking::Bytes(64))
             .frame_delay(Duration::from_millis(50)),
     );
+    let broken = FakeUpstream::start().await;
+    broken.set_default(Reply::json(
+        500,
+        openai::error("boom", "server_error", None),
+    ));
     let stripe = FakeUpstream::start().await;
-    Upstreams { fast, slow, stripe }
+    Upstreams {
+        fast,
+        slow,
+        broken,
+        stripe,
+    }
 }
 
 async fn hub_server(upstreams: &Upstreams, database: &Path) -> RunningServer {
@@ -128,7 +141,23 @@ providers:
     api_base: ${SLOW_URL}/v1
     api_key: os.environ/FAKE_KEY
     timeout_ms: 120000
+  - name: brokenfake
+    kind: openai
+    api_base: ${BROKEN_URL}/v1
+    api_key: os.environ/FAKE_KEY
+routing:
+  num_retries: 0
+  cooldown_after_failures: 0
 models:
+  - name: flaky-model
+    provider: brokenfake
+    upstream_model: broken-up
+    cost_per_1k: 0.002
+    fallbacks: [fake-model]
+  - name: doomed-model
+    provider: brokenfake
+    upstream_model: broken-up
+    cost_per_1k: 0.002
   - name: fake-model
     provider: fake
     upstream_model: up-model
@@ -160,6 +189,7 @@ models:
         ("STRIPE_URL", upstreams.stripe.url()),
         ("FAKE_URL", upstreams.fast.url()),
         ("SLOW_URL", upstreams.slow.url()),
+        ("BROKEN_URL", upstreams.broken.url()),
         ("FAKE_KEY", PLATFORM_KEY.to_owned()),
     ]);
     start(yaml_config(yaml, &env)).await
@@ -230,6 +260,8 @@ async fn llm_hub_works_in_headless_chromium() {
         ("LLMGATE_FREE_KEY", free_key),
         ("LLMGATE_PRICED_MODEL", "fake-model".to_owned()),
         ("LLMGATE_SLOW_MODEL", "slow-model".to_owned()),
+        ("LLMGATE_FLAKY_MODEL", "flaky-model".to_owned()),
+        ("LLMGATE_DOOMED_MODEL", "doomed-model".to_owned()),
         ("LLMGATE_BYOK_PROVIDER", "fake".to_owned()),
         ("LLMGATE_BYOK_KEY", BYOK_KEY.to_owned()),
         ("LLMGATE_CHROMIUM", chromium().display().to_string()),

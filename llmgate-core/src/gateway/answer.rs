@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::attempts::AttemptRecord;
 use crate::chat::ChatResponse;
 use crate::credits::KeySource;
 use crate::embeddings::EmbeddingResponse;
@@ -20,6 +21,8 @@ pub struct RouteInfo {
     pub model: String,
     /// Upstream calls made (failover and retries), the successful one included.
     pub attempts: u32,
+    /// Each of those calls in order: deployment, outcome, latency.
+    pub attempt_log: Vec<AttemptRecord>,
     /// Whose key paid the upstream that answered.
     pub key_source: KeySource,
     /// The power level the request ran at (asked for, or the tier's default).

@@ -26,6 +26,7 @@ impl<T> Tried<T> {
             value,
             index,
             calls,
+            log,
             ticket,
             upstream,
         } = self;
@@ -33,6 +34,7 @@ impl<T> Tried<T> {
             value: (),
             index,
             calls,
+            log,
             ticket,
             upstream,
         };
@@ -52,6 +54,7 @@ impl Gateway {
         let Tried {
             index,
             calls,
+            log,
             mut ticket,
             upstream,
             ..
@@ -80,7 +83,7 @@ impl Gateway {
         }
         cost_breakdown.cost_micros = cost_micros;
         Ok(Billed {
-            route: self.route_info(prepared, attempt, calls, upstream),
+            route: self.route_info(prepared, attempt, calls, log, upstream),
             cost_micros,
             cost_breakdown,
         })

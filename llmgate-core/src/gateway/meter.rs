@@ -306,6 +306,15 @@ impl CompletionStream {
     pub fn route(&self) -> &RouteInfo {
         &self.route
     }
+
+    /// Watch each item as it passes (a request log reads the time to the first chunk and the
+    /// last chunk's usage and cost). `watch` is dropped with the stream, so it also learns
+    /// when the stream ended or the client went away.
+    pub fn inspect(mut self, mut watch: impl FnMut(&Result<ChatChunk>) + Send + 'static) -> Self {
+        let inner = std::mem::replace(&mut self.inner, Box::pin(futures::stream::empty()));
+        self.inner = Box::pin(inner.inspect(move |item| watch(item)));
+        self
+    }
 }
 
 impl Stream for CompletionStream {

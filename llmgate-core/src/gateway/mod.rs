@@ -3,6 +3,7 @@
 
 mod admit;
 mod answer;
+mod attempts;
 mod bill;
 mod builder;
 mod count;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 pub use answer::{Completion, Embedded, RouteInfo};
+pub use attempts::{AttemptFailure, AttemptLog, AttemptRecord};
 pub use builder::GatewayBuilder;
 pub use inner::Gateway;
 pub use meter::CompletionStream;
@@ -134,6 +136,7 @@ impl Gateway {
             value: (first, stream),
             index,
             calls,
+            log,
             mut ticket,
             upstream,
         } = self.try_prepared(&mut prepared, first_chunk).await?;
@@ -150,7 +153,7 @@ impl Gateway {
         if index > 0 {
             meters.fallbacks.increment(1);
         }
-        let route = self.route_info(&prepared, attempt, calls, upstream);
+        let route = self.route_info(&prepared, attempt, calls, log, upstream);
         let record = self.usage_record(
             caller,
             &prepared.request_id,
@@ -301,27 +304,34 @@ impl Gateway {
             prompt_estimate,
             seed,
             started,
+            attempt_log: caller.attempt_log.clone(),
         })
     }
 
     /// Try the prepared request's attempts with `call`, failing over and retrying; when none
-    /// answers, the hold is given back before the error is returned.
+    /// answers, the hold is given back before the error is returned, and the calls made are
+    /// left in the caller's attempt log.
     async fn try_prepared<T>(
         &self,
         prepared: &mut Prepared,
         call: impl AsyncFnMut(&Attempt, &ChatRequest) -> Result<T>,
     ) -> Result<Tried<T>> {
+        let mut log = Vec::new();
         let tried = self
             .call_with_retries(
                 &prepared.attempts,
                 &mut prepared.request,
                 prepared.prompt_estimate,
                 prepared.seed,
+                &mut log,
                 call,
             )
             .await;
         if tried.is_err() {
             prepared.hold.release().await;
+            if let Some(attempt_log) = &prepared.attempt_log {
+                attempt_log.put(log);
+            }
         }
         tried
     }
@@ -331,6 +341,7 @@ impl Gateway {
         prepared: &Prepared,
         attempt: &Attempt,
         calls: u32,
+        attempt_log: Vec<attempts::AttemptRecord>,
         upstream_time: Duration,
     ) -> RouteInfo {
         RouteInfo {
@@ -338,6 +349,7 @@ impl Gateway {
             provider: attempt.deployment.provider.clone(),
             model: attempt.deployment.name.clone(),
             attempts: calls,
+            attempt_log,
             key_source: attempt.key_source,
             power_level: prepared.power_level,
             upstream_time,

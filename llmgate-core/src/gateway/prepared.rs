@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::attempts::AttemptLog;
 use super::ledger::HoldGuard;
 use super::plan::Attempt;
 use crate::chat::ChatRequest;
@@ -19,4 +20,6 @@ pub(super) struct Prepared {
     pub(super) seed: u64,
     /// When the gateway took the request (time to first token counts from here).
     pub(super) started: Instant,
+    /// The caller's log for the calls of a failed request.
+    pub(super) attempt_log: Option<AttemptLog>,
 }

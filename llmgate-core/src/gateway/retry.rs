@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::Stream;
 
+use super::attempts::{AttemptFailure, AttemptRecord};
 use super::inner::Gateway;
 use super::plan::Attempt;
 use crate::chat::{ChatChunk, ChatRequest};
@@ -29,19 +30,23 @@ pub(super) struct Tried<T> {
     pub value: T,
     pub index: usize,
     pub calls: u32,
+    /// Every call made, this one last.
+    pub log: Vec<AttemptRecord>,
     pub ticket: Ticket,
     /// Time spent in upstream calls and in backoff between rounds.
     pub upstream: Duration,
 }
 
 impl Gateway {
-    /// Call the attempts until one answers, under the retry rules above.
+    /// Call the attempts until one answers, under the retry rules above. Each call made is
+    /// pushed on `log`; a success takes the log with it.
     pub(super) async fn call_with_retries<T>(
         &self,
         attempts: &[Attempt],
         request: &mut ChatRequest,
         prompt_tokens: u64,
         seed: u64,
+        log: &mut Vec<AttemptRecord>,
         mut call: impl AsyncFnMut(&Attempt, &ChatRequest) -> Result<T>,
     ) -> Result<Tried<T>> {
         let inner = &self.inner;
@@ -91,18 +96,27 @@ impl Gateway {
                 let took = called.elapsed();
                 upstream += took;
                 meters.upstream_call(took, answer.is_ok());
+                let mut record = AttemptRecord {
+                    deployment: attempt.deployment.clone(),
+                    failure: None,
+                    latency: took,
+                };
                 match answer {
                     Ok(value) => {
+                        log.push(record);
                         return Ok(Tried {
                             value,
                             index,
                             calls,
+                            log: std::mem::take(log),
                             ticket,
                             upstream,
                         });
                     }
                     Err(error) => {
                         let error = attempt.classify(error);
+                        record.failure = Some(AttemptFailure::of(&error));
+                        log.push(record);
                         let cooldown = ticket.failed(&error);
                         tracing::debug!(
                             provider = %attempt.deployment.provider,

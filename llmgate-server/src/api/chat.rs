@@ -100,13 +100,18 @@ async fn answer(
     let mut chat = codec.decode(&body, passed_on)?;
     codec.prepare(&mut chat).await?;
     watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
+    context.record(|recording| recording.asked(&chat.model, chat.is_stream(), &body));
     if power_level.is_some() {
         chat.power_level = power_level;
     }
     let caller = request_caller(context, principal, privacy);
 
     if chat.is_stream() {
-        let stream = state.gateway.chat_stream(&caller, chat).await?;
+        let mut stream = state.gateway.chat_stream(&caller, chat).await?;
+        if let Some(recording) = &context.recording {
+            recording.routed(stream.route());
+            stream = recording.watch(stream);
+        }
         let route = stream.route().clone();
         let mut response = codec.stream(stream);
         route_headers(&mut response, &route);
@@ -119,6 +124,14 @@ async fn answer(
             cost_breakdown,
         } = state.gateway.chat(&caller, chat).await?;
         tracing::Span::current().record("cost_micros", cost_micros);
+        context.record(|recording| {
+            recording.routed(&route);
+            recording.billed(answer.usage.as_ref(), &cost_breakdown);
+            recording.answer(|| {
+                let first = answer.choices.first();
+                first.map(|c| c.message.text_content()).unwrap_or_default()
+            });
+        });
         let mut response = codec.whole(&answer).await;
         route_headers(&mut response, &route);
         cost_headers(&mut response, cost_micros, &cost_breakdown);
@@ -126,16 +139,20 @@ async fn answer(
     }
 }
 
-/// The caller a request runs as: the key's, with the request's id and any privacy it asked for.
+/// The caller a request runs as: the key's, with the request's id and any privacy it asked
+/// for, leaving a failure's upstream calls in the request's log row.
 pub(super) fn request_caller(
     context: &RequestContext,
     principal: &Principal,
     privacy: Option<Privacy>,
 ) -> Caller {
-    let caller = principal
+    let mut caller = principal
         .caller
         .clone()
         .with_request_id(context.request_id.clone());
+    if let Some(recording) = &context.recording {
+        caller = recording.caller(caller);
+    }
     match privacy {
         Some(privacy) => caller.with_privacy(privacy),
         None => caller,

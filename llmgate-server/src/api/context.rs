@@ -2,9 +2,26 @@
 //! dispatcher builds it, handlers read it, and it depends on neither.
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use crate::request_log::Recording;
 
 /// Facts about the request being answered.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestContext {
     pub request_id: Arc<str>,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The request's row in the request log, on the LLM endpoints once the caller is known
+    /// (and the log is on).
+    pub recording: Option<Recording>,
+}
+
+impl RequestContext {
+    /// Note something on the request's row, when it has one.
+    pub fn record(&self, note: impl FnOnce(&Recording)) {
+        if let Some(recording) = &self.recording {
+            note(recording);
+        }
+    }
 }

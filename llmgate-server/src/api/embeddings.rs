@@ -3,9 +3,9 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use llmgate_core::{Error, embeddings::EmbeddingRequest, gateway::Embedded};
+use llmgate_core::{Error, chat::Usage, embeddings::EmbeddingRequest, gateway::Embedded};
 
-use super::body::read_json;
+use super::body::{decode_json, read_limited};
 use super::chat::{
     cost_headers, power_level_header, privacy_header, request_caller, route_headers,
 };
@@ -22,7 +22,9 @@ pub(crate) async fn create(
 ) -> Result<Response<Body>, Error> {
     let power_level = power_level_header(request.headers())?;
     let privacy = privacy_header(request.headers())?;
-    let mut embedding: EmbeddingRequest = read_json(request, &state.config.server).await?;
+    let body = read_limited(request, &state.config.server).await?;
+    let mut embedding: EmbeddingRequest = decode_json(&body)?;
+    context.record(|recording| recording.asked(&embedding.model, false, &body));
     let span = tracing::Span::current();
     span.record("model", embedding.model.as_str());
     if power_level.is_some() {
@@ -40,6 +42,11 @@ pub(crate) async fn create(
     span.record("attempts", route.attempts);
     span.record("key_source", route.key_source.as_str());
     span.record("cost_micros", cost_micros);
+    context.record(|recording| {
+        recording.routed(&route);
+        let usage = answer.usage.map(|u| Usage::new(u.prompt_tokens, 0));
+        recording.billed(usage.as_ref(), &cost_breakdown);
+    });
     let mut response = json(StatusCode::OK, &answer);
     route_headers(&mut response, &route);
     cost_headers(&mut response, cost_micros, &cost_breakdown);

@@ -20,6 +20,7 @@ mod messages;
 mod models;
 mod params;
 mod provider_keys;
+mod requests;
 mod response;
 mod responses;
 #[cfg(test)]

@@ -39,6 +39,8 @@ fn documented(endpoint: &Endpoint) -> usize {
         Endpoint::CreditsPackages => const { entry("GET", "/api/v1/llm/credits/packages") },
         Endpoint::CreditsPurchase => const { entry("POST", "/api/v1/llm/credits/purchase") },
         Endpoint::Usage => const { entry("GET", "/api/v1/llm/usage") },
+        Endpoint::ListRequests => const { entry("GET", "/api/v1/llm/requests") },
+        Endpoint::GetRequest(_) => const { entry("GET", "/api/v1/llm/requests/{id}") },
         Endpoint::StripeWebhook => const { entry("POST", "/api/v1/billing/stripe/webhook") },
         Endpoint::Health => const { entry("GET", "/health") },
         Endpoint::Ready => const { entry("GET", "/health/ready") },

@@ -32,6 +32,9 @@ pub(crate) enum Endpoint {
     CreditsPackages,
     CreditsPurchase,
     Usage,
+    /// The request log (`api/requests.rs`).
+    ListRequests,
+    GetRequest(String),
     /// Stripe's signed webhook: no API key.
     StripeWebhook,
     Health,
@@ -96,6 +99,8 @@ pub(crate) const ROUTES: &[Route] = &[
     ("POST", "/api/v1/llm/credits/add"),
     ("GET", "/api/v1/llm/credits/transactions"),
     ("GET", "/api/v1/llm/usage"),
+    ("GET", "/api/v1/llm/requests"),
+    ("GET", "/api/v1/llm/requests/{id}"),
     ("GET", "/api/v1/llm/credits/packages"),
     ("POST", "/api/v1/llm/credits/purchase"),
     ("POST", "/api/v1/billing/stripe/webhook"),
@@ -192,6 +197,7 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Endpoint, Miss> {
         "/api/v1/llm/credits/packages" => only(method, &[Method::GET], Endpoint::CreditsPackages),
         "/api/v1/llm/credits/purchase" => only(method, &[Method::POST], Endpoint::CreditsPurchase),
         "/api/v1/llm/usage" => only(method, &[Method::GET], Endpoint::Usage),
+        "/api/v1/llm/requests" => only(method, &[Method::GET], Endpoint::ListRequests),
         "/api/v1/billing/stripe/webhook" => only(method, &[Method::POST], Endpoint::StripeWebhook),
         "/health" => only(method, &[Method::GET], Endpoint::Health),
         "/health/ready" => only(method, &[Method::GET], Endpoint::Ready),
@@ -247,6 +253,16 @@ fn with_path_parameters(method: &Method, path: &str) -> Option<Result<Endpoint, 
             ),
             _ => Err(Miss::NotFound),
         });
+    }
+    if let Some(id) = path.strip_prefix("/api/v1/llm/requests/") {
+        if id.is_empty() || id.contains('/') {
+            return Some(Err(Miss::NotFound));
+        }
+        return Some(only(
+            method,
+            &[Method::GET],
+            Endpoint::GetRequest(id.to_owned()),
+        ));
     }
     if let Some(rest) = path.strip_prefix("/api/v1/llm/providers/") {
         let name = rest.strip_suffix("/key")?;

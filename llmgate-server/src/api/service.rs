@@ -22,9 +22,10 @@ use super::response::{Body, error_response, error_with_status, set_header};
 use super::router::{Endpoint, Miss, route};
 use super::{
     admin, billing, chat, credits, embeddings, health, keys, messages, models, provider_keys,
-    responses, stored_responses, teams, usage,
+    requests, responses, stored_responses, teams, usage,
 };
 use crate::auth::{Permission, Principal};
+use crate::request_log::{Recording, Who};
 use crate::state::AppState;
 
 /// Answer one request.
@@ -34,6 +35,8 @@ pub async fn handle(state: AppState, request: Request<Incoming>) -> Response<Bod
     let path = request.uri().path().to_owned();
     let context = RequestContext {
         request_id: request_id(request.headers()),
+        started,
+        recording: None,
     };
     // Handlers record what they learn (model, provider, attempts, cost) on this span; headers
     // are never logged (they carry keys).
@@ -103,6 +106,8 @@ fn needs(endpoint: &Endpoint) -> Needs {
         | Endpoint::CreditsTransactions
         | Endpoint::CreditsPackages
         | Endpoint::Usage
+        | Endpoint::ListRequests
+        | Endpoint::GetRequest(_)
         | Endpoint::ListProviders
         | Endpoint::ListKeys => Needs::Key(Permission::Read),
         Endpoint::CreateKey | Endpoint::UpdateKey(_) | Endpoint::RevokeKey(_) => {
@@ -138,22 +143,74 @@ async fn dispatch(
     };
     // Anthropic's clients read errors in Anthropic's shape, the refused key's included.
     let anthropic = speaks_anthropic(request.uri().path());
+    let recorded;
+    let mut context = context;
     let result = match needs(&endpoint) {
         Needs::Nothing => open(state, endpoint, request).await,
-        Needs::Key(permission) => match state.auth.require(request.headers(), permission).await {
-            Ok(principal) => keyed(state, context, &principal, endpoint, request).await,
+        Needs::Key(permission) => match state.auth.authenticate(request.headers()).await {
+            Ok(principal) => {
+                // Refusals of a known caller (403 here, 402/404/429 in the pipeline) are logged.
+                if let Some(path) = logged_path(&endpoint) {
+                    recorded = recording(state, context, &principal, path);
+                    context = &recorded;
+                }
+                match principal.require(permission) {
+                    Ok(()) => keyed(state, context, &principal, endpoint, request).await,
+                    Err(refused) => Err(refused),
+                }
+            }
             Err(refused) => Err(refused),
         },
     };
-    result.unwrap_or_else(|error| {
+    let response = result.unwrap_or_else(|error| {
         if error.status() >= 500 {
             tracing::warn!(request_id = %context.request_id, %error, "request failed");
         }
+        context.record(|recording| recording.failed(&error));
         if anthropic {
             return messages::error_response(&error);
         }
         error_response(&error)
-    })
+    });
+    context.record(|recording| recording.answered(response.status().as_u16()));
+    response
+}
+
+/// The endpoints with a row per request in the request log, by their documented path: the
+/// ones that call upstreams (or count tokens with them). A new ingress is logged by adding
+/// its line here; what it records comes from the shared chat pipeline.
+fn logged_path(endpoint: &Endpoint) -> Option<&'static str> {
+    match endpoint {
+        Endpoint::ChatCompletions => Some("/v1/chat/completions"),
+        Endpoint::Embeddings => Some("/v1/embeddings"),
+        Endpoint::Messages => Some("/v1/messages"),
+        Endpoint::MessagesCountTokens => Some("/v1/messages/count_tokens"),
+        Endpoint::Responses => Some("/v1/responses"),
+        _ => None,
+    }
+}
+
+/// The context of a logged request: the same, with its row started for `principal`.
+fn recording(
+    state: &AppState,
+    context: &RequestContext,
+    principal: &Principal,
+    path: &'static str,
+) -> RequestContext {
+    let who = Who {
+        user_id: principal.caller.user_id.clone(),
+        key_id: principal.key_id.clone(),
+    };
+    RequestContext {
+        recording: Recording::start(
+            &state.request_log,
+            context.started,
+            context.request_id.clone(),
+            who,
+            path,
+        ),
+        ..context.clone()
+    }
 }
 
 /// The endpoints [`needs`] leaves open to anyone.
@@ -210,6 +267,8 @@ async fn keyed(
         Endpoint::CreditsPackages => Ok(billing::packages(state)),
         Endpoint::CreditsPurchase => billing::purchase(state, caller, request).await,
         Endpoint::Usage => usage::usage(state, caller, request).await,
+        Endpoint::ListRequests => requests::list(state, caller, request).await,
+        Endpoint::GetRequest(id) => requests::get(state, caller, &id).await,
         Endpoint::AdminListTiers => Ok(admin::list_tiers(state)),
         Endpoint::AdminListUsers => admin::list_users(state, caller, request).await,
         Endpoint::AdminCreateUser => admin::create_user(state, caller, request).await,

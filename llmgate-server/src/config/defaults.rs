@@ -35,6 +35,7 @@ pub(super) fn builtin(env: &Env) -> Config {
         providers,
         models: demo_echo(),
         routing: RoutingConfig::default(),
+        logging: Default::default(),
     }
 }
 

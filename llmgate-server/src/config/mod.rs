@@ -6,6 +6,7 @@ mod billing;
 mod defaults;
 mod env;
 pub mod litellm;
+mod logging;
 mod model;
 mod providers;
 mod read;
@@ -25,6 +26,7 @@ pub use billing::{
     price_cents,
 };
 pub use env::Env;
+pub use logging::LoggingConfig;
 pub use model::{Config, ConfigError, Problem};
 pub use providers::{ModelConfig, ProviderConfig, ProviderKind};
 pub use responses::ResponsesConfig;

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::billing::BillingConfig;
+use super::logging::LoggingConfig;
 use super::providers::{ModelConfig, ProviderConfig};
 use super::responses::ResponsesConfig;
 use super::routing::RoutingConfig;
@@ -38,6 +39,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     #[serde(default)]
     pub routing: RoutingConfig,
+    #[serde(default)]
+    pub logging: LoggingConfig,
 }
 
 /// One thing wrong with a config, at a YAML path such as `models[2].provider`.

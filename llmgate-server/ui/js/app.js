@@ -10,6 +10,7 @@ import { createAnalytics } from './analytics.js';
 import { createUsers } from './users.js';
 import { createKeys } from './keys.js';
 import { createTeams } from './teams.js';
+import { createRequests } from './requests.js';
 
 const TABS = [
   { id: 'catalog', title: 'Model Catalog', create: createCatalog },
@@ -17,6 +18,7 @@ const TABS = [
   { id: 'lab', title: 'Testing Lab', create: createLab },
   { id: 'analytics', title: 'Analytics', create: createAnalytics },
   { id: 'keys', title: 'Keys', create: createKeys },
+  { id: 'requests', title: 'Requests', create: createRequests },
   { id: 'users', title: 'Users', create: createUsers, admin: true },
   { id: 'teams', title: 'Teams', create: createTeams, admin: true },
 ];

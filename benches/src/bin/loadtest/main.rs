@@ -154,6 +154,7 @@ async fn run(
             upstream_api_base: upstream.api_base(),
             storage,
             log_filter: options.gateway_log.clone(),
+            request_log: !options.no_request_log,
         };
         let outcome =
             run_backend(options, &plan, &launch, upstream, floor, settings, backend).await;

@@ -63,6 +63,10 @@ pub(crate) struct Options {
     /// Content chunks per stream from the fake upstream.
     #[arg(long, default_value_t = 20)]
     pub(crate) stream_chunks: usize,
+    /// Turn the gateway's request log off (`logging.request_log: false`), to measure what it
+    /// costs: A/B against a run without this flag.
+    #[arg(long)]
+    pub(crate) no_request_log: bool,
     /// RUST_LOG for the gateway (its logs go to a file in the work directory).
     #[arg(long, default_value = "info")]
     pub(crate) gateway_log: String,

@@ -32,6 +32,7 @@ pub(super) async fn count(
     let headers = passed_on(request.headers());
     let body = read_limited(request, &state.config.server).await?;
     let ask: CountTokensRequest = decode_json(&body)?;
+    context.record(|recording| recording.asked(&ask.model, false, &body));
     let mut chat = ChatRequest::new(ask.model, prompt_messages(ask.system, ask.messages));
     chat.tools = ask.tools.and_then(custom_tools);
     chat.native = Some(NativeBody {
@@ -46,6 +47,11 @@ pub(super) async fn count(
     // Planned as `/v1/messages` plans it, so it refuses what that would refuse.
     let upstream = state.gateway.count_tokens(&caller, &chat).await?;
     let input_tokens = upstream.unwrap_or_else(|| input_tokens(&chat));
+    // Free: the row has the tokens counted and no cost.
+    context.record(|recording| {
+        let usage = llmgate_core::chat::Usage::new(input_tokens, 0);
+        recording.billed(Some(&usage), &Default::default());
+    });
     Ok(json(StatusCode::OK, &TokenCount { input_tokens }))
 }
 
