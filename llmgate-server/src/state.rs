@@ -21,6 +21,7 @@ use crate::auth::{Auth, DirectoryKeys};
 use crate::billing::{self, Billing};
 use crate::config::{Config, ConfigError, ModelConfig, Problem, ProviderConfig, ProviderKind};
 use crate::storage::Storage;
+use crate::telemetry::Traces;
 
 /// Settles and usage records queued behind answers at most (then requests wait for room);
 /// they are committed in batches, so this is far more than a busy second needs.
@@ -40,6 +41,8 @@ pub struct AppState {
     pub billing: Billing,
     /// Unix seconds when the server started (the `created` of listed models).
     pub started_at: u64,
+    /// The OpenTelemetry tracer, when `telemetry.otlp_endpoint` is set.
+    pub traces: Option<Traces>,
 }
 
 impl AppState {
@@ -90,6 +93,10 @@ impl AppState {
                 problems: vec![Problem::new("billing", error.message())],
             },
         )?;
+        let traces = Traces::from_config(&config.telemetry).map_err(|problem| ConfigError {
+            source_name: None,
+            problems: vec![problem],
+        })?;
         Ok(Self {
             gateway: builder.build(),
             auth,
@@ -100,6 +107,7 @@ impl AppState {
             started_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            traces,
         })
     }
 }

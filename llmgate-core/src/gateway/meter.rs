@@ -306,6 +306,16 @@ impl CompletionStream {
     pub fn route(&self) -> &RouteInfo {
         &self.route
     }
+
+    /// The same stream, with `look` shown every item as it passes (the last chunk carries the
+    /// usage and the cost). `look` is dropped with the stream, when it ends or the client
+    /// leaves, so it can also mark the end of the request.
+    pub fn inspect(self, look: impl FnMut(&Result<ChatChunk>) + Send + 'static) -> Self {
+        Self {
+            route: self.route,
+            inner: Box::pin(self.inner.inspect(look)),
+        }
+    }
 }
 
 impl Stream for CompletionStream {

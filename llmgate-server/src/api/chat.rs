@@ -67,6 +67,7 @@ pub(super) async fn serve(
     let mut watch = ChatWatch::start();
     match answer(state, context, principal, request, codec, &mut watch).await {
         Ok((response, route)) => {
+            context.trace.routed(&route);
             let span = tracing::Span::current();
             span.record("model", route.model.as_str());
             span.record("provider", route.provider.as_str());
@@ -99,6 +100,7 @@ async fn answer(
     let body = read_limited(request, &state.config.server).await?;
     let mut chat = codec.decode(&body, passed_on)?;
     watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
+    context.trace.requested(&chat.model, chat.is_stream());
     if power_level.is_some() {
         chat.power_level = power_level;
     }
@@ -107,7 +109,7 @@ async fn answer(
     if chat.is_stream() {
         let stream = state.gateway.chat_stream(&caller, chat).await?;
         let route = stream.route().clone();
-        let mut response = codec.stream(stream);
+        let mut response = codec.stream(context.trace.watch_stream(stream));
         route_headers(&mut response, &route);
         Ok((response, route))
     } else {
@@ -118,6 +120,10 @@ async fn answer(
             cost_breakdown,
         } = state.gateway.chat(&caller, chat).await?;
         tracing::Span::current().record("cost_micros", cost_micros);
+        if let Some(usage) = &answer.usage {
+            let output = Some(usage.completion_tokens);
+            context.trace.charged(usage.prompt_tokens, output, cost_micros);
+        }
         let mut response = codec.whole(&answer);
         route_headers(&mut response, &route);
         cost_headers(&mut response, cost_micros, &cost_breakdown);

@@ -25,6 +25,7 @@ pub(crate) async fn create(
     let mut embedding: EmbeddingRequest = read_json(request, &state.config.server).await?;
     let span = tracing::Span::current();
     span.record("model", embedding.model.as_str());
+    context.trace.requested(&embedding.model, false);
     if power_level.is_some() {
         embedding.power_level = power_level;
     }
@@ -40,6 +41,10 @@ pub(crate) async fn create(
     span.record("attempts", route.attempts);
     span.record("key_source", route.key_source.as_str());
     span.record("cost_micros", cost_micros);
+    context.trace.routed(&route);
+    if let Some(usage) = &answer.usage {
+        context.trace.charged(usage.prompt_tokens, None, cost_micros);
+    }
     let mut response = json(StatusCode::OK, &answer);
     route_headers(&mut response, &route);
     cost_headers(&mut response, cost_micros, &cost_breakdown);

@@ -25,14 +25,16 @@ use super::{
 };
 use crate::auth::{Permission, Principal};
 use crate::state::AppState;
+use crate::telemetry::RequestTrace;
 
 /// Answer one request.
 pub async fn handle(state: AppState, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let context = RequestContext {
+    let mut context = RequestContext {
         request_id: request_id(request.headers()),
+        trace: RequestTrace::default(),
     };
     // Handlers record what they learn (model, provider, attempts, cost) on this span; headers
     // are never logged (they carry keys).
@@ -47,7 +49,7 @@ pub async fn handle(state: AppState, request: Request<Incoming>) -> Response<Bod
         key_source = tracing::field::Empty,
         cost_micros = tracing::field::Empty,
     );
-    let outcome = AssertUnwindSafe(dispatch(&state, &context, request))
+    let outcome = AssertUnwindSafe(dispatch(&state, &mut context, request))
         .catch_unwind()
         .instrument(span.clone())
         .await;
@@ -57,6 +59,7 @@ pub async fn handle(state: AppState, request: Request<Incoming>) -> Response<Bod
     });
     set_header(&mut response, "x-request-id", &context.request_id);
     let status = response.status().as_u16();
+    context.trace.responded(status);
     let ms = started.elapsed().as_millis() as u64;
     if is_probe(&path) {
         tracing::debug!(parent: &span, status, ms, "request");
@@ -116,23 +119,41 @@ fn needs(endpoint: &Endpoint) -> Needs {
 
 async fn dispatch(
     state: &AppState,
-    context: &RequestContext,
+    context: &mut RequestContext,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let endpoint = match route(request.method(), request.uri().path()) {
         Ok(endpoint) => endpoint,
         Err(miss) => return miss_response(&miss, request.method(), request.uri().path()),
     };
+    if let (Some(traces), Some(operation)) = (&state.traces, gen_ai_operation(&endpoint)) {
+        context.trace = traces.request(
+            request.headers(),
+            request.method(),
+            request.uri().path(),
+            operation,
+            &context.request_id,
+        );
+    }
+    let context = &*context;
     // Anthropic's clients read errors in Anthropic's shape, the refused key's included.
     let anthropic = speaks_anthropic(request.uri().path());
     let result = match needs(&endpoint) {
         Needs::Nothing => open(state, endpoint, request).await,
         Needs::Key(permission) => match state.auth.require(request.headers(), permission).await {
-            Ok(principal) => keyed(state, context, &principal, endpoint, request).await,
+            Ok(principal) => {
+                context.trace.user(&principal.caller.user_id);
+                traced(
+                    &context.trace,
+                    keyed(state, context, &principal, endpoint, request),
+                )
+                .await
+            }
             Err(refused) => Err(refused),
         },
     };
     result.unwrap_or_else(|error| {
+        context.trace.failed(&error);
         if error.status() >= 500 {
             tracing::warn!(request_id = %context.request_id, %error, "request failed");
         }
@@ -141,6 +162,46 @@ async fn dispatch(
         }
         error_response(&error)
     })
+}
+
+/// The `gen_ai.operation.name` of a model endpoint; the others get no span.
+fn gen_ai_operation(endpoint: &Endpoint) -> Option<&'static str> {
+    match endpoint {
+        Endpoint::ChatCompletions | Endpoint::Messages => Some("chat"),
+        Endpoint::Embeddings => Some("embeddings"),
+        Endpoint::MessagesCountTokens => Some("count_tokens"),
+        Endpoint::ListModels
+        | Endpoint::Credits
+        | Endpoint::CreditsAdd
+        | Endpoint::CreditsTransactions
+        | Endpoint::CreditsPackages
+        | Endpoint::CreditsPurchase
+        | Endpoint::Usage
+        | Endpoint::StripeWebhook
+        | Endpoint::Health
+        | Endpoint::Ready
+        | Endpoint::Metrics
+        | Endpoint::AdminListTiers
+        | Endpoint::AdminListUsers
+        | Endpoint::AdminCreateUser
+        | Endpoint::AdminGetUser(_)
+        | Endpoint::AdminUpdateUser(_)
+        | Endpoint::AdminListKeys(_)
+        | Endpoint::AdminIssueKey(_)
+        | Endpoint::AdminRevokeKey { .. }
+        | Endpoint::ListProviders
+        | Endpoint::PutProviderKey(_)
+        | Endpoint::DeleteProviderKey(_)
+        | Endpoint::Ui => None,
+    }
+}
+
+/// Run a handler with the core told of its upstream attempts, when the request is traced.
+async fn traced<F: Future>(trace: &RequestTrace, handler: F) -> F::Output {
+    match trace.tracer() {
+        Some(tracer) => llmgate_core::trace::traced(tracer, handler).await,
+        None => handler.await,
+    }
 }
 
 /// The endpoints [`needs`] leaves open to anyone.

@@ -10,6 +10,7 @@ use super::model::Config;
 use super::providers::{ModelConfig, ProviderConfig, ProviderKind};
 use super::routing::RoutingConfig;
 use super::server::{ByokConfig, ServerConfig, StorageConfig};
+use super::telemetry::TelemetryConfig;
 use super::tiers::{PowerLevelsConfig, default_tiers};
 
 impl Config {
@@ -33,6 +34,7 @@ pub(super) fn builtin(env: &Env) -> Config {
         providers,
         models: demo_echo(),
         routing: RoutingConfig::default(),
+        telemetry: TelemetryConfig::default(),
     }
 }
 

@@ -12,6 +12,7 @@ mod read;
 mod routing;
 mod server;
 mod structure;
+mod telemetry;
 mod tiers;
 mod validate;
 mod values;
@@ -28,6 +29,7 @@ pub use model::{Config, ConfigError, Problem};
 pub use providers::{ModelConfig, ProviderConfig, ProviderKind};
 pub use routing::RoutingConfig;
 pub use server::{ByokConfig, ServerConfig, StorageConfig};
+pub use telemetry::TelemetryConfig;
 pub use tiers::{PowerLevelConfig, PowerLevelsConfig, TierConfig, default_tiers};
 pub use values::DecimalText;
 

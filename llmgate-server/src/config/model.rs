@@ -11,6 +11,7 @@ use super::billing::BillingConfig;
 use super::providers::{ModelConfig, ProviderConfig};
 use super::routing::RoutingConfig;
 use super::server::{ByokConfig, ServerConfig, StorageConfig};
+use super::telemetry::TelemetryConfig;
 use super::tiers::{PowerLevelsConfig, TierConfig, default_tiers};
 
 /// The whole configuration file.
@@ -35,6 +36,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     #[serde(default)]
     pub routing: RoutingConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// One thing wrong with a config, at a YAML path such as `models[2].provider`.

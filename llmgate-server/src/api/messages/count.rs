@@ -32,6 +32,7 @@ pub(super) async fn count(
     let headers = passed_on(request.headers());
     let body = read_limited(request, &state.config.server).await?;
     let ask: CountTokensRequest = decode_json(&body)?;
+    context.trace.requested(&ask.model, false);
     let mut chat = ChatRequest::new(ask.model, prompt_messages(ask.system, ask.messages));
     chat.tools = ask.tools.and_then(custom_tools);
     chat.native = Some(NativeBody {

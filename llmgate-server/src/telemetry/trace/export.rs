@@ -1,0 +1,111 @@
+//! Getting finished spans to the collector without ever holding up a request.
+//!
+//! A span that ends is put on a bounded queue with `try_send`: it never waits. When the queue
+//! is full (the collector is down or slower than the traffic) the span is dropped and counted.
+//! One task takes spans off the queue in batches and exports one batch at a time, each under a
+//! timeout; a batch the collector refuses, or that times out, is dropped and counted too.
+//! Nothing retries: a trace system that falls behind loses spans, never requests.
+
+use std::fmt;
+use std::time::Duration;
+
+use metrics::Counter;
+use opentelemetry::Context;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use tokio::sync::mpsc;
+
+use super::{SPANS_DROPPED, SPANS_EXPORTED};
+
+/// How long the exporter waits for more spans before sending a batch that is not full.
+const BATCH_DELAY: Duration = Duration::from_millis(500);
+
+/// How the queue and its exporter are sized.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct QueueLimits {
+    pub max_queued: usize,
+    pub max_batch: usize,
+    pub export_timeout: Duration,
+}
+
+/// The SDK's span processor: finished spans onto the queue, or counted as dropped.
+pub(super) struct QueueProcessor {
+    queue: mpsc::Sender<SpanData>,
+    dropped: Counter,
+}
+
+impl fmt::Debug for QueueProcessor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueProcessor").finish_non_exhaustive()
+    }
+}
+
+impl QueueProcessor {
+    /// The processor, and the export task it feeds started on the current runtime.
+    pub fn start(exporter: impl SpanExporter + 'static, limits: QueueLimits) -> Self {
+        let (queue, spans) = mpsc::channel(limits.max_queued);
+        tokio::spawn(export_loop(exporter, spans, limits));
+        Self {
+            queue,
+            dropped: metrics::counter!(SPANS_DROPPED, "reason" => "queue_full"),
+        }
+    }
+}
+
+impl SpanProcessor for QueueProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if self.queue.try_send(span).is_err() {
+            self.dropped.increment(1);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    /// The export task ends by itself once the provider (and with it this sender) is gone.
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Export batches until every sender (the processor, with the tracer provider) is gone.
+async fn export_loop(
+    exporter: impl SpanExporter,
+    mut spans: mpsc::Receiver<SpanData>,
+    limits: QueueLimits,
+) {
+    let failed = metrics::counter!(SPANS_DROPPED, "reason" => "export_failed");
+    let exported = metrics::counter!(SPANS_EXPORTED);
+    let mut batch = Vec::with_capacity(limits.max_batch);
+    loop {
+        if spans.recv_many(&mut batch, limits.max_batch).await == 0 {
+            return;
+        }
+        // A lone span waits a little for company, so that a quiet server sends few requests.
+        let deadline = tokio::time::sleep(BATCH_DELAY);
+        tokio::pin!(deadline);
+        while batch.len() < limits.max_batch {
+            let room = limits.max_batch - batch.len();
+            tokio::select! {
+                () = &mut deadline => break,
+                got = spans.recv_many(&mut batch, room) => if got == 0 { break },
+            }
+        }
+        let count = batch.len() as u64;
+        let sent = std::mem::replace(&mut batch, Vec::with_capacity(limits.max_batch));
+        match tokio::time::timeout(limits.export_timeout, exporter.export(sent)).await {
+            Ok(Ok(())) => exported.increment(count),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, spans = count, "span export failed; spans dropped");
+                failed.increment(count);
+            }
+            Err(_) => {
+                tracing::debug!(spans = count, "span export timed out; spans dropped");
+                failed.increment(count);
+            }
+        }
+    }
+}
