@@ -122,7 +122,9 @@ async fn answer(
         tracing::Span::current().record("cost_micros", cost_micros);
         if let Some(usage) = &answer.usage {
             let output = Some(usage.completion_tokens);
-            context.trace.charged(usage.prompt_tokens, output, cost_micros);
+            context
+                .trace
+                .charged(usage.prompt_tokens, output, cost_micros);
         }
         let mut response = codec.whole(&answer);
         route_headers(&mut response, &route);

@@ -43,7 +43,9 @@ pub(crate) async fn create(
     span.record("cost_micros", cost_micros);
     context.trace.routed(&route);
     if let Some(usage) = &answer.usage {
-        context.trace.charged(usage.prompt_tokens, None, cost_micros);
+        context
+            .trace
+            .charged(usage.prompt_tokens, None, cost_micros);
     }
     let mut response = json(StatusCode::OK, &answer);
     route_headers(&mut response, &route);

@@ -107,8 +107,14 @@ fn telemetry(config: &Config, report: &mut Report) {
     }
     report.unit_interval("telemetry.sample_ratio", telemetry.sample_ratio);
     for (path, value) in [
-        ("telemetry.max_queued_spans", telemetry.max_queued_spans as u64),
-        ("telemetry.max_export_batch", telemetry.max_export_batch as u64),
+        (
+            "telemetry.max_queued_spans",
+            telemetry.max_queued_spans as u64,
+        ),
+        (
+            "telemetry.max_export_batch",
+            telemetry.max_export_batch as u64,
+        ),
         ("telemetry.export_timeout_ms", telemetry.export_timeout_ms),
     ] {
         if value == 0 {

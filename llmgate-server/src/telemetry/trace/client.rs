@@ -38,7 +38,10 @@ impl HttpClient for ReqwestClient {
         if let Some(headers) = answer.headers_mut() {
             headers.extend(response.headers().clone());
         }
-        let body = response.bytes().await.map_err(reqwest::Error::without_url)?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(reqwest::Error::without_url)?;
         Ok(answer.body(body)?)
     }
 }

@@ -66,7 +66,10 @@ mod tests {
             Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         );
 
-        headers.insert("traceparent", "00-nothex-00f067aa0ba902b7-01".parse().unwrap());
+        headers.insert(
+            "traceparent",
+            "00-nothex-00f067aa0ba902b7-01".parse().unwrap(),
+        );
         assert!(!caller_context(&headers).span().span_context().is_valid());
     }
 }

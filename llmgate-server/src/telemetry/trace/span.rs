@@ -24,7 +24,11 @@ pub(crate) struct RequestTrace(Option<Arc<Recording>>);
 
 impl std::fmt::Debug for RequestTrace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "RequestTrace(on)" } else { "RequestTrace(off)" })
+        f.write_str(if self.0.is_some() {
+            "RequestTrace(on)"
+        } else {
+            "RequestTrace(off)"
+        })
     }
 }
 
