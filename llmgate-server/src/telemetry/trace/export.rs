@@ -109,3 +109,55 @@ async fn export_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    use opentelemetry::trace::{Tracer, TracerProvider};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use super::*;
+
+    /// A collector that never answers.
+    #[derive(Debug)]
+    struct Stuck;
+
+    impl SpanExporter for Stuck {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let limits = QueueLimits {
+            max_queued: 2,
+            max_batch: 1,
+            export_timeout: Duration::from_secs(60),
+        };
+        let processor =
+            metrics::with_local_recorder(&recorder, || QueueProcessor::start(Stuck, limits));
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .build();
+        let tracer = provider.tracer("test");
+        let started = std::time::Instant::now();
+        for _ in 0..10 {
+            tracer.in_span("request", |_| {});
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "ending a span never waits"
+        );
+        // At most one span is in the stuck export and two are queued: the rest are dropped.
+        let dropped: u64 = handle
+            .render()
+            .lines()
+            .find(|line| line.starts_with(SPANS_DROPPED))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+            .unwrap();
+        assert!((7..=8).contains(&dropped), "{dropped}");
+    }
+}
