@@ -9,13 +9,29 @@
 use std::fmt;
 use std::time::Duration;
 
-use metrics::Counter;
+use metrics::{Counter, Unit};
 use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use tokio::sync::mpsc;
 
-use super::{SPANS_DROPPED, SPANS_EXPORTED};
+/// Spans dropped instead of exported, by reason (`queue_full`, `export_failed`).
+pub const SPANS_DROPPED: &str = "llmgate_trace_spans_dropped_total";
+/// Spans the collector accepted.
+pub const SPANS_EXPORTED: &str = "llmgate_trace_spans_exported_total";
+
+pub(crate) fn describe() {
+    metrics::describe_counter!(
+        SPANS_DROPPED,
+        Unit::Count,
+        "Trace spans dropped instead of exported (queue full, export failed or timed out)."
+    );
+    metrics::describe_counter!(
+        SPANS_EXPORTED,
+        Unit::Count,
+        "Trace spans the OTLP collector accepted."
+    );
+}
 
 /// How long the exporter waits for more spans before sending a batch that is not full.
 const BATCH_DELAY: Duration = Duration::from_millis(500);

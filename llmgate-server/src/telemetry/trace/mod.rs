@@ -13,7 +13,6 @@ mod span;
 use std::time::Duration;
 
 use http::{HeaderMap, Method};
-use metrics::Unit;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
@@ -24,25 +23,9 @@ pub(crate) use span::RequestTrace;
 
 use crate::config::{Problem, TelemetryConfig};
 use client::ReqwestClient;
+pub(super) use export::describe;
 use export::{QueueLimits, QueueProcessor};
-
-/// Spans dropped instead of exported, by reason (`queue_full`, `export_failed`).
-pub const SPANS_DROPPED: &str = "llmgate_trace_spans_dropped_total";
-/// Spans the collector accepted.
-pub const SPANS_EXPORTED: &str = "llmgate_trace_spans_exported_total";
-
-pub(super) fn describe() {
-    metrics::describe_counter!(
-        SPANS_DROPPED,
-        Unit::Count,
-        "Trace spans dropped instead of exported (queue full, export failed or timed out)."
-    );
-    metrics::describe_counter!(
-        SPANS_EXPORTED,
-        Unit::Count,
-        "Trace spans the OTLP collector accepted."
-    );
-}
+pub use export::{SPANS_DROPPED, SPANS_EXPORTED};
 
 /// The process's tracer, when traces are on. Cheap to clone; export stops when the last clone
 /// is dropped.
