@@ -4,10 +4,12 @@
 //!
 //! The core knows no tracing system. An application runs a request's gateway call inside
 //! [`traced`] with its [`RequestTracer`]; the gateway then asks that tracer for an
-//! [`AttemptSpan`] around each upstream call (every failover and retry is one), tells it how
-//! the call ended, and offers the span's W3C `traceparent` to the provider, which sends it as
-//! a header ([`traceparent`]). Outside [`traced`] nothing is built: the cost of tracing off is
-//! one failed task-local lookup per attempt.
+//! [`AttemptSpan`] for each upstream call (every failover and retry is one), tells it how the
+//! call ended, and the provider sends the span's W3C `traceparent` as a header
+//! ([`traceparent`]). The span is started when the provider sends its request, so an attempt
+//! that never reaches the network (a provider with no counting endpoint, a body that cannot be
+//! translated, the in-process demo) has no span. Outside [`traced`] nothing is built: the cost
+//! of tracing off is one failed task-local lookup per attempt.
 //!
 //! The tracer lives in a task-local, not on the [`Caller`](crate::Caller), so that every entry
 //! point (chat, streams, embeddings, token counts, and those added later) is traced without a
@@ -15,7 +17,7 @@
 //! every upstream call: a stream's request is sent before its first chunk is returned.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::catalog::Deployment;
 use crate::chat::{ChatChunk, ChatResponse, Usage};
@@ -26,7 +28,7 @@ use crate::provider::ChunkStream;
 /// Starts a span for each upstream attempt of one request (the request's own span is its
 /// parent).
 pub trait RequestTracer: Send + Sync {
-    /// An upstream call to `deployment` is about to be made.
+    /// An upstream request to `deployment` is being sent.
     fn attempt(&self, deployment: &Deployment) -> Box<dyn AttemptSpan>;
 }
 
@@ -57,7 +59,27 @@ const _: Option<&dyn AttemptSpan> = None;
 
 tokio::task_local! {
     static TRACER: Arc<dyn RequestTracer>;
-    static TRACEPARENT: Arc<str>;
+    static ATTEMPT: Arc<Pending>;
+}
+
+/// An attempt under way: its span once the provider sends its request.
+struct Pending {
+    tracer: Arc<dyn RequestTracer>,
+    deployment: Arc<Deployment>,
+    span: Mutex<Option<Box<dyn AttemptSpan>>>,
+}
+
+impl Pending {
+    fn span(&self) -> std::sync::MutexGuard<'_, Option<Box<dyn AttemptSpan>>> {
+        // Only this attempt's task touches it; a poisoned lock still holds a usable span.
+        self.span.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn traceparent(&self) -> Option<Arc<str>> {
+        let mut span = self.span();
+        span.get_or_insert_with(|| self.tracer.attempt(&self.deployment))
+            .traceparent()
+    }
 }
 
 /// Run `request` (a gateway call) with `tracer` told of each of its upstream attempts.
@@ -65,27 +87,32 @@ pub async fn traced<F: Future>(tracer: Arc<dyn RequestTracer>, request: F) -> F:
     TRACER.scope(tracer, request).await
 }
 
-/// The `traceparent` the upstream call being made should carry, if it is traced. Providers
-/// add it to every request they send.
+/// The `traceparent` the upstream request being sent should carry, if it is traced; starts
+/// the attempt's span. Providers call it for every request they send.
 pub fn traceparent() -> Option<Arc<str>> {
-    TRACEPARENT.try_with(Arc::clone).ok()
+    ATTEMPT.try_with(|pending| pending.traceparent()).ok().flatten()
 }
 
-/// Make one upstream call inside its attempt span, when the request is traced.
+/// Make one upstream call, in an attempt span when the request is traced.
 pub(crate) async fn attempt<T: Answered>(
-    deployment: &Deployment,
+    deployment: &Arc<Deployment>,
     call: impl Future<Output = Result<T>>,
 ) -> Result<T> {
-    let Ok(span) = TRACER.try_with(|tracer| tracer.attempt(deployment)) else {
+    let Ok(tracer) = TRACER.try_with(Arc::clone) else {
         return call.await;
     };
-    let answer = match span.traceparent() {
-        Some(traceparent) => TRACEPARENT.scope(traceparent, call).await,
-        None => call.await,
-    };
-    match &answer {
-        Ok(value) => span.answered(value.answer()),
-        Err(error) => span.failed(error),
+    let pending = Arc::new(Pending {
+        tracer,
+        deployment: deployment.clone(),
+        span: Mutex::new(None),
+    });
+    let answer = ATTEMPT.scope(pending.clone(), call).await;
+    let span = pending.span().take();
+    if let Some(span) = span {
+        match &answer {
+            Ok(value) => span.answered(value.answer()),
+            Err(error) => span.failed(error),
+        }
     }
     answer
 }
@@ -167,8 +194,8 @@ mod tests {
         }
     }
 
-    fn deployment(provider: &str) -> Deployment {
-        Deployment::new("m", provider, "m-1")
+    fn deployment(provider: &str) -> Arc<Deployment> {
+        Arc::new(Deployment::new("m", provider, "m-1"))
     }
 
     #[tokio::test]
@@ -191,6 +218,9 @@ mod tests {
             })
             .await;
             assert!(failed.is_err());
+            // A provider that sends nothing (its own count) makes no span.
+            let local = attempt(&deployment("local"), async { Ok(None::<u64>) }).await;
+            assert_eq!(local.unwrap(), None);
             let response = attempt(&deployment("b"), async {
                 assert_eq!(traceparent().as_deref(), Some("tp-b"));
                 Ok(ChatResponse::assistant("m-1", "hi").with_usage(Usage::new(3, 2)))
