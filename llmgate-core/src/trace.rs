@@ -72,7 +72,9 @@ struct Pending {
 impl Pending {
     fn span(&self) -> std::sync::MutexGuard<'_, Option<Box<dyn AttemptSpan>>> {
         // Only this attempt's task touches it; a poisoned lock still holds a usable span.
-        self.span.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.span
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn traceparent(&self) -> Option<Arc<str>> {
@@ -90,7 +92,10 @@ pub async fn traced<F: Future>(tracer: Arc<dyn RequestTracer>, request: F) -> F:
 /// The `traceparent` the upstream request being sent should carry, if it is traced; starts
 /// the attempt's span. Providers call it for every request they send.
 pub fn traceparent() -> Option<Arc<str>> {
-    ATTEMPT.try_with(|pending| pending.traceparent()).ok().flatten()
+    ATTEMPT
+        .try_with(|pending| pending.traceparent())
+        .ok()
+        .flatten()
 }
 
 /// Make one upstream call, in an attempt span when the request is traced.

@@ -36,6 +36,9 @@ impl Traced {
             openai::error("boom", "server_error", None),
         ));
         steady.respond_with(|request| {
+            if request.path.ends_with("/count_tokens") {
+                return Reply::json(200, json!({"input_tokens": 42}));
+            }
             if request.path.ends_with("/embeddings") {
                 return embeddings::openai(true)(request);
             }
@@ -64,9 +67,11 @@ tiers:
 providers:
   - {{ name: flaky, kind: openai, api_base: "{flaky}/v1", api_key: sk-flaky-0000 }}
   - {{ name: steady, kind: openai, api_base: "{steady}/v1", api_key: sk-steady-0000 }}
+  - {{ name: claude, kind: anthropic, api_base: "{steady}", api_key: sk-ant-0000 }}
 models:
   - {{ name: primary, provider: flaky, upstream_model: flaky-model, cost_per_1k: 0.01, fallbacks: [backup] }}
   - {{ name: backup, provider: steady, upstream_model: steady-model, cost_per_1k: 0.02 }}
+  - {{ name: sonnet, provider: claude, upstream_model: claude-up, cost_per_1k: 0.01 }}
   - {{ name: vectors, provider: steady, upstream_model: embed-model, mode: embedding, input_cost_per_1k: 0.01 }}
 routing:
   num_retries: 0
@@ -432,4 +437,50 @@ async fn without_telemetry_nothing_is_sent_upstream_or_exported() {
         "traces are off by default"
     );
     let _ = &gate.flaky;
+}
+
+#[tokio::test]
+async fn count_tokens_has_a_client_span_only_when_an_upstream_counts() {
+    let collector = FakeCollector::start().await;
+    let gate = Traced::start(Some(&collector.endpoint()), "").await;
+    let (_, key) = gate.user().await;
+    let ask = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hello world"}]});
+
+    // Anthropic counts: one client span, with the upstream's count.
+    let response = gate
+        .post("/v1/messages/count_tokens", &key, ask("sonnet"), None)
+        .await;
+    assert_eq!(response.status(), 200);
+    let request_id = header(&response, "x-request-id");
+    let (server, clients) = wait_for_request(&collector, &request_id, 1).await;
+    assert_eq!(
+        server.text("gen_ai.operation.name").as_deref(),
+        Some("count_tokens")
+    );
+    assert_eq!(
+        server.text("gen_ai.request.model").as_deref(),
+        Some("sonnet")
+    );
+    assert_eq!(clients.len(), 1, "{clients:#?}");
+    assert_eq!(clients[0].name, "count_tokens claude-up");
+    assert_eq!(
+        clients[0].text("gen_ai.usage.input_tokens").as_deref(),
+        Some("42")
+    );
+    let sent = gate.steady.last_request().unwrap();
+    assert_eq!(sent.path, "/v1/messages/count_tokens");
+    assert_eq!(sent.header("traceparent"), Some(clients[0].traceparent()));
+
+    // An OpenAI-compatible upstream has no counting endpoint: the gateway counts, no client span.
+    let calls = gate.steady.request_count();
+    let response = gate
+        .post("/v1/messages/count_tokens", &key, ask("backup"), None)
+        .await;
+    assert_eq!(response.status(), 200);
+    let request_id = header(&response, "x-request-id");
+    let (_, clients) = wait_for_request(&collector, &request_id, 0).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (_, late) = of_request(&collector.spans(), &request_id);
+    assert!(clients.is_empty() && late.is_empty(), "{late:#?}");
+    assert_eq!(gate.steady.request_count(), calls, "nothing went upstream");
 }
