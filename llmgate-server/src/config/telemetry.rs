@@ -43,3 +43,58 @@ impl TelemetryConfig {
         Some(format!("{}/v1/traces", base.trim_end_matches('/')))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Env};
+
+    fn problems(yaml: &str) -> Vec<String> {
+        let config = Config::from_yaml(yaml, &Env::from_pairs([("X", "1")])).unwrap();
+        config.validate().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn traces_are_off_by_default_and_posted_under_v1_traces() {
+        let config = Config::from_yaml("{}", &Env::from_pairs([("X", "1")])).unwrap();
+        assert_eq!(config.telemetry.traces_url(), None);
+        let config = Config::from_yaml(
+            "telemetry: { otlp_endpoint: 'http://collector:4318/' }",
+            &Env::from_pairs([("X", "1")]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.telemetry.traces_url().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+    }
+
+    #[test]
+    fn every_bad_value_is_named_by_its_path() {
+        let found = problems(
+            "telemetry: { otlp_endpoint: 'collector:4318', service_name: ' ', sample_ratio: 1.5, \
+             max_queued_spans: 0, max_export_batch: 0, export_timeout_ms: 0 }",
+        );
+        for path in [
+            "telemetry.otlp_endpoint",
+            "telemetry.service_name",
+            "telemetry.sample_ratio",
+            "telemetry.max_queued_spans",
+            "telemetry.max_export_batch",
+            "telemetry.export_timeout_ms",
+        ] {
+            assert!(
+                found.iter().any(|p| p.starts_with(&format!("{path}:"))),
+                "{path} in {found:#?}"
+            );
+        }
+        assert!(
+            problems("telemetry: { otlp_endpoint: 'http://c:4318?x=1' }")
+                .iter()
+                .any(|p| p.contains("without a query"))
+        );
+        assert!(
+            problems("telemetry: { otlp_endpoint: 'https://c:4318', sample_ratio: 0.25 }")
+                .is_empty()
+        );
+    }
+}
