@@ -55,7 +55,9 @@ pub async fn handle(state: AppState, request: Request<Incoming>) -> Response<Bod
         .await;
     let mut response = outcome.unwrap_or_else(|_| {
         tracing::error!(parent: &span, "a handler panicked");
-        error_response(&Error::internal("An internal error occurred."))
+        let error = Error::internal("An internal error occurred.");
+        context.trace.failed(&error);
+        error_response(&error)
     });
     set_header(&mut response, "x-request-id", &context.request_id);
     let status = response.status().as_u16();
