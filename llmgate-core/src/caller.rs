@@ -5,8 +5,8 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 
 use crate::catalog::Privacy;
-use crate::key_limits::KeyLimits;
 use crate::gateway::AttemptLog;
+use crate::key_limits::KeyLimits;
 use crate::power::PowerLevel;
 
 /// What a subscription tier grants.

@@ -26,6 +26,7 @@
 //! | [`limits`] | rate limits: the `RateLimiter` trait and the in-process one |
 //! | [`memory`] | the in-memory `CreditStore` and `KeyVault` |
 //! | [`tokens`], [`metrics`] | the gateway's own token estimates; what the pipeline reports as metrics |
+//! | [`trace`] | distributed tracing hooks: a span per upstream attempt, the `traceparent` it sends |
 //!
 //! ```
 //! use std::sync::Arc;
@@ -91,6 +92,7 @@ pub mod request_log;
 pub mod routing;
 mod secret;
 pub mod tokens;
+pub mod trace;
 mod vault;
 
 /// Secrets and the store of users' own provider keys (BYOK).

@@ -117,7 +117,13 @@ impl Connection {
 
     /// Send a request and wait, at most `timeout`, for a 2xx response head; any other status
     /// is turned into its core error, with `key` scrubbed from the upstream's words.
+    /// A traced request also carries its attempt's W3C `traceparent`, so that the upstream's
+    /// spans join the caller's trace.
     pub async fn send(&self, key: Option<&Secret>, request: RequestBuilder) -> Result<Response> {
+        let request = match llmgate_core::trace::traceparent() {
+            Some(traceparent) => request.header("traceparent", &*traceparent),
+            None => request,
+        };
         let response = match tokio::time::timeout(self.timeout, request.send()).await {
             Err(_) => return Err(Error::upstream_timeout(&self.name)),
             Ok(Err(error)) => return Err(transport_error(&self.name, error)),

@@ -22,6 +22,7 @@ use crate::billing::{self, Billing};
 use crate::config::{Config, ConfigError, ModelConfig, Problem, ProviderConfig, ProviderKind};
 use crate::request_log::RequestLog;
 use crate::storage::Storage;
+use crate::telemetry::Traces;
 
 /// Settles and usage records queued behind answers at most (then requests wait for room);
 /// they are committed in batches, so this is far more than a busy second needs.
@@ -43,6 +44,8 @@ pub struct AppState {
     pub request_log: Arc<RequestLog>,
     /// Unix seconds when the server started (the `created` of listed models).
     pub started_at: u64,
+    /// The OpenTelemetry tracer, when `telemetry.otlp_endpoint` is set.
+    pub traces: Option<Traces>,
 }
 
 impl AppState {
@@ -97,6 +100,10 @@ impl AppState {
             &config.logging,
             Arc::new(SqlRequestLog::new(SqlPool::of(&storage.ledger))),
         ));
+        let traces = Traces::from_config(&config.telemetry).map_err(|problem| ConfigError {
+            source_name: None,
+            problems: vec![problem],
+        })?;
         Ok(Self {
             gateway: builder.build(),
             auth,
@@ -108,6 +115,7 @@ impl AppState {
             started_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            traces,
         })
     }
 }

@@ -18,6 +18,7 @@ pub mod db;
 pub mod embeddings;
 pub mod ollama;
 pub mod openai;
+pub mod otlp;
 mod reply;
 pub mod responses;
 mod server;

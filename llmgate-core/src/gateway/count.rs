@@ -46,7 +46,7 @@ impl Gateway {
             request: &request,
             api_key: first.key.as_ref(),
         };
-        match first.provider.count_tokens(call).await {
+        match crate::trace::attempt(&first.deployment, first.provider.count_tokens(call)).await {
             Ok(count) => Ok(count),
             Err(error) => {
                 tracing::debug!(%error, provider = %first.deployment.provider, "counting tokens upstream failed");

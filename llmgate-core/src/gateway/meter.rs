@@ -307,13 +307,14 @@ impl CompletionStream {
         &self.route
     }
 
-    /// Watch each item as it passes (a request log reads the time to the first chunk and the
-    /// last chunk's usage and cost). `watch` is dropped with the stream, so it also learns
-    /// when the stream ended or the client went away.
-    pub fn inspect(mut self, mut watch: impl FnMut(&Result<ChatChunk>) + Send + 'static) -> Self {
-        let inner = std::mem::replace(&mut self.inner, Box::pin(futures::stream::empty()));
-        self.inner = Box::pin(inner.inspect(move |item| watch(item)));
-        self
+    /// The same stream, with `look` shown every item as it passes (the last chunk carries the
+    /// usage and the cost). `look` is dropped with the stream, when it ends or the client
+    /// leaves, so it can also mark the end of the request.
+    pub fn inspect(self, look: impl FnMut(&Result<ChatChunk>) + Send + 'static) -> Self {
+        Self {
+            route: self.route,
+            inner: Box::pin(self.inner.inspect(look)),
+        }
     }
 }
 

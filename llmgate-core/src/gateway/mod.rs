@@ -311,7 +311,7 @@ impl Gateway {
     /// Try the prepared request's attempts with `call`, failing over and retrying; when none
     /// answers, the hold is given back before the error is returned, and the calls made are
     /// left in the caller's attempt log.
-    async fn try_prepared<T>(
+    async fn try_prepared<T: crate::trace::Answered>(
         &self,
         prepared: &mut Prepared,
         call: impl AsyncFnMut(&Attempt, &ChatRequest) -> Result<T>,

@@ -24,6 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::health::Ticket;
 use crate::limits::Admission;
 use crate::provider::ChunkStream;
+use crate::trace::{self, Answered};
 
 /// A successful call: its value, which attempt made it and how many calls it took.
 pub(super) struct Tried<T> {
@@ -40,7 +41,7 @@ pub(super) struct Tried<T> {
 impl Gateway {
     /// Call the attempts until one answers, under the retry rules above. Each call made is
     /// pushed on `log`; a success takes the log with it.
-    pub(super) async fn call_with_retries<T>(
+    pub(super) async fn call_with_retries<T: Answered>(
         &self,
         attempts: &[Attempt],
         request: &mut ChatRequest,
@@ -92,7 +93,7 @@ impl Gateway {
                     .metrics
                     .deployment(attempt.slot, &attempt.deployment.provider);
                 let called = Instant::now();
-                let answer = call(attempt, request).await;
+                let answer = trace::attempt(&attempt.deployment, call(attempt, request)).await;
                 let took = called.elapsed();
                 upstream += took;
                 meters.upstream_call(took, answer.is_ok());

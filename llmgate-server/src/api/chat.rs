@@ -67,6 +67,7 @@ pub(super) async fn serve(
     let mut watch = ChatWatch::start();
     match answer(state, context, principal, request, codec, &mut watch).await {
         Ok((response, route)) => {
+            context.trace.routed(&route);
             let span = tracing::Span::current();
             span.record("model", route.model.as_str());
             span.record("provider", route.provider.as_str());
@@ -101,6 +102,7 @@ async fn answer(
     codec.prepare(&mut chat).await?;
     watch.parsed(state.gateway.catalog(), &chat.model, chat.is_stream());
     context.record(|recording| recording.asked(&chat.model, chat.is_stream(), &body));
+    context.trace.requested(&chat.model, chat.is_stream());
     if power_level.is_some() {
         chat.power_level = power_level;
     }
@@ -113,7 +115,7 @@ async fn answer(
             stream = recording.watch(stream);
         }
         let route = stream.route().clone();
-        let mut response = codec.stream(stream);
+        let mut response = codec.stream(context.trace.watch_stream(stream));
         route_headers(&mut response, &route);
         Ok((response, route))
     } else {
@@ -132,6 +134,12 @@ async fn answer(
                 first.map(|c| c.message.text_content()).unwrap_or_default()
             });
         });
+        if let Some(usage) = &answer.usage {
+            let output = Some(usage.completion_tokens);
+            context
+                .trace
+                .charged(usage.prompt_tokens, output, cost_micros);
+        }
         let mut response = codec.whole(&answer).await;
         route_headers(&mut response, &route);
         cost_headers(&mut response, cost_micros, &cost_breakdown);

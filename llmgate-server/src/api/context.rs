@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::request_log::Recording;
+use crate::telemetry::RequestTrace;
 
 /// Facts about the request being answered.
 #[derive(Debug, Clone)]
@@ -15,6 +16,9 @@ pub(crate) struct RequestContext {
     /// The request's row in the request log, on the LLM endpoints once the caller is known
     /// (and the log is on).
     pub recording: Option<Recording>,
+    /// The request's server span (empty unless traces are on and this is a model endpoint):
+    /// handlers record the model, route, tokens and cost on it.
+    pub trace: RequestTrace,
 }
 
 impl RequestContext {

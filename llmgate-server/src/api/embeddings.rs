@@ -27,6 +27,7 @@ pub(crate) async fn create(
     context.record(|recording| recording.asked(&embedding.model, false, &body));
     let span = tracing::Span::current();
     span.record("model", embedding.model.as_str());
+    context.trace.requested(&embedding.model, false);
     if power_level.is_some() {
         embedding.power_level = power_level;
     }
@@ -47,6 +48,12 @@ pub(crate) async fn create(
         let usage = answer.usage.map(|u| Usage::new(u.prompt_tokens, 0));
         recording.billed(usage.as_ref(), &cost_breakdown);
     });
+    context.trace.routed(&route);
+    if let Some(usage) = &answer.usage {
+        context
+            .trace
+            .charged(usage.prompt_tokens, None, cost_micros);
+    }
     let mut response = json(StatusCode::OK, &answer);
     route_headers(&mut response, &route);
     cost_headers(&mut response, cost_micros, &cost_breakdown);

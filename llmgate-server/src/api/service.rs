@@ -27,16 +27,18 @@ use super::{
 use crate::auth::{Permission, Principal};
 use crate::request_log::{Recording, Who};
 use crate::state::AppState;
+use crate::telemetry::RequestTrace;
 
 /// Answer one request.
 pub async fn handle(state: AppState, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let context = RequestContext {
+    let mut context = RequestContext {
         request_id: request_id(request.headers()),
         started,
         recording: None,
+        trace: RequestTrace::default(),
     };
     // Handlers record what they learn (model, provider, attempts, cost) on this span; headers
     // are never logged (they carry keys).
@@ -51,16 +53,19 @@ pub async fn handle(state: AppState, request: Request<Incoming>) -> Response<Bod
         key_source = tracing::field::Empty,
         cost_micros = tracing::field::Empty,
     );
-    let outcome = AssertUnwindSafe(dispatch(&state, &context, request))
+    let outcome = AssertUnwindSafe(dispatch(&state, &mut context, request))
         .catch_unwind()
         .instrument(span.clone())
         .await;
     let mut response = outcome.unwrap_or_else(|_| {
         tracing::error!(parent: &span, "a handler panicked");
-        error_response(&Error::internal("An internal error occurred."))
+        let error = Error::internal("An internal error occurred.");
+        context.trace.failed(&error);
+        error_response(&error)
     });
     set_header(&mut response, "x-request-id", &context.request_id);
     let status = response.status().as_u16();
+    context.trace.responded(status);
     let ms = started.elapsed().as_millis() as u64;
     if is_probe(&path) {
         tracing::debug!(parent: &span, status, ms, "request");
@@ -134,13 +139,23 @@ fn needs(endpoint: &Endpoint) -> Needs {
 
 async fn dispatch(
     state: &AppState,
-    context: &RequestContext,
+    context: &mut RequestContext,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let endpoint = match route(request.method(), request.uri().path()) {
         Ok(endpoint) => endpoint,
         Err(miss) => return miss_response(&miss, request.method(), request.uri().path()),
     };
+    if let (Some(traces), Some(operation)) = (&state.traces, gen_ai_operation(&endpoint)) {
+        context.trace = traces.request(
+            request.headers(),
+            request.method(),
+            request.uri().path(),
+            operation,
+            &context.request_id,
+        );
+    }
+    let context = &*context;
     // Anthropic's clients read errors in Anthropic's shape, the refused key's included.
     let anthropic = speaks_anthropic(request.uri().path());
     let recorded;
@@ -154,8 +169,12 @@ async fn dispatch(
                     recorded = recording(state, context, &principal, path);
                     context = &recorded;
                 }
+                context.trace.user(&principal.caller.user_id);
                 match principal.require(permission) {
-                    Ok(()) => keyed(state, context, &principal, endpoint, request).await,
+                    Ok(()) => {
+                        let handler = keyed(state, context, &principal, endpoint, request);
+                        traced(&context.trace, handler).await
+                    }
                     Err(refused) => Err(refused),
                 }
             }
@@ -163,6 +182,7 @@ async fn dispatch(
         },
     };
     let response = result.unwrap_or_else(|error| {
+        context.trace.failed(&error);
         if error.status() >= 500 {
             tracing::warn!(request_id = %context.request_id, %error, "request failed");
         }
@@ -210,6 +230,25 @@ fn recording(
             path,
         ),
         ..context.clone()
+    }
+}
+
+/// The `gen_ai.operation.name` of a model endpoint; the others get no span. Every endpoint
+/// that calls a model is one (a test holds it to the `Execute` endpoints of [`needs`]).
+fn gen_ai_operation(endpoint: &Endpoint) -> Option<&'static str> {
+    match endpoint {
+        Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => Some("chat"),
+        Endpoint::Embeddings => Some("embeddings"),
+        Endpoint::MessagesCountTokens => Some("count_tokens"),
+        _ => None,
+    }
+}
+
+/// Run a handler with the core told of its upstream attempts, when the request is traced.
+async fn traced<F: Future>(trace: &RequestTrace, handler: F) -> F::Output {
+    match trace.tracer() {
+        Some(tracer) => llmgate_core::trace::traced(tracer, handler).await,
+        None => handler.await,
     }
 }
 
@@ -375,6 +414,21 @@ mod tests {
             ),
         ] {
             assert_eq!(needs(&endpoint), Needs::Key(permission), "{endpoint:?}");
+        }
+    }
+
+    #[test]
+    fn every_endpoint_that_calls_a_model_is_traced() {
+        for (method, path) in crate::api::router::ROUTES {
+            let method: Method = method.parse().unwrap();
+            let endpoint = route(&method, &path.replace('{', "x").replace('}', "")).unwrap();
+            let calls_a_model = needs(&endpoint) == Needs::Key(Permission::Execute)
+                && !matches!(endpoint, Endpoint::CreditsPurchase);
+            assert_eq!(
+                gen_ai_operation(&endpoint).is_some(),
+                calls_a_model,
+                "{endpoint:?}"
+            );
         }
     }
 

@@ -11,6 +11,7 @@ use super::providers::{ModelConfig, ProviderConfig, ProviderKind};
 use super::responses::ResponsesConfig;
 use super::routing::RoutingConfig;
 use super::server::{ByokConfig, ServerConfig, StorageConfig};
+use super::telemetry::TelemetryConfig;
 use super::tiers::{PowerLevelsConfig, default_tiers};
 
 impl Config {
@@ -36,6 +37,7 @@ pub(super) fn builtin(env: &Env) -> Config {
         models: demo_echo(),
         routing: RoutingConfig::default(),
         logging: Default::default(),
+        telemetry: TelemetryConfig::default(),
     }
 }
 

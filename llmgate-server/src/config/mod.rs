@@ -14,6 +14,7 @@ mod responses;
 mod routing;
 mod server;
 mod structure;
+mod telemetry;
 mod tiers;
 mod validate;
 mod values;
@@ -32,6 +33,7 @@ pub use providers::{ModelConfig, ProviderConfig, ProviderKind};
 pub use responses::ResponsesConfig;
 pub use routing::RoutingConfig;
 pub use server::{ByokConfig, ServerConfig, StorageConfig};
+pub use telemetry::TelemetryConfig;
 pub use tiers::{PowerLevelConfig, PowerLevelsConfig, TierConfig, default_tiers};
 pub use values::DecimalText;
 

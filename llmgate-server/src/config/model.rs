@@ -13,6 +13,7 @@ use super::providers::{ModelConfig, ProviderConfig};
 use super::responses::ResponsesConfig;
 use super::routing::RoutingConfig;
 use super::server::{ByokConfig, ServerConfig, StorageConfig};
+use super::telemetry::TelemetryConfig;
 use super::tiers::{PowerLevelsConfig, TierConfig, default_tiers};
 
 /// The whole configuration file.
@@ -41,6 +42,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 /// One thing wrong with a config, at a YAML path such as `models[2].provider`.

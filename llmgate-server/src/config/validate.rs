@@ -89,7 +89,40 @@ pub(super) fn problems(config: &Config) -> Vec<Problem> {
     providers(config, &mut report);
     models(config, &mut report);
     routing(config, &mut report);
+    telemetry(config, &mut report);
     report.problems
+}
+
+fn telemetry(config: &Config, report: &mut Report) {
+    let telemetry = &config.telemetry;
+    if let Some(endpoint) = &telemetry.otlp_endpoint {
+        report.http_url("telemetry.otlp_endpoint", endpoint);
+        if endpoint.contains(['?', '#']) {
+            report.push(
+                "telemetry.otlp_endpoint",
+                "must be the collector's base URL, without a query or fragment",
+            );
+        }
+    }
+    if telemetry.service_name.trim().is_empty() {
+        report.push("telemetry.service_name", "must not be empty");
+    }
+    report.unit_interval("telemetry.sample_ratio", telemetry.sample_ratio);
+    for (path, value) in [
+        (
+            "telemetry.max_queued_spans",
+            telemetry.max_queued_spans as u64,
+        ),
+        (
+            "telemetry.max_export_batch",
+            telemetry.max_export_batch as u64,
+        ),
+        ("telemetry.export_timeout_ms", telemetry.export_timeout_ms),
+    ] {
+        if value == 0 {
+            report.push(path, "must be greater than 0");
+        }
+    }
 }
 
 fn server(config: &Config, report: &mut Report) {

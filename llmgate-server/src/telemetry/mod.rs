@@ -1,5 +1,5 @@
 //! Watching the server run: the process's Prometheus recorder and `GET /metrics`, per-request
-//! chat metrics, and the metered ledger that times every database call.
+//! chat metrics, the metered ledger that times every database call, and OpenTelemetry traces.
 //!
 //! Every label value comes from the configuration (model and provider names, with ad-hoc
 //! `provider/model` names counted as `model="other"`) or from a fixed set (status codes, key
@@ -11,6 +11,7 @@ mod prometheus;
 mod redis;
 mod requests;
 mod store;
+mod trace;
 
 pub use listener::bind_metrics_listener;
 pub(crate) use listener::serve_metrics;
@@ -19,3 +20,5 @@ pub use prometheus::{install_recorder, render};
 pub use redis::{MeteredCooldowns, MeteredRateLimiter};
 pub(crate) use requests::ChatWatch;
 pub use store::{BACKEND_DURATION, BACKEND_ERRORS, MeteredCreditStore};
+pub(crate) use trace::RequestTrace;
+pub use trace::{SPANS_DROPPED, SPANS_EXPORTED, Traces};

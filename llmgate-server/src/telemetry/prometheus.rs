@@ -60,6 +60,7 @@ fn build() -> Option<PrometheusHandle> {
     llmgate_core::metrics::describe_metrics();
     super::requests::describe();
     super::store::describe();
+    super::trace::describe();
     describe();
     let upkeep = handle.clone();
     let spawned = std::thread::Builder::new()

@@ -56,6 +56,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The collector shares the machine as a real one beside the gateway would.
+    let collector = match options.traces.then(|| FakeUpstream::start(&settings)) {
+        None => None,
+        Some(Ok(collector)) => Some(collector),
+        Some(Err(error)) => {
+            eprintln!("error: starting the sink collector: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let otlp_endpoint = collector.as_ref().map(|c| format!("http://{}", c.addr()));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -77,7 +87,15 @@ fn main() -> ExitCode {
             }
         }
     };
-    match runtime.block_on(run(&options, binary, &upstream, floor.as_ref(), &settings)) {
+    let run = run(
+        &options,
+        binary,
+        &upstream,
+        floor.as_ref(),
+        &settings,
+        otlp_endpoint,
+    );
+    match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -118,6 +136,7 @@ async fn run(
     upstream: &FakeUpstream,
     floor: Option<&BareProxy>,
     settings: &UpstreamSettings,
+    otlp_endpoint: Option<String>,
 ) -> Result<(), String> {
     let plan = Plan::from(options);
     let workdir = options.workdir.clone().unwrap_or_else(|| {
@@ -155,6 +174,7 @@ async fn run(
             storage,
             log_filter: options.gateway_log.clone(),
             request_log: !options.no_request_log,
+            otlp_endpoint: otlp_endpoint.clone(),
         };
         let outcome =
             run_backend(options, &plan, &launch, upstream, floor, settings, backend).await;

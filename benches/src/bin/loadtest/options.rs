@@ -70,6 +70,10 @@ pub(crate) struct Options {
     /// RUST_LOG for the gateway (its logs go to a file in the work directory).
     #[arg(long, default_value = "info")]
     pub(crate) gateway_log: String,
+    /// Export the gateway's traces (`telemetry.otlp_endpoint`) to a sink collector on loopback:
+    /// a second fake server that reads each OTLP export and answers 200.
+    #[arg(long)]
+    pub(crate) traces: bool,
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub(crate) redis_url: String,
     /// Scratch directory (default /var/tmp/llmgate-loadtest-PID, removed after).

@@ -19,9 +19,14 @@ pub(crate) fn print_header(options: &Options, plan: &Plan, binary: &std::path::P
         load_average()
     );
     println!(
-        "- gateway: {} (RUST_LOG={})",
+        "- gateway: {} (RUST_LOG={}, traces {})",
         binary.display(),
-        options.gateway_log
+        options.gateway_log,
+        if options.traces {
+            "exported over OTLP to a sink collector on loopback"
+        } else {
+            "off"
+        }
     );
     println!(
         "- each cell: {} ms warm-up, then {} ms or {} requests, whichever ends first; closed loop, \

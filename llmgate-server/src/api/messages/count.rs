@@ -33,6 +33,7 @@ pub(super) async fn count(
     let body = read_limited(request, &state.config.server).await?;
     let ask: CountTokensRequest = decode_json(&body)?;
     context.record(|recording| recording.asked(&ask.model, false, &body));
+    context.trace.requested(&ask.model, false);
     let mut chat = ChatRequest::new(ask.model, prompt_messages(ask.system, ask.messages));
     chat.tools = ask.tools.and_then(custom_tools);
     chat.native = Some(NativeBody {

@@ -1,0 +1,241 @@
+//! Hooks for distributed tracing: an application that traces its requests learns of every
+//! upstream attempt the gateway makes, and the upstream call carries the attempt's trace
+//! context.
+//!
+//! The core knows no tracing system. An application runs a request's gateway call inside
+//! [`traced`] with its [`RequestTracer`]; the gateway then asks that tracer for an
+//! [`AttemptSpan`] for each upstream call (every failover and retry is one), tells it how the
+//! call ended, and the provider sends the span's W3C `traceparent` as a header
+//! ([`traceparent`]). The span is started when the provider sends its request, so an attempt
+//! that never reaches the network (a provider with no counting endpoint, a body that cannot be
+//! translated, the in-process demo) has no span. Outside [`traced`] nothing is built: the cost
+//! of tracing off is one failed task-local lookup per attempt.
+//!
+//! The tracer lives in a task-local, not on the [`Caller`](crate::Caller), so that every entry
+//! point (chat, streams, embeddings, token counts, and those added later) is traced without a
+//! parameter of its own. It covers the calls made while the request's future runs, which is
+//! every upstream call: a stream's request is sent before its first chunk is returned.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use crate::catalog::Deployment;
+use crate::chat::{ChatChunk, ChatResponse, Usage};
+use crate::embeddings::EmbeddingResponse;
+use crate::error::{Error, Result};
+use crate::provider::ChunkStream;
+
+/// Starts a span for each upstream attempt of one request (the request's own span is its
+/// parent).
+pub trait RequestTracer: Send + Sync {
+    /// An upstream request to `deployment` is being sent.
+    fn attempt(&self, deployment: &Deployment) -> Box<dyn AttemptSpan>;
+}
+
+/// The span of one upstream call; ended by [`AttemptSpan::answered`] or [`AttemptSpan::failed`]
+/// (or dropped, when the request is abandoned mid-call).
+pub trait AttemptSpan: Send {
+    /// The W3C `traceparent` header value the upstream request carries, when sampled.
+    fn traceparent(&self) -> Option<Arc<str>>;
+    /// The upstream answered (a stream: its first chunk arrived).
+    fn answered(self: Box<Self>, answer: Answer<'_>);
+    /// The call failed with `error`.
+    fn failed(self: Box<Self>, error: &Error);
+}
+
+/// What an upstream's answer says about itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answer<'a> {
+    /// The model id the upstream reports answering.
+    pub model: Option<&'a str>,
+    /// Input tokens, when the answer counted them.
+    pub input_tokens: Option<u64>,
+    /// Output tokens, when the answer counted them.
+    pub output_tokens: Option<u64>,
+}
+
+const _: Option<&dyn RequestTracer> = None;
+const _: Option<&dyn AttemptSpan> = None;
+
+tokio::task_local! {
+    static TRACER: Arc<dyn RequestTracer>;
+    static ATTEMPT: Arc<Pending>;
+}
+
+/// An attempt under way: its span once the provider sends its request.
+struct Pending {
+    tracer: Arc<dyn RequestTracer>,
+    deployment: Arc<Deployment>,
+    span: Mutex<Option<Box<dyn AttemptSpan>>>,
+}
+
+impl Pending {
+    fn span(&self) -> std::sync::MutexGuard<'_, Option<Box<dyn AttemptSpan>>> {
+        // Only this attempt's task touches it; a poisoned lock still holds a usable span.
+        self.span
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn traceparent(&self) -> Option<Arc<str>> {
+        let mut span = self.span();
+        span.get_or_insert_with(|| self.tracer.attempt(&self.deployment))
+            .traceparent()
+    }
+}
+
+/// Run `request` (a gateway call) with `tracer` told of each of its upstream attempts.
+pub async fn traced<F: Future>(tracer: Arc<dyn RequestTracer>, request: F) -> F::Output {
+    TRACER.scope(tracer, request).await
+}
+
+/// The `traceparent` the upstream request being sent should carry, if it is traced; starts
+/// the attempt's span. Providers call it for every request they send.
+pub fn traceparent() -> Option<Arc<str>> {
+    ATTEMPT
+        .try_with(|pending| pending.traceparent())
+        .ok()
+        .flatten()
+}
+
+/// Make one upstream call, in an attempt span when the request is traced.
+pub(crate) async fn attempt<T: Answered>(
+    deployment: &Arc<Deployment>,
+    call: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let Ok(tracer) = TRACER.try_with(Arc::clone) else {
+        return call.await;
+    };
+    let pending = Arc::new(Pending {
+        tracer,
+        deployment: deployment.clone(),
+        span: Mutex::new(None),
+    });
+    let answer = ATTEMPT.scope(pending.clone(), call).await;
+    let span = pending.span().take();
+    if let Some(span) = span {
+        match &answer {
+            Ok(value) => span.answered(value.answer()),
+            Err(error) => span.failed(error),
+        }
+    }
+    answer
+}
+
+/// An upstream call's successful value, as an attempt span sees it.
+pub(crate) trait Answered {
+    fn answer(&self) -> Answer<'_>;
+}
+
+impl Answered for ChatResponse {
+    fn answer(&self) -> Answer<'_> {
+        usage_answer(&self.model, self.usage.as_ref())
+    }
+}
+
+/// A stream's first chunk (its usage, if any, comes at the end).
+impl Answered for (ChatChunk, ChunkStream) {
+    fn answer(&self) -> Answer<'_> {
+        usage_answer(&self.0.model, self.0.usage.as_ref())
+    }
+}
+
+impl Answered for EmbeddingResponse {
+    fn answer(&self) -> Answer<'_> {
+        Answer {
+            model: Some(self.model.as_str()).filter(|model| !model.is_empty()),
+            input_tokens: self.usage.as_ref().map(|usage| usage.prompt_tokens),
+            output_tokens: None,
+        }
+    }
+}
+
+/// A token count: its input tokens, when the upstream counted.
+impl Answered for Option<u64> {
+    fn answer(&self) -> Answer<'_> {
+        Answer {
+            input_tokens: *self,
+            ..Answer::default()
+        }
+    }
+}
+
+fn usage_answer<'a>(model: &'a str, usage: Option<&Usage>) -> Answer<'a> {
+    Answer {
+        model: Some(model).filter(|model| !model.is_empty()),
+        input_tokens: usage.map(|usage| usage.prompt_tokens),
+        output_tokens: usage.map(|usage| usage.completion_tokens),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    struct Recorder(Arc<Seen>, String);
+
+    impl RequestTracer for Arc<Seen> {
+        fn attempt(&self, deployment: &Deployment) -> Box<dyn AttemptSpan> {
+            Box::new(Recorder(self.clone(), deployment.provider.clone()))
+        }
+    }
+
+    impl AttemptSpan for Recorder {
+        fn traceparent(&self) -> Option<Arc<str>> {
+            Some(Arc::from(format!("tp-{}", self.1)))
+        }
+        fn answered(self: Box<Self>, answer: Answer<'_>) {
+            let line = format!("{} ok {:?}", self.1, answer.output_tokens);
+            self.0.0.lock().unwrap().push(line);
+        }
+        fn failed(self: Box<Self>, error: &Error) {
+            let line = format!("{} failed {}", self.1, error.status());
+            self.0.0.lock().unwrap().push(line);
+        }
+    }
+
+    fn deployment(provider: &str) -> Arc<Deployment> {
+        Arc::new(Deployment::new("m", provider, "m-1"))
+    }
+
+    #[tokio::test]
+    async fn untraced_calls_see_no_traceparent() {
+        let answer = attempt(&deployment("a"), async {
+            assert!(traceparent().is_none());
+            Ok(Some(3u64))
+        })
+        .await;
+        assert_eq!(answer.unwrap(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn each_attempt_is_a_span_whose_traceparent_the_call_sees() {
+        let seen = Arc::new(Seen::default());
+        traced(Arc::new(seen.clone()), async {
+            let failed: Result<Option<u64>> = attempt(&deployment("a"), async {
+                assert_eq!(traceparent().as_deref(), Some("tp-a"));
+                Err(Error::upstream_timeout("a"))
+            })
+            .await;
+            assert!(failed.is_err());
+            // A provider that sends nothing (its own count) makes no span.
+            let local = attempt(&deployment("local"), async { Ok(None::<u64>) }).await;
+            assert_eq!(local.unwrap(), None);
+            let response = attempt(&deployment("b"), async {
+                assert_eq!(traceparent().as_deref(), Some("tp-b"));
+                Ok(ChatResponse::assistant("m-1", "hi").with_usage(Usage::new(3, 2)))
+            })
+            .await;
+            assert!(response.is_ok());
+            assert!(traceparent().is_none(), "only inside an attempt");
+        })
+        .await;
+        let seen = seen.0.lock().unwrap().clone();
+        assert_eq!(seen, ["a failed 504", "b ok Some(2)"]);
+    }
+}
