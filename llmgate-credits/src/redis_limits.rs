@@ -518,6 +518,7 @@ mod tests {
                 usage: Some(Usage::new(1, 1)),
                 system_fingerprint: None,
                 extra: Default::default(),
+                wire: Default::default(),
             })
         }
 

@@ -175,6 +175,10 @@ pub struct ChatResponse {
     /// Any other top-level fields, passed through (the gateway adds `llmgate` cost details here).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// The upstream's whole answer as it came, tagged with its protocol, when the upstream
+    /// speaks the client's protocol: sent on as it is instead of encoded from these fields.
+    #[serde(skip)]
+    pub wire: WireJson,
 }
 
 impl ChatResponse {
@@ -203,6 +207,7 @@ impl ChatResponse {
             usage: None,
             system_fingerprint: None,
             extra: Map::new(),
+            wire: WireJson::default(),
         }
     }
 

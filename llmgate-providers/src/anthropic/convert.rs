@@ -360,6 +360,7 @@ pub(crate) fn from_wire(response: MessagesResponse, created: u64) -> ChatRespons
         usage: response.usage.as_ref().and_then(usage),
         system_fingerprint: None,
         extra: Map::new(),
+        wire: Default::default(),
     }
 }
 

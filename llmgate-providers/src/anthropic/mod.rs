@@ -32,7 +32,6 @@ use crate::chunks;
 use crate::error::BuildError;
 use crate::http::{self, Connection};
 use crate::upstream::UpstreamConfig;
-pub use passthrough::NATIVE_ANSWER_KEY;
 use stream::EventDecoder;
 use wire::{MessagesRequest, MessagesResponse};
 
@@ -157,7 +156,7 @@ impl Provider for Anthropic {
             })?;
             return Ok(passthrough::whole(
                 convert::from_wire(answer, http::unix_now()),
-                &bytes,
+                bytes,
             ));
         }
         let request = self.request(&call, &convert::to_wire(call.request, false)?)?;

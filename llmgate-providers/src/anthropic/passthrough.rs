@@ -16,16 +16,11 @@
 use llmgate_core::Result;
 use llmgate_core::chat::{ChatChunk, ChatRequest, ChatResponse, WireJson};
 use llmgate_core::chat::{NativeBody, WireFormat};
-use serde_json::Value;
 use sse_stream::Sse;
 
 use super::stream::EventDecoder;
 use crate::chunks::ChunkDecoder;
 use crate::native::{cap, encode, set, sse_event_bytes, top_level};
-
-/// Where a whole passed-through answer's bytes ride on the core response (as JSON text), for
-/// the Messages ingress to send as they came.
-pub const NATIVE_ANSWER_KEY: &str = "llmgate_native_answer";
 
 /// The client's Messages body, when the request carries one.
 pub(super) fn native(request: &ChatRequest) -> Option<&NativeBody> {
@@ -70,11 +65,8 @@ pub(super) fn headers(native: &NativeBody) -> impl Iterator<Item = (&'static str
 }
 
 /// A whole answer read for its usage, with its bytes kept for the client.
-pub(super) fn whole(mut answer: ChatResponse, bytes: &[u8]) -> ChatResponse {
-    let text = String::from_utf8_lossy(bytes).into_owned();
-    answer
-        .extra
-        .insert(NATIVE_ANSWER_KEY.to_owned(), Value::String(text));
+pub(super) fn whole(mut answer: ChatResponse, bytes: bytes::Bytes) -> ChatResponse {
+    answer.wire = WireJson::of(WireFormat::AnthropicMessages, bytes);
     answer
 }
 

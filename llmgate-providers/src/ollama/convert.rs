@@ -279,6 +279,7 @@ pub(crate) fn from_wire(line: ChatLine, created: u64) -> ChatResponse {
         usage: usage(&line),
         system_fingerprint: None,
         extra: Map::new(),
+        wire: Default::default(),
     }
 }
 

@@ -23,7 +23,6 @@ use crate::http::{self, Connection};
 use crate::presets::Quirks;
 use crate::upstream::UpstreamConfig;
 pub use embed::EmbeddingsApi;
-pub use responses::NATIVE_ANSWER_KEY;
 use stream::EventDecoder;
 
 /// A provider speaking OpenAI's chat completions protocol.
@@ -170,7 +169,7 @@ impl Provider for OpenAiCompatible {
         if let Some(native) = self.native(&call) {
             let request = self.responses_request(&call, native, false)?;
             let body = self.connection.send_for_body(call.api_key, request).await?;
-            return responses::whole(self.name(), &body);
+            return responses::whole(self.name(), body);
         }
         let request = self.request(&call, "application/json")?;
         let body = self.connection.send_for_body(call.api_key, request).await?;

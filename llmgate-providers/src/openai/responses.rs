@@ -23,10 +23,6 @@ use sse_stream::Sse;
 use crate::chunks::ChunkDecoder;
 use crate::native::{cap, encode, set, sse_event_bytes, top_level};
 
-/// Where a whole passed-through answer's bytes ride on the core response (as JSON text), for
-/// the Responses ingress to send as they came.
-pub const NATIVE_ANSWER_KEY: &str = "llmgate_native_answer";
-
 /// The client's Responses body, when the request carries one.
 pub(super) fn native(request: &ChatRequest) -> Option<&NativeBody> {
     request
@@ -105,8 +101,8 @@ impl ResponseHead {
 }
 
 /// A whole answer read for its usage, with its bytes kept for the client.
-pub(super) fn whole(provider: &str, bytes: &[u8]) -> Result<ChatResponse> {
-    let head: ResponseHead = serde_json::from_slice(bytes).map_err(|error| {
+pub(super) fn whole(provider: &str, bytes: bytes::Bytes) -> Result<ChatResponse> {
+    let head: ResponseHead = serde_json::from_slice(&bytes).map_err(|error| {
         Error::upstream_stream(provider, format!("not a Responses answer: {error}"))
     })?;
     let mut answer = ChatResponse::assistant(head.model.clone(), "")
@@ -115,10 +111,7 @@ pub(super) fn whole(provider: &str, bytes: &[u8]) -> Result<ChatResponse> {
     if let Some(usage) = head.usage() {
         answer = answer.with_usage(usage);
     }
-    let text = String::from_utf8_lossy(bytes).into_owned();
-    answer
-        .extra
-        .insert(NATIVE_ANSWER_KEY.to_owned(), Value::String(text));
+    answer.wire = WireJson::of(WireFormat::OpenAiResponses, bytes);
     Ok(answer)
 }
 

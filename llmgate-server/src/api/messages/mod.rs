@@ -25,8 +25,6 @@ use llmgate_core::Error;
 use llmgate_core::chat::{ChatRequest, ChatResponse};
 use llmgate_core::chat::{NativeBody, WireFormat};
 use llmgate_core::gateway::CompletionStream;
-use llmgate_providers::anthropic::NATIVE_ANSWER_KEY;
-use serde_json::Value;
 
 use super::body::decode_json;
 use super::chat::serve;
@@ -56,9 +54,9 @@ impl Codec for Messages {
     }
 
     async fn whole(&self, answer: &ChatResponse) -> Response<Body> {
-        match answer.extra.get(NATIVE_ANSWER_KEY).and_then(Value::as_str) {
+        match answer.wire.get_as(WireFormat::AnthropicMessages) {
             Some(upstream) => {
-                let mut response = Response::new(full(upstream.to_owned()));
+                let mut response = Response::new(full(upstream.clone()));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),

@@ -42,7 +42,6 @@ use crate::response_body::full;
 use crate::state::AppState;
 use exchange::Exchange;
 use keep::Keeper;
-use llmgate_providers::openai::NATIVE_ANSWER_KEY;
 
 /// The header naming the tools dropped because the upstream cannot run them.
 const DROPPED_TOOLS_HEADER: &str = "x-llmgate-dropped-tools";
@@ -71,11 +70,11 @@ impl Responses {
     }
 
     /// A Responses upstream's whole answer, kept, then sent as it was written.
-    async fn passed_through(&self, exchange: &Exchange, upstream: &str) -> Response<Body> {
-        if let Ok(value) = serde_json::from_str::<Value>(upstream) {
+    async fn passed_through(&self, exchange: &Exchange, upstream: &Bytes) -> Response<Body> {
+        if let Ok(value) = serde_json::from_slice::<Value>(upstream) {
             self.keeper.keep(exchange, &value).await;
         }
-        let mut response = Response::new(full(upstream.to_owned()));
+        let mut response = Response::new(full(upstream.clone()));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -123,7 +122,7 @@ impl Codec for Responses {
 
     async fn whole(&self, answer: &ChatResponse) -> Response<Body> {
         let exchange = self.exchange();
-        if let Some(upstream) = answer.extra.get(NATIVE_ANSWER_KEY).and_then(Value::as_str) {
+        if let Some(upstream) = answer.wire.get_as(WireFormat::OpenAiResponses) {
             return self.passed_through(&exchange, upstream).await;
         }
         let answer = response::from_chat(answer, &exchange);
