@@ -108,7 +108,7 @@ impl ChunkDecoder for Passthrough {
 mod tests {
     use super::*;
     use llmgate_core::chat::Message;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn native_of(body: Value) -> NativeBody {
         NativeBody {
