@@ -42,6 +42,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
 
