@@ -85,8 +85,14 @@ impl Filter {
 fn listing(query: &LogQuery) -> (String, Vec<Bind>) {
     let mut filter = Filter::default();
     let text = |value: &String| Bind::Text(value.clone());
-    if let Some(user) = &query.user_id {
-        filter.bind("user_id = ?", [text(user)]);
+    match (&query.user_id, query.teams.as_slice()) {
+        (Some(user), []) => filter.bind("user_id = ?", [text(user)]),
+        (Some(user), teams) => {
+            let places = vec!["?"; teams.len()].join(", ");
+            let binds = std::iter::once(user).chain(teams).map(text);
+            filter.bind(&format!("(user_id = ? OR team_id IN ({places}))"), binds);
+        }
+        (None, _) => {}
     }
     if let Some(key) = &query.key_id {
         filter.bind("key_id = ?", [text(key)]);

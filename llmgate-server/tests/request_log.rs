@@ -545,7 +545,90 @@ async fn bodies_are_kept_when_asked(db: Db) {
     gate.server.shutdown().await.unwrap();
 }
 
+/// POST `body` to `path` as `key`: status and JSON body.
+async fn post(gate: &Gate, path: &str, key: &str, body: Value) -> (u16, Value) {
+    let response = gate
+        .http
+        .post(gate.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// A team key's row is its maker's and names the team: every member sees it (in the listing
+/// and by id), an outsider does not.
+async fn team_members_see_their_teams_rows(db: Db) {
+    let upstreams = Upstreams::start().await;
+    let Some(gate) = Gate::start(db, &upstreams).await else {
+        return;
+    };
+    let (owner, owner_key) = gate.user("olga").await;
+    let (member, member_key) = gate.user("max").await;
+    let (_, outsider_key) = gate.user("otto").await;
+    let team = format!("core-{:08x}", rand::random::<u32>());
+    let (status, body) = post(
+        &gate,
+        "/api/v1/admin/teams",
+        MASTER_KEY,
+        json!({"team_id": team, "tier": "paid"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for (user, role) in [(&owner, "owner"), (&member, "member")] {
+        let path = format!("/api/v1/admin/teams/{team}/members");
+        let (status, body) = post(
+            &gate,
+            &path,
+            MASTER_KEY,
+            json!({"user_id": user, "role": role}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let fund = json!({"team_id": team, "amount": 50, "reason": "team budget"});
+    let (status, body) = post(&gate, "/api/v1/llm/credits/add", MASTER_KEY, fund).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, made) = post(
+        &gate,
+        "/api/v1/keys",
+        &owner_key,
+        json!({"name": "ci", "team_id": team}),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let team_key = made["api_key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        send(&gate, &team_key, "team-call", ask("backup")).await,
+        200
+    );
+
+    // The owner (who made the key) and the member both see the row, under the maker and the team.
+    for key in [&owner_key, &member_key] {
+        let row = gate.row_of("team-call", key).await;
+        assert_eq!(row["user_id"], owner.as_str(), "{row}");
+        assert_eq!(row["team_id"], team.as_str(), "{row}");
+        let (status, _) = gate
+            .get(&format!("/api/v1/llm/requests/{}", row["id"]), key)
+            .await;
+        assert_eq!(status, 200);
+    }
+    // The outsider sees neither the listing's row nor the row by id.
+    let id = gate.row_of("team-call", MASTER_KEY).await["id"].clone();
+    let theirs = gate.rows("?limit=200", &outsider_key).await;
+    assert!(theirs.iter().all(|r| r["request_id"] != "team-call"));
+    let (status, _) = gate
+        .get(&format!("/api/v1/llm/requests/{id}"), &outsider_key)
+        .await;
+    assert_eq!(status, 404);
+    gate.server.shutdown().await.unwrap();
+}
+
 on_both_databases!(
+    team_members_see_their_teams_rows,
     bodies_are_kept_when_asked,
     every_outcome_is_logged,
     refusals_of_a_known_caller_are_logged_and_unknown_keys_are_not,

@@ -18,11 +18,12 @@ pub struct LogEntry {
     pub request_id: Arc<str>,
     /// Unix milliseconds when the request arrived.
     pub created_at_ms: i64,
-    /// The account the request ran as (`admin` for the master key).
+    /// The user whose key made the request (`admin` for the master key); for a team key, the
+    /// member who made the key.
     pub user_id: Arc<str>,
     /// The API key that authenticated (`None` for the master key).
     pub key_id: Option<Arc<str>>,
-    /// The caller's team (none until teams exist).
+    /// The team whose balance a team key spends; `None` for a user's own key.
     pub team_id: Option<Arc<str>>,
     /// The endpoint as documented (`/v1/chat/completions`), whatever alias was called.
     pub endpoint: &'static str,

@@ -21,6 +21,9 @@ pub struct LogQuery {
     pub key_id: Option<String>,
     /// Only this user's requests.
     pub user_id: Option<String>,
+    /// With `user_id`, also these teams' requests (a member's view: their own rows and their
+    /// teams'). Ignored without `user_id`.
+    pub teams: Vec<String>,
     /// Only rows after this one in the listing's order: the previous page's `next`.
     pub before: Option<Cursor>,
     /// At most this many rows (1 to [`MAX_PAGE`]).
@@ -109,8 +112,20 @@ impl LogQuery {
             )
             && self.status.admits(row.status, row.error_code.as_deref())
             && is(&self.key_id, row.key_id.as_deref())
-            && is(&self.user_id, Some(&row.user_id))
+            && self.owns(row)
             && self.before.is_none_or(|before| before.is_after(row))
+    }
+
+    /// Whether `row` is the listed user's own or one of the listed teams'.
+    pub fn owns(&self, row: &LoggedRequest) -> bool {
+        let Some(user) = &self.user_id else {
+            return true;
+        };
+        row.user_id == *user
+            || row
+                .team_id
+                .as_ref()
+                .is_some_and(|team| self.teams.contains(team))
     }
 
     /// The page size to use: `limit` within 1 to [`MAX_PAGE`].

@@ -54,8 +54,15 @@ const TOUCH_EVERY_SECS: i64 = 60;
 /// The ledger account of a team: team ids and user ids share the ledger, and no user id can
 /// hold a `:`.
 pub fn team_account(team_id: &str) -> String {
-    format!("team:{team_id}")
+    format!("{TEAM_ACCOUNT_PREFIX}{team_id}")
 }
+
+/// The team whose ledger account `account` is; `None` for a user's account.
+pub fn team_of_account(account: &str) -> Option<&str> {
+    account.strip_prefix(TEAM_ACCOUNT_PREFIX)
+}
+
+const TEAM_ACCOUNT_PREFIX: &str = "team:";
 
 impl UserDirectory {
     /// `monthly_grants`: tier name → micro-credits granted each calendar month.

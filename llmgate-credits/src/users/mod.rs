@@ -16,7 +16,7 @@ mod ttl_cache;
 mod types;
 
 pub use api_key::{API_KEY_PREFIX, key_digest};
-pub use directory::{DirectorySettings, UserDirectory, team_account};
+pub use directory::{DirectorySettings, UserDirectory, team_account, team_of_account};
 pub use key_settings::{KeySettings, key_expired};
 pub use pool::SqlPool;
 pub(crate) use pool::on_pool;

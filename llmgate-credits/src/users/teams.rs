@@ -76,6 +76,8 @@ ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role";
 const DELETE_MEMBER: &str = "DELETE FROM team_members WHERE team_id = $1 AND user_id = $2";
 const SELECT_MEMBERS: &str =
     "SELECT user_id, role FROM team_members WHERE team_id = $1 ORDER BY user_id";
+const SELECT_TEAMS_OF: &str =
+    "SELECT team_id FROM team_members WHERE user_id = $1 ORDER BY team_id LIMIT 500";
 const SELECT_ROLE: &str = "SELECT role FROM team_members WHERE team_id = $1 AND user_id = $2";
 
 /// Teams and their members in the ledger's database.
@@ -189,6 +191,17 @@ impl SqlTeamStore {
                 })
             })
             .collect()
+    }
+
+    /// The teams a user is a member (or owner) of.
+    pub async fn teams_of(&self, user_id: &str) -> Result<Vec<String>> {
+        Ok(on_pool!(&self.pool, |db| sqlx::query_scalar(
+            SELECT_TEAMS_OF
+        )
+        .bind(user_id)
+        .fetch_all(db)
+        .await
+        .map_err(database_error("list a user's teams"))?))
     }
 
     /// A user's role in a team; `None` when they are not a member.

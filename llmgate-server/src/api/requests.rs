@@ -36,10 +36,21 @@ pub(crate) async fn list(
             "from", "to", "model", "status", "key_id", "user_id", "limit", "before",
         ],
     )?;
-    let user_id = match params.get("user_id") {
-        Some(requested) => Some(principal.target_user(Some(requested))?),
-        None if principal.is_admin() => None,
-        None => Some(principal.user_id().to_owned()),
+    let (user_id, teams) = match params.get("user_id") {
+        Some(requested) if principal.is_admin() => (Some(requested.to_owned()), Vec::new()),
+        None if principal.is_admin() => (None, Vec::new()),
+        // A user sees their own rows and their teams' (naming anyone else is refused).
+        requested => {
+            let me = principal.user.to_string();
+            if requested.is_some_and(|requested| requested != me) {
+                return Err(Error::permission_denied(
+                    "Only admins may read another user's requests.",
+                )
+                .with_code("permission_denied"));
+            }
+            let teams = state.storage.teams.teams_of(&me).await?;
+            (Some(me), teams)
+        }
     };
     let seconds = |name| params.integer(name, 0..=i64::MAX / 1000, None);
     let query = LogQuery {
@@ -49,6 +60,7 @@ pub(crate) async fn list(
         status: status_filter(params.get("status"))?,
         key_id: params.get("key_id").map(str::to_owned),
         user_id,
+        teams,
         before: cursor(params.get("before"))?,
         limit: params
             .integer("limit", 1..=200, None)?
@@ -78,12 +90,23 @@ pub(crate) async fn get(
     };
     let id: i64 = id.parse().map_err(|_| not_found())?;
     state.request_log.flush().await;
-    match state.request_log.store.get(id).await? {
-        // Another user's row is answered as missing: its existence is not the caller's business.
-        Some(row) if principal.is_admin() || row.user_id == principal.user_id() => {
-            Ok(json(StatusCode::OK, &row))
-        }
-        _ => Err(not_found()),
+    let Some(row) = state.request_log.store.get(id).await? else {
+        return Err(not_found());
+    };
+    if principal.is_admin() {
+        return Ok(json(StatusCode::OK, &row));
+    }
+    // Another user's row is answered as missing: its existence is not the caller's business.
+    let me = principal.user.to_string();
+    let reader = LogQuery {
+        teams: state.storage.teams.teams_of(&me).await?,
+        user_id: Some(me),
+        ..LogQuery::default()
+    };
+    if reader.owns(&row) {
+        Ok(json(StatusCode::OK, &row))
+    } else {
+        Err(not_found())
     }
 }
 

@@ -15,6 +15,7 @@ use futures::FutureExt;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use llmgate_core::Error;
+use llmgate_credits::users::team_of_account;
 use tracing::Instrument;
 
 use super::context::RequestContext;
@@ -217,9 +218,11 @@ fn recording(
     principal: &Principal,
     path: &'static str,
 ) -> RequestContext {
+    // A team key's row is its maker's and names the team, so every member sees it.
     let who = Who {
-        user_id: principal.caller.user_id.clone(),
+        user_id: principal.user.clone(),
         key_id: principal.key_id.clone(),
+        team_id: team_of_account(&principal.caller.user_id).map(Arc::from),
     };
     RequestContext {
         recording: Recording::start(
@@ -422,8 +425,16 @@ mod tests {
         for (method, path) in crate::api::router::ROUTES {
             let method: Method = method.parse().unwrap();
             let endpoint = route(&method, &path.replace('{', "x").replace('}', "")).unwrap();
-            let calls_a_model = needs(&endpoint) == Needs::Key(Permission::Execute)
-                && !matches!(endpoint, Endpoint::CreditsPurchase);
+            // Execute endpoints that change the caller's own things instead of calling a model.
+            let manages = matches!(
+                endpoint,
+                Endpoint::CreditsPurchase
+                    | Endpoint::DeleteResponse(_)
+                    | Endpoint::CreateKey
+                    | Endpoint::UpdateKey(_)
+                    | Endpoint::RevokeKey(_)
+            );
+            let calls_a_model = needs(&endpoint) == Needs::Key(Permission::Execute) && !manages;
             assert_eq!(
                 gen_ai_operation(&endpoint).is_some(),
                 calls_a_model,

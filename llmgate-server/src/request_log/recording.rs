@@ -33,6 +33,8 @@ struct Shared {
 pub(crate) struct Who {
     pub user_id: Arc<str>,
     pub key_id: Option<Arc<str>>,
+    /// The team a team key spends for.
+    pub team_id: Option<Arc<str>>,
 }
 
 impl Recording {
@@ -55,6 +57,7 @@ impl Recording {
             created_at_ms,
             user_id: who.user_id,
             key_id: who.key_id,
+            team_id: who.team_id,
             endpoint,
             ..LogEntry::default()
         };
