@@ -26,7 +26,7 @@ pub struct LogQuery {
     pub teams: Vec<String>,
     /// Only rows after this one in the listing's order: the previous page's `next`.
     pub before: Option<Cursor>,
-    /// At most this many rows (1 to [`MAX_PAGE`]).
+    /// At most this many rows (1 to `MAX_PAGE`, 200).
     pub limit: u32,
 }
 
@@ -128,7 +128,7 @@ impl LogQuery {
                 .is_some_and(|team| self.teams.contains(team))
     }
 
-    /// The page size to use: `limit` within 1 to [`MAX_PAGE`].
+    /// The page size to use: `limit` within 1 to `MAX_PAGE` (200).
     pub fn page_size(&self) -> u32 {
         self.limit.clamp(1, MAX_PAGE)
     }
