@@ -11,65 +11,19 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use llmgate_server::config::Env;
-use llmgate_testkit::{FakeUpstream, Reply, anthropic, openai};
+use llmgate_testkit::FakeUpstream;
 use serde_json::json;
+use support::agents::{agent_bin, answer_hi, missing_prerequisite};
 use support::databases::unique;
 use support::money::Gateway;
 use support::yaml_config;
 
 /// Long enough for a cold start of the CLI; a hung CLI is killed after it.
 const CLI_DEADLINE: Duration = Duration::from_secs(120);
-
-fn codex_bin() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join("agent-tests/node_modules/.bin/codex")
-}
-
-/// What is missing to run Codex here, if anything.
-fn missing_prerequisite() -> Option<String> {
-    let node = Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|out| out.status.success()) {
-        return Some("`node` is not on PATH".to_owned());
-    }
-    if !codex_bin().is_file() {
-        return Some("agent-tests/node_modules is missing (cd agent-tests && npm ci)".to_owned());
-    }
-    None
-}
-
-/// Both fakes answer every request with "hi there", whole or streamed, in their own protocol.
-fn answer_hi(compat: &FakeUpstream, claude: &FakeUpstream) {
-    compat.respond_with(|request| {
-        if request.json()["stream"] == true {
-            Reply::sse(&openai::text_chunks(
-                "up-model",
-                &["hi ", "there"],
-                Some((400, 2)),
-            ))
-        } else {
-            Reply::json(200, openai::completion("up-model", "hi there", 400, 2))
-        }
-    });
-    claude.respond_with(|request| {
-        if request.json()["stream"] == true {
-            anthropic::sse(&anthropic::text_events(
-                "claude-up",
-                &["hi ", "there"],
-                400,
-                2,
-            ))
-        } else {
-            Reply::json(200, anthropic::message("claude-up", "hi there", 400, 2))
-        }
-    });
-}
 
 /// Codex's configuration: llmgate as the model provider, speaking the Responses API.
 fn config_toml(base_url: &str, model: &str) -> String {
@@ -91,7 +45,7 @@ stream_idle_timeout_ms = 30000
 
 #[tokio::test]
 async fn codex_answers_through_the_gateway_and_the_user_is_charged() {
-    if let Some(missing) = missing_prerequisite() {
+    if let Some(missing) = missing_prerequisite("codex") {
         assert!(
             !std::env::var("CI").is_ok_and(|v| v == "true"),
             "Codex CLI is required under CI=true: {missing}"
@@ -128,7 +82,7 @@ routing: { num_retries: 0 }
             config_toml(&gateway.url(""), model),
         )
         .unwrap();
-        let mut command = Command::new(codex_bin());
+        let mut command = Command::new(agent_bin("codex"));
         command
             .args(["exec", "--skip-git-repo-check", "say hi"])
             .current_dir(&home)

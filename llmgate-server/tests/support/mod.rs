@@ -29,6 +29,7 @@ macro_rules! on_both_databases {
     };
 }
 
+pub mod agents;
 pub mod databases;
 pub mod money;
 pub mod proxy;
