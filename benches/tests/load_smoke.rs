@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use llmgate_benches::load::client::Target;
+use llmgate_benches::load::client::{Keys, Target};
 use llmgate_benches::load::runner::{Load, measure};
 use llmgate_benches::load::upstream::{FakeUpstream, UpstreamSettings};
 
@@ -29,7 +29,7 @@ async fn load_generator_counts_answers_and_stream_events() {
     let target = Target {
         addr: upstream.addr(),
         path: "/v1/chat/completions",
-        authorization: None,
+        keys: Keys::none(),
     };
 
     let json = Bytes::from_static(br#"{"model":"m","messages":[]}"#);
@@ -64,7 +64,7 @@ async fn bare_proxy_passes_answers_through() {
     let target = Target {
         addr: proxy.addr(),
         path: "/v1/chat/completions",
-        authorization: None,
+        keys: Keys::none(),
     };
     let stream = Bytes::from_static(br#"{"model":"m","messages":[],"stream":true}"#);
     let measured = measure(&target, &stream, load(10)).await;
@@ -85,7 +85,7 @@ async fn refused_connections_are_counted_as_errors() {
     let target = Target {
         addr,
         path: "/v1/chat/completions",
-        authorization: None,
+        keys: Keys::none(),
     };
     let body = Bytes::from_static(b"{}");
     let measured = measure(

@@ -1,6 +1,7 @@
 //! One HTTP/1.1 keep-alive connection of the load generator, and one timed request on it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,13 +11,54 @@ use hyper::{Request, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// Where requests go and with which key.
+/// Where requests go and with which keys.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
     pub path: &'static str,
-    /// `Authorization: Bearer ...` value, if any.
-    pub authorization: Option<String>,
+    /// `Authorization` values (`Bearer ...`), taken in turn; none sent when empty.
+    pub keys: Keys,
+}
+
+/// The `Authorization` values of a target. One key is one hot account; many spread the
+/// requests over many accounts (request `n` of a run carries key `n mod len`).
+#[derive(Debug, Clone, Default)]
+pub struct Keys(Arc<[String]>);
+
+impl Keys {
+    /// No `Authorization` header.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Every request carries `value`.
+    pub fn one(value: String) -> Self {
+        Self(Arc::from(vec![value]))
+    }
+
+    /// Request `n` carries `values[n mod len]`.
+    pub fn rotating(values: Vec<String>) -> Self {
+        Self(Arc::from(values))
+    }
+
+    /// The value for request number `n`.
+    pub fn pick(&self, n: u64) -> Option<&str> {
+        let len = self.0.len() as u64;
+        (len > 0).then(|| self.0[(n % len) as usize].as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// All of them, in order.
+    pub fn all(&self) -> &[String] {
+        &self.0
+    }
 }
 
 /// How one request went.
@@ -77,15 +119,21 @@ impl Connection {
         Ok(Self { sender, host })
     }
 
-    /// POST `body` as JSON and read the whole answer, timing it.
-    pub async fn post(&mut self, target: &Target, body: &Bytes) -> Result<Timing, Failure> {
-        let mut request = Request::post(target.path)
+    /// POST `body` as JSON to `path` (with `authorization`, if any) and read the whole answer,
+    /// timing it.
+    pub async fn post(
+        &mut self,
+        path: &str,
+        authorization: Option<&str>,
+        body: &Bytes,
+    ) -> Result<Timing, Failure> {
+        let mut request = Request::post(path)
             .header(header::HOST, self.host.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::CONTENT_LENGTH, body.len())
             .body(Full::new(body.clone()))
             .map_err(|e| Failure::Connection(e.to_string()))?;
-        if let Some(authorization) = &target.authorization {
+        if let Some(authorization) = authorization {
             let value = header::HeaderValue::from_str(authorization)
                 .map_err(|e| Failure::Connection(e.to_string()))?;
             request.headers_mut().insert(header::AUTHORIZATION, value);

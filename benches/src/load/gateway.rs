@@ -72,6 +72,19 @@ pub struct Launch {
     pub request_log: bool,
     /// Export traces there (`telemetry.otlp_endpoint`); none when `None`.
     pub otlp_endpoint: Option<String>,
+    /// 0 for the first gateway on this storage, 1, 2, ... for more replicas (its own config
+    /// and log file names).
+    pub replica: usize,
+}
+
+impl Launch {
+    /// `llmgate-<storage>[-replica<n>]`: the stem of its config and log files.
+    fn file_stem(&self) -> String {
+        match self.replica {
+            0 => format!("llmgate-{}", self.storage.label()),
+            n => format!("llmgate-{}-replica{n}", self.storage.label()),
+        }
+    }
 }
 
 /// A running gateway; dropping it stops it.
@@ -90,14 +103,10 @@ impl Gateway {
     pub fn start(launch: &Launch) -> Result<Self, String> {
         let addr = free_port()?;
         let master_key = format!("lg-bench-master-{:016x}", rand_u64());
-        let config_path = launch
-            .workdir
-            .join(format!("llmgate-{}.yaml", launch.storage.label()));
+        let config_path = launch.workdir.join(format!("{}.yaml", launch.file_stem()));
         std::fs::write(&config_path, config_yaml(addr, &master_key, launch))
             .map_err(|e| format!("writing {}: {e}", config_path.display()))?;
-        let log_path = launch
-            .workdir
-            .join(format!("llmgate-{}.log", launch.storage.label()));
+        let log_path = launch.workdir.join(format!("{}.log", launch.file_stem()));
         let log = std::fs::File::create(&log_path)
             .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
@@ -204,6 +213,23 @@ impl Gateway {
             ));
         }
         Ok(key.to_owned())
+    }
+
+    /// `count` funded users of the bench tier (`<prefix>-0`, `<prefix>-1`, ...), made a few at
+    /// a time; their API keys, in order.
+    pub async fn paid_users(&self, prefix: &str, count: usize) -> Result<Vec<String>, String> {
+        const AT_ONCE: usize = 16;
+        let mut keys = Vec::with_capacity(count);
+        for first in (0..count).step_by(AT_ONCE) {
+            let names: Vec<String> = (first..(first + AT_ONCE).min(count))
+                .map(|i| format!("{prefix}-{i}"))
+                .collect();
+            let made = futures::future::join_all(names.iter().map(|n| self.paid_user(n))).await;
+            for key in made {
+                keys.push(key?);
+            }
+        }
+        Ok(keys)
     }
 
     /// SIGTERM, then wait up to 10 s for the drain before killing it.
@@ -386,6 +412,7 @@ mod tests {
             log_filter: "warn".to_owned(),
             request_log: false,
             otlp_endpoint: None,
+            replica: 0,
         };
         let yaml = config_yaml("127.0.0.1:1".parse().unwrap(), "lg-bench-master-x", &launch);
         assert!(yaml.contains("sqlite::memory:"), "{yaml}");

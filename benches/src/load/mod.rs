@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod outside;
 pub mod postgres;
 pub mod proxy;
 pub mod report;

@@ -6,9 +6,29 @@ use std::fmt::Write;
 use super::runner::Measured;
 use super::stats::{Percentiles, human, human_delta};
 
-/// One measured cell: a route at a concurrency.
+/// Which load generator measured a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Generator {
+    /// In the harness's own process, on its runtime, beside the fake upstream's thread.
+    #[default]
+    Inner,
+    /// The `loadgen` binary, a process of its own (as `wrk` would be).
+    Outer,
+}
+
+impl Generator {
+    pub fn label(self) -> &'static str {
+        match self {
+            Generator::Inner => "in-process client",
+            Generator::Outer => "outside client",
+        }
+    }
+}
+
+/// One measured cell: a route at a concurrency, measured by one generator.
 #[derive(Debug, Clone)]
 pub struct Row {
+    pub generator: Generator,
     pub concurrency: usize,
     /// `direct`, `free (master key)`, `paid (user key)`.
     pub route: String,
@@ -17,11 +37,22 @@ pub struct Row {
     pub cpu_per_request: Option<u64>,
 }
 
-/// The direct row a gateway row compares against.
-fn baseline(rows: &[Row], concurrency: usize) -> Option<&Measured> {
+/// The direct row a gateway row compares against: same concurrency, same generator.
+fn baseline(rows: &[Row], generator: Generator, concurrency: usize) -> Option<&Measured> {
     rows.iter()
-        .find(|r| r.concurrency == concurrency && r.route == "direct")
+        .find(|r| r.generator == generator && r.concurrency == concurrency && r.route == "direct")
         .map(|r| &r.measured)
+}
+
+/// The row of `route` at `concurrency` measured by `generator`.
+pub fn find<'a>(
+    rows: &'a [Row],
+    generator: Generator,
+    route: &str,
+    concurrency: usize,
+) -> Option<&'a Row> {
+    rows.iter()
+        .find(|r| r.generator == generator && r.concurrency == concurrency && r.route == route)
 }
 
 fn delta(gateway: u64, direct: u64) -> i64 {
@@ -68,7 +99,7 @@ pub fn json_table(rows: &[Row]) -> String {
             human(t.p999),
             m.throughput
         );
-        match baseline(rows, row.concurrency) {
+        match baseline(rows, row.generator, row.concurrency) {
             Some(direct) if row.route != "direct" => {
                 let d = &direct.total;
                 let _ = write!(
@@ -110,7 +141,7 @@ pub fn stream_table(rows: &[Row]) -> String {
             human(m.total.p999),
             m.throughput
         );
-        match baseline(rows, row.concurrency) {
+        match baseline(rows, row.generator, row.concurrency) {
             Some(direct) if row.route != "direct" => {
                 let _ = write!(
                     out,
@@ -159,24 +190,63 @@ pub fn checks_table(checks: &[Check]) -> String {
 /// Added latency at a percentile of a gateway row over its direct row.
 pub fn added(
     rows: &[Row],
+    generator: Generator,
     route: &str,
     concurrency: usize,
     pick: fn(&Measured) -> u64,
 ) -> Option<i64> {
-    let direct = baseline(rows, concurrency)?;
-    let gateway = rows
-        .iter()
-        .find(|r| r.concurrency == concurrency && r.route == route)?;
+    let direct = baseline(rows, generator, concurrency)?;
+    let gateway = find(rows, generator, route, concurrency)?;
     Some(delta(pick(&gateway.measured), pick(direct)))
 }
 
 /// Throughput of a gateway row as a share of its direct row (0–1).
-pub fn throughput_share(rows: &[Row], route: &str, concurrency: usize) -> Option<f64> {
-    let direct = baseline(rows, concurrency)?;
-    let gateway = rows
-        .iter()
-        .find(|r| r.concurrency == concurrency && r.route == route)?;
+pub fn throughput_share(
+    rows: &[Row],
+    generator: Generator,
+    route: &str,
+    concurrency: usize,
+) -> Option<f64> {
+    let direct = baseline(rows, generator, concurrency)?;
+    let gateway = find(rows, generator, route, concurrency)?;
     (direct.throughput > 0.0).then(|| gateway.measured.throughput / direct.throughput)
+}
+
+/// The two generators' figures of each JSON cell, side by side: throughput, its share of the
+/// same generator's direct figure, p50 and p99.
+pub fn side_by_side(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| conc | route | in-process req/s | vs direct | p50 | p99 | outside req/s | vs direct | p50 | p99 |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let cell = |row: Option<&Row>| match row {
+        None => " – | – | – | – |".to_owned(),
+        Some(row) => {
+            let m = &row.measured;
+            let vs = match baseline(rows, row.generator, row.concurrency) {
+                Some(direct) if row.route != "direct" => share(m, direct),
+                _ => String::new(),
+            };
+            format!(
+                " {:.0} | {vs} | {} | {} |",
+                m.throughput,
+                human(m.total.p50),
+                human(m.total.p99)
+            )
+        }
+    };
+    for row in rows.iter().filter(|r| r.generator == Generator::Inner) {
+        let outer = find(rows, Generator::Outer, &row.route, row.concurrency);
+        let _ = writeln!(
+            out,
+            "| {} | {} |{}{}",
+            row.concurrency,
+            row.route,
+            cell(Some(row)),
+            cell(outer)
+        );
+    }
+    out
 }
 
 /// A percentile summary in one cell (`p50 / p99 / max`).
@@ -193,6 +263,7 @@ mod tests {
         measured.total.p50 = p50;
         measured.throughput = rps;
         Row {
+            generator: Generator::Inner,
             concurrency: 1,
             route: route.to_owned(),
             measured,
@@ -203,10 +274,35 @@ mod tests {
     #[test]
     fn added_latency_is_gateway_minus_direct() {
         let rows = vec![row("direct", 100_000, 1000.0), row("free", 140_000, 500.0)];
-        assert_eq!(added(&rows, "free", 1, |m| m.total.p50), Some(40_000));
-        assert_eq!(throughput_share(&rows, "free", 1), Some(0.5));
+        let inner = Generator::Inner;
+        assert_eq!(
+            added(&rows, inner, "free", 1, |m| m.total.p50),
+            Some(40_000)
+        );
+        assert_eq!(throughput_share(&rows, inner, "free", 1), Some(0.5));
+        assert_eq!(throughput_share(&rows, Generator::Outer, "free", 1), None);
         let table = json_table(&rows);
         assert!(table.contains("+40µs"), "{table}");
         assert!(table.contains("50 %"), "{table}");
+    }
+
+    #[test]
+    fn each_generator_is_compared_with_its_own_direct_row() {
+        let mut rows = vec![row("direct", 100_000, 1000.0), row("free", 140_000, 500.0)];
+        let outer = |mut row: Row| {
+            row.generator = Generator::Outer;
+            row
+        };
+        rows.push(outer(row("direct", 100_000, 2000.0)));
+        rows.push(outer(row("free", 150_000, 200.0)));
+        let outside = Generator::Outer;
+        assert_eq!(throughput_share(&rows, outside, "free", 1), Some(0.1));
+        assert_eq!(
+            added(&rows, outside, "free", 1, |m| m.total.p50),
+            Some(50_000)
+        );
+        let table = side_by_side(&rows);
+        assert!(table.contains("| 1 | free | 500 | 50 % |"), "{table}");
+        assert!(table.contains("| 200 | 10 % |"), "{table}");
     }
 }

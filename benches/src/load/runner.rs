@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use super::client::{Connection, Failure, Target};
 use super::stats::{Percentiles, nanos};
@@ -22,8 +23,11 @@ pub struct Load {
     pub max_requests: u64,
 }
 
+/// The width of one step of [`Measured::timeline`].
+pub const TIMELINE_STEP: Duration = Duration::from_millis(100);
+
 /// What one measurement saw.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Measured {
     /// Whole request, send to last byte.
     pub total: Percentiles,
@@ -43,6 +47,10 @@ pub struct Measured {
     pub first_error: Option<String>,
     /// Good requests per second over the measured window.
     pub throughput: f64,
+    /// Good answers in each [`TIMELINE_STEP`] of the measured window, in order (a rate that
+    /// falls as a run goes on shows up here).
+    #[serde(default)]
+    pub timeline: Vec<u64>,
 }
 
 #[derive(Default)]
@@ -56,26 +64,42 @@ struct Samples {
     answered: u64,
     first_error: Option<String>,
     last_done: Option<Instant>,
+    timeline: Vec<u64>,
 }
 
 /// Run `load` against `target`, every request with `body`.
 pub async fn measure(target: &Target, body: &Bytes, load: Load) -> Measured {
+    measure_across(std::slice::from_ref(target), body, load).await
+}
+
+/// Run `load` spread over `targets` (client `i` sends to `targets[i mod len]`: the same
+/// load split over several gateway replicas), every request with `body`.
+pub async fn measure_across(targets: &[Target], body: &Bytes, load: Load) -> Measured {
     let start = Instant::now();
     let measure_from = start + load.warmup;
     let deadline = measure_from + load.duration;
     let started = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::with_capacity(load.concurrency);
-    for _ in 0..load.concurrency {
-        let target = target.clone();
+    for index in 0..load.concurrency {
+        let Some(target) = targets.get(index % targets.len().max(1)).cloned() else {
+            break;
+        };
         let body = body.clone();
         let started = started.clone();
+        let client = Client {
+            index: index as u64,
+            clients: load.concurrency as u64,
+        };
         workers.push(tokio::spawn(async move {
             worker(
                 &target,
                 &body,
-                measure_from,
-                deadline,
-                load.max_requests,
+                client,
+                Window {
+                    measure_from,
+                    deadline,
+                    max_requests: load.max_requests,
+                },
                 &started,
             )
             .await
@@ -101,6 +125,7 @@ pub async fn measure(target: &Target, body: &Bytes, load: Load) -> Measured {
             all.first_error = samples.first_error;
         }
         all.last_done = all.last_done.max(samples.last_done);
+        add_timeline(&mut all.timeline, &samples.timeline);
     }
     let window = all.last_done.map_or(Duration::ZERO, |done| {
         done.saturating_duration_since(measure_from)
@@ -121,26 +146,58 @@ pub async fn measure(target: &Target, body: &Bytes, load: Load) -> Measured {
         } else {
             ok as f64 / window.as_secs_f64()
         },
+        timeline: all.timeline,
     }
+}
+
+/// Which of the concurrent clients a worker is: it uses key `index + k × clients` for its
+/// `k`-th request, so the clients together go round the keys in turn.
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    index: u64,
+    clients: u64,
+}
+
+/// When a worker records, and when it stops.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    measure_from: Instant,
+    deadline: Instant,
+    max_requests: u64,
+}
+
+fn add_timeline(sum: &mut Vec<u64>, steps: &[u64]) {
+    if sum.len() < steps.len() {
+        sum.resize(steps.len(), 0);
+    }
+    for (total, step) in sum.iter_mut().zip(steps) {
+        *total += step;
+    }
+}
+
+/// The timeline step a moment falls in.
+fn step_of(at: Instant, measure_from: Instant) -> usize {
+    let since = at.saturating_duration_since(measure_from);
+    (since.as_nanos() / TIMELINE_STEP.as_nanos()) as usize
 }
 
 async fn worker(
     target: &Target,
     body: &Bytes,
-    measure_from: Instant,
-    deadline: Instant,
-    max_requests: u64,
+    client: Client,
+    window: Window,
     started: &AtomicU64,
 ) -> Samples {
     let mut samples = Samples::default();
     let mut connection: Option<Connection> = None;
+    let mut sent = 0u64;
     loop {
         let now = Instant::now();
-        if now >= deadline {
+        if now >= window.deadline {
             break;
         }
-        let measuring = now >= measure_from;
-        if measuring && started.fetch_add(1, Ordering::Relaxed) >= max_requests {
+        let measuring = now >= window.measure_from;
+        if measuring && started.fetch_add(1, Ordering::Relaxed) >= window.max_requests {
             break;
         }
         let open = match connection.as_mut() {
@@ -155,7 +212,9 @@ async fn worker(
                 }
             },
         };
-        let answer = open.post(target, body).await;
+        let key = target.keys.pick(client.index + sent * client.clients);
+        sent += 1;
+        let answer = open.post(target.path, key, body).await;
         if answer.is_ok() {
             samples.answered += 1;
         }
@@ -175,7 +234,13 @@ async fn worker(
                         .min_events
                         .map_or(timing.events, |m| m.min(timing.events)),
                 );
-                samples.last_done = Some(Instant::now());
+                let done = Instant::now();
+                samples.last_done = Some(done);
+                let step = step_of(done, window.measure_from);
+                if samples.timeline.len() <= step {
+                    samples.timeline.resize(step + 1, 0);
+                }
+                samples.timeline[step] += 1;
             }
             Ok(_) => {}
             Err(failure) => {

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Percentiles of a set of samples, in nanoseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     pub count: usize,
     pub p50: u64,
@@ -51,6 +53,11 @@ pub fn human(nanos: u64) -> String {
         1_000_000..=9_999_999 => format!("{:.2}ms", nanos as f64 / 1e6),
         _ => format!("{:.1}ms", nanos as f64 / 1e6),
     }
+}
+
+/// Resident memory in MiB (`13.1 MiB`) from KiB.
+pub fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
 /// A signed difference in the same style (`+43µs`, `-5µs`).

@@ -13,6 +13,26 @@ pub(crate) enum Backend {
     Postgres,
 }
 
+/// Which load generator measures the cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ClientChoice {
+    /// In the harness's process (fast; what earlier runs reported).
+    Inner,
+    /// The `loadgen` binary in a process of its own, as `wrk` would be.
+    Outer,
+    /// Both, one after the other in every cell, printed side by side.
+    Both,
+}
+
+/// Where the fake upstream runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum UpstreamChoice {
+    /// A thread of the harness's process.
+    Inner,
+    /// `loadgen upstream`, a process of its own.
+    Outer,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Mode {
     Json,
@@ -76,6 +96,24 @@ pub(crate) struct Options {
     pub(crate) traces: bool,
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub(crate) redis_url: String,
+    /// Which load generator measures: in the harness's process, `loadgen` in a process of its
+    /// own (an outside client, as wrk), or both side by side.
+    #[arg(long, value_enum, default_value = "both")]
+    pub(crate) client: ClientChoice,
+    /// Where the fake upstream runs: a thread of the harness, or a process of its own.
+    #[arg(long, value_enum, default_value = "inner")]
+    pub(crate) upstream: UpstreamChoice,
+    /// The `loadgen` binary (default: beside this one).
+    #[arg(long)]
+    pub(crate) loadgen: Option<PathBuf>,
+    /// Funded users of the "paid, many accounts" route (requests spread over them in turn);
+    /// 0 leaves the route out.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) accounts: usize,
+    /// Gateway processes on the one PostgreSQL database for the replicas table (the load split
+    /// across them); 1 leaves it out.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) replicas: usize,
     /// Scratch directory (default /var/tmp/llmgate-loadtest-PID, removed after).
     #[arg(long)]
     pub(crate) workdir: Option<PathBuf>,

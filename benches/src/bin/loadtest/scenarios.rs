@@ -1,21 +1,20 @@
 //! What runs against one backend: the direct / bare-proxy / gateway cells of each mode and
-//! concurrency, the memory soak and the open-streams test; and what they produce.
+//! concurrency (with one load generator or both), the replicas table on PostgreSQL, the memory
+//! soak and the open-streams test; and what they produce.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
-use llmgate_benches::load::client::{Connection, Target};
-use llmgate_benches::load::gateway::{
-    FREE_MODEL, Gateway, Launch, PAID_MODEL, SLOW_MODEL, cpu_nanos,
-};
+use llmgate_benches::load::client::{Keys, Target};
+use llmgate_benches::load::gateway::{FREE_MODEL, Gateway, Launch, PAID_MODEL, cpu_nanos};
+use llmgate_benches::load::outside::OutsideClient;
 use llmgate_benches::load::proxy::BareProxy;
-use llmgate_benches::load::report::{Row, json_table, stream_table};
-use llmgate_benches::load::runner::{Load, measure};
-use llmgate_benches::load::stats::{Percentiles, nanos};
-use llmgate_benches::load::upstream::{FakeUpstream, UpstreamSettings};
+use llmgate_benches::load::report::{Generator, Row, json_table, side_by_side, stream_table};
+use llmgate_benches::load::runner::{Load, Measured, measure_across};
+use llmgate_benches::load::upstream::{OpenStreams, UpstreamSettings};
 
+use crate::memory::{MemoryResult, memory};
 use crate::options::{Backend, Mode, Options, Plan};
 
 /// What one backend's run produced.
@@ -26,43 +25,94 @@ pub(crate) struct BackendResult {
     pub(crate) idle_rss_kib: Option<u64>,
     pub(crate) json: Vec<Row>,
     pub(crate) stream: Vec<Row>,
+    /// JSON with the load split over several gateways on one database (PostgreSQL).
+    pub(crate) replicas: Vec<Row>,
     pub(crate) memory: Option<MemoryResult>,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct MemoryResult {
-    /// (requests so far, RSS KiB, req/s of that step)
-    pub(crate) soak: Vec<(u64, u64, f64)>,
-    pub(crate) after_idle_kib: u64,
-    pub(crate) streams: Option<StreamsResult>,
+/// The bare proxy's rows: the floor of one extra hop on this machine.
+pub(crate) const BARE_ROUTE: &str = "bare proxy (floor)";
+pub(crate) const FREE_ROUTE: &str = "free (master key)";
+pub(crate) const PAID_ROUTE: &str = "paid (user key)";
+/// The route of paid requests spread in turn over `count` funded users (`--accounts`).
+pub(crate) fn accounts_route(count: usize) -> String {
+    let digits = count.to_string();
+    let mut grouped = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    format!("paid, {grouped} accounts")
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct StreamsResult {
-    pub(crate) wanted: usize,
-    pub(crate) completed: usize,
-    pub(crate) failed: usize,
-    pub(crate) first_error: Option<String>,
-    pub(crate) peak_open_upstream: usize,
-    pub(crate) peak_rss_kib: u64,
-    pub(crate) after_kib: u64,
-    pub(crate) expected_events: u32,
-    pub(crate) short: usize,
-    pub(crate) longest_gap: Percentiles,
-    pub(crate) stalls: usize,
-    pub(crate) gap: Duration,
-    pub(crate) took: Duration,
+/// The load generators of this run.
+pub(crate) struct Generators {
+    pub(crate) inner: bool,
+    pub(crate) outer: Option<OutsideClient>,
+}
+
+impl Generators {
+    pub(crate) fn list(&self) -> Vec<Generator> {
+        let mut list = Vec::new();
+        if self.inner {
+            list.push(Generator::Inner);
+        }
+        if self.outer.is_some() {
+            list.push(Generator::Outer);
+        }
+        list
+    }
+
+    async fn measure(
+        &self,
+        generator: Generator,
+        targets: &[Target],
+        body: &Bytes,
+        load: Load,
+    ) -> Measured {
+        let outer = match (generator, &self.outer) {
+            (Generator::Outer, Some(outer)) => outer,
+            _ => return measure_across(targets, body, load).await,
+        };
+        outer
+            .measure(targets, body, load)
+            .await
+            .unwrap_or_else(|error| Measured {
+                errors: 1,
+                first_error: Some(error),
+                ..Measured::default()
+            })
+    }
+}
+
+/// One route of a cell: where it sends and what.
+struct Route {
+    name: String,
+    targets: Vec<Target>,
+    body: Bytes,
+    /// Through the gateway (its CPU time per request is measured).
+    gateway: bool,
+}
+
+/// Everything a backend's cells need.
+pub(crate) struct Bench<'a> {
+    pub(crate) options: &'a Options,
+    pub(crate) plan: &'a Plan,
+    pub(crate) generators: &'a Generators,
+    pub(crate) upstream: SocketAddr,
+    pub(crate) slow_streams: Option<&'a OpenStreams>,
+    pub(crate) floor: Option<&'a BareProxy>,
+    pub(crate) settings: &'a UpstreamSettings,
 }
 
 pub(crate) async fn run_backend(
-    options: &Options,
-    plan: &Plan,
+    bench: &Bench<'_>,
     launch: &Launch,
-    upstream: &FakeUpstream,
-    floor: Option<&BareProxy>,
-    settings: &UpstreamSettings,
     backend: Backend,
 ) -> Result<BackendResult, String> {
+    let options = bench.options;
     let label = launch.storage.label();
     eprintln!("[{label}] starting the gateway");
     let gateway = Gateway::start(launch)?;
@@ -75,76 +125,49 @@ pub(crate) async fn run_backend(
     };
     let user = format!("bench-{}-{label}", std::process::id()).replace('+', "-");
     let user_key = gateway.paid_user(&user).await?;
-
-    let direct = Target {
-        addr: upstream.addr(),
-        path: "/v1/chat/completions",
-        authorization: None,
+    if options.accounts > 0 {
+        eprintln!("[{label}] funding {} users", options.accounts);
+    }
+    let many_keys = gateway
+        .paid_users(&format!("{user}-many"), options.accounts)
+        .await?;
+    let accounts = Accounts {
+        one: format!("Bearer {user_key}"),
+        many: many_keys.iter().map(|k| format!("Bearer {k}")).collect(),
     };
-    let bare = floor.map(|proxy| Target {
-        addr: proxy.addr(),
-        path: "/v1/chat/completions",
-        authorization: None,
-    });
-    let free = Target {
-        addr: gateway.addr(),
-        path: "/v1/chat/completions",
-        authorization: Some(gateway.master_authorization()),
-    };
-    let paid = Target {
-        authorization: Some(format!("Bearer {user_key}")),
-        ..free.clone()
-    };
+    let pids = [gateway.pid()];
     for &mode in &options.modes {
         let stream = mode == Mode::Stream;
-        let free_body = chat_body(FREE_MODEL, stream);
-        let paid_body = chat_body(PAID_MODEL, stream);
-        let mut rows = Vec::new();
-        for &concurrency in &options.concurrency {
-            let load = plan.load(concurrency);
-            eprintln!("[{label}] {mode:?} c={concurrency}");
-            let mut routes = vec![("direct", &direct, &free_body)];
-            if let Some(bare) = &bare {
-                routes.push((BARE_ROUTE, bare, &free_body));
-            }
-            routes.push(("free (master key)", &free, &free_body));
-            routes.push(("paid (user key)", &paid, &paid_body));
-            for (route, target, body) in routes {
-                let through_gateway = route != "direct" && route != BARE_ROUTE;
-                let cpu_before = cpu_nanos(gateway.pid());
-                let measured = measure(target, body, load).await;
-                let cpu_per_request = match (cpu_before, cpu_nanos(gateway.pid())) {
-                    (Some(before), Some(after)) if through_gateway && measured.answered > 0 => {
-                        Some(after.saturating_sub(before) / measured.answered)
-                    }
-                    _ => None,
-                };
-                rows.push(Row {
-                    concurrency,
-                    route: route.to_owned(),
-                    measured,
-                    cpu_per_request,
-                });
-            }
-        }
+        let routes = routes(bench, &[gateway.addr()], &gateway, &accounts, stream, true);
+        let rows = run_cells(bench, &routes, &pids, &options.concurrency, label).await;
         let title = match mode {
             Mode::Json => "JSON",
             Mode::Stream => "streaming",
         };
-        println!("## {label}: {title}\n");
+        print_rows(&format!("{label}: {title}"), &rows, stream);
         match mode {
-            Mode::Json => {
-                println!("{}", json_table(&rows));
-                result.json = rows;
-            }
-            Mode::Stream => {
-                println!("{}", stream_table(&rows));
-                result.stream = rows;
-            }
+            Mode::Json => result.json = rows,
+            Mode::Stream => result.stream = rows,
         }
     }
+    if backend == Backend::Postgres && options.replicas > 1 {
+        result.replicas = replicas(bench, launch, &gateway, &accounts).await?;
+    }
     if backend == Backend::Sqlite && !options.skip_memory {
-        result.memory = Some(memory(options, plan, &gateway, &free, upstream, settings).await);
+        let free = routes(bench, &[gateway.addr()], &gateway, &accounts, false, false);
+        if let Some(free) = free.iter().find(|r| r.name == FREE_ROUTE) {
+            result.memory = Some(
+                memory(
+                    options,
+                    bench.plan,
+                    &gateway,
+                    &free.targets[0],
+                    bench.slow_streams,
+                    bench.settings,
+                )
+                .await,
+            );
+        }
     }
     let status = gateway.stop();
     if status.is_some_and(|s| !s.success()) {
@@ -153,8 +176,182 @@ pub(crate) async fn run_backend(
     Ok(result)
 }
 
-/// The bare proxy's rows: the floor of one extra hop on this machine.
-pub(crate) const BARE_ROUTE: &str = "bare proxy (floor)";
+/// The keys of the paid routes: one hot account, and many accounts taken in turn.
+struct Accounts {
+    one: String,
+    many: Vec<String>,
+}
+
+/// The routes of a cell. `gateways` are the replicas the gateway routes spread over; `floor`
+/// adds the direct and bare-proxy rows.
+fn routes(
+    bench: &Bench<'_>,
+    gateways: &[SocketAddr],
+    gateway: &Gateway,
+    accounts: &Accounts,
+    stream: bool,
+    floor: bool,
+) -> Vec<Route> {
+    let path = "/v1/chat/completions";
+    let to = |addrs: &[SocketAddr], keys: Keys| -> Vec<Target> {
+        addrs
+            .iter()
+            .map(|&addr| Target {
+                addr,
+                path,
+                keys: keys.clone(),
+            })
+            .collect()
+    };
+    let free_body = chat_body(FREE_MODEL, stream);
+    let paid_body = chat_body(PAID_MODEL, stream);
+    let mut routes = vec![Route {
+        name: "direct".to_owned(),
+        targets: to(&[bench.upstream], Keys::none()),
+        body: free_body.clone(),
+        gateway: false,
+    }];
+    if let (true, Some(proxy)) = (floor, bench.floor) {
+        routes.push(Route {
+            name: BARE_ROUTE.to_owned(),
+            targets: to(&[proxy.addr()], Keys::none()),
+            body: free_body.clone(),
+            gateway: false,
+        });
+    }
+    routes.push(Route {
+        name: FREE_ROUTE.to_owned(),
+        targets: to(gateways, Keys::one(gateway.master_authorization())),
+        body: free_body,
+        gateway: true,
+    });
+    routes.push(Route {
+        name: PAID_ROUTE.to_owned(),
+        targets: to(gateways, Keys::one(accounts.one.clone())),
+        body: paid_body.clone(),
+        gateway: true,
+    });
+    if !accounts.many.is_empty() {
+        routes.push(Route {
+            name: accounts_route(accounts.many.len()),
+            targets: to(gateways, Keys::rotating(accounts.many.clone())),
+            body: paid_body,
+            gateway: true,
+        });
+    }
+    routes
+}
+
+/// Every route at every concurrency with every generator: for one concurrency the first
+/// generator runs all routes, then the next, so each gateway figure has its direct figure
+/// from the same generator a few seconds apart.
+async fn run_cells(
+    bench: &Bench<'_>,
+    routes: &[Route],
+    pids: &[u32],
+    concurrencies: &[usize],
+    label: &str,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &concurrency in concurrencies {
+        let load = bench.plan.load(concurrency);
+        for generator in bench.generators.list() {
+            eprintln!("[{label}] c={concurrency} ({})", generator.label());
+            for route in routes {
+                let cpu_before = cpu_of(pids);
+                let measured = bench
+                    .generators
+                    .measure(generator, &route.targets, &route.body, load)
+                    .await;
+                let cpu_per_request = match (cpu_before, cpu_of(pids)) {
+                    (Some(before), Some(after)) if route.gateway && measured.answered > 0 => {
+                        Some(after.saturating_sub(before) / measured.answered)
+                    }
+                    _ => None,
+                };
+                rows.push(Row {
+                    generator,
+                    concurrency,
+                    route: route.name.clone(),
+                    measured,
+                    cpu_per_request,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The CPU time of all these processes so far.
+fn cpu_of(pids: &[u32]) -> Option<u64> {
+    pids.iter().map(|&pid| cpu_nanos(pid)).sum()
+}
+
+/// A table per generator, and both side by side when there are two.
+fn print_rows(title: &str, rows: &[Row], stream: bool) {
+    let generators: Vec<Generator> = [Generator::Inner, Generator::Outer]
+        .into_iter()
+        .filter(|g| rows.iter().any(|r| r.generator == *g))
+        .collect();
+    for &generator in &generators {
+        let own: Vec<Row> = rows
+            .iter()
+            .filter(|r| r.generator == generator)
+            .cloned()
+            .collect();
+        println!("## {title} ({})\n", generator.label());
+        if stream {
+            println!("{}", stream_table(&own));
+        } else {
+            println!("{}", json_table(&own));
+        }
+    }
+    if generators.len() > 1 {
+        println!("## {title}: the two clients side by side\n");
+        println!("{}", side_by_side(rows));
+    }
+}
+
+/// JSON cells with the load split over `--replicas` gateways on the one PostgreSQL database
+/// (and Redis): the first gateway and more started beside it.
+async fn replicas(
+    bench: &Bench<'_>,
+    launch: &Launch,
+    first: &Gateway,
+    accounts: &Accounts,
+) -> Result<Vec<Row>, String> {
+    let count = bench.options.replicas;
+    let label = format!("{} ×{count}", launch.storage.label());
+    eprintln!("[{label}] starting {} more gateways", count - 1);
+    let mut more = Vec::new();
+    for replica in 1..count {
+        more.push(Gateway::start(&Launch {
+            replica,
+            ..launch.clone()
+        })?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addrs: Vec<SocketAddr> = std::iter::once(first.addr())
+        .chain(more.iter().map(Gateway::addr))
+        .collect();
+    let pids: Vec<u32> = std::iter::once(first.pid())
+        .chain(more.iter().map(Gateway::pid))
+        .collect();
+    let routes = routes(bench, &addrs, first, accounts, false, false);
+    let rows = run_cells(bench, &routes, &pids, &bench.options.concurrency, &label).await;
+    print_rows(
+        &format!("{label}: JSON, the load split over {count} gateways on one database"),
+        &rows,
+        false,
+    );
+    for gateway in more {
+        let status = gateway.stop();
+        if status.is_some_and(|s| !s.success()) {
+            eprintln!("[{label}] warning: a replica exited with {status:?}");
+        }
+    }
+    Ok(rows)
+}
 
 pub(crate) fn chat_body(model: &str, stream: bool) -> Bytes {
     let stream = if stream { r#","stream":true"# } else { "" };
@@ -163,123 +360,14 @@ pub(crate) fn chat_body(model: &str, stream: bool) -> Bytes {
     ))
 }
 
-/// RSS over a soak of many requests, after idling, and with many slow streams open at once.
-pub(crate) async fn memory(
-    options: &Options,
-    plan: &Plan,
-    gateway: &Gateway,
-    free: &Target,
-    upstream: &FakeUpstream,
-    settings: &UpstreamSettings,
-) -> MemoryResult {
-    let mut result = MemoryResult::default();
-    let steps = 10;
-    let step = (plan.soak_requests / steps).max(1);
-    let body = chat_body(FREE_MODEL, false);
-    eprintln!("[sqlite] memory soak: {} requests", step * steps);
-    for i in 1..=steps {
-        let measured = measure(
-            free,
-            &body,
-            Load {
-                concurrency: 64,
-                warmup: Duration::ZERO,
-                duration: Duration::from_secs(600),
-                max_requests: step,
-            },
-        )
-        .await;
-        result.soak.push((
-            step * i,
-            gateway.rss_kib().unwrap_or(0),
-            measured.throughput,
-        ));
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    result.after_idle_kib = gateway.rss_kib().unwrap_or(0);
-    if options.open_streams > 0 {
-        eprintln!("[sqlite] {} open streams", options.open_streams);
-        result.streams =
-            Some(open_streams(options.open_streams, gateway, free, upstream, settings).await);
-    }
-    result
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-pub(crate) async fn open_streams(
-    wanted: usize,
-    gateway: &Gateway,
-    free: &Target,
-    upstream: &FakeUpstream,
-    settings: &UpstreamSettings,
-) -> StreamsResult {
-    upstream.slow_streams().reset_peak();
-    let body = chat_body(SLOW_MODEL, true);
-    let sampling = Arc::new(AtomicBool::new(true));
-    let peak = Arc::new(AtomicU64::new(0));
-    let pid = gateway.pid();
-    let sampler = tokio::spawn({
-        let sampling = sampling.clone();
-        let peak = peak.clone();
-        async move {
-            while sampling.load(Ordering::Relaxed) {
-                if let Some(rss) = llmgate_benches::load::gateway::rss_kib(pid) {
-                    peak.fetch_max(rss, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    });
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..wanted)
-        .map(|_| {
-            let target = free.clone();
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut connection = Connection::open(target.addr).await?;
-                connection.post(&target, &body).await
-            })
-        })
-        .collect();
-    let expected_events = u32::try_from(settings.slow_chunks + 4).unwrap_or(u32::MAX);
-    let mut result = StreamsResult {
-        wanted,
-        expected_events,
-        gap: settings.slow_gap,
-        ..StreamsResult::default()
-    };
-    let mut gaps = Vec::with_capacity(wanted);
-    for task in tasks {
-        match task.await {
-            Ok(Ok(timing)) => {
-                result.completed += 1;
-                if timing.events < expected_events {
-                    result.short += 1;
-                }
-                gaps.push(nanos(timing.longest_gap));
-                // A stall: a pause well beyond the upstream's own.
-                if timing.longest_gap > settings.slow_gap + Duration::from_secs(1) {
-                    result.stalls += 1;
-                }
-            }
-            Ok(Err(failure)) => {
-                result.failed += 1;
-                result
-                    .first_error
-                    .get_or_insert_with(|| failure.to_string());
-            }
-            Err(error) => {
-                result.failed += 1;
-                result.first_error.get_or_insert_with(|| error.to_string());
-            }
-        }
+    #[test]
+    fn account_counts_are_grouped_by_thousands() {
+        assert_eq!(accounts_route(1000), "paid, 1,000 accounts");
+        assert_eq!(accounts_route(12), "paid, 12 accounts");
+        assert_eq!(accounts_route(1234567), "paid, 1,234,567 accounts");
     }
-    result.took = started.elapsed();
-    sampling.store(false, Ordering::Relaxed);
-    let _ = sampler.await;
-    result.peak_rss_kib = peak.load(Ordering::Relaxed);
-    result.peak_open_upstream = upstream.slow_streams().peak();
-    result.longest_gap = Percentiles::of(&mut gaps);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    result.after_kib = gateway.rss_kib().unwrap_or(0);
-    result
 }
