@@ -193,8 +193,26 @@ pub async fn call(
     authorization: &str,
     body: Bytes,
 ) -> Result<(u16, Bytes), Failure> {
+    once(addr, Request::post(path), authorization, body).await
+}
+
+/// A `GET` on a fresh connection (the gateway's `/metrics`): the status and the body.
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    authorization: &str,
+) -> Result<(u16, Bytes), Failure> {
+    once(addr, Request::get(path), authorization, Bytes::new()).await
+}
+
+async fn once(
+    addr: SocketAddr,
+    request: hyper::http::request::Builder,
+    authorization: &str,
+    body: Bytes,
+) -> Result<(u16, Bytes), Failure> {
     let mut connection = Connection::open(addr).await?;
-    let request = Request::post(path)
+    let request = request
         .header(header::HOST, connection.host.clone())
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::AUTHORIZATION, authorization)

@@ -232,6 +232,30 @@ impl Gateway {
         Ok(keys)
     }
 
+    /// Requests whose ledger work is not written yet (`llmgate_pending_settlements` of
+    /// `/metrics`); `None` when the gauge cannot be read.
+    pub async fn pending_settlements(&self) -> Option<u64> {
+        let auth = self.master_authorization();
+        let (status, body) = client::get(self.addr, "/metrics", &auth).await.ok()?;
+        if status != 200 {
+            return None;
+        }
+        pending_in(&String::from_utf8_lossy(&body))
+    }
+
+    /// Wait (at most `limit`) until the ledger work of earlier requests is written, so that a
+    /// cell does not start behind the backlog of the one before it. Returns how long it took.
+    pub async fn settle_down(&self, limit: Duration) -> Duration {
+        let began = Instant::now();
+        while began.elapsed() < limit {
+            match self.pending_settlements().await {
+                Some(0) | None => break,
+                Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        began.elapsed()
+    }
+
     /// SIGTERM, then wait up to 10 s for the drain before killing it.
     pub fn stop(mut self) -> Option<std::process::ExitStatus> {
         self.terminate()
@@ -306,6 +330,15 @@ models:
     free: true
 {logging}{telemetry}"#
     )
+}
+
+/// The value of `llmgate_pending_settlements` in a Prometheus text exposition (a gauge with
+/// no labels; absent until the first request).
+fn pending_in(metrics: &str) -> Option<u64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix("llmgate_pending_settlements ")?;
+        value.trim().parse::<f64>().ok().map(|v| v.max(0.0) as u64)
+    })
 }
 
 /// A port that was free a moment ago.
@@ -400,6 +433,16 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(cpu_nanos(std::process::id()).unwrap() > before);
+    }
+
+    #[test]
+    fn pending_settlements_are_read_from_the_metrics_text() {
+        let text = "# HELP llmgate_pending_settlements Requests ...\n\
+                    # TYPE llmgate_pending_settlements gauge\n\
+                    llmgate_pending_settlements 8250\n\
+                    llmgate_pending_settlements_other 3\n";
+        assert_eq!(pending_in(text), Some(8250));
+        assert_eq!(pending_in("llmgate_tokens_total 5\n"), None);
     }
 
     #[test]

@@ -131,6 +131,9 @@ pub async fn measure_across(targets: &[Target], body: &Bytes, load: Load) -> Mea
         done.saturating_duration_since(measure_from)
     });
     let ok = all.total.len() as u64;
+    // Answers that came after the window (sent within it) would make a short last step.
+    all.timeline
+        .truncate(load.duration.as_nanos().div_ceil(TIMELINE_STEP.as_nanos()) as usize);
     Measured {
         total: Percentiles::of(&mut all.total),
         first_byte: Percentiles::of(&mut all.first_byte),

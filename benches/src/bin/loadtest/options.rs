@@ -110,6 +110,11 @@ pub(crate) struct Options {
     /// 0 leaves the route out.
     #[arg(long, default_value_t = 1000)]
     pub(crate) accounts: usize,
+    /// Paid requests sent (and not measured) before each paid cell, to fill the gateway's
+    /// ledger queue so the cell measures the sustained rate; 0 measures from an empty queue
+    /// (the burst the first few thousand requests see).
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) paid_preload: u64,
     /// Gateway processes on the one PostgreSQL database for the replicas table (the load split
     /// across them); 1 leaves it out.
     #[arg(long, default_value_t = 2)]

@@ -27,6 +27,8 @@ pub(crate) struct BackendResult {
     pub(crate) stream: Vec<Row>,
     /// JSON with the load split over several gateways on one database (PostgreSQL).
     pub(crate) replicas: Vec<Row>,
+    /// The first paid request of each of the many accounts (64 at a time), before the cells.
+    pub(crate) cold_accounts: Option<Measured>,
     pub(crate) memory: Option<MemoryResult>,
 }
 
@@ -94,6 +96,8 @@ struct Route {
     body: Bytes,
     /// Through the gateway (its CPU time per request is measured).
     gateway: bool,
+    /// Charged: preloaded before it is measured (see [`run_cells`]).
+    paid: bool,
 }
 
 /// Everything a backend's cells need.
@@ -135,11 +139,23 @@ pub(crate) async fn run_backend(
         one: format!("Bearer {user_key}"),
         many: many_keys.iter().map(|k| format!("Bearer {k}")).collect(),
     };
-    let pids = [gateway.pid()];
+    if !accounts.many.is_empty() {
+        eprintln!(
+            "[{label}] a first paid request for each of the {} users",
+            accounts.many.len()
+        );
+        let many = routes(bench, &[gateway.addr()], &gateway, &accounts, false, false);
+        if let Some(many) = many
+            .iter()
+            .find(|r| r.name == accounts_route(accounts.many.len()))
+        {
+            result.cold_accounts = Some(first_requests(many, accounts.many.len()).await);
+        }
+    }
     for &mode in &options.modes {
         let stream = mode == Mode::Stream;
         let routes = routes(bench, &[gateway.addr()], &gateway, &accounts, stream, true);
-        let rows = run_cells(bench, &routes, &pids, &options.concurrency, label).await;
+        let rows = run_cells(bench, &routes, &[&gateway], &options.concurrency, label).await;
         let title = match mode {
             Mode::Json => "JSON",
             Mode::Stream => "streaming",
@@ -210,6 +226,7 @@ fn routes(
         targets: to(&[bench.upstream], Keys::none()),
         body: free_body.clone(),
         gateway: false,
+        paid: false,
     }];
     if let (true, Some(proxy)) = (floor, bench.floor) {
         routes.push(Route {
@@ -217,6 +234,7 @@ fn routes(
             targets: to(&[proxy.addr()], Keys::none()),
             body: free_body.clone(),
             gateway: false,
+            paid: false,
         });
     }
     routes.push(Route {
@@ -224,12 +242,14 @@ fn routes(
         targets: to(gateways, Keys::one(gateway.master_authorization())),
         body: free_body,
         gateway: true,
+        paid: false,
     });
     routes.push(Route {
         name: PAID_ROUTE.to_owned(),
         targets: to(gateways, Keys::one(accounts.one.clone())),
         body: paid_body.clone(),
         gateway: true,
+        paid: true,
     });
     if !accounts.many.is_empty() {
         routes.push(Route {
@@ -237,6 +257,7 @@ fn routes(
             targets: to(gateways, Keys::rotating(accounts.many.clone())),
             body: paid_body,
             gateway: true,
+            paid: true,
         });
     }
     routes
@@ -245,25 +266,48 @@ fn routes(
 /// Every route at every concurrency with every generator: for one concurrency the first
 /// generator runs all routes, then the next, so each gateway figure has its direct figure
 /// from the same generator a few seconds apart.
+///
+/// Each gateway cell starts once the gateways have written the ledger work of the cells
+/// before it (a backlog carried over would slow the next cell, whichever it is). A paid cell
+/// is measured after a preload of `--paid-preload` requests: paid requests queue their ledger
+/// writes (a bounded queue of 16,384) and answer at once until the queue is full; from then
+/// on they go as fast as the queue is written. The preload fills the queue first, so the cell
+/// shows that sustained rate (what a long outside run such as `wrk -d10s` sees), not the
+/// burst of the first few thousand requests.
 async fn run_cells(
     bench: &Bench<'_>,
     routes: &[Route],
-    pids: &[u32],
+    gateways: &[&Gateway],
     concurrencies: &[usize],
     label: &str,
 ) -> Vec<Row> {
+    let pids: Vec<u32> = gateways.iter().map(|g| g.pid()).collect();
     let mut rows = Vec::new();
     for &concurrency in concurrencies {
         let load = bench.plan.load(concurrency);
         for generator in bench.generators.list() {
             eprintln!("[{label}] c={concurrency} ({})", generator.label());
             for route in routes {
-                let cpu_before = cpu_of(pids);
+                if route.gateway {
+                    for gateway in gateways {
+                        gateway.settle_down(SETTLE_LIMIT).await;
+                    }
+                }
+                if route.paid && bench.options.paid_preload > 0 {
+                    let preload = Load {
+                        concurrency,
+                        warmup: Duration::ZERO,
+                        duration: PRELOAD_LIMIT,
+                        max_requests: bench.options.paid_preload,
+                    };
+                    measure_across(&route.targets, &route.body, preload).await;
+                }
+                let cpu_before = cpu_of(&pids);
                 let measured = bench
                     .generators
                     .measure(generator, &route.targets, &route.body, load)
                     .await;
-                let cpu_per_request = match (cpu_before, cpu_of(pids)) {
+                let cpu_per_request = match (cpu_before, cpu_of(&pids)) {
                     (Some(before), Some(after)) if route.gateway && measured.answered > 0 => {
                         Some(after.saturating_sub(before) / measured.answered)
                     }
@@ -281,6 +325,11 @@ async fn run_cells(
     }
     rows
 }
+
+/// The longest a cell waits for the ledger backlog of the cells before it.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+/// The longest a paid cell's preload runs.
+const PRELOAD_LIMIT: Duration = Duration::from_secs(20);
 
 /// The CPU time of all these processes so far.
 fn cpu_of(pids: &[u32]) -> Option<u64> {
@@ -334,11 +383,16 @@ async fn replicas(
     let addrs: Vec<SocketAddr> = std::iter::once(first.addr())
         .chain(more.iter().map(Gateway::addr))
         .collect();
-    let pids: Vec<u32> = std::iter::once(first.pid())
-        .chain(more.iter().map(Gateway::pid))
-        .collect();
+    let gateways: Vec<&Gateway> = std::iter::once(first).chain(more.iter()).collect();
     let routes = routes(bench, &addrs, first, accounts, false, false);
-    let rows = run_cells(bench, &routes, &pids, &bench.options.concurrency, &label).await;
+    let rows = run_cells(
+        bench,
+        &routes,
+        &gateways,
+        &bench.options.concurrency,
+        &label,
+    )
+    .await;
     print_rows(
         &format!("{label}: JSON, the load split over {count} gateways on one database"),
         &rows,
@@ -351,6 +405,19 @@ async fn replicas(
         }
     }
     Ok(rows)
+}
+
+/// One paid request for each of `accounts` users (each new to the gateway), 64 at a time:
+/// what the first request of an account costs, and it leaves every account loaded for the
+/// cells after it.
+async fn first_requests(route: &Route, accounts: usize) -> Measured {
+    let load = Load {
+        concurrency: accounts.clamp(1, 64),
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(300),
+        max_requests: accounts as u64,
+    };
+    measure_across(&route.targets, &route.body, load).await
 }
 
 pub(crate) fn chat_body(model: &str, stream: bool) -> Bytes {

@@ -77,6 +77,19 @@ pub(crate) fn print_summary(results: &[BackendResult], settings: &UpstreamSettin
         );
     }
     for result in results {
+        if let Some(cold) = &result.cold_accounts {
+            println!(
+                "\n{}: the first paid request of each of {} accounts new to the gateway \
+                 (64 at a time, before the cells): p50 / p99 / max {}, {:.0} req/s, {} errors",
+                result.label,
+                cold.ok + cold.errors,
+                spread(&cold.total),
+                cold.throughput,
+                cold.errors
+            );
+        }
+    }
+    for result in results {
         let Some(memory) = &result.memory else {
             continue;
         };
