@@ -75,6 +75,8 @@ pub struct Launch {
     /// 0 for the first gateway on this storage, 1, 2, ... for more replicas (its own config
     /// and log file names).
     pub replica: usize,
+    /// `server.master_key`; replicas of one database share it.
+    pub master_key: String,
 }
 
 impl Launch {
@@ -102,7 +104,7 @@ impl Gateway {
     /// Write the config, start the binary and wait (at most 30 s) for `/health`.
     pub fn start(launch: &Launch) -> Result<Self, String> {
         let addr = free_port()?;
-        let master_key = format!("lg-bench-master-{:016x}", rand_u64());
+        let master_key = launch.master_key.clone();
         let config_path = launch.workdir.join(format!("{}.yaml", launch.file_stem()));
         std::fs::write(&config_path, config_yaml(addr, &master_key, launch))
             .map_err(|e| format!("writing {}: {e}", config_path.display()))?;
@@ -392,6 +394,14 @@ pub fn cpu_nanos(pid: u32) -> Option<u64> {
     Some(total)
 }
 
+/// A short chat completion request for `model`, streamed or not.
+pub fn chat_body(model: &str, stream: bool) -> Bytes {
+    let stream = if stream { r#","stream":true"# } else { "" };
+    Bytes::from(format!(
+        r#"{{"model":"{model}","messages":[{{"role":"user","content":"Say hello to the benchmark, briefly."}}],"max_tokens":64{stream}}}"#
+    ))
+}
+
 /// Where `cargo build --release` puts the binary: `$CARGO_TARGET_DIR` (default
 /// `/var/tmp/llmgate-target`), `release/llmgate`.
 pub fn default_binary() -> PathBuf {
@@ -404,6 +414,11 @@ pub fn default_binary() -> PathBuf {
 /// Whether `path` is an existing file.
 pub fn exists(path: &Path) -> bool {
     path.is_file()
+}
+
+/// A master key for the gateways of one run (random enough: time and pid; no crypto needed).
+pub fn bench_master_key() -> String {
+    format!("lg-bench-master-{:016x}", rand_u64())
 }
 
 /// A random-enough number for names (time and pid; no crypto needed).
@@ -456,8 +471,9 @@ mod tests {
             request_log: false,
             otlp_endpoint: None,
             replica: 0,
+            master_key: "lg-bench-master-x".to_owned(),
         };
-        let yaml = config_yaml("127.0.0.1:1".parse().unwrap(), "lg-bench-master-x", &launch);
+        let yaml = config_yaml("127.0.0.1:1".parse().unwrap(), &launch.master_key, &launch);
         assert!(yaml.contains("sqlite::memory:"), "{yaml}");
         assert!(yaml.contains("name: bench-paid"), "{yaml}");
         assert!(yaml.contains("logging:\n  request_log: false\n"), "{yaml}");

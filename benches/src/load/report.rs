@@ -61,9 +61,19 @@ fn delta(gateway: u64, direct: u64) -> i64 {
 
 fn share(gateway: &Measured, direct: &Measured) -> String {
     if direct.throughput > 0.0 {
-        format!("{:.0} %", 100.0 * gateway.throughput / direct.throughput)
+        percent(gateway.throughput / direct.throughput)
     } else {
         "–".to_owned()
+    }
+}
+
+/// A share (0–1) as a percentage: one decimal below 10 %, where a whole number hides a lot.
+pub fn percent(share: f64) -> String {
+    let percent = share * 100.0;
+    if percent < 10.0 {
+        format!("{percent:.1} %")
+    } else {
+        format!("{percent:.0} %")
     }
 }
 
@@ -304,5 +314,7 @@ mod tests {
         let table = side_by_side(&rows);
         assert!(table.contains("| 1 | free | 500 | 50 % |"), "{table}");
         assert!(table.contains("| 200 | 10 % |"), "{table}");
+        assert_eq!(percent(0.034), "3.4 %");
+        assert_eq!(percent(0.25), "25 %");
     }
 }

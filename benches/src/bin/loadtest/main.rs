@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use llmgate_benches::load::gateway::{Launch, Storage, default_binary, exists};
+use llmgate_benches::load::gateway::{Launch, Storage, bench_master_key, default_binary, exists};
 use llmgate_benches::load::outside::{OutsideClient, default_loadgen};
 use llmgate_benches::load::postgres::BenchDatabase;
 use llmgate_benches::load::proxy::BareProxy;
@@ -197,6 +197,7 @@ async fn run(
             request_log: !options.no_request_log,
             otlp_endpoint: otlp_endpoint.clone(),
             replica: 0,
+            master_key: bench_master_key(),
         };
         let outcome = run_backend(bench, &launch, backend).await;
         if let Some(database) = database

@@ -6,13 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use llmgate_benches::load::client::{Connection, Target};
-use llmgate_benches::load::gateway::{FREE_MODEL, Gateway, SLOW_MODEL};
+use llmgate_benches::load::gateway::{FREE_MODEL, Gateway, SLOW_MODEL, chat_body};
 use llmgate_benches::load::runner::{Load, measure};
 use llmgate_benches::load::stats::{Percentiles, nanos};
 use llmgate_benches::load::upstream::{OpenStreams, UpstreamSettings};
 
 use crate::options::{Options, Plan};
-use crate::scenarios::chat_body;
 
 #[derive(Debug, Default)]
 pub(crate) struct MemoryResult {

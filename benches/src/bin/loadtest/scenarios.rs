@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use llmgate_benches::load::client::{Keys, Target};
-use llmgate_benches::load::gateway::{FREE_MODEL, Gateway, Launch, PAID_MODEL, cpu_nanos};
+use llmgate_benches::load::gateway::{
+    FREE_MODEL, Gateway, Launch, PAID_MODEL, chat_body, cpu_nanos,
+};
 use llmgate_benches::load::outside::OutsideClient;
 use llmgate_benches::load::proxy::BareProxy;
 use llmgate_benches::load::report::{Generator, Row, json_table, side_by_side, stream_table};
@@ -418,13 +420,6 @@ async fn first_requests(route: &Route, accounts: usize) -> Measured {
         max_requests: accounts as u64,
     };
     measure_across(&route.targets, &route.body, load).await
-}
-
-pub(crate) fn chat_body(model: &str, stream: bool) -> Bytes {
-    let stream = if stream { r#","stream":true"# } else { "" };
-    Bytes::from(format!(
-        r#"{{"model":"{model}","messages":[{{"role":"user","content":"Say hello to the benchmark, briefly."}}],"max_tokens":64{stream}}}"#
-    ))
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use llmgate_benches::load::report::{Check, Generator, Row, added, find, throughput_share};
+use llmgate_benches::load::report::{
+    Check, Generator, Row, added, find, percent, throughput_share,
+};
 use llmgate_benches::load::runner::Measured;
 use llmgate_benches::load::stats::{human, human_delta, mib};
 
@@ -38,7 +40,7 @@ pub(crate) fn earlier_checks(results: &[BackendResult]) -> Vec<Check> {
     let share = |what: &str, goal: f64, value: Option<f64>| Check {
         what: what.to_owned(),
         target: format!("≥ {:.0} %", goal * 100.0),
-        measured: value.map_or("–".to_owned(), |v| format!("{:.0} %", v * 100.0)),
+        measured: value.map_or("–".to_owned(), percent),
         met: value.map(|v| v >= goal),
     };
     let p50 = |m: &Measured| m.total.p50;
@@ -78,10 +80,7 @@ pub(crate) fn earlier_checks(results: &[BackendResult]) -> Vec<Check> {
             ));
         }
         if let Some(share) = throughput_share(&sqlite.json, by, BARE_ROUTE, 64) {
-            checks.push(floor(
-                "bare proxy: throughput c=64 JSON",
-                format!("{:.0} %", share * 100.0),
-            ));
+            checks.push(floor("bare proxy: throughput c=64 JSON", percent(share)));
         }
         checks.push(share(
             "throughput c=64 JSON, paid on SQLite",
@@ -236,7 +235,7 @@ pub(crate) fn issue_24_checks(results: &[BackendResult]) -> Vec<Check> {
                         route.trim_start_matches("paid, ")
                     )),
                     target: "–".to_owned(),
-                    measured: format!("{:.0} %", share * 100.0),
+                    measured: percent(share),
                     met: None,
                 });
             }
@@ -287,8 +286,8 @@ fn paid_share(
     };
     let measured = match (share, p99_within.and(p99)) {
         (None, _) => "–".to_owned(),
-        (Some(share), None) => format!("{:.0} %", share * 100.0),
-        (Some(share), Some(p99)) => format!("{:.0} %, p99 {}", share * 100.0, human(p99)),
+        (Some(share), None) => percent(share),
+        (Some(share), Some(p99)) => format!("{}, p99 {}", percent(share), human(p99)),
     };
     let p99_met = match (p99_within, p99) {
         (Some(limit), Some(p99)) => Some(u128::from(p99) <= limit.as_nanos()),
