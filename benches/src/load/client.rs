@@ -255,6 +255,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keys_are_taken_in_turn() {
+        let keys = Keys::rotating(vec!["a".into(), "b".into(), "c".into()]);
+        let picked: Vec<_> = (0..5).filter_map(|n| keys.pick(n)).collect();
+        assert_eq!(picked, ["a", "b", "c", "a", "b"]);
+        assert_eq!(Keys::one("k".into()).pick(7), Some("k"));
+        assert_eq!(Keys::none().pick(0), None);
+    }
+
+    #[test]
     fn event_ends_are_counted_across_frames() {
         let mut carry = false;
         assert_eq!(count_event_ends(b"data: a\n\ndata: b\n", &mut carry), 1);
