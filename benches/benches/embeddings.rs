@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use llmgate_benches::load::client::{Connection, Target};
+use llmgate_benches::load::client::{Connection, Keys, Target};
 use llmgate_testkit::{FakeUpstream, Recorded, Reply, embeddings, openai};
 use tokio::runtime::Runtime;
 
@@ -85,12 +85,12 @@ fn embeddings_latency(c: &mut Criterion) {
     let direct = Target {
         addr: upstream_addr,
         path: "/v1/embeddings",
-        authorization: Some("Bearer sk-bench-0000".to_owned()),
+        keys: Keys::one("Bearer sk-bench-0000".to_owned()),
     };
     let through = Target {
         addr: rig.gateway.addr,
         path: "/v1/embeddings",
-        authorization: Some(format!("Bearer {}", rig.gateway.key)),
+        keys: Keys::one(format!("Bearer {}", rig.gateway.key)),
     };
     let chat_body = Bytes::from(
         serde_json::json!({"model": "chat", "max_tokens": 64,
@@ -123,7 +123,7 @@ fn embeddings_latency(c: &mut Criterion) {
                     let started = Instant::now();
                     for _ in 0..iterations {
                         let timing = runtime
-                            .block_on(connection.post(target, &body))
+                            .block_on(connection.post(target.path, target.keys.pick(0), &body))
                             .expect("request");
                         black_box(timing);
                     }

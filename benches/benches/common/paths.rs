@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
-use llmgate_benches::load::client::{Connection, Target, Timing};
+use llmgate_benches::load::client::{Connection, Keys, Target, Timing};
 use llmgate_testkit::{FakeUpstream, Recorded, Reply};
 use tokio::runtime::Runtime;
 
@@ -63,7 +63,7 @@ impl Rig {
         Target {
             addr: super::address(&self.upstream.url()),
             path,
-            authorization: Some("Bearer sk-bench-0000".to_owned()),
+            keys: Keys::one("Bearer sk-bench-0000".to_owned()),
         }
     }
 
@@ -72,7 +72,7 @@ impl Rig {
         Target {
             addr: self.gateway.addr,
             path,
-            authorization: Some(format!("Bearer {}", self.gateway.key)),
+            keys: Keys::one(format!("Bearer {}", self.gateway.key)),
         }
     }
 
@@ -121,7 +121,7 @@ impl Rig {
                 let mut elapsed = Duration::ZERO;
                 for _ in 0..iterations {
                     let timing: Timing = runtime
-                        .block_on(connection.post(target, body))
+                        .block_on(connection.post(target.path, target.keys.pick(0), body))
                         .expect("request");
                     elapsed += if first_byte {
                         timing.first_byte
