@@ -41,12 +41,24 @@ const PRUNE: &str = "DELETE FROM request_log WHERE created_at < $1";
 #[derive(Debug, Clone)]
 pub struct SqlRequestLog {
     pool: SqlPool,
+    /// Appends and prunes: the ledger's background-write pool in the server
+    /// ([`SqlPool::background_writes_of`]), else `pool`.
+    writer: SqlPool,
 }
 
 impl SqlRequestLog {
     /// Use the ledger's pool; its migrations created the table.
     pub fn new(pool: SqlPool) -> Self {
-        Self { pool }
+        Self {
+            writer: pool.clone(),
+            pool,
+        }
+    }
+
+    /// Append and prune through `writer` (reads keep the pool given to [`Self::new`]).
+    pub fn writing_through(mut self, writer: SqlPool) -> Self {
+        self.writer = writer;
+        self
     }
 }
 
@@ -198,7 +210,7 @@ impl RequestLogStore for SqlRequestLog {
                 )
             })
             .collect();
-        on_pool!(&self.pool, |db| {
+        on_pool!(&self.writer, |db| {
             let mut tx = db.begin().await.map_err(failed())?;
             for (entries, json) in entries.chunks(INSERT_CHUNK).zip(json.chunks(INSERT_CHUNK)) {
                 let mut insert = sqlx::QueryBuilder::new(INSERT_HEAD);
@@ -273,7 +285,7 @@ impl RequestLogStore for SqlRequestLog {
 
     async fn prune(&self, before_ms: i64) -> Result<u64> {
         let failed = || database_error("prune the request log");
-        on_pool!(&self.pool, |db| {
+        on_pool!(&self.writer, |db| {
             let done = sqlx::query(PRUNE)
                 .bind(before_ms)
                 .execute(db)

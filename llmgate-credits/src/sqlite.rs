@@ -130,6 +130,14 @@ impl SqliteCreditStore {
         &self.writer
     }
 
+    /// The ledger's write connection, for background writes that are not money (the request
+    /// log): they take turns with the ledger on its one connection (`synchronous=NORMAL`)
+    /// instead of contending for SQLite's write lock from a connection of their own, whose
+    /// busy waits and fsyncs under the lock stalled paid requests.
+    pub fn background_write_pool(&self) -> SqlitePool {
+        self.writer.clone()
+    }
+
     /// A ledger transaction (holds, settles, releases, usage). `BEGIN IMMEDIATE` takes the
     /// write lock up front (waiting up to the busy timeout), so a transaction never fails
     /// half-way when it turns from reading to writing.
@@ -237,6 +245,25 @@ mod tests {
             .unwrap();
         assert!(outcome.applied);
         assert_eq!(synchronous_level(store.write_pool()).await, 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The request log writes through the ledger's own connection: no second writer to wait
+    /// for SQLite's lock, no fsync under it.
+    #[tokio::test]
+    async fn background_writes_share_the_ledger_write_connection() {
+        let dir = std::env::temp_dir().join(format!("llmgate-bg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("ledger.db").display());
+        let store = SqliteCreditStore::connect(&url).await.unwrap();
+        let background = store.background_write_pool();
+        assert_eq!(background.options().get_max_connections(), 1);
+        assert_eq!(synchronous_level(&background).await, 1);
+        let held = background.acquire().await.unwrap();
+        // One connection between them: the ledger's writer waits for the background write.
+        assert!(store.write_pool().try_acquire().is_none());
+        drop(held);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

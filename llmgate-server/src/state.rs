@@ -98,7 +98,10 @@ impl AppState {
         )?;
         let request_log = Arc::new(RequestLog::start(
             &config.logging,
-            Arc::new(SqlRequestLog::new(SqlPool::of(&storage.ledger))),
+            Arc::new(
+                SqlRequestLog::new(SqlPool::of(&storage.ledger))
+                    .writing_through(SqlPool::background_writes_of(&storage.ledger)),
+            ),
         ));
         let traces = Traces::from_config(&config.telemetry).map_err(|problem| ConfigError {
             source_name: None,

@@ -23,6 +23,16 @@ impl SqlPool {
             SqlCreditStore::Postgres(store) => SqlPool::Postgres(store.pool().clone()),
         }
     }
+
+    /// Where a connected ledger's background writes that are not money go (the request log):
+    /// SQLite's one ledger write connection, so they never contend with the ledger for the
+    /// database's write lock; PostgreSQL's pool, whose row locks they never touch.
+    pub fn background_writes_of(store: &SqlCreditStore) -> Self {
+        match store {
+            SqlCreditStore::Sqlite(store) => SqlPool::Sqlite(store.background_write_pool()),
+            SqlCreditStore::Postgres(store) => SqlPool::Postgres(store.pool().clone()),
+        }
+    }
 }
 
 /// Run the same sqlx code against whichever pool `$pool` holds. The body is type-checked once
