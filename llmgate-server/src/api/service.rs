@@ -173,7 +173,12 @@ async fn dispatch(
                 context.trace.user(&principal.caller.user_id);
                 match principal.require(permission) {
                     Ok(()) => {
-                        let handler = keyed(state, context, &principal, endpoint, request);
+                        // Boxed: the handlers' futures are large (the chat pipeline's is
+                        // about 15 KB), and every future that holds one inline is copied
+                        // whole each time it moves (into the tracer, the panic guard, the
+                        // connection's slot): a quarter of a megabyte per request.
+                        let handler =
+                            Box::pin(keyed(state, context, &principal, endpoint, request));
                         traced(&context.trace, handler).await
                     }
                     Err(refused) => Err(refused),
