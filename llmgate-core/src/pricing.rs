@@ -157,6 +157,11 @@ fn exact_micros<S: serde::Serializer>(
     micros: &Decimal,
     serializer: S,
 ) -> std::result::Result<S::Ok, S::Error> {
+    // Every class of a free request is zero: written directly, not through Decimal's
+    // formatter (a breakdown is serialized for a header and a log row of every request).
+    if micros.is_zero() {
+        return serializer.serialize_str("0");
+    }
     serializer.collect_str(&micros.normalize())
 }
 
@@ -266,6 +271,32 @@ mod tests {
             multiplier: dec("0.25"),
             credits_per_usd: dec("1000"),
         }
+    }
+
+    #[test]
+    fn micros_serialize_as_normalized_decimal_strings_zero_included() {
+        let json = |micros: Decimal| {
+            let class = ClassCost { tokens: 1, micros };
+            serde_json::to_string(&class).unwrap()
+        };
+        for (micros, text) in [
+            (Decimal::ZERO, "0"),
+            (dec("0.000"), "0"),
+            (-dec("0.0"), "0"),
+            (dec("105000.00"), "105000"),
+            (dec("0.350"), "0.35"),
+        ] {
+            assert_eq!(json(micros), format!(r#"{{"tokens":1,"micros":"{text}"}}"#));
+            if micros.is_zero() {
+                // What the general path writes for a zero, so the shortcut changes nothing.
+                assert_eq!(micros.normalize().to_string(), "0");
+            }
+        }
+        let free = CostBreakdown::free(&plain(3, 2));
+        assert_eq!(
+            serde_json::to_value(free).unwrap()["output"],
+            serde_json::json!({"tokens": 2, "micros": "0"})
+        );
     }
 
     #[test]

@@ -328,7 +328,9 @@ impl Gateway {
             )
             .await;
         if tried.is_err() {
-            prepared.hold.release().await;
+            // Boxed: giving a hold back is a 10 KB future that only failures need; inline it
+            // would make every request's future that much larger (and it is moved whole).
+            Box::pin(prepared.hold.release()).await;
             if let Some(attempt_log) = &prepared.attempt_log {
                 attempt_log.put(log);
             }

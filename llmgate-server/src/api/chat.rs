@@ -2,7 +2,7 @@
 //!
 //! Contract: docs/http-api.md#post-v1chatcompletions
 
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use llmgate_core::{
     Caller, Error,
@@ -28,7 +28,13 @@ const POWER_LEVEL_HEADER: &str = "x-llmgate-power-level";
 /// It lives on the caller, never in the body, so it is never forwarded upstream.
 const PRIVACY_HEADER: &str = "x-llmgate-privacy";
 /// What each token class cost (a whole answer; a stream's last chunk carries the same).
-const COST_BREAKDOWN_HEADER: &str = "x-llmgate-cost-breakdown";
+const COST_BREAKDOWN_HEADER: HeaderName = HeaderName::from_static("x-llmgate-cost-breakdown");
+const COST_MICROS_HEADER: HeaderName = HeaderName::from_static("x-llmgate-cost-micros");
+const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-llmgate-provider");
+const MODEL_HEADER: HeaderName = HeaderName::from_static("x-llmgate-model");
+const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-llmgate-attempts");
+const KEY_SOURCE_HEADER: HeaderName = HeaderName::from_static("x-llmgate-key-source");
+const ROUTED_POWER_LEVEL_HEADER: HeaderName = HeaderName::from_static(POWER_LEVEL_HEADER);
 
 /// OpenAI's chat completions: the core types are already its shape.
 struct ChatCompletions;
@@ -209,7 +215,7 @@ pub(super) fn cost_headers(
     cost_micros: i64,
     breakdown: &CostBreakdown,
 ) {
-    set_header(response, "x-llmgate-cost-micros", &cost_micros.to_string());
+    set_header(response, COST_MICROS_HEADER, &cost_micros.to_string());
     // Compact JSON of plain ASCII (keys, integers, decimal strings): a valid header value.
     if let Ok(breakdown) = serde_json::to_string(breakdown) {
         set_header(response, COST_BREAKDOWN_HEADER, &breakdown);
@@ -217,13 +223,13 @@ pub(super) fn cost_headers(
 }
 
 pub(super) fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
-    set_header(response, "x-llmgate-provider", &route.provider);
-    set_header(response, "x-llmgate-model", &route.model);
-    set_header(response, "x-llmgate-attempts", &route.attempts.to_string());
-    set_header(response, "x-llmgate-key-source", route.key_source.as_str());
+    set_header(response, PROVIDER_HEADER, &route.provider);
+    set_header(response, MODEL_HEADER, &route.model);
+    set_header(response, ATTEMPTS_HEADER, &route.attempts.to_string());
+    set_header(response, KEY_SOURCE_HEADER, route.key_source.as_str());
     set_header(
         response,
-        "x-llmgate-power-level",
+        ROUTED_POWER_LEVEL_HEADER,
         route.power_level.as_str(),
     );
 }

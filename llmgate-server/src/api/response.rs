@@ -2,6 +2,7 @@
 //!
 //! Contract: docs/http-api.md#errors
 
+use http::header::{HeaderMap, IntoHeaderName};
 use http::{HeaderValue, Response, StatusCode, header};
 use llmgate_core::Error;
 use serde::Serialize;
@@ -14,6 +15,8 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body
     match serde_json::to_vec(value) {
         Ok(bytes) => {
             let mut response = Response::new(full(bytes));
+            // Room for a chat answer's headers (route, cost, request id) without a regrowth.
+            *response.headers_mut() = HeaderMap::with_capacity(16);
             *response.status_mut() = status;
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -53,8 +56,9 @@ pub(crate) fn error_with_status(error: &Error, status: StatusCode) -> Response<B
     response
 }
 
-/// Set a header when the value is a valid header value; skip it otherwise.
-pub(crate) fn set_header(response: &mut Response<Body>, name: &'static str, value: &str) {
+/// Set a header when the value is a valid header value; skip it otherwise. A [`http::HeaderName`]
+/// constant costs less than a `&'static str` (no parsing, no copy of the name per response).
+pub(crate) fn set_header(response: &mut Response<Body>, name: impl IntoHeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         response.headers_mut().insert(name, value);
     }

@@ -30,6 +30,9 @@ use crate::request_log::{Recording, Who};
 use crate::state::AppState;
 use crate::telemetry::RequestTrace;
 
+/// The request's id, echoed on every answer.
+const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// Answer one request.
 pub async fn handle(state: AppState, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
@@ -64,7 +67,7 @@ pub async fn handle(state: AppState, request: Request<Incoming>) -> Response<Bod
         context.trace.failed(&error);
         error_response(&error)
     });
-    set_header(&mut response, "x-request-id", &context.request_id);
+    set_header(&mut response, REQUEST_ID, &context.request_id);
     let status = response.status().as_u16();
     context.trace.responded(status);
     let ms = started.elapsed().as_millis() as u64;
@@ -173,7 +176,12 @@ async fn dispatch(
                 context.trace.user(&principal.caller.user_id);
                 match principal.require(permission) {
                     Ok(()) => {
-                        let handler = keyed(state, context, &principal, endpoint, request);
+                        // Boxed: the handlers' futures are large (the chat pipeline's is
+                        // about 15 KB), and every future that holds one inline is copied
+                        // whole each time it moves (into the tracer, the panic guard, the
+                        // connection's slot): a quarter of a megabyte per request.
+                        let handler =
+                            Box::pin(keyed(state, context, &principal, endpoint, request));
                         traced(&context.trace, handler).await
                     }
                     Err(refused) => Err(refused),
