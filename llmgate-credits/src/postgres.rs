@@ -72,6 +72,8 @@ impl PostgresCreditStore {
     /// CTEs.
     const HOLD_STATEMENT: Option<&'static str> = Some(crate::sql::statements::PG_HOLD);
     const SETTLE_STATEMENT: Option<&'static str> = Some(crate::sql::statements::PG_SETTLE);
+    /// `SELECT … FOR UPDATE`: a lease's take locks the balance row it sizes itself on.
+    const LOCK_BALANCE: &'static str = crate::sql::statements::PG_LOCK_BALANCE;
 
     /// Ledger writes (holds, settles, releases, usage) go through connections that commit
     /// without waiting for PostgreSQL's WAL flush (`synchronous_commit = off`): the commit is

@@ -32,6 +32,54 @@ ON CONFLICT (user_id) DO NOTHING";
 pub(crate) const SELECT_BALANCE: &str =
     "SELECT balance_micros FROM credit_balances WHERE user_id = $1";
 
+/// PostgreSQL: [`SELECT_BALANCE`], locking the row until the transaction ends (SQLite's
+/// `BEGIN IMMEDIATE` already holds the write lock).
+pub(crate) const PG_LOCK_BALANCE: &str =
+    "SELECT balance_micros FROM credit_balances WHERE user_id = $1 FOR UPDATE";
+
+/// What an account may spend: its balance plus what its balance leases hold (a lease only
+/// moved it aside; the requests served from it are charged as they settle).
+pub(crate) const SELECT_SPENDABLE: &str = "\
+SELECT CAST(balance_micros + COALESCE((SELECT SUM(amount_micros) FROM credit_holds \
+WHERE credit_holds.user_id = $1 AND lease_seq IS NOT NULL), 0) AS BIGINT) \
+FROM credit_balances WHERE user_id = $1";
+
+/// A lease, locked and its expiry renewed to `$2`; no row: it is gone (reclaimed or closed).
+pub(crate) const RENEW_LEASE: &str = "\
+UPDATE credit_holds SET expires_at = $2 WHERE id = $1 AND lease_seq IS NOT NULL \
+RETURNING id";
+
+/// A lease grows by `$2` (taken from the balance in the same transaction).
+pub(crate) const GROW_LEASE: &str =
+    "UPDATE credit_holds SET amount_micros = amount_micros + $2 WHERE id = $1";
+
+/// A new lease of `$2` for user `$1`, placed at `$3`, expiring at `$4`, by replica `$5`.
+pub(crate) const INSERT_LEASE: &str = "\
+INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at, replica_id, \
+lease_seq) VALUES ($1, $2, 'lease', $3, $4, $5, 0) \
+RETURNING id";
+
+/// A request served from lease `$1` is charged `$2` (write number `$3`), renewing the expiry
+/// to `$4`. No row: the lease is gone, or applied this write before.
+pub(crate) const CHARGE_LEASE: &str = "\
+UPDATE credit_holds SET amount_micros = amount_micros - $2, lease_seq = $3, expires_at = $4 \
+WHERE id = $1 AND lease_seq < $3 AND amount_micros >= $2 \
+RETURNING user_id";
+
+/// `$2` goes back from lease `$1` (write number `$3`). No row: gone, or applied before.
+pub(crate) const SHRINK_LEASE: &str = "\
+UPDATE credit_holds SET amount_micros = amount_micros - $2, lease_seq = $3 \
+WHERE id = $1 AND lease_seq < $3 AND amount_micros >= $2 \
+RETURNING user_id";
+
+/// Close lease `$1` (write number `$2`): everything it holds goes back.
+pub(crate) const CLOSE_LEASE: &str = "\
+DELETE FROM credit_holds WHERE id = $1 AND lease_seq < $2 \
+RETURNING user_id, amount_micros";
+
+/// The last write number a lease applied; no row: it is gone.
+pub(crate) const LEASE_SEQ: &str = "SELECT lease_seq FROM credit_holds WHERE id = $1";
+
 /// `$6` is the replica that places the hold (its holds come back early if it stops beating).
 pub(crate) const INSERT_HOLD: &str = "\
 INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at, replica_id) \
