@@ -13,8 +13,8 @@ use serde_json::json;
 use support::users::{Database, Gate};
 
 /// What the fake upstream's answer (400 prompt + 600 completion tokens at $0.002/1K, tier
-/// starter, power level balanced) costs.
-const CHARGE: i64 = 700_000;
+/// professional — markup 0.6 and no monthly grant —, power level balanced) costs.
+const CHARGE: i64 = 800_000;
 /// Longer than the lease idle time plus the sweeper's tick.
 const IDLE_PASSED: Duration = Duration::from_millis(1_600);
 
@@ -32,7 +32,7 @@ async fn add_credits(gate: &Gate, user_id: &str, micros: i64) {
 
 /// The most one request may cost, read from the refusal of a user with 1 micro-credit.
 async fn hold_of_one_request(gate: &Gate) -> i64 {
-    let key = gate.create_user("probe", "starter", "user").await;
+    let key = gate.create_user("probe", "professional", "user").await;
     add_credits(gate, "probe", 1).await;
     let (status, _, body) = gate.chat(&key).await;
     assert_eq!(status, 402, "{body}");
@@ -53,7 +53,7 @@ async fn two_replicas_drain_a_small_balance_without_a_refusal_an_idle_lease_cove
     ];
     let hold = hold_of_one_request(&replicas[0]).await;
     assert!(hold > CHARGE);
-    let key = replicas[0].create_user("small", "starter", "user").await;
+    let key = replicas[0].create_user("small", "professional", "user").await;
     // A few requests' worth: each replica's lease may take at most half of what lies beyond
     // the request that needs it.
     let funded = 3 * hold + hold / 3;

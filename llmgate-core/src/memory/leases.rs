@@ -90,7 +90,7 @@ impl LedgerState {
         // Out of the lease and charged: a release, then the charge; the balance is unchanged.
         let balance = self.balances.get(&user_id).copied().unwrap_or(0);
         let mut release = self.entry(&user_id, TransactionKind::Release, cost);
-        release.balance_after_micros = balance + cost;
+        release.balance_after_micros = balance.saturating_add(cost);
         release.request_id = Some(charge.usage.request_id.clone());
         release.reason = Some(format!("lease {}", charge.lease_id));
         self.append(release);

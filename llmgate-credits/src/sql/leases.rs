@@ -190,11 +190,16 @@ macro_rules! sql_ledger_leases {
                 // The balance does not move, but its row is locked, so entries of this account
                 // get their ids in balance order.
                 let balance = Self::give_back(tx, &user_id, 0).await?;
+                // A balance pushed to the edge of 64 bits behind the ledger's back: refused
+                // (and parked by the queue) like a settle the database refuses.
+                let before_charge = balance.checked_add(cost).ok_or_else(|| {
+                    llmgate_core::Error::internal("a lease charge overflows the balance")
+                })?;
                 let mut release = Self::lease_entry(
                     &user_id,
                     TransactionKind::Release,
                     cost,
-                    balance + cost,
+                    before_charge,
                     lease_id,
                     now,
                 );
