@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub use leases::{LeaseCharge, LeaseOutcome, LeaseRequest, LeaseReturn, lease_take, no_leases};
+pub use leases::{LeaseOutcome, LeaseRequest, LeaseReturn, lease_take, no_leases};
 
 pub mod forwarding;
 mod leases;
@@ -296,6 +296,20 @@ pub struct UsageRow {
     pub reasoning_tokens: u64,
     /// Micro-credits charged in the group.
     pub cost_micros: i64,
+}
+
+/// A request served from a lease is charged: `usage.cost_micros` leaves the lease for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseCharge {
+    /// The lease the request's hold was served from.
+    pub lease_id: String,
+    /// The lease's write number (increasing per lease): a write whose number the lease has
+    /// already seen was applied before, so a retry changes nothing.
+    pub seq: i64,
+    /// The request's usage; its `cost_micros` is the charge (already capped at the hold).
+    pub usage: UsageRecord,
+    /// The lease's expiry is renewed to now + this.
+    pub ttl_secs: u64,
 }
 
 /// One write of a request's ledger work: what [`CreditStore::write_batch`] applies.

@@ -54,8 +54,13 @@ fn secret(created: &Value) -> String {
 }
 
 async fn chat_model(gate: &Gate, key: &str, model: &str) -> (u16, Value) {
-    gate.call(Some(key), "POST", "/v1/chat/completions", Some(chat_body(model)))
-        .await
+    gate.call(
+        Some(key),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat_body(model)),
+    )
+    .await
 }
 
 /// The most a request with `body` may cost (what it holds), read from the refusal of a key of

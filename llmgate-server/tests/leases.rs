@@ -53,7 +53,9 @@ async fn two_replicas_drain_a_small_balance_without_a_refusal_an_idle_lease_cove
     ];
     let hold = hold_of_one_request(&replicas[0]).await;
     assert!(hold > CHARGE);
-    let key = replicas[0].create_user("small", "professional", "user").await;
+    let key = replicas[0]
+        .create_user("small", "professional", "user")
+        .await;
     // A few requests' worth: each replica's lease may take at most half of what lies beyond
     // the request that needs it.
     let funded = 3 * hold + hold / 3;

@@ -28,7 +28,7 @@ pub struct LeaseRequest {
     pub ttl_secs: u64,
 }
 
-/// What [`CreditStore::take_lease`](super::CreditStore::take_lease) did.
+/// What `CreditStore::take_lease` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseOutcome {
     /// `taken_micros` moved into the lease `lease_id` (a new lease when the one asked for was
@@ -46,20 +46,6 @@ pub enum LeaseOutcome {
     },
 }
 
-/// A request served from a lease is charged: `usage.cost_micros` leaves the lease for good.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseCharge {
-    /// The lease the request's hold was served from.
-    pub lease_id: String,
-    /// The lease's write number (increasing per lease): a write whose number the lease has
-    /// already seen was applied before, so a retry changes nothing.
-    pub seq: i64,
-    /// The request's usage; its `cost_micros` is the charge (already capped at the hold).
-    pub usage: crate::credits::UsageRecord,
-    /// The lease's expiry is renewed to now + this.
-    pub ttl_secs: u64,
-}
-
 /// Credits go back from a lease to the balance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseReturn {
@@ -67,7 +53,7 @@ pub struct LeaseReturn {
     pub lease_id: String,
     /// The account.
     pub user_id: String,
-    /// The lease's write number, as for [`LeaseCharge::seq`].
+    /// The lease's write number, as for a charge's (`LeaseCharge::seq`).
     pub seq: i64,
     /// Micro-credits to give back; ignored when `close` (everything left goes back).
     pub amount_micros: i64,
@@ -76,7 +62,7 @@ pub struct LeaseReturn {
 }
 
 /// The error a store without leases gives (the gateway never asks one: see
-/// [`CreditStore::leases`](super::CreditStore::leases)).
+/// `CreditStore::leases`).
 pub fn no_leases() -> Error {
     Error::internal("this credit store has no balance leases")
 }
