@@ -5,7 +5,8 @@
 //! the balance row, the order settles lock a hold and its balance in, so steps never deadlock.
 
 /// The lease steps of a store type (see `sql_credit_store!`), which also needs a
-/// `LOCK_BALANCE` const: the balance read that locks its row for the transaction.
+/// `LOCK_BALANCE` const (the balance read that locks its row for the transaction) and a
+/// `LEASE_CHARGE_STATEMENT` (a charge as one statement, where the backend can).
 macro_rules! sql_ledger_leases {
     ($store:ty, $db:ty) => {
         impl $store {
@@ -169,6 +170,38 @@ macro_rules! sql_ledger_leases {
                 let cost = usage.cost_micros.max(0);
                 let now = llmgate_core::memory::unix_now();
                 let ttl = i64::try_from(charge.ttl_secs).unwrap_or(i64::MAX);
+                if let Some(statement) = Self::LEASE_CHARGE_STATEMENT {
+                    let charged = sqlx::query_as::<$db, (i64, i64)>(statement)
+                        .bind(lease_id)
+                        .bind(cost)
+                        .bind(charge.seq)
+                        .bind(now.saturating_add(ttl))
+                        .bind(usage.model.as_str())
+                        .bind(usage.provider.as_str())
+                        .bind($crate::sql::tokens_to_sql(usage.prompt_tokens))
+                        .bind($crate::sql::tokens_to_sql(usage.completion_tokens))
+                        .bind(usage.key_source.as_str())
+                        .bind(usage.request_id.as_str())
+                        .bind(now)
+                        .bind($crate::sql::tokens_to_sql(usage.cache_read_tokens))
+                        .bind($crate::sql::tokens_to_sql(usage.cache_write_tokens))
+                        .bind($crate::sql::tokens_to_sql(usage.reasoning_tokens))
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err($crate::error::database_error("charge a lease"))?;
+                    return match charged {
+                        Some((_, spendable)) => Ok(Written::LeaseCharged(Some(spendable))),
+                        None => {
+                            Self::lease_missed(
+                                tx,
+                                lease_id,
+                                charge.seq,
+                                Written::LeaseCharged(None),
+                            )
+                            .await
+                        }
+                    };
+                }
                 let Some(user_id) =
                     sqlx::query_scalar::<$db, String>($crate::sql::statements::CHARGE_LEASE)
                         .bind(lease_id)

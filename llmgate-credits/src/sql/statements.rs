@@ -308,3 +308,37 @@ CASE part.n WHEN 2 THEN $12 END \
 FROM charged, balance, (VALUES (1), (2)) AS part (n) \
 ORDER BY part.n) \
 SELECT balance.balance_micros, charged.charge FROM balance, charged";
+
+/// PostgreSQL only: [`CHARGE_LEASE`], the lock of the balance row, the charge's two ledger
+/// entries (the release out of the lease, then the charge; the balance does not move) as one
+/// statement. `$1` lease, `$2` cost, `$3` write number, `$4` new expiry, `$5`–`$9` and
+/// `$12`–`$14` the usage, `$10` the request, `$11` now. Returns the balance and what the
+/// account may spend after the charge (the lease sum is read before this statement's own
+/// change, hence `− $2`). No row: the lease is gone, or applied this write before.
+pub(crate) const PG_CHARGE_LEASE: &str = "\
+WITH lease AS ( \
+UPDATE credit_holds SET amount_micros = amount_micros - $2, lease_seq = $3, expires_at = $4 \
+WHERE id = $1 AND lease_seq < $3 AND amount_micros >= $2 \
+RETURNING user_id), \
+balance AS ( \
+UPDATE credit_balances SET balance_micros = credit_balances.balance_micros \
+FROM lease WHERE credit_balances.user_id = lease.user_id \
+RETURNING credit_balances.user_id, credit_balances.balance_micros), \
+entry AS ( \
+INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, provider, \
+prompt_tokens, completion_tokens, key_source, request_id, reason, created_at, cache_read_tokens, \
+cache_write_tokens, reasoning_tokens) \
+SELECT balance.user_id, \
+CASE part.n WHEN 1 THEN 'release' ELSE 'charge' END, \
+CASE part.n WHEN 1 THEN $2 ELSE -$2 END, \
+CASE part.n WHEN 1 THEN balance.balance_micros + $2 ELSE balance.balance_micros END, \
+CASE part.n WHEN 2 THEN $5 END, CASE part.n WHEN 2 THEN $6 END, \
+CASE part.n WHEN 2 THEN $7 END, CASE part.n WHEN 2 THEN $8 END, \
+CASE part.n WHEN 2 THEN $9 END, $10, 'lease ' || $1, $11, \
+CASE part.n WHEN 2 THEN $12 END, CASE part.n WHEN 2 THEN $13 END, \
+CASE part.n WHEN 2 THEN $14 END \
+FROM balance, (VALUES (1), (2)) AS part (n) \
+ORDER BY part.n) \
+SELECT balance.balance_micros, CAST(balance.balance_micros - $2 + COALESCE((SELECT \
+SUM(amount_micros) FROM credit_holds WHERE credit_holds.user_id = balance.user_id \
+AND lease_seq IS NOT NULL), 0) AS BIGINT) FROM balance";
