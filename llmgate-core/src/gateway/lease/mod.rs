@@ -62,8 +62,10 @@ struct OpenLease {
     available: i64,
     /// The number of its next charge or return.
     next_seq: i64,
-    /// The last take got less than it wanted (the balance is small): give everything back
-    /// as soon as no hold is in flight, so other replicas can spend it.
+    /// The last take got less than twice what it needed (the balance held less than three
+    /// times the need, or only the need after the queue was written): give everything back as
+    /// soon as no hold is in flight, so other replicas can spend it. A larger balance keeps
+    /// its lease until it idles, whatever the take was cut to.
     constrained: bool,
     ttl_secs: u64,
 }
@@ -188,9 +190,10 @@ impl LeaseState {
         }
     }
 
-    /// A take moved `taken` into lease `lease_id` (a new lease if it is not the one kept).
-    pub fn add_taken(&mut self, lease_id: String, taken: i64, wanted: i64, ttl_secs: u64) {
-        let constrained = taken < wanted;
+    /// A take moved `taken` into lease `lease_id` (a new lease if it is not the one kept);
+    /// `small`: the balance is small (see [`OpenLease::constrained`]).
+    pub fn add_taken(&mut self, lease_id: String, taken: i64, small: bool, ttl_secs: u64) {
+        let constrained = small;
         match &mut self.lease {
             Some(lease) if lease.id == lease_id => {
                 lease.available += taken;

@@ -2,8 +2,8 @@
 
 use super::*;
 
-fn taken(state: &mut LeaseState, id: &str, amount: i64, wanted: i64) {
-    state.add_taken(id.into(), amount, wanted, 60);
+fn taken(state: &mut LeaseState, id: &str, amount: i64, small: bool) {
+    state.add_taken(id.into(), amount, small, 60);
 }
 
 #[test]
@@ -13,7 +13,7 @@ fn holds_are_served_only_from_what_the_lease_has() {
     assert!(state.serve("u", 10, now).is_none());
     let plan = state.plan_take(10, now);
     assert_eq!((plan.lease_id, plan.need, plan.available), (None, 10, 0));
-    taken(&mut state, "7", 25, 20);
+    taken(&mut state, "7", 25, false);
     let first = state.serve("u", 10, now).unwrap();
     assert_eq!(lease_of(&first), Some("7"));
     assert!(state.serve("u", 10, now).is_some());
@@ -30,7 +30,7 @@ fn holds_are_served_only_from_what_the_lease_has() {
 fn a_settle_gives_back_the_unspent_part_and_numbers_its_charge() {
     let now = Instant::now();
     let mut state = LeaseState::new(now);
-    taken(&mut state, "7", 100, 100);
+    taken(&mut state, "7", 100, false);
     state.serve("u", 40, now).unwrap();
     state.serve("u", 40, now).unwrap();
     let first = state.settle("7", 40, 15, now).unwrap();
@@ -49,8 +49,8 @@ fn a_settle_gives_back_the_unspent_part_and_numbers_its_charge() {
 fn a_small_balance_goes_back_as_soon_as_nothing_is_in_flight() {
     let now = Instant::now();
     let mut state = LeaseState::new(now);
-    // Wanted 100, the balance allowed 30.
-    taken(&mut state, "7", 30, 100);
+    // Needed 20, the balance allowed 30.
+    taken(&mut state, "7", 30, true);
     state.serve("u", 10, now).unwrap();
     state.serve("u", 10, now).unwrap();
     state.settle("7", 10, 4, now);
@@ -70,7 +70,7 @@ fn only_an_idle_lease_is_closed() {
     let now = Instant::now();
     let idle = Duration::from_secs(1);
     let mut state = LeaseState::new(now);
-    taken(&mut state, "7", 50, 50);
+    taken(&mut state, "7", 50, false);
     state.serve("u", 10, now).unwrap();
     assert!(state.close_if_idle("u", now + idle * 2, idle).is_none());
     state.settle("7", 10, 10, now);

@@ -191,9 +191,11 @@ async fn take_into(
                 lease_id,
                 taken_micros,
             } => {
+                // Less than twice the need: the balance is small (see `OpenLease::constrained`).
+                let small = taken_micros < plan.need.saturating_mul(2);
                 account
                     .lock()
-                    .add_taken(lease_id, taken_micros, want, request.ttl_secs);
+                    .add_taken(lease_id, taken_micros, small, request.ttl_secs);
                 return Ok(Took::Ready);
             }
             LeaseOutcome::Short { .. } if !flushed && progress.pending() => {
