@@ -190,25 +190,41 @@ impl LeaseState {
         }
     }
 
-    /// A take moved `taken` into lease `lease_id` (a new lease if it is not the one kept);
-    /// `small`: the balance is small (see [`OpenLease::constrained`]).
-    pub fn add_taken(&mut self, lease_id: String, taken: i64, small: bool, ttl_secs: u64) {
-        let constrained = small;
+    /// A take asked to extend `asked` and moved `taken` into lease `lease_id`; `small`: the
+    /// balance is small (see [`OpenLease::constrained`]). Returns whether the lease is kept.
+    ///
+    /// A take that extended a lease this account no longer keeps (closed by a settle or
+    /// forgotten while the take ran) is not kept: the close queued for that lease gives back
+    /// everything its row holds, the take included, and a new take opens a new lease. Taking
+    /// it up again would number its writes from 1 below what the row has seen, so they would
+    /// pass for applied and the requests served from it would go uncharged.
+    pub fn add_taken(
+        &mut self,
+        asked: Option<&str>,
+        lease_id: String,
+        taken: i64,
+        small: bool,
+        ttl_secs: u64,
+    ) -> bool {
         match &mut self.lease {
             Some(lease) if lease.id == lease_id => {
                 lease.available += taken;
-                lease.constrained = constrained;
+                lease.constrained = small;
                 lease.ttl_secs = ttl_secs;
+                true
             }
+            _ if asked == Some(lease_id.as_str()) => false,
             _ => {
-                // The lease kept here was gone; what it had available went with it.
+                // A new lease (the one kept here, if any, was gone: what it had available
+                // went with it).
                 self.lease = Some(OpenLease {
                     id: lease_id,
                     available: taken,
                     next_seq: 1,
-                    constrained,
+                    constrained: small,
                     ttl_secs,
                 });
+                true
             }
         }
     }

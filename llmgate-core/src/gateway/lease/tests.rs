@@ -3,7 +3,8 @@
 use super::*;
 
 fn taken(state: &mut LeaseState, id: &str, amount: i64, small: bool) {
-    state.add_taken(id.into(), amount, small, 60);
+    let asked = state.lease.as_ref().map(|l| l.id.clone());
+    assert!(state.add_taken(asked.as_deref(), id.into(), amount, small, 60));
 }
 
 #[test]
@@ -77,4 +78,23 @@ fn only_an_idle_lease_is_closed() {
     assert!(state.close_if_idle("u", now, idle).is_none());
     let give = state.close_if_idle("u", now + idle, idle).unwrap();
     assert_eq!((give.amount_micros, give.seq), (40, 2));
+}
+
+#[test]
+fn a_take_into_a_lease_closed_meanwhile_is_not_kept() {
+    let now = Instant::now();
+    let mut state = LeaseState::new(now);
+    taken(&mut state, "7", 30, true);
+    state.serve("u", 10, now).unwrap();
+    // A take for lease 7 starts; meanwhile the settle closes it (the balance is small).
+    let plan = state.plan_take(50, now);
+    assert_eq!(plan.lease_id.as_deref(), Some("7"));
+    state.settle("7", 10, 4, now);
+    let close = state.surplus("u", now).unwrap();
+    assert!(close.close);
+    // Its close gives the take back; the lease is not taken up again with numbers from 1.
+    assert!(!state.add_taken(Some("7"), "7".into(), 40, false, 60));
+    assert!(state.lease.is_none());
+    // A new lease (a new row) is kept.
+    assert!(state.add_taken(None, "9".into(), 40, false, 60));
 }

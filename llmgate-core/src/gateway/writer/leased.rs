@@ -181,7 +181,7 @@ async fn take_into(
         let want = if flushed { plan.need } else { plan.want };
         let asked = LeaseRequest {
             user_id: request.user_id.clone(),
-            lease_id: plan.lease_id,
+            lease_id: plan.lease_id.clone(),
             need_micros: plan.need,
             want_micros: want,
             ttl_secs: request.ttl_secs,
@@ -193,10 +193,17 @@ async fn take_into(
             } => {
                 // Less than twice the need: the balance is small (see `OpenLease::constrained`).
                 let small = taken_micros < plan.need.saturating_mul(2);
-                account
-                    .lock()
-                    .add_taken(lease_id, taken_micros, small, request.ttl_secs);
-                return Ok(Took::Ready);
+                let kept = account.lock().add_taken(
+                    plan.lease_id.as_deref(),
+                    lease_id,
+                    taken_micros,
+                    small,
+                    request.ttl_secs,
+                );
+                if kept {
+                    return Ok(Took::Ready);
+                }
+                // The lease was closed while the take ran: take again, into a new one.
             }
             LeaseOutcome::Short { .. } if !flushed && progress.pending() => {
                 progress.flushed().await;
