@@ -311,8 +311,9 @@ SELECT balance.balance_micros, charged.charge FROM balance, charged";
 
 /// PostgreSQL only: [`CHARGE_LEASE`], the lock of the balance row, the charge's two ledger
 /// entries (the release out of the lease, then the charge; the balance does not move) as one
-/// statement. `$1` lease, `$2` cost, `$3` write number, `$4` new expiry, `$5`–`$9` and
-/// `$12`–`$14` the usage, `$10` the request, `$11` now. Returns the balance and what the
+/// statement. `$1` lease, `$2` cost, `$3` write number, `$4` new expiry, `$5` model, `$6`
+/// provider, `$7` key source, `$8`, `$9` and `$12`–`$14` the token counts, `$10` the request,
+/// `$11` now. Returns the balance and what the
 /// account may spend after the charge (the lease sum is read before this statement's own
 /// change, hence `− $2`). No row: the lease is gone, or applied this write before.
 pub(crate) const PG_CHARGE_LEASE: &str = "\
@@ -333,8 +334,8 @@ CASE part.n WHEN 1 THEN 'release' ELSE 'charge' END, \
 CASE part.n WHEN 1 THEN $2 ELSE -$2 END, \
 CASE part.n WHEN 1 THEN balance.balance_micros + $2 ELSE balance.balance_micros END, \
 CASE part.n WHEN 2 THEN $5 END, CASE part.n WHEN 2 THEN $6 END, \
-CASE part.n WHEN 2 THEN $7 END, CASE part.n WHEN 2 THEN $8 END, \
-CASE part.n WHEN 2 THEN $9 END, $10, 'lease ' || $1, $11, \
+CASE part.n WHEN 2 THEN $8 END, CASE part.n WHEN 2 THEN $9 END, \
+CASE part.n WHEN 2 THEN $7 END, $10, 'lease ' || $1, $11, \
 CASE part.n WHEN 2 THEN $12 END, CASE part.n WHEN 2 THEN $13 END, \
 CASE part.n WHEN 2 THEN $14 END \
 FROM balance, (VALUES (1), (2)) AS part (n) \
