@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub use leases::{LeaseOutcome, LeaseRequest, LeaseReturn, lease_take, no_leases};
+
 pub mod forwarding;
+mod leases;
 #[cfg(test)]
 mod tests;
 
@@ -295,6 +298,20 @@ pub struct UsageRow {
     pub cost_micros: i64,
 }
 
+/// A request served from a lease is charged: `usage.cost_micros` leaves the lease for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseCharge {
+    /// The lease the request's hold was served from.
+    pub lease_id: String,
+    /// The lease's write number (increasing per lease): a write whose number the lease has
+    /// already seen was applied before, so a retry changes nothing.
+    pub seq: i64,
+    /// The request's usage; its `cost_micros` is the charge (already capped at the hold).
+    pub usage: UsageRecord,
+    /// The lease's expiry is renewed to now + this.
+    pub ttl_secs: u64,
+}
+
 /// One write of a request's ledger work: what [`CreditStore::write_batch`] applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LedgerWrite {
@@ -311,6 +328,23 @@ pub enum LedgerWrite {
     Usage(UsageRecord),
     /// [`CreditStore::release`] this hold.
     Release(Hold),
+    /// [`CreditStore::charge_lease`]: a request served from a lease is charged.
+    LeaseCharge(LeaseCharge),
+    /// [`CreditStore::return_lease`]: credits go back from a lease to the balance.
+    LeaseReturn(LeaseReturn),
+}
+
+impl LedgerWrite {
+    /// The account the write is about.
+    pub fn user_id(&self) -> &str {
+        match self {
+            LedgerWrite::Hold(request) => &request.user_id,
+            LedgerWrite::Settle { hold, .. } | LedgerWrite::Release(hold) => &hold.user_id,
+            LedgerWrite::Usage(usage) => &usage.user_id,
+            LedgerWrite::LeaseCharge(charge) => &charge.usage.user_id,
+            LedgerWrite::LeaseReturn(give) => &give.user_id,
+        }
+    }
 }
 
 /// What a [`LedgerWrite`] did.
@@ -325,6 +359,14 @@ pub enum Written {
     Recorded,
     /// The hold was given back (or was closed before).
     Released,
+    /// The lease charge was applied (or had been, by an earlier try); when this call applied
+    /// it, what the account may spend right after it (its balance plus its leases, as
+    /// [`CreditStore::balance`] reads it).
+    LeaseCharged(Option<i64>),
+    /// The lease return was applied (or had been).
+    LeaseReturned,
+    /// The lease is gone (reclaimed, or closed): nothing was charged or given back.
+    LeaseGone,
 }
 
 /// Balances and the ledger.
@@ -355,7 +397,8 @@ pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
     /// Add credits once per idempotency key.
     async fn credit(&self, credit: Credit) -> Result<CreditOutcome>;
 
-    /// The spendable balance (holds already subtracted); 0 for an unknown user.
+    /// The spendable balance (holds already subtracted, balance leases counted in); 0 for an
+    /// unknown user.
     async fn balance(&self, user_id: &str) -> Result<i64>;
 
     /// The user's ledger, newest first.
@@ -375,6 +418,36 @@ pub trait CreditStore: Send + Sync + std::fmt::Debug + 'static {
     /// (see [`ForwardingCreditStore`](forwarding::ForwardingCreditStore)).
     async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         write_one_by_one(self, writes).await
+    }
+
+    /// Whether this store has balance leases ([`take_lease`](Self::take_lease),
+    /// [`charge_lease`](Self::charge_lease), [`return_lease`](Self::return_lease)). The
+    /// default says no: the gateway then places a hold per request.
+    fn leases(&self) -> bool {
+        false
+    }
+
+    /// Move credits from a balance into this replica's lease (see [`LeaseRequest`]), in one
+    /// atomic step; a lease is an open hold row, reclaimed like one.
+    async fn take_lease(&self, request: LeaseRequest) -> Result<LeaseOutcome> {
+        let _ = request;
+        Err(no_leases())
+    }
+
+    /// Charge a request served from a lease: the lease gives up `cost_micros` (only if it
+    /// holds that much), the ledger gets the `release` and the `charge`, the usage rollup the
+    /// request, and the lease's expiry is renewed. [`Written::LeaseGone`] when the lease is
+    /// gone: the request goes uncharged, as a late settle of a reclaimed hold.
+    async fn charge_lease(&self, charge: &LeaseCharge) -> Result<Written> {
+        let _ = charge;
+        Err(no_leases())
+    }
+
+    /// Give credits back from a lease to the balance (a `release` entry); closing gives back
+    /// everything the lease holds and deletes it.
+    async fn return_lease(&self, give: &LeaseReturn) -> Result<Written> {
+        let _ = give;
+        Err(no_leases())
     }
 }
 
@@ -398,6 +471,8 @@ where
                 store.record_usage(usage).await.map(|()| Written::Recorded)
             }
             LedgerWrite::Release(hold) => store.release(hold).await.map(|()| Written::Released),
+            LedgerWrite::LeaseCharge(charge) => store.charge_lease(charge).await,
+            LedgerWrite::LeaseReturn(give) => store.return_lease(give).await,
         });
     }
     results

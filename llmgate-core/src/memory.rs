@@ -9,8 +9,9 @@ use async_trait::async_trait;
 
 use crate::credits::key_budget_exceeded;
 use crate::credits::{
-    Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, Page, Transaction,
-    TransactionKind, UsageGroup, UsageQuery, UsageRecord, UsageRow,
+    Credit, CreditKind, CreditOutcome, CreditStore, Hold, HoldRequest, LeaseCharge, LeaseOutcome,
+    LeaseRequest, LeaseReturn, Page, Transaction, TransactionKind, UsageGroup, UsageQuery,
+    UsageRecord, UsageRow, Written,
 };
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -28,6 +29,8 @@ pub fn day_of(unix_secs: i64) -> String {
     let (year, month, day) = crate::key_limits::civil_from_days(unix_secs.div_euclid(86_400));
     format!("{year:04}-{month:02}-{day:02}")
 }
+
+mod leases;
 
 #[derive(Debug, Default)]
 struct LedgerState {
@@ -47,6 +50,8 @@ struct OpenHold {
     amount_micros: i64,
     expires_at: i64,
     budget: Option<(String, i64)>,
+    /// A lease: the last write number it applied (see [`crate::credits::LeaseCharge::seq`]).
+    lease_seq: Option<i64>,
 }
 
 /// A `CreditStore` in memory: one mutex around the whole state, so every step is atomic.
@@ -106,6 +111,26 @@ impl LedgerState {
         }
     }
 
+    /// Append a settled request's `charge` entry (the balance already moved) and count it
+    /// into usage.
+    fn charge(&mut self, usage: &UsageRecord, charge: i64, reason: String) {
+        let mut entry = self.entry(&usage.user_id, TransactionKind::Charge, -charge);
+        entry.model = Some(usage.model.clone());
+        entry.provider = Some(usage.provider.clone());
+        entry.prompt_tokens = Some(usage.prompt_tokens);
+        entry.completion_tokens = Some(usage.completion_tokens);
+        entry.cache_read_tokens = Some(usage.cache_read_tokens);
+        entry.cache_write_tokens = Some(usage.cache_write_tokens);
+        entry.reasoning_tokens = Some(usage.reasoning_tokens);
+        entry.key_source = Some(usage.key_source);
+        entry.request_id = Some(usage.request_id.clone());
+        entry.reason = Some(reason);
+        self.append(entry);
+        let mut recorded = usage.clone();
+        recorded.cost_micros = charge;
+        self.usage.push(recorded);
+    }
+
     fn release_hold(&mut self, hold_id: &str) -> bool {
         let Some(hold) = self.holds.remove(hold_id) else {
             return false;
@@ -152,6 +177,7 @@ impl CreditStore for MemoryCreditStore {
                 amount_micros: request.amount_micros,
                 expires_at: unix_now() + request.ttl_secs as i64,
                 budget,
+                lease_seq: None,
             },
         );
         let mut entry = state.entry(
@@ -183,21 +209,8 @@ impl CreditStore for MemoryCreditStore {
         release.reason = Some(format!("hold {}", hold.id));
         state.append(release);
         *state.balances.entry(open.user_id.clone()).or_default() -= charge;
-        let mut entry = state.entry(&open.user_id, TransactionKind::Charge, -charge);
-        entry.model = Some(usage.model.clone());
-        entry.provider = Some(usage.provider.clone());
-        entry.prompt_tokens = Some(usage.prompt_tokens);
-        entry.completion_tokens = Some(usage.completion_tokens);
-        entry.cache_read_tokens = Some(usage.cache_read_tokens);
-        entry.cache_write_tokens = Some(usage.cache_write_tokens);
-        entry.reasoning_tokens = Some(usage.reasoning_tokens);
-        entry.key_source = Some(usage.key_source);
-        entry.request_id = Some(usage.request_id.clone());
-        entry.reason = Some(format!("hold {} of {}", hold.id, open.amount_micros));
-        state.append(entry);
-        let mut recorded = usage.clone();
-        recorded.cost_micros = charge;
-        state.usage.push(recorded);
+        let reason = format!("hold {} of {}", hold.id, open.amount_micros);
+        state.charge(usage, charge, reason);
         Ok(state.balances.get(&open.user_id).copied().unwrap_or(0))
     }
 
@@ -255,7 +268,7 @@ impl CreditStore for MemoryCreditStore {
     }
 
     async fn balance(&self, user_id: &str) -> Result<i64> {
-        Ok(self.lock().balances.get(user_id).copied().unwrap_or(0))
+        Ok(self.lock().spendable(user_id))
     }
 
     async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {
@@ -321,6 +334,22 @@ impl CreditStore for MemoryCreditStore {
         }
         rows.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(rows)
+    }
+
+    fn leases(&self) -> bool {
+        true
+    }
+
+    async fn take_lease(&self, request: LeaseRequest) -> Result<LeaseOutcome> {
+        Ok(self.lock().take_lease(&request))
+    }
+
+    async fn charge_lease(&self, charge: &LeaseCharge) -> Result<Written> {
+        Ok(self.lock().charge_lease(charge))
+    }
+
+    async fn return_lease(&self, give: &LeaseReturn) -> Result<Written> {
+        Ok(self.lock().return_lease(give))
     }
 
     async fn reclaim_expired(&self) -> Result<u64> {

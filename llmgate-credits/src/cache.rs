@@ -21,7 +21,8 @@ use async_trait::async_trait;
 use llmgate_core::{
     Error, Result,
     credits::{
-        Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, UsageRecord, Written,
+        Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LeaseCharge, LeaseReturn,
+        LedgerWrite, UsageRecord, Written,
     },
 };
 use redis::RedisResult;
@@ -337,6 +338,18 @@ impl llmgate_core::credits::forwarding::ForwardingCreditStore for CachedCreditSt
         result
     }
 
+    async fn charge_lease(&self, charge: &LeaseCharge) -> Result<Written> {
+        let result = self.inner.charge_lease(charge).await;
+        self.invalidate(&charge.usage.user_id).await;
+        result
+    }
+
+    async fn return_lease(&self, give: &LeaseReturn) -> Result<Written> {
+        let result = self.inner.return_lease(give).await;
+        self.invalidate(&give.user_id).await;
+        result
+    }
+
     async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         let results = self.inner.write_batch(writes).await;
         // Every user with a settle or release in the batch, once (written or not, as `settle`
@@ -347,9 +360,10 @@ impl llmgate_core::credits::forwarding::ForwardingCreditStore for CachedCreditSt
         let mut settled: Vec<&str> = writes
             .iter()
             .filter_map(|write| match write {
-                LedgerWrite::Settle { hold, .. } | LedgerWrite::Release(hold) => {
-                    Some(hold.user_id.as_str())
-                }
+                LedgerWrite::Settle { .. }
+                | LedgerWrite::Release(_)
+                | LedgerWrite::LeaseCharge(_)
+                | LedgerWrite::LeaseReturn(_) => Some(write.user_id()),
                 LedgerWrite::Hold(_) | LedgerWrite::Usage(_) => None,
             })
             .collect();

@@ -72,6 +72,11 @@ impl PostgresCreditStore {
     /// CTEs.
     const HOLD_STATEMENT: Option<&'static str> = Some(crate::sql::statements::PG_HOLD);
     const SETTLE_STATEMENT: Option<&'static str> = Some(crate::sql::statements::PG_SETTLE);
+    /// A lease charge is one statement too.
+    const LEASE_CHARGE_STATEMENT: Option<&'static str> =
+        Some(crate::sql::statements::PG_CHARGE_LEASE);
+    /// `SELECT … FOR UPDATE`: a lease's take locks the balance row it sizes itself on.
+    const LOCK_BALANCE: &'static str = crate::sql::statements::PG_LOCK_BALANCE;
 
     /// Ledger writes (holds, settles, releases, usage) go through connections that commit
     /// without waiting for PostgreSQL's WAL flush (`synchronous_commit = off`): the commit is

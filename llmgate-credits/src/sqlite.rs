@@ -125,6 +125,9 @@ impl SqliteCreditStore {
     /// call into the embedded library, no network round trip).
     const HOLD_STATEMENT: Option<&'static str> = None;
     const SETTLE_STATEMENT: Option<&'static str> = None;
+    const LEASE_CHARGE_STATEMENT: Option<&'static str> = None;
+    /// `BEGIN IMMEDIATE` already holds the write lock: a plain read.
+    const LOCK_BALANCE: &'static str = crate::sql::statements::SELECT_BALANCE;
 
     fn write_pool(&self) -> &SqlitePool {
         &self.writer

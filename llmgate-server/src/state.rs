@@ -59,10 +59,17 @@ impl AppState {
         let mut builder = gateway_builder(&config)?
             .credit_store(storage.credits.clone())
             .ledger_write_behind(LEDGER_QUEUE);
-        // One process owns a SQLite ledger, so its balances are kept in memory and a hold is
-        // queued instead of awaited; PostgreSQL replicas share balances and must wait.
+        // Balance leases (on by default): holds are served from a slice of the balance taken
+        // in one step, on either backend. Without them, one process owns a SQLite ledger, so
+        // its balances are kept in memory and a hold is queued instead of awaited; PostgreSQL
+        // replicas share balances and must wait.
+        if config.storage.leases {
+            builder = builder.ledger_leases(Duration::from_millis(config.storage.lease_idle_ms));
+        }
         if storage.ledger.backend() == Backend::Sqlite {
-            builder = builder.ledger_reserve_in_memory();
+            if !config.storage.leases {
+                builder = builder.ledger_reserve_in_memory();
+            }
             let released = storage
                 .ledger
                 .release_holds_of_a_previous_run()

@@ -58,29 +58,29 @@ async fn chat_model(gate: &Gate, key: &str, model: &str) -> (u16, Value) {
         Some(key),
         "POST",
         "/v1/chat/completions",
-        Some(json!({"model": model, "max_tokens": 1000,
-                    "messages": [{"role": "user", "content": "hi"}]})),
+        Some(chat_body(model)),
     )
     .await
 }
 
-/// The amount of the hold the last request placed (from the ledger).
-async fn last_hold(gate: &Gate, user_key: &str) -> i64 {
-    let (_, page) = gate
-        .call(
-            Some(user_key),
-            "GET",
-            "/api/v1/llm/credits/transactions?limit=50",
-            None,
-        )
+/// The most a request with `body` may cost (what it holds), read from the refusal of a key of
+/// `owner` with a budget of 1 micro-credit: a request served from a balance lease leaves no
+/// hold of its own in the ledger to read it from.
+async fn hold_of(gate: &Gate, owner: &str, body: Value) -> i64 {
+    let probe = secret(&create_key(gate, owner, json!({"max_budget": "0.000001"})).await);
+    let (status, refused) = gate
+        .call(Some(&probe), "POST", "/v1/chat/completions", Some(body))
         .await;
-    let hold = page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["kind"] == "hold")
-        .unwrap();
-    -hold["amount_micros"].as_i64().unwrap()
+    assert_eq!(status, 402, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    let after = message.split("may cost up to ").nth(1).unwrap();
+    after.split(' ').next().unwrap().parse().unwrap()
+}
+
+/// The body `chat_model` sends.
+fn chat_body(model: &str) -> Value {
+    json!({"model": model, "max_tokens": 1000,
+           "messages": [{"role": "user", "content": "hi"}]})
 }
 
 async fn keys_of(gate: &Gate, key: &str) -> Vec<Value> {
@@ -152,7 +152,7 @@ async fn a_key_budget_serves_exactly_what_it_covers(db: Db) {
     };
     let own = funded_user(&gate, "bob").await;
     assert_eq!(chat_model(&gate, &own, MODEL).await.0, 200);
-    let hold = last_hold(&gate, &own).await;
+    let hold = hold_of(&gate, &own, chat_body(MODEL)).await;
     assert!(hold > CHARGE);
     const N: i64 = 3;
     let budget = (N - 1) * CHARGE + hold;
@@ -332,7 +332,15 @@ async fn a_team_key_is_charged_to_the_team(db: Db) {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(page["data"][0]["kind"], "charge");
+    // The newest entries: the charge, and the return of the balance lease it was served from
+    // if that went back already.
+    let charge = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "charge")
+        .unwrap();
+    assert_eq!(charge["amount_micros"], -CHARGE);
     // Non-members: 403 on the team's books and on making its keys; a member is not an owner.
     for path in [
         "/api/v1/llm/credits?team_id=core",
@@ -396,7 +404,12 @@ async fn the_openai_sdk_sees_limited_expired_and_budgeted_keys() {
         )
         .await;
     assert_eq!(status, 200);
-    let hold = last_hold(&gate, &own).await;
+    let hold = hold_of(
+        &gate,
+        &own,
+        json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     // Two calls' worth.
     let budgeted =
         secret(&create_key(&gate, &own, json!({"max_budget": credits(CHARGE + hold)})).await);
@@ -538,7 +551,7 @@ async fn forty_concurrent_requests_on_two_replicas_never_pass_a_key_budget() {
     ];
     let own = funded_user(&replicas[0], "race").await;
     assert_eq!(chat_model(&replicas[0], &own, MODEL).await.0, 200);
-    let hold = last_hold(&replicas[0], &own).await;
+    let hold = hold_of(&replicas[0], &own, chat_body(MODEL)).await;
     const N: i64 = 5;
     let budget = (N - 1) * CHARGE + hold;
     let created = create_key(

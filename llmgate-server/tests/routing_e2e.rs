@@ -198,15 +198,15 @@ async fn a_failing_model_falls_back_and_the_user_is_charged_once() {
     assert_eq!(body["choices"][0]["message"]["content"], "Second left.");
     assert_eq!((flaky.request_count(), steady.request_count()), (1, 1));
 
-    // One hold before the first call; settled once for the call that answered (its release,
-    // then the charge).
+    // One balance lease taken before the first call (the hold); charged once for the call
+    // that answered (out of the lease, then the charge); the lease given back once settled.
     let transactions = gate.transactions(&key).await;
     assert_eq!(
         kinds(&transactions),
-        ["top_up", "hold", "release", "charge"],
+        ["top_up", "hold", "release", "charge", "release"],
         "{transactions:#?}"
     );
-    let charge = &transactions[0];
+    let charge = transactions.iter().find(|t| t["kind"] == "charge").unwrap();
     assert_eq!(charge["model"], "backup");
     assert_eq!(charge["amount_micros"], -cost);
     assert_eq!(gate.balance(&key).await, funded - cost);
@@ -246,7 +246,7 @@ async fn when_every_candidate_fails_the_client_gets_one_clean_error_and_keeps_it
     assert_eq!((flaky.request_count(), broken.request_count()), (1, 1));
     assert_eq!(steady.request_count(), 0, "never an unconfigured fallback");
 
-    // The hold was placed and released: nothing charged.
+    // The lease was taken for the hold and given back: nothing charged.
     assert_eq!(gate.balance(&key).await, funded);
     assert_eq!(
         kinds(&gate.transactions(&key).await),

@@ -241,10 +241,11 @@ routing:
             .map(|(_, amount)| amount)
             .sum()
     };
-    // Five paid requests, five holds, each closed exactly once: each released, and the
-    // streams that produced output then charged for it (the JSON request only released).
-    assert_eq!(count("hold"), 5, "{entries:?}");
-    assert_eq!(count("release"), 5, "{entries:?}");
+    // Five paid requests, served from balance leases: every micro-credit the leases took went
+    // back (given back, or released to be charged), and the streams that produced output were
+    // charged for it (the JSON request was not).
+    assert!(count("hold") >= 1, "{entries:?}");
+    assert_eq!(sum("hold") + sum("release"), 0, "{entries:?}");
     assert_eq!(count("charge"), 4, "{entries:?}");
     // The ledger reads like a statement: its entries add up to the balance.
     let entries_sum: i64 = entries.iter().map(|(_, amount)| amount).sum();

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LedgerWrite, Page, Transaction,
-    UsageQuery, UsageRecord, UsageRow, Written,
+    Credit, CreditOutcome, CreditStore, Hold, HoldRequest, LeaseCharge, LeaseOutcome, LeaseRequest,
+    LeaseReturn, LedgerWrite, Page, Transaction, UsageQuery, UsageRecord, UsageRow, Written,
 };
 use crate::error::Result;
 
@@ -135,6 +135,26 @@ pub trait ForwardingCreditStore: Send + Sync + std::fmt::Debug + 'static {
     async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         self.inner().write_batch(writes).await
     }
+
+    /// [`CreditStore::leases`]; forwarded unless changed.
+    fn leases(&self) -> bool {
+        self.inner().leases()
+    }
+
+    /// [`CreditStore::take_lease`]; forwarded unless changed.
+    async fn take_lease(&self, request: LeaseRequest) -> Result<LeaseOutcome> {
+        self.inner().take_lease(request).await
+    }
+
+    /// [`CreditStore::charge_lease`]; forwarded unless changed.
+    async fn charge_lease(&self, charge: &LeaseCharge) -> Result<Written> {
+        self.inner().charge_lease(charge).await
+    }
+
+    /// [`CreditStore::return_lease`]; forwarded unless changed.
+    async fn return_lease(&self, give: &LeaseReturn) -> Result<Written> {
+        self.inner().return_lease(give).await
+    }
 }
 
 #[async_trait]
@@ -177,6 +197,22 @@ impl<T: ForwardingCreditStore> CreditStore for T {
 
     async fn write_batch(&self, writes: &[LedgerWrite]) -> Vec<Result<Written>> {
         ForwardingCreditStore::write_batch(self, writes).await
+    }
+
+    fn leases(&self) -> bool {
+        ForwardingCreditStore::leases(self)
+    }
+
+    async fn take_lease(&self, request: LeaseRequest) -> Result<LeaseOutcome> {
+        ForwardingCreditStore::take_lease(self, request).await
+    }
+
+    async fn charge_lease(&self, charge: &LeaseCharge) -> Result<Written> {
+        ForwardingCreditStore::charge_lease(self, charge).await
+    }
+
+    async fn return_lease(&self, give: &LeaseReturn) -> Result<Written> {
+        ForwardingCreditStore::return_lease(self, give).await
     }
 }
 

@@ -53,6 +53,7 @@ pub struct GatewayBuilder {
     default_max_tokens: u32,
     write_behind: Option<usize>,
     reserve_in_memory: bool,
+    lease_idle: Option<Duration>,
 }
 
 impl std::fmt::Debug for GatewayBuilder {
@@ -101,6 +102,7 @@ impl GatewayBuilder {
             default_max_tokens: 4096,
             write_behind: None,
             reserve_in_memory: false,
+            lease_idle: None,
         }
     }
 
@@ -276,6 +278,22 @@ impl GatewayBuilder {
         self
     }
 
+    /// With write-behind: serve holds from **balance leases**. The gateway takes a slice of an
+    /// account's balance in one database step (sized to about a second of the account's
+    /// recent holds, never more than half of what the balance has beyond the hold that needs
+    /// it), serves holds from it in memory, charges through the ledger queue and gives back
+    /// what is left once no hold was in flight for `idle`, at shutdown
+    /// ([`Gateway::settled`]), or at once when the balance is small. Safe with any number of
+    /// replicas; a lease is an open hold in the ledger, reclaimed like one when its replica
+    /// stops. Holds against a key budget are still placed one by one. Takes precedence over
+    /// [`ledger_reserve_in_memory`](Self::ledger_reserve_in_memory); a store without leases
+    /// ([`CreditStore::leases`](crate::credits::CreditStore::leases)) keeps per-request holds.
+    /// Default: off.
+    pub fn ledger_leases(mut self, idle: Duration) -> Self {
+        self.lease_idle = Some(idle);
+        self
+    }
+
     /// The gateway, ready to serve. Nothing is checked here: a deployment whose provider was
     /// never added fails when a request reaches it.
     pub fn build(self) -> Gateway {
@@ -304,10 +322,10 @@ impl GatewayBuilder {
                 queue,
                 metrics.usage_record_failures.clone(),
             );
-            Arc::new(if self.reserve_in_memory {
-                writer.reserve_in_memory()
-            } else {
-                writer
+            Arc::new(match self.lease_idle {
+                Some(idle) if credits.leases() => writer.with_leases(idle),
+                _ if self.reserve_in_memory => writer.reserve_in_memory(),
+                _ => writer,
             })
         });
         let credits_view = writer

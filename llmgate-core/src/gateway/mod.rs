@@ -9,6 +9,7 @@ mod builder;
 mod count;
 mod embed;
 mod inner;
+mod lease;
 mod ledger;
 mod meter;
 mod owed;
@@ -231,6 +232,10 @@ impl Gateway {
             writer.hurry();
         }
         self.inner.settlements.idle().await;
+        if let Some(writer) = &self.inner.writer {
+            // Nothing in flight: every balance lease goes back before the process ends.
+            writer.return_leases().await;
+        }
     }
 
     fn level(&self, power_level: PowerLevel) -> std::borrow::Cow<'_, PowerLevelPolicy> {

@@ -8,6 +8,7 @@
 //! (balances, the ledger, usage); this module keeps the shared helpers, the pool and
 //! readiness checks ([`sql_store_pool!`]) and the `CreditStore` implementation itself.
 
+pub(crate) mod leases;
 pub(crate) mod reads;
 pub(crate) mod statements;
 pub(crate) mod steps;
@@ -320,7 +321,8 @@ pub(crate) use sql_store_pool;
 
 /// Implements `CreditStore` for a store type with a `pool: sqlx::Pool<$db>` field,
 /// `HOLD_STATEMENT` / `SETTLE_STATEMENT` consts (a hold or settle as one statement, where the
-/// backend can: `Some(statements::PG_HOLD)`, else `None`),
+/// backend can: `Some(statements::PG_HOLD)`, else `None`), a `LOCK_BALANCE` const (a balance
+/// read that locks the row for the transaction),
 /// `async fn begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error>` for
 /// ledger work (which may commit without waiting for the disk), `begin_credit` with the same
 /// signature plus `async fn credit_committed(&self)` for credits (which wait for the disk),
@@ -330,6 +332,7 @@ macro_rules! sql_credit_store {
         $crate::sql::steps::sql_ledger_steps!($store, $db);
         $crate::sql::writes::sql_ledger_writes!($store, $db);
         $crate::sql::reads::sql_ledger_reads!($store, $db);
+        $crate::sql::leases::sql_ledger_leases!($store, $db);
 
         #[async_trait::async_trait]
         impl llmgate_core::credits::CreditStore for $store {
@@ -440,6 +443,33 @@ macro_rules! sql_credit_store {
                 query: &llmgate_core::credits::UsageQuery,
             ) -> llmgate_core::Result<Vec<llmgate_core::credits::UsageRow>> {
                 self.read_usage(query).await
+            }
+
+            fn leases(&self) -> bool {
+                true
+            }
+
+            async fn take_lease(
+                &self,
+                request: llmgate_core::credits::LeaseRequest,
+            ) -> llmgate_core::Result<llmgate_core::credits::LeaseOutcome> {
+                self.take_lease_now(&request).await
+            }
+
+            async fn charge_lease(
+                &self,
+                charge: &llmgate_core::credits::LeaseCharge,
+            ) -> llmgate_core::Result<llmgate_core::credits::Written> {
+                let write = llmgate_core::credits::LedgerWrite::LeaseCharge(charge.clone());
+                self.lease_write_alone(&write).await
+            }
+
+            async fn return_lease(
+                &self,
+                give: &llmgate_core::credits::LeaseReturn,
+            ) -> llmgate_core::Result<llmgate_core::credits::Written> {
+                let write = llmgate_core::credits::LedgerWrite::LeaseReturn(give.clone());
+                self.lease_write_alone(&write).await
             }
 
             async fn reclaim_expired(&self) -> llmgate_core::Result<u64> {

@@ -7,7 +7,7 @@ macro_rules! sql_ledger_reads {
         impl $store {
             async fn read_balance(&self, user_id: &str) -> llmgate_core::Result<i64> {
                 let balance: Option<i64> =
-                    sqlx::query_scalar::<$db, i64>($crate::sql::statements::SELECT_BALANCE)
+                    sqlx::query_scalar::<$db, i64>($crate::sql::statements::SELECT_SPENDABLE)
                         .bind(user_id)
                         .fetch_optional(&self.pool)
                         .await

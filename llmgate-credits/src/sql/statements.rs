@@ -32,6 +32,54 @@ ON CONFLICT (user_id) DO NOTHING";
 pub(crate) const SELECT_BALANCE: &str =
     "SELECT balance_micros FROM credit_balances WHERE user_id = $1";
 
+/// PostgreSQL: [`SELECT_BALANCE`], locking the row until the transaction ends (SQLite's
+/// `BEGIN IMMEDIATE` already holds the write lock).
+pub(crate) const PG_LOCK_BALANCE: &str =
+    "SELECT balance_micros FROM credit_balances WHERE user_id = $1 FOR UPDATE";
+
+/// What an account may spend: its balance plus what its balance leases hold (a lease only
+/// moved it aside; the requests served from it are charged as they settle).
+pub(crate) const SELECT_SPENDABLE: &str = "\
+SELECT CAST(balance_micros + COALESCE((SELECT SUM(amount_micros) FROM credit_holds \
+WHERE credit_holds.user_id = $1 AND lease_seq IS NOT NULL), 0) AS BIGINT) \
+FROM credit_balances WHERE user_id = $1";
+
+/// A lease, locked and its expiry renewed to `$2`; no row: it is gone (reclaimed or closed).
+pub(crate) const RENEW_LEASE: &str = "\
+UPDATE credit_holds SET expires_at = $2 WHERE id = $1 AND lease_seq IS NOT NULL \
+RETURNING id";
+
+/// A lease grows by `$2` (taken from the balance in the same transaction).
+pub(crate) const GROW_LEASE: &str =
+    "UPDATE credit_holds SET amount_micros = amount_micros + $2 WHERE id = $1";
+
+/// A new lease of `$2` for user `$1`, placed at `$3`, expiring at `$4`, by replica `$5`.
+pub(crate) const INSERT_LEASE: &str = "\
+INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at, replica_id, \
+lease_seq) VALUES ($1, $2, 'lease', $3, $4, $5, 0) \
+RETURNING id";
+
+/// A request served from lease `$1` is charged `$2` (write number `$3`), renewing the expiry
+/// to `$4`. No row: the lease is gone, or applied this write before.
+pub(crate) const CHARGE_LEASE: &str = "\
+UPDATE credit_holds SET amount_micros = amount_micros - $2, lease_seq = $3, expires_at = $4 \
+WHERE id = $1 AND lease_seq < $3 AND amount_micros >= $2 \
+RETURNING user_id";
+
+/// `$2` goes back from lease `$1` (write number `$3`). No row: gone, or applied before.
+pub(crate) const SHRINK_LEASE: &str = "\
+UPDATE credit_holds SET amount_micros = amount_micros - $2, lease_seq = $3 \
+WHERE id = $1 AND lease_seq < $3 AND amount_micros >= $2 \
+RETURNING user_id";
+
+/// Close lease `$1` (write number `$2`): everything it holds goes back.
+pub(crate) const CLOSE_LEASE: &str = "\
+DELETE FROM credit_holds WHERE id = $1 AND lease_seq < $2 \
+RETURNING user_id, amount_micros";
+
+/// The last write number a lease applied; no row: it is gone.
+pub(crate) const LEASE_SEQ: &str = "SELECT lease_seq FROM credit_holds WHERE id = $1";
+
 /// `$6` is the replica that places the hold (its holds come back early if it stops beating).
 pub(crate) const INSERT_HOLD: &str = "\
 INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at, replica_id) \
@@ -260,3 +308,38 @@ CASE part.n WHEN 2 THEN $12 END \
 FROM charged, balance, (VALUES (1), (2)) AS part (n) \
 ORDER BY part.n) \
 SELECT balance.balance_micros, charged.charge FROM balance, charged";
+
+/// PostgreSQL only: [`CHARGE_LEASE`], the lock of the balance row, the charge's two ledger
+/// entries (the release out of the lease, then the charge; the balance does not move) as one
+/// statement. `$1` lease, `$2` cost, `$3` write number, `$4` new expiry, `$5` model, `$6`
+/// provider, `$7` key source, `$8`, `$9` and `$12`–`$14` the token counts, `$10` the request,
+/// `$11` now. Returns the balance and what the
+/// account may spend after the charge (the lease sum is read before this statement's own
+/// change, hence `− $2`). No row: the lease is gone, or applied this write before.
+pub(crate) const PG_CHARGE_LEASE: &str = "\
+WITH lease AS ( \
+UPDATE credit_holds SET amount_micros = amount_micros - $2, lease_seq = $3, expires_at = $4 \
+WHERE id = $1 AND lease_seq < $3 AND amount_micros >= $2 \
+RETURNING user_id), \
+balance AS ( \
+UPDATE credit_balances SET balance_micros = credit_balances.balance_micros \
+FROM lease WHERE credit_balances.user_id = lease.user_id \
+RETURNING credit_balances.user_id, credit_balances.balance_micros), \
+entry AS ( \
+INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, provider, \
+prompt_tokens, completion_tokens, key_source, request_id, reason, created_at, cache_read_tokens, \
+cache_write_tokens, reasoning_tokens) \
+SELECT balance.user_id, \
+CASE part.n WHEN 1 THEN 'release' ELSE 'charge' END, \
+CASE part.n WHEN 1 THEN $2 ELSE -$2 END, \
+CASE part.n WHEN 1 THEN balance.balance_micros + $2 ELSE balance.balance_micros END, \
+CASE part.n WHEN 2 THEN $5 END, CASE part.n WHEN 2 THEN $6 END, \
+CASE part.n WHEN 2 THEN $8 END, CASE part.n WHEN 2 THEN $9 END, \
+CASE part.n WHEN 2 THEN $7 END, $10, 'lease ' || $1, $11, \
+CASE part.n WHEN 2 THEN $12 END, CASE part.n WHEN 2 THEN $13 END, \
+CASE part.n WHEN 2 THEN $14 END \
+FROM balance, (VALUES (1), (2)) AS part (n) \
+ORDER BY part.n) \
+SELECT balance.balance_micros, CAST(balance.balance_micros - $2 + COALESCE((SELECT \
+SUM(amount_micros) FROM credit_holds WHERE credit_holds.user_id = balance.user_id \
+AND lease_seq IS NOT NULL), 0) AS BIGINT) FROM balance";

@@ -114,6 +114,16 @@ macro_rules! sql_ledger_writes {
                             }
                             Ok(Written::Released)
                         }
+                        LedgerWrite::LeaseCharge(charge) => {
+                            let written = Self::charge_lease_in(&mut tx, charge).await?;
+                            if matches!(written, Written::LeaseCharged(Some(_))) {
+                                totals.add(&charge.usage, charge.usage.cost_micros.max(0));
+                            }
+                            Ok(written)
+                        }
+                        LedgerWrite::LeaseReturn(give) => {
+                            Ok(Self::return_lease_in(&mut tx, give).await?)
+                        }
                     });
                 }
                 for (key, sum) in totals.rows {

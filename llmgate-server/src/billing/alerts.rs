@@ -262,10 +262,16 @@ impl llmgate_core::credits::forwarding::ForwardingCreditStore for AlertingCredit
         let results = self.inner.write_batch(writes).await;
         // Each settle with the balance right after it, as `settle` does.
         for (write, result) in writes.iter().zip(&results) {
-            if let (LedgerWrite::Settle { hold, .. }, Ok(Written::Settled(Some(balance)))) =
-                (write, result)
-            {
-                self.alerts.after_settle(&hold.user_id, *balance).await;
+            match (write, result) {
+                (LedgerWrite::Settle { hold, .. }, Ok(Written::Settled(Some(balance)))) => {
+                    self.alerts.after_settle(&hold.user_id, *balance).await;
+                }
+                (LedgerWrite::LeaseCharge(charge), Ok(Written::LeaseCharged(Some(balance)))) => {
+                    self.alerts
+                        .after_settle(&charge.usage.user_id, *balance)
+                        .await;
+                }
+                _ => {}
             }
         }
         results

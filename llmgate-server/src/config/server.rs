@@ -70,6 +70,12 @@ pub struct StorageConfig {
     /// A replica silent this long (killed, cut off) counts as stopped: the others reclaim its
     /// holds at their next reclaim, long before the holds expire.
     pub replica_timeout_secs: u64,
+    /// Serve paid requests from balance leases: a slice of an account's balance taken in one
+    /// database step and spent from memory (see docs/credits.md). Off: a hold per request.
+    pub leases: bool,
+    /// A lease with no request in flight for this long goes back to the balance, where any
+    /// replica can spend it.
+    pub lease_idle_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -81,6 +87,8 @@ impl Default for StorageConfig {
             hold_ttl_secs: 3600,
             reclaim_every_secs: 10,
             replica_timeout_secs: 50,
+            leases: true,
+            lease_idle_ms: 1_000,
         }
     }
 }

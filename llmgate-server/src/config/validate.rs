@@ -196,6 +196,9 @@ fn server(config: &Config, report: &mut Report) {
             report.push(path, "must be at least 1");
         }
     }
+    if storage.lease_idle_ms == 0 {
+        report.push("storage.lease_idle_ms", "must be at least 1");
+    }
     // A replica beats every reclaim tick: its peers must not take a beat or two missed for a
     // stop.
     if storage.replica_timeout_secs < storage.reclaim_every_secs.saturating_mul(3) {

@@ -189,9 +189,9 @@ impl llmgate_core::credits::forwarding::ForwardingCreditStore for MeteredCreditS
         let took = started.elapsed().as_secs_f64();
         let kind = |write: &LedgerWrite| match write {
             LedgerWrite::Hold(_) => Operation::Hold,
-            LedgerWrite::Settle { .. } => Operation::Settle,
+            LedgerWrite::Settle { .. } | LedgerWrite::LeaseCharge(_) => Operation::Settle,
             LedgerWrite::Usage(_) => Operation::RecordUsage,
-            LedgerWrite::Release(_) => Operation::Release,
+            LedgerWrite::Release(_) | LedgerWrite::LeaseReturn(_) => Operation::Release,
         };
         for op in [Operation::Hold, Operation::Settle, Operation::RecordUsage] {
             if writes.iter().any(|w| kind(w) as usize == op as usize) {

@@ -250,6 +250,7 @@ fn expected(variant: &Variant, seen: &Seen, upstream: &FakeUpstream) -> Expected
             .map(|user| (monthly_grant_key(user, now), user.clone())),
     );
     Expected {
+        accounts: seen.accounts.clone(),
         served: seen.served(),
         refused: seen.refused(),
         upstream_saw: upstream

@@ -1,7 +1,7 @@
 //! The clients of a run: chat requests from several users to random replicas, top-ups with
 //! repeated idempotency keys sent to several replicas at once, and what each client saw.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -91,6 +91,8 @@ pub struct KeyUse {
 pub struct Seen {
     /// The request id (= marker) of every chat request and how it ended.
     pub requests: Vec<(String, Outcome)>,
+    /// The account of every chat request, by its request id.
+    pub accounts: HashMap<String, String>,
     /// Top-up keys (as sent, without the server's namespace) and their use.
     pub keys: BTreeMap<String, KeyUse>,
     /// The same keys in the order they were made, to pick one to repeat.
@@ -236,7 +238,9 @@ pub async fn chat_client(
             continue;
         };
         let outcome = chat(&client, &url, user, &order, stream).await;
-        lock(&seen).requests.push((order.marker, outcome));
+        let mut seen = lock(&seen);
+        seen.accounts.insert(order.marker.clone(), user.id.clone());
+        seen.requests.push((order.marker, outcome));
     }
 }
 

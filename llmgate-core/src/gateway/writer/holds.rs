@@ -17,6 +17,15 @@ impl LedgerWriter {
     /// [`crate::gateway::reserve`]); otherwise, or while the database is failing, it is
     /// awaited.
     pub async fn hold(&self, request: HoldRequest) -> Result<Hold> {
+        if let Some(leases) = &self.leases {
+            // A hold that counts against a key budget is decided by the store, where the
+            // budget is kept; while the database fails, a hold is refused rather than served.
+            let healthy = self.progress.healthy.load(Ordering::Acquire);
+            if healthy && request.budget.is_none() && self.sender().is_some() {
+                return self.hold_from_lease(leases, request).await;
+            }
+            return self.hold_awaited(request).await;
+        }
         let Some(reservations) = &self.reservations else {
             return self.hold_awaited(request).await;
         };
@@ -74,7 +83,7 @@ impl LedgerWriter {
     /// queued is tried again once they are written, since a queued settle or release may give
     /// back what the hold needs. It runs on a task of its own: a hold whose request went away
     /// meanwhile is released at once.
-    async fn hold_awaited(&self, request: HoldRequest) -> Result<Hold> {
+    pub(super) async fn hold_awaited(&self, request: HoldRequest) -> Result<Hold> {
         let (reply, answer) = oneshot::channel();
         let credits = self.credits.clone();
         let progress = self.progress.clone();

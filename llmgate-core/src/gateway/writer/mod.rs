@@ -64,6 +64,7 @@
 //! charge, and a top-up is ordered after it.
 
 mod holds;
+mod leased;
 mod progress;
 mod queue;
 mod queued;
@@ -76,6 +77,7 @@ use std::sync::{Arc, OnceLock};
 use metrics::Counter;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::lease::Leases;
 use super::reserve::Reservations;
 use crate::credits::CreditStore;
 use progress::{Flushed, Progress};
@@ -91,6 +93,10 @@ pub(super) struct LedgerWriter {
     failures: Counter,
     /// Balances kept in memory (`reserve_in_memory`): holds are not waited for.
     reservations: Option<Arc<Reservations>>,
+    /// Balance leases (`with_leases`): holds are served from memory against a lease.
+    leases: Option<Arc<Leases>>,
+    /// The task that gives idle leases back, started with the first lease.
+    sweeper: OnceLock<()>,
 }
 
 impl std::fmt::Debug for LedgerWriter {
@@ -113,7 +119,16 @@ impl LedgerWriter {
             sender: OnceLock::new(),
             failures,
             reservations: None,
+            leases: None,
+            sweeper: OnceLock::new(),
         }
+    }
+
+    /// Serve holds from balance leases (see [`super::lease`]); a lease with no hold in flight
+    /// for `idle` is given back. Only for a store with leases ([`CreditStore::leases`]).
+    pub fn with_leases(mut self, idle: std::time::Duration) -> Self {
+        self.leases = Some(Arc::new(Leases::new(idle)));
+        self
     }
 
     /// Keep balances in memory and queue holds like settles (see [`super::reserve`]): only
@@ -125,7 +140,11 @@ impl LedgerWriter {
 
     /// A view of the store whose reads wait for the writes queued before them.
     pub fn flushed_view(&self) -> Arc<dyn CreditStore> {
-        Arc::new(Flushed::new(self.credits.clone(), self.progress.clone()))
+        Arc::new(Flushed::new(
+            self.credits.clone(),
+            self.progress.clone(),
+            self.leases.clone(),
+        ))
     }
 
     /// Commit what is queued now instead of lingering (a shutdown is waiting for it).
@@ -153,6 +172,7 @@ impl LedgerWriter {
                 self.credits.clone(),
                 self.progress.clone(),
                 self.failures.clone(),
+                self.leases.clone(),
             );
             runtime.spawn(task.run());
             sender

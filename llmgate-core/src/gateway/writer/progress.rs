@@ -11,6 +11,7 @@ use tokio::sync::{Notify, watch};
 use crate::credits::forwarding::ForwardingCreditStore;
 use crate::credits::{Credit, CreditOutcome, CreditStore, Page, Transaction, UsageQuery, UsageRow};
 use crate::error::Result;
+use crate::gateway::lease::Leases;
 
 /// The longest a read waits for queued writes. Longer means the database is failing (a settle
 /// is being retried); the read then goes ahead and answers (or fails) as the database does.
@@ -85,12 +86,22 @@ impl Progress {
 pub(super) struct Flushed {
     inner: Arc<dyn CreditStore>,
     progress: Arc<Progress>,
+    leases: Option<Arc<Leases>>,
 }
 
 impl Flushed {
-    /// `inner`, read after the writes `progress` counts.
-    pub fn new(inner: Arc<dyn CreditStore>, progress: Arc<Progress>) -> Self {
-        Self { inner, progress }
+    /// `inner`, read after the writes `progress` counts; a balance less what this replica's
+    /// requests in flight hold from `leases`.
+    pub fn new(
+        inner: Arc<dyn CreditStore>,
+        progress: Arc<Progress>,
+        leases: Option<Arc<Leases>>,
+    ) -> Self {
+        Self {
+            inner,
+            progress,
+            leases,
+        }
     }
 }
 
@@ -117,7 +128,12 @@ impl ForwardingCreditStore for Flushed {
 
     async fn balance(&self, user_id: &str) -> Result<i64> {
         self.progress.flushed().await;
-        self.inner.balance(user_id).await
+        // The store counts leases as spendable; what requests in flight hold from them is not.
+        let held = self
+            .leases
+            .as_ref()
+            .map_or(0, |leases| leases.in_flight_micros(user_id));
+        Ok(self.inner.balance(user_id).await? - held)
     }
 
     async fn transactions(&self, user_id: &str, page: Page) -> Result<Vec<Transaction>> {

@@ -11,6 +11,7 @@ use super::progress::Progress;
 use super::queued::Queued;
 use super::task::report;
 use crate::credits::{CreditStore, LedgerWrite};
+use crate::gateway::lease::lease_of;
 use crate::gateway::owed::{Owed, detached};
 use crate::gateway::reserve::{Reservations, provisional_number};
 
@@ -55,6 +56,14 @@ impl LedgerWriter {
     /// is full, and then on a task of its own, so a caller that goes away cannot lose the
     /// write. Outside a runtime the write is made before this returns.
     pub async fn write(&self, write: LedgerWrite, owed: Option<Owed>) {
+        if let Some(leases) = &self.leases
+            && let LedgerWrite::Settle { hold, .. } | LedgerWrite::Release(hold) = &write
+            && let Some(lease_id) = lease_of(hold)
+        {
+            let lease_id = lease_id.to_owned();
+            self.settle_leased(leases, lease_id, write, owed).await;
+            return;
+        }
         let Some(sending) = self.sending() else {
             self.direct().write(write, owed).await;
             return;
@@ -122,7 +131,10 @@ async fn give_back(
             hold.amount_micros - usage.cost_micros.clamp(0, hold.amount_micros),
         ),
         LedgerWrite::Release(hold) => (hold, hold.amount_micros),
-        LedgerWrite::Hold(_) | LedgerWrite::Usage(_) => return Some((write, owed)),
+        LedgerWrite::Hold(_)
+        | LedgerWrite::Usage(_)
+        | LedgerWrite::LeaseCharge(_)
+        | LedgerWrite::LeaseReturn(_) => return Some((write, owed)),
     };
     let provisional = provisional_number(hold).is_some();
     let account = reservations.account(&hold.user_id);

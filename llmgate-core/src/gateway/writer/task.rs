@@ -16,6 +16,7 @@ use super::progress::Progress;
 use super::queued::{MAX_BATCH, Queued};
 use crate::credits::{CreditStore, Hold, LedgerWrite, Written};
 use crate::error::{Error, ErrorKind, Result};
+use crate::gateway::lease::Leases;
 use crate::gateway::reserve::provisional_number;
 
 /// How long settles may wait for company before they are committed; what a process killed
@@ -73,6 +74,8 @@ pub(super) struct WriterTask {
     /// Holds reserved in memory, by provisional number: the hold the database placed (`None`
     /// when its write failed), until its settle or release takes it.
     placed: HashMap<u64, Option<Hold>>,
+    /// Balance leases: one the database says is gone is forgotten.
+    leases: Option<Arc<Leases>>,
 }
 
 impl WriterTask {
@@ -81,6 +84,7 @@ impl WriterTask {
         credits: Arc<dyn CreditStore>,
         progress: Arc<Progress>,
         failures: Counter,
+        leases: Option<Arc<Leases>>,
     ) -> Self {
         Self {
             receiver,
@@ -97,6 +101,7 @@ impl WriterTask {
             taken: 0,
             carry: Vec::new(),
             placed: HashMap::new(),
+            leases,
         }
     }
 
@@ -221,9 +226,16 @@ impl WriterTask {
                 }
                 self.placed.insert(number, hold);
             }
+            if let (Some(leases), Some(Ok(Written::LeaseGone))) = (&self.leases, &result) {
+                forget_gone_lease(leases, &queued.write);
+            }
+            // Lease writes carry their number, so a retry of one applied before is a no-op.
             let retry = matches!(
                 queued.write,
-                LedgerWrite::Settle { .. } | LedgerWrite::Release(_)
+                LedgerWrite::Settle { .. }
+                    | LedgerWrite::Release(_)
+                    | LedgerWrite::LeaseCharge(_)
+                    | LedgerWrite::LeaseReturn(_)
             ) && worth_another_try(&result)
                 && queued.tries + 1 < MAX_SETTLE_TRIES;
             if retry {
@@ -268,6 +280,21 @@ impl WriterTask {
     }
 }
 
+/// The database says a lease is gone (reclaimed while this replica was silent): forget it,
+/// so the next hold takes a new one.
+fn forget_gone_lease(leases: &Leases, write: &LedgerWrite) {
+    let lease_id = match write {
+        LedgerWrite::LeaseCharge(charge) => &charge.lease_id,
+        LedgerWrite::LeaseReturn(give) => &give.lease_id,
+        _ => return,
+    };
+    tracing::warn!(
+        lease_id,
+        "a balance lease was reclaimed; its requests go uncharged"
+    );
+    leases.forget(write.user_id(), lease_id);
+}
+
 /// Where the batch must end: before the first settle or release of a hold reserved in memory
 /// whose own write is in the batch (the database's id for it is not known yet).
 fn first_needing_a_hold_of(batch: &[Queued]) -> usize {
@@ -280,7 +307,7 @@ fn first_needing_a_hold_of(batch: &[Queued]) -> usize {
             LedgerWrite::Settle { hold, .. } | LedgerWrite::Release(hold) => {
                 provisional_number(hold)
             }
-            LedgerWrite::Hold(_) | LedgerWrite::Usage(_) => None,
+            _ => None,
         };
         if needs.is_some_and(|number| reserved.contains(&number)) {
             return index;
@@ -297,7 +324,7 @@ fn with_placed_holds(batch: &mut [Queued], placed: &mut HashMap<u64, Option<Hold
         .map(|queued| {
             let hold = match &mut queued.write {
                 LedgerWrite::Settle { hold, .. } | LedgerWrite::Release(hold) => hold,
-                LedgerWrite::Hold(_) | LedgerWrite::Usage(_) => return false,
+                _ => return false,
             };
             let Some(number) = provisional_number(hold) else {
                 return false;
@@ -416,6 +443,14 @@ pub(super) fn report(write: &LedgerWrite, result: Option<Result<Written>>, failu
         LedgerWrite::Release(hold) => {
             // The hold stays open until it expires and is reclaimed.
             tracing::warn!(%error, hold = %hold.id, "releasing a hold failed");
+        }
+        LedgerWrite::LeaseCharge(charge) => {
+            // The lease keeps the charge; its close gives it back: the request goes uncharged.
+            tracing::error!(%error, lease = %charge.lease_id, request_id = %charge.usage.request_id, "charging a balance lease failed");
+        }
+        LedgerWrite::LeaseReturn(give) => {
+            // The lease keeps it until its close (or its reclaim).
+            tracing::warn!(%error, lease = %give.lease_id, "returning part of a balance lease failed");
         }
     }
 }

@@ -1,0 +1,255 @@
+//! Balance leases, run against every `CreditStore` backend: the in-memory reference, SQLite,
+//! PostgreSQL and the Redis cache over SQLite. Takes, charges and returns move exactly their
+//! amounts, the entries add up to the balance, a retried write applies once, a lease that was
+//! reclaimed charges nothing, and concurrent takes never overdraw.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+/// 2026-03-01T00:00:00Z.
+const MARCH_1: i64 = 1_772_323_200;
+
+mod cases {
+    use std::sync::Arc;
+
+    use llmgate_core::credits::{
+        CreditStore, LeaseCharge, LeaseOutcome, LeaseRequest, LeaseReturn, LedgerWrite,
+        TransactionKind, UsageGroup, UsageQuery, Written,
+    };
+
+    use super::MARCH_1;
+    use super::support::{ledger_totals, top_up, usage_record};
+
+    fn ask(user_id: &str, lease_id: Option<&str>, need: i64, want: i64) -> LeaseRequest {
+        LeaseRequest {
+            user_id: user_id.to_owned(),
+            lease_id: lease_id.map(str::to_owned),
+            need_micros: need,
+            want_micros: want,
+            ttl_secs: 600,
+        }
+    }
+
+    async fn take(store: &dyn CreditStore, request: LeaseRequest) -> (String, i64) {
+        match store.take_lease(request).await.unwrap() {
+            LeaseOutcome::Taken {
+                lease_id,
+                taken_micros,
+            } => (lease_id, taken_micros),
+            short => panic!("expected a take, got {short:?}"),
+        }
+    }
+
+    fn charge(user_id: &str, lease_id: &str, seq: i64, cost: i64) -> LeaseCharge {
+        let mut usage = usage_record(user_id, &format!("req-{seq}"), "m", "p", cost, MARCH_1);
+        usage.cost_micros = cost;
+        LeaseCharge {
+            lease_id: lease_id.to_owned(),
+            seq,
+            usage,
+            ttl_secs: 600,
+        }
+    }
+
+    fn give_back(user_id: &str, lease_id: &str, seq: i64, amount: i64, close: bool) -> LeaseReturn {
+        LeaseReturn {
+            lease_id: lease_id.to_owned(),
+            user_id: user_id.to_owned(),
+            seq,
+            amount_micros: amount,
+            close,
+        }
+    }
+
+    pub async fn take_charge_and_return_move_exact_amounts(store: Arc<dyn CreditStore>) {
+        assert!(store.leases());
+        top_up(&*store, "ann", 10_000).await;
+        let (lease, taken) = take(&*store, ask("ann", None, 1_000, 4_000)).await;
+        assert_eq!(taken, 4_000);
+        // A lease only moves money aside: the account may still spend all of it.
+        assert_eq!(store.balance("ann").await.unwrap(), 10_000);
+        let charged = store.charge_lease(&charge("ann", &lease, 1, 700)).await;
+        assert_eq!(charged.unwrap(), Written::LeaseCharged(Some(9_300)));
+        let returned = store
+            .return_lease(&give_back("ann", &lease, 2, 1_000, false))
+            .await;
+        assert_eq!(returned.unwrap(), Written::LeaseReturned);
+        // Extending the lease keeps its id.
+        let (again, more) = take(&*store, ask("ann", Some(&lease), 500, 500)).await;
+        assert_eq!((again.as_str(), more), (lease.as_str(), 500));
+        let closed = store
+            .return_lease(&give_back("ann", &lease, 3, 0, true))
+            .await;
+        assert_eq!(closed.unwrap(), Written::LeaseReturned);
+        assert_eq!(store.balance("ann").await.unwrap(), 9_300);
+
+        let totals = ledger_totals(&*store, "ann").await;
+        assert_eq!(
+            (totals.sum, totals.charges, totals.credits),
+            (9_300, 700, 10_000)
+        );
+        let entries = store
+            .transactions(
+                "ann",
+                llmgate_core::credits::Page {
+                    limit: 20,
+                    before_id: None,
+                },
+            )
+            .await
+            .unwrap();
+        let moves: Vec<_> = entries
+            .iter()
+            .rev()
+            .map(|t| (t.kind, t.amount_micros))
+            .collect();
+        assert_eq!(
+            moves,
+            [
+                (TransactionKind::TopUp, 10_000),
+                (TransactionKind::Hold, -4_000),
+                (TransactionKind::Release, 700),
+                (TransactionKind::Charge, -700),
+                (TransactionKind::Release, 1_000),
+                (TransactionKind::Hold, -500),
+                (TransactionKind::Release, 2_800),
+            ]
+        );
+        let charge_entry = entries
+            .iter()
+            .find(|t| t.kind == TransactionKind::Charge)
+            .unwrap();
+        assert_eq!(charge_entry.request_id.as_deref(), Some("req-1"));
+        assert_eq!(charge_entry.model.as_deref(), Some("m"));
+        let usage = store
+            .usage(&UsageQuery {
+                user_id: Some("ann".into()),
+                from_day: None,
+                to_day: None,
+                group_by: UsageGroup::Model,
+            })
+            .await
+            .unwrap();
+        assert_eq!((usage[0].requests, usage[0].cost_micros), (1, 700));
+    }
+
+    pub async fn a_take_leaves_half_of_the_surplus(store: Arc<dyn CreditStore>) {
+        top_up(&*store, "bea", 1_000).await;
+        let (_, first) = take(&*store, ask("bea", None, 100, 10_000)).await;
+        assert_eq!(first, 550);
+        // Another replica (no lease of its own yet) finds 450.
+        let (_, second) = take(&*store, ask("bea", None, 100, 10_000)).await;
+        assert_eq!(second, 275);
+        let short = store.take_lease(ask("bea", None, 200, 200)).await.unwrap();
+        assert_eq!(
+            short,
+            LeaseOutcome::Short {
+                balance_micros: 175
+            }
+        );
+        assert_eq!(store.balance("bea").await.unwrap(), 1_000);
+        assert_eq!(ledger_totals(&*store, "bea").await.sum, 175);
+    }
+
+    pub async fn a_retried_write_applies_once(store: Arc<dyn CreditStore>) {
+        top_up(&*store, "cid", 5_000).await;
+        let (lease, _) = take(&*store, ask("cid", None, 2_000, 2_000)).await;
+        let write = charge("cid", &lease, 1, 300);
+        assert!(matches!(
+            store.charge_lease(&write).await.unwrap(),
+            Written::LeaseCharged(Some(_))
+        ));
+        assert_eq!(
+            store.charge_lease(&write).await.unwrap(),
+            Written::LeaseCharged(None)
+        );
+        let give = give_back("cid", &lease, 2, 700, false);
+        let batch = [
+            LedgerWrite::LeaseReturn(give.clone()),
+            LedgerWrite::LeaseReturn(give),
+        ];
+        let results = store.write_batch(&batch).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Ok(Written::LeaseReturned)))
+        );
+        assert_eq!(store.balance("cid").await.unwrap(), 4_700);
+        let totals = ledger_totals(&*store, "cid").await;
+        assert_eq!((totals.charges, totals.sum), (300, 5_000 - 2_000 + 700));
+    }
+
+    pub async fn a_reclaimed_lease_charges_nothing(store: Arc<dyn CreditStore>) {
+        top_up(&*store, "dan", 5_000).await;
+        let mut request = ask("dan", None, 1_000, 1_000);
+        request.ttl_secs = 0;
+        let (lease, _) = take(&*store, request).await;
+        assert_eq!(store.reclaim_expired().await.unwrap(), 1);
+        let charged = store
+            .charge_lease(&charge("dan", &lease, 1, 400))
+            .await
+            .unwrap();
+        assert_eq!(charged, Written::LeaseGone);
+        let closed = store
+            .return_lease(&give_back("dan", &lease, 2, 0, true))
+            .await;
+        assert!(matches!(
+            closed.unwrap(),
+            Written::LeaseReturned | Written::LeaseGone
+        ));
+        // A take asking for the gone lease opens a new one.
+        let (fresh, _) = take(&*store, ask("dan", Some(&lease), 100, 100)).await;
+        assert_ne!(fresh, lease);
+        assert_eq!(store.balance("dan").await.unwrap(), 5_000);
+        let totals = ledger_totals(&*store, "dan").await;
+        assert_eq!((totals.charges, totals.sum), (0, 4_900));
+    }
+
+    pub async fn concurrent_takes_never_overdraw(store: Arc<dyn CreditStore>) {
+        top_up(&*store, "eve", 10_000).await;
+        let takes = (0..40).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_lease(ask("eve", None, 300, 300)).await })
+        });
+        let mut taken = 0;
+        for outcome in futures::future::join_all(takes).await {
+            match outcome.unwrap().unwrap() {
+                LeaseOutcome::Taken { taken_micros, .. } => taken += taken_micros,
+                LeaseOutcome::Short { balance_micros } => assert!(balance_micros < 300),
+            }
+        }
+        assert_eq!(taken, 33 * 300);
+        let totals = ledger_totals(&*store, "eve").await;
+        assert_eq!(totals.sum, 10_000 - taken);
+        assert_eq!(store.balance("eve").await.unwrap(), 10_000);
+    }
+}
+
+/// One `#[tokio::test]` per case for one backend.
+macro_rules! leases {
+    ($backend:ident => $fixture:path) => {
+        mod $backend {
+            leases!(@cases $fixture;
+                take_charge_and_return_move_exact_amounts,
+                a_take_leaves_half_of_the_surplus,
+                a_retried_write_applies_once,
+                a_reclaimed_lease_charges_nothing,
+                concurrent_takes_never_overdraw,
+            );
+        }
+    };
+    (@cases $fixture:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(fixture) = $fixture().await else { return };
+                super::cases::$case(fixture.store.clone()).await;
+            }
+        )*
+    };
+}
+
+leases!(memory => crate::support::memory_fixture);
+leases!(sqlite => crate::support::sqlite_fixture);
+leases!(postgres => crate::support::postgres_fixture);
+leases!(redis_cached_sqlite => crate::support::cached_sqlite_fixture);
