@@ -117,20 +117,23 @@ impl Sampler {
 
 /// The `traceparent` header value naming a span: version 00, trace id, span id, flags.
 pub(super) fn traceparent(trace_id: &TraceId, span_id: &SpanId, sampled: bool) -> Arc<str> {
-    let mut text = String::with_capacity(55);
-    text.push_str("00-");
-    push_hex(&mut text, trace_id);
-    text.push('-');
-    push_hex(&mut text, span_id);
-    text.push_str(if sampled { "-01" } else { "-00" });
-    Arc::from(text)
+    // Written into a fixed buffer: pushing 55 characters one by one onto a `String` cost
+    // more than the rest of starting an attempt's span.
+    let mut text = *b"00-________________________________-________________-00";
+    hex_into(&mut text[3..35], trace_id);
+    hex_into(&mut text[36..52], span_id);
+    if sampled {
+        text[54] = b'1';
+    }
+    // Only ASCII was written, so this never takes the empty branch.
+    std::str::from_utf8(&text).map_or_else(|_| Arc::from(""), Arc::from)
 }
 
-fn push_hex(text: &mut String, bytes: &[u8]) {
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        text.push(char::from(HEX[usize::from(byte >> 4)]));
-        text.push(char::from(HEX[usize::from(byte & 15)]));
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 15)];
     }
 }
 
