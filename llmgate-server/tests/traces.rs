@@ -484,3 +484,54 @@ async fn count_tokens_has_a_client_span_only_when_an_upstream_counts() {
     assert!(clients.is_empty() && late.is_empty(), "{late:#?}");
     assert_eq!(gate.steady.request_count(), calls, "nothing went upstream");
 }
+
+#[tokio::test]
+async fn sampling_a_new_trace_by_ratio_and_a_callers_by_its_flag() {
+    let collector = FakeCollector::start().await;
+    let gate = Traced::start(Some(&collector.endpoint()), "  sample_ratio: 0.0\n").await;
+    let (_, key) = gate.user().await;
+    let sent = || {
+        gate.steady
+            .last_request()
+            .unwrap()
+            .header("traceparent")
+            .unwrap()
+    };
+
+    // A new trace at ratio 0, and a caller's trace it did not sample: the upstream still gets
+    // the trace (flag 00), nothing is recorded.
+    let unsampled = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-00");
+    for caller in [None, Some(unsampled.as_str())] {
+        let response = gate
+            .post("/v1/chat/completions", &key, ask("backup"), caller)
+            .await;
+        assert_eq!(response.status(), 200);
+        let traceparent = sent();
+        assert!(
+            traceparent.starts_with("00-") && traceparent.ends_with("-00"),
+            "{traceparent}"
+        );
+        if caller.is_some() {
+            assert!(traceparent.starts_with(&format!("00-{CALLER_TRACE}-")));
+            assert!(
+                !traceparent.contains(CALLER_SPAN),
+                "a span of the gateway's own"
+            );
+        }
+    }
+
+    // A caller that sampled its trace: recorded whatever the ratio.
+    let sampled = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let response = gate
+        .post("/v1/chat/completions", &key, ask("backup"), Some(&sampled))
+        .await;
+    let request_id = header(&response, "x-request-id");
+    let (server, clients) = wait_for_request(&collector, &request_id, 1).await;
+    assert_eq!(server.parent_span_id, CALLER_SPAN);
+    assert_eq!(sent(), clients[0].traceparent());
+    assert_eq!(
+        collector.spans().len(),
+        2,
+        "only the sampled request's spans"
+    );
+}

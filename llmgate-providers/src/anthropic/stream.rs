@@ -222,7 +222,8 @@ impl ChunkDecoder for EventDecoder {
         let Some(data) = event.data else {
             return Ok(Vec::new());
         };
-        let parsed: StreamEvent = serde_json::from_str(&data).map_err(|e| self.malformed(e))?;
+        let parsed =
+            StreamEvent::parse(event.event.as_deref(), &data).map_err(|e| self.malformed(e))?;
         self.on_event(parsed)
     }
 

@@ -250,3 +250,134 @@ pub(crate) struct ErrorObject {
     #[serde(default)]
     pub message: Option<String>,
 }
+
+impl StreamEvent {
+    /// An event from its SSE `event:` name and its data. The two kinds of nearly every event
+    /// (`content_block_delta`) and of the first (`message_start`) are read straight into their
+    /// fields: the tagged enum buffers the whole data into generic values before picking a
+    /// variant, which cost more than the rest of decoding an event. Anything the direct read
+    /// does not take (another kind, a `type` that disagrees with the name, an unexpected shape)
+    /// goes through the enum as before, with its errors.
+    pub(crate) fn parse(name: Option<&str>, data: &str) -> serde_json::Result<Self> {
+        let direct = match name {
+            Some("content_block_delta") => serde_json::from_str::<DeltaEvent<'_>>(data)
+                .ok()
+                .filter(|event| event.kind == "content_block_delta")
+                .and_then(|event| {
+                    Some(StreamEvent::ContentBlockDelta {
+                        index: event.index,
+                        delta: event.delta.into_delta()?,
+                    })
+                }),
+            Some("message_start") => serde_json::from_str::<StartEvent<'_>>(data)
+                .ok()
+                .filter(|event| event.kind == "message_start")
+                .map(|event| StreamEvent::MessageStart {
+                    message: event.message,
+                }),
+            _ => None,
+        };
+        match direct {
+            Some(event) => Ok(event),
+            None => serde_json::from_str(data),
+        }
+    }
+}
+
+/// `content_block_delta`, read without the enum's buffering.
+#[derive(Deserialize)]
+struct DeltaEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    index: u64,
+    delta: FlatDelta<'a>,
+}
+
+/// A delta's fields, whichever its type.
+#[derive(Deserialize)]
+struct FlatDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    partial_json: Option<String>,
+    #[serde(default)]
+    thinking: Option<String>,
+}
+
+impl FlatDelta<'_> {
+    /// The delta as the enum reads it; `None` when a field its type needs is missing.
+    fn into_delta(self) -> Option<BlockDelta> {
+        Some(match self.kind {
+            "text_delta" => BlockDelta::TextDelta { text: self.text? },
+            "input_json_delta" => BlockDelta::InputJsonDelta {
+                partial_json: self.partial_json?,
+            },
+            "thinking_delta" => BlockDelta::ThinkingDelta {
+                thinking: self.thinking?,
+            },
+            _ => BlockDelta::Other,
+        })
+    }
+}
+
+/// `message_start`, read without the enum's buffering.
+#[derive(Deserialize)]
+struct StartEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    message: StartedMessage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct read and the enum agree, on what the direct read takes and on what it
+    /// leaves to the enum.
+    #[test]
+    fn parsing_by_the_event_name_reads_what_the_enum_reads() {
+        let cases = [
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi \"there\""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"signature_delta","signature":"x"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta"}}"#,
+            ),
+            ("content_block_delta", r#"{"type":"ping"}"#),
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"id":"msg_1","type":"message","model":"m","usage":{"input_tokens":5}}}"#,
+            ),
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"id":"msg_1"}}"#,
+            ),
+            ("message_stop", r#"{"type":"message_stop"}"#),
+        ];
+        for (name, data) in cases {
+            let direct = StreamEvent::parse(Some(name), data).map(|e| format!("{e:?}"));
+            let tagged = serde_json::from_str::<StreamEvent>(data).map(|e| format!("{e:?}"));
+            match (direct, tagged) {
+                (Ok(direct), Ok(tagged)) => assert_eq!(direct, tagged, "{data}"),
+                (Err(_), Err(_)) => {}
+                (direct, tagged) => panic!("{data}: {direct:?} against {tagged:?}"),
+            }
+        }
+    }
+}

@@ -3,17 +3,17 @@
 //! A span that ends is put on a bounded queue with `try_send`: it never waits. When the queue
 //! is full (the collector is down or slower than the traffic) the span is dropped and counted.
 //! One task takes spans off the queue in batches (waking at most every tenth of a second, not
-//! per span) and exports one batch at a time, each under a timeout; a batch the collector refuses, or that times out, is dropped and counted too.
+//! per span), encodes each batch as OTLP protobuf and posts one batch at a time, each under a
+//! timeout; a batch the collector refuses, or that times out, is dropped and counted too.
 //! Nothing retries: a trace system that falls behind loses spans, never requests.
 
-use std::fmt;
 use std::time::Duration;
 
 use metrics::{Counter, Unit};
-use opentelemetry::Context;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use tokio::sync::mpsc;
+
+use super::otlp::Encoder;
+use super::record::SpanRecord;
 
 /// Spans dropped instead of exported, by reason (`queue_full`, `export_failed`).
 pub const SPANS_DROPPED: &str = "llmgate_trace_spans_dropped_total";
@@ -44,72 +44,50 @@ pub(super) struct QueueLimits {
     pub export_timeout: Duration,
 }
 
-/// The SDK's span processor: finished spans onto the queue, or counted as dropped.
-pub(super) struct QueueProcessor {
-    queue: mpsc::Sender<SpanData>,
+/// Where batches go: the collector, over HTTP.
+pub(super) trait Sink: Send + Sync + 'static {
+    /// Deliver one encoded export request; `Err` says why it was not accepted.
+    fn send(&self, body: Vec<u8>) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Finished spans onto the queue, or counted as dropped.
+#[derive(Debug)]
+pub(super) struct Queue {
+    spans: mpsc::Sender<SpanRecord>,
     dropped: Counter,
 }
 
-impl fmt::Debug for QueueProcessor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QueueProcessor").finish_non_exhaustive()
-    }
-}
-
-impl QueueProcessor {
-    /// The processor, and the export task it feeds started on the current runtime.
-    pub fn start(exporter: impl SpanExporter + 'static, limits: QueueLimits) -> Self {
-        let (queue, spans) = mpsc::channel(limits.max_queued);
-        tokio::spawn(export_loop(exporter, spans, limits));
+impl Queue {
+    /// The queue, and the export task it feeds started on the current runtime. The task ends
+    /// once the queue is dropped.
+    pub fn start(sink: impl Sink, encoder: Encoder, limits: QueueLimits) -> Self {
+        let (spans, queued) = mpsc::channel(limits.max_queued);
+        tokio::spawn(export_loop(sink, encoder, queued, limits));
         Self {
-            queue,
+            spans,
             dropped: metrics::counter!(SPANS_DROPPED, "reason" => "queue_full"),
         }
     }
-}
 
-impl SpanProcessor for QueueProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        if self.queue.try_send(span).is_err() {
+    /// Queue a finished span; never waits.
+    pub fn push(&self, span: SpanRecord) {
+        if self.spans.try_send(span).is_err() {
             self.dropped.increment(1);
         }
     }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    /// The export task ends by itself once the provider (and with it this sender) is gone.
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
 }
 
-/// Export batches until every sender (the processor, with the tracer provider) is gone.
+/// Export batches until the queue's sender is gone.
 async fn export_loop(
-    exporter: impl SpanExporter,
-    mut spans: mpsc::Receiver<SpanData>,
+    sink: impl Sink,
+    encoder: Encoder,
+    mut spans: mpsc::Receiver<SpanRecord>,
     limits: QueueLimits,
 ) {
     let failed = metrics::counter!(SPANS_DROPPED, "reason" => "export_failed");
     let exported = metrics::counter!(SPANS_EXPORTED);
-    let export = async |batch: Vec<SpanData>| {
-        let count = batch.len() as u64;
-        match tokio::time::timeout(limits.export_timeout, exporter.export(batch)).await {
-            Ok(Ok(())) => exported.increment(count),
-            Ok(Err(error)) => {
-                tracing::debug!(%error, spans = count, "span export failed; spans dropped");
-                failed.increment(count);
-            }
-            Err(_) => {
-                tracing::debug!(spans = count, "span export timed out; spans dropped");
-                failed.increment(count);
-            }
-        }
-    };
     let mut batch = Vec::with_capacity(limits.max_batch);
+    let mut body = Vec::new();
     loop {
         if spans.recv_many(&mut batch, limits.max_batch).await == 0 {
             return;
@@ -125,11 +103,21 @@ async fn export_loop(
                 }
             }
             let full = batch.len() == limits.max_batch;
-            export(std::mem::replace(
-                &mut batch,
-                Vec::with_capacity(limits.max_batch),
-            ))
-            .await;
+            let count = batch.len() as u64;
+            encoder.encode(&batch, &mut body);
+            batch.clear();
+            let sent = std::mem::take(&mut body);
+            match tokio::time::timeout(limits.export_timeout, sink.send(sent)).await {
+                Ok(Ok(())) => exported.increment(count),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, spans = count, "span export failed; spans dropped");
+                    failed.increment(count);
+                }
+                Err(_) => {
+                    tracing::debug!(spans = count, "span export timed out; spans dropped");
+                    failed.increment(count);
+                }
+            }
             if !full {
                 break;
             }
@@ -137,20 +125,58 @@ async fn export_loop(
     }
 }
 
+/// An OTLP/HTTP collector: `POST {otlp_endpoint}/v1/traces`, protobuf.
+#[derive(Debug)]
+pub(super) struct Collector {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Collector {
+    pub fn new(url: String, timeout: Duration) -> Result<Self, reqwest::Error> {
+        // For an https collector; a no-op when the process installed one already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()?;
+        Ok(Self { client, url })
+    }
+}
+
+impl Sink for Collector {
+    async fn send(&self, body: Vec<u8>) -> Result<(), String> {
+        let response = self
+            .client
+            .post(&self.url)
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| error.without_url().to_string())?;
+        let status = response.status();
+        // Read the (empty) answer so the connection goes back to the pool.
+        let _ = response.bytes().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the collector answered {status}"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use metrics_exporter_prometheus::PrometheusBuilder;
-    use opentelemetry::trace::{Tracer, TracerProvider};
-    use opentelemetry_sdk::trace::SdkTracerProvider;
 
+    use super::super::record::Kind;
     use super::*;
 
     /// A collector that never answers.
-    #[derive(Debug)]
     struct Stuck;
 
-    impl SpanExporter for Stuck {
-        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+    impl Sink for Stuck {
+        async fn send(&self, _body: Vec<u8>) -> Result<(), String> {
             std::future::pending().await
         }
     }
@@ -164,15 +190,14 @@ mod tests {
             max_batch: 1,
             export_timeout: Duration::from_secs(60),
         };
-        let processor =
-            metrics::with_local_recorder(&recorder, || QueueProcessor::start(Stuck, limits));
-        let provider = SdkTracerProvider::builder()
-            .with_span_processor(processor)
-            .build();
-        let tracer = provider.tracer("test");
+        let queue = metrics::with_local_recorder(&recorder, || {
+            Queue::start(Stuck, Encoder::new("test"), limits)
+        });
         let started = std::time::Instant::now();
         for _ in 0..10 {
-            tracer.in_span("request", |_| {});
+            let span = SpanRecord::start([1; 16], [1; 8], Kind::Server, ["a".into(), "b".into()]);
+            queue.push(span.end());
+            tokio::task::yield_now().await;
         }
         assert!(
             started.elapsed() < Duration::from_secs(1),

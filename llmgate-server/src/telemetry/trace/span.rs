@@ -5,17 +5,16 @@
 //! own under `llmgate.*`. The server span ends when its last handle is dropped: a whole
 //! answer's when the handler returns, a stream's when the stream ends or the client leaves.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use llmgate_core::Error;
 use llmgate_core::catalog::Deployment;
 use llmgate_core::gateway::{CompletionStream, RouteInfo};
 use llmgate_core::trace::{Answer, AttemptSpan, RequestTracer};
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::SdkTracer;
 
-use super::propagate::traceparent_of;
+use super::context::{self, SpanId, TraceId};
+use super::export::Queue;
+use super::record::{Kind, SpanRecord, Value};
 
 /// The server span of a traced request, or nothing when traces are off (every method is then
 /// a no-op). Cheap to clone; the span ends when the last clone is dropped.
@@ -32,105 +31,137 @@ impl std::fmt::Debug for RequestTrace {
     }
 }
 
-struct Recording {
-    /// The caller's context with the server span in it: the parent of the attempts.
-    cx: Context,
-    tracer: SdkTracer,
+/// Where a request's spans are: its trace, its server span (the parent of the attempts) and,
+/// when the trace is sampled, the server span's data being filled in.
+pub(super) struct Recording {
+    trace_id: TraceId,
+    span_id: SpanId,
+    trace_state: Option<Arc<str>>,
     operation: &'static str,
+    /// `None` when the trace is not sampled: ids are still passed on, nothing is recorded.
+    span: Option<Mutex<SpanRecord>>,
+    queue: Arc<Queue>,
+}
+
+impl Recording {
+    fn span(&self) -> Option<MutexGuard<'_, SpanRecord>> {
+        // A poisoned lock still holds a usable span.
+        let span = self.span.as_ref()?;
+        Some(span.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
 }
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        self.cx.span().end();
+        if let Some(span) = self.span.take() {
+            let span = span
+                .into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.queue.push(span.end());
+        }
     }
 }
 
+/// What a server span starts from.
+pub(super) struct Start {
+    pub parent: Option<context::Parent>,
+    pub sampler: context::Sampler,
+    pub name: [Value; 2],
+    pub operation: &'static str,
+}
+
 impl RequestTrace {
+    /// Start the server span (`start.sampler` decides for a new trace; a caller's trace keeps
+    /// its caller's decision), with `attributes`.
     pub(super) fn start(
-        tracer: &SdkTracer,
-        parent: &Context,
-        name: String,
-        operation: &'static str,
-        attributes: Vec<KeyValue>,
+        queue: &Arc<Queue>,
+        start: Start,
+        attributes: impl FnOnce(&mut SpanRecord),
     ) -> Self {
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes)
-            .start_with_context(tracer, parent);
+        let span_id = context::new_span_id();
+        let (trace_id, sampled, trace_state, parent_span_id) = match start.parent {
+            Some(parent) => (
+                parent.trace_id,
+                parent.sampled,
+                parent.trace_state,
+                Some(parent.span_id),
+            ),
+            None => {
+                let trace_id = context::new_trace_id();
+                (trace_id, start.sampler.samples(&trace_id), None, None)
+            }
+        };
+        let span = sampled.then(|| {
+            let mut span = SpanRecord::start(trace_id, span_id, Kind::Server, start.name);
+            span.parent_span_id = parent_span_id;
+            span.remote_parent = parent_span_id.is_some();
+            span.trace_state.clone_from(&trace_state);
+            attributes(&mut span);
+            Mutex::new(span)
+        });
         Self(Some(Arc::new(Recording {
-            cx: parent.with_span(span),
-            tracer: tracer.clone(),
-            operation,
+            trace_id,
+            span_id,
+            trace_state,
+            operation: start.operation,
+            span,
+            queue: queue.clone(),
         })))
     }
 
-    fn set(&self, attributes: impl FnOnce() -> Vec<KeyValue>) {
-        if let Some(recording) = &self.0 {
-            recording.cx.span().set_attributes(attributes());
+    fn set(&self, attributes: impl FnOnce(&mut SpanRecord)) {
+        if let Some(mut span) = self.0.as_ref().and_then(|recording| recording.span()) {
+            attributes(&mut span);
         }
     }
 
     /// Who is asking (`llmgate.user`).
     pub fn user(&self, user_id: &str) {
-        self.set(|| vec![KeyValue::new("llmgate.user", user_id.to_owned())]);
+        self.set(|span| span.set("llmgate.user", Value::Text(Arc::from(user_id))));
     }
 
     /// The model the request asked for, once its body is read.
     pub fn requested(&self, model: &str, stream: bool) {
-        self.set(|| {
-            vec![
-                KeyValue::new("gen_ai.request.model", model.to_owned()),
-                KeyValue::new("llmgate.stream", stream),
-            ]
+        self.set(|span| {
+            span.set("gen_ai.request.model", Value::Text(Arc::from(model)));
+            span.set("llmgate.stream", stream);
         });
     }
 
     /// Which deployment answered, after how many attempts.
     pub fn routed(&self, route: &RouteInfo) {
-        self.set(|| {
-            vec![
-                KeyValue::new("gen_ai.provider.name", route.provider.clone()),
-                KeyValue::new("gen_ai.response.model", route.model.clone()),
-                KeyValue::new("llmgate.attempts", i64::from(route.attempts)),
-                KeyValue::new("llmgate.key_source", route.key_source.as_str()),
-            ]
+        self.set(|span| {
+            span.set("gen_ai.provider.name", &route.provider);
+            span.set("gen_ai.response.model", &route.model);
+            span.set("llmgate.attempts", i64::from(route.attempts));
+            span.set("llmgate.key_source", route.key_source.as_str());
         });
     }
 
     /// The tokens the request was charged by, and the charge.
     pub fn charged(&self, input_tokens: u64, output_tokens: Option<u64>, cost_micros: i64) {
-        self.set(|| {
-            let mut attributes = vec![
-                KeyValue::new("gen_ai.usage.input_tokens", to_i64(input_tokens)),
-                KeyValue::new("llmgate.cost_micros", cost_micros),
-            ];
+        self.set(|span| {
+            span.set("gen_ai.usage.input_tokens", input_tokens);
+            span.set("llmgate.cost_micros", cost_micros);
             if let Some(output) = output_tokens {
-                attributes.push(KeyValue::new("gen_ai.usage.output_tokens", to_i64(output)));
+                span.set("gen_ai.usage.output_tokens", output);
             }
-            attributes
         });
     }
 
     /// The request failed (before its answer, or a stream after its first byte).
     pub fn failed(&self, error: &Error) {
-        if let Some(recording) = &self.0 {
-            let span = recording.cx.span();
-            span.set_attribute(KeyValue::new("error.type", error_type(error)));
+        self.set(|span| {
+            span.set("error.type", error_type(error));
             if error.status() >= 500 {
-                span.set_status(Status::error(error.message().to_owned()));
+                span.fail(error.message());
             }
-        }
+        });
     }
 
     /// The HTTP status the client got.
     pub fn responded(&self, status: u16) {
-        self.set(|| {
-            vec![KeyValue::new(
-                "http.response.status_code",
-                i64::from(status),
-            )]
-        });
+        self.set(|span| span.set("http.response.status_code", i64::from(status)));
     }
 
     /// The core's hook for this request's upstream attempts, when traced.
@@ -164,73 +195,82 @@ impl RequestTrace {
 
 impl RequestTracer for Recording {
     fn attempt(&self, deployment: &Deployment) -> Box<dyn AttemptSpan> {
-        let span = self
-            .tracer
-            .span_builder(format!("{} {}", self.operation, deployment.upstream_model))
-            .with_kind(SpanKind::Client)
-            .with_attributes(vec![
-                KeyValue::new("gen_ai.operation.name", self.operation),
-                KeyValue::new("gen_ai.provider.name", deployment.provider.clone()),
-                KeyValue::new("gen_ai.request.model", deployment.upstream_model.clone()),
-                KeyValue::new("llmgate.model", deployment.name.clone()),
-            ])
-            .start_with_context(&self.tracer, &self.cx);
-        let traceparent = traceparent_of(span.span_context());
-        Box::new(Attempt { span, traceparent })
+        let span_id = context::new_span_id();
+        let sampled = self.span.is_some();
+        let span = sampled.then(|| {
+            let name = [
+                Value::Static(self.operation),
+                (&deployment.upstream_model).into(),
+            ];
+            let mut span = SpanRecord::start(self.trace_id, span_id, Kind::Client, name);
+            span.parent_span_id = Some(self.span_id);
+            span.trace_state.clone_from(&self.trace_state);
+            span.set("gen_ai.operation.name", self.operation);
+            span.set("gen_ai.provider.name", &deployment.provider);
+            span.set("gen_ai.request.model", span.name[1].clone());
+            span.set("llmgate.model", &deployment.name);
+            span
+        });
+        Box::new(Attempt {
+            traceparent: context::traceparent(&self.trace_id, &span_id, sampled),
+            span,
+            queue: self.queue.clone(),
+        })
     }
 }
 
-/// One upstream call's client span.
+/// One upstream call's client span; queued when it ends (or is dropped mid-call).
 struct Attempt {
-    span: opentelemetry_sdk::trace::Span,
-    traceparent: Option<Arc<str>>,
+    traceparent: Arc<str>,
+    /// `None` when the trace is not sampled.
+    span: Option<SpanRecord>,
+    queue: Arc<Queue>,
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if let Some(span) = self.span.take() {
+            self.queue.push(span.end());
+        }
+    }
 }
 
 impl AttemptSpan for Attempt {
     fn traceparent(&self) -> Option<Arc<str>> {
-        self.traceparent.clone()
+        Some(self.traceparent.clone())
     }
 
     fn answered(mut self: Box<Self>, answer: Answer<'_>) {
+        let Some(span) = &mut self.span else {
+            return;
+        };
         if let Some(model) = answer.model {
-            self.span
-                .set_attribute(KeyValue::new("gen_ai.response.model", model.to_owned()));
+            span.set("gen_ai.response.model", Value::Text(Arc::from(model)));
         }
         if let Some(input) = answer.input_tokens {
-            self.span
-                .set_attribute(KeyValue::new("gen_ai.usage.input_tokens", to_i64(input)));
+            span.set("gen_ai.usage.input_tokens", input);
         }
         if let Some(output) = answer.output_tokens {
-            self.span
-                .set_attribute(KeyValue::new("gen_ai.usage.output_tokens", to_i64(output)));
+            span.set("gen_ai.usage.output_tokens", output);
         }
-        self.span.end();
     }
 
     fn failed(mut self: Box<Self>, error: &Error) {
-        self.span
-            .set_attribute(KeyValue::new("error.type", error_type(error)));
+        let Some(span) = &mut self.span else {
+            return;
+        };
+        span.set("error.type", error_type(error));
         if let Some(status) = error.upstream_status() {
-            self.span.set_attribute(KeyValue::new(
-                "http.response.status_code",
-                i64::from(status),
-            ));
+            span.set("http.response.status_code", i64::from(status));
         }
-        self.span
-            .set_status(Status::error(error.message().to_owned()));
-        self.span.end();
+        span.fail(error.message());
     }
 }
 
 /// `error.type`: the error's code when it has one (`model_not_found`), else its type
 /// (`upstream_error`).
-fn error_type(error: &Error) -> String {
-    error
-        .code()
-        .unwrap_or_else(|| error.kind().type_name())
-        .to_owned()
-}
-
-fn to_i64(tokens: u64) -> i64 {
-    i64::try_from(tokens).unwrap_or(i64::MAX)
+fn error_type(error: &Error) -> Value {
+    Value::Text(Arc::from(
+        error.code().unwrap_or_else(|| error.kind().type_name()),
+    ))
 }
