@@ -74,6 +74,14 @@ impl MemoryCreditStore {
 }
 
 impl LedgerState {
+    /// Open `hold` under the next hold id (`h1`, `h2`, …; never reused) and return the id.
+    fn open_hold(&mut self, hold: OpenHold) -> String {
+        self.next_hold += 1;
+        let id = format!("h{}", self.next_hold);
+        self.holds.insert(id.clone(), hold);
+        id
+    }
+
     fn append(&mut self, mut entry: Transaction) {
         entry.id = self.ledger.len() as i64 + 1;
         self.ledger.push(entry);
@@ -167,19 +175,14 @@ impl CreditStore for MemoryCreditStore {
             }
             *held += request.amount_micros;
         }
-        state.next_hold += 1;
-        let id = format!("h{}", state.next_hold);
         *state.balances.entry(request.user_id.clone()).or_default() -= request.amount_micros;
-        state.holds.insert(
-            id.clone(),
-            OpenHold {
-                user_id: request.user_id.clone(),
-                amount_micros: request.amount_micros,
-                expires_at: unix_now() + request.ttl_secs as i64,
-                budget,
-                lease_seq: None,
-            },
-        );
+        let id = state.open_hold(OpenHold {
+            user_id: request.user_id.clone(),
+            amount_micros: request.amount_micros,
+            expires_at: unix_now() + request.ttl_secs as i64,
+            budget,
+            lease_seq: None,
+        });
         let mut entry = state.entry(
             &request.user_id,
             TransactionKind::Hold,

@@ -33,21 +33,13 @@ impl LedgerState {
             .filter(|id| self.holds.get(*id).is_some_and(|h| h.lease_seq.is_some()));
         let lease_id = match existing {
             Some(id) => id.clone(),
-            None => {
-                self.next_hold += 1;
-                let id = format!("h{}", self.next_hold);
-                self.holds.insert(
-                    id.clone(),
-                    OpenHold {
-                        user_id: request.user_id.clone(),
-                        amount_micros: 0,
-                        expires_at,
-                        budget: None,
-                        lease_seq: Some(0),
-                    },
-                );
-                id
-            }
+            None => self.open_hold(OpenHold {
+                user_id: request.user_id.clone(),
+                amount_micros: 0,
+                expires_at,
+                budget: None,
+                lease_seq: Some(0),
+            }),
         };
         if let Some(lease) = self.holds.get_mut(&lease_id) {
             lease.amount_micros += take;
