@@ -535,3 +535,33 @@ async fn sampling_a_new_trace_by_ratio_and_a_callers_by_its_flag() {
         "only the sampled request's spans"
     );
 }
+
+#[tokio::test]
+async fn spans_over_many_small_batches_all_arrive_each_batch_a_whole_export() {
+    let collector = FakeCollector::start().await;
+    // Three spans a batch: ten requests (twenty spans) fill seven batches, each posted as its
+    // own export, their buffers reused; every one must decode and no span may be lost.
+    let gate = Traced::start(
+        Some(&collector.endpoint()),
+        "  max_export_batch: 3\n  max_queued_spans: 100\n",
+    )
+    .await;
+    let (_, key) = gate.user().await;
+    let mut request_ids = Vec::new();
+    for _ in 0..10 {
+        let response = gate
+            .post("/v1/chat/completions", &key, ask("backup"), None)
+            .await;
+        assert_eq!(response.status(), 200);
+        request_ids.push(header(&response, "x-request-id"));
+    }
+    for request_id in &request_ids {
+        let (server, clients) = wait_for_request(&collector, request_id, 1).await;
+        assert_eq!(clients[0].parent_span_id, server.span_id);
+    }
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 20);
+    let ids: std::collections::HashSet<_> = spans.iter().map(|span| &span.span_id).collect();
+    assert_eq!(ids.len(), 20, "every span once");
+    assert!(collector.exports() >= 7, "{} exports", collector.exports());
+}

@@ -1,18 +1,28 @@
 //! Getting finished spans to the collector without ever holding up a request.
 //!
-//! A span that ends is put on a bounded queue with `try_send`: it never waits. When the queue
-//! is full (the collector is down or slower than the traffic) the span is dropped and counted.
-//! One task takes spans off the queue in batches (waking at most every tenth of a second, not
-//! per span), encodes each batch as OTLP protobuf and posts one batch at a time, each under a
-//! timeout; a batch the collector refuses, or that times out, is dropped and counted too.
-//! Nothing retries: a trace system that falls behind loses spans, never requests.
+//! A span that ends is written as OTLP protobuf at once, on the request's own thread while its
+//! data is still in that core's cache, into the batch being filled, under a short lock: it
+//! never waits for the export. When the spans waiting reach the queue's bound (the collector
+//! is down or slower than the traffic) the span is dropped and counted. One task wakes when a
+//! batch is started, lets spans gather for a tenth of a second (not a wake-up per span), then
+//! posts every batch, one at a time, each under a timeout; a batch the collector refuses, or
+//! that times out, is dropped and counted too. Nothing retries: a trace system that falls
+//! behind loses spans, never requests.
+//!
+//! Batch buffers are reused: a sent batch's buffer goes back to a small pool, so under load
+//! the export allocates nothing and, above all, frees no large blocks (measured at 64 clients:
+//! the earlier channel of span records, copied into a batch and freed on the export task's
+//! thread, cost the request threads' allocator more than the encoding itself).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use metrics::{Counter, Unit};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
-use super::otlp::Encoder;
+use super::otlp::{Encoder, push_span};
 use super::record::SpanRecord;
 
 /// Spans dropped instead of exported, by reason (`queue_full`, `export_failed`).
@@ -33,8 +43,11 @@ pub(crate) fn describe() {
     );
 }
 
-/// How long the exporter lets spans gather after the first, before sending what is there.
+/// How long the exporter lets spans gather after a batch starts, before sending what is there.
 const BATCH_DELAY: Duration = Duration::from_millis(100);
+
+/// Sent batches' buffers kept for reuse.
+const POOLED_BUFFERS: usize = 4;
 
 /// How the queue and its exporter are sized.
 #[derive(Debug, Clone, Copy)]
@@ -47,67 +60,171 @@ pub(super) struct QueueLimits {
 /// Where batches go: the collector, over HTTP.
 pub(super) trait Sink: Send + Sync + 'static {
     /// Deliver one encoded export request; `Err` says why it was not accepted.
-    fn send(&self, body: Vec<u8>) -> impl Future<Output = Result<(), String>> + Send;
+    fn send(&self, body: Bytes) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// Finished spans onto the queue, or counted as dropped.
+/// Spans encoded and waiting for the export task.
+#[derive(Debug)]
+struct Batch {
+    /// The envelope's room (see [`Encoder::envelope_room`]), then the spans.
+    buffer: Vec<u8>,
+    spans: usize,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    /// The batch spans are written into.
+    filling: Option<Batch>,
+    /// Batches that reached the batch size, oldest first.
+    full: Vec<Batch>,
+    /// Spans in batches not yet sent (the queue's bound counts these).
+    spans: usize,
+    /// Buffers of sent batches, for the next ones.
+    pool: Vec<Vec<u8>>,
+}
+
+/// What the request threads and the export task share.
+#[derive(Debug)]
+struct Shared {
+    waiting: Mutex<Waiting>,
+    /// A batch was started, or the queue closed.
+    wake: Notify,
+    closed: AtomicBool,
+    encoder: Encoder,
+    limits: QueueLimits,
+}
+
+impl Shared {
+    fn waiting(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A buffer for a new batch, with the envelope's room in front.
+    fn new_buffer(&self, pool: &mut Vec<Vec<u8>>) -> Vec<u8> {
+        let mut buffer = pool.pop().unwrap_or_default();
+        buffer.clear();
+        buffer.resize(self.encoder.envelope_room(), 0);
+        buffer
+    }
+}
+
+/// Finished spans into batches, or counted as dropped.
 #[derive(Debug)]
 pub(super) struct Queue {
-    spans: mpsc::Sender<SpanRecord>,
+    shared: Arc<Shared>,
     dropped: Counter,
 }
 
 impl Queue {
-    /// The queue, and the export task it feeds started on the current runtime. The task ends
-    /// once the queue is dropped.
+    /// The queue, and the export task it feeds started on the current runtime. The task sends
+    /// what is left and ends once the queue is dropped.
     pub fn start(sink: impl Sink, encoder: Encoder, limits: QueueLimits) -> Self {
-        let (spans, queued) = mpsc::channel(limits.max_queued);
-        tokio::spawn(export_loop(sink, encoder, queued, limits));
+        let shared = Arc::new(Shared {
+            waiting: Mutex::default(),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            encoder,
+            limits,
+        });
+        tokio::spawn(export_loop(sink, shared.clone()));
         Self {
-            spans,
+            shared,
             dropped: metrics::counter!(SPANS_DROPPED, "reason" => "queue_full"),
         }
     }
 
-    /// Queue a finished span; never waits.
+    /// Encode a finished span into the current batch; never waits for the export.
     pub fn push(&self, span: SpanRecord) {
-        if self.spans.try_send(span).is_err() {
+        let shared = &*self.shared;
+        let mut waiting = shared.waiting();
+        if waiting.spans >= shared.limits.max_queued {
+            drop(waiting);
             self.dropped.increment(1);
+            return;
+        }
+        let waiting = &mut *waiting;
+        let started = match &mut waiting.filling {
+            Some(batch) if batch.spans < shared.limits.max_batch => false,
+            filling => {
+                if let Some(full) = filling.take() {
+                    waiting.full.push(full);
+                }
+                let buffer = shared.new_buffer(&mut waiting.pool);
+                *filling = Some(Batch { buffer, spans: 0 });
+                true
+            }
+        };
+        if let Some(batch) = &mut waiting.filling {
+            push_span(&mut batch.buffer, &span);
+            batch.spans += 1;
+        }
+        waiting.spans += 1;
+        if started {
+            shared.wake.notify_one();
         }
     }
 }
 
-/// Export batches until the queue's sender is gone.
-async fn export_loop(
-    sink: impl Sink,
-    encoder: Encoder,
-    mut spans: mpsc::Receiver<SpanRecord>,
-    limits: QueueLimits,
-) {
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+}
+
+/// A sent batch's buffer, back to the pool when the HTTP client is done with it.
+struct Pooled {
+    buffer: Vec<u8>,
+    shared: Arc<Shared>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let mut waiting = self.shared.waiting();
+        if waiting.pool.len() < POOLED_BUFFERS {
+            waiting.pool.push(std::mem::take(&mut self.buffer));
+        }
+    }
+}
+
+/// Export batches as they start, until the queue is dropped.
+async fn export_loop(sink: impl Sink, shared: Arc<Shared>) {
     let failed = metrics::counter!(SPANS_DROPPED, "reason" => "export_failed");
     let exported = metrics::counter!(SPANS_EXPORTED);
-    let mut batch = Vec::with_capacity(limits.max_batch);
-    let mut body = Vec::new();
     loop {
-        if spans.recv_many(&mut batch, limits.max_batch).await == 0 {
-            return;
+        shared.wake.notified().await;
+        let closed = shared.closed.load(Ordering::Acquire);
+        if !closed {
+            // Let the batch fill without waking this task for each span.
+            tokio::time::sleep(BATCH_DELAY).await;
         }
-        // Let spans gather without waking this task for each one (under load a wake-up per
-        // span cost more than building it), then send all that is there, batch by batch.
-        tokio::time::sleep(BATCH_DELAY).await;
-        loop {
-            while batch.len() < limits.max_batch {
-                match spans.try_recv() {
-                    Ok(span) => batch.push(span),
-                    Err(_) => break,
-                }
-            }
-            let full = batch.len() == limits.max_batch;
-            let count = batch.len() as u64;
-            encoder.encode(&batch, &mut body);
-            batch.clear();
-            let sent = std::mem::take(&mut body);
-            match tokio::time::timeout(limits.export_timeout, sink.send(sent)).await {
+        let batches = {
+            let mut waiting = shared.waiting();
+            let mut batches = std::mem::take(&mut waiting.full);
+            batches.extend(waiting.filling.take());
+            batches
+        };
+        for Batch { mut buffer, spans } in batches {
+            let room = shared.encoder.envelope_room();
+            let spans_len = buffer.len() - room;
+            let start = shared
+                .encoder
+                .write_envelope(&mut buffer[..room], spans_len);
+            let body = Bytes::from_owner(Pooled {
+                buffer,
+                shared: shared.clone(),
+            })
+            .slice(start..);
+            let count = spans as u64;
+            match tokio::time::timeout(shared.limits.export_timeout, sink.send(body)).await {
                 Ok(Ok(())) => exported.increment(count),
                 Ok(Err(error)) => {
                     tracing::debug!(%error, spans = count, "span export failed; spans dropped");
@@ -118,9 +235,10 @@ async fn export_loop(
                     failed.increment(count);
                 }
             }
-            if !full {
-                break;
-            }
+            shared.waiting().spans -= spans;
+        }
+        if closed {
+            return;
         }
     }
 }
@@ -145,7 +263,7 @@ impl Collector {
 }
 
 impl Sink for Collector {
-    async fn send(&self, body: Vec<u8>) -> Result<(), String> {
+    async fn send(&self, body: Bytes) -> Result<(), String> {
         let response = self
             .client
             .post(&self.url)
@@ -176,7 +294,7 @@ mod tests {
     struct Stuck;
 
     impl Sink for Stuck {
-        async fn send(&self, _body: Vec<u8>) -> Result<(), String> {
+        async fn send(&self, _body: Bytes) -> Result<(), String> {
             std::future::pending().await
         }
     }

@@ -50,27 +50,39 @@ impl Encoder {
     }
 
     /// `spans` as one export request, into `out` (cleared first).
-    pub fn encode(&self, spans: &[SpanRecord], out: &mut Vec<u8>) {
-        let lengths: Vec<usize> = spans.iter().map(span_len).collect();
-        let scope_spans = field_len(1, self.scope.len())
-            + lengths.iter().map(|&len| field_len(2, len)).sum::<usize>();
+    /// Bytes a batch keeps free in front of its spans for [`Encoder::write_envelope`].
+    pub fn envelope_room(&self) -> usize {
+        // Four length-delimited headers (a one-byte key and a varint length of at most ten
+        // bytes each) around the resource and the scope.
+        self.resource.len() + self.scope.len() + 4 * 11
+    }
+
+    /// Write the `ExportTraceServiceRequest` around `spans_len` bytes of spans (as
+    /// [`push_span`] wrote them) into the end of `room`, so that it runs straight into them;
+    /// returns where in `room` it starts.
+    pub fn write_envelope(&self, room: &mut [u8], spans_len: usize) -> usize {
+        let scope_spans = field_len(1, self.scope.len()) + spans_len;
         let resource_spans = field_len(1, self.resource.len()) + field_len(2, scope_spans);
-        out.clear();
-        out.reserve(field_len(1, resource_spans));
+        let mut envelope = Vec::with_capacity(self.envelope_room());
         // ExportTraceServiceRequest.resource_spans: ResourceSpans { resource, scope_spans }
-        header(out, 1, resource_spans);
-        bytes(out, 1, &self.resource);
-        // ScopeSpans { scope, spans }
-        header(out, 2, scope_spans);
-        bytes(out, 1, &self.scope);
-        for (span, len) in spans.iter().zip(lengths) {
-            header(out, 2, len);
-            encode_span(out, span);
-        }
+        header(&mut envelope, 1, resource_spans);
+        bytes(&mut envelope, 1, &self.resource);
+        // ScopeSpans { scope, spans }: the spans follow.
+        header(&mut envelope, 2, scope_spans);
+        bytes(&mut envelope, 1, &self.scope);
+        let start = room.len() - envelope.len();
+        room[start..].copy_from_slice(&envelope);
+        start
     }
 }
 
-/// Trace and span ids, the span's kind, times and flags: their fields' bytes.
+/// Append `span` as one entry of `ScopeSpans.spans`: what the request path does when a span
+/// ends, while its data is still in the core's cache.
+pub(super) fn push_span(out: &mut Vec<u8>, span: &SpanRecord) {
+    header(out, 2, span_len(span));
+    encode_span(out, span);
+}
+
 const FIXED_FIELDS: usize = (2 + 16) + (2 + 8) + 2 + (1 + 8) + (1 + 8) + (2 + 4);
 
 /// The length of a `Span` message's body, as [`encode_span`] writes it.
@@ -281,8 +293,13 @@ mod tests {
             assert_eq!(out.len(), span_len(span));
         }
         let encoder = Encoder::new("svc");
-        let mut out = Vec::new();
-        encoder.encode(&spans, &mut out);
+        let mut out = vec![0; encoder.envelope_room()];
+        for span in &spans {
+            push_span(&mut out, span);
+        }
+        let spans_len = out.len() - encoder.envelope_room();
+        let start = encoder.write_envelope(&mut out[..encoder.envelope_room()], spans_len);
+        let out = out.split_off(start);
         let expected = field_len(
             1,
             field_len(1, encoder.resource.len())
