@@ -111,20 +111,50 @@ impl Gateway {
         let log_path = launch.workdir.join(format!("{}.log", launch.file_stem()));
         let log = std::fs::File::create(&log_path)
             .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-        let log_err = log.try_clone().map_err(|e| e.to_string())?;
-        let spawned = Instant::now();
-        let child = Command::new(&launch.binary)
+        let mut command = Command::new(&launch.binary);
+        command
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
             .current_dir(&launch.workdir)
-            .env("RUST_LOG", &launch.log_filter)
+            .env("RUST_LOG", &launch.log_filter);
+        Self::spawn(command, addr, master_key, log, log_path)
+    }
+
+    /// The embedded default as a user first meets it: `serve` with no config file in an empty
+    /// `dir` (a SQLite file there, the demo model), on a free loopback port.
+    pub fn start_embedded_default(binary: &Path, dir: &Path) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let addr = free_port()?;
+        let log_path = dir.join("llmgate.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
+        let mut command = Command::new(binary);
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .current_dir(dir);
+        Self::spawn(command, addr, String::new(), log, log_path)
+    }
+
+    /// Start `command` (its output to `log`) and wait (at most 30 s) for `/health` on `addr`.
+    fn spawn(
+        mut command: Command,
+        addr: SocketAddr,
+        master_key: String,
+        log: std::fs::File,
+        log_path: PathBuf,
+    ) -> Result<Self, String> {
+        let log_err = log.try_clone().map_err(|e| e.to_string())?;
+        let spawned = Instant::now();
+        let child = command
             .env_remove("LLMGATE_CONFIG")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
-            .map_err(|e| format!("starting {}: {e}", launch.binary.display()))?;
+            .map_err(|e| format!("starting {:?}: {e}", command.get_program()))?;
         let mut gateway = Self {
             child,
             addr,

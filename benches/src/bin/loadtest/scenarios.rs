@@ -24,7 +24,10 @@ use crate::options::{Backend, Mode, Options, Plan};
 pub(crate) struct BackendResult {
     pub(crate) label: &'static str,
     pub(crate) startup: Duration,
+    /// With the harness's config, 300 ms after start.
     pub(crate) idle_rss_kib: Option<u64>,
+    /// SQLite only: the embedded default (no config, an empty directory), idle 2 s after start.
+    pub(crate) embedded_rss_kib: Option<u64>,
     pub(crate) json: Vec<Row>,
     pub(crate) stream: Vec<Row>,
     /// JSON with the load split over several gateways on one database (PostgreSQL).
@@ -32,6 +35,18 @@ pub(crate) struct BackendResult {
     /// The first paid request of each of the many accounts (64 at a time), before the cells.
     pub(crate) cold_accounts: Option<Measured>,
     pub(crate) memory: Option<MemoryResult>,
+}
+
+/// Idle resident memory of `serve` on the embedded default, as a user first starts it: what
+/// the idle-memory targets are about (the harness's own config adds models, pools and keys).
+async fn embedded_default_rss(launch: &Launch) -> Result<u64, String> {
+    let dir = launch.workdir.join("embedded-default");
+    let gateway = Gateway::start_embedded_default(&launch.binary, &dir)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = gateway.rss_kib();
+    drop(gateway);
+    let _ = std::fs::remove_dir_all(&dir);
+    rss.ok_or_else(|| "reading the embedded default's RSS".to_owned())
 }
 
 /// The bare proxy's rows: the floor of one extra hop on this machine.
@@ -121,12 +136,17 @@ pub(crate) async fn run_backend(
     let options = bench.options;
     let label = launch.storage.label();
     eprintln!("[{label}] starting the gateway");
+    let embedded_rss_kib = match backend {
+        Backend::Sqlite => Some(embedded_default_rss(launch).await?),
+        _ => None,
+    };
     let gateway = Gateway::start(launch)?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut result = BackendResult {
         label,
         startup: gateway.startup,
         idle_rss_kib: gateway.rss_kib(),
+        embedded_rss_kib,
         ..BackendResult::default()
     };
     let user = format!("bench-{}-{label}", std::process::id()).replace('+', "-");

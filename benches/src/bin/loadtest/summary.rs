@@ -67,13 +67,17 @@ pub(crate) fn print_header(options: &Options, plan: &Plan, binary: &std::path::P
 
 pub(crate) fn print_summary(results: &[BackendResult], settings: &UpstreamSettings) {
     println!("## Start-up and memory\n");
-    println!("| backend | spawn → /health 200 | RSS idle after start |\n|---|---:|---:|");
+    println!(
+        "| backend | spawn → /health 200 | RSS idle after start (harness config, 300 ms) | \
+         RSS idle, embedded default (no config, 2 s) |\n|---|---:|---:|---:|"
+    );
     for result in results {
         println!(
-            "| {} | {:.1} ms | {} |",
+            "| {} | {:.1} ms | {} | {} |",
             result.label,
             result.startup.as_secs_f64() * 1e3,
-            result.idle_rss_kib.map_or("–".to_owned(), mib)
+            result.idle_rss_kib.map_or("–".to_owned(), mib),
+            result.embedded_rss_kib.map_or("–".to_owned(), mib)
         );
     }
     for result in results {

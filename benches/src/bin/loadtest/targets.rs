@@ -105,9 +105,9 @@ pub(crate) fn earlier_checks(results: &[BackendResult]) -> Vec<Check> {
             measured: format!("{:.1} ms", sqlite.startup.as_secs_f64() * 1e3),
             met: Some(sqlite.startup <= Duration::from_millis(100)),
         });
-        if let Some(rss) = sqlite.idle_rss_kib {
+        if let Some(rss) = sqlite.embedded_rss_kib {
             checks.push(Check {
-                what: "RSS idle".to_owned(),
+                what: "RSS idle, embedded default".to_owned(),
                 target: "≤ 10 MiB".to_owned(),
                 measured: mib(rss),
                 met: Some(rss <= 10 * 1024),
@@ -241,7 +241,7 @@ pub(crate) fn issue_24_checks(results: &[BackendResult]) -> Vec<Check> {
             }
         }
     }
-    let rss = sqlite.and_then(|s| s.idle_rss_kib);
+    let rss = sqlite.and_then(|s| s.embedded_rss_kib);
     checks.push(Check {
         what: "idle RSS, embedded default".to_owned(),
         target: "≤ 10 MiB".to_owned(),
