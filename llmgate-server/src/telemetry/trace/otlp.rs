@@ -79,7 +79,10 @@ impl Encoder {
 /// Append `span` as one entry of `ScopeSpans.spans`: what the request path does when a span
 /// ends, while its data is still in the core's cache.
 pub(super) fn push_span(out: &mut Vec<u8>, span: &SpanRecord) {
-    header(out, 2, span_len(span));
+    let len = span_len(span);
+    // Room for the whole span at once: no growth check inside the writes below.
+    out.reserve(field_len(2, len));
+    header(out, 2, len);
     encode_span(out, span);
 }
 
@@ -149,6 +152,7 @@ fn status_len(message: &str) -> usize {
 }
 
 /// A `KeyValue` as field `field`: its key, and its value as an `AnyValue`.
+#[inline]
 fn key_value(out: &mut Vec<u8>, field: u32, name: &str, value: Ref<'_>) {
     header(out, field, key_value_len(name, value));
     string(out, 1, name);
@@ -166,10 +170,12 @@ fn key_value(out: &mut Vec<u8>, field: u32, name: &str, value: Ref<'_>) {
     }
 }
 
+#[inline]
 fn key_value_len(name: &str, value: Ref<'_>) -> usize {
     field_len(1, name.len()) + field_len(2, any_value_len(value))
 }
 
+#[inline]
 fn any_value_len(value: Ref<'_>) -> usize {
     match value {
         Ref::Text(text) => field_len(1, text.len()),
@@ -210,11 +216,18 @@ fn text(value: &Value) -> &str {
     }
 }
 
+#[inline]
 fn key(out: &mut Vec<u8>, field: u32, wire_type: u8) {
     varint(out, u64::from(field << 3 | u32::from(wire_type)));
 }
 
+#[inline]
 fn varint(out: &mut Vec<u8>, mut n: u64) {
+    // Field keys and most lengths fit in one byte.
+    if n < 0x80 {
+        out.push(n as u8);
+        return;
+    }
     while n >= 0x80 {
         out.push((n as u8 & 0x7f) | 0x80);
         n >>= 7;
@@ -222,27 +235,32 @@ fn varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
+#[inline]
 fn varint_len(n: u64) -> usize {
     let bits = 64 - (n | 1).leading_zeros() as usize;
     bits.div_ceil(7)
 }
 
 /// The bytes of a length-delimited field `field` whose body is `len` bytes.
+#[inline]
 fn field_len(field: u32, len: usize) -> usize {
     varint_len(u64::from(field << 3)) + varint_len(len as u64) + len
 }
 
 /// The key and length of a length-delimited field; its body follows.
+#[inline]
 fn header(out: &mut Vec<u8>, field: u32, len: usize) {
     key(out, field, LEN);
     varint(out, len as u64);
 }
 
+#[inline]
 fn bytes(out: &mut Vec<u8>, field: u32, data: &[u8]) {
     header(out, field, data.len());
     out.extend_from_slice(data);
 }
 
+#[inline]
 fn string(out: &mut Vec<u8>, field: u32, text: &str) {
     bytes(out, field, text.as_bytes());
 }
