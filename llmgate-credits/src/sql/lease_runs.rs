@@ -68,6 +68,18 @@ pub(crate) struct CombinedCharge {
     pub expires_at: i64,
 }
 
+impl CombinedCharge {
+    /// One charge as a write of its own.
+    pub(crate) fn alone(charge: &LeaseCharge, now: i64) -> Self {
+        Self {
+            cost: cost_of(charge),
+            first_seq: charge.seq,
+            last_seq: charge.seq,
+            expires_at: expiry_of(charge, now),
+        }
+    }
+}
+
 /// A charge's cost: what leaves the lease (never negative).
 pub(crate) fn cost_of(charge: &LeaseCharge) -> i64 {
     charge.usage.cost_micros.max(0)
@@ -172,7 +184,6 @@ macro_rules! sql_lease_charge_runs {
                 charges: &[&llmgate_core::credits::LeaseCharge],
             ) -> llmgate_core::Result<Vec<llmgate_core::credits::Written>> {
                 use llmgate_core::credits::Written;
-                use $crate::sql::lease_runs as run;
                 if let Some(statement) = Self::LEASE_CHARGE_STATEMENT {
                     let mut written = Vec::with_capacity(charges.len());
                     for charge in charges {
@@ -181,30 +192,48 @@ macro_rules! sql_lease_charge_runs {
                     return Ok(written);
                 }
                 let now = llmgate_core::memory::unix_now();
-                // Per charge: `Ok` with the lease's owner once applied, else what it did.
+                let outcomes = Self::apply_lease_charges(tx, charges, now).await?;
+                let balances = Self::balances_of(tx, &outcomes).await?;
+                Self::append_lease_entries(tx, charges, &outcomes, &balances, now).await?;
+                let spendable = Self::spendable_after_run(tx, &balances).await?;
+                Ok(outcomes
+                    .iter()
+                    .map(|outcome| match outcome {
+                        Ok(user_id) => {
+                            Written::LeaseCharged(spendable.get(user_id.as_str()).copied())
+                        }
+                        Err(written) => written.clone(),
+                    })
+                    .collect())
+            }
+
+            /// Take the run's charges out of their leases: per charge, `Ok` with the lease's
+            /// owner once applied, else what the charge did (as alone).
+            async fn apply_lease_charges(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                charges: &[&llmgate_core::credits::LeaseCharge],
+                now: i64,
+            ) -> llmgate_core::Result<Vec<Result<String, llmgate_core::credits::Written>>> {
+                use llmgate_core::credits::Written;
+                use $crate::sql::lease_runs as run;
                 let mut outcomes: Vec<Result<String, Written>> =
                     vec![Err(Written::LeaseGone); charges.len()];
                 for group in &run::group_by_lease(charges) {
                     let members: Vec<&llmgate_core::credits::LeaseCharge> =
                         group.members.iter().map(|&at| charges[at]).collect();
-                    if let Some(combined) = run::combine(&members, now) {
-                        let applied = Self::charge_lease_row(tx, group.lease_id, &combined).await?;
-                        if let Some(user_id) = applied {
-                            for &at in &group.members {
-                                outcomes[at] = Ok(user_id.clone());
-                            }
-                            continue;
+                    if let Some(together) = run::combine(&members, now)
+                        && let Some(user_id) =
+                            Self::charge_lease_row(tx, group.lease_id, &together).await?
+                    {
+                        for &at in &group.members {
+                            outcomes[at] = Ok(user_id.clone());
                         }
+                        continue;
                     }
                     // Not all of them at once: each in turn, as alone.
                     for &at in &group.members {
                         let charge = charges[at];
-                        let alone = run::CombinedCharge {
-                            cost: run::cost_of(charge),
-                            first_seq: charge.seq,
-                            last_seq: charge.seq,
-                            expires_at: run::expiry_of(charge, now),
-                        };
+                        let alone = run::CombinedCharge::alone(charge, now);
                         outcomes[at] =
                             match Self::charge_lease_row(tx, group.lease_id, &alone).await? {
                                 Some(user_id) => Ok(user_id),
@@ -218,31 +247,30 @@ macro_rules! sql_lease_charge_runs {
                             };
                     }
                 }
-                let balances = Self::balances_of(tx, &outcomes).await?;
-                Self::append_lease_entries(tx, charges, &outcomes, &balances, now).await?;
+                Ok(outcomes)
+            }
+
+            /// What each account of the run may spend once its charges are written (its
+            /// balance plus its leases; the balance alone if that read finds no row).
+            async fn spendable_after_run(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                balances: &[(String, i64)],
+            ) -> llmgate_core::Result<std::collections::HashMap<String, i64>> {
                 let mut spendable = std::collections::HashMap::with_capacity(balances.len());
-                for (user_id, balance) in &balances {
+                for (user_id, balance) in balances {
                     let can_spend =
                         sqlx::query_scalar::<$db, i64>($crate::sql::statements::SELECT_SPENDABLE)
                             .bind(user_id.as_str())
                             .fetch_optional(&mut **tx)
                             .await
                             .map_err($crate::error::database_error("charge a lease"))?;
-                    spendable.insert(user_id.as_str(), can_spend.unwrap_or(*balance));
+                    spendable.insert(user_id.clone(), can_spend.unwrap_or(*balance));
                 }
-                Ok(outcomes
-                    .iter()
-                    .map(|outcome| match outcome {
-                        Ok(user_id) => {
-                            Written::LeaseCharged(spendable.get(user_id.as_str()).copied())
-                        }
-                        Err(written) => written.clone(),
-                    })
-                    .collect())
+                Ok(spendable)
             }
 
             /// Take `charge.cost` out of lease `lease_id` if it has seen none of the write
-            /// numbers up to `charge.last_seq` and holds the cost; its owner, or `None`.
+            /// numbers from `charge.first_seq` on and holds the cost; its owner, or `None`.
             async fn charge_lease_row(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 lease_id: i64,
