@@ -14,7 +14,7 @@ mod cases {
 
     use llmgate_core::credits::{
         CreditStore, LeaseCharge, LeaseOutcome, LeaseRequest, LeaseReturn, LedgerWrite,
-        TransactionKind, UsageGroup, UsageQuery, Written,
+        Transaction, TransactionKind, UsageGroup, UsageQuery, Written,
     };
 
     use super::MARCH_1;
@@ -38,6 +38,17 @@ mod cases {
             } => (lease_id, taken_micros),
             short => panic!("expected a take, got {short:?}"),
         }
+    }
+
+    /// A user's ledger entries, oldest first (a test's few fit one page).
+    async fn oldest_first(store: &dyn CreditStore, user_id: &str) -> Vec<Transaction> {
+        let page = llmgate_core::credits::Page {
+            limit: 50,
+            before_id: None,
+        };
+        let mut entries = store.transactions(user_id, page).await.unwrap();
+        entries.reverse();
+        entries
     }
 
     fn charge(user_id: &str, lease_id: &str, seq: i64, cost: i64) -> LeaseCharge {
@@ -88,21 +99,8 @@ mod cases {
             (totals.sum, totals.charges, totals.credits),
             (9_300, 700, 10_000)
         );
-        let entries = store
-            .transactions(
-                "ann",
-                llmgate_core::credits::Page {
-                    limit: 20,
-                    before_id: None,
-                },
-            )
-            .await
-            .unwrap();
-        let moves: Vec<_> = entries
-            .iter()
-            .rev()
-            .map(|t| (t.kind, t.amount_micros))
-            .collect();
+        let entries = oldest_first(&*store, "ann").await;
+        let moves: Vec<_> = entries.iter().map(|t| (t.kind, t.amount_micros)).collect();
         assert_eq!(
             moves,
             [
@@ -205,6 +203,132 @@ mod cases {
         assert_eq!((totals.charges, totals.sum), (0, 4_900));
     }
 
+    /// A charge of lease `lease_id` for request `request`.
+    fn charge_for(lease_id: &str, seq: i64, cost: i64, request: &str) -> LedgerWrite {
+        let mut write = charge("fay", lease_id, seq, cost);
+        write.usage.request_id = request.to_owned();
+        LedgerWrite::LeaseCharge(write)
+    }
+
+    /// One batch with the charges of two leases of one account interleaved, a charge applied
+    /// before, a write number repeated, an over-drawn charge, a return between two runs of
+    /// charges and a lease that does not exist: each charge applies once, in order, with its
+    /// two entries; the same batch again applies nothing.
+    pub async fn a_batch_of_mixed_lease_writes_applies_each_once(store: Arc<dyn CreditStore>) {
+        top_up(&*store, "fay", 100_000).await;
+        let (a, _) = take(&*store, ask("fay", None, 10_000, 10_000)).await;
+        let (b, _) = take(&*store, ask("fay", None, 10_000, 10_000)).await;
+        let LedgerWrite::LeaseCharge(first) = charge_for(&a, 1, 100, "a1") else {
+            unreachable!()
+        };
+        assert_eq!(
+            store.charge_lease(&first).await.unwrap(),
+            Written::LeaseCharged(Some(99_900))
+        );
+        let batch = [
+            charge_for(&a, 1, 100, "a1"),
+            charge_for(&a, 2, 100, "a2"),
+            charge_for(&b, 1, 200, "b1"),
+            charge_for(&a, 3, 300, "a3"),
+            LedgerWrite::LeaseReturn(give_back("fay", &a, 4, 1_000, false)),
+            charge_for(&b, 2, 400, "b2"),
+            charge_for(&a, 5, 500, "a5"),
+            charge_for(&a, 5, 500, "a5"),
+            charge_for(&b, 3, 1_000_000, "b3"),
+            charge_for("no-such-lease", 1, 100, "x"),
+        ];
+        let results: Vec<Written> = store
+            .write_batch(&batch)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let applied = |at: usize| matches!(results[at], Written::LeaseCharged(Some(_)));
+        assert_eq!(results[0], Written::LeaseCharged(None), "applied before");
+        assert!(applied(1) && applied(2) && applied(5) && applied(6));
+        // What the account may spend is exact after the last charge of each run of charges
+        // (earlier ones may report it as of the run's end).
+        assert_eq!(results[3], Written::LeaseCharged(Some(99_300)));
+        assert_eq!(results[4], Written::LeaseReturned);
+        assert_eq!(results[6], Written::LeaseCharged(Some(98_400)));
+        assert_eq!(
+            results[7],
+            Written::LeaseCharged(None),
+            "a repeated write number"
+        );
+        assert!(matches!(
+            results[8],
+            Written::LeaseCharged(None) | Written::LeaseGone
+        ));
+        assert_eq!(results[9], Written::LeaseGone);
+
+        let check = |store: Arc<dyn CreditStore>| async move {
+            assert_eq!(store.balance("fay").await.unwrap(), 98_400);
+            let totals = ledger_totals(&*store, "fay").await;
+            // Two leases of 10,000 taken, 1,000 returned: the balance row holds 81,000.
+            assert_eq!((totals.charges, totals.sum), (1_600, 81_000));
+            let entries = oldest_first(&*store, "fay").await;
+            let moves: Vec<_> = entries
+                .iter()
+                .skip(3)
+                .map(|t| {
+                    (
+                        t.kind,
+                        t.amount_micros,
+                        t.request_id.clone().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let pair = |cost: i64, request: &str| {
+                [
+                    (TransactionKind::Release, cost, request.to_owned()),
+                    (TransactionKind::Charge, -cost, request.to_owned()),
+                ]
+            };
+            let mut expected: Vec<_> = [
+                pair(100, "a1"),
+                pair(100, "a2"),
+                pair(200, "b1"),
+                pair(300, "a3"),
+            ]
+            .concat();
+            expected.push((TransactionKind::Release, 1_000, String::new()));
+            expected.extend([pair(400, "b2"), pair(500, "a5")].concat());
+            assert_eq!(moves, expected);
+            let charged = entries
+                .iter()
+                .find(|t| t.kind == TransactionKind::Charge)
+                .unwrap();
+            assert_eq!(
+                (
+                    charged.model.as_deref(),
+                    charged.prompt_tokens,
+                    charged.completion_tokens
+                ),
+                (Some("m"), Some(10), Some(20))
+            );
+            let usage = store
+                .usage(&UsageQuery {
+                    user_id: Some("fay".into()),
+                    from_day: None,
+                    to_day: None,
+                    group_by: UsageGroup::Model,
+                })
+                .await
+                .unwrap();
+            assert_eq!((usage[0].requests, usage[0].cost_micros), (6, 1_600));
+        };
+        check(store.clone()).await;
+
+        // The whole batch again (a retry after a lost answer): nothing applies twice.
+        let again = store.write_batch(&batch).await;
+        assert!(again.iter().all(|written| matches!(
+            written,
+            Ok(Written::LeaseCharged(None) | Written::LeaseGone | Written::LeaseReturned)
+        )));
+        check(store).await;
+    }
+
     pub async fn concurrent_takes_never_overdraw(store: Arc<dyn CreditStore>) {
         top_up(&*store, "eve", 10_000).await;
         let takes = (0..40).map(|_| {
@@ -235,6 +359,7 @@ macro_rules! leases {
                 a_retried_write_applies_once,
                 a_reclaimed_lease_charges_nothing,
                 concurrent_takes_never_overdraw,
+                a_batch_of_mixed_lease_writes_applies_each_once,
             );
         }
     };
@@ -253,3 +378,32 @@ leases!(memory => crate::support::memory_fixture);
 leases!(sqlite => crate::support::sqlite_fixture);
 leases!(postgres => crate::support::postgres_fixture);
 leases!(redis_cached_sqlite => crate::support::cached_sqlite_fixture);
+
+/// The SQL ledgers stay exact for `ledger verify` after a batch of mixed lease writes.
+mod verified {
+    use std::sync::Arc;
+
+    use llmgate_credits::{PostgresCreditStore, SqliteCreditStore};
+
+    use crate::support::{TestPostgres, TestSqlite};
+
+    #[tokio::test]
+    async fn sqlite_verifies_after_mixed_lease_batches() {
+        let db = TestSqlite::new();
+        let store = Arc::new(SqliteCreditStore::connect(&db.url).await.unwrap());
+        super::cases::a_batch_of_mixed_lease_writes_applies_each_once(store.clone()).await;
+        let report = store.verify_ledger().await.unwrap();
+        assert!(report.is_exact(), "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn postgres_verifies_after_mixed_lease_batches() {
+        let Some(db) = TestPostgres::create().await else {
+            return;
+        };
+        let store = Arc::new(PostgresCreditStore::connect(&db.url).await.unwrap());
+        super::cases::a_batch_of_mixed_lease_writes_applies_each_once(store.clone()).await;
+        let report = store.verify_ledger().await.unwrap();
+        assert!(report.is_exact(), "{report:?}");
+    }
+}

@@ -6,7 +6,8 @@
 
 /// The lease steps of a store type (see `sql_credit_store!`), which also needs a
 /// `LOCK_BALANCE` const (the balance read that locks its row for the transaction) and a
-/// `LEASE_CHARGE_STATEMENT` (a charge as one statement, where the backend can).
+/// `LEASE_CHARGE_STATEMENT` (a charge as one statement, where the backend can; without one,
+/// charges go in runs: see `lease_runs`).
 macro_rules! sql_ledger_leases {
     ($store:ty, $db:ty) => {
         impl $store {
@@ -157,106 +158,44 @@ macro_rules! sql_ledger_leases {
                 }
             }
 
-            /// A request served from a lease is charged, inside `tx` (usage totals aside).
+            /// A request served from a lease is charged with the backend's one-statement
+            /// charge (`LEASE_CHARGE_STATEMENT`), inside `tx` (usage totals aside).
             async fn charge_lease_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
+                statement: &'static str,
                 charge: &llmgate_core::credits::LeaseCharge,
             ) -> llmgate_core::Result<llmgate_core::credits::Written> {
-                use llmgate_core::credits::{TransactionKind, Written};
+                use llmgate_core::credits::Written;
                 let Some(lease_id) = $crate::sql::parse_hold_id(&charge.lease_id) else {
                     return Ok(Written::LeaseGone);
                 };
                 let usage = &charge.usage;
-                let cost = usage.cost_micros.max(0);
                 let now = llmgate_core::memory::unix_now();
-                let ttl = i64::try_from(charge.ttl_secs).unwrap_or(i64::MAX);
-                if let Some(statement) = Self::LEASE_CHARGE_STATEMENT {
-                    let charged = sqlx::query_as::<$db, (i64, i64)>(statement)
-                        .bind(lease_id)
-                        .bind(cost)
-                        .bind(charge.seq)
-                        .bind(now.saturating_add(ttl))
-                        .bind(usage.model.as_str())
-                        .bind(usage.provider.as_str())
-                        .bind(usage.key_source.as_str())
-                        .bind($crate::sql::tokens_to_sql(usage.prompt_tokens))
-                        .bind($crate::sql::tokens_to_sql(usage.completion_tokens))
-                        .bind(usage.request_id.as_str())
-                        .bind(now)
-                        .bind($crate::sql::tokens_to_sql(usage.cache_read_tokens))
-                        .bind($crate::sql::tokens_to_sql(usage.cache_write_tokens))
-                        .bind($crate::sql::tokens_to_sql(usage.reasoning_tokens))
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err($crate::error::database_error("charge a lease"))?;
-                    return match charged {
-                        Some((_, spendable)) => Ok(Written::LeaseCharged(Some(spendable))),
-                        None => {
-                            Self::lease_missed(
-                                tx,
-                                lease_id,
-                                charge.seq,
-                                Written::LeaseCharged(None),
-                            )
+                let charged = sqlx::query_as::<$db, (i64, i64)>(statement)
+                    .bind(lease_id)
+                    .bind($crate::sql::lease_runs::cost_of(charge))
+                    .bind(charge.seq)
+                    .bind($crate::sql::lease_runs::expiry_of(charge, now))
+                    .bind(usage.model.as_str())
+                    .bind(usage.provider.as_str())
+                    .bind(usage.key_source.as_str())
+                    .bind($crate::sql::tokens_to_sql(usage.prompt_tokens))
+                    .bind($crate::sql::tokens_to_sql(usage.completion_tokens))
+                    .bind(usage.request_id.as_str())
+                    .bind(now)
+                    .bind($crate::sql::tokens_to_sql(usage.cache_read_tokens))
+                    .bind($crate::sql::tokens_to_sql(usage.cache_write_tokens))
+                    .bind($crate::sql::tokens_to_sql(usage.reasoning_tokens))
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err($crate::error::database_error("charge a lease"))?;
+                match charged {
+                    Some((_, spendable)) => Ok(Written::LeaseCharged(Some(spendable))),
+                    None => {
+                        Self::lease_missed(tx, lease_id, charge.seq, Written::LeaseCharged(None))
                             .await
-                        }
-                    };
+                    }
                 }
-                let Some(user_id) =
-                    sqlx::query_scalar::<$db, String>($crate::sql::statements::CHARGE_LEASE)
-                        .bind(lease_id)
-                        .bind(cost)
-                        .bind(charge.seq)
-                        .bind(now.saturating_add(ttl))
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err($crate::error::database_error("charge a lease"))?
-                else {
-                    return Self::lease_missed(
-                        tx,
-                        lease_id,
-                        charge.seq,
-                        Written::LeaseCharged(None),
-                    )
-                    .await;
-                };
-                // The balance does not move, but its row is locked, so entries of this account
-                // get their ids in balance order.
-                let balance = Self::give_back(tx, &user_id, 0).await?;
-                // A balance pushed to the edge of 64 bits behind the ledger's back: refused
-                // (and parked by the queue) like a settle the database refuses.
-                let before_charge = balance.checked_add(cost).ok_or_else(|| {
-                    llmgate_core::Error::internal("a lease charge overflows the balance")
-                })?;
-                let mut release = Self::lease_entry(
-                    &user_id,
-                    TransactionKind::Release,
-                    cost,
-                    before_charge,
-                    lease_id,
-                    now,
-                );
-                release.request_id = Some(&usage.request_id);
-                Self::append(tx, &release).await?;
-                let mut charged = Self::lease_entry(
-                    &user_id,
-                    TransactionKind::Charge,
-                    -cost,
-                    balance,
-                    lease_id,
-                    now,
-                );
-                charged.request_id = Some(&usage.request_id);
-                charged.usage = Some(usage);
-                Self::append(tx, &charged).await?;
-                // What the account may spend now, leases included (low-balance alerts).
-                let spendable =
-                    sqlx::query_scalar::<$db, i64>($crate::sql::statements::SELECT_SPENDABLE)
-                        .bind(&user_id)
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err($crate::error::database_error("charge a lease"))?;
-                Ok(Written::LeaseCharged(Some(spendable.unwrap_or(balance))))
             }
 
             /// Credits go back from a lease to the balance, inside `tx`.
@@ -317,7 +256,10 @@ macro_rules! sql_ledger_leases {
                 let mut tx = self.begin_write().await.map_err(failed())?;
                 let written = match write {
                     LedgerWrite::LeaseCharge(charge) => {
-                        let written = Self::charge_lease_in(&mut tx, charge).await?;
+                        let written = Self::charge_leases_in(&mut tx, &[charge])
+                            .await?
+                            .pop()
+                            .unwrap_or(Written::LeaseGone);
                         if matches!(written, Written::LeaseCharged(Some(_))) {
                             let cost = charge.usage.cost_micros.max(0);
                             Self::add_usage_in(&mut *tx, &charge.usage, cost)

@@ -8,6 +8,7 @@
 //! (balances, the ledger, usage); this module keeps the shared helpers, the pool and
 //! readiness checks ([`sql_store_pool!`]) and the `CreditStore` implementation itself.
 
+pub(crate) mod lease_runs;
 pub(crate) mod leases;
 pub(crate) mod reads;
 pub(crate) mod statements;
@@ -333,6 +334,7 @@ macro_rules! sql_credit_store {
         $crate::sql::writes::sql_ledger_writes!($store, $db);
         $crate::sql::reads::sql_ledger_reads!($store, $db);
         $crate::sql::leases::sql_ledger_leases!($store, $db);
+        $crate::sql::lease_runs::sql_lease_charge_runs!($store, $db);
 
         #[async_trait::async_trait]
         impl llmgate_core::credits::CreditStore for $store {

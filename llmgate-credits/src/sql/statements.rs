@@ -59,10 +59,11 @@ INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expire
 lease_seq) VALUES ($1, $2, 'lease', $3, $4, $5, 0) \
 RETURNING id";
 
-/// A request served from lease `$1` is charged `$2` (write number `$3`), renewing the expiry
-/// to `$4`. No row: the lease is gone, or applied this write before.
+/// Requests served from lease `$1` are charged `$2` together, their write numbers running from
+/// `$3` to `$4` (the same for one request), renewing the expiry to `$5`. No row: the lease is
+/// gone, holds less, or applied one of these writes before.
 pub(crate) const CHARGE_LEASE: &str = "\
-UPDATE credit_holds SET amount_micros = amount_micros - $2, lease_seq = $3, expires_at = $4 \
+UPDATE credit_holds SET amount_micros = amount_micros - $2, lease_seq = $4, expires_at = $5 \
 WHERE id = $1 AND lease_seq < $3 AND amount_micros >= $2 \
 RETURNING user_id";
 

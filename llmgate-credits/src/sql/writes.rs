@@ -85,46 +85,20 @@ macro_rules! sql_ledger_writes {
                 let mut tx = self.begin_write().await.map_err(failed())?;
                 let mut results = Vec::with_capacity(writes.len());
                 let mut totals = $crate::sql::UsageTotals::default();
-                for write in writes {
-                    results.push(match write {
-                        LedgerWrite::Hold(request) => {
-                            Self::hold_in(&mut tx, request, &self.replica.id)
-                                .await?
-                                .map(Written::Held)
-                        }
-                        LedgerWrite::Settle { hold, usage } => {
-                            match Self::settle_in(&mut tx, hold, usage).await? {
-                                Some((balance, charge)) => {
-                                    totals.add(usage, charge);
-                                    Ok(Written::Settled(Some(balance)))
-                                }
-                                None => Ok(Written::Settled(None)),
-                            }
-                        }
-                        LedgerWrite::Usage(usage) => {
-                            if usage.cost_micros < 0 {
-                                return Err(llmgate_core::Error::internal("negative usage cost"));
-                            }
-                            totals.add(usage, usage.cost_micros);
-                            Ok(Written::Recorded)
-                        }
-                        LedgerWrite::Release(hold) => {
-                            if let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) {
-                                Self::release_in(&mut tx, hold_id).await?;
-                            }
-                            Ok(Written::Released)
-                        }
-                        LedgerWrite::LeaseCharge(charge) => {
-                            let written = Self::charge_lease_in(&mut tx, charge).await?;
-                            if matches!(written, Written::LeaseCharged(Some(_))) {
-                                totals.add(&charge.usage, charge.usage.cost_micros.max(0));
-                            }
-                            Ok(written)
-                        }
-                        LedgerWrite::LeaseReturn(give) => {
-                            Ok(Self::return_lease_in(&mut tx, give).await?)
-                        }
-                    });
+                // Consecutive lease charges go together (see `lease_runs`); every other write
+                // alone.
+                let charge_of = $crate::sql::lease_runs::lease_charge;
+                for part in writes.chunk_by(|a, b| charge_of(a).is_some() && charge_of(b).is_some()) {
+                    let charges: Vec<&llmgate_core::credits::LeaseCharge> =
+                        part.iter().filter_map(charge_of).collect();
+                    if charges.len() == part.len() {
+                        let written = Self::charge_run_in(&mut tx, &charges, &mut totals).await?;
+                        results.extend(written.into_iter().map(Ok));
+                        continue;
+                    }
+                    for write in part {
+                        results.push(self.write_in(&mut tx, write, &mut totals).await?);
+                    }
                 }
                 for (key, sum) in totals.rows {
                     sqlx::query::<$db>($crate::sql::statements::ADD_USAGE)
@@ -145,6 +119,65 @@ macro_rules! sql_ledger_writes {
                 }
                 tx.commit().await.map_err(failed())?;
                 Ok(results)
+            }
+
+            /// One write of a batch inside `tx`; its usage goes to `totals`. The outer error
+            /// fails the batch, the inner one this write alone.
+            async fn write_in(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                write: &llmgate_core::credits::LedgerWrite,
+                totals: &mut $crate::sql::UsageTotals,
+            ) -> llmgate_core::Result<llmgate_core::Result<llmgate_core::credits::Written>> {
+                use llmgate_core::credits::{LedgerWrite, Written};
+                Ok(match write {
+                    LedgerWrite::Hold(request) => Self::hold_in(tx, request, &self.replica.id)
+                        .await?
+                        .map(Written::Held),
+                    LedgerWrite::Settle { hold, usage } => {
+                        match Self::settle_in(tx, hold, usage).await? {
+                            Some((balance, charge)) => {
+                                totals.add(usage, charge);
+                                Ok(Written::Settled(Some(balance)))
+                            }
+                            None => Ok(Written::Settled(None)),
+                        }
+                    }
+                    LedgerWrite::Usage(usage) => {
+                        if usage.cost_micros < 0 {
+                            return Err(llmgate_core::Error::internal("negative usage cost"));
+                        }
+                        totals.add(usage, usage.cost_micros);
+                        Ok(Written::Recorded)
+                    }
+                    LedgerWrite::Release(hold) => {
+                        if let Some(hold_id) = $crate::sql::parse_hold_id(&hold.id) {
+                            Self::release_in(tx, hold_id).await?;
+                        }
+                        Ok(Written::Released)
+                    }
+                    LedgerWrite::LeaseCharge(charge) => Ok(Self::charge_run_in(tx, &[charge], totals)
+                        .await?
+                        .pop()
+                        .unwrap_or(Written::LeaseGone)),
+                    LedgerWrite::LeaseReturn(give) => Ok(Self::return_lease_in(tx, give).await?),
+                })
+            }
+
+            /// Consecutive lease charges of a batch inside `tx` (see `charge_leases_in`); the
+            /// usage of those applied goes to `totals`.
+            async fn charge_run_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                charges: &[&llmgate_core::credits::LeaseCharge],
+                totals: &mut $crate::sql::UsageTotals,
+            ) -> llmgate_core::Result<Vec<llmgate_core::credits::Written>> {
+                let written = Self::charge_leases_in(tx, charges).await?;
+                for (charge, written) in charges.iter().zip(&written) {
+                    if matches!(written, llmgate_core::credits::Written::LeaseCharged(Some(_))) {
+                        totals.add(&charge.usage, $crate::sql::lease_runs::cost_of(charge));
+                    }
+                }
+                Ok(written)
             }
 
             /// A credit in one durable transaction (see `begin_credit`).

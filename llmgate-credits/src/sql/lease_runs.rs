@@ -1,0 +1,489 @@
+//! Lease charges in runs: the consecutive lease charges of a ledger batch, written with a few
+//! statements per lease and per account instead of a few per charge (SQLite, whose one writer
+//! connection pays a hop to the database thread for every statement).
+//!
+//! A run keeps every rule of a charge written alone:
+//! - A lease's charges in the run are applied with one `UPDATE` when their write numbers rise
+//!   and the lease has seen none of them and holds their sum: each would then have applied in
+//!   turn. Otherwise (a retry, an over-drawn or gone lease) they are tried one by one, with the
+//!   same statement, exactly as alone.
+//! - Charges do not move balances, so an account's balance is the same for every charge of the
+//!   run: it is read once, after the updates. Each applied charge gets its `release` and its
+//!   `charge` entry side by side, in the run's order, so every `balance_after` is the running
+//!   sum.
+//! - What an account may spend is read once per account, after the run's entries: exact for
+//!   the end of the run (the charges after it in the run included), which is what low-balance
+//!   alerts want.
+
+use llmgate_core::credits::{LeaseCharge, LedgerWrite, TransactionKind};
+
+use crate::sql::{kind_name, parse_hold_id};
+
+/// The most charges one entries `INSERT` takes (20 parameters each, far below SQLite's 32,766).
+const MOST_CHARGES_PER_INSERT: usize = 128;
+
+/// The charge a write is, if it is one.
+pub(crate) fn lease_charge(write: &LedgerWrite) -> Option<&LeaseCharge> {
+    match write {
+        LedgerWrite::LeaseCharge(charge) => Some(charge),
+        _ => None,
+    }
+}
+
+/// The charges of one lease within a run.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct LeaseGroup {
+    pub lease_id: i64,
+    /// Positions in the run, in order.
+    pub members: Vec<usize>,
+}
+
+/// A run's charges grouped by lease, in the order of each lease's first charge. A charge that
+/// names no lease is in no group (it is written as gone).
+pub(crate) fn group_by_lease(charges: &[&LeaseCharge]) -> Vec<LeaseGroup> {
+    let mut groups: Vec<LeaseGroup> = Vec::new();
+    for (position, charge) in charges.iter().enumerate() {
+        let Some(lease_id) = parse_hold_id(&charge.lease_id) else {
+            continue;
+        };
+        // Runs touch a handful of leases: a scan beats a map.
+        match groups.iter_mut().find(|group| group.lease_id == lease_id) {
+            Some(group) => group.members.push(position),
+            None => groups.push(LeaseGroup {
+                lease_id,
+                members: vec![position],
+            }),
+        }
+    }
+    groups
+}
+
+/// A lease's charges as one write: the cost they take together, the write numbers of the
+/// first and the last, and the expiry the last renews to.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct CombinedCharge {
+    pub cost: i64,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub expires_at: i64,
+}
+
+impl CombinedCharge {
+    /// One charge as a write of its own.
+    pub(crate) fn alone(charge: &LeaseCharge, now: i64) -> Self {
+        Self {
+            cost: cost_of(charge),
+            first_seq: charge.seq,
+            last_seq: charge.seq,
+            expires_at: expiry_of(charge, now),
+        }
+    }
+}
+
+/// A charge's cost: what leaves the lease (never negative).
+pub(crate) fn cost_of(charge: &LeaseCharge) -> i64 {
+    charge.usage.cost_micros.max(0)
+}
+
+/// When a charge's lease expires once the charge renews it.
+pub(crate) fn expiry_of(charge: &LeaseCharge, now: i64) -> i64 {
+    now.saturating_add(i64::try_from(charge.ttl_secs).unwrap_or(i64::MAX))
+}
+
+/// `charges` (one lease's, in order) as one write, or `None` when applying them together could
+/// differ from applying them in turn: write numbers that do not rise (a repeat in the run), or
+/// a sum that overflows.
+pub(crate) fn combine(charges: &[&LeaseCharge], now: i64) -> Option<CombinedCharge> {
+    let (first, last) = (charges.first()?, charges.last()?);
+    let rising = charges.windows(2).all(|pair| pair[0].seq < pair[1].seq);
+    let cost = charges
+        .iter()
+        .try_fold(0_i64, |sum, charge| sum.checked_add(cost_of(charge)))?;
+    rising.then(|| CombinedCharge {
+        cost,
+        first_seq: first.seq,
+        last_seq: last.seq,
+        expires_at: expiry_of(last, now),
+    })
+}
+
+/// How many charges each entries `INSERT` of a run of `count` takes: powers of two, largest
+/// first, so a few prepared statements serve every run length.
+pub(crate) fn insert_sizes(count: usize) -> impl Iterator<Item = usize> {
+    let mut left = count;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let size = if left >= MOST_CHARGES_PER_INSERT {
+            MOST_CHARGES_PER_INSERT
+        } else {
+            1 << left.ilog2()
+        };
+        left -= size;
+        Some(size)
+    })
+}
+
+/// The `INSERT` of `charges` charges' entries: per charge, its `release` (`+cost`, the balance
+/// plus the cost after it) then its `charge` (`−cost` with the usage, the balance after it).
+///
+/// The parameters are SQLite's anonymous `?`, bound in order: a numbered one (`$n`) is found
+/// by name, a scan of every name for each parameter bound, which made an `INSERT` of 128
+/// charges spend 70 % of the writer's time looking its own parameters up. Per charge: user,
+/// cost, balance after the release, request, reason, at; then user, −cost, balance after the
+/// charge, model, provider, prompt, completion, key source, request, reason, at, cache read,
+/// cache write, reasoning tokens.
+fn build_lease_entries_sql(charges: usize) -> String {
+    let release = format!(
+        "(?, '{}', ?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, NULL, NULL, NULL)",
+        kind_name(TransactionKind::Release)
+    );
+    let charge = format!(
+        "(?, '{}', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        kind_name(TransactionKind::Charge)
+    );
+    let rows = vec![format!("{release}, {charge}"); charges];
+    format!(
+        "INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, \
+         provider, prompt_tokens, completion_tokens, key_source, request_id, reason, created_at, \
+         cache_read_tokens, cache_write_tokens, reasoning_tokens) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+/// [`build_lease_entries_sql`] for a size [`insert_sizes`] gives (`None` for any other),
+/// built once: the same text each time, so the connection's statement cache keeps it prepared.
+pub(crate) fn lease_entries_sql(charges: usize) -> Option<&'static str> {
+    static BY_POWER: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    if !charges.is_power_of_two() {
+        return None;
+    }
+    let by_power = BY_POWER.get_or_init(|| {
+        (0..=MOST_CHARGES_PER_INSERT.ilog2())
+            .map(|power| build_lease_entries_sql(1 << power))
+            .collect()
+    });
+    by_power
+        .get(usize::try_from(charges.ilog2()).ok()?)
+        .map(String::as_str)
+}
+
+/// The steps that write a run of lease charges inside a batch's transaction, for a store type
+/// (see `sql_credit_store!`). Runs are for a store whose `LEASE_CHARGE_STATEMENT` is `None`:
+/// SQLite, whose `?` parameters the entries `INSERT` uses; PostgreSQL charges with its one
+/// statement per request.
+macro_rules! sql_lease_charge_runs {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Charge the consecutive lease charges `charges` inside `tx`: one result each, in
+            /// order (usage totals aside). A backend with a one-statement charge takes them one
+            /// by one.
+            async fn charge_leases_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                charges: &[&llmgate_core::credits::LeaseCharge],
+            ) -> llmgate_core::Result<Vec<llmgate_core::credits::Written>> {
+                use llmgate_core::credits::Written;
+                if let Some(statement) = Self::LEASE_CHARGE_STATEMENT {
+                    let mut written = Vec::with_capacity(charges.len());
+                    for charge in charges {
+                        written.push(Self::charge_lease_in(tx, statement, charge).await?);
+                    }
+                    return Ok(written);
+                }
+                let now = llmgate_core::memory::unix_now();
+                let outcomes = Self::apply_lease_charges(tx, charges, now).await?;
+                let balances = Self::balances_of(tx, &outcomes).await?;
+                Self::append_lease_entries(tx, charges, &outcomes, &balances, now).await?;
+                let spendable = Self::spendable_after_run(tx, &balances).await?;
+                Ok(outcomes
+                    .iter()
+                    .map(|outcome| match outcome {
+                        Ok(user_id) => {
+                            Written::LeaseCharged(spendable.get(user_id.as_str()).copied())
+                        }
+                        Err(written) => written.clone(),
+                    })
+                    .collect())
+            }
+
+            /// Take the run's charges out of their leases: per charge, `Ok` with the lease's
+            /// owner once applied, else what the charge did (as alone).
+            async fn apply_lease_charges(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                charges: &[&llmgate_core::credits::LeaseCharge],
+                now: i64,
+            ) -> llmgate_core::Result<Vec<Result<String, llmgate_core::credits::Written>>> {
+                use llmgate_core::credits::Written;
+                use $crate::sql::lease_runs as run;
+                let mut outcomes: Vec<Result<String, Written>> =
+                    vec![Err(Written::LeaseGone); charges.len()];
+                for group in &run::group_by_lease(charges) {
+                    let members: Vec<&llmgate_core::credits::LeaseCharge> =
+                        group.members.iter().map(|&at| charges[at]).collect();
+                    if let Some(together) = run::combine(&members, now)
+                        && let Some(user_id) =
+                            Self::charge_lease_row(tx, group.lease_id, &together).await?
+                    {
+                        for &at in &group.members {
+                            outcomes[at] = Ok(user_id.clone());
+                        }
+                        continue;
+                    }
+                    // Not all of them at once: each in turn, as alone.
+                    for &at in &group.members {
+                        let charge = charges[at];
+                        let alone = run::CombinedCharge::alone(charge, now);
+                        outcomes[at] =
+                            match Self::charge_lease_row(tx, group.lease_id, &alone).await? {
+                                Some(user_id) => Ok(user_id),
+                                None => Err(Self::lease_missed(
+                                    tx,
+                                    group.lease_id,
+                                    charge.seq,
+                                    Written::LeaseCharged(None),
+                                )
+                                .await?),
+                            };
+                    }
+                }
+                Ok(outcomes)
+            }
+
+            /// What each account of the run may spend once its charges are written (its
+            /// balance plus its leases; the balance alone if that read finds no row).
+            async fn spendable_after_run(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                balances: &[(String, i64)],
+            ) -> llmgate_core::Result<std::collections::HashMap<String, i64>> {
+                let mut spendable = std::collections::HashMap::with_capacity(balances.len());
+                for (user_id, balance) in balances {
+                    let can_spend =
+                        sqlx::query_scalar::<$db, i64>($crate::sql::statements::SELECT_SPENDABLE)
+                            .bind(user_id.as_str())
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err($crate::error::database_error("charge a lease"))?;
+                    spendable.insert(user_id.clone(), can_spend.unwrap_or(*balance));
+                }
+                Ok(spendable)
+            }
+
+            /// Take `charge.cost` out of lease `lease_id` if it has seen none of the write
+            /// numbers from `charge.first_seq` on and holds the cost; its owner, or `None`.
+            async fn charge_lease_row(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                lease_id: i64,
+                charge: &$crate::sql::lease_runs::CombinedCharge,
+            ) -> llmgate_core::Result<Option<String>> {
+                sqlx::query_scalar::<$db, String>($crate::sql::statements::CHARGE_LEASE)
+                    .bind(lease_id)
+                    .bind(charge.cost)
+                    .bind(charge.first_seq)
+                    .bind(charge.last_seq)
+                    .bind(charge.expires_at)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err($crate::error::database_error("charge a lease"))
+            }
+
+            /// The balance of each account with an applied charge (its row is there: the
+            /// lease was taken from it).
+            async fn balances_of(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                outcomes: &[Result<String, llmgate_core::credits::Written>],
+            ) -> llmgate_core::Result<Vec<(String, i64)>> {
+                let mut balances: Vec<(String, i64)> = Vec::new();
+                for user_id in outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()) {
+                    if balances.iter().any(|(known, _)| known == user_id) {
+                        continue;
+                    }
+                    let balance =
+                        sqlx::query_scalar::<$db, i64>($crate::sql::statements::SELECT_BALANCE)
+                            .bind(user_id.as_str())
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err($crate::error::database_error("charge a lease"))?
+                            .ok_or_else(|| {
+                                llmgate_core::Error::internal("a held balance is missing")
+                            })?;
+                    balances.push((user_id.clone(), balance));
+                }
+                Ok(balances)
+            }
+
+            /// The `release` and `charge` entries of every applied charge, in the run's order,
+            /// a few multi-row `INSERT`s for the lot.
+            async fn append_lease_entries(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                charges: &[&llmgate_core::credits::LeaseCharge],
+                outcomes: &[Result<String, llmgate_core::credits::Written>],
+                balances: &[(String, i64)],
+                now: i64,
+            ) -> llmgate_core::Result<()> {
+                use $crate::sql::tokens_to_sql;
+                let applied: Vec<(&llmgate_core::credits::LeaseCharge, &str, i64)> = charges
+                    .iter()
+                    .zip(outcomes)
+                    .filter_map(|(charge, outcome)| {
+                        let user_id = outcome.as_ref().ok()?;
+                        let (_, balance) = balances.iter().find(|(known, _)| known == user_id)?;
+                        Some((*charge, user_id.as_str(), *balance))
+                    })
+                    .collect();
+                let mut rest = applied.as_slice();
+                for size in $crate::sql::lease_runs::insert_sizes(applied.len()) {
+                    let (these, after) = rest.split_at(size);
+                    rest = after;
+                    let sql =
+                        $crate::sql::lease_runs::lease_entries_sql(size).ok_or_else(|| {
+                            llmgate_core::Error::internal("no entries statement of that size")
+                        })?;
+                    let mut insert = sqlx::query::<$db>(sql);
+                    for &(charge, user_id, balance) in these {
+                        let usage = &charge.usage;
+                        let cost = $crate::sql::lease_runs::cost_of(charge);
+                        // A balance pushed to the edge of 64 bits behind the ledger's back:
+                        // refused (and parked by the queue) like a settle the database refuses.
+                        let before_charge = balance.checked_add(cost).ok_or_else(|| {
+                            llmgate_core::Error::internal("a lease charge overflows the balance")
+                        })?;
+                        let lease_id = $crate::sql::parse_hold_id(&charge.lease_id).unwrap_or(0);
+                        let reason = format!("lease {lease_id}");
+                        let request_id = usage.request_id.as_str();
+                        insert = insert
+                            .bind(user_id)
+                            .bind(cost)
+                            .bind(before_charge)
+                            .bind(request_id)
+                            .bind(reason.clone())
+                            .bind(now)
+                            .bind(user_id)
+                            .bind(-cost)
+                            .bind(balance)
+                            .bind(usage.model.as_str())
+                            .bind(usage.provider.as_str())
+                            .bind(tokens_to_sql(usage.prompt_tokens))
+                            .bind(tokens_to_sql(usage.completion_tokens))
+                            .bind(usage.key_source.as_str())
+                            .bind(request_id)
+                            .bind(reason)
+                            .bind(now)
+                            .bind(tokens_to_sql(usage.cache_read_tokens))
+                            .bind(tokens_to_sql(usage.cache_write_tokens))
+                            .bind(tokens_to_sql(usage.reasoning_tokens));
+                    }
+                    insert
+                        .execute(&mut **tx)
+                        .await
+                        .map_err($crate::error::database_error("append to the ledger"))?;
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use sql_lease_charge_runs;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llmgate_core::credits::{KeySource, UsageRecord};
+
+    fn charge(lease_id: &str, seq: i64, cost: i64) -> LeaseCharge {
+        LeaseCharge {
+            lease_id: lease_id.into(),
+            seq,
+            usage: UsageRecord {
+                user_id: "ann".into(),
+                request_id: format!("r{seq}"),
+                model: "m".into(),
+                provider: "p".into(),
+                key_source: KeySource::Platform,
+                prompt_tokens: 1,
+                completion_tokens: 2,
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
+                reasoning_tokens: 0,
+                cost_micros: cost,
+                at: 0,
+            },
+            ttl_secs: 60,
+        }
+    }
+
+    #[test]
+    fn charges_group_by_lease_in_order_of_first_charge() {
+        let charges = [
+            charge("7", 1, 5),
+            charge("3", 1, 5),
+            charge("x", 1, 5),
+            charge("7", 2, 5),
+        ];
+        let refs: Vec<&LeaseCharge> = charges.iter().collect();
+        let groups = group_by_lease(&refs);
+        assert_eq!(
+            groups,
+            [
+                LeaseGroup {
+                    lease_id: 7,
+                    members: vec![0, 3]
+                },
+                LeaseGroup {
+                    lease_id: 3,
+                    members: vec![1]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn charges_combine_only_when_applying_them_together_is_applying_them_in_turn() {
+        let (a, b, c) = (charge("1", 4, 10), charge("1", 6, -3), charge("1", 9, 7));
+        assert_eq!(
+            combine(&[&a, &b, &c], 100),
+            Some(CombinedCharge {
+                cost: 17,
+                first_seq: 4,
+                last_seq: 9,
+                expires_at: 160
+            })
+        );
+        // A repeated write number: the second would be skipped in turn.
+        assert_eq!(combine(&[&a, &a], 100), None);
+        assert_eq!(combine(&[&c, &a], 100), None);
+        let huge = charge("1", 10, i64::MAX);
+        assert_eq!(combine(&[&a, &huge], 100), None);
+        assert_eq!(combine(&[], 100), None);
+    }
+
+    #[test]
+    fn inserts_take_powers_of_two_up_to_the_cap() {
+        let sizes = |n| insert_sizes(n).collect::<Vec<_>>();
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(7), [4, 2, 1]);
+        assert_eq!(sizes(300), [128, 128, 32, 8, 4]);
+        for n in 0..600 {
+            assert_eq!(insert_sizes(n).sum::<usize>(), n);
+        }
+    }
+
+    #[test]
+    fn the_entries_insert_takes_twenty_anonymous_parameters_per_charge() {
+        let sql = lease_entries_sql(2).unwrap();
+        assert_eq!(sql.matches("'release'").count(), 2);
+        assert_eq!(sql.matches("'charge'").count(), 2);
+        assert_eq!(sql.matches('?').count(), 40, "{sql}");
+        assert!(!sql.contains('$'), "{sql}");
+        assert!(
+            std::ptr::eq(sql, lease_entries_sql(2).unwrap()),
+            "built once"
+        );
+        let most = lease_entries_sql(MOST_CHARGES_PER_INSERT).unwrap();
+        assert_eq!(most.matches("'charge'").count(), MOST_CHARGES_PER_INSERT);
+        assert_eq!(lease_entries_sql(3), None);
+        assert_eq!(lease_entries_sql(2 * MOST_CHARGES_PER_INSERT), None);
+    }
+}
