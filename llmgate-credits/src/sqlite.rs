@@ -80,6 +80,8 @@ impl SqliteCreditStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(MAX_CONNECTIONS)
+                .idle_timeout(None)
+                .max_lifetime(None)
                 .connect_with(options)
                 .await
         }
@@ -106,6 +108,11 @@ impl SqliteCreditStore {
                 .max_connections(1)
                 // A file does not hang up: no ping (a hop to SQLite's thread) before each use.
                 .test_before_acquire(false)
+                // Nor does it need recycling: without an idle timeout or a lifetime the pool
+                // runs no maintenance task, whose rare spin at shutdown (sqlx issue 3645) once
+                // hung a test here.
+                .idle_timeout(None)
+                .max_lifetime(None)
                 .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal))
         };
         Self {
