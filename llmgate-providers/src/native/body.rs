@@ -13,6 +13,7 @@
 //! - Everything else is kept, in the client's order.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use llmgate_core::{Error, Result};
@@ -81,10 +82,10 @@ impl<'a> Rewrite<'a> {
     /// The whole body: the gateway's fields, then the client's others as they came.
     pub(crate) fn finish(mut self) -> Result<Vec<u8>> {
         let fields = std::mem::take(&mut self.client.fields);
-        for (index, (name, value)) in fields.iter().enumerate() {
+        let last = last_of_each_name(&fields);
+        for ((name, value), last) in fields.iter().zip(last) {
             let written = self.written.iter().any(|own| own == name);
-            let sent_again = fields[index + 1..].iter().any(|(later, _)| later == name);
-            if written || sent_again {
+            if written || !last {
                 continue;
             }
             self.key(name)?;
@@ -103,6 +104,24 @@ impl<'a> Rewrite<'a> {
         self.out.push(b':');
         Ok(())
     }
+}
+
+/// Whether each field is the last of its name. A few names are compared pairwise; many are
+/// hashed, so a hostile body of a million names costs linear time, not quadratic.
+fn last_of_each_name(fields: &[(Cow<'_, str>, &RawValue)]) -> Vec<bool> {
+    const PAIRWISE_UP_TO: usize = 32;
+    if fields.len() <= PAIRWISE_UP_TO {
+        let later = |index: usize| &fields[index + 1..];
+        return (fields.iter().enumerate())
+            .map(|(index, (name, _))| !later(index).iter().any(|(other, _)| other == name))
+            .collect();
+    }
+    let mut seen = HashSet::with_capacity(fields.len());
+    let mut last: Vec<bool> = (fields.iter().rev())
+        .map(|(name, _)| seen.insert(name.as_ref()))
+        .collect();
+    last.reverse();
+    last
 }
 
 fn internal(error: serde_json::Error) -> Error {
@@ -221,6 +240,25 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{"model":"up","max_tokens":4096,"stream":true,"x":2}"#
         );
+    }
+
+    #[test]
+    fn many_names_are_deduplicated_as_a_few_are() {
+        let mut body = String::from("{\"max_tokens\":1");
+        for i in 0..100 {
+            body.push_str(&format!(",\"f{}\":{i}", i % 40));
+        }
+        body.push_str(",\"model\":\"m\"}");
+        let sent = sent(&body);
+        let fields = sent.as_object().unwrap();
+        assert_eq!(fields.len(), 3 + 40);
+        assert_eq!(sent["max_tokens"], 1);
+        assert_eq!(sent["f0"], 80);
+        assert_eq!(sent["f39"], 79);
+        let out = String::from_utf8(rewritten(&body).unwrap()).unwrap();
+        assert_eq!(out.matches("\"f0\":").count(), 1);
+        // In the client's order of their last values: f20..f39 (from 60..79), then f0..f19.
+        assert!(out.find("\"f20\":60").unwrap() < out.find("\"f0\":80").unwrap());
     }
 
     #[test]
