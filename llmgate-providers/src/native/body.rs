@@ -82,10 +82,18 @@ impl<'a> Rewrite<'a> {
     /// The whole body: the gateway's fields, then the client's others as they came.
     pub(crate) fn finish(mut self) -> Result<Vec<u8>> {
         let fields = std::mem::take(&mut self.client.fields);
-        let last = last_of_each_name(&fields);
-        for ((name, value), last) in fields.iter().zip(last) {
+        // A few names are compared pairwise (no allocation); many are hashed, so a hostile
+        // body of a million names costs linear time, not quadratic.
+        let hashed = (fields.len() > PAIRWISE_UP_TO).then(|| last_of_each_name(&fields));
+        let is_last = |index: usize| match &hashed {
+            Some(last) => last[index],
+            None => !fields[index + 1..]
+                .iter()
+                .any(|(other, _)| *other == fields[index].0),
+        };
+        for (index, (name, value)) in fields.iter().enumerate() {
             let written = self.written.iter().any(|own| own == name);
-            if written || !last {
+            if written || !is_last(index) {
                 continue;
             }
             self.key(name)?;
@@ -106,16 +114,11 @@ impl<'a> Rewrite<'a> {
     }
 }
 
-/// Whether each field is the last of its name. A few names are compared pairwise; many are
-/// hashed, so a hostile body of a million names costs linear time, not quadratic.
+/// Up to this many top-level names, duplicates are found by comparing names pairwise.
+const PAIRWISE_UP_TO: usize = 32;
+
+/// Whether each field is the last of its name, by hashing the names.
 fn last_of_each_name(fields: &[(Cow<'_, str>, &RawValue)]) -> Vec<bool> {
-    const PAIRWISE_UP_TO: usize = 32;
-    if fields.len() <= PAIRWISE_UP_TO {
-        let later = |index: usize| &fields[index + 1..];
-        return (fields.iter().enumerate())
-            .map(|(index, (name, _))| !later(index).iter().any(|(other, _)| other == name))
-            .collect();
-    }
     let mut seen = HashSet::with_capacity(fields.len());
     let mut last: Vec<bool> = (fields.iter().rev())
         .map(|(name, _)| seen.insert(name.as_ref()))
