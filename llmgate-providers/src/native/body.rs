@@ -59,7 +59,7 @@ impl<'a> Rewrite<'a> {
     /// Write `name` with the gateway's `value`; each name once.
     pub(crate) fn set(&mut self, name: &'static str, value: impl serde::Serialize) -> Result<()> {
         debug_assert!(!self.written.contains(&name), "{name} written twice");
-        self.key(name)?;
+        self.key(name, true)?;
         serde_json::to_writer(&mut self.out, &value).map_err(internal)?;
         self.written.push(name);
         Ok(())
@@ -96,19 +96,28 @@ impl<'a> Rewrite<'a> {
             if written || !is_last(index) {
                 continue;
             }
-            self.key(name)?;
+            self.key(name, matches!(name, Cow::Borrowed(_)))?;
             self.out.extend_from_slice(value.get().as_bytes());
         }
         self.out.push(b'}');
         Ok(self.out)
     }
 
-    /// `"name":`, after a comma unless it is the first field.
-    fn key(&mut self, name: &str) -> Result<()> {
+    /// `"name":`, after a comma unless it is the first field. A plain name is copied as it
+    /// is: the gateway's own are plain, and so is a client's name that serde_json borrowed
+    /// (it borrows only a name without escapes, and refuses raw control characters). A name
+    /// that had escapes is escaped again.
+    fn key(&mut self, name: &str, plain: bool) -> Result<()> {
         if self.out.len() > 1 {
             self.out.push(b',');
         }
-        serde_json::to_writer(&mut self.out, name).map_err(internal)?;
+        if plain {
+            self.out.push(b'"');
+            self.out.extend_from_slice(name.as_bytes());
+            self.out.push(b'"');
+        } else {
+            serde_json::to_writer(&mut self.out, name).map_err(internal)?;
+        }
         self.out.push(b':');
         Ok(())
     }
@@ -266,10 +275,18 @@ mod tests {
 
     #[test]
     fn escaped_names_are_read_as_what_they_spell() {
-        let sent = sent(r#"{"mod\u0065l":"sneaky","max\u005ftokens":99999,"a\"b\\c":1}"#);
+        let body =
+            r#"{"mod\u0065l":"sneaky","max\u005ftokens":99999,"a\"b\\c":1,"x\u0001y":2,"é":3}"#;
         assert_eq!(
-            sent,
-            json!({"model": "up", "max_tokens": 4096, "stream": true, "a\"b\\c": 1})
+            sent(body),
+            json!({"model": "up", "max_tokens": 4096, "stream": true, "a\"b\\c": 1,
+                   "x\u{1}y": 2, "é": 3})
+        );
+        // A name that had escapes is escaped again; a plain one is copied.
+        let out = String::from_utf8(rewritten(body).unwrap()).unwrap();
+        assert!(
+            out.ends_with(r#","a\"b\\c":1,"x\u0001y":2,"é":3}"#),
+            "{out}"
         );
     }
 
