@@ -383,6 +383,26 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// An endpoint parsed once when the provider is built (a request then clones it, where a
+/// string would be parsed again on every request); only http and https.
+pub(crate) fn parse_endpoint(
+    name: &str,
+    url: &str,
+) -> std::result::Result<reqwest::Url, BuildError> {
+    let invalid = |reason: String| BuildError::Invalid {
+        name: name.to_owned(),
+        reason,
+    };
+    let endpoint = reqwest::Url::parse(url)
+        .map_err(|e| invalid(format!("api_base is not a valid URL: {e}")))?;
+    if !matches!(endpoint.scheme(), "http" | "https") {
+        return Err(invalid(
+            "api_base must be an http:// or https:// URL".to_owned(),
+        ));
+    }
+    Ok(endpoint)
+}
+
 /// Join a base URL and a path without doubling or dropping the slash.
 pub(crate) fn endpoint(base: &str, path: &str) -> String {
     format!(

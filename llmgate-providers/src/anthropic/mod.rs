@@ -26,7 +26,7 @@ use llmgate_core::{
     chat::ChatResponse,
     provider::{ChunkStream, ProviderCall},
 };
-use reqwest::header::HeaderValue;
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 
 use crate::chunks;
 use crate::error::BuildError;
@@ -44,20 +44,19 @@ pub const API_VERSION: &str = "2023-06-01";
 #[derive(Debug, Clone)]
 pub struct Anthropic {
     connection: Connection,
-    url: String,
+    /// `{base}/v1/messages`, parsed once.
+    url: reqwest::Url,
 }
 
 impl Anthropic {
     /// A provider for this account; fails on a bad base URL or header. Makes no network call.
     pub fn new(config: UpstreamConfig) -> Result<Self, BuildError> {
+        let url = http::parse_endpoint(&config.name, &messages_url(&config.api_base))?;
         let mut connection = Connection::new(&config, convert::error_detail)?;
-        connection
-            .headers
-            .insert("anthropic-version", HeaderValue::from_static(API_VERSION));
-        Ok(Self {
-            connection,
-            url: messages_url(&config.api_base),
-        })
+        let headers = &mut connection.headers;
+        headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(Self { connection, url })
     }
 
     /// Whether calls need a key (false for a keyless Anthropic-compatible server on the
@@ -75,7 +74,7 @@ impl Anthropic {
         let request = self
             .connection
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .headers(self.connection.headers.clone())
             .json(body);
         Ok(match call.api_key {
@@ -93,12 +92,12 @@ impl Anthropic {
         native: &llmgate_core::chat::NativeBody,
         body: Vec<u8>,
     ) -> Result<reqwest::RequestBuilder> {
-        self.native_request_to(&self.url, call, native, body)
+        self.native_request_to(self.url.clone(), call, native, body)
     }
 
     fn native_request_to(
         &self,
-        url: &str,
+        url: reqwest::Url,
         call: &ProviderCall<'_>,
         native: &llmgate_core::chat::NativeBody,
         body: Vec<u8>,
@@ -106,20 +105,13 @@ impl Anthropic {
         let mut headers = self.connection.headers.clone();
         for (name, value) in passthrough::headers(native) {
             if let Ok(value) = HeaderValue::from_str(value) {
-                headers.insert(reqwest::header::HeaderName::from_static(name), value);
+                headers.insert(HeaderName::from_static(name), value);
             }
         }
-        let request = self
-            .connection
-            .client
-            .post(url)
-            .headers(headers)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        Ok(match call.api_key {
-            Some(key) => request.header("x-api-key", http::sensitive(key)?),
-            None => request,
-        })
+        if let Some(key) = call.api_key {
+            headers.insert(HeaderName::from_static("x-api-key"), http::sensitive(key)?);
+        }
+        Ok(self.connection.client.post(url).headers(headers).body(body))
     }
 }
 
@@ -200,8 +192,9 @@ impl Anthropic {
             return Ok(None);
         };
         let body = passthrough::count_body(native, call.request)?;
-        let url = format!("{}/count_tokens", self.url);
-        let request = self.native_request_to(&url, call, native, body)?;
+        let mut url = self.url.clone();
+        url.set_path(&format!("{}/count_tokens", self.url.path()));
+        let request = self.native_request_to(url, call, native, body)?;
         let count: passthrough::TokenCount = self
             .connection
             .send_for_json(call.api_key, request, "a token count")
@@ -232,6 +225,15 @@ pub fn response_from_json_for_bench(body: &[u8]) -> Result<ChatResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_that_is_not_an_http_url_is_refused_when_built() {
+        for base in ["not a url", "ftp://example.com"] {
+            let built = Anthropic::new(UpstreamConfig::new("claude", base));
+            assert!(built.is_err(), "{base}");
+        }
+        assert!(Anthropic::new(UpstreamConfig::new("claude", "http://127.0.0.1:9")).is_ok());
+    }
 
     #[test]
     fn messages_url_accepts_a_base_with_or_without_v1() {

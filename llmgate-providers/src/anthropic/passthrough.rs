@@ -20,7 +20,7 @@ use sse_stream::Sse;
 
 use super::stream::EventDecoder;
 use crate::chunks::ChunkDecoder;
-use crate::native::{cap, encode, set, sse_event_bytes, top_level};
+use crate::native::{Rewrite, sse_event_bytes};
 
 /// The client's Messages body, when the request carries one.
 pub(super) fn native(request: &ChatRequest) -> Option<&NativeBody> {
@@ -32,18 +32,18 @@ pub(super) fn native(request: &ChatRequest) -> Option<&NativeBody> {
 
 /// The client's body with the upstream model id and the output cap written in.
 pub(super) fn body(native: &NativeBody, request: &ChatRequest, stream: bool) -> Result<Vec<u8>> {
-    let mut body = top_level(native)?;
-    set(&mut body, "model", request.model.as_str())?;
-    cap(&mut body, "max_tokens", request.requested_max_tokens())?;
-    set(&mut body, "stream", stream)?;
-    encode(&body)
+    let mut body = Rewrite::of(&native.body)?;
+    body.set("model", request.model.as_str())?;
+    body.cap("max_tokens", request.requested_max_tokens())?;
+    body.set("stream", stream)?;
+    body.finish()
 }
 
 /// A count request's body (`/v1/messages/count_tokens`) with the upstream model id written in.
 pub(super) fn count_body(native: &NativeBody, request: &ChatRequest) -> Result<Vec<u8>> {
-    let mut body = top_level(native)?;
-    set(&mut body, "model", request.model.as_str())?;
-    encode(&body)
+    let mut body = Rewrite::of(&native.body)?;
+    body.set("model", request.model.as_str())?;
+    body.finish()
 }
 
 /// `{"input_tokens": N}`, the answer of `/v1/messages/count_tokens`.

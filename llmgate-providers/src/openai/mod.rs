@@ -41,16 +41,8 @@ pub struct OpenAiCompatible {
 impl OpenAiCompatible {
     /// Validate the configuration and build the provider's pooled HTTP client.
     pub fn new(config: UpstreamConfig) -> std::result::Result<Self, BuildError> {
-        let invalid = |reason: &str| BuildError::Invalid {
-            name: config.name.clone(),
-            reason: reason.to_owned(),
-        };
         let url = http::endpoint(&config.api_base, "chat/completions");
-        let endpoint = reqwest::Url::parse(&url)
-            .map_err(|e| invalid(&format!("api_base is not a valid URL: {e}")))?;
-        if !matches!(endpoint.scheme(), "http" | "https") {
-            return Err(invalid("api_base must be an http:// or https:// URL"));
-        }
+        let endpoint = http::parse_endpoint(&config.name, &url)?;
         let mut connection = Connection::new(&config, convert::error_detail)?;
         connection.headers.insert(
             header::CONTENT_TYPE,

@@ -21,7 +21,7 @@ use serde_json::Value;
 use sse_stream::Sse;
 
 use crate::chunks::ChunkDecoder;
-use crate::native::{cap, encode, set, sse_event_bytes, top_level};
+use crate::native::{Rewrite, sse_event_bytes};
 
 /// The client's Responses body, when the request carries one.
 pub(super) fn native(request: &ChatRequest) -> Option<&NativeBody> {
@@ -33,15 +33,11 @@ pub(super) fn native(request: &ChatRequest) -> Option<&NativeBody> {
 
 /// The client's body with the upstream model id, the output cap and `stream` written in.
 pub(super) fn body(native: &NativeBody, request: &ChatRequest, stream: bool) -> Result<Vec<u8>> {
-    let mut body = top_level(native)?;
-    set(&mut body, "model", request.model.as_str())?;
-    cap(
-        &mut body,
-        "max_output_tokens",
-        request.requested_max_tokens(),
-    )?;
-    set(&mut body, "stream", stream)?;
-    encode(&body)
+    let mut body = Rewrite::of(&native.body)?;
+    body.set("model", request.model.as_str())?;
+    body.cap("max_output_tokens", request.requested_max_tokens())?;
+    body.set("stream", stream)?;
+    body.finish()
 }
 
 /// The parts of a `response` object the gateway reads.
