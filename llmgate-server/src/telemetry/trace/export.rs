@@ -9,8 +9,8 @@
 //! that times out, is dropped and counted too. Nothing retries: a trace system that falls
 //! behind loses spans, never requests.
 //!
-//! Batch buffers are reused: a sent batch's buffer goes back to a small pool, so under load
-//! the export allocates nothing and, above all, frees no large blocks (measured at 64 clients:
+//! Batch buffers are reused: a sent batch's buffer goes back to a pool (as many as may wait at
+//! once), so under load the export allocates nothing and, above all, frees no large blocks (measured at 64 clients:
 //! the earlier channel of span records, copied into a batch and freed on the export task's
 //! thread, cost the request threads' allocator more than the encoding itself).
 
@@ -46,8 +46,17 @@ pub(crate) fn describe() {
 /// How long the exporter lets spans gather after a batch starts, before sending what is there.
 const BATCH_DELAY: Duration = Duration::from_millis(100);
 
-/// Sent batches' buffers kept for reuse.
-const POOLED_BUFFERS: usize = 4;
+/// What a span usually takes encoded, to size a new batch's buffer at once (growing it by
+/// doubling would copy it a dozen times).
+const SPAN_BYTES: usize = 512;
+
+/// A new batch buffer's capacity at most, whatever `max_export_batch` says.
+const MAX_BUFFER_BYTES: usize = 1 << 20;
+
+thread_local! {
+    /// Where a request thread encodes a span before copying it in under the lock.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// How the queue and its exporter are sized.
 #[derive(Debug, Clone, Copy)]
@@ -103,10 +112,20 @@ impl Shared {
 
     /// A buffer for a new batch, with the envelope's room in front.
     fn new_buffer(&self, pool: &mut Vec<Vec<u8>>) -> Vec<u8> {
-        let mut buffer = pool.pop().unwrap_or_default();
+        let room = self.encoder.envelope_room();
+        let mut buffer = pool.pop().unwrap_or_else(|| {
+            let spans = self.limits.max_batch.saturating_mul(SPAN_BYTES);
+            Vec::with_capacity(room + spans.min(MAX_BUFFER_BYTES))
+        });
         buffer.clear();
-        buffer.resize(self.encoder.envelope_room(), 0);
+        buffer.resize(room, 0);
         buffer
+    }
+
+    /// Buffers worth keeping: as many batches as may wait at once, and one being sent.
+    fn pool_size(&self) -> usize {
+        let limits = self.limits;
+        limits.max_queued.div_ceil(limits.max_batch.max(1)) + 1
     }
 }
 
@@ -135,8 +154,17 @@ impl Queue {
         }
     }
 
-    /// Encode a finished span into the current batch; never waits for the export.
+    /// Encode a finished span into the current batch; never waits for the export. The span
+    /// is encoded before the lock is taken, so the lock is held for a copy only.
     pub fn push(&self, span: SpanRecord) {
+        SCRATCH.with_borrow_mut(|encoded| {
+            encoded.clear();
+            push_span(encoded, &span);
+            self.push_encoded(encoded);
+        });
+    }
+
+    fn push_encoded(&self, encoded: &[u8]) {
         let shared = &*self.shared;
         let mut waiting = shared.waiting();
         if waiting.spans >= shared.limits.max_queued {
@@ -157,7 +185,7 @@ impl Queue {
             }
         };
         if let Some(batch) = &mut waiting.filling {
-            push_span(&mut batch.buffer, &span);
+            batch.buffer.extend_from_slice(encoded);
             batch.spans += 1;
         }
         waiting.spans += 1;
@@ -189,7 +217,7 @@ impl AsRef<[u8]> for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         let mut waiting = self.shared.waiting();
-        if waiting.pool.len() < POOLED_BUFFERS {
+        if waiting.pool.len() < self.shared.pool_size() {
             waiting.pool.push(std::mem::take(&mut self.buffer));
         }
     }
