@@ -11,8 +11,9 @@
 //!   run: it is read once, after the updates. Each applied charge gets its `release` and its
 //!   `charge` entry side by side, in the run's order, so every `balance_after` is the running
 //!   sum.
-//! - What an account may spend is read once per account, after the run's entries: exact for
-//!   the end of the run (the charges after it in the run included), which is what low-balance
+//! - What an account may spend is read in the same statement as its balance, once per
+//!   account after the updates (the entries move neither balances nor leases): exact for the
+//!   end of the run (the charges after it in the run included), which is what low-balance
 //!   alerts want.
 
 use llmgate_core::credits::{LeaseCharge, LedgerWrite, TransactionKind};
@@ -28,6 +29,20 @@ pub(crate) fn lease_charge(write: &LedgerWrite) -> Option<&LeaseCharge> {
         LedgerWrite::LeaseCharge(charge) => Some(charge),
         _ => None,
     }
+}
+
+/// An account a run charged: its balance (the same for every charge of the run) and what it
+/// may spend once the run is written.
+#[derive(Debug)]
+pub(crate) struct RunAccount {
+    pub user_id: String,
+    pub balance: i64,
+    pub spendable: i64,
+}
+
+/// `user_id`'s account among a run's (a handful: a scan beats a map).
+pub(crate) fn account_of<'a>(accounts: &'a [RunAccount], user_id: &str) -> Option<&'a RunAccount> {
+    accounts.iter().find(|account| account.user_id == user_id)
 }
 
 /// The charges of one lease within a run.
@@ -193,15 +208,15 @@ macro_rules! sql_lease_charge_runs {
                 }
                 let now = llmgate_core::memory::unix_now();
                 let outcomes = Self::apply_lease_charges(tx, charges, now).await?;
-                let balances = Self::balances_of(tx, &outcomes).await?;
-                Self::append_lease_entries(tx, charges, &outcomes, &balances, now).await?;
-                let spendable = Self::spendable_after_run(tx, &balances).await?;
+                let accounts = Self::accounts_of(tx, &outcomes).await?;
+                Self::append_lease_entries(tx, charges, &outcomes, &accounts, now).await?;
                 Ok(outcomes
                     .iter()
                     .map(|outcome| match outcome {
-                        Ok(user_id) => {
-                            Written::LeaseCharged(spendable.get(user_id.as_str()).copied())
-                        }
+                        Ok(user_id) => Written::LeaseCharged(
+                            $crate::sql::lease_runs::account_of(&accounts, user_id)
+                                .map(|account| account.spendable),
+                        ),
                         Err(written) => written.clone(),
                     })
                     .collect())
@@ -250,25 +265,6 @@ macro_rules! sql_lease_charge_runs {
                 Ok(outcomes)
             }
 
-            /// What each account of the run may spend once its charges are written (its
-            /// balance plus its leases; the balance alone if that read finds no row).
-            async fn spendable_after_run(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                balances: &[(String, i64)],
-            ) -> llmgate_core::Result<std::collections::HashMap<String, i64>> {
-                let mut spendable = std::collections::HashMap::with_capacity(balances.len());
-                for (user_id, balance) in balances {
-                    let can_spend =
-                        sqlx::query_scalar::<$db, i64>($crate::sql::statements::SELECT_SPENDABLE)
-                            .bind(user_id.as_str())
-                            .fetch_optional(&mut **tx)
-                            .await
-                            .map_err($crate::error::database_error("charge a lease"))?;
-                    spendable.insert(user_id.clone(), can_spend.unwrap_or(*balance));
-                }
-                Ok(spendable)
-            }
-
             /// Take `charge.cost` out of lease `lease_id` if it has seen none of the write
             /// numbers from `charge.first_seq` on and holds the cost; its owner, or `None`.
             async fn charge_lease_row(
@@ -287,29 +283,32 @@ macro_rules! sql_lease_charge_runs {
                     .map_err($crate::error::database_error("charge a lease"))
             }
 
-            /// The balance of each account with an applied charge (its row is there: the
-            /// lease was taken from it).
-            async fn balances_of(
+            /// The balance, and what may be spent, of each account with an applied charge
+            /// (its row is there: the lease was taken from it).
+            async fn accounts_of(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 outcomes: &[Result<String, llmgate_core::credits::Written>],
-            ) -> llmgate_core::Result<Vec<(String, i64)>> {
-                let mut balances: Vec<(String, i64)> = Vec::new();
+            ) -> llmgate_core::Result<Vec<$crate::sql::lease_runs::RunAccount>> {
+                let mut accounts: Vec<$crate::sql::lease_runs::RunAccount> = Vec::new();
                 for user_id in outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()) {
-                    if balances.iter().any(|(known, _)| known == user_id) {
+                    if $crate::sql::lease_runs::account_of(&accounts, user_id).is_some() {
                         continue;
                     }
-                    let balance =
-                        sqlx::query_scalar::<$db, i64>($crate::sql::statements::SELECT_BALANCE)
-                            .bind(user_id.as_str())
-                            .fetch_optional(&mut **tx)
-                            .await
-                            .map_err($crate::error::database_error("charge a lease"))?
-                            .ok_or_else(|| {
-                                llmgate_core::Error::internal("a held balance is missing")
-                            })?;
-                    balances.push((user_id.clone(), balance));
+                    let (balance, spendable) = sqlx::query_as::<$db, (i64, i64)>(
+                        $crate::sql::statements::SELECT_BALANCE_AND_SPENDABLE,
+                    )
+                    .bind(user_id.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err($crate::error::database_error("charge a lease"))?
+                    .ok_or_else(|| llmgate_core::Error::internal("a held balance is missing"))?;
+                    accounts.push($crate::sql::lease_runs::RunAccount {
+                        user_id: user_id.clone(),
+                        balance,
+                        spendable,
+                    });
                 }
-                Ok(balances)
+                Ok(accounts)
             }
 
             /// The `release` and `charge` entries of every applied charge, in the run's order,
@@ -318,7 +317,7 @@ macro_rules! sql_lease_charge_runs {
                 tx: &mut sqlx::Transaction<'static, $db>,
                 charges: &[&llmgate_core::credits::LeaseCharge],
                 outcomes: &[Result<String, llmgate_core::credits::Written>],
-                balances: &[(String, i64)],
+                accounts: &[$crate::sql::lease_runs::RunAccount],
                 now: i64,
             ) -> llmgate_core::Result<()> {
                 use $crate::sql::tokens_to_sql;
@@ -327,8 +326,8 @@ macro_rules! sql_lease_charge_runs {
                     .zip(outcomes)
                     .filter_map(|(charge, outcome)| {
                         let user_id = outcome.as_ref().ok()?;
-                        let (_, balance) = balances.iter().find(|(known, _)| known == user_id)?;
-                        Some((*charge, user_id.as_str(), *balance))
+                        let account = $crate::sql::lease_runs::account_of(accounts, user_id)?;
+                        Some((*charge, user_id.as_str(), account.balance))
                     })
                     .collect();
                 let mut rest = applied.as_slice();
