@@ -172,23 +172,23 @@ impl Queue {
             self.dropped.increment(1);
             return;
         }
-        let waiting = &mut *waiting;
-        let started = match &mut waiting.filling {
-            Some(batch) if batch.spans < shared.limits.max_batch => false,
-            filling => {
-                if let Some(full) = filling.take() {
-                    waiting.full.push(full);
-                }
-                let buffer = shared.new_buffer(&mut waiting.pool);
-                *filling = Some(Batch { buffer, spans: 0 });
-                true
-            }
-        };
-        if let Some(batch) = &mut waiting.filling {
-            batch.buffer.extend_from_slice(encoded);
-            batch.spans += 1;
+        let Waiting {
+            filling,
+            full,
+            spans,
+            pool,
+        } = &mut *waiting;
+        if let Some(batch) = filling.take_if(|batch| batch.spans >= shared.limits.max_batch) {
+            full.push(batch);
         }
-        waiting.spans += 1;
+        let started = filling.is_none();
+        let batch = filling.get_or_insert_with(|| Batch {
+            buffer: shared.new_buffer(pool),
+            spans: 0,
+        });
+        batch.buffer.extend_from_slice(encoded);
+        batch.spans += 1;
+        *spans += 1;
         if started {
             shared.wake.notify_one();
         }
