@@ -16,8 +16,10 @@
 //! parameter of its own. It covers the calls made while the request's future runs, which is
 //! every upstream call: a stream's request is sent before its first chunk is returned.
 
+use std::cell::RefCell;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::pin::pin;
+use std::sync::Arc;
 
 use crate::catalog::Deployment;
 use crate::chat::{ChatChunk, ChatResponse, Usage};
@@ -59,26 +61,22 @@ const _: Option<&dyn AttemptSpan> = None;
 
 tokio::task_local! {
     static TRACER: Arc<dyn RequestTracer>;
-    static ATTEMPT: Arc<Pending>;
+    static ATTEMPT: Pending;
 }
 
-/// An attempt under way: its span once the provider sends its request.
+/// An attempt under way: its span once the provider sends its request. Only the attempt's
+/// own task reaches it (through the task-local), so a `RefCell` is enough.
 struct Pending {
     tracer: Arc<dyn RequestTracer>,
     deployment: Arc<Deployment>,
-    span: Mutex<Option<Box<dyn AttemptSpan>>>,
+    span: RefCell<Option<Box<dyn AttemptSpan>>>,
 }
 
 impl Pending {
-    fn span(&self) -> std::sync::MutexGuard<'_, Option<Box<dyn AttemptSpan>>> {
-        // Only this attempt's task touches it; a poisoned lock still holds a usable span.
-        self.span
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     fn traceparent(&self) -> Option<Arc<str>> {
-        let mut span = self.span();
+        // A provider asking twice while the first borrow is held cannot happen (the borrow
+        // ends here), but a second ask must not panic: it gets no header.
+        let mut span = self.span.try_borrow_mut().ok()?;
         span.get_or_insert_with(|| self.tracer.attempt(&self.deployment))
             .traceparent()
     }
@@ -106,13 +104,17 @@ pub(crate) async fn attempt<T: Answered>(
     let Ok(tracer) = TRACER.try_with(Arc::clone) else {
         return call.await;
     };
-    let pending = Arc::new(Pending {
+    let pending = Pending {
         tracer,
         deployment: deployment.clone(),
-        span: Mutex::new(None),
-    });
-    let answer = ATTEMPT.scope(pending.clone(), call).await;
-    let span = pending.span().take();
+        span: RefCell::new(None),
+    };
+    let mut scoped = pin!(ATTEMPT.scope(pending, call));
+    let answer = scoped.as_mut().await;
+    let span = scoped
+        .as_mut()
+        .take_value()
+        .and_then(|pending| pending.span.into_inner());
     if let Some(span) = span {
         match &answer {
             Ok(value) => span.answered(value.answer()),

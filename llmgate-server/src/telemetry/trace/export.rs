@@ -1,8 +1,9 @@
 //! Getting finished spans to the collector without ever holding up a request.
 //!
-//! A span that ends is written as OTLP protobuf at once, on the request's own thread while its
-//! data is still in that core's cache, into the batch being filled, under a short lock: it
-//! never waits for the export. When the spans waiting reach the queue's bound (the collector
+//! A span that ends is written into the batch being filled at once, on the request's own
+//! thread, under a short lock: its name and attributes were encoded as OTLP protobuf while
+//! they were set, so this is one copy and a few fixed fields, and it never waits for the
+//! export. When the spans waiting reach the queue's bound (the collector
 //! is down or slower than the traffic) the span is dropped and counted. One task wakes when a
 //! batch is started, lets spans gather for a tenth of a second (not a wake-up per span), then
 //! posts every batch, one at a time, each under a timeout; a batch the collector refuses, or
@@ -52,11 +53,6 @@ const SPAN_BYTES: usize = 512;
 
 /// A new batch buffer's capacity at most, whatever `max_export_batch` says.
 const MAX_BUFFER_BYTES: usize = 1 << 20;
-
-thread_local! {
-    /// Where a request thread encodes a span before copying it in under the lock.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// How the queue and its exporter are sized.
 #[derive(Debug, Clone, Copy)]
@@ -154,17 +150,10 @@ impl Queue {
         }
     }
 
-    /// Encode a finished span into the current batch; never waits for the export. The span
-    /// is encoded before the lock is taken, so the lock is held for a copy only.
-    pub fn push(&self, span: SpanRecord) {
-        SCRATCH.with_borrow_mut(|encoded| {
-            encoded.clear();
-            push_span(encoded, &span);
-            self.push_encoded(encoded);
-        });
-    }
-
-    fn push_encoded(&self, encoded: &[u8]) {
+    /// Write a finished span into the current batch; never waits for the export. Its name
+    /// and attributes were encoded as they were set, so under the lock this is a copy of them
+    /// and a few fixed fields.
+    pub fn push(&self, span: &SpanRecord) {
         let shared = &*self.shared;
         let mut waiting = shared.waiting();
         if waiting.spans >= shared.limits.max_queued {
@@ -186,7 +175,7 @@ impl Queue {
             buffer: shared.new_buffer(pool),
             spans: 0,
         });
-        batch.buffer.extend_from_slice(encoded);
+        push_span(&mut batch.buffer, span);
         batch.spans += 1;
         *spans += 1;
         if started {
@@ -341,8 +330,9 @@ mod tests {
         });
         let started = std::time::Instant::now();
         for _ in 0..10 {
-            let span = SpanRecord::start([1; 16], [1; 8], Kind::Server, ["a".into(), "b".into()]);
-            queue.push(span.end());
+            let mut span = SpanRecord::start([1; 16], [1; 8], Kind::Server, ["a", "b"]);
+            span.end();
+            queue.push(&span);
             tokio::task::yield_now().await;
         }
         assert!(

@@ -15,6 +15,7 @@
 mod context;
 mod export;
 mod otlp;
+mod proto;
 mod record;
 mod span;
 
@@ -30,7 +31,7 @@ use context::Sampler;
 pub(super) use export::describe;
 use export::{Collector, Queue, QueueLimits};
 pub use export::{SPANS_DROPPED, SPANS_EXPORTED};
-use record::Value;
+use record::Attr;
 use span::Start;
 
 /// The process's tracer, when traces are on. Cheap to clone; export stops when the last clone
@@ -76,34 +77,17 @@ impl Traces {
         operation: &'static str,
         request_id: &Arc<str>,
     ) -> RequestTrace {
-        let method = method_name(method);
-        let path: Arc<str> = Arc::from(path);
         let start = Start {
             parent: context::caller(headers),
             sampler: self.sampler,
-            name: [method.clone(), Value::Text(path.clone())],
             operation,
         };
-        RequestTrace::start(&self.queue, start, |span| {
-            span.set("gen_ai.operation.name", operation);
-            span.set("http.request.method", method);
-            span.set("url.path", Value::Text(path));
-            span.set("llmgate.request_id", Value::Text(request_id.clone()));
+        let method = method.as_str();
+        RequestTrace::start(&self.queue, start, [method, path], |span| {
+            span.set(Attr::OperationName, operation);
+            span.set(Attr::RequestMethod, method);
+            span.set(Attr::UrlPath, path);
+            span.set(Attr::RequestId, &**request_id);
         })
     }
-}
-
-/// The method's name, without an allocation for the standard ones.
-fn method_name(method: &Method) -> Value {
-    const KNOWN: [(Method, &str); 5] = [
-        (Method::POST, "POST"),
-        (Method::GET, "GET"),
-        (Method::PUT, "PUT"),
-        (Method::DELETE, "DELETE"),
-        (Method::PATCH, "PATCH"),
-    ];
-    KNOWN.iter().find(|(known, _)| known == method).map_or_else(
-        || Value::Text(Arc::from(method.as_str())),
-        |(_, name)| Value::Static(name),
-    )
 }

@@ -1,54 +1,82 @@
-//! A span as plain data: what the request path fills in (ids, times, attributes by static
-//! name) and hands to the export queue. Nothing here formats or encodes; that is the export
-//! task's job, off the request path.
+//! A span as the request path fills it in: ids and times as plain data, its name, attributes
+//! and status encoded as protobuf fields the moment they are set (a slot each, so setting one
+//! again replaces it), handed to the export queue when the span ends.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::context::{SpanId, TraceId};
+use super::proto::{self, Ref};
 
-/// An attribute's value.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Value {
-    Static(&'static str),
-    Text(Arc<str>),
-    Int(i64),
-    Bool(bool),
+/// The attributes a span can carry, by their OpenTelemetry names (GenAI conventions, and the
+/// gateway's own under `llmgate.*`). A span holds at most one value of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Attr {
+    OperationName,
+    RequestMethod,
+    UrlPath,
+    RequestId,
+    User,
+    ProviderName,
+    RequestModel,
+    Model,
+    Stream,
+    ResponseModel,
+    Attempts,
+    KeySource,
+    InputTokens,
+    OutputTokens,
+    CostMicros,
+    ErrorType,
+    StatusCode,
 }
 
-impl From<&'static str> for Value {
-    fn from(text: &'static str) -> Self {
-        Value::Static(text)
-    }
-}
+impl Attr {
+    /// How many there are: the size of a span's slots.
+    const COUNT: usize = Attr::StatusCode as usize + 1;
 
-impl From<Arc<str>> for Value {
-    fn from(text: Arc<str>) -> Self {
-        Value::Text(text)
-    }
-}
+    /// Every attribute, in declaration order.
+    #[cfg(test)]
+    const ALL: [Attr; Attr::COUNT] = [
+        Attr::OperationName,
+        Attr::RequestMethod,
+        Attr::UrlPath,
+        Attr::RequestId,
+        Attr::User,
+        Attr::ProviderName,
+        Attr::RequestModel,
+        Attr::Model,
+        Attr::Stream,
+        Attr::ResponseModel,
+        Attr::Attempts,
+        Attr::KeySource,
+        Attr::InputTokens,
+        Attr::OutputTokens,
+        Attr::CostMicros,
+        Attr::ErrorType,
+        Attr::StatusCode,
+    ];
 
-impl From<&String> for Value {
-    fn from(text: &String) -> Self {
-        Value::Text(Arc::from(text.as_str()))
-    }
-}
-
-impl From<i64> for Value {
-    fn from(n: i64) -> Self {
-        Value::Int(n)
-    }
-}
-
-impl From<u64> for Value {
-    fn from(n: u64) -> Self {
-        Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
-    }
-}
-
-impl From<bool> for Value {
-    fn from(b: bool) -> Self {
-        Value::Bool(b)
+    pub fn name(self) -> &'static str {
+        match self {
+            Attr::OperationName => "gen_ai.operation.name",
+            Attr::RequestMethod => "http.request.method",
+            Attr::UrlPath => "url.path",
+            Attr::RequestId => "llmgate.request_id",
+            Attr::User => "llmgate.user",
+            Attr::ProviderName => "gen_ai.provider.name",
+            Attr::RequestModel => "gen_ai.request.model",
+            Attr::Model => "llmgate.model",
+            Attr::Stream => "llmgate.stream",
+            Attr::ResponseModel => "gen_ai.response.model",
+            Attr::Attempts => "llmgate.attempts",
+            Attr::KeySource => "llmgate.key_source",
+            Attr::InputTokens => "gen_ai.usage.input_tokens",
+            Attr::OutputTokens => "gen_ai.usage.output_tokens",
+            Attr::CostMicros => "llmgate.cost_micros",
+            Attr::ErrorType => "error.type",
+            Attr::StatusCode => "http.response.status_code",
+        }
     }
 }
 
@@ -59,6 +87,16 @@ pub(super) enum Kind {
     Client = 3,
 }
 
+/// Where a field is in a span's encoded body.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    start: u32,
+    len: u32,
+}
+
+/// The slot of the span's status, after the attributes'.
+const STATUS: usize = Attr::COUNT;
+
 /// One span, from its start to its end.
 #[derive(Debug, Clone)]
 pub(super) struct SpanRecord {
@@ -68,56 +106,106 @@ pub(super) struct SpanRecord {
     /// Whether the parent came from another process (the caller).
     pub remote_parent: bool,
     pub trace_state: Option<Arc<str>>,
-    /// The name, in two words joined by a space when encoded (`POST` `/v1/chat/completions`,
-    /// `chat` `gpt-4o`): joining them here would cost the request an allocation.
-    pub name: [Value; 2],
     pub kind: Kind,
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
-    pub attributes: Vec<(&'static str, Value)>,
-    /// The status message of a span marked as failed.
-    pub error: Option<Box<str>>,
+    /// The `Span` message's name, attributes and status (fields 5, 9 and 15), encoded as they
+    /// are set: the span's only allocation, and what it ends with is one copy away from the
+    /// export's bytes.
+    body: Vec<u8>,
+    /// Where each attribute (by [`Attr`]), then the status, is in `body`, once set.
+    slots: [Option<Slot>; Attr::COUNT + 1],
 }
 
-/// Attributes a span starts with, and room for those it gains.
-const ATTRIBUTES: usize = 16;
+/// Room for a span's encoded fields before its buffer grows: a server span's fifteen or so
+/// attributes take about 550 bytes, a client span's about 250. (Growing past 512 bytes
+/// would also move the buffer into the allocator's slower size classes.)
+fn body_room(kind: Kind) -> usize {
+    match kind {
+        Kind::Server => 768,
+        Kind::Client => 384,
+    }
+}
 
 impl SpanRecord {
-    pub fn start(trace_id: TraceId, span_id: SpanId, kind: Kind, name: [Value; 2]) -> Self {
+    /// A span named by its two words (`POST` `/v1/chat/completions`, `chat` `gpt-4o`),
+    /// starting now.
+    pub fn start(trace_id: TraceId, span_id: SpanId, kind: Kind, name: [&str; 2]) -> Self {
+        let mut body = Vec::with_capacity(body_room(kind));
+        let [first, second] = name;
+        proto::header(&mut body, 5, first.len() + 1 + second.len());
+        body.extend_from_slice(first.as_bytes());
+        body.push(b' ');
+        body.extend_from_slice(second.as_bytes());
         Self {
             trace_id,
             span_id,
             parent_span_id: None,
             remote_parent: false,
             trace_state: None,
-            name,
             kind,
             start_unix_nano: now_unix_nano(),
             end_unix_nano: 0,
-            attributes: Vec::with_capacity(ATTRIBUTES),
-            error: None,
+            body,
+            slots: [None; Attr::COUNT + 1],
         }
     }
 
-    /// Set `key`, replacing an earlier value of it.
-    pub fn set(&mut self, key: &'static str, value: impl Into<Value>) {
+    /// Set `attr`, replacing an earlier value of it.
+    pub fn set<'a>(&mut self, attr: Attr, value: impl Into<Ref<'a>>) {
         let value = value.into();
-        match self.attributes.iter_mut().find(|(name, _)| *name == key) {
-            Some((_, old)) => *old = value,
-            None => self.attributes.push((key, value)),
-        }
+        self.put(attr as usize, |body| {
+            proto::key_value(body, 9, attr.name(), value);
+        });
     }
 
     /// Mark the span as failed, with `message`.
     pub fn fail(&mut self, message: &str) {
-        self.error = Some(Box::from(message));
+        self.put(STATUS, |body| {
+            proto::header(body, 15, status_len(message));
+            proto::string(body, 2, message);
+            proto::key(body, 3, proto::VARINT);
+            proto::varint(body, STATUS_ERROR);
+        });
     }
 
-    /// The span as it ends now.
-    pub fn end(mut self) -> Self {
+    /// The span ends now.
+    pub fn end(&mut self) {
         self.end_unix_nano = now_unix_nano();
-        self
     }
+
+    /// The encoded name, attributes and status.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Write slot `slot`'s field at the end of the body, after taking out what it held.
+    fn put(&mut self, slot: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(old) = self.slots[slot].take() {
+            let (start, len) = (old.start as usize, old.len as usize);
+            self.body.drain(start..start + len);
+            for later in self.slots.iter_mut().flatten() {
+                if later.start > old.start {
+                    later.start -= old.len;
+                }
+            }
+        }
+        let start = self.body.len();
+        write(&mut self.body);
+        // A span's body is a few hundred bytes: u32 always holds it.
+        self.slots[slot] = Some(Slot {
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            len: u32::try_from(self.body.len() - start).unwrap_or(0),
+        });
+    }
+}
+
+/// `Status.code` of a failed span.
+const STATUS_ERROR: u64 = 2;
+
+/// A `Status` with `message` and the error code.
+fn status_len(message: &str) -> usize {
+    proto::field_len(2, message.len()) + 2
 }
 
 fn now_unix_nano() -> u64 {
@@ -132,17 +220,45 @@ fn now_unix_nano() -> u64 {
 mod tests {
     use super::*;
 
+    fn kv(name: &str, value: Ref<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        proto::key_value(&mut out, 9, name, value);
+        out
+    }
+
     #[test]
-    fn setting_an_attribute_again_replaces_it() {
-        let mut span = SpanRecord::start([1; 16], [2; 8], Kind::Server, ["a".into(), "b".into()]);
-        span.set("n", 1i64);
-        span.set("s", "x");
-        span.set("n", 2u64);
-        assert_eq!(
-            span.attributes,
-            [("n", Value::Int(2)), ("s", Value::Static("x"))]
-        );
-        let span = span.end();
+    fn setting_an_attribute_again_replaces_it_where_the_others_stay() {
+        let mut span = SpanRecord::start([1; 16], [2; 8], Kind::Server, ["POST", "/p"]);
+        let name_len = span.body().len();
+        span.set(Attr::Attempts, 1i64);
+        span.set(Attr::User, "u-1");
+        span.set(Attr::Stream, true);
+        span.set(Attr::Attempts, 2u64);
+        span.set(Attr::User, "user-2");
+        span.fail("first");
+        span.fail("second");
+        let mut expected = span.body()[..name_len].to_vec();
+        expected.extend(kv("llmgate.stream", Ref::Bool(true)));
+        expected.extend(kv("llmgate.attempts", Ref::Int(2)));
+        expected.extend(kv("llmgate.user", Ref::Text("user-2")));
+        let mut status = Vec::new();
+        proto::header(&mut status, 15, status_len("second"));
+        proto::string(&mut status, 2, "second");
+        status.extend([0x18, 2]);
+        expected.extend(status);
+        assert_eq!(span.body(), expected);
+        span.end();
         assert!(span.end_unix_nano >= span.start_unix_nano && span.start_unix_nano > 0);
+    }
+
+    #[test]
+    fn every_attribute_is_listed_once_at_its_own_index() {
+        for (index, attr) in Attr::ALL.iter().enumerate() {
+            assert_eq!(*attr as usize, index, "{attr:?}");
+        }
+        let mut names: Vec<_> = Attr::ALL.iter().map(|attr| attr.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Attr::COUNT);
     }
 }

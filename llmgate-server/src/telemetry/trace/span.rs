@@ -14,7 +14,7 @@ use llmgate_core::trace::{Answer, AttemptSpan, RequestTracer};
 
 use super::context::{self, SpanId, TraceId};
 use super::export::Queue;
-use super::record::{Kind, SpanRecord, Value};
+use super::record::{Attr, Kind, SpanRecord};
 
 /// The server span of a traced request, or nothing when traces are off (every method is then
 /// a no-op). Cheap to clone; the span ends when the last clone is dropped.
@@ -53,11 +53,12 @@ impl Recording {
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        if let Some(span) = self.span.take() {
+        if let Some(span) = &mut self.span {
             let span = span
-                .into_inner()
+                .get_mut()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            self.queue.push(span.end());
+            span.end();
+            self.queue.push(span);
         }
     }
 }
@@ -66,17 +67,17 @@ impl Drop for Recording {
 pub(super) struct Start {
     pub parent: Option<context::Parent>,
     pub sampler: context::Sampler,
-    pub name: [Value; 2],
     pub operation: &'static str,
 }
 
 impl RequestTrace {
     /// Start the server span (`start.sampler` decides for a new trace; a caller's trace keeps
-    /// its caller's decision), with `attributes`.
+    /// its caller's decision), named `name`, with its attributes set by `describe`.
     pub(super) fn start(
         queue: &Arc<Queue>,
         start: Start,
-        attributes: impl FnOnce(&mut SpanRecord),
+        name: [&str; 2],
+        describe: impl FnOnce(&mut SpanRecord),
     ) -> Self {
         let span_id = context::new_span_id();
         let (trace_id, sampled, trace_state, parent_span_id) = match start.parent {
@@ -92,11 +93,11 @@ impl RequestTrace {
             }
         };
         let span = sampled.then(|| {
-            let mut span = SpanRecord::start(trace_id, span_id, Kind::Server, start.name);
+            let mut span = SpanRecord::start(trace_id, span_id, Kind::Server, name);
             span.parent_span_id = parent_span_id;
             span.remote_parent = parent_span_id.is_some();
             span.trace_state.clone_from(&trace_state);
-            attributes(&mut span);
+            describe(&mut span);
             Mutex::new(span)
         });
         Self(Some(Arc::new(Recording {
@@ -117,34 +118,34 @@ impl RequestTrace {
 
     /// Who is asking (`llmgate.user`).
     pub fn user(&self, user_id: &str) {
-        self.set(|span| span.set("llmgate.user", Value::Text(Arc::from(user_id))));
+        self.set(|span| span.set(Attr::User, user_id));
     }
 
     /// The model the request asked for, once its body is read.
     pub fn requested(&self, model: &str, stream: bool) {
         self.set(|span| {
-            span.set("gen_ai.request.model", Value::Text(Arc::from(model)));
-            span.set("llmgate.stream", stream);
+            span.set(Attr::RequestModel, model);
+            span.set(Attr::Stream, stream);
         });
     }
 
     /// Which deployment answered, after how many attempts.
     pub fn routed(&self, route: &RouteInfo) {
         self.set(|span| {
-            span.set("gen_ai.provider.name", &route.provider);
-            span.set("gen_ai.response.model", &route.model);
-            span.set("llmgate.attempts", i64::from(route.attempts));
-            span.set("llmgate.key_source", route.key_source.as_str());
+            span.set(Attr::ProviderName, &route.provider);
+            span.set(Attr::ResponseModel, &route.model);
+            span.set(Attr::Attempts, i64::from(route.attempts));
+            span.set(Attr::KeySource, route.key_source.as_str());
         });
     }
 
     /// The tokens the request was charged by, and the charge.
     pub fn charged(&self, input_tokens: u64, output_tokens: Option<u64>, cost_micros: i64) {
         self.set(|span| {
-            span.set("gen_ai.usage.input_tokens", input_tokens);
-            span.set("llmgate.cost_micros", cost_micros);
+            span.set(Attr::InputTokens, input_tokens);
+            span.set(Attr::CostMicros, cost_micros);
             if let Some(output) = output_tokens {
-                span.set("gen_ai.usage.output_tokens", output);
+                span.set(Attr::OutputTokens, output);
             }
         });
     }
@@ -152,7 +153,7 @@ impl RequestTrace {
     /// The request failed (before its answer, or a stream after its first byte).
     pub fn failed(&self, error: &Error) {
         self.set(|span| {
-            span.set("error.type", error_type(error));
+            span.set(Attr::ErrorType, error_type(error));
             if error.status() >= 500 {
                 span.fail(error.message());
             }
@@ -161,7 +162,7 @@ impl RequestTrace {
 
     /// The HTTP status the client got.
     pub fn responded(&self, status: u16) {
-        self.set(|span| span.set("http.response.status_code", i64::from(status)));
+        self.set(|span| span.set(Attr::StatusCode, i64::from(status)));
     }
 
     /// The core's hook for this request's upstream attempts, when traced.
@@ -198,17 +199,19 @@ impl RequestTracer for Recording {
         let span_id = context::new_span_id();
         let sampled = self.span.is_some();
         let span = sampled.then(|| {
-            let name = [
-                Value::Static(self.operation),
-                (&deployment.upstream_model).into(),
-            ];
-            let mut span = SpanRecord::start(self.trace_id, span_id, Kind::Client, name);
+            let model = deployment.upstream_model.as_str();
+            let mut span = SpanRecord::start(
+                self.trace_id,
+                span_id,
+                Kind::Client,
+                [self.operation, model],
+            );
             span.parent_span_id = Some(self.span_id);
             span.trace_state.clone_from(&self.trace_state);
-            span.set("gen_ai.operation.name", self.operation);
-            span.set("gen_ai.provider.name", &deployment.provider);
-            span.set("gen_ai.request.model", span.name[1].clone());
-            span.set("llmgate.model", &deployment.name);
+            span.set(Attr::OperationName, self.operation);
+            span.set(Attr::ProviderName, &deployment.provider);
+            span.set(Attr::RequestModel, model);
+            span.set(Attr::Model, &deployment.name);
             span
         });
         Box::new(Attempt {
@@ -229,8 +232,9 @@ struct Attempt {
 
 impl Drop for Attempt {
     fn drop(&mut self) {
-        if let Some(span) = self.span.take() {
-            self.queue.push(span.end());
+        if let Some(span) = &mut self.span {
+            span.end();
+            self.queue.push(span);
         }
     }
 }
@@ -245,13 +249,13 @@ impl AttemptSpan for Attempt {
             return;
         };
         if let Some(model) = answer.model {
-            span.set("gen_ai.response.model", Value::Text(Arc::from(model)));
+            span.set(Attr::ResponseModel, model);
         }
         if let Some(input) = answer.input_tokens {
-            span.set("gen_ai.usage.input_tokens", input);
+            span.set(Attr::InputTokens, input);
         }
         if let Some(output) = answer.output_tokens {
-            span.set("gen_ai.usage.output_tokens", output);
+            span.set(Attr::OutputTokens, output);
         }
     }
 
@@ -259,9 +263,9 @@ impl AttemptSpan for Attempt {
         let Some(span) = &mut self.span else {
             return;
         };
-        span.set("error.type", error_type(error));
+        span.set(Attr::ErrorType, error_type(error));
         if let Some(status) = error.upstream_status() {
-            span.set("http.response.status_code", i64::from(status));
+            span.set(Attr::StatusCode, i64::from(status));
         }
         span.fail(error.message());
     }
@@ -269,8 +273,6 @@ impl AttemptSpan for Attempt {
 
 /// `error.type`: the error's code when it has one (`model_not_found`), else its type
 /// (`upstream_error`).
-fn error_type(error: &Error) -> Value {
-    Value::Text(Arc::from(
-        error.code().unwrap_or_else(|| error.kind().type_name()),
-    ))
+fn error_type(error: &Error) -> &str {
+    error.code().unwrap_or_else(|| error.kind().type_name())
 }
