@@ -6,6 +6,8 @@
 //! filter has an index that ends in those two columns, so a page — with a time range or
 //! without — is one backward index range scan that stops at the page size.
 
+use std::sync::{Arc, LazyLock};
+
 use async_trait::async_trait;
 use llmgate_core::Result;
 use llmgate_core::request_log::{
@@ -16,13 +18,64 @@ use sqlx::Row;
 use crate::error::database_error;
 use crate::users::{SqlPool, on_pool};
 
-/// Rows per `INSERT` (27 values each stays under SQLite's 32,766 parameters).
-const INSERT_CHUNK: usize = 500;
+/// Rows per `INSERT`, largest first: a batch is written as statements of these sizes (a
+/// batch of 100 rows as 64 + 32 + 4), so that there are only these few statement texts, each
+/// parsed once and then reused from the connection's statement cache. A text that changed with
+/// the batch's row count was parsed anew for every batch (on SQLite that parse cost more per
+/// row than the insert itself) and pushed the ledger's statements out of the cache.
+/// 64 rows of 25 values stay far under both backends' limits on parameters.
+const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 
 const INSERT_HEAD: &str = "INSERT INTO request_log (request_id, created_at, user_id, key_id, \
 team_id, endpoint, requested_model, model, provider, attempts, status, error_code, latency_ms, \
 ttfb_ms, prompt_tokens, cache_read_tokens, cache_write_tokens, completion_tokens, \
-reasoning_tokens, cost_micros, cost_breakdown, key_source, stream, prompt, answer) ";
+reasoning_tokens, cost_micros, cost_breakdown, key_source, stream, prompt, answer) VALUES ";
+
+/// Values per row of [`INSERT_HEAD`].
+const COLUMNS: usize = 25;
+
+/// The `INSERT` of `rows` rows. SQLite's placeholders are plain `?` (bound in order, no name
+/// to look up per value); PostgreSQL's are numbered.
+fn insert_text(rows: usize, numbered: bool) -> String {
+    let mut text = String::from(INSERT_HEAD);
+    for row in 0..rows {
+        text.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..COLUMNS {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            if numbered {
+                text.push_str(&format!("${}", row * COLUMNS + column + 1));
+            } else {
+                text.push('?');
+            }
+        }
+        text.push(')');
+    }
+    text
+}
+
+/// The `INSERT` of each size in [`CHUNKS`], in the same order, for SQLite and for PostgreSQL.
+static SQLITE_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    CHUNKS
+        .iter()
+        .map(|&rows| insert_text(rows, false))
+        .collect()
+});
+static POSTGRES_INSERTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| CHUNKS.iter().map(|&rows| insert_text(rows, true)).collect());
+
+/// The statements that write `rows` rows: indexes into [`CHUNKS`], largest first.
+fn chunks_of(mut rows: usize) -> Vec<usize> {
+    let mut chunks = Vec::new();
+    for (index, &size) in CHUNKS.iter().enumerate() {
+        while rows >= size {
+            chunks.push(index);
+            rows -= size;
+        }
+    }
+    chunks
+}
 
 /// The columns a listing reads: every one but the bodies, which only the detail shows.
 const LIST_COLUMNS: &str = "id, request_id, created_at, user_id, key_id, team_id, endpoint, \
@@ -189,6 +242,45 @@ macro_rules! logged_from_row {
     }};
 }
 
+/// The values of a row that are made, not copied, from its entry: the two JSON columns, and
+/// the constant strings as shared text (bound without a copy of their own per row).
+struct RowText {
+    attempts: String,
+    cost_breakdown: Option<String>,
+    endpoint: Arc<str>,
+    key_source: Option<Arc<str>>,
+}
+
+impl RowText {
+    fn of(entry: &LogEntry, shared: &mut SharedText) -> Self {
+        let attempts: Vec<LoggedAttempt> = entry.attempts.iter().map(LoggedAttempt::of).collect();
+        Self {
+            attempts: serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into()),
+            cost_breakdown: entry
+                .cost_breakdown
+                .and_then(|breakdown| serde_json::to_string(&breakdown).ok()),
+            endpoint: shared.of(entry.endpoint),
+            key_source: entry.key_source.map(|source| shared.of(source)),
+        }
+    }
+}
+
+/// The `&'static str` values of a batch (endpoints, key sources: a handful of constants) as
+/// `Arc<str>`, each made once per batch.
+#[derive(Default)]
+struct SharedText(Vec<(&'static str, Arc<str>)>);
+
+impl SharedText {
+    fn of(&mut self, text: &'static str) -> Arc<str> {
+        if let Some((_, shared)) = self.0.iter().find(|(known, _)| *known == text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.0.push((text, shared.clone()));
+        shared
+    }
+}
+
 #[async_trait]
 impl RequestLogStore for SqlRequestLog {
     async fn append(&self, entries: &[LogEntry]) -> Result<()> {
@@ -197,53 +289,62 @@ impl RequestLogStore for SqlRequestLog {
         }
         let failed = || database_error("append to the request log");
         // Formatted here, on the writer task, never on the request's path.
-        let json: Vec<(String, Option<String>)> = entries
+        let mut shared = SharedText::default();
+        let rows: Vec<RowText> = entries
             .iter()
-            .map(|entry| {
-                let attempts: Vec<LoggedAttempt> =
-                    entry.attempts.iter().map(LoggedAttempt::of).collect();
-                (
-                    serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into()),
-                    entry
-                        .cost_breakdown
-                        .and_then(|breakdown| serde_json::to_string(&breakdown).ok()),
-                )
-            })
+            .map(|entry| RowText::of(entry, &mut shared))
             .collect();
+        let chunks = chunks_of(entries.len());
+        let texts = match &self.writer {
+            SqlPool::Sqlite(_) => &*SQLITE_INSERTS,
+            SqlPool::Postgres(_) => &*POSTGRES_INSERTS,
+        };
         on_pool!(&self.writer, |db| {
-            let mut tx = db.begin().await.map_err(failed())?;
-            for (entries, json) in entries.chunks(INSERT_CHUNK).zip(json.chunks(INSERT_CHUNK)) {
-                let mut insert = sqlx::QueryBuilder::new(INSERT_HEAD);
-                insert.push_values(entries.iter().zip(json), |mut row, (entry, json)| {
-                    row.push_bind(entry.request_id.to_string())
-                        .push_bind(entry.created_at_ms)
-                        .push_bind(entry.user_id.to_string())
-                        .push_bind(entry.key_id.as_deref().map(str::to_owned))
-                        .push_bind(entry.team_id.as_deref().map(str::to_owned))
-                        .push_bind(entry.endpoint)
-                        .push_bind(entry.requested_model.clone())
-                        .push_bind(entry.model.clone())
-                        .push_bind(entry.provider.clone())
-                        .push_bind(json.0.clone())
-                        .push_bind(i32::from(entry.status))
-                        .push_bind(entry.error_code.clone())
-                        .push_bind(int(entry.latency_ms))
-                        .push_bind(entry.ttfb_ms.map(int))
-                        .push_bind(int(entry.tokens.prompt()))
-                        .push_bind(int(entry.tokens.cache_read))
-                        .push_bind(int(entry.tokens.cache_write))
-                        .push_bind(int(entry.tokens.output))
-                        .push_bind(int(entry.tokens.reasoning))
-                        .push_bind(entry.cost_micros)
-                        .push_bind(json.1.clone())
-                        .push_bind(entry.key_source)
-                        .push_bind(entry.stream)
-                        .push_bind(entry.prompt.clone())
-                        .push_bind(entry.answer.clone());
-                });
-                insert.build().execute(&mut *tx).await.map_err(failed())?;
+            // One statement commits by itself; more share a transaction (one commit).
+            let mut tx = match chunks.len() {
+                1 => None,
+                _ => Some(db.begin().await.map_err(failed())?),
+            };
+            let mut rows = entries.iter().zip(rows);
+            for &chunk in &chunks {
+                let mut insert = sqlx::query(texts[chunk].as_str());
+                for (entry, row) in rows.by_ref().take(CHUNKS[chunk]) {
+                    insert = insert
+                        .bind(entry.request_id.clone())
+                        .bind(entry.created_at_ms)
+                        .bind(entry.user_id.clone())
+                        .bind(entry.key_id.clone())
+                        .bind(entry.team_id.clone())
+                        .bind(row.endpoint)
+                        .bind(entry.requested_model.clone())
+                        .bind(entry.model.clone())
+                        .bind(entry.provider.clone())
+                        .bind(row.attempts)
+                        .bind(i32::from(entry.status))
+                        .bind(entry.error_code.clone())
+                        .bind(int(entry.latency_ms))
+                        .bind(entry.ttfb_ms.map(int))
+                        .bind(int(entry.tokens.prompt()))
+                        .bind(int(entry.tokens.cache_read))
+                        .bind(int(entry.tokens.cache_write))
+                        .bind(int(entry.tokens.output))
+                        .bind(int(entry.tokens.reasoning))
+                        .bind(entry.cost_micros)
+                        .bind(row.cost_breakdown)
+                        .bind(row.key_source)
+                        .bind(entry.stream)
+                        .bind(entry.prompt.clone())
+                        .bind(entry.answer.clone());
+                }
+                match tx.as_mut() {
+                    Some(tx) => insert.execute(&mut **tx).await,
+                    None => insert.execute(db).await,
+                }
+                .map_err(failed())?;
             }
-            tx.commit().await.map_err(failed())?;
+            if let Some(tx) = tx {
+                tx.commit().await.map_err(failed())?;
+            }
         });
         Ok(())
     }
@@ -299,6 +400,32 @@ impl RequestLogStore for SqlRequestLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_is_written_in_the_fixed_sizes_largest_first() {
+        let rows = |count| -> Vec<usize> {
+            chunks_of(count)
+                .into_iter()
+                .map(|chunk| CHUNKS[chunk])
+                .collect()
+        };
+        assert_eq!(rows(0), Vec::<usize>::new());
+        assert_eq!(rows(1), [1]);
+        assert_eq!(rows(100), [64, 32, 4]);
+        assert_eq!(rows(512), [64; 8]);
+        assert_eq!(rows(127), [64, 32, 16, 8, 4, 2, 1]);
+    }
+
+    #[test]
+    fn each_insert_has_a_placeholder_per_value() {
+        let sqlite = insert_text(2, false);
+        assert_eq!(sqlite.matches('?').count(), 2 * COLUMNS);
+        assert!(sqlite.ends_with("?, ?)"), "{sqlite}");
+        let postgres = insert_text(2, true);
+        assert!(postgres.contains("($1, $2,"), "{postgres}");
+        assert!(postgres.ends_with(", $50)"), "{postgres}");
+        assert!(!postgres.contains('?'));
+    }
 
     #[test]
     fn a_listing_binds_only_the_filters_present() {
