@@ -6,11 +6,8 @@
 //! filter has an index that ends in those two columns, so a page — with a time range or
 //! without — is one backward index range scan that stops at the page size.
 
-use std::sync::{Arc, LazyLock};
-
 use async_trait::async_trait;
 use llmgate_core::Result;
-use llmgate_core::pricing::CostBreakdown;
 use llmgate_core::request_log::{
     LogEntry, LogQuery, LoggedAttempt, LoggedRequest, RequestLogStore, StatusFilter,
 };
@@ -19,64 +16,7 @@ use sqlx::Row;
 use crate::error::database_error;
 use crate::users::{SqlPool, on_pool};
 
-/// Rows per `INSERT`, largest first: a batch is written as statements of these sizes (a
-/// batch of 100 rows as 64 + 32 + 4), so that there are only these few statement texts, each
-/// parsed once and then reused from the connection's statement cache. A text that changed with
-/// the batch's row count was parsed anew for every batch (on SQLite that parse cost more per
-/// row than the insert itself) and pushed the ledger's statements out of the cache.
-/// 64 rows of 25 values stay far under both backends' limits on parameters.
-const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
-
-const INSERT_HEAD: &str = "INSERT INTO request_log (request_id, created_at, user_id, key_id, \
-team_id, endpoint, requested_model, model, provider, attempts, status, error_code, latency_ms, \
-ttfb_ms, prompt_tokens, cache_read_tokens, cache_write_tokens, completion_tokens, \
-reasoning_tokens, cost_micros, cost_breakdown, key_source, stream, prompt, answer) VALUES ";
-
-/// Values per row of [`INSERT_HEAD`].
-const COLUMNS: usize = 25;
-
-/// The `INSERT` of `rows` rows. SQLite's placeholders are plain `?` (bound in order, no name
-/// to look up per value); PostgreSQL's are numbered.
-fn insert_text(rows: usize, numbered: bool) -> String {
-    let mut text = String::from(INSERT_HEAD);
-    for row in 0..rows {
-        text.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..COLUMNS {
-            if column > 0 {
-                text.push_str(", ");
-            }
-            if numbered {
-                text.push_str(&format!("${}", row * COLUMNS + column + 1));
-            } else {
-                text.push('?');
-            }
-        }
-        text.push(')');
-    }
-    text
-}
-
-/// The `INSERT` of each size in [`CHUNKS`], in the same order, for SQLite and for PostgreSQL.
-static SQLITE_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    CHUNKS
-        .iter()
-        .map(|&rows| insert_text(rows, false))
-        .collect()
-});
-static POSTGRES_INSERTS: LazyLock<Vec<String>> =
-    LazyLock::new(|| CHUNKS.iter().map(|&rows| insert_text(rows, true)).collect());
-
-/// The statements that write `rows` rows: indexes into [`CHUNKS`], largest first.
-fn chunks_of(mut rows: usize) -> Vec<usize> {
-    let mut chunks = Vec::new();
-    for (index, &size) in CHUNKS.iter().enumerate() {
-        while rows >= size {
-            chunks.push(index);
-            rows -= size;
-        }
-    }
-    chunks
-}
+mod append;
 
 /// The columns a listing reads: every one but the bodies, which only the detail shows.
 const LIST_COLUMNS: &str = "id, request_id, created_at, user_id, key_id, team_id, endpoint, \
@@ -196,11 +136,6 @@ fn listing(query: &LogQuery) -> (String, Vec<Bind>) {
     (sql, filter.binds)
 }
 
-/// A count as a database integer (they never come near `i64::MAX`).
-fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
@@ -243,140 +178,12 @@ macro_rules! logged_from_row {
     }};
 }
 
-/// The values of a row that are made, not copied, from its entry: the two JSON columns, and
-/// the constant strings as shared text (bound without a copy of their own per row).
-struct RowText {
-    attempts: String,
-    cost_breakdown: Option<String>,
-    endpoint: Arc<str>,
-    key_source: Option<Arc<str>>,
-}
-
-impl RowText {
-    fn of(entry: &LogEntry, shared: &mut SharedText) -> Self {
-        let attempts: Vec<LoggedAttempt> = entry.attempts.iter().map(LoggedAttempt::of).collect();
-        Self {
-            attempts: serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into()),
-            cost_breakdown: entry.cost_breakdown.as_ref().map(breakdown_json),
-            endpoint: shared.of(entry.endpoint),
-            key_source: entry.key_source.map(|source| shared.of(source)),
-        }
-    }
-}
-
-/// The cost breakdown's JSON as `serde_json` writes [`CostBreakdown`] (a test holds the two to
-/// the same text), written directly: through serde's writer, a key and a value at a time, it
-/// cost about 6k instructions a row.
-fn breakdown_json(breakdown: &CostBreakdown) -> String {
-    use std::fmt::Write as _;
-    let mut json = String::with_capacity(256);
-    let classes = [
-        ("{\"uncached_prompt\":", &breakdown.uncached_prompt),
-        (",\"cache_read\":", &breakdown.cache_read),
-        (",\"cache_write\":", &breakdown.cache_write),
-        (",\"output\":", &breakdown.output),
-    ];
-    // Writing to a String cannot fail.
-    for (key, class) in classes {
-        json.push_str(key);
-        let _ = write!(json, "{{\"tokens\":{},\"micros\":\"", class.tokens);
-        if class.micros.is_zero() {
-            json.push('0');
-        } else {
-            let _ = write!(json, "{}", class.micros.normalize());
-        }
-        json.push_str("\"}");
-    }
-    let _ = write!(
-        json,
-        ",\"reasoning_tokens\":{},\"cost_micros\":{}}}",
-        breakdown.reasoning_tokens, breakdown.cost_micros
-    );
-    json
-}
-
-/// The `&'static str` values of a batch (endpoints, key sources: a handful of constants) as
-/// `Arc<str>`, each made once per batch.
-#[derive(Default)]
-struct SharedText(Vec<(&'static str, Arc<str>)>);
-
-impl SharedText {
-    fn of(&mut self, text: &'static str) -> Arc<str> {
-        if let Some((_, shared)) = self.0.iter().find(|(known, _)| *known == text) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(text);
-        self.0.push((text, shared.clone()));
-        shared
-    }
-}
-
 #[async_trait]
 impl RequestLogStore for SqlRequestLog {
     async fn append(&self, entries: &[LogEntry]) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let failed = || database_error("append to the request log");
-        // Formatted here, on the writer task, never on the request's path.
-        let mut shared = SharedText::default();
-        let rows: Vec<RowText> = entries
-            .iter()
-            .map(|entry| RowText::of(entry, &mut shared))
-            .collect();
-        let chunks = chunks_of(entries.len());
-        let texts = match &self.writer {
-            SqlPool::Sqlite(_) => &*SQLITE_INSERTS,
-            SqlPool::Postgres(_) => &*POSTGRES_INSERTS,
-        };
-        on_pool!(&self.writer, |db| {
-            // One statement commits by itself; more share a transaction (one commit).
-            let mut tx = match chunks.len() {
-                1 => None,
-                _ => Some(db.begin().await.map_err(failed())?),
-            };
-            let mut rows = entries.iter().zip(rows);
-            for &chunk in &chunks {
-                let mut insert = sqlx::query(texts[chunk].as_str());
-                for (entry, row) in rows.by_ref().take(CHUNKS[chunk]) {
-                    insert = insert
-                        .bind(entry.request_id.clone())
-                        .bind(entry.created_at_ms)
-                        .bind(entry.user_id.clone())
-                        .bind(entry.key_id.clone())
-                        .bind(entry.team_id.clone())
-                        .bind(row.endpoint)
-                        .bind(entry.requested_model.clone())
-                        .bind(entry.model.clone())
-                        .bind(entry.provider.clone())
-                        .bind(row.attempts)
-                        .bind(i32::from(entry.status))
-                        .bind(entry.error_code.clone())
-                        .bind(int(entry.latency_ms))
-                        .bind(entry.ttfb_ms.map(int))
-                        .bind(int(entry.tokens.prompt()))
-                        .bind(int(entry.tokens.cache_read))
-                        .bind(int(entry.tokens.cache_write))
-                        .bind(int(entry.tokens.output))
-                        .bind(int(entry.tokens.reasoning))
-                        .bind(entry.cost_micros)
-                        .bind(row.cost_breakdown)
-                        .bind(row.key_source)
-                        .bind(entry.stream)
-                        .bind(entry.prompt.clone())
-                        .bind(entry.answer.clone());
-                }
-                match tx.as_mut() {
-                    Some(tx) => insert.execute(&mut **tx).await,
-                    None => insert.execute(db).await,
-                }
-                .map_err(failed())?;
-            }
-            if let Some(tx) = tx {
-                tx.commit().await.map_err(failed())?;
-            }
-        });
-        Ok(())
+        append::append(&self.writer, entries)
+            .await
+            .map_err(database_error("append to the request log"))
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<LoggedRequest>> {
@@ -430,66 +237,6 @@ impl RequestLogStore for SqlRequestLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_batch_is_written_in_the_fixed_sizes_largest_first() {
-        let rows = |count| -> Vec<usize> {
-            chunks_of(count)
-                .into_iter()
-                .map(|chunk| CHUNKS[chunk])
-                .collect()
-        };
-        assert_eq!(rows(0), Vec::<usize>::new());
-        assert_eq!(rows(1), [1]);
-        assert_eq!(rows(100), [64, 32, 4]);
-        assert_eq!(rows(512), [64; 8]);
-        assert_eq!(rows(127), [64, 32, 16, 8, 4, 2, 1]);
-    }
-
-    #[test]
-    fn the_breakdown_is_written_as_serde_writes_it() {
-        use llmgate_core::pricing::{ClassCost, Decimal, TokenClasses};
-        let class = |tokens, micros| ClassCost { tokens, micros };
-        let tokens = TokenClasses {
-            uncached_prompt: 12,
-            cache_read: 0,
-            cache_write: 3,
-            output: u64::MAX,
-            reasoning: 7,
-        };
-        for breakdown in [
-            CostBreakdown::default(),
-            CostBreakdown::free(&tokens),
-            CostBreakdown {
-                uncached_prompt: class(12, Decimal::new(12_345, 3)),
-                cache_read: class(0, Decimal::new(1_500, 2)),
-                cache_write: class(3, Decimal::new(-25, 1)),
-                output: class(u64::MAX, Decimal::new(7, 0)),
-                reasoning_tokens: 7,
-                cost_micros: i64::MAX,
-            },
-            CostBreakdown {
-                cost_micros: -4,
-                ..CostBreakdown::default()
-            },
-        ] {
-            assert_eq!(
-                breakdown_json(&breakdown),
-                serde_json::to_string(&breakdown).unwrap()
-            );
-        }
-    }
-
-    #[test]
-    fn each_insert_has_a_placeholder_per_value() {
-        let sqlite = insert_text(2, false);
-        assert_eq!(sqlite.matches('?').count(), 2 * COLUMNS);
-        assert!(sqlite.ends_with("?, ?)"), "{sqlite}");
-        let postgres = insert_text(2, true);
-        assert!(postgres.contains("($1, $2,"), "{postgres}");
-        assert!(postgres.ends_with(", $50)"), "{postgres}");
-        assert!(!postgres.contains('?'));
-    }
 
     #[test]
     fn a_listing_binds_only_the_filters_present() {
