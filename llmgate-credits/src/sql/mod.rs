@@ -13,7 +13,10 @@ pub(crate) mod leases;
 pub(crate) mod reads;
 pub(crate) mod statements;
 pub(crate) mod steps;
+mod usage;
 pub(crate) mod writes;
+
+pub(crate) use usage::{UsageTotals, tokens_from_sql, tokens_to_sql};
 
 use llmgate_core::{
     Error, Result,
@@ -120,15 +123,6 @@ pub(crate) fn parse_key_source(name: &str) -> Result<KeySource> {
     }
 }
 
-/// Token counts are `u64` in Rust and `BIGINT` in SQL; no real count comes near the limit.
-pub(crate) fn tokens_to_sql(tokens: u64) -> i64 {
-    i64::try_from(tokens).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn tokens_from_sql(tokens: i64) -> u64 {
-    u64::try_from(tokens).unwrap_or(0)
-}
-
 /// The migrations this build embeds that `applied` (versions read from the database) lacks.
 pub(crate) fn missing_migrations(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<i64> {
     migrator
@@ -152,45 +146,6 @@ pub(crate) fn migrations_verdict(
         Err(Error::unavailable(
             "database not migrated: restart a replica of this version to apply its migrations",
         ))
-    }
-}
-
-/// One usage row's worth of requests, summed before it is written.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct UsageSum {
-    pub requests: i64,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub cost_micros: i64,
-    pub cache_read_tokens: i64,
-    pub cache_write_tokens: i64,
-    pub reasoning_tokens: i64,
-}
-
-/// Usage of a batch by (user, model, provider, day), so that a batch writes each row once.
-#[derive(Debug, Default)]
-pub(crate) struct UsageTotals {
-    pub rows: std::collections::BTreeMap<(String, String, String, String), UsageSum>,
-}
-
-impl UsageTotals {
-    pub fn add(&mut self, usage: &UsageRecord, cost_micros: i64) {
-        let key = (
-            usage.user_id.clone(),
-            usage.model.clone(),
-            usage.provider.clone(),
-            llmgate_core::memory::day_of(usage.at),
-        );
-        let sum = self.rows.entry(key).or_default();
-        let add =
-            |total: &mut i64, tokens: u64| *total = total.saturating_add(tokens_to_sql(tokens));
-        sum.requests += 1;
-        add(&mut sum.prompt_tokens, usage.prompt_tokens);
-        add(&mut sum.completion_tokens, usage.completion_tokens);
-        sum.cost_micros = sum.cost_micros.saturating_add(cost_micros);
-        add(&mut sum.cache_read_tokens, usage.cache_read_tokens);
-        add(&mut sum.cache_write_tokens, usage.cache_write_tokens);
-        add(&mut sum.reasoning_tokens, usage.reasoning_tokens);
     }
 }
 

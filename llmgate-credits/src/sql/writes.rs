@@ -100,7 +100,7 @@ macro_rules! sql_ledger_writes {
                         results.push(self.write_in(&mut tx, write, &mut totals).await?);
                     }
                 }
-                for (key, sum) in totals.rows {
+                for (key, sum) in totals.into_rows() {
                     sqlx::query::<$db>($crate::sql::statements::ADD_USAGE)
                         .bind(key.0)
                         .bind(key.1)

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llmgate_core::{credits::CreditStore, memory::MemoryCreditStore};
-use llmgate_credits::{CacheSettings, CachedCreditStore, PostgresCreditStore, SqliteCreditStore};
+use llmgate_credits::{
+    CacheSettings, CachedCreditStore, PostgresCreditStore, SqlCreditStore, SqliteCreditStore,
+};
 
 pub use llmgate_testkit::db::{TestPostgres, TestSqlite, service_unavailable, unique};
 
@@ -69,6 +71,20 @@ impl Fixture {
     pub fn into_parts(self) -> (Arc<dyn CreditStore>, Box<dyn Any + Send>) {
         (self.store, self._keep)
     }
+}
+
+/// A migrated SQL ledger on each real backend, named, with what keeps its database alive: a
+/// SQLite file, and a PostgreSQL database when one is reachable.
+pub async fn sql_ledgers() -> Vec<(&'static str, SqlCreditStore, Box<dyn Any + Send>)> {
+    let mut all = Vec::new();
+    let sqlite = TestSqlite::new();
+    let ledger = SqlCreditStore::connect(&sqlite.url).await.unwrap();
+    all.push(("sqlite", ledger, Box::new(sqlite) as Box<dyn Any + Send>));
+    if let Some(postgres) = TestPostgres::create().await {
+        let ledger = SqlCreditStore::connect(&postgres.url).await.unwrap();
+        all.push(("postgres", ledger, Box::new(postgres)));
+    }
+    all
 }
 
 pub async fn memory_fixture() -> Option<Fixture> {

@@ -16,13 +16,7 @@ use sqlx::Row;
 use crate::error::database_error;
 use crate::users::{SqlPool, on_pool};
 
-/// Rows per `INSERT` (27 values each stays under SQLite's 32,766 parameters).
-const INSERT_CHUNK: usize = 500;
-
-const INSERT_HEAD: &str = "INSERT INTO request_log (request_id, created_at, user_id, key_id, \
-team_id, endpoint, requested_model, model, provider, attempts, status, error_code, latency_ms, \
-ttfb_ms, prompt_tokens, cache_read_tokens, cache_write_tokens, completion_tokens, \
-reasoning_tokens, cost_micros, cost_breakdown, key_source, stream, prompt, answer) ";
+mod append;
 
 /// The columns a listing reads: every one but the bodies, which only the detail shows.
 const LIST_COLUMNS: &str = "id, request_id, created_at, user_id, key_id, team_id, endpoint, \
@@ -142,11 +136,6 @@ fn listing(query: &LogQuery) -> (String, Vec<Bind>) {
     (sql, filter.binds)
 }
 
-/// A count as a database integer (they never come near `i64::MAX`).
-fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
@@ -192,60 +181,9 @@ macro_rules! logged_from_row {
 #[async_trait]
 impl RequestLogStore for SqlRequestLog {
     async fn append(&self, entries: &[LogEntry]) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let failed = || database_error("append to the request log");
-        // Formatted here, on the writer task, never on the request's path.
-        let json: Vec<(String, Option<String>)> = entries
-            .iter()
-            .map(|entry| {
-                let attempts: Vec<LoggedAttempt> =
-                    entry.attempts.iter().map(LoggedAttempt::of).collect();
-                (
-                    serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into()),
-                    entry
-                        .cost_breakdown
-                        .and_then(|breakdown| serde_json::to_string(&breakdown).ok()),
-                )
-            })
-            .collect();
-        on_pool!(&self.writer, |db| {
-            let mut tx = db.begin().await.map_err(failed())?;
-            for (entries, json) in entries.chunks(INSERT_CHUNK).zip(json.chunks(INSERT_CHUNK)) {
-                let mut insert = sqlx::QueryBuilder::new(INSERT_HEAD);
-                insert.push_values(entries.iter().zip(json), |mut row, (entry, json)| {
-                    row.push_bind(entry.request_id.to_string())
-                        .push_bind(entry.created_at_ms)
-                        .push_bind(entry.user_id.to_string())
-                        .push_bind(entry.key_id.as_deref().map(str::to_owned))
-                        .push_bind(entry.team_id.as_deref().map(str::to_owned))
-                        .push_bind(entry.endpoint)
-                        .push_bind(entry.requested_model.clone())
-                        .push_bind(entry.model.clone())
-                        .push_bind(entry.provider.clone())
-                        .push_bind(json.0.clone())
-                        .push_bind(i32::from(entry.status))
-                        .push_bind(entry.error_code.clone())
-                        .push_bind(int(entry.latency_ms))
-                        .push_bind(entry.ttfb_ms.map(int))
-                        .push_bind(int(entry.tokens.prompt()))
-                        .push_bind(int(entry.tokens.cache_read))
-                        .push_bind(int(entry.tokens.cache_write))
-                        .push_bind(int(entry.tokens.output))
-                        .push_bind(int(entry.tokens.reasoning))
-                        .push_bind(entry.cost_micros)
-                        .push_bind(json.1.clone())
-                        .push_bind(entry.key_source)
-                        .push_bind(entry.stream)
-                        .push_bind(entry.prompt.clone())
-                        .push_bind(entry.answer.clone());
-                });
-                insert.build().execute(&mut *tx).await.map_err(failed())?;
-            }
-            tx.commit().await.map_err(failed())?;
-        });
-        Ok(())
+        append::append(&self.writer, entries)
+            .await
+            .map_err(database_error("append to the request log"))
     }
 
     async fn list(&self, query: &LogQuery) -> Result<Vec<LoggedRequest>> {
