@@ -9,15 +9,17 @@
 //! ledger, so a slow log can never hold up a settle, and the response never waits for a row.
 //!
 //! Rows linger up to [`LINGER`] for company, so a busy gateway writes a few batches per
-//! second. A batch that fails is counted in `llmgate_request_log_write_failures_total` and
-//! not retried: a log row is an observation, not money.
+//! second. While they linger the task sleeps: a row queued then does not wake it (on a
+//! two-core machine a wake per request is a context switch on the other core); only a flush,
+//! a queue holding a full batch, or the end of the linger does. A batch that fails is counted
+//! in `llmgate_request_log_write_failures_total` and not retried: a log row is an
+//! observation, not money.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::Counter;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::entry::LogEntry;
 use super::store::RequestLogStore;
@@ -40,6 +42,10 @@ enum Message {
 #[derive(Debug, Clone)]
 pub struct RequestLogWriter {
     sender: mpsc::Sender<Message>,
+    /// Cuts the writer's linger short: a flush, or a full batch queued.
+    hurry: Arc<Notify>,
+    /// Queued rows that make a full batch (the queue's capacity if that is smaller).
+    full: usize,
     dropped: Counter,
 }
 
@@ -48,11 +54,15 @@ impl RequestLogWriter {
     /// `None` outside a runtime.
     pub fn spawn(store: Arc<dyn RequestLogStore>, capacity: usize) -> Option<Self> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let capacity = capacity.max(1);
+        let (sender, receiver) = mpsc::channel(capacity);
+        let hurry = Arc::new(Notify::new());
         let failures = metrics::counter!(REQUEST_LOG_WRITE_FAILURES);
-        runtime.spawn(write_batches(receiver, store, failures));
+        runtime.spawn(write_batches(receiver, hurry.clone(), store, failures));
         Some(Self {
             sender,
+            hurry,
+            full: MAX_BATCH.min(capacity),
             dropped: metrics::counter!(REQUEST_LOG_DROPPED),
         })
     }
@@ -61,6 +71,10 @@ impl RequestLogWriter {
     pub fn log(&self, entry: LogEntry) {
         if self.sender.try_send(Message::Row(Box::new(entry))).is_err() {
             self.dropped.increment(1);
+            return;
+        }
+        if self.sender.max_capacity() - self.sender.capacity() >= self.full {
+            self.hurry.notify_one();
         }
     }
 
@@ -70,6 +84,7 @@ impl RequestLogWriter {
         let (done, written) = oneshot::channel();
         let asked = async {
             if self.sender.send(Message::Flush(done)).await.is_ok() {
+                self.hurry.notify_one();
                 let _ = written.await;
             }
         };
@@ -81,38 +96,34 @@ impl RequestLogWriter {
 /// gone and the queue is drained.
 async fn write_batches(
     mut receiver: mpsc::Receiver<Message>,
+    hurry: Arc<Notify>,
     store: Arc<dyn RequestLogStore>,
     failures: Counter,
 ) {
     let mut batch: Vec<LogEntry> = Vec::with_capacity(MAX_BATCH);
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    // Idle, the first message wakes the task; it then sleeps out the linger (unless that
+    // message was a flush) and takes what came meanwhile without being woken for it.
     while let Some(first) = receiver.recv().await {
-        let mut deadline = None;
         let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Row(entry) => {
-                    batch.push(*entry);
-                    deadline.get_or_insert_with(|| Instant::now() + LINGER);
-                }
-                Message::Flush(done) => {
+        let mut lingered = false;
+        loop {
+            match next.take() {
+                Some(Message::Row(entry)) => batch.push(*entry),
+                Some(Message::Flush(done)) => {
                     waiting.push(done);
-                    deadline = Some(Instant::now());
+                    lingered = true;
+                }
+                None if lingered => break,
+                None => {
+                    linger(&hurry).await;
+                    lingered = true;
                 }
             }
             if batch.len() >= MAX_BATCH {
                 break;
             }
-            next = match receiver.try_recv() {
-                Ok(message) => Some(message),
-                Err(_) => match deadline {
-                    Some(at) => tokio::time::timeout_at(at, receiver.recv())
-                        .await
-                        .ok()
-                        .flatten(),
-                    None => None,
-                },
-            };
+            next = receiver.try_recv().ok();
         }
         if !batch.is_empty() {
             if let Err(error) = store.append(&batch).await {
@@ -125,6 +136,11 @@ async fn write_batches(
             let _ = done.send(());
         }
     }
+}
+
+/// Sleep [`LINGER`], or less if a flush or a full batch hurries the writer.
+async fn linger(hurry: &Notify) {
+    let _ = tokio::time::timeout(LINGER, hurry.notified()).await;
 }
 
 #[cfg(test)]
@@ -157,6 +173,42 @@ mod tests {
         let rows = store.list(&query).await.unwrap();
         let users: Vec<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
         assert_eq!(users, ["c", "b", "a"]);
+    }
+
+    async fn rows_in(store: &MemoryRequestLog) -> usize {
+        let query = LogQuery {
+            limit: 100,
+            ..LogQuery::default()
+        };
+        store.list(&query).await.unwrap().len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rows_linger_for_company_then_are_written_without_a_flush() {
+        let store = Arc::new(MemoryRequestLog::new());
+        let writer = RequestLogWriter::spawn(store.clone(), 16).unwrap();
+        writer.log(entry("a"));
+        tokio::time::sleep(LINGER / 2).await;
+        writer.log(entry("b"));
+        assert_eq!(rows_in(&store).await, 0, "still lingering");
+        tokio::time::sleep(LINGER).await;
+        assert_eq!(
+            rows_in(&store).await,
+            2,
+            "both written in one batch at the linger's end"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_is_written_without_waiting_out_the_linger() {
+        let store = Arc::new(MemoryRequestLog::new());
+        // A queue of four: four rows make a full batch.
+        let writer = RequestLogWriter::spawn(store.clone(), 4).unwrap();
+        for _ in 0..4 {
+            writer.log(entry("a"));
+        }
+        tokio::time::sleep(LINGER / 10).await;
+        assert_eq!(rows_in(&store).await, 4);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -12,11 +12,16 @@
 //! While a request is in flight there is no deadline here: its body has its own timeout
 //! (`server.body_read_timeout_ms`), and a long answer (a stream whose first token takes a
 //! while) is the upstream timeout's business.
+//!
+//! A request starting or ending only updates the counters; nothing wakes the watch. It
+//! sleeps until the deadline it last read and then reads it again (while requests are in
+//! flight, every `idle_timeout`). The watch runs in the connection's own task, so a wake from
+//! a request would make the runtime poll that task once more and, on a multi-threaded
+//! runtime, rouse an idle worker to look for work: a context switch per request.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -31,7 +36,6 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Activity {
     state: Mutex<State>,
-    changed: Notify,
 }
 
 impl Activity {
@@ -42,7 +46,6 @@ impl Activity {
                 idle_since: Instant::now(),
                 served_any: false,
             }),
-            changed: Notify::new(),
         })
     }
 
@@ -78,17 +81,13 @@ impl Activity {
     /// module doc).
     pub(crate) async fn idle_too_long(&self, header_timeout: Duration, idle_timeout: Duration) {
         loop {
-            // `notify_one` keeps a permit, so a change between reading the deadline and
-            // waiting is not missed.
+            let now = Instant::now();
             match self.deadline(header_timeout, idle_timeout) {
-                None => self.changed.notified().await,
-                Some(deadline) if deadline <= Instant::now() => return,
-                Some(deadline) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(deadline) => {}
-                        () = self.changed.notified() => {}
-                    }
-                }
+                Some(deadline) if deadline <= now => return,
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                // A request that ends before the next look leaves a deadline
+                // `idle_timeout` after its end, so that is later than the look.
+                None => tokio::time::sleep_until(now + idle_timeout).await,
             }
         }
     }
@@ -105,8 +104,6 @@ impl Drop for InFlight {
         if state.in_flight == 0 {
             state.idle_since = Instant::now();
         }
-        drop(state);
-        self.0.changed.notify_one();
     }
 }
 

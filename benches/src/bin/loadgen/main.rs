@@ -7,6 +7,8 @@
 //!     --concurrency 64 --warmup-ms 500 --duration-ms 10000
 //! # the fake OpenAI upstream alone; prints its base URL, serves until stdin closes
 //! loadgen upstream
+//! # the bare proxy alone in front of it; prints its address, serves until stdin closes
+//! loadgen proxy --upstream 127.0.0.1:PORT
 //! ```
 //!
 //! `run` prints what it measured as one JSON object (`--output json`, what `loadtest --client
@@ -21,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use llmgate_benches::load::client::{Keys, Target};
+use llmgate_benches::load::proxy::BareProxy;
 use llmgate_benches::load::runner::{Load, Measured, TIMELINE_STEP, measure_across};
 use llmgate_benches::load::stats::human;
 use llmgate_benches::load::upstream::{FakeUpstream, UpstreamSettings};
@@ -41,6 +44,17 @@ enum Command {
         /// Content chunks per stream.
         #[arg(long, default_value_t = 20)]
         stream_chunks: usize,
+    },
+    /// Serve the bare proxy (hyper in, pooled hyper client out) in front of `upstream`; prints
+    /// `IP:PORT`, stops when stdin closes. Its own process, so its syscalls and context
+    /// switches can be counted beside the gateway's.
+    Proxy {
+        /// The upstream's address (`IP:PORT`).
+        #[arg(long)]
+        upstream: SocketAddr,
+        /// Runtime worker threads (the gateway's runtime has one per core).
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
     },
 }
 
@@ -88,6 +102,7 @@ fn main() -> ExitCode {
     let outcome = match options.command {
         Command::Run(run) => drive(run),
         Command::Upstream { stream_chunks } => upstream(stream_chunks),
+        Command::Proxy { upstream, workers } => proxy(upstream, workers),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -192,11 +207,23 @@ fn upstream(stream_chunks: usize) -> Result<(), String> {
     };
     let upstream = FakeUpstream::start(&settings).map_err(|e| e.to_string())?;
     println!("{}", upstream.api_base());
-    // Serve until whoever started us closes our stdin (or goes away).
+    until_stdin_closes();
+    drop(upstream);
+    Ok(())
+}
+
+fn proxy(upstream: SocketAddr, workers: usize) -> Result<(), String> {
+    let proxy = BareProxy::start(upstream, workers).map_err(|e| e.to_string())?;
+    println!("{}", proxy.addr());
+    until_stdin_closes();
+    drop(proxy);
+    Ok(())
+}
+
+/// Serve until whoever started us closes our stdin (or goes away).
+fn until_stdin_closes() {
     let mut stdin = std::io::stdin().lock();
     let mut sink = Vec::new();
     let _ = stdin.fill_buf();
     let _ = stdin.read_to_end(&mut sink);
-    drop(upstream);
-    Ok(())
 }
