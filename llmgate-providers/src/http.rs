@@ -95,6 +95,10 @@ pub(crate) struct Connection {
     error_detail: fn(&[u8]) -> Option<String>,
 }
 
+/// The W3C trace context header, named once (a name given as text is parsed per request).
+const TRACEPARENT: reqwest::header::HeaderName =
+    reqwest::header::HeaderName::from_static("traceparent");
+
 impl Connection {
     /// Check the configured headers and build the client; a failure names the provider.
     pub fn new(
@@ -121,7 +125,7 @@ impl Connection {
     /// spans join the caller's trace.
     pub async fn send(&self, key: Option<&Secret>, request: RequestBuilder) -> Result<Response> {
         let request = match llmgate_core::trace::traceparent() {
-            Some(traceparent) => request.header("traceparent", &*traceparent),
+            Some(traceparent) => request.header(TRACEPARENT, &*traceparent),
             None => request,
         };
         let response = match tokio::time::timeout(self.timeout, request.send()).await {

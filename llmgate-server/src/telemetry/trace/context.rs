@@ -120,8 +120,8 @@ pub(super) fn traceparent(trace_id: &TraceId, span_id: &SpanId, sampled: bool) -
     // Written into a fixed buffer: pushing 55 characters one by one onto a `String` cost
     // more than the rest of starting an attempt's span.
     let mut text = *b"00-________________________________-________________-00";
-    hex_into(&mut text[3..35], trace_id);
-    hex_into(&mut text[36..52], span_id);
+    text[3..35].copy_from_slice(&hex::<16, 32>(trace_id));
+    text[36..52].copy_from_slice(&hex::<8, 16>(span_id));
     if sampled {
         text[54] = b'1';
     }
@@ -129,12 +129,16 @@ pub(super) fn traceparent(trace_id: &TraceId, span_id: &SpanId, sampled: bool) -
     std::str::from_utf8(&text).map_or_else(|_| Arc::from(""), Arc::from)
 }
 
-fn hex_into(out: &mut [u8], bytes: &[u8]) {
+/// `bytes` in lowercase hex (`M` is twice `N`). Over fixed sizes, so the loop compiles to
+/// straight stores: through slices and iterators it cost more than the rest of the header.
+fn hex<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 15)];
+    let mut out = [b'0'; M];
+    for (i, byte) in bytes.iter().enumerate().take(M / 2) {
+        out[2 * i] = HEX[usize::from(byte >> 4)];
+        out[2 * i + 1] = HEX[usize::from(byte & 15)];
     }
+    out
 }
 
 #[cfg(test)]
