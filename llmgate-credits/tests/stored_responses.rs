@@ -10,10 +10,8 @@ use std::any::Any;
 use std::time::Duration;
 
 use llmgate_credits::responses::MAX_CHAIN_DEPTH;
-use llmgate_credits::{SqlCreditStore, SqlPool, SqlResponseStore, StoredResponse};
+use llmgate_credits::{SqlPool, SqlResponseStore, StoredResponse};
 use serde_json::{Value, json};
-
-use support::{TestPostgres, TestSqlite};
 
 /// A store on one backend, and what keeps its database alive.
 struct Db {
@@ -23,23 +21,15 @@ struct Db {
 }
 
 async fn databases() -> Vec<Db> {
-    let mut all = Vec::new();
-    let sqlite = TestSqlite::new();
-    let ledger = SqlCreditStore::connect(&sqlite.url).await.unwrap();
-    all.push(Db {
-        name: "sqlite",
-        store: SqlResponseStore::new(SqlPool::of(&ledger)),
-        _keep: Box::new((sqlite, ledger)),
-    });
-    if let Some(postgres) = TestPostgres::create().await {
-        let ledger = SqlCreditStore::connect(&postgres.url).await.unwrap();
-        all.push(Db {
-            name: "postgres",
+    support::sql_ledgers()
+        .await
+        .into_iter()
+        .map(|(name, ledger, keep)| Db {
+            name,
             store: SqlResponseStore::new(SqlPool::of(&ledger)),
-            _keep: Box::new((postgres, ledger)),
-        });
-    }
-    all
+            _keep: Box::new((keep, ledger)),
+        })
+        .collect()
 }
 
 /// A response `id` of `owner` that said `said` to `asked`, continuing `previous`.

@@ -22,7 +22,7 @@ use llmgate_credits::{
     VaultKey, grant_monthly,
 };
 
-use support::{TestPostgres, TestSqlite, unique};
+use support::unique;
 
 /// A migrated database on one backend, and what keeps it alive.
 struct Db {
@@ -33,25 +33,16 @@ struct Db {
 }
 
 async fn databases() -> Vec<Db> {
-    let mut all = Vec::new();
-    let sqlite = TestSqlite::new();
-    let ledger = SqlCreditStore::connect(&sqlite.url).await.unwrap();
-    all.push(Db {
-        name: "sqlite",
-        pool: SqlPool::of(&ledger),
-        ledger,
-        _keep: Box::new(sqlite),
-    });
-    if let Some(postgres) = TestPostgres::create().await {
-        let ledger = SqlCreditStore::connect(&postgres.url).await.unwrap();
-        all.push(Db {
-            name: "postgres",
+    support::sql_ledgers()
+        .await
+        .into_iter()
+        .map(|(name, ledger, keep)| Db {
+            name,
             pool: SqlPool::of(&ledger),
             ledger,
-            _keep: Box::new(postgres),
-        });
-    }
-    all
+            _keep: keep,
+        })
+        .collect()
 }
 
 /// Every byte string stored in the tables this crate's users and vault write.
