@@ -23,10 +23,18 @@ use crate::users::SqlPool;
 /// parameters.
 const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 
-const INSERT_HEAD: &str = "INSERT INTO request_log (request_id, created_at, user_id, key_id, \
-team_id, endpoint, requested_model, model, provider, attempts, status, error_code, latency_ms, \
-ttfb_ms, prompt_tokens, cache_read_tokens, cache_write_tokens, completion_tokens, \
-reasoning_tokens, cost_micros, cost_breakdown, key_source, stream, prompt, answer) VALUES ";
+/// The request log's columns, in the order every insert binds them: written once, so the
+/// SQLite and PostgreSQL statements cannot disagree.
+macro_rules! columns {
+    () => {
+        "request_id, created_at, user_id, key_id, team_id, endpoint, requested_model, model, \
+provider, attempts, status, error_code, latency_ms, ttfb_ms, prompt_tokens, cache_read_tokens, \
+cache_write_tokens, completion_tokens, reasoning_tokens, cost_micros, cost_breakdown, \
+key_source, stream, prompt, answer"
+    };
+}
+
+const INSERT_HEAD: &str = concat!("INSERT INTO request_log (", columns!(), ") VALUES ");
 
 /// Values per row of [`INSERT_HEAD`].
 const COLUMNS: usize = 25;
@@ -65,23 +73,19 @@ fn chunks_of(mut rows: usize) -> Vec<usize> {
 }
 
 /// PostgreSQL's `INSERT` of a batch: one array per column, unnested together in order.
-const POSTGRES_INSERT: &str = "INSERT INTO request_log (request_id, created_at, user_id, \
-key_id, team_id, endpoint, requested_model, model, provider, attempts, status, error_code, \
-latency_ms, ttfb_ms, prompt_tokens, cache_read_tokens, cache_write_tokens, completion_tokens, \
-reasoning_tokens, cost_micros, cost_breakdown, key_source, stream, prompt, answer) \
-SELECT request_id, created_at, user_id, key_id, team_id, endpoint, requested_model, model, \
-provider, attempts, status, error_code, latency_ms, ttfb_ms, prompt_tokens, cache_read_tokens, \
-cache_write_tokens, completion_tokens, reasoning_tokens, cost_micros, cost_breakdown, \
-key_source, stream, prompt, answer \
-FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+const POSTGRES_INSERT: &str = concat!(
+    "INSERT INTO request_log (",
+    columns!(),
+    ") SELECT ",
+    columns!(),
+    " FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
 $7::text[], $8::text[], $9::text[], $10::text[], $11::integer[], $12::text[], $13::bigint[], \
 $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], \
 $20::bigint[], $21::text[], $22::text[], $23::boolean[], $24::text[], $25::text[]) \
-WITH ORDINALITY AS batch (request_id, created_at, user_id, key_id, team_id, endpoint, \
-requested_model, model, provider, attempts, status, error_code, latency_ms, ttfb_ms, \
-prompt_tokens, cache_read_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, \
-cost_micros, cost_breakdown, key_source, stream, prompt, answer, position) \
-ORDER BY position";
+WITH ORDINALITY AS batch (",
+    columns!(),
+    ", position) ORDER BY position"
+);
 
 /// A count as a database integer (they never come near `i64::MAX`).
 fn int(value: u64) -> i64 {
