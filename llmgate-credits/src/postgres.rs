@@ -1,5 +1,7 @@
 //! The scale-out backend: several `llmgate` replicas share one PostgreSQL database.
 
+mod lease_batch;
+
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -136,6 +136,16 @@ impl SqliteCreditStore {
     /// `BEGIN IMMEDIATE` already holds the write lock: a plain read.
     const LOCK_BALANCE: &'static str = crate::sql::statements::SELECT_BALANCE;
 
+    /// No path of its own for a batch of lease writes: one writer connection, no row locks
+    /// to order; its charges go in runs (see `lease_runs`).
+    #[allow(clippy::unused_async)]
+    async fn lease_batch(
+        &self,
+        _writes: &[llmgate_core::credits::LedgerWrite],
+    ) -> Result<Option<Vec<llmgate_core::credits::Written>>> {
+        Ok(None)
+    }
+
     fn write_pool(&self) -> &SqlitePool {
         &self.writer
     }

@@ -351,3 +351,28 @@ ORDER BY part.n) \
 SELECT balance.balance_micros, CAST(balance.balance_micros - $2 + COALESCE((SELECT \
 SUM(amount_micros) FROM credit_holds WHERE credit_holds.user_id = balance.user_id \
 AND lease_seq IS NOT NULL), 0) AS BIGINT) FROM balance";
+
+/// PostgreSQL only: an account's entries of a batch of lease writes, with its balance row
+/// locked for them (see `postgres::lease_batch`). `$1` the account, `$2` what the batch's
+/// returns give back to the balance, `$3` now; `$4`–`$16` the entries, one array per column
+/// in batch order (`$6` each `balance_after` less the balance before the batch). Returns the
+/// balance and what the account may spend (its leases counted) after the batch. The entries
+/// are inserted in array order, so their ids follow the running balance.
+pub(crate) const PG_LEASE_ENTRIES: &str = "\
+WITH balance AS ( \
+UPDATE credit_balances SET balance_micros = balance_micros + $2 WHERE user_id = $1 \
+RETURNING balance_micros), \
+entry AS ( \
+INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, provider, \
+prompt_tokens, completion_tokens, key_source, request_id, reason, created_at, cache_read_tokens, \
+cache_write_tokens, reasoning_tokens) \
+SELECT $1, e.kind, e.amount, balance.balance_micros - $2 + e.offset_after, e.model, e.provider, \
+e.prompt, e.completion, e.key_source, e.request_id, e.reason, $3, e.cache_read, e.cache_write, \
+e.reasoning \
+FROM balance, unnest($4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], \
+$9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[], \
+$16::bigint[]) WITH ORDINALITY AS e (kind, amount, offset_after, model, provider, prompt, \
+completion, key_source, request_id, reason, cache_read, cache_write, reasoning, n) \
+ORDER BY e.n) \
+SELECT balance_micros, CAST(balance_micros + COALESCE((SELECT SUM(amount_micros) \
+FROM credit_holds WHERE user_id = $1 AND lease_seq IS NOT NULL), 0) AS BIGINT) FROM balance";
