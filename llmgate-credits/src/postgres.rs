@@ -1,6 +1,8 @@
 //! The scale-out backend: several `llmgate` replicas share one PostgreSQL database.
 
 mod lease_batch;
+mod lease_entries;
+mod usage_rows;
 
 use std::str::FromStr;
 use std::time::Duration;

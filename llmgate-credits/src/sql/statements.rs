@@ -352,27 +352,60 @@ SELECT balance.balance_micros, CAST(balance.balance_micros - $2 + COALESCE((SELE
 SUM(amount_micros) FROM credit_holds WHERE credit_holds.user_id = balance.user_id \
 AND lease_seq IS NOT NULL), 0) AS BIGINT) FROM balance";
 
-/// PostgreSQL only: an account's entries of a batch of lease writes, with its balance row
-/// locked for them (see `postgres::lease_batch`). `$1` the account, `$2` what the batch's
-/// returns give back to the balance, `$3` now; `$4`–`$16` the entries, one array per column
-/// in batch order (`$6` each `balance_after` less the balance before the batch). Returns the
-/// balance and what the account may spend (its leases counted) after the batch. The entries
-/// are inserted in array order, so their ids follow the running balance.
+/// PostgreSQL only: the entries of a batch of lease writes, with the balance rows they
+/// belong to (locked before, see [`PG_LOCK_BALANCES`]) moved by what the batch's returns give
+/// back (see `postgres::lease_entries`). `$1`/`$2` each account and what its returns give
+/// back; `$3` now; `$4`–`$17` the entries, one array per column in batch order (`$7` each
+/// `balance_after` less its account's balance before the batch). Returns each account with
+/// its balance and what it may spend (its leases counted) after the batch. The entries are
+/// inserted in array order, so their ids follow each account's running balance.
 pub(crate) const PG_LEASE_ENTRIES: &str = "\
-WITH balance AS ( \
-UPDATE credit_balances SET balance_micros = balance_micros + $2 WHERE user_id = $1 \
-RETURNING balance_micros), \
+WITH moved AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS m (user_id, returned)), \
+balance AS ( \
+UPDATE credit_balances SET balance_micros = credit_balances.balance_micros + moved.returned \
+FROM moved WHERE credit_balances.user_id = moved.user_id \
+RETURNING credit_balances.user_id, credit_balances.balance_micros AS after, \
+credit_balances.balance_micros - moved.returned AS before), \
 entry AS ( \
 INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, provider, \
 prompt_tokens, completion_tokens, key_source, request_id, reason, created_at, cache_read_tokens, \
 cache_write_tokens, reasoning_tokens) \
-SELECT $1, e.kind, e.amount, balance.balance_micros - $2 + e.offset_after, e.model, e.provider, \
+SELECT e.user_id, e.kind, e.amount, balance.before + e.offset_after, e.model, e.provider, \
 e.prompt, e.completion, e.key_source, e.request_id, e.reason, $3, e.cache_read, e.cache_write, \
 e.reasoning \
-FROM balance, unnest($4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], \
-$9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[], \
-$16::bigint[]) WITH ORDINALITY AS e (kind, amount, offset_after, model, provider, prompt, \
-completion, key_source, request_id, reason, cache_read, cache_write, reasoning, n) \
+FROM unnest($4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::text[], \
+$10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::bigint[], \
+$16::bigint[], $17::bigint[]) WITH ORDINALITY AS e (user_id, kind, amount, offset_after, model, \
+provider, prompt, completion, key_source, request_id, reason, cache_read, cache_write, \
+reasoning, n) \
+JOIN balance ON balance.user_id = e.user_id \
 ORDER BY e.n) \
-SELECT balance_micros, CAST(balance_micros + COALESCE((SELECT SUM(amount_micros) \
-FROM credit_holds WHERE user_id = $1 AND lease_seq IS NOT NULL), 0) AS BIGINT) FROM balance";
+SELECT balance.user_id, CAST(balance.after + COALESCE((SELECT SUM(h.amount_micros) \
+FROM credit_holds h WHERE h.user_id = balance.user_id AND h.lease_seq IS NOT NULL), 0) \
+AS BIGINT) FROM balance";
+
+/// PostgreSQL only: lock the balance rows of accounts `$1`, in `user_id` order (the sort runs
+/// before the locks are taken), so that writers locking several never deadlock.
+pub(crate) const PG_LOCK_BALANCES: &str = "\
+SELECT user_id FROM credit_balances WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
+
+/// PostgreSQL only: a batch's usage rows in one upsert, in the order given (key order: see
+/// `UsageTotals`), one array per column.
+pub(crate) const PG_ADD_USAGE_ROWS: &str = "\
+INSERT INTO usage_daily (user_id, model, provider, day, requests, prompt_tokens, \
+completion_tokens, cost_micros, cache_read_tokens, cache_write_tokens, reasoning_tokens) \
+SELECT u.user_id, u.model, u.provider, u.day, u.requests, u.prompt_tokens, u.completion_tokens, \
+u.cost_micros, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens \
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[]) WITH ORDINALITY \
+AS u (user_id, model, provider, day, requests, prompt_tokens, completion_tokens, cost_micros, \
+cache_read_tokens, cache_write_tokens, reasoning_tokens, n) \
+ORDER BY u.n \
+ON CONFLICT (user_id, model, provider, day) DO UPDATE SET \
+requests = usage_daily.requests + excluded.requests, \
+prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
+completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
+cost_micros = usage_daily.cost_micros + excluded.cost_micros, \
+cache_read_tokens = usage_daily.cache_read_tokens + excluded.cache_read_tokens, \
+cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
+reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens";
