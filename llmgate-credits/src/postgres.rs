@@ -2,6 +2,7 @@
 
 mod lease_batch;
 mod lease_entries;
+mod lease_step;
 mod usage_rows;
 
 use std::str::FromStr;

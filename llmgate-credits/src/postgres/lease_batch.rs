@@ -29,37 +29,11 @@ use sqlx::{Postgres, Transaction};
 
 use super::PostgresCreditStore;
 use super::lease_entries::Entries;
+use super::lease_step::Step;
 use super::usage_rows::add_usage_rows;
 use crate::error::database_error;
 use crate::sql::lease_runs::{cost_of, lease_charge};
-use crate::sql::{UsageTotals, parse_hold_id, statements as sql};
-
-/// What phase 1 made of one write.
-#[derive(Debug)]
-pub(super) enum Step<'a> {
-    /// Taken out of its lease: the account gets its `release` and `charge` entries.
-    Charged {
-        user_id: String,
-        charge: &'a LeaseCharge,
-    },
-    /// Taken out of its lease, to go back to the balance (a `release` entry).
-    Returned {
-        user_id: String,
-        amount: i64,
-        lease_id: i64,
-    },
-    /// Nothing more to write; the write's answer.
-    Answered(Written),
-}
-
-impl Step<'_> {
-    pub(super) fn account(&self) -> Option<&str> {
-        match self {
-            Step::Charged { user_id, .. } | Step::Returned { user_id, .. } => Some(user_id),
-            Step::Answered(_) => None,
-        }
-    }
-}
+use crate::sql::{UsageTotals, parse_hold_id};
 
 /// Whether this path writes the batch: lease writes and usage records only.
 fn only_lease_writes(writes: &[LedgerWrite]) -> bool {
@@ -115,7 +89,7 @@ impl PostgresCreditStore {
             }
             for write in part {
                 steps.push(match write {
-                    LedgerWrite::LeaseReturn(give) => Self::return_lease_row(tx, give).await?,
+                    LedgerWrite::LeaseReturn(give) => Self::return_step(tx, give).await?,
                     LedgerWrite::Usage(usage) => {
                         if usage.cost_micros < 0 {
                             return Err(Error::internal("negative usage cost"));
@@ -130,33 +104,15 @@ impl PostgresCreditStore {
         Ok(steps)
     }
 
-    /// A return's lease row: shrunk, or deleted when it closes.
-    async fn return_lease_row<'w>(
+    /// A return's lease row, as the step it makes.
+    async fn return_step<'w>(
         tx: &mut Transaction<'static, Postgres>,
         give: &LeaseReturn,
     ) -> Result<Step<'w>> {
         let Some(lease_id) = parse_hold_id(&give.lease_id) else {
             return Ok(Step::Answered(Written::LeaseGone));
         };
-        let failed = || database_error("return a lease");
-        let returned: Option<(String, i64)> = if give.close {
-            sqlx::query_as::<Postgres, (String, i64)>(sql::CLOSE_LEASE)
-                .bind(lease_id)
-                .bind(give.seq)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(failed())?
-        } else {
-            sqlx::query_scalar::<Postgres, String>(sql::SHRINK_LEASE)
-                .bind(lease_id)
-                .bind(give.amount_micros)
-                .bind(give.seq)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(failed())?
-                .map(|user_id| (user_id, give.amount_micros))
-        };
-        Ok(match returned {
+        Ok(match Self::return_lease_row(tx, lease_id, give).await? {
             Some((user_id, amount)) if amount > 0 => Step::Returned {
                 user_id,
                 amount,
@@ -214,45 +170,16 @@ fn answers(steps: Vec<Step<'_>>, spendable: &[(String, i64)]) -> Vec<Written> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llmgate_core::credits::{KeySource, UsageRecord};
-
-    fn charge(lease_id: &str, seq: i64, cost: i64) -> LeaseCharge {
-        LeaseCharge {
-            lease_id: lease_id.into(),
-            seq,
-            usage: UsageRecord {
-                user_id: "ann".into(),
-                request_id: format!("r{seq}"),
-                model: "m".into(),
-                provider: "p".into(),
-                key_source: KeySource::Platform,
-                prompt_tokens: 1,
-                completion_tokens: 2,
-                cache_read_tokens: 0,
-                cache_write_tokens: 0,
-                reasoning_tokens: 3,
-                cost_micros: cost,
-                at: 0,
-            },
-            ttl_secs: 60,
-        }
-    }
-
-    fn charged<'a>(user: &str, charge: &'a LeaseCharge) -> Step<'a> {
-        Step::Charged {
-            user_id: user.into(),
-            charge,
-        }
-    }
+    use crate::sql::lease_runs::test_charge as charge;
 
     #[test]
     fn each_charge_reports_what_its_account_may_spend_right_after_it() {
         let (a, b, c) = (charge("7", 1, 100), charge("7", 2, 30), charge("8", 1, 5));
         let steps = vec![
-            charged("ann", &a),
-            charged("bob", &c),
+            Step::charged("ann", &a),
+            Step::charged("bob", &c),
             Step::Answered(Written::LeaseCharged(None)),
-            charged("ann", &b),
+            Step::charged("ann", &b),
         ];
         let spendable = [("ann".to_owned(), 1_000), ("bob".to_owned(), 50)];
         assert_eq!(

@@ -8,7 +8,7 @@ use llmgate_core::credits::{LeaseCharge, TransactionKind, UsageRecord};
 use llmgate_core::{Error, Result};
 use sqlx::{Postgres, Transaction};
 
-use super::lease_batch::Step;
+use super::lease_step::Step;
 use crate::error::database_error;
 use crate::sql::lease_runs::cost_of;
 use crate::sql::{kind_name, parse_hold_id, statements as sql, tokens_to_sql};
@@ -181,50 +181,22 @@ impl<'a> Entry<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llmgate_core::credits::{KeySource, Written};
-
-    fn charge(lease_id: &str, seq: i64, cost: i64) -> LeaseCharge {
-        LeaseCharge {
-            lease_id: lease_id.into(),
-            seq,
-            usage: UsageRecord {
-                user_id: "ann".into(),
-                request_id: format!("r{seq}"),
-                model: "m".into(),
-                provider: "p".into(),
-                key_source: KeySource::Platform,
-                prompt_tokens: 1,
-                completion_tokens: 2,
-                cache_read_tokens: 0,
-                cache_write_tokens: 0,
-                reasoning_tokens: 3,
-                cost_micros: cost,
-                at: 0,
-            },
-            ttl_secs: 60,
-        }
-    }
-
-    fn charged<'a>(user: &str, charge: &'a LeaseCharge) -> Step<'a> {
-        Step::Charged {
-            user_id: user.into(),
-            charge,
-        }
-    }
+    use crate::sql::lease_runs::test_charge as charge;
+    use llmgate_core::credits::Written;
 
     #[test]
     fn entries_run_from_each_balance_before_the_batch_in_batch_order() {
         let (a, b, c) = (charge("7", 1, 100), charge("7", 2, 30), charge("8", 1, 5));
         let steps = [
-            charged("bob", &c),
-            charged("ann", &a),
+            Step::charged("bob", &c),
+            Step::charged("ann", &a),
             Step::Returned {
                 user_id: "ann".into(),
                 amount: 500,
                 lease_id: 7,
             },
             Step::Answered(Written::LeaseGone),
-            charged("ann", &b),
+            Step::charged("ann", &b),
         ];
         let entries = Entries::of(&["ann", "bob"], &steps).unwrap();
         assert_eq!(
@@ -249,7 +221,7 @@ mod tests {
             [Some("r1".into()), Some("r1".into()), None]
         );
         assert_eq!(entries.model[..3], [None, Some("m".into()), None]);
-        assert_eq!(entries.reasoning_tokens[..2], [None, Some(3)]);
+        assert_eq!(entries.completion_tokens[..2], [None, Some(2)]);
         assert_eq!(entries.reason[2], "lease 7");
         assert_eq!(entries.reason[6], "lease 8");
     }

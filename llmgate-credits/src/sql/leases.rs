@@ -204,29 +204,11 @@ macro_rules! sql_ledger_leases {
                 give: &llmgate_core::credits::LeaseReturn,
             ) -> llmgate_core::Result<llmgate_core::credits::Written> {
                 use llmgate_core::credits::{TransactionKind, Written};
-                use $crate::sql::statements as sql;
                 let Some(lease_id) = $crate::sql::parse_hold_id(&give.lease_id) else {
                     return Ok(Written::LeaseGone);
                 };
-                let failed = || $crate::error::database_error("return a lease");
-                let returned: Option<(String, i64)> = if give.close {
-                    sqlx::query_as::<$db, (String, i64)>(sql::CLOSE_LEASE)
-                        .bind(lease_id)
-                        .bind(give.seq)
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err(failed())?
-                } else {
-                    sqlx::query_scalar::<$db, String>(sql::SHRINK_LEASE)
-                        .bind(lease_id)
-                        .bind(give.amount_micros)
-                        .bind(give.seq)
-                        .fetch_optional(&mut **tx)
-                        .await
-                        .map_err(failed())?
-                        .map(|user_id| (user_id, give.amount_micros))
-                };
-                let Some((user_id, amount)) = returned else {
+                let Some((user_id, amount)) = Self::return_lease_row(tx, lease_id, give).await?
+                else {
                     return Self::lease_missed(tx, lease_id, give.seq, Written::LeaseReturned)
                         .await;
                 };
@@ -244,6 +226,34 @@ macro_rules! sql_ledger_leases {
                     Self::append(tx, &entry).await?;
                 }
                 Ok(Written::LeaseReturned)
+            }
+
+            /// A return's lease row: shrunk by the amount, or deleted when it closes. The
+            /// lease's owner and what goes back to the balance; `None` when the row applied
+            /// this write before or is gone.
+            async fn return_lease_row(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                lease_id: i64,
+                give: &llmgate_core::credits::LeaseReturn,
+            ) -> llmgate_core::Result<Option<(String, i64)>> {
+                use $crate::sql::statements as sql;
+                let failed = || $crate::error::database_error("return a lease");
+                if give.close {
+                    return sqlx::query_as::<$db, (String, i64)>(sql::CLOSE_LEASE)
+                        .bind(lease_id)
+                        .bind(give.seq)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed());
+                }
+                Ok(sqlx::query_scalar::<$db, String>(sql::SHRINK_LEASE)
+                    .bind(lease_id)
+                    .bind(give.amount_micros)
+                    .bind(give.seq)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(failed())?
+                    .map(|user_id| (user_id, give.amount_micros)))
             }
 
             /// A lease write alone, in its own transaction (the one-by-one path).

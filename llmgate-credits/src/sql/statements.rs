@@ -171,19 +171,31 @@ WHERE user_id = $1 AND ($2 IS NULL OR id < $2) \
 ORDER BY id DESC \
 LIMIT $3";
 
+/// What a usage upsert adds to a row that is there (both upserts end with it).
+macro_rules! add_to_usage_row {
+    ($insert:expr) => {
+        concat!(
+            $insert,
+            "ON CONFLICT (user_id, model, provider, day) DO UPDATE SET ",
+            "requests = usage_daily.requests + excluded.requests, ",
+            "prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, ",
+            "completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, ",
+            "cost_micros = usage_daily.cost_micros + excluded.cost_micros, ",
+            "cache_read_tokens = usage_daily.cache_read_tokens + excluded.cache_read_tokens, ",
+            "cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, ",
+            "reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens"
+        )
+    };
+}
+
 /// Count requests (`$5` of them) of one user, model, provider and day into that day's rollup.
-pub(crate) const ADD_USAGE: &str = "\
+pub(crate) const ADD_USAGE: &str = add_to_usage_row!(
+    "\
 INSERT INTO usage_daily (user_id, model, provider, day, requests, prompt_tokens, \
 completion_tokens, cost_micros, cache_read_tokens, cache_write_tokens, reasoning_tokens) \
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-ON CONFLICT (user_id, model, provider, day) DO UPDATE SET \
-requests = usage_daily.requests + excluded.requests, \
-prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
-completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
-cost_micros = usage_daily.cost_micros + excluded.cost_micros, \
-cache_read_tokens = usage_daily.cache_read_tokens + excluded.cache_read_tokens, \
-cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
-reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens";
+"
+);
 
 /// Usage queries, one per grouping (the group column cannot be a bind parameter). `$1` is the
 /// user (NULL: everyone), `$2`/`$3` the inclusive day range (NULL: open).
@@ -391,7 +403,8 @@ SELECT user_id FROM credit_balances WHERE user_id = ANY($1) ORDER BY user_id FOR
 
 /// PostgreSQL only: a batch's usage rows in one upsert, in the order given (key order: see
 /// `UsageTotals`), one array per column.
-pub(crate) const PG_ADD_USAGE_ROWS: &str = "\
+pub(crate) const PG_ADD_USAGE_ROWS: &str = add_to_usage_row!(
+    "\
 INSERT INTO usage_daily (user_id, model, provider, day, requests, prompt_tokens, \
 completion_tokens, cost_micros, cache_read_tokens, cache_write_tokens, reasoning_tokens) \
 SELECT u.user_id, u.model, u.provider, u.day, u.requests, u.prompt_tokens, u.completion_tokens, \
@@ -401,11 +414,5 @@ $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[]) WITH ORD
 AS u (user_id, model, provider, day, requests, prompt_tokens, completion_tokens, cost_micros, \
 cache_read_tokens, cache_write_tokens, reasoning_tokens, n) \
 ORDER BY u.n \
-ON CONFLICT (user_id, model, provider, day) DO UPDATE SET \
-requests = usage_daily.requests + excluded.requests, \
-prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
-completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
-cost_micros = usage_daily.cost_micros + excluded.cost_micros, \
-cache_read_tokens = usage_daily.cache_read_tokens + excluded.cache_read_tokens, \
-cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
-reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens";
+"
+);
