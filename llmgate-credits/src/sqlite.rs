@@ -133,6 +133,7 @@ impl SqliteCreditStore {
     const HOLD_STATEMENT: Option<&'static str> = None;
     const SETTLE_STATEMENT: Option<&'static str> = None;
     const LEASE_CHARGE_STATEMENT: Option<&'static str> = None;
+    const TAKE_STATEMENT: Option<&'static str> = None;
     /// `BEGIN IMMEDIATE` already holds the write lock: a plain read.
     const LOCK_BALANCE: &'static str = crate::sql::statements::SELECT_BALANCE;
 

@@ -416,3 +416,28 @@ cache_read_tokens, cache_write_tokens, reasoning_tokens, n) \
 ORDER BY u.n \
 "
 );
+
+/// PostgreSQL only: a take's moves as one statement, once the take has locked the lease row
+/// (`$3`, renewed; NULL when a new lease is to be opened) and the balance row: take `$2` from
+/// balance `$1` if it covers it, grow the lease or insert a new one (placed at `$4`, expiring
+/// at `$5`, by replica `$6`), and write the `hold` entry. The lease and the balance after;
+/// no row: the balance does not cover it, and nothing changed.
+pub(crate) const PG_TAKE_INTO_LEASE: &str = "\
+WITH taken AS ( \
+UPDATE credit_balances SET balance_micros = balance_micros - $2 \
+WHERE user_id = $1 AND balance_micros >= $2 \
+RETURNING balance_micros), \
+grown AS ( \
+UPDATE credit_holds SET amount_micros = amount_micros + $2 FROM taken \
+WHERE credit_holds.id = $3 RETURNING credit_holds.id), \
+fresh AS ( \
+INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at, \
+replica_id, lease_seq) \
+SELECT $1, $2, 'lease', $4, $5, $6, 0 FROM taken WHERE $3::bigint IS NULL \
+RETURNING id), \
+lease AS (SELECT id FROM grown UNION ALL SELECT id FROM fresh), \
+entry AS ( \
+INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, reason, \
+created_at) \
+SELECT $1, 'hold', -$2, taken.balance_micros, 'lease ' || lease.id, $4 FROM taken, lease) \
+SELECT lease.id, taken.balance_micros FROM taken, lease";
