@@ -271,14 +271,25 @@ ORDER BY b.user_id";
 /// The migrations sqlx recorded as applied (its default bookkeeping table).
 pub(crate) const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
 
+/// PostgreSQL's statements that take `$2` from balance `$1` first ([`TAKE_FROM_BALANCE`] as
+/// the CTE `taken`, the balance after; empty when it does not cover it), then `$rest`.
+macro_rules! with_taken {
+    ($rest:expr) => {
+        concat!(
+            "WITH taken AS ( ",
+            "UPDATE credit_balances SET balance_micros = balance_micros - $2 ",
+            "WHERE user_id = $1 AND balance_micros >= $2 ",
+            "RETURNING balance_micros), ",
+            $rest
+        )
+    };
+}
+
 /// PostgreSQL only: [`TAKE_FROM_BALANCE`], [`INSERT_HOLD`] and the hold's ledger entry as one
 /// statement (data-modifying CTEs, which SQLite lacks), so a hold is one round trip. No row:
 /// the balance does not cover it (or has no row), and the general path decides.
-pub(crate) const PG_HOLD: &str = "\
-WITH taken AS ( \
-UPDATE credit_balances SET balance_micros = balance_micros - $2 \
-WHERE user_id = $1 AND balance_micros >= $2 \
-RETURNING balance_micros), \
+pub(crate) const PG_HOLD: &str = with_taken!(
+    "\
 held AS ( \
 INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at, replica_id) \
 SELECT $1, $2, $3, $4, $5, $6 FROM taken \
@@ -287,7 +298,8 @@ entry AS ( \
 INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, request_id, \
 reason, created_at) \
 SELECT $1, 'hold', -$2, taken.balance_micros, $3, 'hold ' || held.id, $4 FROM taken, held) \
-SELECT held.id, taken.balance_micros FROM taken, held";
+SELECT held.id, taken.balance_micros FROM taken, held"
+);
 
 /// PostgreSQL only: [`TAKE_HOLD`], the give-back of what was not charged, the hold's key
 /// budget ([`CLOSE_BUDGET`]) and the settle's two ledger entries (the hold's release, then the
@@ -422,11 +434,8 @@ ORDER BY u.n \
 /// balance `$1` if it covers it, grow the lease or insert a new one (placed at `$4`, expiring
 /// at `$5`, by replica `$6`), and write the `hold` entry. The lease and the balance after;
 /// no row: the balance does not cover it, and nothing changed.
-pub(crate) const PG_TAKE_INTO_LEASE: &str = "\
-WITH taken AS ( \
-UPDATE credit_balances SET balance_micros = balance_micros - $2 \
-WHERE user_id = $1 AND balance_micros >= $2 \
-RETURNING balance_micros), \
+pub(crate) const PG_TAKE_INTO_LEASE: &str = with_taken!(
+    "\
 grown AS ( \
 UPDATE credit_holds SET amount_micros = amount_micros + $2 FROM taken \
 WHERE credit_holds.id = $3 RETURNING credit_holds.id), \
@@ -440,4 +449,5 @@ entry AS ( \
 INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, reason, \
 created_at) \
 SELECT $1, 'hold', -$2, taken.balance_micros, 'lease ' || lease.id, $4 FROM taken, lease) \
-SELECT lease.id, taken.balance_micros FROM taken, lease";
+SELECT lease.id, taken.balance_micros FROM taken, lease"
+);
