@@ -1,5 +1,10 @@
 //! The scale-out backend: several `llmgate` replicas share one PostgreSQL database.
 
+mod lease_batch;
+mod lease_entries;
+mod lease_step;
+mod usage_rows;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -75,6 +80,8 @@ impl PostgresCreditStore {
     /// A lease charge is one statement too.
     const LEASE_CHARGE_STATEMENT: Option<&'static str> =
         Some(crate::sql::statements::PG_CHARGE_LEASE);
+    /// A take's moves (balance, lease row, entry) are one statement after its locks.
+    const TAKE_STATEMENT: Option<&'static str> = Some(crate::sql::statements::PG_TAKE_INTO_LEASE);
     /// `SELECT … FOR UPDATE`: a lease's take locks the balance row it sizes itself on.
     const LOCK_BALANCE: &'static str = crate::sql::statements::PG_LOCK_BALANCE;
 

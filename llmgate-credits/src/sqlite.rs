@@ -133,8 +133,19 @@ impl SqliteCreditStore {
     const HOLD_STATEMENT: Option<&'static str> = None;
     const SETTLE_STATEMENT: Option<&'static str> = None;
     const LEASE_CHARGE_STATEMENT: Option<&'static str> = None;
+    const TAKE_STATEMENT: Option<&'static str> = None;
     /// `BEGIN IMMEDIATE` already holds the write lock: a plain read.
     const LOCK_BALANCE: &'static str = crate::sql::statements::SELECT_BALANCE;
+
+    /// No path of its own for a batch of lease writes: one writer connection, no row locks
+    /// to order; its charges go in runs (see `lease_runs`).
+    #[allow(clippy::unused_async)]
+    async fn lease_batch(
+        &self,
+        _writes: &[llmgate_core::credits::LedgerWrite],
+    ) -> Result<Option<Vec<llmgate_core::credits::Written>>> {
+        Ok(None)
+    }
 
     fn write_pool(&self) -> &SqlitePool {
         &self.writer

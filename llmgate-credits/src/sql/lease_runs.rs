@@ -385,31 +385,38 @@ macro_rules! sql_lease_charge_runs {
 
 pub(crate) use sql_lease_charge_runs;
 
+/// A charge of `cost` from lease `lease_id`, write number `seq`, for the tests of the
+/// lease batch code (user `ann`, request `r{seq}`, 1 prompt and 2 completion tokens).
+#[cfg(test)]
+pub(crate) fn test_charge(lease_id: &str, seq: i64, cost: i64) -> LeaseCharge {
+    use llmgate_core::credits::{KeySource, UsageRecord};
+    LeaseCharge {
+        lease_id: lease_id.into(),
+        seq,
+        usage: UsageRecord {
+            user_id: "ann".into(),
+            request_id: format!("r{seq}"),
+            model: "m".into(),
+            provider: "p".into(),
+            key_source: KeySource::Platform,
+            prompt_tokens: 1,
+            completion_tokens: 2,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
+            cost_micros: cost,
+            at: 0,
+        },
+        ttl_secs: 60,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llmgate_core::credits::{KeySource, UsageRecord};
 
     fn charge(lease_id: &str, seq: i64, cost: i64) -> LeaseCharge {
-        LeaseCharge {
-            lease_id: lease_id.into(),
-            seq,
-            usage: UsageRecord {
-                user_id: "ann".into(),
-                request_id: format!("r{seq}"),
-                model: "m".into(),
-                provider: "p".into(),
-                key_source: KeySource::Platform,
-                prompt_tokens: 1,
-                completion_tokens: 2,
-                cache_read_tokens: 0,
-                cache_write_tokens: 0,
-                reasoning_tokens: 0,
-                cost_micros: cost,
-                at: 0,
-            },
-            ttl_secs: 60,
-        }
+        test_charge(lease_id, seq, cost)
     }
 
     #[test]

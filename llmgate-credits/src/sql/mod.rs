@@ -282,7 +282,9 @@ pub(crate) use sql_store_pool;
 /// `async fn begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error>` for
 /// ledger work (which may commit without waiting for the disk), `begin_credit` with the same
 /// signature plus `async fn credit_committed(&self)` for credits (which wait for the disk),
-/// and a `fn write_pool(&self) -> &sqlx::Pool<$db>` for single-statement writes.
+/// a `fn write_pool(&self) -> &sqlx::Pool<$db>` for single-statement writes, and an
+/// `async fn lease_batch(&self, &[LedgerWrite]) -> Result<Option<Vec<Written>>>` that writes a
+/// batch of lease writes its own way, or `None` to leave it to the general path.
 macro_rules! sql_credit_store {
     ($store:ty, $db:ty) => {
         $crate::sql::steps::sql_ledger_steps!($store, $db);

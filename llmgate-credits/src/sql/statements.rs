@@ -171,19 +171,31 @@ WHERE user_id = $1 AND ($2 IS NULL OR id < $2) \
 ORDER BY id DESC \
 LIMIT $3";
 
+/// What a usage upsert adds to a row that is there (both upserts end with it).
+macro_rules! add_to_usage_row {
+    ($insert:expr) => {
+        concat!(
+            $insert,
+            "ON CONFLICT (user_id, model, provider, day) DO UPDATE SET ",
+            "requests = usage_daily.requests + excluded.requests, ",
+            "prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, ",
+            "completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, ",
+            "cost_micros = usage_daily.cost_micros + excluded.cost_micros, ",
+            "cache_read_tokens = usage_daily.cache_read_tokens + excluded.cache_read_tokens, ",
+            "cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, ",
+            "reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens"
+        )
+    };
+}
+
 /// Count requests (`$5` of them) of one user, model, provider and day into that day's rollup.
-pub(crate) const ADD_USAGE: &str = "\
+pub(crate) const ADD_USAGE: &str = add_to_usage_row!(
+    "\
 INSERT INTO usage_daily (user_id, model, provider, day, requests, prompt_tokens, \
 completion_tokens, cost_micros, cache_read_tokens, cache_write_tokens, reasoning_tokens) \
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-ON CONFLICT (user_id, model, provider, day) DO UPDATE SET \
-requests = usage_daily.requests + excluded.requests, \
-prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens, \
-completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens, \
-cost_micros = usage_daily.cost_micros + excluded.cost_micros, \
-cache_read_tokens = usage_daily.cache_read_tokens + excluded.cache_read_tokens, \
-cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
-reasoning_tokens = usage_daily.reasoning_tokens + excluded.reasoning_tokens";
+"
+);
 
 /// Usage queries, one per grouping (the group column cannot be a bind parameter). `$1` is the
 /// user (NULL: everyone), `$2`/`$3` the inclusive day range (NULL: open).
@@ -259,14 +271,25 @@ ORDER BY b.user_id";
 /// The migrations sqlx recorded as applied (its default bookkeeping table).
 pub(crate) const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
 
+/// PostgreSQL's statements that take `$2` from balance `$1` first ([`TAKE_FROM_BALANCE`] as
+/// the CTE `taken`, the balance after; empty when it does not cover it), then `$rest`.
+macro_rules! with_taken {
+    ($rest:expr) => {
+        concat!(
+            "WITH taken AS ( ",
+            "UPDATE credit_balances SET balance_micros = balance_micros - $2 ",
+            "WHERE user_id = $1 AND balance_micros >= $2 ",
+            "RETURNING balance_micros), ",
+            $rest
+        )
+    };
+}
+
 /// PostgreSQL only: [`TAKE_FROM_BALANCE`], [`INSERT_HOLD`] and the hold's ledger entry as one
 /// statement (data-modifying CTEs, which SQLite lacks), so a hold is one round trip. No row:
 /// the balance does not cover it (or has no row), and the general path decides.
-pub(crate) const PG_HOLD: &str = "\
-WITH taken AS ( \
-UPDATE credit_balances SET balance_micros = balance_micros - $2 \
-WHERE user_id = $1 AND balance_micros >= $2 \
-RETURNING balance_micros), \
+pub(crate) const PG_HOLD: &str = with_taken!(
+    "\
 held AS ( \
 INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at, replica_id) \
 SELECT $1, $2, $3, $4, $5, $6 FROM taken \
@@ -275,7 +298,8 @@ entry AS ( \
 INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, request_id, \
 reason, created_at) \
 SELECT $1, 'hold', -$2, taken.balance_micros, $3, 'hold ' || held.id, $4 FROM taken, held) \
-SELECT held.id, taken.balance_micros FROM taken, held";
+SELECT held.id, taken.balance_micros FROM taken, held"
+);
 
 /// PostgreSQL only: [`TAKE_HOLD`], the give-back of what was not charged, the hold's key
 /// budget ([`CLOSE_BUDGET`]) and the settle's two ledger entries (the hold's release, then the
@@ -351,3 +375,79 @@ ORDER BY part.n) \
 SELECT balance.balance_micros, CAST(balance.balance_micros - $2 + COALESCE((SELECT \
 SUM(amount_micros) FROM credit_holds WHERE credit_holds.user_id = balance.user_id \
 AND lease_seq IS NOT NULL), 0) AS BIGINT) FROM balance";
+
+/// PostgreSQL only: the entries of a batch of lease writes, with the balance rows they
+/// belong to (locked before, see [`PG_LOCK_BALANCES`]) moved by what the batch's returns give
+/// back (see `postgres::lease_entries`). `$1`/`$2` each account and what its returns give
+/// back; `$3` now; `$4`–`$17` the entries, one array per column in batch order (`$7` each
+/// `balance_after` less its account's balance before the batch). Returns each account with
+/// its balance and what it may spend (its leases counted) after the batch. The entries are
+/// inserted in array order, so their ids follow each account's running balance.
+pub(crate) const PG_LEASE_ENTRIES: &str = "\
+WITH moved AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS m (user_id, returned)), \
+balance AS ( \
+UPDATE credit_balances SET balance_micros = credit_balances.balance_micros + moved.returned \
+FROM moved WHERE credit_balances.user_id = moved.user_id \
+RETURNING credit_balances.user_id, credit_balances.balance_micros AS after, \
+credit_balances.balance_micros - moved.returned AS before), \
+entry AS ( \
+INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, provider, \
+prompt_tokens, completion_tokens, key_source, request_id, reason, created_at, cache_read_tokens, \
+cache_write_tokens, reasoning_tokens) \
+SELECT e.user_id, e.kind, e.amount, balance.before + e.offset_after, e.model, e.provider, \
+e.prompt, e.completion, e.key_source, e.request_id, e.reason, $3, e.cache_read, e.cache_write, \
+e.reasoning \
+FROM unnest($4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::text[], \
+$10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::bigint[], \
+$16::bigint[], $17::bigint[]) WITH ORDINALITY AS e (user_id, kind, amount, offset_after, model, \
+provider, prompt, completion, key_source, request_id, reason, cache_read, cache_write, \
+reasoning, n) \
+JOIN balance ON balance.user_id = e.user_id \
+ORDER BY e.n) \
+SELECT balance.user_id, CAST(balance.after + COALESCE((SELECT SUM(h.amount_micros) \
+FROM credit_holds h WHERE h.user_id = balance.user_id AND h.lease_seq IS NOT NULL), 0) \
+AS BIGINT) FROM balance";
+
+/// PostgreSQL only: lock the balance rows of accounts `$1`, in `user_id` order (the sort runs
+/// before the locks are taken), so that writers locking several never deadlock.
+pub(crate) const PG_LOCK_BALANCES: &str = "\
+SELECT user_id FROM credit_balances WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
+
+/// PostgreSQL only: a batch's usage rows in one upsert, in the order given (key order: see
+/// `UsageTotals`), one array per column.
+pub(crate) const PG_ADD_USAGE_ROWS: &str = add_to_usage_row!(
+    "\
+INSERT INTO usage_daily (user_id, model, provider, day, requests, prompt_tokens, \
+completion_tokens, cost_micros, cache_read_tokens, cache_write_tokens, reasoning_tokens) \
+SELECT u.user_id, u.model, u.provider, u.day, u.requests, u.prompt_tokens, u.completion_tokens, \
+u.cost_micros, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens \
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[]) WITH ORDINALITY \
+AS u (user_id, model, provider, day, requests, prompt_tokens, completion_tokens, cost_micros, \
+cache_read_tokens, cache_write_tokens, reasoning_tokens, n) \
+ORDER BY u.n \
+"
+);
+
+/// PostgreSQL only: a take's moves as one statement, once the take has locked the lease row
+/// (`$3`, renewed; NULL when a new lease is to be opened) and the balance row: take `$2` from
+/// balance `$1` if it covers it, grow the lease or insert a new one (placed at `$4`, expiring
+/// at `$5`, by replica `$6`), and write the `hold` entry. The lease and the balance after;
+/// no row: the balance does not cover it, and nothing changed.
+pub(crate) const PG_TAKE_INTO_LEASE: &str = with_taken!(
+    "\
+grown AS ( \
+UPDATE credit_holds SET amount_micros = amount_micros + $2 FROM taken \
+WHERE credit_holds.id = $3 RETURNING credit_holds.id), \
+fresh AS ( \
+INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at, \
+replica_id, lease_seq) \
+SELECT $1, $2, 'lease', $4, $5, $6, 0 FROM taken WHERE $3::bigint IS NULL \
+RETURNING id), \
+lease AS (SELECT id FROM grown UNION ALL SELECT id FROM fresh), \
+entry AS ( \
+INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, reason, \
+created_at) \
+SELECT $1, 'hold', -$2, taken.balance_micros, 'lease ' || lease.id, $4 FROM taken, lease) \
+SELECT lease.id, taken.balance_micros FROM taken, lease"
+);

@@ -82,6 +82,11 @@ macro_rules! sql_ledger_writes {
                 {
                     return Ok(vec![Ok(Written::Held(hold))]);
                 }
+                // Lease writes only: the backend's own path where it has one (PostgreSQL locks
+                // each balance row once, last: see `postgres::lease_batch`).
+                if let Some(written) = self.lease_batch(writes).await? {
+                    return Ok(written.into_iter().map(Ok).collect());
+                }
                 let mut tx = self.begin_write().await.map_err(failed())?;
                 let mut results = Vec::with_capacity(writes.len());
                 let mut totals = $crate::sql::UsageTotals::default();
@@ -100,6 +105,17 @@ macro_rules! sql_ledger_writes {
                         results.push(self.write_in(&mut tx, write, &mut totals).await?);
                     }
                 }
+                Self::add_usage_totals(&mut tx, totals).await?;
+                tx.commit().await.map_err(failed())?;
+                Ok(results)
+            }
+
+            /// A batch's usage, one upsert per user, model, provider and day, in key order (so
+            /// two replicas lock usage rows in the same order).
+            async fn add_usage_totals(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                totals: $crate::sql::UsageTotals,
+            ) -> llmgate_core::Result<()> {
                 for (key, sum) in totals.into_rows() {
                     sqlx::query::<$db>($crate::sql::statements::ADD_USAGE)
                         .bind(key.0)
@@ -113,12 +129,11 @@ macro_rules! sql_ledger_writes {
                         .bind(sum.cache_read_tokens)
                         .bind(sum.cache_write_tokens)
                         .bind(sum.reasoning_tokens)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await
-                        .map_err(failed())?;
+                        .map_err($crate::error::database_error("write a batch"))?;
                 }
-                tx.commit().await.map_err(failed())?;
-                Ok(results)
+                Ok(())
             }
 
             /// One write of a batch inside `tx`; its usage goes to `totals`. The outer error
