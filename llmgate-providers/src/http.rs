@@ -125,7 +125,7 @@ impl Connection {
     /// spans join the caller's trace.
     pub async fn send(&self, key: Option<&Secret>, request: RequestBuilder) -> Result<Response> {
         let request = match llmgate_core::trace::traceparent() {
-            Some(traceparent) => request.header(TRACEPARENT, &*traceparent),
+            Some(traceparent) => request.header(TRACEPARENT, traceparent.as_bytes()),
             None => request,
         };
         let response = match tokio::time::timeout(self.timeout, request.send()).await {

@@ -72,7 +72,9 @@ fn lower_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 /// A new random trace id.
 pub(super) fn new_trace_id() -> TraceId {
     loop {
-        let id: TraceId = rand::random();
+        let mut id: TraceId = [0; 16];
+        // One fill from the thread's generator: `rand::random` of an array draws a word per byte.
+        rand::fill(&mut id);
         if id != [0; 16] {
             return id;
         }
@@ -82,7 +84,8 @@ pub(super) fn new_trace_id() -> TraceId {
 /// A new random span id.
 pub(super) fn new_span_id() -> SpanId {
     loop {
-        let id: SpanId = rand::random();
+        let mut id: SpanId = [0; 8];
+        rand::fill(&mut id);
         if id != [0; 8] {
             return id;
         }
@@ -115,34 +118,10 @@ impl Sampler {
     }
 }
 
-/// The `traceparent` header value naming a span: version 00, trace id, span id, flags.
-pub(super) fn traceparent(trace_id: &TraceId, span_id: &SpanId, sampled: bool) -> Arc<str> {
-    // Written into a fixed buffer: pushing 55 characters one by one onto a `String` cost
-    // more than the rest of starting an attempt's span.
-    let mut text = *b"00-________________________________-________________-00";
-    text[3..35].copy_from_slice(&hex::<16, 32>(trace_id));
-    text[36..52].copy_from_slice(&hex::<8, 16>(span_id));
-    if sampled {
-        text[54] = b'1';
-    }
-    // Only ASCII was written, so this never takes the empty branch.
-    std::str::from_utf8(&text).map_or_else(|_| Arc::from(""), Arc::from)
-}
-
-/// `bytes` in lowercase hex (`M` is twice `N`). Over fixed sizes, so the loop compiles to
-/// straight stores: through slices and iterators it cost more than the rest of the header.
-fn hex<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [b'0'; M];
-    for (i, byte) in bytes.iter().enumerate().take(M / 2) {
-        out[2 * i] = HEX[usize::from(byte >> 4)];
-        out[2 * i + 1] = HEX[usize::from(byte & 15)];
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use llmgate_core::trace::Traceparent;
+
     use super::*;
 
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -167,7 +146,7 @@ mod tests {
         assert!(parent.sampled);
         assert_eq!(parent.trace_state.as_deref(), Some("vendor=abc"));
         assert_eq!(
-            &*traceparent(&parent.trace_id, &parent.span_id, true),
+            Traceparent::new(&parent.trace_id, &parent.span_id, true).as_str(),
             format!("00-{TRACE}-{SPAN}-01")
         );
         let unsampled = caller(&headers(&format!("00-{TRACE}-{SPAN}-00"), None)).unwrap();
