@@ -7,9 +7,15 @@
 //! clients (docs/benchmarks.md). Here a request is its method, a pre-parsed `Uri`, headers
 //! and a body, handed to the pool as they are. Redirects are not followed: a redirected POST
 //! is either turned into a GET or sent again, and neither is wanted.
+//!
+//! When the environment names a proxy (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, in either
+//! case) the requests go through reqwest instead, which honours those and `NO_PROXY` as
+//! operators expect; the builder and the response are the same either way.
 
 use std::fmt::Display;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ::http::header::{CONTENT_TYPE, USER_AGENT};
@@ -17,7 +23,7 @@ use ::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Ur
 use bytes::Bytes;
 use futures::Stream;
 use http_body_util::{BodyDataStream, BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as Pool;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -29,33 +35,42 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 
 const AGENT: HeaderValue = HeaderValue::from_static(concat!("llmgate/", env!("CARGO_PKG_VERSION")));
 
+/// The variables that name a proxy; reqwest reads the same (and `NO_PROXY`).
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
 /// One pool of connections to a provider's upstream (HTTP/1.1, or HTTP/2 where TLS offers it).
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    pool: Pool<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    transport: Transport,
+}
+
+#[derive(Debug, Clone)]
+enum Transport {
+    Direct(Box<Pool<HttpsConnector<HttpConnector>, Full<Bytes>>>),
+    /// Through the proxies the environment names.
+    Proxied(reqwest::Client),
 }
 
 impl Client {
     /// A client whose connection attempts give up after `connect_timeout`; certificates are
     /// checked by the system's verifier.
     pub fn new(connect_timeout: Duration) -> Result<Self, String> {
-        let mut tcp = HttpConnector::new();
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(connect_timeout));
-        // The TLS layer above it takes the https:// URLs.
-        tcp.enforce_http(false);
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .try_with_platform_verifier()
-            .map_err(|e| format!("cannot load the system's certificate verifier: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(tcp);
-        let pool = Pool::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(tls);
-        Ok(Self { pool })
+        let proxied = PROXY_VARIABLES
+            .iter()
+            .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
+        let transport = if proxied {
+            Transport::Proxied(proxied_client(connect_timeout)?)
+        } else {
+            Transport::Direct(Box::new(direct_pool(connect_timeout)?))
+        };
+        Ok(Self { transport })
     }
 
     pub fn get<U>(&self, uri: U) -> RequestBuilder<'_>
@@ -73,6 +88,37 @@ impl Client {
     {
         RequestBuilder::new(self, Method::POST, uri)
     }
+}
+
+fn direct_pool(
+    connect_timeout: Duration,
+) -> Result<Pool<HttpsConnector<HttpConnector>, Full<Bytes>>, String> {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(connect_timeout));
+    // The TLS layer above it takes the https:// URLs.
+    tcp.enforce_http(false);
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .try_with_platform_verifier()
+        .map_err(|e| format!("cannot load the system's certificate verifier: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(tcp);
+    Ok(Pool::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .build(tls))
+}
+
+fn proxied_client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(POOL_IDLE)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))
 }
 
 /// A request being put together; a bad part (a URL, a header) is reported when it is sent.
@@ -176,21 +222,33 @@ impl<'a> RequestBuilder<'a> {
         if let Some(reason) = self.invalid {
             return Err(ClientError::Request(reason));
         }
-        let mut request = Request::new(Full::new(self.body));
+        let mut request = Request::new(self.body);
         *request.method_mut() = self.method;
         *request.uri_mut() = self.uri;
         *request.headers_mut() = self.headers;
         request.headers_mut().entry(USER_AGENT).or_insert(AGENT);
-        match self.client.pool.request(request).await {
-            Ok(response) => Ok(Response(response)),
-            Err(error) => Err(ClientError::from_pool(&error)),
+        match &self.client.transport {
+            Transport::Direct(pool) => match pool.request(request.map(Full::new)).await {
+                Ok(response) => Ok(Response(response.map(Body::Direct))),
+                Err(error) => Err(ClientError::from_pool(&error)),
+            },
+            Transport::Proxied(client) => {
+                let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
+                    .map_err(|e| ClientError::Request(describe(&e.without_url())))?;
+                match client.execute(request).await {
+                    Ok(response) => Ok(Response(
+                        ::http::Response::from(response).map(Body::Proxied),
+                    )),
+                    Err(error) => Err(ClientError::from_reqwest(error)),
+                }
+            }
         }
     }
 }
 
 /// An upstream's response, its body not yet read.
 #[derive(Debug)]
-pub(crate) struct Response(::http::Response<Incoming>);
+pub(crate) struct Response(::http::Response<Body>);
 
 impl Response {
     pub fn status(&self) -> StatusCode {
@@ -205,13 +263,48 @@ impl Response {
     pub async fn bytes(self) -> Result<Bytes, ClientError> {
         match self.0.into_body().collect().await {
             Ok(body) => Ok(body.to_bytes()),
-            Err(error) => Err(ClientError::Body(describe(&error))),
+            Err(error) => Err(ClientError::Body(describe(&*error))),
         }
     }
 
     /// The body as it arrives.
-    pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes, hyper::Error>> + Send + 'static {
+    pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static {
         BodyDataStream::new(self.0.into_body())
+    }
+}
+
+/// A body's failure, from either transport.
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body from either transport.
+#[derive(Debug)]
+pub(crate) enum Body {
+    Direct(Incoming),
+    Proxied(reqwest::Body),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            Body::Direct(body) => Pin::new(body).poll_frame(cx).map_err(BodyError::from),
+            // Its errors may name the URL, whose query may hold a key.
+            Body::Proxied(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|error| BodyError::from(error.without_url())),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Direct(body) => body.is_end_stream(),
+            Body::Proxied(body) => body.is_end_stream(),
+        }
     }
 }
 
@@ -231,6 +324,16 @@ pub(crate) enum ClientError {
 }
 
 impl ClientError {
+    fn from_reqwest(error: reqwest::Error) -> Self {
+        if error.is_connect() && error.is_timeout() {
+            return ClientError::ConnectTimeout;
+        }
+        if error.is_connect() {
+            return ClientError::Connect(describe(&error.without_url()));
+        }
+        ClientError::Transport(describe(&error.without_url()))
+    }
+
     fn from_pool(error: &hyper_util::client::legacy::Error) -> Self {
         if error.is_connect() {
             if caused_by_timeout(error) {

@@ -337,7 +337,7 @@ pub(crate) fn timed_body(
         match tokio::time::timeout(idle, frames.next()).await {
             Err(_) => Some((Err(BodyError::Idle(idle)), None)),
             Ok(None) => None,
-            Ok(Some(Err(error))) => Some((Err(BodyError::Transport(describe(&error))), None)),
+            Ok(Some(Err(error))) => Some((Err(BodyError::Transport(describe(&*error))), None)),
             Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(frames))),
         }
     })
