@@ -1,9 +1,12 @@
 //! W3C trace context: the caller's `traceparent` (and `tracestate`) read from the request, new
 //! trace and span ids, the sampling decision, and the `traceparent` an upstream call carries.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
 
 /// A 16-byte trace id, never all zeros.
 pub(super) type TraceId = [u8; 16];
@@ -20,12 +23,16 @@ pub(super) struct Parent {
     pub trace_state: Option<Arc<str>>,
 }
 
+/// The headers, named once (a name given as text is parsed on every lookup).
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 /// W3C caps `tracestate` at 32 list members; this bounds what one request can make us keep.
 const MAX_TRACE_STATE: usize = 512;
 
 /// The caller's span; `None` (a new trace) when the headers carry none or a malformed one.
 pub(super) fn caller(headers: &HeaderMap) -> Option<Parent> {
-    let value = headers.get("traceparent")?.to_str().ok()?.trim();
+    let value = headers.get(TRACEPARENT)?.to_str().ok()?.trim();
     let mut parts = value.split('-');
     let version = parts.next().filter(|part| part.len() == 2)?;
     let version = lower_hex::<1>(version)?[0];
@@ -38,7 +45,7 @@ pub(super) fn caller(headers: &HeaderMap) -> Option<Parent> {
         return None;
     }
     let trace_state = headers
-        .get("tracestate")
+        .get(TRACESTATE)
         .and_then(|value| value.to_str().ok())
         .map(str::trim)
         .filter(|state| !state.is_empty() && state.len() <= MAX_TRACE_STATE)
@@ -69,12 +76,23 @@ fn lower_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(bytes)
 }
 
+thread_local! {
+    /// Ids come from a small fast generator per thread, seeded from the OS-seeded thread
+    /// generator: ids must be unique and unguessable enough to not collide, not secret, and the
+    /// cryptographic generator cost more per span than writing its attributes' keys.
+    static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+}
+
+fn random_u64() -> u64 {
+    IDS.with(|ids| ids.borrow_mut().next_u64())
+}
+
 /// A new random trace id.
 pub(super) fn new_trace_id() -> TraceId {
     loop {
         let mut id: TraceId = [0; 16];
-        // One fill from the thread's generator: `rand::random` of an array draws a word per byte.
-        rand::fill(&mut id);
+        id[..8].copy_from_slice(&random_u64().to_le_bytes());
+        id[8..].copy_from_slice(&random_u64().to_le_bytes());
         if id != [0; 16] {
             return id;
         }
@@ -84,8 +102,7 @@ pub(super) fn new_trace_id() -> TraceId {
 /// A new random span id.
 pub(super) fn new_span_id() -> SpanId {
     loop {
-        let mut id: SpanId = [0; 8];
-        rand::fill(&mut id);
+        let id: SpanId = random_u64().to_le_bytes();
         if id != [0; 8] {
             return id;
         }
