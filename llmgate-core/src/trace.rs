@@ -37,12 +37,59 @@ pub trait RequestTracer: Send + Sync {
 /// The span of one upstream call; ended by [`AttemptSpan::answered`] or [`AttemptSpan::failed`]
 /// (or dropped, when the request is abandoned mid-call).
 pub trait AttemptSpan: Send {
-    /// The W3C `traceparent` header value the upstream request carries, when sampled.
-    fn traceparent(&self) -> Option<Arc<str>>;
+    /// The W3C `traceparent` header value the upstream request carries.
+    fn traceparent(&self) -> Option<Traceparent>;
     /// The upstream answered (a stream: its first chunk arrived).
     fn answered(self: Box<Self>, answer: Answer<'_>);
     /// The call failed with `error`.
     fn failed(self: Box<Self>, error: &Error);
+}
+
+/// A W3C `traceparent` header value, version 00: `00-{trace id}-{span id}-{flags}`. Held
+/// inline, so an attempt hands it to its upstream request without an allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Traceparent([u8; 55]);
+
+impl Traceparent {
+    /// The header naming span `span_id` of trace `trace_id`, sampled or not.
+    pub fn new(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> Self {
+        let mut text = *b"00-________________________________-________________-00";
+        text[3..35].copy_from_slice(&hex::<16, 32>(trace_id));
+        text[36..52].copy_from_slice(&hex::<8, 16>(span_id));
+        if sampled {
+            text[54] = b'1';
+        }
+        Self(text)
+    }
+
+    /// The header value's bytes (ASCII).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The header value as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever written, so this never takes the empty branch.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Traceparent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `bytes` in lowercase hex (`M` is twice `N`). Over fixed sizes, so the loop compiles to
+/// straight stores: through slices and iterators it cost more than the rest of the header.
+fn hex<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'0'; M];
+    for (i, byte) in bytes.iter().enumerate().take(M / 2) {
+        out[2 * i] = HEX[usize::from(byte >> 4)];
+        out[2 * i + 1] = HEX[usize::from(byte & 15)];
+    }
+    out
 }
 
 /// What an upstream's answer says about itself.
@@ -73,7 +120,7 @@ struct Pending {
 }
 
 impl Pending {
-    fn traceparent(&self) -> Option<Arc<str>> {
+    fn traceparent(&self) -> Option<Traceparent> {
         // A provider asking twice while the first borrow is held cannot happen (the borrow
         // ends here), but a second ask must not panic: it gets no header.
         let mut span = self.span.try_borrow_mut().ok()?;
@@ -89,7 +136,7 @@ pub async fn traced<F: Future>(tracer: Arc<dyn RequestTracer>, request: F) -> F:
 
 /// The `traceparent` the upstream request being sent should carry, if it is traced; starts
 /// the attempt's span. Providers call it for every request they send.
-pub fn traceparent() -> Option<Arc<str>> {
+pub fn traceparent() -> Option<Traceparent> {
     ATTEMPT
         .try_with(|pending| pending.traceparent())
         .ok()
@@ -187,9 +234,16 @@ mod tests {
         }
     }
 
+    /// The traceparent the recorder gives an attempt to `provider`: span id from its name.
+    fn traceparent_of(provider: &str) -> Traceparent {
+        let mut span_id = [0; 8];
+        span_id[0] = provider.as_bytes()[0];
+        Traceparent::new(&[7; 16], &span_id, true)
+    }
+
     impl AttemptSpan for Recorder {
-        fn traceparent(&self) -> Option<Arc<str>> {
-            Some(Arc::from(format!("tp-{}", self.1)))
+        fn traceparent(&self) -> Option<Traceparent> {
+            Some(traceparent_of(&self.1))
         }
         fn answered(self: Box<Self>, answer: Answer<'_>) {
             let line = format!("{} ok {:?}", self.1, answer.output_tokens);
@@ -220,7 +274,7 @@ mod tests {
         let seen = Arc::new(Seen::default());
         traced(Arc::new(seen.clone()), async {
             let failed: Result<Option<u64>> = attempt(&deployment("a"), async {
-                assert_eq!(traceparent().as_deref(), Some("tp-a"));
+                assert_eq!(traceparent(), Some(traceparent_of("a")));
                 Err(Error::upstream_timeout("a"))
             })
             .await;
@@ -229,7 +283,7 @@ mod tests {
             let local = attempt(&deployment("local"), async { Ok(None::<u64>) }).await;
             assert_eq!(local.unwrap(), None);
             let response = attempt(&deployment("b"), async {
-                assert_eq!(traceparent().as_deref(), Some("tp-b"));
+                assert_eq!(traceparent(), Some(traceparent_of("b")));
                 Ok(ChatResponse::assistant("m-1", "hi").with_usage(Usage::new(3, 2)))
             })
             .await;
@@ -239,5 +293,23 @@ mod tests {
         .await;
         let seen = seen.0.lock().unwrap().clone();
         assert_eq!(seen, ["a failed 504", "b ok Some(2)"]);
+    }
+
+    #[test]
+    fn a_traceparent_is_version_00_lowercase_hex_and_its_flag() {
+        let trace_id = [
+            0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e,
+            0x47, 0x36,
+        ];
+        let span_id = [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7];
+        assert_eq!(
+            Traceparent::new(&trace_id, &span_id, true).as_str(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert!(
+            Traceparent::new(&trace_id, &span_id, false)
+                .as_str()
+                .ends_with("-00")
+        );
     }
 }

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use ::http::Uri;
+use ::http::header::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use llmgate_core::{Error, ErrorKind, Result, keys::Secret};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 
+use crate::client::{Client, ClientError, RequestBuilder, Response, describe};
 use crate::error::BuildError;
 use crate::upstream::UpstreamConfig;
 
@@ -29,20 +30,13 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 /// A client for one provider. Timeouts are applied per call (see [`Connection::send`] and
 /// [`timed_body`])
 /// rather than on the client, because a whole-request limit would cut long streams.
-fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+fn client(timeout: Duration) -> Result<Client, String> {
     if timeout.is_zero() {
         return Err("timeout must be greater than zero".to_owned());
     }
-    // reqwest is built without a default crypto provider; an earlier install wins.
+    // rustls is built without a default crypto provider; an earlier install wins.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .user_agent(concat!("llmgate/", env!("CARGO_PKG_VERSION")))
-        .tcp_nodelay(true)
-        .connect_timeout(timeout.min(MAX_CONNECT_WAIT))
-        // A redirected POST is either turned into a GET or sent again: neither is wanted.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))
+    Client::new(timeout.min(MAX_CONNECT_WAIT))
 }
 
 /// Configured extra headers, checked once when the provider is built.
@@ -84,7 +78,7 @@ fn header_secret(text: &str) -> Result<HeaderValue> {
 #[derive(Debug, Clone)]
 pub(crate) struct Connection {
     pub name: Arc<str>,
-    pub client: reqwest::Client,
+    pub client: Client,
     /// Sent on every request (the configured extras plus the family's own).
     pub headers: HeaderMap,
     /// For a whole answer the limit on the whole exchange; for a stream the limit until the
@@ -96,8 +90,7 @@ pub(crate) struct Connection {
 }
 
 /// The W3C trace context header, named once (a name given as text is parsed per request).
-const TRACEPARENT: reqwest::header::HeaderName =
-    reqwest::header::HeaderName::from_static("traceparent");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 impl Connection {
     /// Check the configured headers and build the client; a failure names the provider.
@@ -123,14 +116,18 @@ impl Connection {
     /// is turned into its core error, with `key` scrubbed from the upstream's words.
     /// A traced request also carries its attempt's W3C `traceparent`, so that the upstream's
     /// spans join the caller's trace.
-    pub async fn send(&self, key: Option<&Secret>, request: RequestBuilder) -> Result<Response> {
+    pub async fn send(
+        &self,
+        key: Option<&Secret>,
+        request: RequestBuilder<'_>,
+    ) -> Result<Response> {
         let request = match llmgate_core::trace::traceparent() {
-            Some(traceparent) => request.header(TRACEPARENT, &*traceparent),
+            Some(traceparent) => request.header(TRACEPARENT, traceparent.as_bytes()),
             None => request,
         };
         let response = match tokio::time::timeout(self.timeout, request.send()).await {
             Err(_) => return Err(Error::upstream_timeout(&self.name)),
-            Ok(Err(error)) => return Err(transport_error(&self.name, error)),
+            Ok(Err(error)) => return Err(transport_error(&self.name, &error)),
             Ok(Ok(response)) => response,
         };
         if response.status().is_success() {
@@ -144,14 +141,14 @@ impl Connection {
     pub async fn send_for_body(
         &self,
         key: Option<&Secret>,
-        request: RequestBuilder,
+        request: RequestBuilder<'_>,
     ) -> Result<Bytes> {
         let exchange = async {
             let response = self.send(key, request).await?;
             response
                 .bytes()
                 .await
-                .map_err(|error| transport_error(&self.name, error))
+                .map_err(|error| transport_error(&self.name, &error))
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
@@ -163,7 +160,7 @@ impl Connection {
     pub async fn send_for_json<T: DeserializeOwned>(
         &self,
         key: Option<&Secret>,
-        request: RequestBuilder,
+        request: RequestBuilder<'_>,
         what: &str,
     ) -> Result<T> {
         let body = self.send_for_body(key, request).await?;
@@ -176,7 +173,7 @@ impl Connection {
     pub async fn read_body(&self, response: Response) -> Result<Bytes> {
         match tokio::time::timeout(self.timeout, response.bytes()).await {
             Err(_) => Err(Error::upstream_timeout(&self.name)),
-            Ok(Err(error)) => Err(transport_error(&self.name, error)),
+            Ok(Err(error)) => Err(transport_error(&self.name, &error)),
             Ok(Ok(body)) => Ok(body),
         }
     }
@@ -223,31 +220,18 @@ impl Connection {
 }
 
 /// A failure of the HTTP exchange itself (no status, or a body that broke), with no URL in it.
-fn transport_error(provider: &str, error: reqwest::Error) -> Error {
-    if error.is_timeout() {
-        return Error::upstream_timeout(provider);
+fn transport_error(provider: &str, error: &ClientError) -> Error {
+    match error {
+        ClientError::ConnectTimeout => return Error::upstream_timeout(provider),
+        ClientError::Connect(_) => return Error::upstream_connect(provider),
+        _ => {}
     }
-    if error.is_connect() {
-        return Error::upstream_connect(provider);
-    }
-    let detail = clip(&describe(&error.without_url()));
+    let detail = clip(&error.to_string());
     Error::new(
         ErrorKind::Upstream,
         format!("The request to upstream {provider} failed: {detail}"),
     )
     .with_code("upstream_failed")
-}
-
-/// An error and its causes on one line.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 async fn read_capped(response: Response, body: &mut Vec<u8>) {
@@ -353,10 +337,7 @@ pub(crate) fn timed_body(
         match tokio::time::timeout(idle, frames.next()).await {
             Err(_) => Some((Err(BodyError::Idle(idle)), None)),
             Ok(None) => None,
-            Ok(Some(Err(error))) => Some((
-                Err(BodyError::Transport(describe(&error.without_url()))),
-                None,
-            )),
+            Ok(Some(Err(error))) => Some((Err(BodyError::Transport(describe(&*error))), None)),
             Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(frames))),
         }
     })
@@ -388,21 +369,21 @@ pub(crate) fn unix_now() -> u64 {
 }
 
 /// An endpoint parsed once when the provider is built (a request then clones it, where a
-/// string would be parsed again on every request); only http and https.
-pub(crate) fn parse_endpoint(
-    name: &str,
-    url: &str,
-) -> std::result::Result<reqwest::Url, BuildError> {
+/// string would be parsed again on every request); only http and https, with a host.
+pub(crate) fn parse_endpoint(name: &str, url: &str) -> std::result::Result<Uri, BuildError> {
     let invalid = |reason: String| BuildError::Invalid {
         name: name.to_owned(),
         reason,
     };
-    let endpoint = reqwest::Url::parse(url)
-        .map_err(|e| invalid(format!("api_base is not a valid URL: {e}")))?;
-    if !matches!(endpoint.scheme(), "http" | "https") {
+    let endpoint =
+        Uri::try_from(url).map_err(|e| invalid(format!("api_base is not a valid URL: {e}")))?;
+    if !matches!(endpoint.scheme_str(), Some("http" | "https")) {
         return Err(invalid(
             "api_base must be an http:// or https:// URL".to_owned(),
         ));
+    }
+    if endpoint.host().is_none_or(str::is_empty) {
+        return Err(invalid("api_base has no host".to_owned()));
     }
     Ok(endpoint)
 }

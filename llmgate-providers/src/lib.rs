@@ -3,6 +3,7 @@
 
 pub mod anthropic;
 mod chunks;
+mod client;
 pub mod demo;
 mod embedding;
 mod error;

@@ -20,15 +20,17 @@ mod passthrough;
 mod stream;
 mod wire;
 
+use ::http::Uri;
+use ::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use async_trait::async_trait;
 use llmgate_core::{
     Error, Provider, Result,
     chat::ChatResponse,
     provider::{ChunkStream, ProviderCall},
 };
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 
 use crate::chunks;
+use crate::client::RequestBuilder;
 use crate::error::BuildError;
 use crate::http::{self, Connection};
 use crate::upstream::UpstreamConfig;
@@ -45,18 +47,26 @@ pub const API_VERSION: &str = "2023-06-01";
 pub struct Anthropic {
     connection: Connection,
     /// `{base}/v1/messages`, parsed once.
-    url: reqwest::Url,
+    url: Uri,
+    /// `{base}/v1/messages/count_tokens`, parsed once.
+    count_url: Uri,
 }
 
 impl Anthropic {
     /// A provider for this account; fails on a bad base URL or header. Makes no network call.
     pub fn new(config: UpstreamConfig) -> Result<Self, BuildError> {
-        let url = http::parse_endpoint(&config.name, &messages_url(&config.api_base))?;
+        let messages = messages_url(&config.api_base);
+        let url = http::parse_endpoint(&config.name, &messages)?;
+        let count_url = http::parse_endpoint(&config.name, &format!("{messages}/count_tokens"))?;
         let mut connection = Connection::new(&config, convert::error_detail)?;
         let headers = &mut connection.headers;
         headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Ok(Self { connection, url })
+        Ok(Self {
+            connection,
+            url,
+            count_url,
+        })
     }
 
     /// Whether calls need a key (false for a keyless Anthropic-compatible server on the
@@ -70,7 +80,7 @@ impl Anthropic {
         &self,
         call: &ProviderCall<'_>,
         body: &MessagesRequest,
-    ) -> Result<reqwest::RequestBuilder> {
+    ) -> Result<RequestBuilder<'_>> {
         let request = self
             .connection
             .client
@@ -91,17 +101,17 @@ impl Anthropic {
         call: &ProviderCall<'_>,
         native: &llmgate_core::chat::NativeBody,
         body: Vec<u8>,
-    ) -> Result<reqwest::RequestBuilder> {
+    ) -> Result<RequestBuilder<'_>> {
         self.native_request_to(self.url.clone(), call, native, body)
     }
 
     fn native_request_to(
         &self,
-        url: reqwest::Url,
+        url: Uri,
         call: &ProviderCall<'_>,
         native: &llmgate_core::chat::NativeBody,
         body: Vec<u8>,
-    ) -> Result<reqwest::RequestBuilder> {
+    ) -> Result<RequestBuilder<'_>> {
         let mut headers = self.connection.headers.clone();
         for (name, value) in passthrough::headers(native) {
             if let Ok(value) = HeaderValue::from_str(value) {
@@ -192,9 +202,7 @@ impl Anthropic {
             return Ok(None);
         };
         let body = passthrough::count_body(native, call.request)?;
-        let mut url = self.url.clone();
-        url.set_path(&format!("{}/count_tokens", self.url.path()));
-        let request = self.native_request_to(url, call, native, body)?;
+        let request = self.native_request_to(self.count_url.clone(), call, native, body)?;
         let count: passthrough::TokenCount = self
             .connection
             .send_for_json(call.api_key, request, "a token count")

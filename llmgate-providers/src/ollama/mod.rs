@@ -32,6 +32,7 @@ use llmgate_core::{
 };
 
 use crate::chunks;
+use crate::client::RequestBuilder;
 use crate::embedding::with_usage;
 use crate::error::BuildError;
 use crate::http::{self, Connection};
@@ -125,23 +126,19 @@ impl Ollama {
     }
 
     /// With the configured headers, and the key as a bearer token when there is one.
-    fn authorized(
+    fn authorized<'a>(
         &self,
-        request: reqwest::RequestBuilder,
+        request: RequestBuilder<'a>,
         key: Option<&Secret>,
-    ) -> Result<reqwest::RequestBuilder> {
+    ) -> Result<RequestBuilder<'a>> {
         let request = request.headers(self.connection.headers.clone());
         Ok(match key.filter(|k| !k.expose().is_empty()) {
-            Some(key) => request.header(reqwest::header::AUTHORIZATION, http::bearer(key)?),
+            Some(key) => request.header(::http::header::AUTHORIZATION, http::bearer(key)?),
             None => request,
         })
     }
 
-    fn chat_request(
-        &self,
-        call: &ProviderCall<'_>,
-        body: &ChatBody,
-    ) -> Result<reqwest::RequestBuilder> {
+    fn chat_request(&self, call: &ProviderCall<'_>, body: &ChatBody) -> Result<RequestBuilder<'_>> {
         let url = http::endpoint(&self.base, "api/chat");
         self.authorized(self.connection.client.post(url).json(body), call.api_key)
     }

@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::convert;
 use super::wire::ChatLine;
 use crate::chunks::ChunkDecoder;
+use crate::client::Response;
 use crate::http;
 
 /// Collects bytes and hands out complete lines. Each byte is scanned once, however the input
@@ -64,7 +65,7 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 /// The body's lines, with transport failures and silences as core errors.
 pub(crate) fn lines(
     provider: &str,
-    response: reqwest::Response,
+    response: Response,
     idle: Duration,
 ) -> impl Stream<Item = Result<Vec<u8>>> + Send + 'static {
     struct State<S> {

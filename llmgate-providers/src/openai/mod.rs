@@ -6,6 +6,8 @@ mod responses;
 mod stream;
 mod wire;
 
+use ::http::Uri;
+use ::http::header::{self, HeaderValue};
 use async_trait::async_trait;
 use llmgate_core::{
     Provider, Result,
@@ -14,9 +16,9 @@ use llmgate_core::{
     keys::Secret,
     provider::{ChunkStream, EmbedCall, ProviderCall},
 };
-use reqwest::header::{self, HeaderValue};
 
 use crate::chunks;
+use crate::client::{RequestBuilder, Response};
 use crate::embedding::with_usage;
 use crate::error::BuildError;
 use crate::http::{self, Connection};
@@ -29,7 +31,7 @@ use stream::EventDecoder;
 #[derive(Debug, Clone)]
 pub struct OpenAiCompatible {
     connection: Connection,
-    endpoint: reqwest::Url,
+    endpoint: Uri,
     quirks: Quirks,
     /// The configured base URL, for the embeddings endpoint.
     api_base: String,
@@ -97,7 +99,7 @@ impl OpenAiCompatible {
         call: &ProviderCall<'_>,
         native: &llmgate_core::chat::NativeBody,
         stream: bool,
-    ) -> Result<reqwest::RequestBuilder> {
+    ) -> Result<RequestBuilder<'_>> {
         let body = responses::body(native, call.request, stream)?;
         let accept = if stream {
             "text/event-stream"
@@ -109,15 +111,11 @@ impl OpenAiCompatible {
     }
 
     /// The URL requests go to.
-    pub fn endpoint(&self) -> &str {
-        self.endpoint.as_str()
+    pub fn endpoint(&self) -> String {
+        self.endpoint.to_string()
     }
 
-    fn request(
-        &self,
-        call: &ProviderCall<'_>,
-        accept: &'static str,
-    ) -> Result<reqwest::RequestBuilder> {
+    fn request(&self, call: &ProviderCall<'_>, accept: &'static str) -> Result<RequestBuilder<'_>> {
         let body = convert::request_body(call.request, self.quirks)?;
         self.post(self.endpoint.clone(), accept, call.api_key, body)
     }
@@ -125,11 +123,11 @@ impl OpenAiCompatible {
     /// A POST of `body` with the configured headers, `accept`, and the key as a bearer token.
     fn post(
         &self,
-        url: impl reqwest::IntoUrl,
+        url: impl TryInto<Uri, Error: std::fmt::Display>,
         accept: &'static str,
         key: Option<&Secret>,
-        body: impl Into<reqwest::Body>,
-    ) -> Result<reqwest::RequestBuilder> {
+        body: impl Into<bytes::Bytes>,
+    ) -> Result<RequestBuilder<'_>> {
         let mut headers = self.connection.headers.clone();
         headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
         if let Some(key) = key {
@@ -139,7 +137,7 @@ impl OpenAiCompatible {
     }
 }
 
-fn is_json(response: &reqwest::Response) -> bool {
+fn is_json(response: &Response) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -1,9 +1,12 @@
 //! W3C trace context: the caller's `traceparent` (and `tracestate`) read from the request, new
 //! trace and span ids, the sampling decision, and the `traceparent` an upstream call carries.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
 
 /// A 16-byte trace id, never all zeros.
 pub(super) type TraceId = [u8; 16];
@@ -20,12 +23,16 @@ pub(super) struct Parent {
     pub trace_state: Option<Arc<str>>,
 }
 
+/// The headers, named once (a name given as text is parsed on every lookup).
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 /// W3C caps `tracestate` at 32 list members; this bounds what one request can make us keep.
 const MAX_TRACE_STATE: usize = 512;
 
 /// The caller's span; `None` (a new trace) when the headers carry none or a malformed one.
 pub(super) fn caller(headers: &HeaderMap) -> Option<Parent> {
-    let value = headers.get("traceparent")?.to_str().ok()?.trim();
+    let value = headers.get(TRACEPARENT)?.to_str().ok()?.trim();
     let mut parts = value.split('-');
     let version = parts.next().filter(|part| part.len() == 2)?;
     let version = lower_hex::<1>(version)?[0];
@@ -38,7 +45,7 @@ pub(super) fn caller(headers: &HeaderMap) -> Option<Parent> {
         return None;
     }
     let trace_state = headers
-        .get("tracestate")
+        .get(TRACESTATE)
         .and_then(|value| value.to_str().ok())
         .map(str::trim)
         .filter(|state| !state.is_empty() && state.len() <= MAX_TRACE_STATE)
@@ -69,10 +76,23 @@ fn lower_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(bytes)
 }
 
+thread_local! {
+    /// Ids come from a small fast generator per thread, seeded from the OS-seeded thread
+    /// generator: ids must be unique and unguessable enough to not collide, not secret, and the
+    /// cryptographic generator cost more per span than writing its attributes' keys.
+    static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+}
+
+fn random_u64() -> u64 {
+    IDS.with(|ids| ids.borrow_mut().next_u64())
+}
+
 /// A new random trace id.
 pub(super) fn new_trace_id() -> TraceId {
     loop {
-        let id: TraceId = rand::random();
+        let mut id: TraceId = [0; 16];
+        id[..8].copy_from_slice(&random_u64().to_le_bytes());
+        id[8..].copy_from_slice(&random_u64().to_le_bytes());
         if id != [0; 16] {
             return id;
         }
@@ -82,7 +102,7 @@ pub(super) fn new_trace_id() -> TraceId {
 /// A new random span id.
 pub(super) fn new_span_id() -> SpanId {
     loop {
-        let id: SpanId = rand::random();
+        let id: SpanId = random_u64().to_le_bytes();
         if id != [0; 8] {
             return id;
         }
@@ -115,34 +135,10 @@ impl Sampler {
     }
 }
 
-/// The `traceparent` header value naming a span: version 00, trace id, span id, flags.
-pub(super) fn traceparent(trace_id: &TraceId, span_id: &SpanId, sampled: bool) -> Arc<str> {
-    // Written into a fixed buffer: pushing 55 characters one by one onto a `String` cost
-    // more than the rest of starting an attempt's span.
-    let mut text = *b"00-________________________________-________________-00";
-    text[3..35].copy_from_slice(&hex::<16, 32>(trace_id));
-    text[36..52].copy_from_slice(&hex::<8, 16>(span_id));
-    if sampled {
-        text[54] = b'1';
-    }
-    // Only ASCII was written, so this never takes the empty branch.
-    std::str::from_utf8(&text).map_or_else(|_| Arc::from(""), Arc::from)
-}
-
-/// `bytes` in lowercase hex (`M` is twice `N`). Over fixed sizes, so the loop compiles to
-/// straight stores: through slices and iterators it cost more than the rest of the header.
-fn hex<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [b'0'; M];
-    for (i, byte) in bytes.iter().enumerate().take(M / 2) {
-        out[2 * i] = HEX[usize::from(byte >> 4)];
-        out[2 * i + 1] = HEX[usize::from(byte & 15)];
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use llmgate_core::trace::Traceparent;
+
     use super::*;
 
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -167,7 +163,7 @@ mod tests {
         assert!(parent.sampled);
         assert_eq!(parent.trace_state.as_deref(), Some("vendor=abc"));
         assert_eq!(
-            &*traceparent(&parent.trace_id, &parent.span_id, true),
+            Traceparent::new(&parent.trace_id, &parent.span_id, true).as_str(),
             format!("00-{TRACE}-{SPAN}-01")
         );
         let unsampled = caller(&headers(&format!("00-{TRACE}-{SPAN}-00"), None)).unwrap();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use llmgate_core::Error;
 use llmgate_core::catalog::Deployment;
 use llmgate_core::gateway::{CompletionStream, RouteInfo};
-use llmgate_core::trace::{Answer, AttemptSpan, RequestTracer};
+use llmgate_core::trace::{Answer, AttemptSpan, RequestTracer, Traceparent};
 
 use super::context::{self, SpanId, TraceId};
 use super::export::Queue;
@@ -215,7 +215,7 @@ impl RequestTracer for Recording {
             span
         });
         Box::new(Attempt {
-            traceparent: context::traceparent(&self.trace_id, &span_id, sampled),
+            traceparent: Traceparent::new(&self.trace_id, &span_id, sampled),
             span,
             queue: self.queue.clone(),
         })
@@ -224,7 +224,7 @@ impl RequestTracer for Recording {
 
 /// One upstream call's client span; queued when it ends (or is dropped mid-call).
 struct Attempt {
-    traceparent: Arc<str>,
+    traceparent: Traceparent,
     /// `None` when the trace is not sampled.
     span: Option<SpanRecord>,
     queue: Arc<Queue>,
@@ -240,8 +240,8 @@ impl Drop for Attempt {
 }
 
 impl AttemptSpan for Attempt {
-    fn traceparent(&self) -> Option<Arc<str>> {
-        Some(self.traceparent.clone())
+    fn traceparent(&self) -> Option<Traceparent> {
+        Some(self.traceparent)
     }
 
     fn answered(mut self: Box<Self>, answer: Answer<'_>) {
