@@ -32,6 +32,8 @@ use serde::Serialize;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
+/// Idle time before TCP keepalive probes start (reqwest's default, kept).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
 
 const AGENT: HeaderValue = HeaderValue::from_static(concat!("llmgate/", env!("CARGO_PKG_VERSION")));
 
@@ -96,6 +98,9 @@ fn direct_pool(
     let mut tcp = HttpConnector::new();
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(Some(connect_timeout));
+    // Probes on idle connections, as reqwest sent them: a peer or NAT gone during a long
+    // stream's silence is found.
+    tcp.set_keepalive(Some(TCP_KEEPALIVE));
     // The TLS layer above it takes the https:// URLs.
     tcp.enforce_http(false);
     let tls = hyper_rustls::HttpsConnectorBuilder::new()
@@ -114,6 +119,7 @@ fn direct_pool(
 fn proxied_client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .tcp_nodelay(true)
+        .tcp_keepalive(TCP_KEEPALIVE)
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(POOL_IDLE)
         .redirect(reqwest::redirect::Policy::none())
