@@ -33,8 +33,7 @@ use std::collections::HashMap;
 use llmgate_core::memory::unix_now;
 use llmgate_core::{Caller, Error, Result, caller::Tier, keys::Secret};
 use llmgate_credits::UserDirectory;
-use llmgate_credits::users::{UserRole, key_expired, team_account};
-use sha2::{Digest, Sha256};
+use llmgate_credits::users::{UserRole, key_digest, key_expired, team_account};
 use subtle::ConstantTimeEq;
 
 /// What a caller may do. Role `admin` has all; role `user` has all but
@@ -155,7 +154,8 @@ impl Principal {
 #[async_trait]
 pub trait UserKeys: Send + Sync + fmt::Debug + 'static {
     /// The principal owning `key`, or `None` when no user has it.
-    async fn principal_for_key(&self, key: &str) -> Result<Option<Principal>>;
+    /// `digest` is the key's [`key_digest`], computed once per request.
+    async fn principal_for_key(&self, key: &str, digest: [u8; 32]) -> Result<Option<Principal>>;
 }
 
 const _: Option<Arc<dyn UserKeys>> = None;
@@ -176,14 +176,10 @@ impl fmt::Debug for Auth {
     }
 }
 
-fn digest(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
-
 impl Auth {
     pub fn new(master_key: &Secret) -> Self {
         Self {
-            master_digest: digest(master_key.expose()),
+            master_digest: key_digest(master_key.expose()),
             users: None,
         }
     }
@@ -196,7 +192,7 @@ impl Auth {
 
     /// Whether `key` is the master key (constant time).
     pub fn is_master_key(&self, key: &str) -> bool {
-        digest(key).ct_eq(&self.master_digest).into()
+        key_digest(key).ct_eq(&self.master_digest).into()
     }
 
     /// Authenticate, then check one permission (401, then 403).
@@ -214,11 +210,12 @@ impl Auth {
             )
             .with_code("missing_api_key"));
         };
-        if self.is_master_key(key) {
+        let digest = key_digest(key);
+        if bool::from(digest.ct_eq(&self.master_digest)) {
             return Ok(Principal::admin());
         }
         if let Some(users) = &self.users
-            && let Some(principal) = users.principal_for_key(key).await?
+            && let Some(principal) = users.principal_for_key(key, digest).await?
         {
             return Ok(principal);
         }
@@ -242,8 +239,8 @@ impl DirectoryKeys {
 
 #[async_trait]
 impl UserKeys for DirectoryKeys {
-    async fn principal_for_key(&self, key: &str) -> Result<Option<Principal>> {
-        let Some(owner) = self.directory.authenticate(key).await? else {
+    async fn principal_for_key(&self, key: &str, digest: [u8; 32]) -> Result<Option<Principal>> {
+        let Some(owner) = self.directory.authenticate_digest(key, digest).await? else {
             return Ok(None);
         };
         if owner.settings.expired_at(unix_now()) {

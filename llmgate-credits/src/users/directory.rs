@@ -90,7 +90,17 @@ impl UserDirectory {
     /// The owner of a live key, from the cache when it is fresh. Grants the owner's monthly
     /// credits on their first request of a month.
     pub async fn authenticate(&self, key: &str) -> Result<Option<KeyOwner>> {
-        let digest = key_digest(key);
+        self.authenticate_digest(key, key_digest(key)).await
+    }
+
+    /// [`UserDirectory::authenticate`] for a caller that has the key's digest already
+    /// ([`key_digest`]): a gateway checking the master key first hashes each key once, not
+    /// twice (SHA-256 is about 2 % of a request's work).
+    pub async fn authenticate_digest(
+        &self,
+        key: &str,
+        digest: [u8; 32],
+    ) -> Result<Option<KeyOwner>> {
         let owner = match self.keys.get(&digest) {
             Some(owner) => owner,
             None => {
