@@ -192,7 +192,12 @@ impl Auth {
 
     /// Whether `key` is the master key (constant time).
     pub fn is_master_key(&self, key: &str) -> bool {
-        key_digest(key).ct_eq(&self.master_digest).into()
+        self.is_master_digest(&key_digest(key))
+    }
+
+    /// Whether a key's digest is the master key's (constant time).
+    fn is_master_digest(&self, digest: &[u8; 32]) -> bool {
+        digest.ct_eq(&self.master_digest).into()
     }
 
     /// Authenticate, then check one permission (401, then 403).
@@ -211,7 +216,7 @@ impl Auth {
             .with_code("missing_api_key"));
         };
         let digest = key_digest(key);
-        if bool::from(digest.ct_eq(&self.master_digest)) {
+        if self.is_master_digest(&digest) {
             return Ok(Principal::admin());
         }
         if let Some(users) = &self.users
