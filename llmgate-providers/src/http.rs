@@ -89,6 +89,10 @@ pub(crate) struct Connection {
     error_detail: fn(&[u8]) -> Option<String>,
 }
 
+/// Headers a request adds to the configured ones, at most: accept, content type, the key
+/// (one or two), passed-through vendor headers, `traceparent`, user agent and host.
+const ADDED_HEADERS: usize = 10;
+
 /// The W3C trace context header, named once (a name given as text is parsed per request).
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
@@ -110,6 +114,17 @@ impl Connection {
             requires_key: true,
             error_detail,
         })
+    }
+
+    /// A new request's headers: the configured ones, in a map with room for those every
+    /// request adds. (A clone of the configured map has no room: each added header would
+    /// grow it again.)
+    pub fn request_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(self.headers.len() + ADDED_HEADERS);
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        headers
     }
 
     /// Send a request and wait, at most `timeout`, for a 2xx response head; any other status

@@ -85,7 +85,7 @@ impl Anthropic {
             .connection
             .client
             .post(self.url.clone())
-            .headers(self.connection.headers.clone())
+            .headers(self.connection.request_headers())
             .json(body);
         Ok(match call.api_key {
             Some(key) => request.header("x-api-key", http::sensitive(key)?),
@@ -112,7 +112,7 @@ impl Anthropic {
         native: &llmgate_core::chat::NativeBody,
         body: Vec<u8>,
     ) -> Result<RequestBuilder<'_>> {
-        let mut headers = self.connection.headers.clone();
+        let mut headers = self.connection.request_headers();
         for (name, value) in passthrough::headers(native) {
             if let Ok(value) = HeaderValue::from_str(value) {
                 headers.insert(HeaderName::from_static(name), value);

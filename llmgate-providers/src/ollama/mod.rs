@@ -131,7 +131,7 @@ impl Ollama {
         request: RequestBuilder<'a>,
         key: Option<&Secret>,
     ) -> Result<RequestBuilder<'a>> {
-        let request = request.headers(self.connection.headers.clone());
+        let request = request.headers(self.connection.request_headers());
         Ok(match key.filter(|k| !k.expose().is_empty()) {
             Some(key) => request.header(::http::header::AUTHORIZATION, http::bearer(key)?),
             None => request,

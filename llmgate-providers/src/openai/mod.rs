@@ -128,7 +128,7 @@ impl OpenAiCompatible {
         key: Option<&Secret>,
         body: impl Into<bytes::Bytes>,
     ) -> Result<RequestBuilder<'_>> {
-        let mut headers = self.connection.headers.clone();
+        let mut headers = self.connection.request_headers();
         headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
         if let Some(key) = key {
             headers.insert(header::AUTHORIZATION, http::bearer(key)?);
