@@ -30,8 +30,9 @@ use crate::provider::ChunkStream;
 /// Starts a span for each upstream attempt of one request (the request's own span is its
 /// parent).
 pub trait RequestTracer: Send + Sync {
-    /// An upstream request to `deployment` is being sent.
-    fn attempt(&self, deployment: &Deployment) -> Box<dyn AttemptSpan>;
+    /// An upstream request to `deployment` is being sent. The attempt's span gets the
+    /// request's handle to the tracer (no second one is made per attempt).
+    fn attempt(self: Arc<Self>, deployment: &Deployment) -> Box<dyn AttemptSpan>;
 }
 
 /// The span of one upstream call; ended by [`AttemptSpan::answered`] or [`AttemptSpan::failed`]
@@ -114,18 +115,39 @@ tokio::task_local! {
 /// An attempt under way: its span once the provider sends its request. Only the attempt's
 /// own task reaches it (through the task-local), so a `RefCell` is enough.
 struct Pending {
-    tracer: Arc<dyn RequestTracer>,
     deployment: Arc<Deployment>,
-    span: RefCell<Option<Box<dyn AttemptSpan>>>,
+    state: RefCell<Attempt>,
+}
+
+/// An attempt's tracer until its span starts, then its span.
+enum Attempt {
+    /// Taken (`None`) only while the span is being started.
+    Unsent(Option<Arc<dyn RequestTracer>>),
+    Sent(Box<dyn AttemptSpan>),
 }
 
 impl Pending {
     fn traceparent(&self) -> Option<Traceparent> {
         // A provider asking twice while the first borrow is held cannot happen (the borrow
         // ends here), but a second ask must not panic: it gets no header.
-        let mut span = self.span.try_borrow_mut().ok()?;
-        span.get_or_insert_with(|| self.tracer.attempt(&self.deployment))
-            .traceparent()
+        let mut state = self.state.try_borrow_mut().ok()?;
+        if let Attempt::Unsent(tracer) = &mut *state
+            && let Some(tracer) = tracer.take()
+        {
+            *state = Attempt::Sent(tracer.attempt(&self.deployment));
+        }
+        match &*state {
+            Attempt::Sent(span) => span.traceparent(),
+            Attempt::Unsent(_) => None,
+        }
+    }
+
+    /// The attempt's span, if its request was sent.
+    fn into_span(self) -> Option<Box<dyn AttemptSpan>> {
+        match self.state.into_inner() {
+            Attempt::Sent(span) => Some(span),
+            Attempt::Unsent(_) => None,
+        }
     }
 }
 
@@ -152,16 +174,12 @@ pub(crate) async fn attempt<T: Answered>(
         return call.await;
     };
     let pending = Pending {
-        tracer,
         deployment: deployment.clone(),
-        span: RefCell::new(None),
+        state: RefCell::new(Attempt::Unsent(Some(tracer))),
     };
     let mut scoped = pin!(ATTEMPT.scope(pending, call));
     let answer = scoped.as_mut().await;
-    let span = scoped
-        .as_mut()
-        .take_value()
-        .and_then(|pending| pending.span.into_inner());
+    let span = scoped.as_mut().take_value().and_then(Pending::into_span);
     if let Some(span) = span {
         match &answer {
             Ok(value) => span.answered(value.answer()),
@@ -228,9 +246,9 @@ mod tests {
 
     struct Recorder(Arc<Seen>, String);
 
-    impl RequestTracer for Arc<Seen> {
-        fn attempt(&self, deployment: &Deployment) -> Box<dyn AttemptSpan> {
-            Box::new(Recorder(self.clone(), deployment.provider.clone()))
+    impl RequestTracer for Seen {
+        fn attempt(self: Arc<Self>, deployment: &Deployment) -> Box<dyn AttemptSpan> {
+            Box::new(Recorder(self, deployment.provider.clone()))
         }
     }
 
@@ -272,7 +290,7 @@ mod tests {
     #[tokio::test]
     async fn each_attempt_is_a_span_whose_traceparent_the_call_sees() {
         let seen = Arc::new(Seen::default());
-        traced(Arc::new(seen.clone()), async {
+        traced(seen.clone(), async {
             let failed: Result<Option<u64>> = attempt(&deployment("a"), async {
                 assert_eq!(traceparent(), Some(traceparent_of("a")));
                 Err(Error::upstream_timeout("a"))

@@ -1,66 +1,21 @@
-//! Getting finished spans to the collector without ever holding up a request.
+//! Getting batches of finished spans to the collector without ever holding up a request.
 //!
-//! A span that ends is written into the batch being filled at once, on the request's own
-//! thread, under a short lock: its name and attributes were encoded as OTLP protobuf while
-//! they were set, so this is one copy and a few fixed fields, and it never waits for the
-//! export. When the spans waiting reach the queue's bound (the collector
-//! is down or slower than the traffic) the span is dropped and counted. One task wakes when a
-//! batch is started, lets spans gather for a tenth of a second (not a wake-up per span), then
-//! posts every batch, one at a time, each under a timeout; a batch the collector refuses, or
-//! that times out, is dropped and counted too. Nothing retries: a trace system that falls
-//! behind loses spans, never requests.
-//!
-//! Batch buffers are reused: a sent batch's buffer goes back to a pool (as many as may wait at
-//! once), so under load the export allocates nothing and, above all, frees no large blocks (measured at 64 clients:
-//! the earlier channel of span records, copied into a batch and freed on the export task's
-//! thread, cost the request threads' allocator more than the encoding itself).
+//! One task wakes when a batch is started (see [`super::queue`]), lets spans gather for a
+//! tenth of a second (not a wake-up per span), then posts every batch, one at a time, each
+//! under a timeout; a batch the collector refuses, or that times out, is dropped and counted.
+//! Nothing retries: a trace system that falls behind loses spans, never requests.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use metrics::{Counter, Unit};
-use tokio::sync::Notify;
 
-use super::otlp::{Encoder, push_span};
-use super::record::SpanRecord;
-
-/// Spans dropped instead of exported, by reason (`queue_full`, `export_failed`).
-pub const SPANS_DROPPED: &str = "llmgate_trace_spans_dropped_total";
-/// Spans the collector accepted.
-pub const SPANS_EXPORTED: &str = "llmgate_trace_spans_exported_total";
-
-pub(crate) fn describe() {
-    metrics::describe_counter!(
-        SPANS_DROPPED,
-        Unit::Count,
-        "Trace spans dropped instead of exported (queue full, export failed or timed out)."
-    );
-    metrics::describe_counter!(
-        SPANS_EXPORTED,
-        Unit::Count,
-        "Trace spans the OTLP collector accepted."
-    );
-}
+use super::counters::{SPANS_DROPPED, SPANS_EXPORTED};
+use super::otlp::Encoder;
+use super::queue::{Batch, Queue, QueueLimits, Shared};
 
 /// How long the exporter lets spans gather after a batch starts, before sending what is there.
 const BATCH_DELAY: Duration = Duration::from_millis(100);
-
-/// What a span usually takes encoded, to size a new batch's buffer at once (growing it by
-/// doubling would copy it a dozen times).
-const SPAN_BYTES: usize = 512;
-
-/// A new batch buffer's capacity at most, whatever `max_export_batch` says.
-const MAX_BUFFER_BYTES: usize = 1 << 20;
-
-/// How the queue and its exporter are sized.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct QueueLimits {
-    pub max_queued: usize,
-    pub max_batch: usize,
-    pub export_timeout: Duration,
-}
 
 /// Where batches go: the collector, over HTTP.
 pub(super) trait Sink: Send + Sync + 'static {
@@ -68,127 +23,12 @@ pub(super) trait Sink: Send + Sync + 'static {
     fn send(&self, body: Bytes) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// Spans encoded and waiting for the export task.
-#[derive(Debug)]
-struct Batch {
-    /// The envelope's room (see [`Encoder::envelope_room`]), then the spans.
-    buffer: Vec<u8>,
-    spans: usize,
-}
-
-#[derive(Debug, Default)]
-struct Waiting {
-    /// The batch spans are written into.
-    filling: Option<Batch>,
-    /// Batches that reached the batch size, oldest first.
-    full: Vec<Batch>,
-    /// Spans in batches not yet sent (the queue's bound counts these).
-    spans: usize,
-    /// Buffers of sent batches, for the next ones.
-    pool: Vec<Vec<u8>>,
-}
-
-/// What the request threads and the export task share.
-#[derive(Debug)]
-struct Shared {
-    waiting: Mutex<Waiting>,
-    /// A batch was started, or the queue closed.
-    wake: Notify,
-    closed: AtomicBool,
-    encoder: Encoder,
-    limits: QueueLimits,
-}
-
-impl Shared {
-    fn waiting(&self) -> MutexGuard<'_, Waiting> {
-        self.waiting
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A buffer for a new batch, with the envelope's room in front.
-    fn new_buffer(&self, pool: &mut Vec<Vec<u8>>) -> Vec<u8> {
-        let room = self.encoder.envelope_room();
-        let mut buffer = pool.pop().unwrap_or_else(|| {
-            let spans = self.limits.max_batch.saturating_mul(SPAN_BYTES);
-            Vec::with_capacity(room + spans.min(MAX_BUFFER_BYTES))
-        });
-        buffer.clear();
-        buffer.resize(room, 0);
-        buffer
-    }
-
-    /// Buffers worth keeping: as many batches as may wait at once, and one being sent.
-    fn pool_size(&self) -> usize {
-        let limits = self.limits;
-        limits.max_queued.div_ceil(limits.max_batch.max(1)) + 1
-    }
-}
-
-/// Finished spans into batches, or counted as dropped.
-#[derive(Debug)]
-pub(super) struct Queue {
-    shared: Arc<Shared>,
-    dropped: Counter,
-}
-
-impl Queue {
-    /// The queue, and the export task it feeds started on the current runtime. The task sends
-    /// what is left and ends once the queue is dropped.
-    pub fn start(sink: impl Sink, encoder: Encoder, limits: QueueLimits) -> Self {
-        let shared = Arc::new(Shared {
-            waiting: Mutex::default(),
-            wake: Notify::new(),
-            closed: AtomicBool::new(false),
-            encoder,
-            limits,
-        });
-        tokio::spawn(export_loop(sink, shared.clone()));
-        Self {
-            shared,
-            dropped: metrics::counter!(SPANS_DROPPED, "reason" => "queue_full"),
-        }
-    }
-
-    /// Write a finished span into the current batch; never waits for the export. Its name
-    /// and attributes were encoded as they were set, so under the lock this is a copy of them
-    /// and a few fixed fields.
-    pub fn push(&self, span: &SpanRecord) {
-        let shared = &*self.shared;
-        let mut waiting = shared.waiting();
-        if waiting.spans >= shared.limits.max_queued {
-            drop(waiting);
-            self.dropped.increment(1);
-            return;
-        }
-        let Waiting {
-            filling,
-            full,
-            spans,
-            pool,
-        } = &mut *waiting;
-        if let Some(batch) = filling.take_if(|batch| batch.spans >= shared.limits.max_batch) {
-            full.push(batch);
-        }
-        let started = filling.is_none();
-        let batch = filling.get_or_insert_with(|| Batch {
-            buffer: shared.new_buffer(pool),
-            spans: 0,
-        });
-        push_span(&mut batch.buffer, span);
-        batch.spans += 1;
-        *spans += 1;
-        if started {
-            shared.wake.notify_one();
-        }
-    }
-}
-
-impl Drop for Queue {
-    fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
-    }
+/// The queue spans are pushed into, with its export task started on the current runtime.
+/// The task sends what is left and ends once the queue is dropped.
+pub(super) fn start(sink: impl Sink, encoder: Encoder, limits: QueueLimits) -> Queue {
+    let (queue, shared) = Queue::new(encoder, limits);
+    tokio::spawn(export_loop(sink, shared));
+    queue
 }
 
 /// A sent batch's buffer, back to the pool when the HTTP client is done with it.
@@ -205,10 +45,7 @@ impl AsRef<[u8]> for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        let mut waiting = self.shared.waiting();
-        if waiting.pool.len() < self.shared.pool_size() {
-            waiting.pool.push(std::mem::take(&mut self.buffer));
-        }
+        self.shared.recycle(std::mem::take(&mut self.buffer));
     }
 }
 
@@ -217,19 +54,12 @@ async fn export_loop(sink: impl Sink, shared: Arc<Shared>) {
     let failed = metrics::counter!(SPANS_DROPPED, "reason" => "export_failed");
     let exported = metrics::counter!(SPANS_EXPORTED);
     loop {
-        shared.wake.notified().await;
-        let closed = shared.closed.load(Ordering::Acquire);
+        let closed = shared.wait().await;
         if !closed {
             // Let the batch fill without waking this task for each span.
             tokio::time::sleep(BATCH_DELAY).await;
         }
-        let batches = {
-            let mut waiting = shared.waiting();
-            let mut batches = std::mem::take(&mut waiting.full);
-            batches.extend(waiting.filling.take());
-            batches
-        };
-        for Batch { mut buffer, spans } in batches {
+        for Batch { mut buffer, spans } in shared.take_batches() {
             let room = shared.encoder.envelope_room();
             let spans_len = buffer.len() - room;
             let start = shared
@@ -252,7 +82,7 @@ async fn export_loop(sink: impl Sink, shared: Arc<Shared>) {
                     failed.increment(count);
                 }
             }
-            shared.waiting().spans -= spans;
+            shared.sent(spans);
         }
         if closed {
             return;
@@ -304,7 +134,7 @@ impl Sink for Collector {
 mod tests {
     use metrics_exporter_prometheus::PrometheusBuilder;
 
-    use super::super::record::Kind;
+    use super::super::record::{Kind, SpanRecord};
     use super::*;
 
     /// A collector that never answers.
@@ -325,9 +155,8 @@ mod tests {
             max_batch: 1,
             export_timeout: Duration::from_secs(60),
         };
-        let queue = metrics::with_local_recorder(&recorder, || {
-            Queue::start(Stuck, Encoder::new("test"), limits)
-        });
+        let queue =
+            metrics::with_local_recorder(&recorder, || start(Stuck, Encoder::new("test"), limits));
         let started = std::time::Instant::now();
         for _ in 0..10 {
             let mut span = SpanRecord::start([1; 16], [1; 8], Kind::Server, ["a", "b"]);

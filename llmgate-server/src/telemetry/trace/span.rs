@@ -13,7 +13,7 @@ use llmgate_core::gateway::{CompletionStream, RouteInfo};
 use llmgate_core::trace::{Answer, AttemptSpan, RequestTracer, Traceparent};
 
 use super::context::{self, SpanId, TraceId};
-use super::export::Queue;
+use super::queue::Queue;
 use super::record::{Attr, Kind, SpanRecord};
 
 /// The server span of a traced request, or nothing when traces are off (every method is then
@@ -195,7 +195,7 @@ impl RequestTrace {
 }
 
 impl RequestTracer for Recording {
-    fn attempt(&self, deployment: &Deployment) -> Box<dyn AttemptSpan> {
+    fn attempt(self: Arc<Self>, deployment: &Deployment) -> Box<dyn AttemptSpan> {
         let span_id = context::new_span_id();
         let sampled = self.span.is_some();
         let span = sampled.then(|| {
@@ -217,7 +217,7 @@ impl RequestTracer for Recording {
         Box::new(Attempt {
             traceparent: Traceparent::new(&self.trace_id, &span_id, sampled),
             span,
-            queue: self.queue.clone(),
+            request: self,
         })
     }
 }
@@ -227,14 +227,15 @@ struct Attempt {
     traceparent: Traceparent,
     /// `None` when the trace is not sampled.
     span: Option<SpanRecord>,
-    queue: Arc<Queue>,
+    /// The request's spans, whose queue this one goes to (its server span ends after it).
+    request: Arc<Recording>,
 }
 
 impl Drop for Attempt {
     fn drop(&mut self) {
         if let Some(span) = &mut self.span {
             span.end();
-            self.queue.push(span);
+            self.request.queue.push(span);
         }
     }
 }
