@@ -16,6 +16,7 @@
 mod context;
 mod counters;
 mod export;
+mod openings;
 mod otlp;
 mod proto;
 mod queue;
@@ -87,11 +88,10 @@ impl Traces {
             operation,
         };
         let method = method.as_str();
-        RequestTrace::start(&self.queue, start, [method, path], |span| {
-            span.set(Attr::OperationName, operation);
-            span.set(Attr::RequestMethod, method);
-            span.set(Attr::UrlPath, path);
+        RequestTrace::start(&self.queue, start, |ids| {
+            let mut span = openings::server_span(ids, method, path, operation);
             span.set(Attr::RequestId, &**request_id);
+            span
         })
     }
 }

@@ -13,8 +13,9 @@ use llmgate_core::gateway::{CompletionStream, RouteInfo};
 use llmgate_core::trace::{Answer, AttemptSpan, RequestTracer, Traceparent};
 
 use super::context::{self, SpanId, TraceId};
+use super::openings;
 use super::queue::Queue;
-use super::record::{Attr, Kind, SpanRecord};
+use super::record::{Attr, SpanRecord};
 
 /// The server span of a traced request, or nothing when traces are off (every method is then
 /// a no-op). Cheap to clone; the span ends when the last clone is dropped.
@@ -72,12 +73,11 @@ pub(super) struct Start {
 
 impl RequestTrace {
     /// Start the server span (`start.sampler` decides for a new trace; a caller's trace keeps
-    /// its caller's decision), named `name`, with its attributes set by `describe`.
+    /// its caller's decision), made by `open` from its trace and span ids when sampled.
     pub(super) fn start(
         queue: &Arc<Queue>,
         start: Start,
-        name: [&str; 2],
-        describe: impl FnOnce(&mut SpanRecord),
+        open: impl FnOnce((TraceId, SpanId)) -> SpanRecord,
     ) -> Self {
         let span_id = context::new_span_id();
         let (trace_id, sampled, trace_state, parent_span_id) = match start.parent {
@@ -93,11 +93,10 @@ impl RequestTrace {
             }
         };
         let span = sampled.then(|| {
-            let mut span = SpanRecord::start(trace_id, span_id, Kind::Server, name);
+            let mut span = open((trace_id, span_id));
             span.parent_span_id = parent_span_id;
             span.remote_parent = parent_span_id.is_some();
             span.trace_state.clone_from(&trace_state);
-            describe(&mut span);
             Mutex::new(span)
         });
         Self(Some(Arc::new(Recording {
@@ -199,19 +198,10 @@ impl RequestTracer for Recording {
         let span_id = context::new_span_id();
         let sampled = self.span.is_some();
         let span = sampled.then(|| {
-            let model = deployment.upstream_model.as_str();
-            let mut span = SpanRecord::start(
-                self.trace_id,
-                span_id,
-                Kind::Client,
-                [self.operation, model],
-            );
+            let mut span =
+                openings::client_span((self.trace_id, span_id), self.operation, deployment);
             span.parent_span_id = Some(self.span_id);
             span.trace_state.clone_from(&self.trace_state);
-            span.set(Attr::OperationName, self.operation);
-            span.set(Attr::ProviderName, &deployment.provider);
-            span.set(Attr::RequestModel, model);
-            span.set(Attr::Model, &deployment.name);
             span
         });
         Box::new(Attempt {
