@@ -6,17 +6,18 @@
 //! [`traced`] with its [`RequestTracer`]; the gateway then asks that tracer for an
 //! [`AttemptSpan`] for each upstream call (every failover and retry is one), tells it how the
 //! call ended, and the provider sends the span's W3C `traceparent` as a header
-//! ([`traceparent`]). The span is started when the provider sends its request, so an attempt
-//! that never reaches the network (a provider with no counting endpoint, a body that cannot be
-//! translated, the in-process demo) has no span. Outside [`traced`] nothing is built: the cost
-//! of tracing off is one failed task-local lookup per attempt.
+//! ([`traceparent`]). The span starts with the attempt and counts once the provider sends its
+//! request: an attempt that never reaches the network (a provider with no counting endpoint, a
+//! body that cannot be translated, the in-process demo) ends with [`AttemptSpan::unsent`] and
+//! records nothing. Outside [`traced`] nothing is built: the cost of tracing off is one failed
+//! task-local lookup per attempt.
 //!
 //! The tracer lives in a task-local, not on the [`Caller`](crate::Caller), so that every entry
 //! point (chat, streams, embeddings, token counts, and those added later) is traced without a
 //! parameter of its own. It covers the calls made while the request's future runs, which is
 //! every upstream call: a stream's request is sent before its first chunk is returned.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -30,8 +31,8 @@ use crate::provider::ChunkStream;
 /// Starts a span for each upstream attempt of one request (the request's own span is its
 /// parent).
 pub trait RequestTracer: Send + Sync {
-    /// An upstream request to `deployment` is being sent. The attempt's span gets the
-    /// request's handle to the tracer (no second one is made per attempt).
+    /// An upstream attempt on `deployment` starts; its span may keep this handle to the
+    /// tracer. If the attempt never sends a request, the span is told [`AttemptSpan::unsent`].
     fn attempt(self: Arc<Self>, deployment: &Deployment) -> Box<dyn AttemptSpan>;
 }
 
@@ -44,6 +45,10 @@ pub trait AttemptSpan: Send {
     fn answered(self: Box<Self>, answer: Answer<'_>);
     /// The call failed with `error`.
     fn failed(self: Box<Self>, error: &Error);
+    /// The attempt ended without sending a request (a provider that answers from its own
+    /// count, a body that could not be translated, the in-process demo): not an upstream call,
+    /// so nothing should be recorded.
+    fn unsent(self: Box<Self>);
 }
 
 /// A W3C `traceparent` header value, version 00: `00-{trace id}-{span id}-{flags}`. Held
@@ -112,41 +117,40 @@ tokio::task_local! {
     static ATTEMPT: Pending;
 }
 
-/// An attempt under way: its span once the provider sends its request. Only the attempt's
-/// own task reaches it (through the task-local), so a `RefCell` is enough.
+/// An attempt under way and its span, which counts once the provider sends its request. Only
+/// the attempt's own task reaches it (through the task-local), so a `Cell` is enough.
 struct Pending {
-    deployment: Arc<Deployment>,
-    state: RefCell<Attempt>,
-}
-
-/// An attempt's tracer until its span starts, then its span.
-enum Attempt {
-    /// Taken (`None`) only while the span is being started.
-    Unsent(Option<Arc<dyn RequestTracer>>),
-    Sent(Box<dyn AttemptSpan>),
+    /// Taken only when the attempt ends.
+    span: Option<Box<dyn AttemptSpan>>,
+    sent: Cell<bool>,
 }
 
 impl Pending {
     fn traceparent(&self) -> Option<Traceparent> {
-        // A provider asking twice while the first borrow is held cannot happen (the borrow
-        // ends here), but a second ask must not panic: it gets no header.
-        let mut state = self.state.try_borrow_mut().ok()?;
-        if let Attempt::Unsent(tracer) = &mut *state
-            && let Some(tracer) = tracer.take()
-        {
-            *state = Attempt::Sent(tracer.attempt(&self.deployment));
-        }
-        match &*state {
-            Attempt::Sent(span) => span.traceparent(),
-            Attempt::Unsent(_) => None,
-        }
+        self.sent.set(true);
+        self.span.as_ref()?.traceparent()
     }
 
-    /// The attempt's span, if its request was sent.
-    fn into_span(self) -> Option<Box<dyn AttemptSpan>> {
-        match self.state.into_inner() {
-            Attempt::Sent(span) => Some(span),
-            Attempt::Unsent(_) => None,
+    /// The attempt's span, if its request was sent; an unsent one is discarded.
+    fn into_sent(mut self) -> Option<Box<dyn AttemptSpan>> {
+        let span = self.span.take()?;
+        if self.sent.get() {
+            Some(span)
+        } else {
+            span.unsent();
+            None
+        }
+    }
+}
+
+impl Drop for Pending {
+    /// An attempt abandoned mid-call (the client left): a sent span is recorded as far as it
+    /// got, an unsent one is discarded.
+    fn drop(&mut self) {
+        if let Some(span) = self.span.take()
+            && !self.sent.get()
+        {
+            span.unsent();
         }
     }
 }
@@ -170,16 +174,18 @@ pub(crate) async fn attempt<T: Answered>(
     deployment: &Arc<Deployment>,
     call: impl Future<Output = Result<T>>,
 ) -> Result<T> {
-    let Ok(tracer) = TRACER.try_with(Arc::clone) else {
+    // The span is made now, while the deployment is at hand (keeping it for later would take
+    // a handle on an `Arc` every request to that deployment shares, on every attempt).
+    let Ok(span) = TRACER.try_with(|tracer| tracer.clone().attempt(deployment)) else {
         return call.await;
     };
     let pending = Pending {
-        deployment: deployment.clone(),
-        state: RefCell::new(Attempt::Unsent(Some(tracer))),
+        span: Some(span),
+        sent: Cell::new(false),
     };
     let mut scoped = pin!(ATTEMPT.scope(pending, call));
     let answer = scoped.as_mut().await;
-    let span = scoped.as_mut().take_value().and_then(Pending::into_span);
+    let span = scoped.as_mut().take_value().and_then(Pending::into_sent);
     if let Some(span) = span {
         match &answer {
             Ok(value) => span.answered(value.answer()),
@@ -271,6 +277,10 @@ mod tests {
             let line = format!("{} failed {}", self.1, error.status());
             self.0.0.lock().unwrap().push(line);
         }
+        fn unsent(self: Box<Self>) {
+            let line = format!("{} unsent", self.1);
+            self.0.0.lock().unwrap().push(line);
+        }
     }
 
     fn deployment(provider: &str) -> Arc<Deployment> {
@@ -310,7 +320,22 @@ mod tests {
         })
         .await;
         let seen = seen.0.lock().unwrap().clone();
-        assert_eq!(seen, ["a failed 504", "b ok Some(2)"]);
+        assert_eq!(seen, ["a failed 504", "local unsent", "b ok Some(2)"]);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_abandoned_before_it_sends_records_nothing() {
+        let seen = Arc::new(Seen::default());
+        traced(seen.clone(), async {
+            // Polled once, then dropped mid-call (the client left) before any request went out.
+            let never = std::future::pending::<Result<Option<u64>>>();
+            let deployment = deployment("c");
+            let mut call = std::pin::pin!(attempt(&deployment, never));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(call.as_mut().poll(&mut cx).is_pending());
+        })
+        .await;
+        assert_eq!(*seen.0.lock().unwrap(), ["c unsent"]);
     }
 
     #[test]

@@ -250,6 +250,10 @@ impl AttemptSpan for Attempt {
         }
     }
 
+    fn unsent(mut self: Box<Self>) {
+        self.span = None;
+    }
+
     fn failed(mut self: Box<Self>, error: &Error) {
         let Some(span) = &mut self.span else {
             return;
