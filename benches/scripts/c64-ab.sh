@@ -5,7 +5,8 @@
 # SQLite file with the request log on and RUST_LOG=warn, traces exported when MODE is `on`
 # (`off`: none), then `loadgen run` at CONC clients (64) for SECS seconds after a warm-up.
 # Prints req/s and, per request, the gateway's CPU, context switches and minor faults
-# (THR=1: per thread too). LOADGEN=path overrides `loadgen` beside BIN.
+# (THR=1: per thread too). LOADGEN=path overrides `loadgen` beside BIN. ROUTE=paid: the paid
+# route instead (a funded user's key, a priced model; every request held and settled).
 # Instructions per request: PRE="valgrind --tool=callgrind --callgrind-out-file=cg.%p.out
 # --dump-instr=no" WARM=4000 MAXREQ="--max-requests 4000" c64-ab.sh BIN on 120: the counters
 # are zeroed after the warm-up and dumped (cg.PID.out.1) after the 4,000 requests.
@@ -34,11 +35,18 @@ providers:
     kind: openai
     api_base: "$API"
     api_key: sk-x
+tiers:
+  bench: { markup: 0.4, byok: false, default_power_level: balanced }
 models:
   - name: bench-free
     provider: fake
     upstream_model: bench-free
     free: true
+  - name: bench-paid
+    provider: fake
+    upstream_model: bench-paid
+    input_cost_per_1k: 0.001
+    output_cost_per_1k: 0.002
 
 
 $TEL
@@ -47,7 +55,19 @@ RUST_LOG=warn $PRE $BIN serve --config $W/c.yaml > $W/log 2>&1 &
 G=$!
 for i in $(seq 600); do curl -sf http://127.0.0.1:$PORT/health >/dev/null && break; sleep 0.1; done
 curl -sf http://127.0.0.1:$PORT/health >/dev/null || { echo "gateway down:"; cat $W/log; cat $W/c.yaml; kill $G $UP_PID; exit 1; }
-echo '{"model":"bench-free","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":16}' > $W/body.json
+MASTER='Bearer lg-rig-master-0123456789abcdef'
+KEY=$MASTER MODEL=bench-free
+if [ "$ROUTE" = paid ]; then
+  MODEL=bench-paid
+  USER_KEY=$(curl -sf -H "Authorization: $MASTER" -H 'content-type: application/json' \
+    -d '{"user_id":"rig-paid","tier":"bench","role":"user"}' http://127.0.0.1:$PORT/api/v1/admin/users \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+  curl -sf -H "Authorization: $MASTER" -H 'content-type: application/json' \
+    -d '{"user_id":"rig-paid","amount":"100000000","reason":"rig"}' \
+    http://127.0.0.1:$PORT/api/v1/llm/credits/add >/dev/null
+  KEY="Bearer $USER_KEY"
+fi
+echo "{\"model\":\"$MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"Say hello in five words.\"}],\"max_tokens\":16}" > $W/body.json
 thread_counts() { # per thread: tid, name, voluntary and involuntary switches, CPU ticks
   for t in /proc/$1/task/*; do
     read -r -a st < $t/stat
@@ -62,11 +82,11 @@ snap() { # cpu_ticks ctxsw minflt
   read -r -a st < /proc/$G/stat
   echo "$((st[13]+st[14])) $s ${st[9]}"
 }
-$LOADGEN run --addr 127.0.0.1:$PORT --key 'Bearer lg-rig-master-0123456789abcdef' --body-file $W/body.json --concurrency $CONC --warmup-ms ${WARM:-1000} --duration-ms 1 --output json >/dev/null 2>&1
+$LOADGEN run --addr 127.0.0.1:$PORT --key "$KEY" --body-file $W/body.json --concurrency $CONC --warmup-ms ${WARM:-1000} --duration-ms 1 --output json >/dev/null 2>&1
 A=$(snap)
 [ -n "$PRE" ] && callgrind_control -z $G >/dev/null
 thread_counts $G > $W/thrA
-OUT=$($LOADGEN run --addr 127.0.0.1:$PORT --key 'Bearer lg-rig-master-0123456789abcdef' --body-file $W/body.json --concurrency $CONC --warmup-ms 0 --duration-ms $((SECS*1000)) $MAXREQ --output json 2>&1)
+OUT=$($LOADGEN run --addr 127.0.0.1:$PORT --key "$KEY" --body-file $W/body.json --concurrency $CONC --warmup-ms 0 --duration-ms $((SECS*1000)) $MAXREQ --output json 2>&1)
 B=$(snap)
 [ -n "$PRE" ] && callgrind_control -d $G >/dev/null
 thread_counts $G > $W/thrB
