@@ -27,13 +27,14 @@ use super::counters::SPANS_DROPPED;
 use super::otlp::{Encoder, push_span};
 use super::record::SpanRecord;
 
-/// What a span usually takes encoded, to size a new batch's buffer at once (growing it by
-/// doubling would copy it a dozen times).
+/// What a span usually takes encoded, to size a new batch's buffer.
 const SPAN_BYTES: usize = 512;
 
-/// A new batch buffer's capacity at most, whatever `max_export_batch` says.
-const MAX_BUFFER_BYTES: usize = 1 << 20;
-
+/// Spans a new batch's buffer has room for at first. Every thread that ends spans fills a
+/// batch of its own, so a full batch's room for each (256 KiB at the default batch size)
+/// would cost a many-threaded runtime megabytes; a busy thread's buffer grows a few times
+/// and is then reused from the pool.
+const FIRST_SPANS: usize = 64;
 /// How the queue and its exporter are sized.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct QueueLimits {
@@ -106,8 +107,8 @@ impl Shared {
     fn new_buffer(&self) -> Vec<u8> {
         let room = self.encoder.envelope_room();
         let mut buffer = self.waiting().pool.pop().unwrap_or_else(|| {
-            let spans = self.limits.max_batch.saturating_mul(SPAN_BYTES);
-            Vec::with_capacity(room + spans.min(MAX_BUFFER_BYTES))
+            let spans = self.limits.max_batch.min(FIRST_SPANS);
+            Vec::with_capacity(room + spans * SPAN_BYTES)
         });
         buffer.clear();
         buffer.resize(room, 0);
