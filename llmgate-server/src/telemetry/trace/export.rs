@@ -1,8 +1,8 @@
 //! Getting batches of finished spans to the collector without ever holding up a request.
 //!
 //! One task wakes when a batch is started (see [`super::queue`]), lets spans gather for a
-//! tenth of a second (not a wake-up per span), then posts every batch, one at a time, each
-//! under a timeout; a batch the collector refuses, or that times out, is dropped and counted.
+//! tenth of a second (not a wake-up per span) or until a batch is full, then posts every
+//! batch, one at a time, each under a timeout; a batch the collector refuses, or that times out, is dropped and counted.
 //! Nothing retries: a trace system that falls behind loses spans, never requests.
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use super::otlp::Encoder;
 use super::queue::{Batch, Queue, QueueLimits, Shared};
 
 /// How long the exporter lets spans gather after a batch starts, before sending what is there.
-const BATCH_DELAY: Duration = Duration::from_millis(100);
+pub(super) const BATCH_DELAY: Duration = Duration::from_millis(100);
 
 /// Where batches go: the collector, over HTTP.
 pub(super) trait Sink: Send + Sync + 'static {
@@ -56,8 +56,13 @@ async fn export_loop(sink: impl Sink, shared: Arc<Shared>) {
     loop {
         let closed = shared.wait().await;
         if !closed {
-            // Let the batch fill without waking this task for each span.
-            tokio::time::sleep(BATCH_DELAY).await;
+            // Let batches fill without waking this task for each span, but send as soon as
+            // one is full: under load, waiting out the delay let full batches pile up to the
+            // queue's bound and spans be dropped with the collector keeping up.
+            tokio::select! {
+                () = tokio::time::sleep(shared.limits.gather) => {}
+                () = shared.filled() => {}
+            }
         }
         for Batch { mut buffer, spans } in shared.take_batches() {
             let room = shared.encoder.envelope_room();
@@ -146,6 +151,36 @@ mod tests {
         }
     }
 
+    /// A collector that accepts every post and says so.
+    struct Posts(tokio::sync::mpsc::UnboundedSender<()>);
+
+    impl Sink for Posts {
+        async fn send(&self, _body: Bytes) -> Result<(), String> {
+            let _ = self.0.send(());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_is_sent_without_waiting_for_more_spans() {
+        let (posts, mut posted) = tokio::sync::mpsc::unbounded_channel();
+        // Spans would gather for an hour: only a full batch gets them sent in this test.
+        let limits = QueueLimits {
+            max_queued: 100,
+            max_batch: 2,
+            export_timeout: Duration::from_secs(60),
+            gather: Duration::from_secs(3600),
+        };
+        let queue = start(Posts(posts), Encoder::new("test"), limits);
+        for n in 1..=2 {
+            let mut span = SpanRecord::start([1; 16], [n; 8], Kind::Server, ["a", "b"]);
+            span.end();
+            queue.push(&span);
+        }
+        let sent = tokio::time::timeout(Duration::from_secs(30), posted.recv()).await;
+        assert!(matches!(sent, Ok(Some(()))), "the full batch was not sent");
+    }
+
     #[tokio::test]
     async fn a_full_queue_drops_and_counts_instead_of_waiting() {
         let recorder = PrometheusBuilder::new().build_recorder();
@@ -154,6 +189,7 @@ mod tests {
             max_queued: 2,
             max_batch: 1,
             export_timeout: Duration::from_secs(60),
+            gather: BATCH_DELAY,
         };
         let queue =
             metrics::with_local_recorder(&recorder, || start(Stuck, Encoder::new("test"), limits));

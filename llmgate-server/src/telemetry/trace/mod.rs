@@ -64,6 +64,7 @@ impl Traces {
                 max_queued: config.max_queued_spans,
                 max_batch: config.max_export_batch,
                 export_timeout: timeout,
+                gather: export::BATCH_DELAY,
             },
         );
         Ok(Some(Self {

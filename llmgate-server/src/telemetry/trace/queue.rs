@@ -41,6 +41,8 @@ pub(super) struct QueueLimits {
     pub max_queued: usize,
     pub max_batch: usize,
     pub export_timeout: Duration,
+    /// How long the exporter lets spans gather after a batch starts, unless one fills.
+    pub gather: Duration,
 }
 
 /// Spans encoded and waiting for the export task.
@@ -91,6 +93,8 @@ pub(super) struct Shared {
     spare: Lane,
     /// A batch was started or handed over, or the queue closed.
     wake: Notify,
+    /// A batch was handed over full: the export need not wait for more spans.
+    filled: Notify,
     closed: AtomicBool,
     pub encoder: Encoder,
     pub limits: QueueLimits,
@@ -133,6 +137,11 @@ impl Shared {
     pub async fn wait(&self) -> bool {
         self.wake.notified().await;
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Wait until a batch is handed over full (or one was since the last wait).
+    pub async fn filled(&self) {
+        self.filled.notified().await;
     }
 
     /// Every batch waiting, the full ones first, then each lane's; their spans count against
@@ -185,6 +194,7 @@ impl Queue {
             handed: AtomicUsize::new(0),
             spare: Lane::default(),
             wake: Notify::new(),
+            filled: Notify::new(),
             closed: AtomicBool::new(false),
             encoder,
             limits,
@@ -253,6 +263,7 @@ impl Queue {
                 shared.waiting().full.push(full);
             }
             shared.wake.notify_one();
+            shared.filled.notify_one();
         } else if started {
             shared.wake.notify_one();
         }
@@ -282,6 +293,7 @@ mod tests {
             max_queued,
             max_batch,
             export_timeout: Duration::from_secs(1),
+            gather: Duration::from_millis(100),
         }
     }
 
