@@ -318,8 +318,45 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// An error and its causes on one line (`outer: inner: innermost`), for a message or a log
+/// line where the chain of `source`s would otherwise be lost.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_with_causes_is_one_line_outermost_first() {
+        let outer = Wrapped(std::io::Error::other("connection refused"));
+        assert_eq!(
+            super::with_causes(&outer),
+            "could not connect: connection refused"
+        );
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("could not connect")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -102,6 +102,6 @@ pub mod keys {
 }
 
 pub use caller::Caller;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, with_causes};
 pub use gateway::{Gateway, GatewayBuilder};
 pub use provider::Provider;

@@ -28,6 +28,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as Pool;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use llmgate_core::with_causes;
 use serde::Serialize;
 
 /// How long an idle pooled connection is kept.
@@ -240,7 +241,7 @@ impl<'a> RequestBuilder<'a> {
             },
             Transport::Proxied(client) => {
                 let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
-                    .map_err(|e| ClientError::Request(describe(&e.without_url())))?;
+                    .map_err(|e| ClientError::Request(with_causes(&e.without_url())))?;
                 match client.execute(request).await {
                     Ok(response) => Ok(Response(
                         ::http::Response::from(response).map(Body::Proxied),
@@ -269,7 +270,7 @@ impl Response {
     pub async fn bytes(self) -> Result<Bytes, ClientError> {
         match self.0.into_body().collect().await {
             Ok(body) => Ok(body.to_bytes()),
-            Err(error) => Err(ClientError::Body(describe(&*error))),
+            Err(error) => Err(ClientError::Body(with_causes(&*error))),
         }
     }
 
@@ -335,9 +336,9 @@ impl ClientError {
             return ClientError::ConnectTimeout;
         }
         if error.is_connect() {
-            return ClientError::Connect(describe(&error.without_url()));
+            return ClientError::Connect(with_causes(&error.without_url()));
         }
-        ClientError::Transport(describe(&error.without_url()))
+        ClientError::Transport(with_causes(&error.without_url()))
     }
 
     fn from_pool(error: &hyper_util::client::legacy::Error) -> Self {
@@ -345,9 +346,9 @@ impl ClientError {
             if caused_by_timeout(error) {
                 return ClientError::ConnectTimeout;
             }
-            return ClientError::Connect(describe(error));
+            return ClientError::Connect(with_causes(error));
         }
-        ClientError::Transport(describe(error))
+        ClientError::Transport(with_causes(error))
     }
 }
 
@@ -376,16 +377,4 @@ fn caused_by_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
         cause = error.source();
     }
     false
-}
-
-/// An error and its causes on one line.
-pub(crate) fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

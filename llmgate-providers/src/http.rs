@@ -10,10 +10,10 @@ use ::http::Uri;
 use ::http::header::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use llmgate_core::{Error, ErrorKind, Result, keys::Secret};
+use llmgate_core::{Error, ErrorKind, Result, keys::Secret, with_causes};
 use serde::de::DeserializeOwned;
 
-use crate::client::{Client, ClientError, RequestBuilder, Response, describe};
+use crate::client::{Client, ClientError, RequestBuilder, Response};
 use crate::error::BuildError;
 use crate::upstream::UpstreamConfig;
 
@@ -352,7 +352,7 @@ pub(crate) fn timed_body(
         match tokio::time::timeout(idle, frames.next()).await {
             Err(_) => Some((Err(BodyError::Idle(idle)), None)),
             Ok(None) => None,
-            Ok(Some(Err(error))) => Some((Err(BodyError::Transport(describe(&*error))), None)),
+            Ok(Some(Err(error))) => Some((Err(BodyError::Transport(with_causes(&*error))), None)),
             Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(frames))),
         }
     })

@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use llmgate_core::with_causes;
+
 /// Where `llmgate health` asks by default: the server's default port on loopback.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:4000/health/ready";
 
@@ -40,26 +42,14 @@ async fn ask(url: &str, timeout: Duration) -> Result<(u16, String), String> {
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .build()
-        .map_err(|error| format!("no HTTP client: {}", describe(&error)))?;
+        .map_err(|error| format!("no HTTP client: {}", with_causes(&error)))?;
     let response = client
         .get(url)
         .send()
         .await
-        .map_err(|error| describe(&error.without_url()))?;
+        .map_err(|error| with_causes(&error.without_url()))?;
     let status = response.status().as_u16();
     // The readiness body is short; a failure to read it does not change the verdict.
     let body = response.text().await.unwrap_or_default();
     Ok((status, body))
-}
-
-/// The error with its causes (`error sending request: ... Connection refused`).
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }
