@@ -37,6 +37,9 @@ use crate::upstream::UpstreamConfig;
 use stream::EventDecoder;
 use wire::{MessagesRequest, MessagesResponse};
 
+/// Anthropic's key header, named once (a name given as text is parsed per request).
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
 /// Where Anthropic's API lives.
 pub const DEFAULT_API_BASE: &str = crate::family::ANTHROPIC_API_BASE;
 /// The API version this adapter speaks.
@@ -88,7 +91,7 @@ impl Anthropic {
             .headers(self.connection.request_headers())
             .json(body);
         Ok(match call.api_key {
-            Some(key) => request.header("x-api-key", http::sensitive(key)?),
+            Some(key) => request.header(X_API_KEY, http::sensitive(key)?),
             None => request,
         })
     }
@@ -119,7 +122,7 @@ impl Anthropic {
             }
         }
         if let Some(key) = call.api_key {
-            headers.insert(HeaderName::from_static("x-api-key"), http::sensitive(key)?);
+            headers.insert(X_API_KEY, http::sensitive(key)?);
         }
         Ok(self.connection.client.post(url).headers(headers).body(body))
     }

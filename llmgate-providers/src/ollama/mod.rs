@@ -125,7 +125,8 @@ impl Ollama {
         Error::from_upstream_status(self.name(), 500, &http::safe_detail(message, key))
     }
 
-    /// With the configured headers, and the key as a bearer token when there is one.
+    /// With the configured headers, and the key as a bearer token when there is one. Called
+    /// on a new request, before its body: the headers then go in as one map, not merged.
     fn authorized<'a>(
         &self,
         request: RequestBuilder<'a>,
@@ -140,7 +141,9 @@ impl Ollama {
 
     fn chat_request(&self, call: &ProviderCall<'_>, body: &ChatBody) -> Result<RequestBuilder<'_>> {
         let url = http::endpoint(&self.base, "api/chat");
-        self.authorized(self.connection.client.post(url).json(body), call.api_key)
+        Ok(self
+            .authorized(self.connection.client.post(url), call.api_key)?
+            .json(body))
     }
 }
 
@@ -178,7 +181,9 @@ impl Provider for Ollama {
         let name = &self.connection.name;
         let body = embed::to_wire(name, call.request)?;
         let url = http::endpoint(&self.base, "api/embed");
-        let post = self.authorized(self.connection.client.post(url).json(&body), call.api_key)?;
+        let post = self
+            .authorized(self.connection.client.post(url), call.api_key)?
+            .json(&body);
         let mut answer: embed::EmbedAnswer = self
             .connection
             .send_for_json(call.api_key, post, "an embeddings response")
