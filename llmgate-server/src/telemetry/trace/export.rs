@@ -2,8 +2,9 @@
 //!
 //! One task wakes when a batch is started (see [`super::queue`]), lets spans gather for a
 //! tenth of a second (not a wake-up per span) or until a batch is full, then posts every
-//! batch, one at a time, each under a timeout; a batch the collector refuses, or that times out, is dropped and counted.
-//! Nothing retries: a trace system that falls behind loses spans, never requests.
+//! batch, one at a time, each under a timeout; a batch the collector refuses, or that times
+//! out, is dropped and counted. Nothing retries: a trace system that falls behind loses
+//! spans, never requests.
 
 use std::sync::Arc;
 use std::time::Duration;

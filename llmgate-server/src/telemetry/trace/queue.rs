@@ -35,6 +35,7 @@ const SPAN_BYTES: usize = 512;
 /// would cost a many-threaded runtime megabytes; a busy thread's buffer grows a few times
 /// and is then reused from the pool.
 const FIRST_SPANS: usize = 64;
+
 /// How the queue and its exporter are sized.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct QueueLimits {
