@@ -5,7 +5,7 @@
 # SQLite file with the request log on and RUST_LOG=warn, traces exported when MODE is `on`
 # (`off`: none), then `loadgen run` at CONC clients (64) for SECS seconds after a warm-up.
 # Prints req/s and, per request, the gateway's CPU, context switches and minor faults
-# (THR=1: per thread too). LOADGEN=path overrides `loadgen` beside BIN. ROUTE=paid: the paid
+# (THR=1: per thread too), and the upstream's CPU (it is also the traces' collector). LOADGEN=path overrides `loadgen` beside BIN. ROUTE=paid: the paid
 # route instead (a funded user's key, a priced model; every request held and settled).
 # Instructions per request: PRE="valgrind --tool=callgrind --callgrind-out-file=cg.%p.out
 # --dump-instr=no" WARM=4000 MAXREQ="--max-requests 4000" c64-ab.sh BIN on 120: the counters
@@ -74,6 +74,9 @@ thread_counts() { # per thread: tid, name, voluntary and involuntary switches, C
     echo "${t##*/} $(cat $t/comm | tr ' ' _) $(awk '/^voluntary/{print $2}' $t/status) $(awk '/^nonvoluntary/{print $2}' $t/status) $((st[13]+st[14]))"
   done
 }
+ticks() { # a process's CPU ticks (user + system)
+  local st; read -r -a st < /proc/$1/stat; echo $((st[13]+st[14]))
+}
 snap() { # cpu_ticks ctxsw minflt
   local c=0 s=0
   for t in /proc/$G/task/*; do
@@ -83,11 +86,11 @@ snap() { # cpu_ticks ctxsw minflt
   echo "$((st[13]+st[14])) $s ${st[9]}"
 }
 $LOADGEN run --addr 127.0.0.1:$PORT --key "$KEY" --body-file $W/body.json --concurrency $CONC --warmup-ms ${WARM:-1000} --duration-ms 1 --output json >/dev/null 2>&1
-A=$(snap)
+A=$(snap); UA=$(ticks $UP_PID)
 [ -n "$PRE" ] && callgrind_control -z $G >/dev/null
 thread_counts $G > $W/thrA
 OUT=$($LOADGEN run --addr 127.0.0.1:$PORT --key "$KEY" --body-file $W/body.json --concurrency $CONC --warmup-ms 0 --duration-ms $((SECS*1000)) $MAXREQ --output json 2>&1)
-B=$(snap)
+B=$(snap); UB=$(ticks $UP_PID)
 [ -n "$PRE" ] && callgrind_control -d $G >/dev/null
 thread_counts $G > $W/thrB
 [ -n "$THR" ] && join <(sort $W/thrA) <(sort $W/thrB) | awk '{printf "  %-16s vol %6d nonvol %6d cpu %5d\n", $2, $7-$3, $8-$4, $9-$5}'
@@ -95,9 +98,10 @@ SP=$(curl -s -H "Authorization: Bearer lg-rig-master-0123456789abcdef" http://12
 kill $G; wait $G 2>/dev/null
 exec 3>&-; wait $UP_PID 2>/dev/null
 echo "  $SP"
-python3 - "$MODE" "$A" "$B" "$OUT" <<'P'
+python3 - "$MODE" "$A" "$B" "$OUT" "$((UB-UA))" <<'P'
 import sys, json
 mode, a, b, out = sys.argv[1], list(map(int, sys.argv[2].split())), list(map(int, sys.argv[3].split())), sys.argv[4]
+up_ticks = int(sys.argv[5])
 try: j = json.loads(out)
 except Exception: print("bad", out[:300]); sys.exit()
 n = j.get("requests") or j.get("count") or j.get("ok")
@@ -105,6 +109,6 @@ keys = {k: j[k] for k in j if not isinstance(j[k], (list, dict))}
 ok = j.get("ok", n)
 rate = round(j.get("throughput",0))
 cpu = (b[0]-a[0]) * 10000.0 / max(ok,1)  # ticks (10 ms) -> µs
-print(f"{mode} req/s={rate} ok={ok} cpu/req={cpu:.1f}us ctxsw/req={(b[1]-a[1])/max(ok,1):.3f} minflt/req={(b[2]-a[2])/max(ok,1):.3f} {keys if rate is None else ''}")
+print(f"{mode} req/s={rate} ok={ok} cpu/req={cpu:.1f}us ctxsw/req={(b[1]-a[1])/max(ok,1):.3f} minflt/req={(b[2]-a[2])/max(ok,1):.3f} upstream_cpu/req={up_ticks*10000.0/max(ok,1):.1f}us {keys if rate is None else ''}")
 P
 rm -rf $W

@@ -88,15 +88,28 @@ impl std::fmt::Debug for Traceparent {
 
 /// `bytes` in lowercase hex (`M` is twice `N`). Over fixed sizes, so the loop compiles to
 /// straight stores: through slices and iterators it cost more than the rest of the header.
+/// Each byte's two digits are looked up at once.
 fn hex<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [b'0'; M];
     for (i, byte) in bytes.iter().enumerate().take(M / 2) {
-        out[2 * i] = HEX[usize::from(byte >> 4)];
-        out[2 * i + 1] = HEX[usize::from(byte & 15)];
+        let [high, low] = HEX_PAIRS[usize::from(*byte)];
+        out[2 * i] = high;
+        out[2 * i + 1] = low;
     }
     out
 }
+
+/// Every byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 15]];
+        byte += 1;
+    }
+    pairs
+};
 
 /// What an upstream's answer says about itself.
 #[derive(Debug, Clone, Copy, Default)]

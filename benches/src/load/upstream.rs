@@ -1,6 +1,7 @@
 //! A minimal fake OpenAI-compatible upstream for load tests: HTTP/1.1 keep-alive, `TCP_NODELAY`
 //! on every socket, canned answers built once. It reads just enough of the request to pick an
-//! answer (`"stream":true`, the slow model's name) so that it is never the bottleneck.
+//! answer (`"stream":true`, the slow model's name) so that it is never the bottleneck. It is also
+//! the gateway's trace collector in load runs: OTLP exports (`/v1/traces`) are read and dropped.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -190,6 +191,9 @@ async fn answer(
             "text/plain",
         ));
     }
+    if request.uri().path().ends_with("/v1/traces") {
+        return Ok(drain_export(request.into_body()).await);
+    }
     let body = match request.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Ok(plain(StatusCode::BAD_REQUEST, Bytes::new(), "text/plain")),
@@ -233,6 +237,19 @@ async fn answer(
         header::HeaderValue::from_static("text/event-stream"),
     );
     Ok(response)
+}
+
+/// An OTLP trace export, taken as a collector that keeps nothing would: its body read frame
+/// by frame and dropped, an empty `ExportTraceServiceResponse` answered. Read like a chat
+/// request (whole, then searched) it cost this process about a microsecond per span, which
+/// on a shared two-core machine was charged to the traced gateway.
+async fn drain_export(mut body: Incoming) -> Response<Body> {
+    while let Some(frame) = body.frame().await {
+        if frame.is_err() {
+            return plain(StatusCode::BAD_REQUEST, Bytes::new(), "text/plain");
+        }
+    }
+    plain(StatusCode::OK, Bytes::new(), "application/x-protobuf")
 }
 
 fn plain(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<Body> {

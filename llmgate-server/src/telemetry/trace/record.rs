@@ -57,7 +57,8 @@ impl Attr {
         Attr::StatusCode,
     ];
 
-    pub fn name(self) -> &'static str {
+    #[inline(always)]
+    pub const fn name(self) -> &'static str {
         match self {
             Attr::OperationName => "gen_ai.operation.name",
             Attr::RequestMethod => "http.request.method",
@@ -191,22 +192,39 @@ impl SpanRecord {
         }
     }
 
-    /// Set `attr`, replacing an earlier value of it.
+    /// Set `attr`, replacing an earlier value of it. Inlined, so that `attr`'s name is a
+    /// constant where it is written (see [`proto::key_value`]).
+    #[inline(always)]
     pub fn set<'a>(&mut self, attr: Attr, value: impl Into<Ref<'a>>) {
         let value = value.into();
-        self.put(attr as usize, |body| {
-            proto::key_value(body, 9, attr.name(), value);
-        });
+        let start = self.clear(attr as usize);
+        proto::key_value(&mut self.body, 9, attr.name(), value);
+        self.filled(attr as usize, start);
+    }
+
+    /// Take slot `slot`'s field out of the body (rare: most attributes are set once).
+    #[inline(never)]
+    fn take_out(&mut self, slot: usize) {
+        let Some(old) = self.slots[slot].take() else {
+            return;
+        };
+        let (start, len) = (old.start as usize, old.len as usize);
+        self.body.drain(start..start + len);
+        for later in self.slots.iter_mut().flatten() {
+            if later.start > old.start {
+                later.start -= old.len;
+            }
+        }
     }
 
     /// Mark the span as failed, with `message`.
     pub fn fail(&mut self, message: &str) {
-        self.put(STATUS, |body| {
-            proto::header(body, 15, status_len(message));
-            proto::string(body, 2, message);
-            proto::key(body, 3, proto::VARINT);
-            proto::varint(body, STATUS_ERROR);
-        });
+        let start = self.clear(STATUS);
+        proto::header(&mut self.body, 15, status_len(message));
+        proto::string(&mut self.body, 2, message);
+        proto::key(&mut self.body, 3, proto::VARINT);
+        proto::varint(&mut self.body, STATUS_ERROR);
+        self.filled(STATUS, start);
     }
 
     /// The span ends now.
@@ -219,19 +237,18 @@ impl SpanRecord {
         &self.body
     }
 
-    /// Write slot `slot`'s field at the end of the body, after taking out what it held.
-    fn put(&mut self, slot: usize, write: impl FnOnce(&mut Vec<u8>)) {
-        if let Some(old) = self.slots[slot].take() {
-            let (start, len) = (old.start as usize, old.len as usize);
-            self.body.drain(start..start + len);
-            for later in self.slots.iter_mut().flatten() {
-                if later.start > old.start {
-                    later.start -= old.len;
-                }
-            }
+    /// Take out what slot `slot` held; where its new field starts (the end of the body).
+    #[inline(always)]
+    fn clear(&mut self, slot: usize) -> usize {
+        if self.slots[slot].is_some() {
+            self.take_out(slot);
         }
-        let start = self.body.len();
-        write(&mut self.body);
+        self.body.len()
+    }
+
+    /// Slot `slot`'s field was written from `start` to the end of the body.
+    #[inline(always)]
+    fn filled(&mut self, slot: usize, start: usize) {
         // A span's body is a few hundred bytes: u32 always holds it.
         self.slots[slot] = Some(Slot {
             start: u32::try_from(start).unwrap_or(u32::MAX),
