@@ -254,9 +254,12 @@ pub fn presets() -> &'static [Preset] {
 /// Whether an OpenAI model id is a reasoning model that accepts only `max_completion_tokens`.
 pub fn is_openai_reasoning_model(model: &str) -> bool {
     let model = model.rsplit('/').next().unwrap_or(model);
-    ["o1", "o3", "o4", "gpt-5"]
-        .iter()
-        .any(|prefix| model == *prefix || model.starts_with(&format!("{prefix}-")))
+    // Asked on every OpenAI request: compared in place, without a `format!` per prefix.
+    ["o1", "o3", "o4", "gpt-5"].iter().any(|family| {
+        model
+            .strip_prefix(family)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+    })
 }
 
 #[cfg(test)]

@@ -88,6 +88,39 @@ impl LoggedAttempt {
     }
 }
 
+/// A call as [`LoggedAttempt`] serializes, borrowed from its record: the same JSON without a
+/// copy of its strings.
+#[derive(Serialize)]
+struct AttemptView<'a> {
+    provider: &'a str,
+    model: &'a str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    latency_ms: u64,
+}
+
+impl LoggedAttempt {
+    /// The JSON array of `records` in their stored form, as a row's `attempts` column holds
+    /// it; made for every logged request, so written from the records without copying them.
+    pub fn json_of(records: &[AttemptRecord]) -> String {
+        let views = records.iter().map(|record| AttemptView {
+            provider: &record.deployment.provider,
+            model: &record.deployment.name,
+            status: record.status(),
+            error: record.failure.map(|f| f.kind.type_name()),
+            latency_ms: millis(record.latency),
+        });
+        let mut json = Vec::with_capacity(128 * records.len().max(1));
+        let mut serializer = serde_json::Serializer::new(&mut json);
+        if serde::Serializer::collect_seq(&mut serializer, views).is_err() {
+            return "[]".into();
+        }
+        // serde_json writes UTF-8 only.
+        String::from_utf8(json).unwrap_or_else(|_| "[]".into())
+    }
+}
+
 /// Whole milliseconds, saturating.
 pub fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
@@ -183,6 +216,31 @@ pub fn bounded(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
+    use crate::catalog::Deployment;
+    use crate::gateway::AttemptFailure;
+
+    #[test]
+    fn attempts_are_written_as_their_stored_form_serializes() {
+        let record = |name, failure, millis| AttemptRecord {
+            deployment: Arc::new(Deployment::new(name, "openai", "m")),
+            failure,
+            latency: std::time::Duration::from_micros(millis),
+        };
+        let failure = AttemptFailure {
+            kind: ErrorKind::Upstream,
+            status: 503,
+        };
+        let failed = record("a \"quoted\" name", Some(failure), 1_500_000);
+        let answered = record("fast", None, 2_999);
+        for records in [vec![], vec![answered.clone()], vec![failed, answered]] {
+            let stored: Vec<LoggedAttempt> = records.iter().map(LoggedAttempt::of).collect();
+            assert_eq!(
+                LoggedAttempt::json_of(&records),
+                serde_json::to_string(&stored).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn bodies_are_cut_on_a_character_boundary() {

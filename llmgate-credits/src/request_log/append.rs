@@ -227,45 +227,13 @@ struct RowText {
 
 impl RowText {
     fn of(entry: &LogEntry, shared: &mut SharedText) -> Self {
-        let attempts: Vec<LoggedAttempt> = entry.attempts.iter().map(LoggedAttempt::of).collect();
         Self {
-            attempts: serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into()),
-            cost_breakdown: entry.cost_breakdown.as_ref().map(breakdown_json),
+            attempts: LoggedAttempt::json_of(&entry.attempts),
+            cost_breakdown: entry.cost_breakdown.as_ref().map(CostBreakdown::to_json),
             endpoint: shared.of(entry.endpoint),
             key_source: entry.key_source.map(|source| shared.of(source)),
         }
     }
-}
-
-/// The cost breakdown's JSON as `serde_json` writes [`CostBreakdown`] (a test holds the two to
-/// the same text), written directly: through serde's writer, a key and a value at a time, it
-/// cost about 6k instructions a row.
-fn breakdown_json(breakdown: &CostBreakdown) -> String {
-    use std::fmt::Write as _;
-    let mut json = String::with_capacity(256);
-    let classes = [
-        ("{\"uncached_prompt\":", &breakdown.uncached_prompt),
-        (",\"cache_read\":", &breakdown.cache_read),
-        (",\"cache_write\":", &breakdown.cache_write),
-        (",\"output\":", &breakdown.output),
-    ];
-    // Writing to a String cannot fail.
-    for (key, class) in classes {
-        json.push_str(key);
-        let _ = write!(json, "{{\"tokens\":{},\"micros\":\"", class.tokens);
-        if class.micros.is_zero() {
-            json.push('0');
-        } else {
-            let _ = write!(json, "{}", class.micros.normalize());
-        }
-        json.push_str("\"}");
-    }
-    let _ = write!(
-        json,
-        ",\"reasoning_tokens\":{},\"cost_micros\":{}}}",
-        breakdown.reasoning_tokens, breakdown.cost_micros
-    );
-    json
 }
 
 /// The `&'static str` values of a batch (endpoints, key sources: a handful of constants) as
@@ -301,40 +269,6 @@ mod tests {
         assert_eq!(rows(100), [64, 32, 4]);
         assert_eq!(rows(512), [64; 8]);
         assert_eq!(rows(127), [64, 32, 16, 8, 4, 2, 1]);
-    }
-
-    #[test]
-    fn the_breakdown_is_written_as_serde_writes_it() {
-        use llmgate_core::pricing::{ClassCost, Decimal, TokenClasses};
-        let class = |tokens, micros| ClassCost { tokens, micros };
-        let tokens = TokenClasses {
-            uncached_prompt: 12,
-            cache_read: 0,
-            cache_write: 3,
-            output: u64::MAX,
-            reasoning: 7,
-        };
-        for breakdown in [
-            CostBreakdown::default(),
-            CostBreakdown::free(&tokens),
-            CostBreakdown {
-                uncached_prompt: class(12, Decimal::new(12_345, 3)),
-                cache_read: class(0, Decimal::new(1_500, 2)),
-                cache_write: class(3, Decimal::new(-25, 1)),
-                output: class(u64::MAX, Decimal::new(7, 0)),
-                reasoning_tokens: 7,
-                cost_micros: i64::MAX,
-            },
-            CostBreakdown {
-                cost_micros: -4,
-                ..CostBreakdown::default()
-            },
-        ] {
-            assert_eq!(
-                breakdown_json(&breakdown),
-                serde_json::to_string(&breakdown).unwrap()
-            );
-        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Contract: docs/http-api.md#post-v1chatcompletions
 
-use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use llmgate_core::{
     Caller, Error,
@@ -215,23 +215,22 @@ pub(super) fn cost_headers(
     cost_micros: i64,
     breakdown: &CostBreakdown,
 ) {
-    set_header(response, COST_MICROS_HEADER, &cost_micros.to_string());
+    let cost = HeaderValue::from(cost_micros);
+    response.headers_mut().insert(COST_MICROS_HEADER, cost);
     // Compact JSON of plain ASCII (keys, integers, decimal strings): a valid header value.
-    if let Ok(breakdown) = serde_json::to_string(breakdown) {
-        set_header(response, COST_BREAKDOWN_HEADER, &breakdown);
-    }
+    set_header(response, COST_BREAKDOWN_HEADER, &breakdown.to_json());
 }
 
 pub(super) fn route_headers(response: &mut Response<Body>, route: &RouteInfo) {
     set_header(response, PROVIDER_HEADER, &route.provider);
     set_header(response, MODEL_HEADER, &route.model);
-    set_header(response, ATTEMPTS_HEADER, &route.attempts.to_string());
-    set_header(response, KEY_SOURCE_HEADER, route.key_source.as_str());
-    set_header(
-        response,
-        ROUTED_POWER_LEVEL_HEADER,
-        route.power_level.as_str(),
-    );
+    // Numbers and the gateway's own constants need no check and no copy of their own.
+    let headers = response.headers_mut();
+    headers.insert(ATTEMPTS_HEADER, HeaderValue::from(route.attempts));
+    let key_source = HeaderValue::from_static(route.key_source.as_str());
+    headers.insert(KEY_SOURCE_HEADER, key_source);
+    let power_level = HeaderValue::from_static(route.power_level.as_str());
+    headers.insert(ROUTED_POWER_LEVEL_HEADER, power_level);
 }
 
 #[cfg(test)]
