@@ -15,11 +15,12 @@
 //! The tracer lives in a task-local, not on the [`Caller`](crate::Caller), so that every entry
 //! point (chat, streams, embeddings, token counts, and those added later) is traced without a
 //! parameter of its own. It covers the calls made while the request's future runs, which is
-//! every upstream call: a stream's request is sent before its first chunk is returned.
+//! every upstream call: a stream's request is sent before its first chunk is returned. A
+//! request's attempts run one after another, so the one under way sits in the same
+//! task-local; the call itself is awaited where it is, not wrapped in a scope of its own.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
 
 use crate::catalog::Deployment;
@@ -126,12 +127,21 @@ const _: Option<&dyn RequestTracer> = None;
 const _: Option<&dyn AttemptSpan> = None;
 
 tokio::task_local! {
-    static TRACER: Arc<dyn RequestTracer>;
-    static ATTEMPT: Pending;
+    static TRACED: Traced;
 }
 
-/// An attempt under way and its span, which counts once the provider sends its request. Only
-/// the attempt's own task reaches it (through the task-local), so a `Cell` is enough.
+/// A traced request's tracer, and its attempt under way. A request's attempts run one after
+/// another, so one slot holds the current one: the call runs in the request's scope as it is,
+/// instead of being moved into a scope of its own (a second task-local future around every
+/// upstream call, its body copied in and swapped per poll).
+struct Traced {
+    tracer: Arc<dyn RequestTracer>,
+    /// Only the request's own task reaches it (through the task-local), and no borrow is
+    /// held across an await.
+    attempt: RefCell<Option<Pending>>,
+}
+
+/// An attempt under way and its span, which counts once the provider sends its request.
 struct Pending {
     /// Taken only when the attempt ends.
     span: Option<Box<dyn AttemptSpan>>,
@@ -168,16 +178,30 @@ impl Drop for Pending {
     }
 }
 
+/// Ends the request's attempt under way when the attempt's future ends or is dropped mid-call.
+struct AttemptEnds;
+
+impl Drop for AttemptEnds {
+    fn drop(&mut self) {
+        // Taken out of the slot here, dropped (and so ended) after the borrow.
+        let _ = TRACED.try_with(|traced| traced.attempt.take());
+    }
+}
+
 /// Run `request` (a gateway call) with `tracer` told of each of its upstream attempts.
 pub async fn traced<F: Future>(tracer: Arc<dyn RequestTracer>, request: F) -> F::Output {
-    TRACER.scope(tracer, request).await
+    let traced = Traced {
+        tracer,
+        attempt: RefCell::new(None),
+    };
+    TRACED.scope(traced, request).await
 }
 
 /// The `traceparent` the upstream request being sent should carry, if it is traced; starts
 /// the attempt's span. Providers call it for every request they send.
 pub fn traceparent() -> Option<Traceparent> {
-    ATTEMPT
-        .try_with(|pending| pending.traceparent())
+    TRACED
+        .try_with(|traced| traced.attempt.borrow().as_ref()?.traceparent())
         .ok()
         .flatten()
 }
@@ -190,16 +214,27 @@ pub(crate) async fn attempt<T: Answered>(
     // The span is made now, while the deployment is at hand, rather than when the provider
     // asks for its traceparent: that kept a handle on the deployment meanwhile and built the
     // span inside the provider's request, and measured dearer at 64 clients.
-    let Ok(span) = TRACER.try_with(|tracer| tracer.clone().attempt(deployment)) else {
+    let started = TRACED.try_with(|traced| {
+        let span = traced.tracer.clone().attempt(deployment);
+        let pending = Pending {
+            span: Some(span),
+            sent: Cell::new(false),
+        };
+        traced.attempt.replace(Some(pending))
+    });
+    let Ok(earlier) = started else {
         return call.await;
     };
-    let pending = Pending {
-        span: Some(span),
-        sent: Cell::new(false),
-    };
-    let mut scoped = pin!(ATTEMPT.scope(pending, call));
-    let answer = scoped.as_mut().await;
-    let span = scoped.as_mut().take_value().and_then(Pending::into_sent);
+    // An earlier attempt still in the slot was abandoned mid-call; it ends now.
+    drop(earlier);
+    let ends = AttemptEnds;
+    let answer = call.await;
+    let span = TRACED
+        .try_with(|traced| traced.attempt.take())
+        .ok()
+        .flatten()
+        .and_then(Pending::into_sent);
+    drop(ends);
     if let Some(span) = span {
         match &answer {
             Ok(value) => span.answered(value.answer()),
@@ -344,9 +379,13 @@ mod tests {
             // Polled once, then dropped mid-call (the client left) before any request went out.
             let never = std::future::pending::<Result<Option<u64>>>();
             let deployment = deployment("c");
-            let mut call = std::pin::pin!(attempt(&deployment, never));
+            let mut call = Box::pin(attempt(&deployment, never));
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             assert!(call.as_mut().poll(&mut cx).is_pending());
+            drop(call);
+            // Ended when dropped, not when the request ends.
+            assert_eq!(*seen.0.lock().unwrap(), ["c unsent"]);
+            assert!(traceparent().is_none());
         })
         .await;
         assert_eq!(*seen.0.lock().unwrap(), ["c unsent"]);
