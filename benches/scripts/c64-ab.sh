@@ -5,8 +5,10 @@
 # SQLite file with the request log on and RUST_LOG=warn, traces exported when MODE is `on`
 # (`off`: none), then `loadgen run` at CONC clients (64) for SECS seconds after a warm-up.
 # Prints req/s and, per request, the gateway's CPU, context switches and minor faults
-# (THR=1: per thread too), and the upstream's CPU (it is also the traces' collector). LOADGEN=path overrides `loadgen` beside BIN. ROUTE=paid: the paid
-# route instead (a funded user's key, a priced model; every request held and settled).
+# (THR=1: per thread too), and the upstream's CPU (it is also the traces' collector).
+# LOADGEN=path overrides `loadgen` beside BIN. ROUTE=paid: the paid route instead (a funded
+# user's key, a priced model; every request held and settled); USERS=N with it: N funded
+# users, their keys taken in turn (`loadgen run --keys-file`).
 # Instructions per request: PRE="valgrind --tool=callgrind --callgrind-out-file=cg.%p.out
 # --dump-instr=no" WARM=4000 MAXREQ="--max-requests 4000" c64-ab.sh BIN on 120: the counters
 # are zeroed after the warm-up and dumped (cg.PID.out.1) after the 4,000 requests.
@@ -56,17 +58,24 @@ G=$!
 for i in $(seq 600); do curl -sf http://127.0.0.1:$PORT/health >/dev/null && break; sleep 0.1; done
 curl -sf http://127.0.0.1:$PORT/health >/dev/null || { echo "gateway down:"; cat $W/log; cat $W/c.yaml; kill $G $UP_PID; exit 1; }
 MASTER='Bearer lg-rig-master-0123456789abcdef'
-KEY=$MASTER MODEL=bench-free
+KEY=$MASTER MODEL=bench-free KEYS=""
 if [ "$ROUTE" = paid ]; then
   MODEL=bench-paid
-  USER_KEY=$(curl -sf -H "Authorization: $MASTER" -H 'content-type: application/json' \
-    -d '{"user_id":"rig-paid","tier":"bench","role":"user"}' http://127.0.0.1:$PORT/api/v1/admin/users \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
-  curl -sf -H "Authorization: $MASTER" -H 'content-type: application/json' \
-    -d '{"user_id":"rig-paid","amount":"100000000","reason":"rig"}' \
-    http://127.0.0.1:$PORT/api/v1/llm/credits/add >/dev/null
+  : > $W/keys
+  for u in $(seq ${USERS:-1}); do
+    USER_KEY=$(curl -sf -H "Authorization: $MASTER" -H 'content-type: application/json' \
+      -d "{\"user_id\":\"rig-paid-$u\",\"tier\":\"bench\",\"role\":\"user\"}" \
+      http://127.0.0.1:$PORT/api/v1/admin/users \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+    curl -sf -H "Authorization: $MASTER" -H 'content-type: application/json' \
+      -d "{\"user_id\":\"rig-paid-$u\",\"amount\":\"100000000\",\"reason\":\"rig\"}" \
+      http://127.0.0.1:$PORT/api/v1/llm/credits/add >/dev/null
+    echo "Bearer $USER_KEY" >> $W/keys
+  done
   KEY="Bearer $USER_KEY"
+  KEYS="--keys-file $W/keys"
 fi
+AUTH=(--key "$KEY"); [ -n "$KEYS" ] && AUTH=($KEYS)
 echo "{\"model\":\"$MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"Say hello in five words.\"}],\"max_tokens\":16}" > $W/body.json
 thread_counts() { # per thread: tid, name, voluntary and involuntary switches, CPU ticks
   for t in /proc/$1/task/*; do
@@ -85,11 +94,11 @@ snap() { # cpu_ticks ctxsw minflt
   read -r -a st < /proc/$G/stat
   echo "$((st[13]+st[14])) $s ${st[9]}"
 }
-$LOADGEN run --addr 127.0.0.1:$PORT --key "$KEY" --body-file $W/body.json --concurrency $CONC --warmup-ms ${WARM:-1000} --duration-ms 1 --output json >/dev/null 2>&1
+$LOADGEN run --addr 127.0.0.1:$PORT "${AUTH[@]}" --body-file $W/body.json --concurrency $CONC --warmup-ms ${WARM:-1000} --duration-ms 1 --output json >/dev/null 2>&1
 A=$(snap); UA=$(ticks $UP_PID)
 [ -n "$PRE" ] && callgrind_control -z $G >/dev/null
 thread_counts $G > $W/thrA
-OUT=$($LOADGEN run --addr 127.0.0.1:$PORT --key "$KEY" --body-file $W/body.json --concurrency $CONC --warmup-ms 0 --duration-ms $((SECS*1000)) $MAXREQ --output json 2>&1)
+OUT=$($LOADGEN run --addr 127.0.0.1:$PORT "${AUTH[@]}" --body-file $W/body.json --concurrency $CONC --warmup-ms 0 --duration-ms $((SECS*1000)) $MAXREQ --output json 2>&1)
 B=$(snap); UB=$(ticks $UP_PID)
 [ -n "$PRE" ] && callgrind_control -d $G >/dev/null
 thread_counts $G > $W/thrB
