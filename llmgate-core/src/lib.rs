@@ -26,6 +26,7 @@
 //! | [`limits`] | rate limits: the `RateLimiter` trait and the in-process one |
 //! | [`memory`] | the in-memory `CreditStore` and `KeyVault` |
 //! | [`tokens`], [`metrics`] | the gateway's own token estimates; what the pipeline reports as metrics |
+//! | [`sync`] | locks that keep working after a panic elsewhere (poisoned data used as it is) |
 //! | [`trace`] | distributed tracing hooks: a span per upstream attempt, the `traceparent` it sends |
 //!
 //! ```
@@ -91,6 +92,7 @@ pub mod provider;
 pub mod request_log;
 pub mod routing;
 mod secret;
+pub mod sync;
 pub mod tokens;
 pub mod trace;
 mod vault;

@@ -177,13 +177,13 @@ impl InProcessRateLimiter {
         let shard = &self.shards[(self.hasher.hash_one(key) as usize) % self.shards.len()];
         let cost = u64::from(cost);
         let taken = {
-            let keys = shard.read().unwrap_or_else(|p| p.into_inner());
+            let keys = crate::sync::read(shard);
             keys.get(key).map(|gcra| gcra.try_take(now, quota, cost))
         };
         let taken = match taken {
             Some(taken) => taken,
             None => {
-                let mut keys = shard.write().unwrap_or_else(|p| p.into_inner());
+                let mut keys = crate::sync::write(shard);
                 if keys.len() >= PRUNE_AT {
                     keys.retain(|_, gcra| !gcra.is_idle(now));
                 }

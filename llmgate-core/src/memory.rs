@@ -69,7 +69,7 @@ impl MemoryCreditStore {
     fn lock(&self) -> MutexGuard<'_, LedgerState> {
         // A panic while holding the lock cannot leave a half-applied step (each step mutates
         // only after its checks), so a poisoned lock is safe to keep using.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 
@@ -384,7 +384,7 @@ impl MemoryKeyVault {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), (Secret, i64)>> {
-        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.keys)
     }
 }
 

@@ -74,10 +74,10 @@ impl AttemptLog {
 
     /// The calls a failed request made, taken out of the log.
     pub fn take(&self) -> Vec<AttemptRecord> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *crate::sync::lock(&self.0))
     }
 
     pub(super) fn put(&self, records: Vec<AttemptRecord>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = records;
+        *crate::sync::lock(&self.0) = records;
     }
 }

@@ -45,10 +45,7 @@ pub(super) struct Reservations {
 impl Reservations {
     /// The user's account (created empty, to be loaded, on first use).
     pub fn account(&self, user_id: &str) -> Arc<AsyncMutex<Account>> {
-        let mut accounts = self
-            .accounts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut accounts = crate::sync::lock(&self.accounts);
         if let Some(account) = accounts.get(user_id) {
             return account.clone();
         }

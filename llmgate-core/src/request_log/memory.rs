@@ -22,7 +22,7 @@ impl MemoryRequestLog {
     }
 
     fn rows(&self) -> std::sync::MutexGuard<'_, Vec<LoggedRequest>> {
-        self.rows.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.rows)
     }
 }
 

@@ -2,10 +2,11 @@
 //! change made through it invalidating what it changed, and the lazy monthly grant.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use llmgate_core::memory::unix_now;
+use llmgate_core::sync;
 use llmgate_core::{Result, credits::CreditStore};
 
 use super::api_key::key_digest;
@@ -130,7 +131,7 @@ impl UserDirectory {
     fn touch(&self, key_id: &str) {
         let now = unix_now();
         {
-            let mut touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut touched = sync::lock(&self.touched);
             if touched
                 .get(key_id)
                 .is_some_and(|&at| now - at < TOUCH_EVERY_SECS)
@@ -237,18 +238,11 @@ impl UserDirectory {
         if outcome.applied {
             tracing::info!(user_id = %user.user_id, %month, "granted the monthly credits");
         }
-        self.granted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(user.user_id.clone(), month);
+        sync::lock(&self.granted).insert(user.user_id.clone(), month);
         Ok(())
     }
 
     fn granted_month(&self, user_id: &str) -> Option<String> {
-        self.granted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(user_id)
-            .cloned()
+        sync::lock(&self.granted).get(user_id).cloned()
     }
 }

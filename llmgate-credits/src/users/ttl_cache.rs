@@ -11,8 +11,10 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use llmgate_core::sync;
 
 /// How long past its expiry an entry may still answer while the database is unreachable.
 pub(crate) const STALE_IF_ERROR: Duration = Duration::from_secs(15 * 60);
@@ -45,7 +47,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
 
     /// A map locked by a panicking thread still holds valid cache entries.
     fn lock(&self) -> MutexGuard<'_, State<K, V>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.state)
     }
 
     /// Take this before reading what will be inserted.

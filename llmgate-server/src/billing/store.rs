@@ -4,10 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use llmgate_core::{Error, Result};
+use llmgate_core::{Error, Result, sync};
 use llmgate_credits::SqlCreditStore;
 use sqlx::Row as _;
 use sqlx::postgres::PgPool;
@@ -278,15 +278,10 @@ pub struct MemoryBillingStore {
     disarmed: Mutex<HashSet<String>>,
 }
 
-/// A map locked by a panicking thread is still a valid map.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 #[async_trait]
 impl PurchaseStore for MemoryBillingStore {
     async fn record_pending(&self, purchase: &Purchase) -> Result<()> {
-        lock(&self.purchases)
+        sync::lock(&self.purchases)
             .entry(purchase.session_id.clone())
             .or_insert_with(|| Purchase {
                 status: PurchaseStatus::Pending,
@@ -297,11 +292,11 @@ impl PurchaseStore for MemoryBillingStore {
     }
 
     async fn find(&self, session_id: &str) -> Result<Option<Purchase>> {
-        Ok(lock(&self.purchases).get(session_id).cloned())
+        Ok(sync::lock(&self.purchases).get(session_id).cloned())
     }
 
     async fn complete(&self, purchase: &Purchase, at: i64) -> Result<bool> {
-        let mut purchases = lock(&self.purchases);
+        let mut purchases = sync::lock(&self.purchases);
         let entry = purchases
             .entry(purchase.session_id.clone())
             .or_insert_with(|| Purchase {
@@ -320,11 +315,11 @@ impl PurchaseStore for MemoryBillingStore {
 #[async_trait]
 impl AlertLatch for MemoryBillingStore {
     async fn disarm(&self, user_id: &str, _at: i64) -> Result<bool> {
-        Ok(lock(&self.disarmed).insert(user_id.to_owned()))
+        Ok(sync::lock(&self.disarmed).insert(user_id.to_owned()))
     }
 
     async fn rearm(&self, user_id: &str) -> Result<()> {
-        lock(&self.disarmed).remove(user_id);
+        sync::lock(&self.disarmed).remove(user_id);
         Ok(())
     }
 }

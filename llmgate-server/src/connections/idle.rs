@@ -19,9 +19,10 @@
 //! a request would make the runtime poll that task once more and, on a multi-threaded
 //! runtime, rouse an idle worker to look for work: a context switch per request.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use llmgate_core::sync;
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -51,7 +52,7 @@ impl Activity {
 
     /// The counters stay valid even if a holder panicked.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.state)
     }
 
     /// A request started; it ends when the guard is dropped (with its response body).

@@ -11,6 +11,7 @@ use llmgate_core::chat::{ChatChunk, Usage};
 use llmgate_core::gateway::{AttemptLog, CompletionStream, RouteInfo};
 use llmgate_core::pricing::CostBreakdown;
 use llmgate_core::request_log::{LogEntry, RequestLogWriter, bounded, millis};
+use llmgate_core::sync;
 use llmgate_core::{Caller, Error};
 
 use super::log::RequestLog;
@@ -71,7 +72,7 @@ impl Recording {
     }
 
     fn entry(&self) -> MutexGuard<'_, LogEntry> {
-        self.0.entry.lock().unwrap_or_else(|p| p.into_inner())
+        sync::lock(&self.0.entry)
     }
 
     /// The caller the pipeline runs as, leaving a failure's upstream calls in this row.
@@ -166,7 +167,7 @@ impl Recording {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let mut entry = std::mem::take(self.entry.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let mut entry = std::mem::take(sync::get_mut(&mut self.entry));
         entry.latency_ms = millis(self.started.elapsed());
         if entry.attempts.is_empty() {
             entry.attempts = self.attempts.take();

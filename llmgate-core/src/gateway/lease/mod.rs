@@ -138,14 +138,14 @@ impl Leases {
     }
 
     fn accounts(&self) -> MutexGuard<'_, HashMap<String, Arc<LeaseAccount>>> {
-        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.accounts)
     }
 }
 
 impl LeaseAccount {
     /// The account's state; nothing awaits while it is held.
     pub fn lock(&self) -> MutexGuard<'_, LeaseState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 

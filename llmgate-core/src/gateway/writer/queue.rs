@@ -162,10 +162,7 @@ pub(super) fn enqueue(
     sender: &mpsc::UnboundedSender<Queued>,
     mut queued: Queued,
 ) -> Option<Queued> {
-    let _order = progress
-        .order
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _order = crate::sync::lock(&progress.order);
     queued.seq = progress.queued.load(Ordering::Acquire) + 1;
     let urgent = !matches!(queued.write, LedgerWrite::Usage(_));
     match sender.send(queued) {

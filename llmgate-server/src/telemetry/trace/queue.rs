@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use llmgate_core::sync;
 use metrics::Counter;
 use tokio::sync::Notify;
 
@@ -62,9 +63,7 @@ struct Lane {
 
 impl Lane {
     fn filling(&self) -> MutexGuard<'_, Option<Batch>> {
-        self.filling
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        sync::lock(&self.filling)
     }
 }
 
@@ -103,9 +102,7 @@ pub(super) struct Shared {
 
 impl Shared {
     fn waiting(&self) -> MutexGuard<'_, Waiting> {
-        self.waiting
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        sync::lock(&self.waiting)
     }
 
     /// A buffer for a new batch, with the envelope's room in front.

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use llmgate_core::Error;
 use llmgate_core::catalog::Deployment;
 use llmgate_core::gateway::{CompletionStream, RouteInfo};
+use llmgate_core::sync;
 use llmgate_core::trace::{Answer, AttemptSpan, RequestTracer, Traceparent};
 
 use super::context::{self, SpanId, TraceId};
@@ -48,16 +49,14 @@ impl Recording {
     fn span(&self) -> Option<MutexGuard<'_, SpanRecord>> {
         // A poisoned lock still holds a usable span.
         let span = self.span.as_ref()?;
-        Some(span.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        Some(sync::lock(span))
     }
 }
 
 impl Drop for Recording {
     fn drop(&mut self) {
         if let Some(span) = &mut self.span {
-            let span = span
-                .get_mut()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let span = sync::get_mut(span);
             span.end();
             self.queue.push(span);
         }
