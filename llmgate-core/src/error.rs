@@ -333,6 +333,8 @@ pub fn with_causes(error: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn an_error_with_causes_is_one_line_outermost_first() {
         let outer = Wrapped(std::io::Error::other("connection refused"));
@@ -356,8 +358,6 @@ mod tests {
             Some(&self.0)
         }
     }
-
-    use super::*;
 
     #[test]
     fn upstream_statuses_map_to_kind_and_retryability() {

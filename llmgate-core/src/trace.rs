@@ -220,13 +220,12 @@ pub(crate) async fn attempt<T: Answered>(
             span: Some(span),
             sent: Cell::new(false),
         };
-        traced.attempt.replace(Some(pending))
+        // The slot is empty: `AttemptEnds` empties it when an attempt ends or is dropped.
+        *traced.attempt.borrow_mut() = Some(pending);
     });
-    let Ok(earlier) = started else {
+    if started.is_err() {
         return call.await;
-    };
-    // An earlier attempt still in the slot was abandoned mid-call; it ends now.
-    drop(earlier);
+    }
     let ends = AttemptEnds;
     let answer = call.await;
     let span = TRACED

@@ -58,13 +58,14 @@ pub(crate) fn served_model_label<'a>(catalog: &Catalog, name: &'a str) -> &'a st
     }
 }
 
+#[derive(Clone)]
 struct Handles {
     requests: Counter,
     duration: Histogram,
 }
 
 /// (key source, status, stream) → handles.
-type ByOutcome = HashMap<(&'static str, u16, bool), Arc<Handles>>;
+type ByOutcome = HashMap<(&'static str, u16, bool), Handles>;
 /// model → provider → outcome.
 type Cache = RwLock<HashMap<String, HashMap<String, ByOutcome>>>;
 
@@ -88,13 +89,9 @@ fn handles(
     if let Some(found) = recent::find(&labels) {
         return found;
     }
-    let shared = shared_handles(&labels);
     // The thread's own handle on the same counter and histogram: taking it per request does
     // not write a count that the other threads' requests write too.
-    let own = Arc::new(Handles {
-        requests: shared.requests.clone(),
-        duration: shared.duration.clone(),
-    });
+    let own = Arc::new(shared_handles(&labels));
     recent::keep(&labels, own.clone());
     own
 }
@@ -176,7 +173,7 @@ mod recent {
 }
 
 /// The process's handles for `labels`, registered on first use.
-fn shared_handles(labels: &Labels<'_>) -> Arc<Handles> {
+fn shared_handles(labels: &Labels<'_>) -> Handles {
     let Labels {
         model,
         provider,
@@ -194,7 +191,7 @@ fn shared_handles(labels: &Labels<'_>) -> Arc<Handles> {
     {
         return found.clone();
     }
-    let built = Arc::new(Handles {
+    let built = Handles {
         requests: metrics::counter!(
             REQUESTS,
             "model" => model.to_owned(),
@@ -208,7 +205,7 @@ fn shared_handles(labels: &Labels<'_>) -> Arc<Handles> {
             "provider" => provider.to_owned(),
             "stream" => if stream { "true" } else { "false" }
         ),
-    });
+    };
     if let Ok(mut write) = cache.write() {
         write
             .entry(model.to_owned())
