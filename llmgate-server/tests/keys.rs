@@ -89,6 +89,20 @@ async fn keys_of(gate: &Gate, key: &str) -> Vec<Value> {
     body["data"].as_array().unwrap().clone()
 }
 
+/// A key's listing once its `last_used_at` is there: the gateway writes it in the background,
+/// so a listing right after a request may come first. Waits at most five seconds.
+async fn listed_once_used(gate: &Gate, key: &str, key_id: &str) -> Value {
+    for _ in 0..100 {
+        let listed = keys_of(gate, key).await;
+        let listed = listed.into_iter().find(|k| k["key_id"] == key_id).unwrap();
+        if listed["last_used_at"].is_string() {
+            return listed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("key {key_id} was used but its last_used_at never appeared");
+}
+
 /// A key limited to one model: 403 `model_not_allowed` on another (before any upstream
 /// call), `/v1/models` lists only its model, and the existing key is unrestricted.
 async fn a_model_limited_key_sees_and_uses_only_its_models(db: Db) {
@@ -176,11 +190,9 @@ async fn a_key_budget_serves_exactly_what_it_covers(db: Db) {
     assert_eq!(statuses, [200, 200, 200, 402, 402]);
     assert_eq!(gate.balance("bob").await, before - N * CHARGE);
     let key_id = created["key_id"].as_str().unwrap();
-    let listed = keys_of(&gate, &own).await;
-    let listed = listed.iter().find(|k| k["key_id"] == key_id).unwrap();
+    let listed = listed_once_used(&gate, &own, key_id).await;
     assert_eq!(listed["spend_micros"], N * CHARGE);
     assert_eq!(listed["budget_period"], "daily");
-    assert!(listed["last_used_at"].is_string(), "{listed}");
     assert!(listed.get("api_key").is_none());
     // Raising the budget lets it spend again at once on this replica.
     let (status, body) = gate

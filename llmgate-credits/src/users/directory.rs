@@ -46,7 +46,8 @@ pub struct UserDirectory {
     /// The month each user's grant was last seen to: one ledger call per user and month.
     granted: Mutex<HashMap<String, String>>,
     /// When each key's `last_used_at` was last written from here: at most once a minute.
-    touched: Mutex<HashMap<String, i64>>,
+    /// Shared with the background write, which forgets its mark when the write fails.
+    touched: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 /// `last_used_at` is written at most this often per key and replica.
@@ -79,7 +80,7 @@ impl UserDirectory {
             monthly_grants,
             keys: TtlCache::new(settings.key_ttl, settings.capacity),
             granted: Mutex::new(HashMap::new()),
-            touched: Mutex::new(HashMap::new()),
+            touched: Arc::default(),
         }
     }
 
@@ -141,11 +142,18 @@ impl UserDirectory {
             touched.insert(key_id.to_owned(), now);
         }
         let store = self.store.clone();
+        let touched = self.touched.clone();
         let used = vec![(key_id.to_owned(), now)];
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(error) = store.touch_keys(&used).await {
                     tracing::debug!(%error, "noting a key's last use failed");
+                    // Unmarked, the key's next use tries again instead of a minute later.
+                    let (key_id, at) = &used[0];
+                    let mut touched = sync::lock(&touched);
+                    if touched.get(key_id) == Some(at) {
+                        touched.remove(key_id);
+                    }
                 }
             });
         }
