@@ -8,7 +8,8 @@
 # (THR=1: per thread too), and the upstream's CPU (it is also the traces' collector).
 # LOADGEN=path overrides `loadgen` beside BIN. ROUTE=paid: the paid route instead (a funded
 # user's key, a priced model; every request held and settled); USERS=N with it: N funded
-# users, their keys taken in turn (`loadgen run --keys-file`).
+# users, their keys taken in turn (`loadgen run --keys-file`). LEDGER=1: after the run, the
+# ledger's lease takes, returns and charges (how the paid route's leases behaved).
 # Instructions per request: PRE="valgrind --tool=callgrind --callgrind-out-file=cg.%p.out
 # --dump-instr=no" WARM=4000 MAXREQ="--max-requests 4000" c64-ab.sh BIN on 120: the counters
 # are zeroed after the warm-up and dumped (cg.PID.out.1) after the 4,000 requests.
@@ -107,6 +108,7 @@ SP=$(curl -s -H "Authorization: Bearer lg-rig-master-0123456789abcdef" http://12
 kill $G; wait $G 2>/dev/null
 exec 3>&-; wait $UP_PID 2>/dev/null
 echo "  $SP"
+[ -n "$LEDGER" ] && sqlite3 $W/db.sqlite "SELECT '  ledger: ' || group_concat(kind || '=' || n, ' ') FROM (SELECT kind, count(*) n FROM credit_ledger WHERE user_id LIKE 'rig-paid-%' GROUP BY kind)"
 python3 - "$MODE" "$A" "$B" "$OUT" "$((UB-UA))" <<'P'
 import sys, json
 mode, a, b, out = sys.argv[1], list(map(int, sys.argv[2].split())), list(map(int, sys.argv[3].split())), sys.argv[4]
