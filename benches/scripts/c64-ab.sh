@@ -120,6 +120,9 @@ keys = {k: j[k] for k in j if not isinstance(j[k], (list, dict))}
 ok = j.get("ok", n)
 rate = round(j.get("throughput",0))
 cpu = (b[0]-a[0]) * 10000.0 / max(ok,1)  # ticks (10 ms) -> µs
-print(f"{mode} req/s={rate} ok={ok} cpu/req={cpu:.1f}us ctxsw/req={(b[1]-a[1])/max(ok,1):.3f} minflt/req={(b[2]-a[2])/max(ok,1):.3f} upstream_cpu/req={up_ticks*10000.0/max(ok,1):.1f}us {keys if rate is None else ''}")
+p50 = (j.get("total") or {}).get("p50")
+if isinstance(p50, dict): p50 = p50.get("secs", 0) * 1e9 + p50.get("nanos", 0)
+p50 = f" p50={p50 / 1000:.1f}us" if isinstance(p50, (int, float)) else ""
+print(f"{mode} req/s={rate}{p50} ok={ok} cpu/req={cpu:.1f}us ctxsw/req={(b[1]-a[1])/max(ok,1):.3f} minflt/req={(b[2]-a[2])/max(ok,1):.3f} upstream_cpu/req={up_ticks*10000.0/max(ok,1):.1f}us {keys if rate is None else ''}")
 P
 rm -rf $W

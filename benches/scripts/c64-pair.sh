@@ -16,7 +16,7 @@ for r in $(seq "$ROUNDS"); do
   sleep 0.3
   bash "$HERE/c64-ab.sh" "$BIN" $SECOND "$SECS" 32 > $W/$r.$SECOND 2>&1
   wait
-  echo "round $r  off: $(grep -o 'req/s=[0-9]* ok=[0-9]* cpu/req=[0-9.]*us' $W/$r.off)  on: $(grep -o 'req/s=[0-9]* ok=[0-9]* cpu/req=[0-9.]*us' $W/$r.on)"
+  echo "round $r  off: $(grep -o 'req/s=.*cpu/req=[0-9.]*us' $W/$r.off)  on: $(grep -o 'req/s=.*cpu/req=[0-9.]*us' $W/$r.on)"
 done | tee $W/rounds
 python3 - $W/rounds <<'P'
 import re, statistics, sys
