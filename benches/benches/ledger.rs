@@ -156,6 +156,7 @@ async fn leased_sqlite(
                 lease_id: None,
                 need_micros: 1_000_000_000_000,
                 want_micros: 1_000_000_000_000_000,
+                floor_micros: 0,
                 ttl_secs: 86_400,
             })
             .await

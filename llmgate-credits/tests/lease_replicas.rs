@@ -25,6 +25,7 @@ async fn take(store: &dyn CreditStore, user_id: &str, lease_id: Option<&str>, ne
         lease_id: lease_id.map(str::to_owned),
         need_micros: need,
         want_micros: need,
+        floor_micros: 0,
         ttl_secs: 600,
     };
     match store.take_lease(request).await.unwrap() {

@@ -26,6 +26,7 @@ mod cases {
             lease_id: lease_id.map(str::to_owned),
             need_micros: need,
             want_micros: want,
+            floor_micros: 0,
             ttl_secs: 600,
         }
     }

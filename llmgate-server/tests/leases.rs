@@ -112,3 +112,36 @@ async fn two_replicas_drain_a_small_balance_without_a_refusal_an_idle_lease_cove
     second.server.shutdown().await.unwrap();
     first.server.shutdown().await.unwrap();
 }
+
+/// A quiet account (a request every 50 ms, far below a busy one's demand) is served from one
+/// take: the lease is sized to its floor of holds, not to the little it spent in the last
+/// second, which took again every few requests (a transaction each request waited for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_account_is_served_from_one_take() {
+    let Some(db) = support::databases::postgres().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let gate = Gate::start(db).await;
+    let key = gate.create_user("quiet", "professional", "user").await;
+    add_credits(&gate, "quiet", 1_000 * CHARGE).await;
+    for _ in 0..12 {
+        let (status, _, body) = gate.chat(&key).await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gate.gateway.settled().await;
+    let store = llmgate_credits::PostgresCreditStore::connect(&url)
+        .await
+        .unwrap();
+    let takes: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM credit_ledger WHERE user_id = 'quiet' AND kind = 'hold'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    // One take; a second only if the machine stalled past the lease's idle time.
+    assert!(takes <= 2, "{takes} takes for 12 requests");
+    assert_eq!(gate.balance("quiet").await, 1_000 * CHARGE - 12 * CHARGE);
+    gate.server.shutdown().await.unwrap();
+}

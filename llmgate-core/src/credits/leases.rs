@@ -24,6 +24,12 @@ pub struct LeaseRequest {
     /// `min(want, need + (balance − need) / 2)` and never less than `need`, so one replica
     /// never locks up more than half of what the balance has beyond the current need.
     pub want_micros: i64,
+    /// What the replica would like the take to reach however little the account spent lately
+    /// (0: no such floor), so an account with a few requests a second is not taken from every
+    /// few requests. The store rounds the take up towards it only out of a sixteenth of what
+    /// the balance has beyond `need` (see [`lease_take`]), so a floor never locks up a small
+    /// balance.
+    pub floor_micros: i64,
     /// How long the lease lives without a charge or a take (then it is reclaimed).
     pub ttl_secs: u64,
 }
@@ -67,23 +73,57 @@ pub fn no_leases() -> Error {
     Error::internal("this credit store has no balance leases")
 }
 
-/// How much a take moves for a balance of `balance`: at least `need` (the caller checked
-/// `balance >= need`), at most `want`, and never more than half of what lies beyond `need`.
-pub fn lease_take(balance: i64, need: i64, want: i64) -> i64 {
+/// The share of a balance (beyond the need) a take's floor may round up with.
+const FLOOR_SHARE: i64 = 16;
+
+/// How much a take moves for a balance of `balance`: at least the need (the caller checked
+/// `balance >= need`), then the want, rounded up towards the floor by at most a sixteenth of
+/// what lies beyond the need, and never more than half of what lies beyond the need.
+pub fn lease_take(balance: i64, request: &LeaseRequest) -> i64 {
+    let need = request.need_micros;
     let beyond = balance.saturating_sub(need).max(0);
-    want.max(need).min(need.saturating_add(beyond / 2))
+    let want = request.want_micros.max(need);
+    let spare = request
+        .floor_micros
+        .saturating_sub(want)
+        .clamp(0, beyond / FLOOR_SHARE);
+    want.saturating_add(spare)
+        .min(need.saturating_add(beyond / 2))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::lease_take;
+    use super::{LeaseRequest, lease_take};
+
+    fn take(balance: i64, need: i64, want: i64, floor: i64) -> i64 {
+        let request = LeaseRequest {
+            user_id: "u".into(),
+            lease_id: None,
+            need_micros: need,
+            want_micros: want,
+            floor_micros: floor,
+            ttl_secs: 60,
+        };
+        lease_take(balance, &request)
+    }
 
     #[test]
     fn a_take_never_locks_up_more_than_half_of_the_surplus() {
-        assert_eq!(lease_take(1_000, 10, 100), 100);
-        assert_eq!(lease_take(100, 10, 1_000), 55);
-        assert_eq!(lease_take(10, 10, 1_000), 10);
-        assert_eq!(lease_take(11, 10, 1_000), 10);
-        assert_eq!(lease_take(1_000, 10, 5), 10);
+        assert_eq!(take(1_000, 10, 100, 0), 100);
+        assert_eq!(take(100, 10, 1_000, 0), 55);
+        assert_eq!(take(10, 10, 1_000, 0), 10);
+        assert_eq!(take(11, 10, 1_000, 0), 10);
+        assert_eq!(take(1_000, 10, 5, 0), 10);
+    }
+
+    #[test]
+    fn a_floor_rounds_up_only_out_of_a_sixteenth_of_the_surplus() {
+        // A large balance: the take reaches the floor.
+        assert_eq!(take(1_000_000, 10, 20, 320), 320);
+        // A floor below the want changes nothing.
+        assert_eq!(take(1_000_000, 10, 500, 320), 500);
+        // A small balance: 16 beyond the need, so at most 1 more than the want.
+        assert_eq!(take(26, 10, 12, 320), 13);
+        assert_eq!(take(10, 10, 12, 320), 10);
     }
 }

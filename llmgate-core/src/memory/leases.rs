@@ -25,7 +25,7 @@ impl LedgerState {
                 balance_micros: balance,
             };
         }
-        let take = lease_take(balance, request.need_micros, request.want_micros);
+        let take = lease_take(balance, request);
         let expires_at = unix_now() + i64::try_from(request.ttl_secs).unwrap_or(i64::MAX / 2);
         let existing = request
             .lease_id

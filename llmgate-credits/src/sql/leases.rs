@@ -57,11 +57,7 @@ macro_rules! sql_ledger_leases {
                 if balance < request.need_micros {
                     return Ok(short);
                 }
-                let take = llmgate_core::credits::lease_take(
-                    balance,
-                    request.need_micros,
-                    request.want_micros,
-                );
+                let take = llmgate_core::credits::lease_take(balance, request);
                 // Where the backend has one statement for the moves, the row locks are held
                 // one round trip less per move (PostgreSQL, whose replicas share the row).
                 if let Some(statement) = Self::TAKE_STATEMENT {

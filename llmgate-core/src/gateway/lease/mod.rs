@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::credits::{Hold, LeaseReturn};
-use sizing::Demand;
+use sizing::{Demand, FLOOR_HOLDS};
 
 /// The ids of holds served from a lease start with this, then the lease's id.
 const LEASE_PREFIX: &str = "lease:";
@@ -67,6 +67,10 @@ struct OpenLease {
     /// soon as no hold is in flight, so other replicas can spend it. A larger balance keeps
     /// its lease until it idles, whatever the take was cut to.
     constrained: bool,
+    /// What returning surplus leaves it at the least: the floor its last take was granted
+    /// (see [`FLOOR_HOLDS`]), so a lease sized by the floor is not given back at the next
+    /// settle for exceeding the little recent demand.
+    keep: i64,
     ttl_secs: u64,
 }
 
@@ -75,6 +79,8 @@ pub(super) struct TakePlan {
     pub lease_id: Option<String>,
     pub need: i64,
     pub want: i64,
+    /// What the take should reach, demand aside (see [`FLOOR_HOLDS`]).
+    pub floor: i64,
     /// What the lease has available now (for the refusal's figure).
     pub available: i64,
 }
@@ -186,12 +192,14 @@ impl LeaseState {
             lease_id: self.lease.as_ref().map(|l| l.id.clone()),
             need,
             want: need.saturating_add(target),
+            floor: amount.saturating_mul(FLOOR_HOLDS),
             available,
         }
     }
 
     /// A take asked to extend `asked` and moved `taken` into lease `lease_id`; `small`: the
-    /// balance is small (see [`OpenLease::constrained`]). Returns whether the lease is kept.
+    /// balance is small (see [`OpenLease::constrained`]); `floor`: the floor it asked for
+    /// (see [`OpenLease::keep`]). Returns whether the lease is kept.
     ///
     /// A take that extended a lease this account no longer keeps (closed by a settle or
     /// forgotten while the take ran) is not kept: the close queued for that lease gives back
@@ -204,12 +212,14 @@ impl LeaseState {
         lease_id: String,
         taken: i64,
         small: bool,
+        floor: i64,
         ttl_secs: u64,
     ) -> bool {
         match &mut self.lease {
             Some(lease) if lease.id == lease_id => {
                 lease.available += taken;
                 lease.constrained = small;
+                lease.keep = floor.min(lease.available);
                 lease.ttl_secs = ttl_secs;
                 true
             }
@@ -222,6 +232,7 @@ impl LeaseState {
                     available: taken,
                     next_seq: 1,
                     constrained: small,
+                    keep: floor.min(taken),
                     ttl_secs,
                 });
                 true
@@ -254,7 +265,7 @@ impl LeaseState {
 
     /// After a settle: what to give back. Everything once no hold is in flight when the
     /// balance is small (the last take was cut short); else what lies beyond twice the
-    /// recent demand, down to the demand.
+    /// recent demand (or the floor it was granted, if more), down to that.
     pub fn surplus(&mut self, user_id: &str, now: Instant) -> Option<LeaseReturn> {
         let target = self.demand.target(now);
         let idle = self.in_flight == 0;
@@ -262,11 +273,12 @@ impl LeaseState {
         if lease.constrained && idle {
             return self.close(user_id);
         }
-        if lease.available <= target.saturating_mul(2) || lease.available == 0 {
+        let keep = target.max(lease.keep);
+        if lease.available <= keep.saturating_mul(2) || lease.available == 0 {
             return None;
         }
-        let amount = lease.available - target;
-        lease.available = target;
+        let amount = lease.available - keep;
+        lease.available = keep;
         Some(LeaseReturn {
             lease_id: lease.id.clone(),
             user_id: user_id.to_owned(),

@@ -7,6 +7,13 @@ use std::time::{Duration, Instant};
 /// recent demand, so a busy account takes about once per window.
 pub(in crate::gateway) const WINDOW: Duration = Duration::from_secs(1);
 
+/// A lease asks to cover at least this many holds like the one that found it short, however
+/// little the account held lately: an account with a few requests a second then takes once
+/// every few seconds instead of every few requests (each take is a database transaction the
+/// request waits for). The store grants this floor only out of a small share of the balance
+/// (`credits::lease_take`), so it never locks up a small one.
+pub(in crate::gateway) const FLOOR_HOLDS: i64 = 32;
+
 /// The holds served in the current window and in the one before.
 #[derive(Debug)]
 pub(in crate::gateway) struct Demand {

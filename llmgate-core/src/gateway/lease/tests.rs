@@ -4,7 +4,7 @@ use super::*;
 
 fn taken(state: &mut LeaseState, id: &str, amount: i64, small: bool) {
     let asked = state.lease.as_ref().map(|l| l.id.clone());
-    assert!(state.add_taken(asked.as_deref(), id.into(), amount, small, 60));
+    assert!(state.add_taken(asked.as_deref(), id.into(), amount, small, 0, 60));
 }
 
 #[test]
@@ -93,8 +93,31 @@ fn a_take_into_a_lease_closed_meanwhile_is_not_kept() {
     let close = state.surplus("u", now).unwrap();
     assert!(close.close);
     // Its close gives the take back; the lease is not taken up again with numbers from 1.
-    assert!(!state.add_taken(Some("7"), "7".into(), 40, false, 60));
+    assert!(!state.add_taken(Some("7"), "7".into(), 40, false, 0, 60));
     assert!(state.lease.is_none());
     // A new lease (a new row) is kept.
-    assert!(state.add_taken(None, "9".into(), 40, false, 60));
+    assert!(state.add_taken(None, "9".into(), 40, false, 0, 60));
+}
+
+#[test]
+fn a_lease_sized_by_its_floor_is_kept_while_the_demand_is_low() {
+    let now = Instant::now();
+    let mut state = LeaseState::new(now);
+    let plan = state.plan_take(10, now);
+    assert_eq!(plan.floor, 10 * FLOOR_HOLDS);
+    // The store granted the floor: 320 for a demand of one hold.
+    let asked = plan.lease_id.clone();
+    assert!(state.add_taken(asked.as_deref(), "7".into(), 320, false, plan.floor, 60));
+    state.serve("u", 10, now).unwrap();
+    state.settle("7", 10, 4, now);
+    assert!(
+        state.surplus("u", now).is_none(),
+        "the floor is not surplus"
+    );
+    // Beyond twice the floor, the rest goes back down to it.
+    state.serve("u", 10, now).unwrap();
+    state.settle("7", 10, 10, now);
+    assert!(state.add_taken(Some("7"), "7".into(), 400, false, plan.floor, 60));
+    let give = state.surplus("u", now).unwrap();
+    assert_eq!((give.amount_micros, give.close), (706 - 320, false));
 }

@@ -178,12 +178,18 @@ async fn take_into(
             // Another take covered it meanwhile.
             return Ok(Took::Ready);
         }
-        let want = if flushed { plan.need } else { plan.want };
+        // After a refusal only the need is asked: the rest is for other replicas.
+        let (want, floor) = if flushed {
+            (plan.need, 0)
+        } else {
+            (plan.want, plan.floor)
+        };
         let asked = LeaseRequest {
             user_id: request.user_id.clone(),
             lease_id: plan.lease_id.clone(),
             need_micros: plan.need,
             want_micros: want,
+            floor_micros: floor,
             ttl_secs: request.ttl_secs,
         };
         match credits.take_lease(asked).await? {
@@ -198,6 +204,7 @@ async fn take_into(
                     lease_id,
                     taken_micros,
                     small,
+                    floor,
                     request.ttl_secs,
                 );
                 if kept {
