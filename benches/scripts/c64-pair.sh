@@ -6,24 +6,26 @@
 # host moves both, and their ratio measures what tracing costs. One after the other, cells
 # of the same build spread ±20 % on a shared two-core VM (the fake upstream's own CPU per
 # request moves with them), more than the effect being measured.
-# ROUTE=paid and LOADGEN pass through to c64-ab.sh. Prints each round and the median ratios.
-BIN=$1; ROUNDS=${2:-10}; SECS=${3:-8}
+# CONC=64 gives each gateway 64 clients of its own (128 in all). ROUTE=paid and LOADGEN pass
+# through to c64-ab.sh. Prints each round and the median ratios.
+BIN=$1; ROUNDS=${2:-10}; SECS=${3:-8}; CONC=${CONC:-32}
 HERE=$(dirname "$0")
 W=$(mktemp -d /tmp/pair21.XXXX)
 for r in $(seq "$ROUNDS"); do
   if [ $((r % 2)) = 0 ]; then FIRST=on SECOND=off; else FIRST=off SECOND=on; fi
-  bash "$HERE/c64-ab.sh" "$BIN" $FIRST "$SECS" 32 > $W/$r.$FIRST 2>&1 &
+  bash "$HERE/c64-ab.sh" "$BIN" $FIRST "$SECS" $CONC > $W/$r.$FIRST 2>&1 &
   sleep 0.3
-  bash "$HERE/c64-ab.sh" "$BIN" $SECOND "$SECS" 32 > $W/$r.$SECOND 2>&1
+  bash "$HERE/c64-ab.sh" "$BIN" $SECOND "$SECS" $CONC > $W/$r.$SECOND 2>&1
   wait
-  echo "round $r  off: $(grep -o 'req/s=.*cpu/req=[0-9.]*us' $W/$r.off)  on: $(grep -o 'req/s=.*cpu/req=[0-9.]*us' $W/$r.on)"
+  CELL='req/s=[0-9]*\( p50=[0-9.]*us\)\? ok=[0-9]* cpu/req=[0-9.]*us'
+  echo "round $r  off: $(grep -o "$CELL" $W/$r.off)  on: $(grep -o "$CELL" $W/$r.on)"
 done | tee $W/rounds
 python3 - $W/rounds <<'P'
 import re, statistics, sys
 rate, cpu = [], []
 for line in open(sys.argv[1]):
     r = [float(x) for x in re.findall(r"req/s=([0-9.]+)", line)]
-    c = [float(x) for x in re.findall(r"cpu/req=([0-9.]+)", line)]
+    c = [float(x) for x in re.findall(r" cpu/req=([0-9.]+)", line)]
     if len(r) == 2 and len(c) == 2 and r[0] > 0 and c[0] > 0:
         rate.append(r[1] / r[0]); cpu.append(c[1] / c[0])
 if rate:
