@@ -143,15 +143,16 @@ impl UserDirectory {
         }
         let store = self.store.clone();
         let touched = self.touched.clone();
-        let used = vec![(key_id.to_owned(), now)];
+        let key_id = key_id.to_owned();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
+                let used = [(key_id, now)];
                 if let Err(error) = store.touch_keys(&used).await {
                     tracing::debug!(%error, "noting a key's last use failed");
                     // Unmarked, the key's next use tries again instead of a minute later.
-                    let (key_id, at) = &used[0];
+                    let [(key_id, _)] = &used;
                     let mut touched = sync::lock(&touched);
-                    if touched.get(key_id) == Some(at) {
+                    if touched.get(key_id) == Some(&now) {
                         touched.remove(key_id);
                     }
                 }
