@@ -23,7 +23,8 @@ UP_PID=$!
 exec 3>$W/in
 for i in $(seq 50); do [ -s $W/up.out ] && break; sleep 0.1; done
 API=$(head -1 $W/up.out)
-PORT=$((20000 + RANDOM % 20000))
+# Below the ephemeral range (32768 up), where the generators' and upstream's own sockets are.
+PORT=$((20000 + RANDOM % 12000))
 TEL=""
 [ "$MODE" = on ] && TEL="telemetry:
   otlp_endpoint: \"${API%/v1}/otlp\""

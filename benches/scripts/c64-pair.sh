@@ -6,7 +6,8 @@
 # host moves both, and their ratio measures what tracing costs. One after the other, cells
 # of the same build spread ±20 % on a shared two-core VM (the fake upstream's own CPU per
 # request moves with them), more than the effect being measured.
-# CONC=64 gives each gateway 64 clients of its own (128 in all). ROUTE=paid and LOADGEN pass
+# CONC=64 gives each gateway 64 clients of its own (128 in all); CONC=1, one each, measures
+# the added p50 the same way. ROUTE=paid and LOADGEN pass
 # through to c64-ab.sh. Prints each round and the median ratios.
 BIN=$1; ROUNDS=${2:-10}; SECS=${3:-8}; CONC=${CONC:-32}
 HERE=$(dirname "$0")
@@ -19,17 +20,25 @@ for r in $(seq "$ROUNDS"); do
   wait
   CELL='req/s=[0-9]*\( p50=[0-9.]*us\)\? ok=[0-9]* cpu/req=[0-9.]*us'
   echo "round $r  off: $(grep -o "$CELL" $W/$r.off)  on: $(grep -o "$CELL" $W/$r.on)"
+  # A cell that printed no figures (its gateway did not start, say): show why.
+  for m in off on; do grep -q "$CELL" $W/$r.$m || sed 's/^/    '$m' cell: /' $W/$r.$m | tail -5; done
 done | tee $W/rounds
 python3 - $W/rounds <<'P'
 import re, statistics, sys
-rate, cpu = [], []
+rate, cpu, p50 = [], [], []
 for line in open(sys.argv[1]):
     r = [float(x) for x in re.findall(r"req/s=([0-9.]+)", line)]
     c = [float(x) for x in re.findall(r" cpu/req=([0-9.]+)", line)]
+    p = [float(x) for x in re.findall(r" p50=([0-9.]+)us", line)]
     if len(r) == 2 and len(c) == 2 and r[0] > 0 and c[0] > 0:
         rate.append(r[1] / r[0]); cpu.append(c[1] / c[0])
+        if len(p) == 2:
+            p50.append(p[1] - p[0])
 if rate:
     print(f"traced/untraced over {len(rate)} rounds: throughput median {statistics.median(rate) - 1:+.1%} "
           f"[{min(rate) - 1:+.1%} .. {max(rate) - 1:+.1%}], CPU per request median {statistics.median(cpu) - 1:+.1%}")
+if p50:
+    print(f"added p50 (traced minus untraced, the generator's): median {statistics.median(p50):+.1f} us "
+          f"[{min(p50):+.1f} .. {max(p50):+.1f}]")
 P
 rm -rf $W
