@@ -9,7 +9,9 @@
 # LOADGEN=path overrides `loadgen` beside BIN. ROUTE=paid: the paid route instead (a funded
 # user's key, a priced model; every request held and settled); USERS=N with it: N funded
 # users, their keys taken in turn (`loadgen run --keys-file`). LEDGER=1: after the run, the
-# ledger's lease takes, returns and charges (how the paid route's leases behaved).
+# ledger's lease takes, returns and charges (how the paid route's leases behaved). PG=1: on a
+# fresh PostgreSQL database (127.0.0.1:5432, dropped after) instead of a SQLite file. P99=1:
+# print the generator's p99 beside its p50.
 # Instructions per request: PRE="valgrind --tool=callgrind --callgrind-out-file=cg.%p.out
 # --dump-instr=no" WARM=4000 MAXREQ="--max-requests 4000" c64-ab.sh BIN on 120: the counters
 # are zeroed after the warm-up and dumped (cg.PID.out.1) after the 4,000 requests.
@@ -28,12 +30,19 @@ PORT=$((20000 + RANDOM % 12000))
 TEL=""
 [ "$MODE" = on ] && TEL="telemetry:
   otlp_endpoint: \"${API%/v1}/otlp\""
+DB_URL="sqlite://$W/db.sqlite"
+if [ -n "$PG" ]; then
+  PG_DB="rig_$$_$RANDOM"
+  psql -h 127.0.0.1 -U postgres -d test -qc "CREATE DATABASE $PG_DB" || exit 1
+  DB_URL="postgres://postgres@127.0.0.1:5432/$PG_DB"
+fi
+ledger_sql() { if [ -n "$PG" ]; then psql -h 127.0.0.1 -U postgres -d $PG_DB -tAc "$1"; else sqlite3 $W/db.sqlite "$1"; fi; }
 cat > $W/c.yaml <<Y
 server:
   listen: "127.0.0.1:$PORT"
   master_key: "lg-rig-master-0123456789abcdef"
 storage:
-  database_url: "sqlite://$W/db.sqlite"
+  database_url: "$DB_URL"
 providers:
   - name: fake
     kind: openai
@@ -109,10 +118,13 @@ SP=$(curl -s -H "Authorization: Bearer lg-rig-master-0123456789abcdef" http://12
 kill $G; wait $G 2>/dev/null
 exec 3>&-; wait $UP_PID 2>/dev/null
 echo "  $SP"
-[ -n "$LEDGER" ] && sqlite3 $W/db.sqlite "SELECT '  ledger: ' || group_concat(kind || '=' || n, ' ') FROM (SELECT kind, count(*) n FROM credit_ledger WHERE user_id LIKE 'rig-paid-%' GROUP BY kind)"
-python3 - "$MODE" "$A" "$B" "$OUT" "$((UB-UA))" <<'P'
+AGG="group_concat(kind || '=' || n, ' ')"; [ -n "$PG" ] && AGG="string_agg(kind || '=' || n, ' ')"
+[ -n "$LEDGER" ] && ledger_sql "SELECT '  ledger: ' || $AGG FROM (SELECT kind, count(*) n FROM credit_ledger WHERE user_id LIKE 'rig-paid-%' GROUP BY kind) k"
+[ -n "$PG" ] && psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE $PG_DB" >/dev/null
+python3 - "$MODE" "$A" "$B" "$OUT" "$((UB-UA))" "${P99:-0}" <<'P'
 import sys, json
 mode, a, b, out = sys.argv[1], list(map(int, sys.argv[2].split())), list(map(int, sys.argv[3].split())), sys.argv[4]
+tail = sys.argv[6] == "1"
 up_ticks = int(sys.argv[5])
 try: j = json.loads(out)
 except Exception: print("bad", out[:300]); sys.exit()
@@ -121,9 +133,12 @@ keys = {k: j[k] for k in j if not isinstance(j[k], (list, dict))}
 ok = j.get("ok", n)
 rate = round(j.get("throughput",0))
 cpu = (b[0]-a[0]) * 10000.0 / max(ok,1)  # ticks (10 ms) -> µs
-p50 = (j.get("total") or {}).get("p50")
-if isinstance(p50, dict): p50 = p50.get("secs", 0) * 1e9 + p50.get("nanos", 0)
-p50 = f" p50={p50 / 1000:.1f}us" if isinstance(p50, (int, float)) else ""
-print(f"{mode} req/s={rate}{p50} ok={ok} cpu/req={cpu:.1f}us ctxsw/req={(b[1]-a[1])/max(ok,1):.3f} minflt/req={(b[2]-a[2])/max(ok,1):.3f} upstream_cpu/req={up_ticks*10000.0/max(ok,1):.1f}us {keys if rate is None else ''}")
+def quantile(name):
+    q = (j.get("total") or {}).get(name)
+    if isinstance(q, dict): q = q.get("secs", 0) * 1e9 + q.get("nanos", 0)
+    return f" {name}={q / 1000:.1f}us" if isinstance(q, (int, float)) else ""
+p50 = quantile("p50")
+p99 = quantile("p99") if tail else ""
+print(f"{mode} req/s={rate}{p50}{p99} ok={ok} cpu/req={cpu:.1f}us ctxsw/req={(b[1]-a[1])/max(ok,1):.3f} minflt/req={(b[2]-a[2])/max(ok,1):.3f} upstream_cpu/req={up_ticks*10000.0/max(ok,1):.1f}us {keys if rate is None else ''}")
 P
 rm -rf $W
