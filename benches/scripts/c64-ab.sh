@@ -34,6 +34,8 @@ DB_URL="sqlite://$W/db.sqlite"
 if [ -n "$PG" ]; then
   PG_DB="rig_$$_$RANDOM"
   psql -h 127.0.0.1 -U postgres -d test -qc "CREATE DATABASE $PG_DB" || exit 1
+  # Dropped however the cell ends (a gateway that never started exits early).
+  trap 'psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null' EXIT
   DB_URL="postgres://postgres@127.0.0.1:5432/$PG_DB"
 fi
 ledger_sql() { if [ -n "$PG" ]; then psql -h 127.0.0.1 -U postgres -d $PG_DB -tAc "$1"; else sqlite3 $W/db.sqlite "$1"; fi; }
@@ -120,7 +122,6 @@ exec 3>&-; wait $UP_PID 2>/dev/null
 echo "  $SP"
 AGG="group_concat(kind || '=' || n, ' ')"; [ -n "$PG" ] && AGG="string_agg(kind || '=' || n, ' ')"
 [ -n "$LEDGER" ] && ledger_sql "SELECT '  ledger: ' || $AGG FROM (SELECT kind, count(*) n FROM credit_ledger WHERE user_id LIKE 'rig-paid-%' GROUP BY kind) k"
-[ -n "$PG" ] && psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE $PG_DB" >/dev/null
 python3 - "$MODE" "$A" "$B" "$OUT" "$((UB-UA))" "${P99:-0}" <<'P'
 import sys, json
 mode, a, b, out = sys.argv[1], list(map(int, sys.argv[2].split())), list(map(int, sys.argv[3].split())), sys.argv[4]
