@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub use leases::{LeaseOutcome, LeaseRequest, LeaseReturn, lease_take, no_leases};
+pub use leases::{FLOOR_SHARE, LeaseOutcome, LeaseRequest, LeaseReturn, lease_take, no_leases};
 
 pub mod forwarding;
 mod leases;

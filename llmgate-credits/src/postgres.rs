@@ -1,6 +1,7 @@
 //! The scale-out backend: several `llmgate` replicas share one PostgreSQL database.
 
 mod lease_batch;
+mod lease_charges;
 mod lease_entries;
 mod lease_step;
 mod usage_rows;
@@ -80,10 +81,8 @@ impl PostgresCreditStore {
     /// A lease charge is one statement too.
     const LEASE_CHARGE_STATEMENT: Option<&'static str> =
         Some(crate::sql::statements::PG_CHARGE_LEASE);
-    /// A take's moves (balance, lease row, entry) are one statement after its locks.
-    const TAKE_STATEMENT: Option<&'static str> = Some(crate::sql::statements::PG_TAKE_INTO_LEASE);
-    /// `SELECT … FOR UPDATE`: a lease's take locks the balance row it sizes itself on.
-    const LOCK_BALANCE: &'static str = crate::sql::statements::PG_LOCK_BALANCE;
+    /// A whole take (locks, sizing, balance, lease row, entry) is one statement.
+    const TAKE_STATEMENT: Option<&'static str> = Some(crate::sql::statements::PG_TAKE_LEASE);
 
     /// Ledger writes (holds, settles, releases, usage) go through connections that commit
     /// without waiting for PostgreSQL's WAL flush (`synchronous_commit = off`): the commit is

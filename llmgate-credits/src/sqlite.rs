@@ -134,8 +134,6 @@ impl SqliteCreditStore {
     const SETTLE_STATEMENT: Option<&'static str> = None;
     const LEASE_CHARGE_STATEMENT: Option<&'static str> = None;
     const TAKE_STATEMENT: Option<&'static str> = None;
-    /// `BEGIN IMMEDIATE` already holds the write lock: a plain read.
-    const LOCK_BALANCE: &'static str = crate::sql::statements::SELECT_BALANCE;
 
     /// No path of its own for a batch of lease writes: one writer connection, no row locks
     /// to order; its charges go in runs (see `lease_runs`).

@@ -330,6 +330,61 @@ mod cases {
         check(store).await;
     }
 
+    /// Every backend sizes a take as `credits::lease_take` does (PostgreSQL in SQL, in the
+    /// take's one statement), over a grid of balances, needs, wants and floors: for a new
+    /// lease and for one extended, and refuses, changing nothing, when the balance is short.
+    pub async fn takes_are_sized_as_lease_take_sizes_them(store: Arc<dyn CreditStore>) {
+        let mut account = 0;
+        for balance in [1, 99, 100, 101, 1_000, 12_345, 1_000_000_007] {
+            for need in [1, 100, 1_000] {
+                for want in [0, need, 5_000, 1_000_000_000_000] {
+                    for floor in [0, 64, 1_000_000] {
+                        account += 1;
+                        let user = format!("grid-{account}");
+                        top_up(&*store, &user, balance).await;
+                        let mut request = ask(&user, None, need, want);
+                        request.floor_micros = floor;
+                        let outcome = store.take_lease(request.clone()).await.unwrap();
+                        let point = (balance, need, want, floor);
+                        if balance < need {
+                            let short = LeaseOutcome::Short {
+                                balance_micros: balance,
+                            };
+                            assert_eq!(outcome, short, "{point:?}");
+                            assert_eq!(ledger_totals(&*store, &user).await.sum, balance);
+                            continue;
+                        }
+                        let LeaseOutcome::Taken {
+                            lease_id,
+                            taken_micros,
+                        } = outcome
+                        else {
+                            panic!("{point:?}: {outcome:?}");
+                        };
+                        let expected = llmgate_core::credits::lease_take(balance, &request);
+                        assert_eq!(taken_micros, expected, "{point:?}");
+                        // The same lease extended from what is left.
+                        let left = balance - taken_micros;
+                        request.lease_id = Some(lease_id.clone());
+                        let again = store.take_lease(request.clone()).await.unwrap();
+                        let expected_again = if left < need {
+                            LeaseOutcome::Short {
+                                balance_micros: left,
+                            }
+                        } else {
+                            LeaseOutcome::Taken {
+                                lease_id,
+                                taken_micros: llmgate_core::credits::lease_take(left, &request),
+                            }
+                        };
+                        assert_eq!(again, expected_again, "{point:?}, again");
+                        assert_eq!(store.balance(&user).await.unwrap(), balance, "{point:?}");
+                    }
+                }
+            }
+        }
+    }
+
     pub async fn concurrent_takes_never_overdraw(store: Arc<dyn CreditStore>) {
         top_up(&*store, "eve", 10_000).await;
         let takes = (0..40).map(|_| {
@@ -360,6 +415,7 @@ macro_rules! leases {
                 a_retried_write_applies_once,
                 a_reclaimed_lease_charges_nothing,
                 concurrent_takes_never_overdraw,
+                takes_are_sized_as_lease_take_sizes_them,
                 a_batch_of_mixed_lease_writes_applies_each_once,
             );
         }

@@ -73,8 +73,9 @@ pub fn no_leases() -> Error {
     Error::internal("this credit store has no balance leases")
 }
 
-/// The share of a balance (beyond the need) a take's floor may round up with.
-const FLOOR_SHARE: i64 = 16;
+/// The share of a balance (beyond the need) a take's floor may round up with (a store that
+/// sizes a take in SQL binds it).
+pub const FLOOR_SHARE: i64 = 16;
 
 /// How much a take moves for a balance of `balance`: at least the need (the caller checked
 /// `balance >= need`), then the want, rounded up towards the floor by at most a sixteenth of

@@ -10,8 +10,8 @@
 //!
 //! So a batch of lease writes (charges, returns, usage records; nothing else) is written in
 //! three phases, in one transaction:
-//! 1. **Lease rows**, in the batch's order: each lease's consecutive charges as one `UPDATE`
-//!    (as SQLite's runs, `lease_runs`), each return as its `UPDATE`/`DELETE`. These rows are
+//! 1. **Lease rows**, in the batch's order: each run of consecutive charges as one `UPDATE`
+//!    of all its leases (`lease_charges`), each return as its `UPDATE`/`DELETE`. These rows are
 //!    this replica's own; only its takes (lease row, then balance row) and reclaims contend.
 //! 2. **Balance rows**, of every account the batch moves, in two statements (`lease_entries`):
 //!    lock them in `user_id` order, then move each by what the batch's returns give back and
@@ -22,6 +22,8 @@
 //! replicas' batches cannot deadlock, and another writer waits for a balance row at most three
 //! statements and a commit, whatever the size of the batch. Each write answers exactly as when written alone: write numbers,
 //! over-drawn and gone leases are decided by the same conditional statements.
+
+use std::collections::HashMap;
 
 use llmgate_core::credits::{LeaseCharge, LeaseReturn, LedgerWrite, Written};
 use llmgate_core::{Error, Result};
@@ -75,7 +77,7 @@ impl PostgresCreditStore {
         for part in writes.chunk_by(|a, b| lease_charge(a).is_some() && lease_charge(b).is_some()) {
             let charges: Vec<&LeaseCharge> = part.iter().filter_map(lease_charge).collect();
             if charges.len() == part.len() {
-                let outcomes = Self::apply_lease_charges(tx, &charges, now).await?;
+                let outcomes = Self::charge_leases_at_once(tx, &charges, now).await?;
                 for (charge, outcome) in charges.into_iter().zip(outcomes) {
                     steps.push(match outcome {
                         Ok(user_id) => {
@@ -132,13 +134,10 @@ impl PostgresCreditStore {
         steps: &[Step<'_>],
         now: i64,
     ) -> Result<Vec<(String, i64)>> {
-        let mut accounts: Vec<&str> = steps.iter().filter_map(Step::account).collect();
-        if accounts.is_empty() {
+        let entries = Entries::of(steps)?;
+        if entries.is_empty() {
             return Ok(Vec::new());
         }
-        accounts.sort_unstable();
-        accounts.dedup();
-        let entries = Entries::of(&accounts, steps)?;
         entries.write(tx, now).await
     }
 }
@@ -146,14 +145,16 @@ impl PostgresCreditStore {
 /// Each write's answer. A charge reports what its account may spend right after it: the
 /// account's figure at the batch's end plus the account's charges after it in the batch.
 fn answers(steps: Vec<Step<'_>>, spendable: &[(String, i64)]) -> Vec<Written> {
-    let mut later: Vec<(String, i64)> = spendable.to_vec();
+    let mut later: HashMap<&str, i64> = spendable
+        .iter()
+        .map(|(user_id, left)| (user_id.as_str(), *left))
+        .collect();
     let mut answers: Vec<Written> = steps
         .into_iter()
         .rev()
         .map(|step| match step {
             Step::Charged { user_id, charge } => {
-                let left = later.iter_mut().find(|(user, _)| *user == user_id);
-                Written::LeaseCharged(left.map(|(_, left)| {
+                Written::LeaseCharged(later.get_mut(user_id.as_str()).map(|left| {
                     let now = *left;
                     *left = left.saturating_add(cost_of(charge));
                     now

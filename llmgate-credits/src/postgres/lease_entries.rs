@@ -38,16 +38,25 @@ pub(super) struct Entries {
 }
 
 impl Entries {
-    /// The entries of `accounts` (sorted, each once): a charge's `release` (+c, the balance as
-    /// it would be with the charge still held) then its `charge` (−c); a return's `release`
-    /// (+r, the balance moves).
-    pub(super) fn of(accounts: &[&str], steps: &[Step<'_>]) -> Result<Self> {
+    /// The entries of every account the steps move, accounts in `user_id` order: a charge's
+    /// `release` (+c, the balance as it would be with the charge still held) then its
+    /// `charge` (−c); a return's `release` (+r, the balance moves).
+    pub(super) fn of(steps: &[Step<'_>]) -> Result<Self> {
         let overflow = || Error::internal("a lease write overflows the balance");
+        // Each step's account and position, by account and then in batch order: a batch
+        // over a thousand accounts is one sort, not a scan of the batch per account.
+        let mut order: Vec<(&str, usize)> = steps
+            .iter()
+            .enumerate()
+            .filter_map(|(at, step)| step.account().map(|user_id| (user_id, at)))
+            .collect();
+        order.sort_unstable();
         let mut entries = Self::default();
-        for &user_id in accounts {
+        for run in order.chunk_by(|a, b| a.0 == b.0) {
+            let user_id = run[0].0;
             let mut moved = 0_i64;
-            for step in steps.iter().filter(|step| step.account() == Some(user_id)) {
-                match step {
+            for &(_, at) in run {
+                match &steps[at] {
                     Step::Charged { charge, .. } => {
                         let cost = cost_of(charge);
                         let lease_id = parse_hold_id(&charge.lease_id).unwrap_or(0);
@@ -71,6 +80,11 @@ impl Entries {
             entries.returned.push(moved);
         }
         Ok(entries)
+    }
+
+    /// Whether the batch moves no account.
+    pub(super) fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
     }
 
     fn push(&mut self, kind: TransactionKind, amount: i64, offset: i64, entry: &Entry<'_>) {
@@ -198,7 +212,7 @@ mod tests {
             Step::Answered(Written::LeaseGone),
             Step::charged("ann", &b),
         ];
-        let entries = Entries::of(&["ann", "bob"], &steps).unwrap();
+        let entries = Entries::of(&steps).unwrap();
         assert_eq!(
             (entries.accounts, entries.returned),
             (vec!["ann".to_owned(), "bob".to_owned()], vec![500, 0])

@@ -16,6 +16,8 @@
 //!   end of the run (the charges after it in the run included), which is what low-balance
 //!   alerts want.
 
+use std::collections::HashMap;
+
 use llmgate_core::credits::{LeaseCharge, LedgerWrite, TransactionKind};
 
 use crate::sql::{kind_name, parse_hold_id};
@@ -57,18 +59,21 @@ pub(crate) struct LeaseGroup {
 /// names no lease is in no group (it is written as gone).
 pub(crate) fn group_by_lease(charges: &[&LeaseCharge]) -> Vec<LeaseGroup> {
     let mut groups: Vec<LeaseGroup> = Vec::new();
+    // A run over one hot account touches a lease or two, one over a thousand accounts a
+    // lease per charge: an index keeps the second from scanning every group per charge.
+    let mut index: HashMap<i64, usize> = HashMap::new();
     for (position, charge) in charges.iter().enumerate() {
         let Some(lease_id) = parse_hold_id(&charge.lease_id) else {
             continue;
         };
-        // Runs touch a handful of leases: a scan beats a map.
-        match groups.iter_mut().find(|group| group.lease_id == lease_id) {
-            Some(group) => group.members.push(position),
-            None => groups.push(LeaseGroup {
+        let at = *index.entry(lease_id).or_insert_with(|| {
+            groups.push(LeaseGroup {
                 lease_id,
-                members: vec![position],
-            }),
-        }
+                members: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        groups[at].members.push(position);
     }
     groups
 }
@@ -246,23 +251,36 @@ macro_rules! sql_lease_charge_runs {
                         continue;
                     }
                     // Not all of them at once: each in turn, as alone.
-                    for &at in &group.members {
-                        let charge = charges[at];
-                        let alone = run::CombinedCharge::alone(charge, now);
-                        outcomes[at] =
-                            match Self::charge_lease_row(tx, group.lease_id, &alone).await? {
-                                Some(user_id) => Ok(user_id),
-                                None => Err(Self::lease_missed(
-                                    tx,
-                                    group.lease_id,
-                                    charge.seq,
-                                    Written::LeaseCharged(None),
-                                )
-                                .await?),
-                            };
-                    }
+                    Self::charge_each_alone(tx, group, charges, &mut outcomes, now).await?;
                 }
                 Ok(outcomes)
+            }
+
+            /// The charges of `group` applied one by one, each exactly as written alone: its
+            /// lease's owner, or what the charge did, into `outcomes`.
+            async fn charge_each_alone(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                group: &$crate::sql::lease_runs::LeaseGroup,
+                charges: &[&llmgate_core::credits::LeaseCharge],
+                outcomes: &mut [Result<String, llmgate_core::credits::Written>],
+                now: i64,
+            ) -> llmgate_core::Result<()> {
+                use llmgate_core::credits::Written;
+                for &at in &group.members {
+                    let charge = charges[at];
+                    let alone = $crate::sql::lease_runs::CombinedCharge::alone(charge, now);
+                    outcomes[at] = match Self::charge_lease_row(tx, group.lease_id, &alone).await? {
+                        Some(user_id) => Ok(user_id),
+                        None => Err(Self::lease_missed(
+                            tx,
+                            group.lease_id,
+                            charge.seq,
+                            Written::LeaseCharged(None),
+                        )
+                        .await?),
+                    };
+                }
+                Ok(())
             }
 
             /// Take `charge.cost` out of lease `lease_id` if it has seen none of the write

@@ -5,10 +5,9 @@
 //! the balance row, the order settles lock a hold and its balance in, so steps never deadlock.
 
 /// The lease steps of a store type (see `sql_credit_store!`), which also needs a
-/// `LOCK_BALANCE` const (the balance read that locks its row for the transaction) and a
 /// `LEASE_CHARGE_STATEMENT` (a charge as one statement, where the backend can; without one,
-/// charges go in runs: see `lease_runs`) and a `TAKE_STATEMENT` (a take's moves after its
-/// locks as one statement, where the backend can).
+/// charges go in runs: see `lease_runs`) and a `TAKE_STATEMENT` (a whole take as one
+/// statement, where the backend can: see `take_lease_at_once`).
 macro_rules! sql_ledger_leases {
     ($store:ty, $db:ty) => {
         impl $store {
@@ -29,9 +28,15 @@ macro_rules! sql_ledger_leases {
                 let now = llmgate_core::memory::unix_now();
                 let ttl = i64::try_from(request.ttl_secs).unwrap_or(i64::MAX);
                 let expires_at = now.saturating_add(ttl);
+                if let Some(statement) = Self::TAKE_STATEMENT {
+                    return self
+                        .take_lease_at_once(statement, request, now, expires_at)
+                        .await;
+                }
+                // Several statements in one transaction (SQLite, whose `BEGIN IMMEDIATE` holds
+                // the write lock, so the balance read below is as good as locked). The lease
+                // row first (renewed, so a reclaim cannot take it meanwhile), then the balance.
                 let mut tx = self.begin_write().await.map_err(failed())?;
-                // The lease row first (renewed, so a reclaim cannot take it meanwhile), then
-                // the balance row.
                 let mut lease_id: Option<i64> = None;
                 if let Some(id) = request
                     .lease_id
@@ -45,7 +50,7 @@ macro_rules! sql_ledger_leases {
                         .await
                         .map_err(failed())?;
                 }
-                let balance = sqlx::query_scalar::<$db, i64>(Self::LOCK_BALANCE)
+                let balance = sqlx::query_scalar::<$db, i64>(sql::SELECT_BALANCE)
                     .bind(&request.user_id)
                     .fetch_optional(&mut *tx)
                     .await
@@ -58,28 +63,6 @@ macro_rules! sql_ledger_leases {
                     return Ok(short);
                 }
                 let take = llmgate_core::credits::lease_take(balance, request);
-                // Where the backend has one statement for the moves, the row locks are held
-                // one round trip less per move (PostgreSQL, whose replicas share the row).
-                if let Some(statement) = Self::TAKE_STATEMENT {
-                    let Some((lease_id, _after)) = sqlx::query_as::<$db, (i64, i64)>(statement)
-                        .bind(&request.user_id)
-                        .bind(take)
-                        .bind(lease_id)
-                        .bind(now)
-                        .bind(expires_at)
-                        .bind(self.replica.id.as_ref())
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(failed())?
-                    else {
-                        return Ok(short);
-                    };
-                    tx.commit().await.map_err(failed())?;
-                    return Ok(LeaseOutcome::Taken {
-                        lease_id: lease_id.to_string(),
-                        taken_micros: take,
-                    });
-                }
                 // The conditional take decides, whatever was read above.
                 let Some(after) = sqlx::query_scalar::<$db, i64>(sql::TAKE_FROM_BALANCE)
                     .bind(&request.user_id)
@@ -123,6 +106,44 @@ macro_rules! sql_ledger_leases {
                 Ok(LeaseOutcome::Taken {
                     lease_id: lease_id.to_string(),
                     taken_micros: take,
+                })
+            }
+
+            /// A take as the backend's one statement (`TAKE_STATEMENT`): one round trip, its
+            /// own transaction, sized in SQL as [`lease_take`](llmgate_core::credits::lease_take)
+            /// sizes it.
+            async fn take_lease_at_once(
+                &self,
+                statement: &'static str,
+                request: &llmgate_core::credits::LeaseRequest,
+                now: i64,
+                expires_at: i64,
+            ) -> llmgate_core::Result<llmgate_core::credits::LeaseOutcome> {
+                use llmgate_core::credits::LeaseOutcome;
+                let lease_id = request
+                    .lease_id
+                    .as_deref()
+                    .and_then($crate::sql::parse_hold_id);
+                let row = sqlx::query_as::<$db, (Option<i64>, Option<i64>, i64)>(statement)
+                    .bind(&request.user_id)
+                    .bind(lease_id)
+                    .bind(request.need_micros)
+                    .bind(request.want_micros)
+                    .bind(request.floor_micros)
+                    .bind(now)
+                    .bind(expires_at)
+                    .bind(self.replica.id.as_ref())
+                    .bind(llmgate_core::credits::FLOOR_SHARE)
+                    .fetch_optional(self.write_pool())
+                    .await
+                    .map_err($crate::error::database_error("take a lease"))?;
+                Ok(match row {
+                    Some((Some(lease_id), Some(taken_micros), _)) => LeaseOutcome::Taken {
+                        lease_id: lease_id.to_string(),
+                        taken_micros,
+                    },
+                    Some((_, _, balance_micros)) => LeaseOutcome::Short { balance_micros },
+                    None => LeaseOutcome::Short { balance_micros: 0 },
                 })
             }
 

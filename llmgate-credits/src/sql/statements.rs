@@ -32,11 +32,6 @@ ON CONFLICT (user_id) DO NOTHING";
 pub(crate) const SELECT_BALANCE: &str =
     "SELECT balance_micros FROM credit_balances WHERE user_id = $1";
 
-/// PostgreSQL: [`SELECT_BALANCE`], locking the row until the transaction ends (SQLite's
-/// `BEGIN IMMEDIATE` already holds the write lock).
-pub(crate) const PG_LOCK_BALANCE: &str =
-    "SELECT balance_micros FROM credit_balances WHERE user_id = $1 FOR UPDATE";
-
 /// What an account may spend: its balance plus what its balance leases hold (a lease only
 /// moved it aside; the requests served from it are charged as they settle).
 pub(crate) const SELECT_SPENDABLE: &str = "\
@@ -413,6 +408,22 @@ AS BIGINT) FROM balance";
 pub(crate) const PG_LOCK_BALANCES: &str = "\
 SELECT user_id FROM credit_balances WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
 
+/// PostgreSQL only: [`CHARGE_LEASE`] for many leases in one statement, one array per column
+/// (lease, cost, first and last write number, expiry; each lease once). The lease rows are
+/// locked in `id` order first (the sort runs before the locks), so that another writer
+/// locking several never deadlocks with this one. The leases charged, with their owners; a
+/// lease not returned was left as it was (gone, holding less, or applied one of these writes
+/// before), and its charges are tried one by one.
+pub(crate) const PG_CHARGE_LEASES: &str = "\
+WITH c AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
+$5::bigint[]) AS c (id, cost, first_seq, last_seq, expires_at)), \
+locked AS (SELECT id FROM credit_holds WHERE id = ANY($1) ORDER BY id FOR UPDATE) \
+UPDATE credit_holds SET amount_micros = credit_holds.amount_micros - c.cost, \
+lease_seq = c.last_seq, expires_at = c.expires_at FROM c \
+WHERE credit_holds.id = c.id AND credit_holds.lease_seq < c.first_seq \
+AND credit_holds.amount_micros >= c.cost AND (SELECT count(*) FROM locked) >= 0 \
+RETURNING credit_holds.id, credit_holds.user_id";
+
 /// PostgreSQL only: a batch's usage rows in one upsert, in the order given (key order: see
 /// `UsageTotals`), one array per column.
 pub(crate) const PG_ADD_USAGE_ROWS: &str = add_to_usage_row!(
@@ -429,25 +440,43 @@ ORDER BY u.n \
 "
 );
 
-/// PostgreSQL only: a take's moves as one statement, once the take has locked the lease row
-/// (`$3`, renewed; NULL when a new lease is to be opened) and the balance row: take `$2` from
-/// balance `$1` if it covers it, grow the lease or insert a new one (placed at `$4`, expiring
-/// at `$5`, by replica `$6`), and write the `hold` entry. The lease and the balance after;
-/// no row: the balance does not cover it, and nothing changed.
-pub(crate) const PG_TAKE_INTO_LEASE: &str = with_taken!(
-    "\
+/// PostgreSQL only: a whole take as one statement (one round trip, its own transaction). Lock
+/// lease `$2` (this replica's; NULL or gone: a new lease is opened), then the balance row of
+/// account `$1` (the order every writer locks them in); if the balance covers the need `$3`,
+/// move the take sized as `credits::lease_take` sizes it (want `$4`, floor `$5`, floor share
+/// `$9`) into the lease, renewed or placed at `$6` to expire at `$7` by replica `$8`, and write
+/// the `hold` entry. The lease and the take (both NULL: the balance does not cover the need,
+/// nothing changed) and the balance before; no row: the account has no balance row.
+pub(crate) const PG_TAKE_LEASE: &str = "\
+WITH held AS ( \
+SELECT id FROM credit_holds WHERE id = $2::bigint AND lease_seq IS NOT NULL FOR UPDATE), \
+locked AS ( \
+SELECT balance_micros AS before FROM credit_balances \
+WHERE user_id = $1 AND (SELECT count(*) FROM held) >= 0 FOR UPDATE), \
+sized AS ( \
+SELECT before, CASE WHEN before >= need THEN spare + LEAST(want, need + beyond / 2 - spare) END \
+AS take \
+FROM (SELECT before, need, want, beyond, LEAST(GREATEST($5::bigint - want, 0), \
+beyond / $9::bigint) AS spare \
+FROM (SELECT before, $3::bigint AS need, GREATEST($4::bigint, $3::bigint) AS want, \
+GREATEST(before - $3::bigint, 0) AS beyond FROM locked) AS parts) AS sizes), \
+taken AS ( \
+UPDATE credit_balances SET balance_micros = credit_balances.balance_micros - sized.take \
+FROM sized WHERE credit_balances.user_id = $1 AND sized.take IS NOT NULL \
+AND credit_balances.balance_micros >= sized.take \
+RETURNING credit_balances.balance_micros AS after, sized.take), \
 grown AS ( \
-UPDATE credit_holds SET amount_micros = amount_micros + $2 FROM taken \
-WHERE credit_holds.id = $3 RETURNING credit_holds.id), \
+UPDATE credit_holds SET amount_micros = credit_holds.amount_micros + taken.take, \
+expires_at = $7 FROM taken, held WHERE credit_holds.id = held.id RETURNING credit_holds.id), \
 fresh AS ( \
 INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at, \
 replica_id, lease_seq) \
-SELECT $1, $2, 'lease', $4, $5, $6, 0 FROM taken WHERE $3::bigint IS NULL \
+SELECT $1, taken.take, 'lease', $6, $7, $8, 0 FROM taken WHERE NOT EXISTS (SELECT 1 FROM held) \
 RETURNING id), \
 lease AS (SELECT id FROM grown UNION ALL SELECT id FROM fresh), \
 entry AS ( \
 INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, reason, \
 created_at) \
-SELECT $1, 'hold', -$2, taken.balance_micros, 'lease ' || lease.id, $4 FROM taken, lease) \
-SELECT lease.id, taken.balance_micros FROM taken, lease"
-);
+SELECT $1, 'hold', -taken.take, taken.after, 'lease ' || lease.id, $6 FROM taken, lease) \
+SELECT lease.id, taken.take, sized.before FROM sized LEFT JOIN taken ON true \
+LEFT JOIN lease ON true";
