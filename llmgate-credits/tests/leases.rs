@@ -464,3 +464,142 @@ mod verified {
         assert!(report.is_exact(), "{report:?}");
     }
 }
+
+/// PostgreSQL's take and a batch's lease charges are single statements whose snapshot is taken
+/// before they wait for the rows they lock: a row that changed meanwhile (here a transaction
+/// holding it commits a change) is what they compute from and write.
+mod waits {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use llmgate_core::credits::{
+        CreditStore, LeaseCharge, LeaseOutcome, LeaseRequest, LedgerWrite, Written,
+    };
+    use llmgate_credits::PostgresCreditStore;
+    use sqlx::{Connection, PgConnection};
+
+    use super::MARCH_1;
+    use crate::support::{TestPostgres, top_up, usage_record};
+
+    fn ask(user_id: &str, lease_id: Option<String>, need: i64) -> LeaseRequest {
+        LeaseRequest {
+            user_id: user_id.into(),
+            lease_id,
+            need_micros: need,
+            want_micros: need,
+            floor_micros: 0,
+            ttl_secs: 600,
+        }
+    }
+
+    /// A connection with `statement` run in a transaction left open (behind the ledger's
+    /// back, no entries: only the row's lock and value matter here).
+    async fn holding(url: &str, statement: &str) -> PgConnection {
+        let mut other = PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("BEGIN; {statement}")))
+            .execute(&mut other)
+            .await
+            .unwrap();
+        other
+    }
+
+    /// Until one backend of the database waits for a row lock.
+    async fn until_one_waits(url: &str) {
+        let mut watcher = PgConnection::connect(url).await.unwrap();
+        for _ in 0..500 {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("nothing waits for a row lock");
+    }
+
+    #[tokio::test]
+    async fn a_take_waiting_on_a_growing_balance_takes_from_what_it_grew_to() {
+        let Some(db) = TestPostgres::create().await else {
+            return;
+        };
+        let store = Arc::new(PostgresCreditStore::connect(&db.url).await.unwrap());
+        top_up(&*store, "gus", 100).await;
+        let mut other = holding(
+            &db.url,
+            "UPDATE credit_balances SET balance_micros = balance_micros + 1000 \
+             WHERE user_id = 'gus'",
+        )
+        .await;
+        let take = tokio::spawn({
+            let store = store.clone();
+            async move { store.take_lease(ask("gus", None, 150)).await }
+        });
+        until_one_waits(&db.url).await;
+        sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+        let outcome = take.await.unwrap().unwrap();
+        assert!(
+            matches!(
+                outcome,
+                LeaseOutcome::Taken {
+                    taken_micros: 150,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(store.balance("gus").await.unwrap(), 1_100);
+    }
+
+    #[tokio::test]
+    async fn a_charge_waiting_on_a_growing_lease_charges_what_it_grew_to() {
+        let Some(db) = TestPostgres::create().await else {
+            return;
+        };
+        let store = Arc::new(PostgresCreditStore::connect(&db.url).await.unwrap());
+        top_up(&*store, "hal", 10_000).await;
+        let LeaseOutcome::Taken { lease_id, .. } =
+            store.take_lease(ask("hal", None, 200)).await.unwrap()
+        else {
+            panic!("no lease");
+        };
+        let mut other = holding(
+            &db.url,
+            &format!(
+                "UPDATE credit_holds SET amount_micros = amount_micros + 1000 WHERE id = {lease_id}"
+            ),
+        )
+        .await;
+        // More than the lease held before the other transaction grew it.
+        let mut usage = usage_record("hal", "req-1", "m", "p", 500, MARCH_1);
+        usage.cost_micros = 500;
+        let charge = LedgerWrite::LeaseCharge(LeaseCharge {
+            lease_id: lease_id.clone(),
+            seq: 1,
+            usage,
+            ttl_secs: 600,
+        });
+        let batch = tokio::spawn({
+            let store = store.clone();
+            async move { store.write_batch(&[charge]).await }
+        });
+        until_one_waits(&db.url).await;
+        sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+        let written = batch.await.unwrap();
+        assert!(
+            matches!(written[..], [Ok(Written::LeaseCharged(Some(_)))]),
+            "{written:?}"
+        );
+        let mut check = PgConnection::connect(&db.url).await.unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT amount_micros FROM credit_holds WHERE id = $1")
+            .bind(lease_id.parse::<i64>().unwrap())
+            .fetch_one(&mut check)
+            .await
+            .unwrap();
+        assert_eq!(left, 200 + 1_000 - 500);
+    }
+}

@@ -373,18 +373,23 @@ AND lease_seq IS NOT NULL), 0) AS BIGINT) FROM balance";
 
 /// PostgreSQL only: the entries of a batch of lease writes, with the balance rows they
 /// belong to (locked before, see [`PG_LOCK_BALANCES`]) moved by what the batch's returns give
-/// back (see `postgres::lease_entries`). `$1`/`$2` each account and what its returns give
+/// back (see `postgres::lease_entries`); a row nothing is given back to is read, not
+/// rewritten (a batch of charges over a thousand accounts moves none of them). `$1`/`$2` each account and what its returns give
 /// back; `$3` now; `$4`–`$17` the entries, one array per column in batch order (`$7` each
 /// `balance_after` less its account's balance before the batch). Returns each account with
 /// its balance and what it may spend (its leases counted) after the batch. The entries are
 /// inserted in array order, so their ids follow each account's running balance.
 pub(crate) const PG_LEASE_ENTRIES: &str = "\
 WITH moved AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS m (user_id, returned)), \
-balance AS ( \
+given AS ( \
 UPDATE credit_balances SET balance_micros = credit_balances.balance_micros + moved.returned \
-FROM moved WHERE credit_balances.user_id = moved.user_id \
-RETURNING credit_balances.user_id, credit_balances.balance_micros AS after, \
-credit_balances.balance_micros - moved.returned AS before), \
+FROM moved WHERE credit_balances.user_id = moved.user_id AND moved.returned <> 0 \
+RETURNING credit_balances.user_id, credit_balances.balance_micros AS after), \
+balance AS ( \
+SELECT moved.user_id, COALESCE(given.after, held.balance_micros) AS after, \
+COALESCE(given.after, held.balance_micros) - moved.returned AS before \
+FROM moved JOIN credit_balances held ON held.user_id = moved.user_id \
+LEFT JOIN given ON given.user_id = moved.user_id), \
 entry AS ( \
 INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, provider, \
 prompt_tokens, completion_tokens, key_source, request_id, reason, created_at, cache_read_tokens, \
@@ -411,17 +416,20 @@ SELECT user_id FROM credit_balances WHERE user_id = ANY($1) ORDER BY user_id FOR
 /// PostgreSQL only: [`CHARGE_LEASE`] for many leases in one statement, one array per column
 /// (lease, cost, first and last write number, expiry; each lease once). The lease rows are
 /// locked in `id` order first (the sort runs before the locks), so that another writer
-/// locking several never deadlocks with this one. The leases charged, with their owners; a
+/// locking several never deadlocks with this one, and the conditions and new values are
+/// computed from those locked rows (see [`PG_TAKE_LEASE`] for why not from the update's own
+/// scan). The leases charged, with their owners; a
 /// lease not returned was left as it was (gone, holding less, or applied one of these writes
 /// before), and its charges are tried one by one.
 pub(crate) const PG_CHARGE_LEASES: &str = "\
 WITH c AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
 $5::bigint[]) AS c (id, cost, first_seq, last_seq, expires_at)), \
-locked AS (SELECT id FROM credit_holds WHERE id = ANY($1) ORDER BY id FOR UPDATE) \
-UPDATE credit_holds SET amount_micros = credit_holds.amount_micros - c.cost, \
-lease_seq = c.last_seq, expires_at = c.expires_at FROM c \
-WHERE credit_holds.id = c.id AND credit_holds.lease_seq < c.first_seq \
-AND credit_holds.amount_micros >= c.cost AND (SELECT count(*) FROM locked) >= 0 \
+locked AS (SELECT id, amount_micros, lease_seq FROM credit_holds WHERE id = ANY($1) \
+ORDER BY id FOR UPDATE) \
+UPDATE credit_holds SET amount_micros = locked.amount_micros - c.cost, \
+lease_seq = c.last_seq, expires_at = c.expires_at FROM c JOIN locked ON locked.id = c.id \
+WHERE credit_holds.id = c.id AND locked.lease_seq < c.first_seq \
+AND locked.amount_micros >= c.cost \
 RETURNING credit_holds.id, credit_holds.user_id";
 
 /// PostgreSQL only: a batch's usage rows in one upsert, in the order given (key order: see
@@ -447,9 +455,17 @@ ORDER BY u.n \
 /// `$9`) into the lease, renewed or placed at `$6` to expire at `$7` by replica `$8`, and write
 /// the `hold` entry. The lease and the take (both NULL: the balance does not cover the need,
 /// nothing changed) and the balance before; no row: the account has no balance row.
+///
+/// The moves compute the rows they write from the locked rows (`held`, `locked`), never from
+/// the row as their own scan reads it: that scan reads the statement's snapshot, taken before
+/// the locks were waited for, so a balance that grew meanwhile (a return committed by this
+/// replica's writer) would look too small there — a test on it skips the row, and a value
+/// computed from it fails the CHECK constraints, which PostgreSQL evaluates before it re-reads
+/// the row's latest version.
 pub(crate) const PG_TAKE_LEASE: &str = "\
 WITH held AS ( \
-SELECT id FROM credit_holds WHERE id = $2::bigint AND lease_seq IS NOT NULL FOR UPDATE), \
+SELECT id, amount_micros FROM credit_holds WHERE id = $2::bigint AND lease_seq IS NOT NULL \
+FOR UPDATE), \
 locked AS ( \
 SELECT balance_micros AS before FROM credit_balances \
 WHERE user_id = $1 AND (SELECT count(*) FROM held) >= 0 FOR UPDATE), \
@@ -461,13 +477,12 @@ beyond / $9::bigint) AS spare \
 FROM (SELECT before, $3::bigint AS need, GREATEST($4::bigint, $3::bigint) AS want, \
 GREATEST(before - $3::bigint, 0) AS beyond FROM locked) AS parts) AS sizes), \
 taken AS ( \
-UPDATE credit_balances SET balance_micros = credit_balances.balance_micros - sized.take \
+UPDATE credit_balances SET balance_micros = sized.before - sized.take \
 FROM sized WHERE credit_balances.user_id = $1 AND sized.take IS NOT NULL \
-AND credit_balances.balance_micros >= sized.take \
 RETURNING credit_balances.balance_micros AS after, sized.take), \
 grown AS ( \
-UPDATE credit_holds SET amount_micros = credit_holds.amount_micros + taken.take, \
-expires_at = $7 FROM taken, held WHERE credit_holds.id = held.id RETURNING credit_holds.id), \
+UPDATE credit_holds SET amount_micros = held.amount_micros + taken.take, expires_at = $7 \
+FROM taken, held WHERE credit_holds.id = held.id RETURNING credit_holds.id), \
 fresh AS ( \
 INSERT INTO credit_holds (user_id, amount_micros, request_id, created_at, expires_at, \
 replica_id, lease_seq) \
