@@ -1,5 +1,7 @@
 //! The embedded default: a SQLite file beside the server.
 
+mod lease_rows;
+
 use std::str::FromStr;
 use std::time::Duration;
 

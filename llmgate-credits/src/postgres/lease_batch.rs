@@ -77,7 +77,7 @@ impl PostgresCreditStore {
         for part in writes.chunk_by(|a, b| lease_charge(a).is_some() && lease_charge(b).is_some()) {
             let charges: Vec<&LeaseCharge> = part.iter().filter_map(lease_charge).collect();
             if charges.len() == part.len() {
-                let outcomes = Self::charge_leases_at_once(tx, &charges, now).await?;
+                let outcomes = Self::apply_lease_charges(tx, &charges, now).await?;
                 for (charge, outcome) in charges.into_iter().zip(outcomes) {
                     steps.push(match outcome {
                         Ok(user_id) => {

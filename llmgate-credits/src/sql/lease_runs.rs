@@ -18,12 +18,12 @@
 
 use std::collections::HashMap;
 
-use llmgate_core::credits::{LeaseCharge, LedgerWrite, TransactionKind};
+use llmgate_core::credits::{LeaseCharge, LedgerWrite};
 
-use crate::sql::{kind_name, parse_hold_id};
+use crate::sql::parse_hold_id;
 
 /// The most charges one entries `INSERT` takes (20 parameters each, far below SQLite's 32,766).
-const MOST_CHARGES_PER_INSERT: usize = 128;
+pub(crate) const MOST_CHARGES_PER_INSERT: usize = 128;
 
 /// The charge a write is, if it is one.
 pub(crate) fn lease_charge(write: &LedgerWrite) -> Option<&LeaseCharge> {
@@ -42,9 +42,12 @@ pub(crate) struct RunAccount {
     pub spendable: i64,
 }
 
-/// `user_id`'s account among a run's (a handful: a scan beats a map).
+/// `user_id`'s account among a run's (sorted by `user_id`).
 pub(crate) fn account_of<'a>(accounts: &'a [RunAccount], user_id: &str) -> Option<&'a RunAccount> {
-    accounts.iter().find(|account| account.user_id == user_id)
+    accounts
+        .binary_search_by(|account| account.user_id.as_str().cmp(user_id))
+        .ok()
+        .map(|at| &accounts[at])
 }
 
 /// The charges of one lease within a run.
@@ -127,6 +130,34 @@ pub(crate) fn combine(charges: &[&LeaseCharge], now: i64) -> Option<CombinedChar
     })
 }
 
+/// A run's charges combined lease by lease, column by column: a row per lease whose charges
+/// can be applied together ([`combine`]); the others are left to the one-by-one path.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct CombinedRows {
+    pub lease_id: Vec<i64>,
+    pub cost: Vec<i64>,
+    pub first_seq: Vec<i64>,
+    pub last_seq: Vec<i64>,
+    pub expires_at: Vec<i64>,
+}
+
+impl CombinedRows {
+    pub(crate) fn of(groups: &[LeaseGroup], charges: &[&LeaseCharge], now: i64) -> Self {
+        let mut rows = Self::default();
+        for group in groups {
+            let members: Vec<&LeaseCharge> = group.members.iter().map(|&at| charges[at]).collect();
+            if let Some(together) = combine(&members, now) {
+                rows.lease_id.push(group.lease_id);
+                rows.cost.push(together.cost);
+                rows.first_seq.push(together.first_seq);
+                rows.last_seq.push(together.last_seq);
+                rows.expires_at.push(together.expires_at);
+            }
+        }
+        rows
+    }
+}
+
 /// How many charges each entries `INSERT` of a run of `count` takes: powers of two, largest
 /// first, so a few prepared statements serve every run length.
 pub(crate) fn insert_sizes(count: usize) -> impl Iterator<Item = usize> {
@@ -143,50 +174,6 @@ pub(crate) fn insert_sizes(count: usize) -> impl Iterator<Item = usize> {
         left -= size;
         Some(size)
     })
-}
-
-/// The `INSERT` of `charges` charges' entries: per charge, its `release` (`+cost`, the balance
-/// plus the cost after it) then its `charge` (`−cost` with the usage, the balance after it).
-///
-/// The parameters are SQLite's anonymous `?`, bound in order: a numbered one (`$n`) is found
-/// by name, a scan of every name for each parameter bound, which made an `INSERT` of 128
-/// charges spend 70 % of the writer's time looking its own parameters up. Per charge: user,
-/// cost, balance after the release, request, reason, at; then user, −cost, balance after the
-/// charge, model, provider, prompt, completion, key source, request, reason, at, cache read,
-/// cache write, reasoning tokens.
-fn build_lease_entries_sql(charges: usize) -> String {
-    let release = format!(
-        "(?, '{}', ?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, NULL, NULL, NULL)",
-        kind_name(TransactionKind::Release)
-    );
-    let charge = format!(
-        "(?, '{}', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        kind_name(TransactionKind::Charge)
-    );
-    let rows = vec![format!("{release}, {charge}"); charges];
-    format!(
-        "INSERT INTO credit_ledger (user_id, kind, amount_micros, balance_after_micros, model, \
-         provider, prompt_tokens, completion_tokens, key_source, request_id, reason, created_at, \
-         cache_read_tokens, cache_write_tokens, reasoning_tokens) VALUES {}",
-        rows.join(", ")
-    )
-}
-
-/// [`build_lease_entries_sql`] for a size [`insert_sizes`] gives (`None` for any other),
-/// built once: the same text each time, so the connection's statement cache keeps it prepared.
-pub(crate) fn lease_entries_sql(charges: usize) -> Option<&'static str> {
-    static BY_POWER: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    if !charges.is_power_of_two() {
-        return None;
-    }
-    let by_power = BY_POWER.get_or_init(|| {
-        (0..=MOST_CHARGES_PER_INSERT.ilog2())
-            .map(|power| build_lease_entries_sql(1 << power))
-            .collect()
-    });
-    by_power
-        .get(usize::try_from(charges.ilog2()).ok()?)
-        .map(String::as_str)
 }
 
 /// The steps that write a run of lease charges inside a batch's transaction, for a store type
@@ -228,7 +215,9 @@ macro_rules! sql_lease_charge_runs {
             }
 
             /// Take the run's charges out of their leases: per charge, `Ok` with the lease's
-            /// owner once applied, else what the charge did (as alone).
+            /// owner once applied, else what the charge did (as alone). Each lease's charges
+            /// are combined and every lease charged at once (the backend's `charge_combined`);
+            /// a lease that left them is tried one charge at a time.
             async fn apply_lease_charges(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 charges: &[&llmgate_core::credits::LeaseCharge],
@@ -236,22 +225,27 @@ macro_rules! sql_lease_charge_runs {
             ) -> llmgate_core::Result<Vec<Result<String, llmgate_core::credits::Written>>> {
                 use llmgate_core::credits::Written;
                 use $crate::sql::lease_runs as run;
+                let groups = run::group_by_lease(charges);
+                let rows = run::CombinedRows::of(&groups, charges, now);
+                let owners = if rows.lease_id.is_empty() {
+                    std::collections::HashMap::new()
+                } else {
+                    Self::charge_combined(tx, &rows).await?
+                };
                 let mut outcomes: Vec<Result<String, Written>> =
                     vec![Err(Written::LeaseGone); charges.len()];
-                for group in &run::group_by_lease(charges) {
-                    let members: Vec<&llmgate_core::credits::LeaseCharge> =
-                        group.members.iter().map(|&at| charges[at]).collect();
-                    if let Some(together) = run::combine(&members, now)
-                        && let Some(user_id) =
-                            Self::charge_lease_row(tx, group.lease_id, &together).await?
-                    {
-                        for &at in &group.members {
-                            outcomes[at] = Ok(user_id.clone());
+                for group in &groups {
+                    match owners.get(&group.lease_id) {
+                        Some(user_id) => {
+                            for &at in &group.members {
+                                outcomes[at] = Ok(user_id.clone());
+                            }
                         }
-                        continue;
+                        // Not all of them at once: each in turn, as alone.
+                        None => {
+                            Self::charge_each_alone(tx, group, charges, &mut outcomes, now).await?
+                        }
                     }
-                    // Not all of them at once: each in turn, as alone.
-                    Self::charge_each_alone(tx, group, charges, &mut outcomes, now).await?;
                 }
                 Ok(outcomes)
             }
@@ -302,30 +296,47 @@ macro_rules! sql_lease_charge_runs {
             }
 
             /// The balance, and what may be spent, of each account with an applied charge
-            /// (its row is there: the lease was taken from it).
+            /// (its row is there: the lease was taken from it), sorted by `user_id`; a
+            /// statement per chunk of accounts (`run_statements`).
             async fn accounts_of(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 outcomes: &[Result<String, llmgate_core::credits::Written>],
             ) -> llmgate_core::Result<Vec<$crate::sql::lease_runs::RunAccount>> {
-                let mut accounts: Vec<$crate::sql::lease_runs::RunAccount> = Vec::new();
-                for user_id in outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()) {
-                    if $crate::sql::lease_runs::account_of(&accounts, user_id).is_some() {
-                        continue;
+                let mut users: Vec<&str> = outcomes
+                    .iter()
+                    .filter_map(|outcome| outcome.as_ref().ok().map(String::as_str))
+                    .collect();
+                users.sort_unstable();
+                users.dedup();
+                let mut accounts: Vec<$crate::sql::lease_runs::RunAccount> =
+                    Vec::with_capacity(users.len());
+                let mut rest = users.as_slice();
+                for size in $crate::sql::lease_runs::insert_sizes(users.len()) {
+                    let (these, after) = rest.split_at(size);
+                    rest = after;
+                    let sql = $crate::sql::run_statements::accounts_sql(size).ok_or_else(|| {
+                        llmgate_core::Error::internal("no accounts statement of that size")
+                    })?;
+                    let mut read = sqlx::query_as::<$db, (String, i64, i64)>(sql);
+                    for user_id in these {
+                        read = read.bind(*user_id);
                     }
-                    let (balance, spendable) = sqlx::query_as::<$db, (i64, i64)>(
-                        $crate::sql::statements::SELECT_BALANCE_AND_SPENDABLE,
-                    )
-                    .bind(user_id.as_str())
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err($crate::error::database_error("charge a lease"))?
-                    .ok_or_else(|| llmgate_core::Error::internal("a held balance is missing"))?;
-                    accounts.push($crate::sql::lease_runs::RunAccount {
-                        user_id: user_id.clone(),
-                        balance,
-                        spendable,
-                    });
+                    let rows = read
+                        .fetch_all(&mut **tx)
+                        .await
+                        .map_err($crate::error::database_error("charge a lease"))?;
+                    accounts.extend(rows.into_iter().map(|(user_id, balance, spendable)| {
+                        $crate::sql::lease_runs::RunAccount {
+                            user_id,
+                            balance,
+                            spendable,
+                        }
+                    }));
                 }
+                if accounts.len() != users.len() {
+                    return Err(llmgate_core::Error::internal("a held balance is missing"));
+                }
+                accounts.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
                 Ok(accounts)
             }
 
@@ -353,7 +364,7 @@ macro_rules! sql_lease_charge_runs {
                     let (these, after) = rest.split_at(size);
                     rest = after;
                     let sql =
-                        $crate::sql::lease_runs::lease_entries_sql(size).ok_or_else(|| {
+                        $crate::sql::run_statements::lease_entries_sql(size).ok_or_else(|| {
                             llmgate_core::Error::internal("no entries statement of that size")
                         })?;
                     let mut insert = sqlx::query::<$db>(sql);
@@ -492,22 +503,5 @@ mod tests {
         for n in 0..600 {
             assert_eq!(insert_sizes(n).sum::<usize>(), n);
         }
-    }
-
-    #[test]
-    fn the_entries_insert_takes_twenty_anonymous_parameters_per_charge() {
-        let sql = lease_entries_sql(2).unwrap();
-        assert_eq!(sql.matches("'release'").count(), 2);
-        assert_eq!(sql.matches("'charge'").count(), 2);
-        assert_eq!(sql.matches('?').count(), 40, "{sql}");
-        assert!(!sql.contains('$'), "{sql}");
-        assert!(
-            std::ptr::eq(sql, lease_entries_sql(2).unwrap()),
-            "built once"
-        );
-        let most = lease_entries_sql(MOST_CHARGES_PER_INSERT).unwrap();
-        assert_eq!(most.matches("'charge'").count(), MOST_CHARGES_PER_INSERT);
-        assert_eq!(lease_entries_sql(3), None);
-        assert_eq!(lease_entries_sql(2 * MOST_CHARGES_PER_INSERT), None);
     }
 }

@@ -11,6 +11,7 @@
 pub(crate) mod lease_runs;
 pub(crate) mod leases;
 pub(crate) mod reads;
+pub(crate) mod run_statements;
 pub(crate) mod statements;
 pub(crate) mod steps;
 mod usage;

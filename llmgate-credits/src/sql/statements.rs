@@ -39,13 +39,6 @@ SELECT CAST(balance_micros + COALESCE((SELECT SUM(amount_micros) FROM credit_hol
 WHERE credit_holds.user_id = $1 AND lease_seq IS NOT NULL), 0) AS BIGINT) \
 FROM credit_balances WHERE user_id = $1";
 
-/// An account's balance, and what it may spend as [`SELECT_SPENDABLE`] counts it, in one read
-/// (a run of lease charges needs both).
-pub(crate) const SELECT_BALANCE_AND_SPENDABLE: &str = "\
-SELECT balance_micros, CAST(balance_micros + COALESCE((SELECT SUM(amount_micros) FROM credit_holds \
-WHERE credit_holds.user_id = $1 AND lease_seq IS NOT NULL), 0) AS BIGINT) \
-FROM credit_balances WHERE user_id = $1";
-
 /// A lease, locked and its expiry renewed to `$2`; no row: it is gone (reclaimed or closed).
 pub(crate) const RENEW_LEASE: &str = "\
 UPDATE credit_holds SET expires_at = $2 WHERE id = $1 AND lease_seq IS NOT NULL \
