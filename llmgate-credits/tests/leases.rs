@@ -477,6 +477,7 @@ mod waits {
     };
     use llmgate_credits::PostgresCreditStore;
     use sqlx::{Connection, PgConnection};
+    use tokio::task::JoinHandle;
 
     use super::MARCH_1;
     use crate::support::{TestPostgres, top_up, usage_record};
@@ -501,6 +502,13 @@ mod waits {
             .await
             .unwrap();
         other
+    }
+
+    /// `task`'s outcome, once it waited for a row `other` holds and `other` committed.
+    async fn after_the_wait<T>(url: &str, mut other: PgConnection, task: JoinHandle<T>) -> T {
+        until_one_waits(url).await;
+        sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+        task.await.unwrap()
     }
 
     /// Until one backend of the database waits for a row lock.
@@ -529,7 +537,7 @@ mod waits {
         };
         let store = Arc::new(PostgresCreditStore::connect(&db.url).await.unwrap());
         top_up(&*store, "gus", 100).await;
-        let mut other = holding(
+        let other = holding(
             &db.url,
             "UPDATE credit_balances SET balance_micros = balance_micros + 1000 \
              WHERE user_id = 'gus'",
@@ -539,9 +547,7 @@ mod waits {
             let store = store.clone();
             async move { store.take_lease(ask("gus", None, 150)).await }
         });
-        until_one_waits(&db.url).await;
-        sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
-        let outcome = take.await.unwrap().unwrap();
+        let outcome = after_the_wait(&db.url, other, take).await.unwrap();
         assert!(
             matches!(
                 outcome,
@@ -567,7 +573,7 @@ mod waits {
         else {
             panic!("no lease");
         };
-        let mut other = holding(
+        let other = holding(
             &db.url,
             &format!(
                 "UPDATE credit_holds SET amount_micros = amount_micros + 1000 WHERE id = {lease_id}"
@@ -587,9 +593,7 @@ mod waits {
             let store = store.clone();
             async move { store.write_batch(&[charge]).await }
         });
-        until_one_waits(&db.url).await;
-        sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
-        let written = batch.await.unwrap();
+        let written = after_the_wait(&db.url, other, batch).await;
         assert!(
             matches!(written[..], [Ok(Written::LeaseCharged(Some(_)))]),
             "{written:?}"

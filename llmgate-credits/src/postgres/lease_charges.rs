@@ -38,28 +38,3 @@ impl PostgresCreditStore {
         )
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use llmgate_core::credits::LeaseCharge;
-
-    use crate::sql::lease_runs::{CombinedRows, group_by_lease, test_charge as charge};
-
-    #[test]
-    fn a_lease_whose_charges_repeat_a_write_number_is_left_to_the_one_by_one_path() {
-        let (a, b) = (charge("7", 2, 100), charge("7", 2, 100));
-        let charges: [&LeaseCharge; 2] = [&a, &b];
-        let rows = CombinedRows::of(&group_by_lease(&charges), &charges, 0);
-        assert!(rows.lease_id.is_empty());
-    }
-
-    #[test]
-    fn each_lease_is_one_row_with_its_charges_combined() {
-        let (a, b, c) = (charge("7", 1, 100), charge("8", 4, 5), charge("7", 2, 30));
-        let charges: [&LeaseCharge; 3] = [&a, &b, &c];
-        let rows = CombinedRows::of(&group_by_lease(&charges), &charges, 0);
-        assert_eq!(rows.lease_id, [7, 8]);
-        assert_eq!(rows.cost, [130, 5]);
-        assert_eq!((rows.first_seq, rows.last_seq), (vec![1, 4], vec![2, 4]));
-    }
-}

@@ -1,12 +1,14 @@
 //! Lease charges in runs: the consecutive lease charges of a ledger batch, written with a few
-//! statements per lease and per account instead of a few per charge (SQLite, whose one writer
-//! connection pays a hop to the database thread for every statement).
+//! statements per run instead of a few per charge (SQLite, whose one writer connection pays a
+//! hop to the database thread for every statement; PostgreSQL's batches charge their leases
+//! the same way, see `postgres::lease_batch`).
 //!
 //! A run keeps every rule of a charge written alone:
-//! - A lease's charges in the run are applied with one `UPDATE` when their write numbers rise
-//!   and the lease has seen none of them and holds their sum: each would then have applied in
-//!   turn. Otherwise (a retry, an over-drawn or gone lease) they are tried one by one, with the
-//!   same statement, exactly as alone.
+//! - A lease's charges in the run are combined when their write numbers rise, and every
+//!   lease of the run is charged at once (the backend's `charge_combined`) where it has seen
+//!   none of them and holds their sum: each would then have applied in turn. Otherwise (a
+//!   retry, an over-drawn or gone lease) they are tried one by one, with the one-lease
+//!   statement, exactly as alone.
 //! - Charges do not move balances, so an account's balance is the same for every charge of the
 //!   run: it is read once, after the updates. Each applied charge gets its `release` and its
 //!   `charge` entry side by side, in the run's order, so every `balance_after` is the running
@@ -176,10 +178,22 @@ pub(crate) fn insert_sizes(count: usize) -> impl Iterator<Item = usize> {
     })
 }
 
+/// `items` in consecutive chunks of the sizes [`insert_sizes`] gives, so each chunk has a
+/// prepared statement of its size.
+pub(crate) fn in_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    insert_sizes(items.len()).map(move |size| {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        chunk
+    })
+}
+
 /// The steps that write a run of lease charges inside a batch's transaction, for a store type
-/// (see `sql_credit_store!`). Runs are for a store whose `LEASE_CHARGE_STATEMENT` is `None`:
-/// SQLite, whose `?` parameters the entries `INSERT` uses; PostgreSQL charges with its one
-/// statement per request.
+/// (see `sql_credit_store!`, which also needs a backend's `charge_combined`). Whole runs with
+/// their entries are for a store whose `LEASE_CHARGE_STATEMENT` is `None`: SQLite, whose `?`
+/// parameters the run statements use; a charge alone on PostgreSQL is its one statement, and
+/// its batches use `apply_lease_charges` only (their entries are its own, `lease_entries`).
 macro_rules! sql_lease_charge_runs {
     ($store:ty, $db:ty) => {
         impl $store {
@@ -310,13 +324,10 @@ macro_rules! sql_lease_charge_runs {
                 users.dedup();
                 let mut accounts: Vec<$crate::sql::lease_runs::RunAccount> =
                     Vec::with_capacity(users.len());
-                let mut rest = users.as_slice();
-                for size in $crate::sql::lease_runs::insert_sizes(users.len()) {
-                    let (these, after) = rest.split_at(size);
-                    rest = after;
-                    let sql = $crate::sql::run_statements::accounts_sql(size).ok_or_else(|| {
-                        llmgate_core::Error::internal("no accounts statement of that size")
-                    })?;
+                for these in $crate::sql::lease_runs::in_chunks(&users) {
+                    let sql = $crate::sql::run_statements::accounts_sql(these.len()).ok_or_else(
+                        || llmgate_core::Error::internal("no accounts statement of that size"),
+                    )?;
                     let mut read = sqlx::query_as::<$db, (String, i64, i64)>(sql);
                     for user_id in these {
                         read = read.bind(*user_id);
@@ -359,12 +370,9 @@ macro_rules! sql_lease_charge_runs {
                         Some((*charge, user_id.as_str(), account.balance))
                     })
                     .collect();
-                let mut rest = applied.as_slice();
-                for size in $crate::sql::lease_runs::insert_sizes(applied.len()) {
-                    let (these, after) = rest.split_at(size);
-                    rest = after;
-                    let sql =
-                        $crate::sql::run_statements::lease_entries_sql(size).ok_or_else(|| {
+                for these in $crate::sql::lease_runs::in_chunks(&applied) {
+                    let sql = $crate::sql::run_statements::lease_entries_sql(these.len())
+                        .ok_or_else(|| {
                             llmgate_core::Error::internal("no entries statement of that size")
                         })?;
                     let mut insert = sqlx::query::<$db>(sql);
@@ -491,6 +499,33 @@ mod tests {
         let huge = charge("1", 10, i64::MAX);
         assert_eq!(combine(&[&a, &huge], 100), None);
         assert_eq!(combine(&[], 100), None);
+    }
+
+    #[test]
+    fn each_lease_is_one_combined_row() {
+        let (a, b, c) = (charge("7", 1, 100), charge("8", 4, 5), charge("7", 2, 30));
+        let charges = [&a, &b, &c];
+        let rows = CombinedRows::of(&group_by_lease(&charges), &charges, 0);
+        assert_eq!(rows.lease_id, [7, 8]);
+        assert_eq!(rows.cost, [130, 5]);
+        assert_eq!((rows.first_seq, rows.last_seq), (vec![1, 4], vec![2, 4]));
+    }
+
+    #[test]
+    fn a_lease_whose_charges_repeat_a_write_number_gets_no_combined_row() {
+        let (a, b) = (charge("7", 2, 100), charge("7", 2, 100));
+        let charges = [&a, &b];
+        let rows = CombinedRows::of(&group_by_lease(&charges), &charges, 0);
+        assert!(rows.lease_id.is_empty());
+    }
+
+    #[test]
+    fn chunks_cover_the_items_in_order() {
+        let items: Vec<usize> = (0..300).collect();
+        let chunks: Vec<&[usize]> = in_chunks(&items).collect();
+        let sizes: Vec<usize> = chunks.iter().map(|chunk| chunk.len()).collect();
+        assert_eq!(sizes, [128, 128, 32, 8, 4]);
+        assert_eq!(chunks.concat(), items);
     }
 
     #[test]

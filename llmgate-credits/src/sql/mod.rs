@@ -279,7 +279,8 @@ pub(crate) use sql_store_pool;
 /// Implements `CreditStore` for a store type with a `pool: sqlx::Pool<$db>` field,
 /// `HOLD_STATEMENT` / `SETTLE_STATEMENT` consts (a hold or settle as one statement, where the
 /// backend can: `Some(statements::PG_HOLD)`, else `None`), the lease consts that
-/// `sql_ledger_leases!` names, `async fn begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error>` for
+/// `sql_ledger_leases!` names, a `charge_combined` (see `sql_lease_charge_runs!`),
+/// `async fn begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error>` for
 /// ledger work (which may commit without waiting for the disk), `begin_credit` with the same
 /// signature plus `async fn credit_committed(&self)` for credits (which wait for the disk),
 /// a `fn write_pool(&self) -> &sqlx::Pool<$db>` for single-statement writes, and an

@@ -8,7 +8,7 @@ use sqlx::{Sqlite, Transaction};
 
 use super::SqliteCreditStore;
 use crate::error::database_error;
-use crate::sql::lease_runs::{CombinedRows, insert_sizes};
+use crate::sql::lease_runs::{CombinedRows, in_chunks};
 use crate::sql::run_statements::charge_leases_sql;
 
 impl SqliteCreditStore {
@@ -18,12 +18,12 @@ impl SqliteCreditStore {
         rows: &CombinedRows,
     ) -> Result<HashMap<i64, String>> {
         let mut owners = HashMap::with_capacity(rows.lease_id.len());
-        let mut from = 0;
-        for size in insert_sizes(rows.lease_id.len()) {
-            let sql = charge_leases_sql(size)
+        let positions: Vec<usize> = (0..rows.lease_id.len()).collect();
+        for these in in_chunks(&positions) {
+            let sql = charge_leases_sql(these.len())
                 .ok_or_else(|| Error::internal("no lease charge statement of that size"))?;
             let mut charge = sqlx::query_as::<Sqlite, (i64, String)>(sql);
-            for at in from..from + size {
+            for &at in these {
                 charge = charge
                     .bind(rows.lease_id[at])
                     .bind(rows.cost[at])
@@ -31,7 +31,6 @@ impl SqliteCreditStore {
                     .bind(rows.last_seq[at])
                     .bind(rows.expires_at[at]);
             }
-            from += size;
             let charged = charge
                 .fetch_all(&mut **tx)
                 .await
