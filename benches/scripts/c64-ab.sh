@@ -2,8 +2,9 @@
 # c64-ab.sh BIN MODE SECS [CONC]: one free-route cell, the way the traces figures in
 # docs/benchmarks.md ("Traces at 64 clients (session 8)") were taken: `loadgen upstream` (the
 # fake OpenAI upstream, its own process; it also accepts the OTLP posts), the gateway BIN on a
-# SQLite file with the request log on and RUST_LOG=warn, traces exported when MODE is `on`
-# (`off`: none), then `loadgen run` at CONC clients (64) for SECS seconds after a warm-up.
+# SQLite file with the request log on and RUST_LOG=warn (RIG_LOG=info: the default level),
+# traces exported when MODE is `on` (`off`: none), then `loadgen run` at CONC clients (64)
+# for SECS seconds after a warm-up.
 # Prints req/s and, per request, the gateway's CPU, context switches and minor faults
 # (THR=1: per thread too), and the upstream's CPU (it is also the traces' collector).
 # LOADGEN=path overrides `loadgen` beside BIN. ROUTE=paid: the paid route instead (a funded
@@ -66,7 +67,7 @@ models:
 
 $TEL
 Y
-RUST_LOG=warn $PRE $BIN serve --config $W/c.yaml > $W/log 2>&1 &
+RUST_LOG=${RIG_LOG:-warn} $PRE $BIN serve --config $W/c.yaml > $W/log 2>&1 &
 G=$!
 for i in $(seq 600); do curl -sf http://127.0.0.1:$PORT/health >/dev/null && break; sleep 0.1; done
 curl -sf http://127.0.0.1:$PORT/health >/dev/null || { echo "gateway down:"; cat $W/log; cat $W/c.yaml; kill $G $UP_PID; exit 1; }

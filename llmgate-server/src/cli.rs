@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError, ConfigSource, Env};
+use crate::log_lines::{BatchedLines, Flusher};
 use crate::master_key::{KeyOrigin, MasterKey, byok_key_from_dir, data_dir};
 use crate::server::{Server, shutdown_signal};
 use crate::state::{provider_names, provider_problems};
@@ -100,7 +101,8 @@ pub enum ImportFrom {
 /// Parse the command line and run it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    // Held to the end of `main`: dropping it writes the last buffered log lines.
+    let _log_flusher = init_logging(cli.log_json);
     let env = Env::process();
     match cli.command {
         Command::Check { config } => check(&config, &env),
@@ -130,13 +132,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(json: bool) {
+fn init_logging(json: bool) -> Flusher {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (lines, flusher) = BatchedLines::start(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(lines);
     let _ = if json {
         // One flat object per line: the event's fields at the top, the request span's fields
         // (request id, model, provider, ...) under `span`.
@@ -149,6 +152,7 @@ fn init_logging(json: bool) {
     } else {
         builder.try_init()
     };
+    flusher
 }
 
 /// `llmgate check --config FILE`.

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 mod connections;
 mod ledger_verify;
+mod log_lines;
 pub mod master_key;
 mod offline;
 mod probe;

@@ -266,6 +266,8 @@ routing:
     assert_eq!(balance, entries_sum, "{entries:?}");
     pool.close().await;
     assert!(log.contains("SIGTERM received"), "{log}");
+    // The last lines were held in the log's buffer: the exit wrote them, the requests' too.
     assert!(log.contains("ledger settled"), "{log}");
+    assert!(log.contains("path=/v1/chat/completions"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
