@@ -8,6 +8,10 @@
 //! whatever is buffered, so what explains a failure is never held back and lines keep their
 //! order. Dropping the [`Flusher`] (a graceful exit) writes everything; `kill -9` loses at most
 //! the last [`HOLD_FOR`] of info lines.
+//!
+//! A request never waits for the sink on an info line: when the sink falls behind by
+//! [`MOST_HELD`] (a disk throttling its writes, a pipe nobody reads), further info lines are
+//! dropped and a line says how many. Warnings and errors wait, as a plain writer would.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -19,9 +23,12 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// How long the first buffered line waits for others to join it.
 pub const HOLD_FOR: Duration = Duration::from_millis(20);
-/// Past this many buffered bytes the line that crosses it writes them all itself, so a sink
-/// slower than the lines come cannot grow the buffer without bound.
-const MOST_HELD: usize = 256 * 1024;
+/// Past this many buffered bytes info lines are dropped (counted): the bound on what a sink
+/// slower than the lines can hold in memory. 64 clients log about 200 KiB in [`HOLD_FOR`].
+const MOST_HELD: usize = 1024 * 1024;
+/// A batch buffer up to this size is kept for the next batch; a larger one (after a burst) is
+/// given back.
+const KEPT_CAPACITY: usize = 256 * 1024;
 
 /// The `MakeWriter` the log subscriber writes through.
 #[derive(Clone)]
@@ -46,6 +53,8 @@ struct Shared {
 #[derive(Default)]
 struct Held {
     bytes: Vec<u8>,
+    /// Info lines dropped since the last batch: the sink was [`MOST_HELD`] behind.
+    dropped: u64,
     /// No flushing thread (it ended or never started): every line is written at once.
     closed: bool,
 }
@@ -99,13 +108,17 @@ impl Shared {
         }
     }
 
-    /// Buffer a line, or write it (and what is buffered) at once when nothing will flush it
-    /// or the buffer is full.
+    /// Buffer a line, write it at once when nothing will flush it, or drop it when the sink
+    /// is [`MOST_HELD`] behind.
     fn hold(&self, line: &[u8]) {
         let mut held = lock(&self.held);
-        if held.closed || held.bytes.len() + line.len() > MOST_HELD {
+        if held.closed {
             drop(held);
             self.write_held(line);
+            return;
+        }
+        if held.bytes.len() + line.len() > MOST_HELD {
+            held.dropped += 1;
             return;
         }
         let was_empty = held.bytes.is_empty();
@@ -119,14 +132,27 @@ impl Shared {
     /// Write everything buffered, then `line`.
     fn write_held(&self, line: &[u8]) {
         let mut sink = lock(&self.sink);
-        let mut batch = std::mem::take(&mut lock(&self.held).bytes);
+        let (mut batch, dropped) = {
+            let mut held = lock(&self.held);
+            (
+                std::mem::take(&mut held.bytes),
+                std::mem::take(&mut held.dropped),
+            )
+        };
+        if dropped > 0 {
+            let notice = format!(
+                "llmgate: {dropped} log line(s) dropped: the log's destination was slower than \
+                 the lines came\n"
+            );
+            batch.extend_from_slice(notice.as_bytes());
+        }
         batch.extend_from_slice(line);
         // A log line that cannot be written has nowhere better to go.
         let _ = sink.write_all(&batch).and_then(|()| sink.flush());
         batch.clear();
         // The emptied buffer keeps its capacity for the next batch when nothing was held since.
         let mut held = lock(&self.held);
-        if held.bytes.is_empty() && batch.capacity() <= MOST_HELD {
+        if held.bytes.is_empty() && batch.capacity() <= KEPT_CAPACITY {
             held.bytes = batch;
         }
     }
@@ -259,18 +285,54 @@ mod tests {
         assert_eq!(sink.text(), "last\nafter\n");
     }
 
+    /// A sink that blocks until the test lets it go: one that fell behind.
+    #[derive(Clone)]
+    struct Stalled {
+        written: Collected,
+        gate: Arc<Mutex<()>>,
+    }
+
+    impl Write for Stalled {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let _open = lock(&self.gate);
+            self.written.write(bytes)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
-    fn a_full_buffer_is_written_by_the_line_that_fills_it() {
-        let sink = Collected::default();
-        let (lines, _flusher) = BatchedLines::start(sink.clone());
-        let line = vec![b'x'; MOST_HELD / 2];
-        writer(&lines, false).write_all(&line).unwrap();
-        writer(&lines, false).write_all(&line).unwrap();
-        writer(&lines, false).write_all(b"!").unwrap();
-        // The third crossed the bound: all three written, in order, before it returned.
-        let text = sink.text();
-        assert_eq!(text.len(), MOST_HELD + 1);
-        assert!(text.ends_with('!'));
+    fn a_sink_that_falls_behind_costs_dropped_lines_not_waiting_requests() {
+        let written = Collected::default();
+        let gate = Arc::new(Mutex::new(()));
+        let closed = lock(&gate);
+        let sink = Stalled {
+            written: written.clone(),
+            gate: gate.clone(),
+        };
+        let (lines, flusher) = BatchedLines::start(sink);
+        // The flusher takes the first line and blocks in the sink; what comes after is held
+        // up to the bound, then dropped, and none of these writes waits.
+        writer(&lines, false).write_all(b"first\n").unwrap();
+        while !lock(&lines.shared.held).bytes.is_empty() {
+            std::thread::sleep(HOLD_FOR / 4);
+        }
+        let line = vec![b'x'; MOST_HELD / 4 - 1];
+        let line = [line.as_slice(), b"\n"].concat();
+        for _ in 0..6 {
+            writer(&lines, false).write_all(&line).unwrap();
+        }
+        drop(closed);
+        drop(flusher);
+        let text = written.text();
+        assert!(text.starts_with("first\n"), "{}", &text[..40]);
+        assert_eq!(text.matches('x').count(), 4 * (MOST_HELD / 4 - 1));
+        assert!(
+            text.ends_with("llmgate: 2 log line(s) dropped: the log's destination was slower than the lines came\n"),
+            "{}",
+            &text[text.len() - 120..]
+        );
     }
 
     #[test]
