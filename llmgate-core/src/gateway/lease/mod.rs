@@ -288,6 +288,15 @@ impl LeaseState {
         })
     }
 
+    /// A hold was refused though this lease holds part of what it needed: the balance is
+    /// spread over replicas too thinly for any one of them to gather a hold. Give everything
+    /// back as soon as no hold is in flight (now, if none is) so the replica that asks next
+    /// can gather it, rather than after the idle time.
+    pub fn refused(&mut self, user_id: &str) -> Option<LeaseReturn> {
+        self.lease.as_mut()?.constrained = true;
+        self.close(user_id)
+    }
+
     /// Close the lease if it idled `idle` with no hold in flight.
     pub fn close_if_idle(
         &mut self,

@@ -47,6 +47,37 @@ fn a_settle_gives_back_the_unspent_part_and_numbers_its_charge() {
 }
 
 #[test]
+fn a_refused_hold_gives_the_lease_back_once_nothing_is_in_flight() {
+    let now = Instant::now();
+    let mut state = LeaseState::new(now);
+    // A large balance when it was taken: kept until it idles, whatever the surplus.
+    taken(&mut state, "7", 100, false);
+    state.serve("u", 70, now).unwrap();
+    state.serve("u", 20, now).unwrap();
+    // A hold of 50 refused (the balance could not cover the other 40): a hold is in flight,
+    // so nothing goes back yet, but the last settle gives everything back.
+    assert!(state.refused("u").is_none());
+    state.settle("7", 70, 70, now);
+    assert!(
+        state.surplus("u", now).is_none(),
+        "a hold is still in flight"
+    );
+    state.settle("7", 20, 5, now);
+    let give = state.surplus("u", now).unwrap();
+    assert_eq!((give.amount_micros, give.close), (25, true));
+    assert!(state.lease.is_none());
+    // Refused with nothing in flight: everything at once.
+    taken(&mut state, "8", 30, false);
+    let give = state.refused("u").unwrap();
+    assert_eq!(
+        (give.lease_id.as_str(), give.amount_micros, give.close),
+        ("8", 30, true)
+    );
+    // No lease: nothing to give.
+    assert!(state.refused("u").is_none());
+}
+
+#[test]
 fn a_small_balance_goes_back_as_soon_as_nothing_is_in_flight() {
     let now = Instant::now();
     let mut state = LeaseState::new(now);

@@ -61,6 +61,7 @@ impl LedgerWriter {
             match detached(take).await {
                 Some(Ok(Took::Ready)) => {}
                 Some(Ok(Took::Short { balance, available })) => {
+                    self.give_back_refused(&account, &request.user_id).await;
                     return Err(Error::insufficient_credits(amount, balance + available));
                 }
                 Some(Err(error)) => return Err(error),
@@ -68,6 +69,24 @@ impl LedgerWriter {
             }
         }
         self.hold_awaited(request).await
+    }
+
+    /// A hold was refused: give the account's lease back (see `LeaseState::refused`) and wait
+    /// for the return to be written, so the replica the client tries next finds it in the
+    /// balance. Two replicas each keeping less than a hold, with the rest in the balance, would
+    /// otherwise refuse every request until one lease idled.
+    async fn give_back_refused(&self, account: &LeaseAccount, user_id: &str) {
+        let Some(sending) = self.sending() else {
+            return;
+        };
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            return;
+        };
+        let give = account.lock().refused(user_id);
+        if let Some(give) = give {
+            send(&sending, LedgerWrite::LeaseReturn(give), None, slot);
+            self.progress.flushed().await;
+        }
     }
 
     /// Settle (`charge`) or release (`None`) a hold served from lease `lease_id`: in memory at
