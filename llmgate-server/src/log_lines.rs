@@ -14,10 +14,11 @@
 //! dropped and a line says how many. Warnings and errors wait, as a plain writer would.
 
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use llmgate_core::sync::lock;
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -31,7 +32,6 @@ const MOST_HELD: usize = 1024 * 1024;
 const KEPT_CAPACITY: usize = 256 * 1024;
 
 /// The `MakeWriter` the log subscriber writes through.
-#[derive(Clone)]
 pub struct BatchedLines {
     shared: Arc<Shared>,
 }
@@ -212,11 +212,6 @@ impl<'a> MakeWriter<'a> for BatchedLines {
 fn written_at_once(level: &Level) -> bool {
     // Levels order by verbosity: ERROR < WARN < INFO.
     *level <= Level::WARN
-}
-
-/// A log line written while another thread panicked holding the lock is still worth writing.
-fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
